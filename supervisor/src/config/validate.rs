@@ -1,0 +1,213 @@
+//! From TOML text to a resolved [`Config`](super::Config): split the document
+//! into sections, deserialize each with every error collected, then check the
+//! rules that span fields and apps (unique names, port ranges, delays).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::Report;
+use super::schema::{AppSection, DaemonSection, FileSection};
+use super::units::EnvValue;
+use super::{AppSpec, Config, DaemonSpec, RestartPolicy, default_home, normalize};
+
+type Profiles = BTreeMap<String, BTreeMap<String, EnvValue>>;
+
+/// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
+pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
+    let source = report.source;
+    let (doc, syntax) = DeTable::parse_recoverable(source);
+    for err in &syntax {
+        report.push_toml(err, 0..0);
+    }
+    if !syntax.is_empty() {
+        return None;
+    }
+    let mut file = FileSection::default();
+    let mut ok = true;
+    for (key, value) in doc.get_ref().iter() {
+        match key.get_ref().as_ref() {
+            "daemon" => match report.collect::<DaemonSection>(value) {
+                Some(d) => file.daemon = d,
+                None => ok = false,
+            },
+            "apps" => {
+                let DeValue::Array(items) = value.get_ref() else {
+                    report.push(value.span(), "`apps` must be an array of tables: write each app as [[apps]]");
+                    ok = false;
+                    continue;
+                };
+                for item in items.iter() {
+                    match read_app(report, item) {
+                        Some(app) => file.apps.push(app),
+                        None => ok = false,
+                    }
+                }
+            }
+            other => {
+                report.push(key.span(), format!("unknown section `{other}`, expected `daemon` or `apps`"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(file)
+}
+
+/// One `[[apps]]` table: split off `env_<NAME>` profiles, then deserialize the rest.
+fn read_app(report: &mut Report<'_>, item: &Spanned<DeValue<'_>>) -> Option<(AppSection, Profiles)> {
+    let DeValue::Table(table) = item.get_ref() else {
+        report.push(item.span(), "each entry of `apps` must be a table");
+        return None;
+    };
+    let mut rest = DeTable::new();
+    let mut profiles = Profiles::new();
+    let mut ok = true;
+    for (k, v) in table.iter() {
+        let name = k.get_ref().as_ref();
+        match name.strip_prefix("env_") {
+            Some(profile) if name != "env_file" => match report.collect::<BTreeMap<String, EnvValue>>(v) {
+                Some(map) => {
+                    ok &= check_env_keys(report, v, &map);
+                    profiles.insert(profile.to_owned(), map);
+                }
+                None => ok = false,
+            },
+            _ => {
+                rest.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let rest = Spanned::new(item.span(), DeValue::Table(rest));
+    let app: AppSection = report.collect(&rest)?;
+    let env_value = table.get("env").cloned();
+    if let Some(v) = &env_value {
+        ok &= check_env_keys(report, v, &app.env);
+    }
+    ok.then_some((app, profiles))
+}
+
+fn check_env_keys(report: &mut Report<'_>, at: &Spanned<DeValue<'_>>, map: &BTreeMap<String, EnvValue>) -> bool {
+    let mut ok = true;
+    for key in map.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            report.push(at.span(), format!("invalid environment variable name {key:?}"));
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Cross-field checks and path resolution.
+pub(super) fn resolve(
+    report: &mut Report<'_>,
+    file: FileSection,
+    base: &Path,
+    path: &Path,
+    env_name: Option<&str>,
+) -> Option<Config> {
+    let home = file.daemon.home.as_ref().map_or_else(default_home, |h| normalize(&base.join(h)));
+    let log_dir = file.daemon.log_dir.as_ref().map_or_else(|| home.join("logs"), |l| normalize(&base.join(l)));
+    let mut apps = Vec::new();
+    let mut ports: Vec<(Range<u32>, String)> = Vec::new();
+    let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for (app, profiles) in file.apps {
+        let name = app.name.get_ref().clone();
+        let name_span = app.name.span();
+        if let Some(first) = names.get(&name) {
+            let line = report.source[..first.start].matches('\n').count() + 1;
+            report.push(name_span.clone(), format!("duplicate app name `{name}` (first defined on line {line})"));
+        } else {
+            names.insert(name.clone(), name_span.clone());
+        }
+        if name.is_empty() || name == "all" || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            report.push(name_span, format!("invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\""));
+        }
+        if app.script.get_ref().trim().is_empty() {
+            report.push(app.script.span(), "`script` must not be empty");
+        }
+        let instances = app.instances.resolve();
+        if let Some(port) = &app.port {
+            let start = u32::from(*port.get_ref());
+            let range = start..start + instances;
+            if start == 0 || range.end > 65536 {
+                report.push(port.span(), format!("port range {}..{} of `{name}` is outside 1..65535", range.start, range.end - 1));
+            }
+            for (other, other_name) in &ports {
+                if range.start < other.end && other.start < range.end {
+                    report.push(
+                        port.span(),
+                        format!(
+                            "ports {}-{} of `{name}` collide with ports {}-{} of `{other_name}`",
+                            range.start,
+                            range.end - 1,
+                            other.start,
+                            other.end - 1
+                        ),
+                    );
+                }
+            }
+            ports.push((range, name.clone()));
+        }
+        if app.restart_delay.0 > app.restart_delay_max.0 {
+            report.push(name_span_of(&app), format!("`restart_delay` of `{name}` is larger than `restart_delay_max`"));
+        }
+        if app.kill_timeout.0.is_zero() {
+            report.push(name_span_of(&app), format!("`kill_timeout` of `{name}` must be greater than zero"));
+        }
+        let mut env = BTreeMap::new();
+        let env_file = app.env_file.as_ref().map(|f| normalize(&base.join(f.get_ref())));
+        if let (Some(spanned), Some(env_path)) = (&app.env_file, &env_file) {
+            match read_env_file(env_path) {
+                Ok(pairs) => env.extend(pairs),
+                Err(msg) => report.push(spanned.span(), msg),
+            }
+        }
+        env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+        if let Some(profile) = env_name.and_then(|n| profiles.get(n)) {
+            env.extend(profile.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+        }
+        let cwd = app.cwd.as_ref().map_or_else(|| base.to_path_buf(), |c| normalize(&base.join(c)));
+        apps.push(AppSpec {
+            name,
+            script: app.script.get_ref().clone(),
+            args: app.args.clone(),
+            cwd,
+            instances,
+            port: app.port.as_ref().map(|p| *p.get_ref()),
+            env,
+            env_file,
+            max_memory_restart: app.max_memory_restart,
+            kill_signal: app.kill_signal,
+            kill_timeout: app.kill_timeout.0,
+            restart: RestartPolicy {
+                autorestart: app.autorestart,
+                stop_exit_codes: app.stop_exit_codes.clone(),
+                min_uptime: app.min_uptime.0,
+                max_restarts: app.max_restarts,
+                restart_delay: app.restart_delay.0,
+                restart_delay_max: app.restart_delay_max.0,
+                crash_loop_max_retries: app.crash_loop_max_retries,
+                kill_timeout: app.kill_timeout.0,
+            },
+            autostart: app.autostart,
+        });
+    }
+    Some(Config { file: path.to_path_buf(), daemon: DaemonSpec { home, log_dir }, apps })
+}
+
+fn name_span_of(app: &AppSection) -> Range<usize> {
+    app.name.span()
+}
+
+fn read_env_file(path: &PathBuf) -> Result<Vec<(String, String)>, String> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| match e {
+        dotenvy::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("env_file {} not found", path.display())
+        }
+        other => format!("cannot read env_file {}: {other}", path.display()),
+    })?;
+    iter.map(|item| item.map_err(|e| format!("env_file {}: {e}", path.display()))).collect()
+}
