@@ -4,3 +4,4 @@
 //! - [`lifecycle`] is the pure state machine of one instance (no I/O).
 
 pub mod config;
+pub mod lifecycle;

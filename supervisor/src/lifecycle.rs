@@ -1,0 +1,322 @@
+//! The lifecycle of one instance as a pure state machine: `step(fact) -> actions`.
+//!
+//! No processes, clocks or timers live here. The daemon feeds in what happened
+//! (a user asked to stop, the process exited, a timer fired) together with the
+//! current time and a random number for jitter, and carries out the actions
+//! returned. Every decision about restarts, backoff and the crash loop is made
+//! here and is unit-tested without processes.
+//!
+//! Restart rules (README, "Restart policy"):
+//! - a run shorter than `min_uptime` is *unstable*; a longer one resets the count;
+//! - after a stable run the instance is started again at once;
+//! - after the n-th unstable run in a row it waits a random delay in
+//!   `[0, min(restart_delay_max, restart_delay * 2^(n-1)))` (full jitter);
+//! - from `max_restarts` unstable runs on it is in `crash-loop` and retries every
+//!   `restart_delay_max`, forever unless `crash_loop_max_retries` is set, after
+//!   which it is `errored` and waits for a human.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::{Autorestart, RestartPolicy};
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Stopped,
+    Starting,
+    Online,
+    Stopping,
+    WaitingRestart,
+    CrashLoop,
+    Errored,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Starting => "starting",
+            State::Online => "online",
+            State::Stopping => "stopping",
+            State::WaitingRestart => "waiting-restart",
+            State::CrashLoop => "crash-loop",
+            State::Errored => "errored",
+        }
+    }
+
+    /// A state that will not change without a new fact from outside except by a timer.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, State::Starting | State::Stopping)
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Why the last run ended, as shown by `describe` and the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastExit {
+    pub status: Option<ExitStatus>,
+    /// `stopped` (asked to), `exited` (an exit code in `stop_exit_codes`), `crashed`, `spawn-failed`.
+    pub reason: &'static str,
+    pub error: Option<String>,
+    pub uptime: Duration,
+    pub at: SystemTime,
+}
+
+/// Something that happened to an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Start,
+    Stop,
+    Restart,
+    Delete,
+    Spawned { pid: u32 },
+    SpawnFailed { error: String },
+    Exited { status: ExitStatus },
+    /// A timer scheduled with [`Action::Schedule`] fired.
+    Timer { epoch: u64 },
+}
+
+/// What the daemon must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start a process; answer with `Spawned` or `SpawnFailed`.
+    Spawn,
+    /// Send `kill_signal` to every process of the instance.
+    Terminate,
+    /// SIGKILL every process of the instance.
+    Kill,
+    /// End whatever the last process left behind (its group, its descendants).
+    Cleanup,
+    /// Feed back `Fact::Timer { epoch }` after `after`.
+    Schedule { after: Duration, epoch: u64 },
+    /// Forget the instance.
+    Remove,
+}
+
+/// What to do once a stop completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    StayStopped,
+    Start,
+    Remove,
+}
+
+/// The inputs that are not facts: time and randomness.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: Instant,
+    pub wall: SystemTime,
+    /// Uniform in `[0, 1)`, used for backoff jitter.
+    pub jitter: f64,
+}
+
+/// The lifecycle data of one instance.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub state: State,
+    pub pid: Option<u32>,
+    pub started_at: Option<Instant>,
+    /// Every start after the first: automatic or asked for.
+    pub restarts: u32,
+    /// Unstable runs in a row.
+    pub unstable: u32,
+    pub crash_loop_retries: u32,
+    pub next_retry: Option<Instant>,
+    pub last_exit: Option<LastExit>,
+    /// Bumped whenever pending timers become meaningless.
+    pub epoch: u64,
+    then: Then,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            state: State::Stopped,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            unstable: 0,
+            crash_loop_retries: 0,
+            next_retry: None,
+            last_exit: None,
+            epoch: 0,
+            then: Then::StayStopped,
+        }
+    }
+}
+
+/// Full-jitter backoff before the `n`-th unstable restart in a row (`n >= 1`).
+pub fn backoff(policy: &RestartPolicy, n: u32, jitter: f64) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(31));
+    let ceiling = policy.restart_delay.saturating_mul(factor).min(policy.restart_delay_max);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+impl Lifecycle {
+    /// Apply one fact; return the actions to carry out, in order.
+    pub fn step(&mut self, policy: &RestartPolicy, fact: Fact, ctx: Ctx) -> Vec<Action> {
+        use State::*;
+        match (self.state, fact) {
+            (Stopped | Errored | WaitingRestart | CrashLoop, Fact::Start | Fact::Restart) => {
+                let was_started = self.last_exit.is_some();
+                self.unstable = 0;
+                self.crash_loop_retries = 0;
+                self.spawn(was_started)
+            }
+            (Starting | Online, Fact::Start) => vec![],
+            (Stopping, Fact::Start | Fact::Restart) => {
+                self.then = Then::Start;
+                vec![]
+            }
+            (Starting | Online, Fact::Restart) => self.begin_stop(policy, Then::Start),
+            (Starting | Online, Fact::Stop) => self.begin_stop(policy, Then::StayStopped),
+            (Starting | Online, Fact::Delete) => self.begin_stop(policy, Then::Remove),
+            (Stopping, Fact::Stop) => {
+                self.then = Then::StayStopped;
+                vec![]
+            }
+            (Stopping, Fact::Delete) => {
+                self.then = Then::Remove;
+                vec![]
+            }
+            (Stopped | Errored | WaitingRestart | CrashLoop, Fact::Stop) => {
+                self.settle(Stopped);
+                vec![]
+            }
+            (Stopped | Errored | WaitingRestart | CrashLoop, Fact::Delete) => {
+                self.settle(Stopped);
+                vec![Action::Remove]
+            }
+            (Starting, Fact::Spawned { pid }) => {
+                self.state = Online;
+                self.pid = Some(pid);
+                self.started_at = Some(ctx.now);
+                vec![]
+            }
+            (Starting, Fact::SpawnFailed { error }) => {
+                self.last_exit = Some(LastExit {
+                    status: None,
+                    reason: "spawn-failed",
+                    error: Some(error),
+                    uptime: Duration::ZERO,
+                    at: ctx.wall,
+                });
+                self.after_exit(policy, None, Duration::ZERO, ctx)
+            }
+            (Online, Fact::Exited { status }) => {
+                let uptime = self.uptime(ctx.now);
+                let expected = matches!(status, ExitStatus::Code(c) if policy.stop_exit_codes.contains(&c));
+                self.record_exit(status, if expected { "exited" } else { "crashed" }, uptime, ctx);
+                let mut actions = vec![Action::Cleanup];
+                actions.extend(self.after_exit(policy, Some(status), uptime, ctx));
+                actions
+            }
+            (Stopping, Fact::Exited { status }) => {
+                let uptime = self.uptime(ctx.now);
+                self.record_exit(status, "stopped", uptime, ctx);
+                let mut actions = vec![Action::Cleanup];
+                match self.then {
+                    Then::StayStopped => self.settle(Stopped),
+                    Then::Start => {
+                        self.unstable = 0;
+                        self.crash_loop_retries = 0;
+                        actions.extend(self.spawn(true));
+                    }
+                    Then::Remove => {
+                        self.settle(Stopped);
+                        actions.push(Action::Remove);
+                    }
+                }
+                actions
+            }
+            (Stopping, Fact::Timer { epoch }) if epoch == self.epoch => vec![Action::Kill],
+            (WaitingRestart | CrashLoop, Fact::Timer { epoch }) if epoch == self.epoch => self.spawn(true),
+            // Stale timers, and facts that cannot apply in this state, change nothing.
+            _ => vec![],
+        }
+    }
+
+    fn uptime(&self, now: Instant) -> Duration {
+        self.started_at.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+
+    fn record_exit(&mut self, status: ExitStatus, reason: &'static str, uptime: Duration, ctx: Ctx) {
+        self.pid = None;
+        self.started_at = None;
+        self.last_exit = Some(LastExit { status: Some(status), reason, error: None, uptime, at: ctx.wall });
+    }
+
+    fn spawn(&mut self, is_restart: bool) -> Vec<Action> {
+        if is_restart {
+            self.restarts += 1;
+        }
+        self.state = State::Starting;
+        self.next_retry = None;
+        self.epoch += 1;
+        self.then = Then::StayStopped;
+        vec![Action::Spawn]
+    }
+
+    fn settle(&mut self, state: State) {
+        self.state = state;
+        self.next_retry = None;
+        self.epoch += 1;
+        self.then = Then::StayStopped;
+    }
+
+    fn begin_stop(&mut self, policy: &RestartPolicy, then: Then) -> Vec<Action> {
+        self.state = State::Stopping;
+        self.then = then;
+        self.epoch += 1;
+        vec![Action::Terminate, Action::Schedule { after: policy.kill_timeout, epoch: self.epoch }]
+    }
+
+    /// Decide what follows an unexpected end of a run (`status` is `None` when the spawn failed).
+    fn after_exit(&mut self, policy: &RestartPolicy, status: Option<ExitStatus>, uptime: Duration, ctx: Ctx) -> Vec<Action> {
+        let stable = uptime >= policy.min_uptime;
+        if stable {
+            self.unstable = 0;
+            self.crash_loop_retries = 0;
+        }
+        let wanted = match policy.autorestart {
+            Autorestart::Never => false,
+            Autorestart::Always => true,
+            Autorestart::OnFailure => !matches!(status, Some(ExitStatus::Code(c)) if policy.stop_exit_codes.contains(&c)),
+        };
+        if !wanted {
+            self.settle(State::Stopped);
+            return vec![];
+        }
+        if stable {
+            return self.spawn(true);
+        }
+        self.unstable += 1;
+        let (state, delay) = if self.unstable >= policy.max_restarts {
+            if policy.crash_loop_max_retries.is_some_and(|max| self.crash_loop_retries >= max) {
+                self.settle(State::Errored);
+                return vec![];
+            }
+            self.crash_loop_retries += 1;
+            (State::CrashLoop, policy.restart_delay_max)
+        } else {
+            (State::WaitingRestart, backoff(policy, self.unstable, ctx.jitter))
+        };
+        self.settle(state);
+        self.next_retry = Some(ctx.now + delay);
+        vec![Action::Schedule { after: delay, epoch: self.epoch }]
+    }
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
