@@ -79,11 +79,19 @@ pub enum Fact {
     Stop,
     Restart,
     Delete,
-    Spawned { pid: u32 },
-    SpawnFailed { error: String },
-    Exited { status: ExitStatus },
+    Spawned {
+        pid: u32,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    Exited {
+        status: ExitStatus,
+    },
     /// A timer scheduled with [`Action::Schedule`] fired.
-    Timer { epoch: u64 },
+    Timer {
+        epoch: u64,
+    },
 }
 
 /// What the daemon must do.
@@ -282,7 +290,13 @@ impl Lifecycle {
     }
 
     /// Decide what follows an unexpected end of a run (`status` is `None` when the spawn failed).
-    fn after_exit(&mut self, policy: &RestartPolicy, status: Option<ExitStatus>, uptime: Duration, ctx: Ctx) -> Vec<Action> {
+    fn after_exit(
+        &mut self,
+        policy: &RestartPolicy,
+        status: Option<ExitStatus>,
+        uptime: Duration,
+        ctx: Ctx,
+    ) -> Vec<Action> {
         let stable = uptime >= policy.min_uptime;
         if stable {
             self.unstable = 0;
@@ -291,7 +305,9 @@ impl Lifecycle {
         let wanted = match policy.autorestart {
             Autorestart::Never => false,
             Autorestart::Always => true,
-            Autorestart::OnFailure => !matches!(status, Some(ExitStatus::Code(c)) if policy.stop_exit_codes.contains(&c)),
+            Autorestart::OnFailure => {
+                !matches!(status, Some(ExitStatus::Code(c)) if policy.stop_exit_codes.contains(&c))
+            }
         };
         if !wanted {
             self.settle(State::Stopped);

@@ -119,7 +119,10 @@ fn max_restarts_unstable_runs_enter_crash_loop_which_retries_forever() {
         let expected_state = if i + 1 >= p.max_restarts { State::CrashLoop } else { State::WaitingRestart };
         assert_eq!(lc.state, expected_state, "run {i}");
         if lc.state == State::CrashLoop {
-            assert_eq!(actions, vec![Action::Cleanup, Action::Schedule { after: p.restart_delay_max, epoch: lc.epoch }]);
+            assert_eq!(
+                actions,
+                vec![Action::Cleanup, Action::Schedule { after: p.restart_delay_max, epoch: lc.epoch }]
+            );
             assert_eq!(lc.next_retry, Some(clock.ctx(0.0).now + p.restart_delay_max));
         }
         let epoch = lc.epoch;
@@ -138,7 +141,12 @@ fn crash_loop_gives_up_only_when_configured() {
         &[
             (0, Fact::Start, State::Starting, vec![Action::Spawn]),
             (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
-            (10, CRASH, State::CrashLoop, vec![Action::Cleanup, Action::Schedule { after: Duration::from_secs(30), epoch: 2 }]),
+            (
+                10,
+                CRASH,
+                State::CrashLoop,
+                vec![Action::Cleanup, Action::Schedule { after: Duration::from_secs(30), epoch: 2 }],
+            ),
             (0, Fact::Timer { epoch: 2 }, State::Starting, vec![Action::Spawn]),
             (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
             (10, CRASH, State::Errored, vec![Action::Cleanup]),
@@ -236,10 +244,20 @@ fn restart_stops_then_starts_and_delete_removes() {
             (0, Fact::Start, State::Starting, vec![Action::Spawn]),
             (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
             (0, Fact::Restart, State::Stopping, vec![Action::Terminate, sched(5000, 2)]),
-            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Starting, vec![Action::Cleanup, Action::Spawn]),
+            (
+                10,
+                Fact::Exited { status: ExitStatus::Signal(15) },
+                State::Starting,
+                vec![Action::Cleanup, Action::Spawn],
+            ),
             (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
             (0, Fact::Delete, State::Stopping, vec![Action::Terminate, sched(5000, 4)]),
-            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopped, vec![Action::Cleanup, Action::Remove]),
+            (
+                10,
+                Fact::Exited { status: ExitStatus::Signal(15) },
+                State::Stopped,
+                vec![Action::Cleanup, Action::Remove],
+            ),
         ],
     );
     assert_eq!(lc.restarts, 1);

@@ -45,12 +45,7 @@ impl<'a> Report<'a> {
         let before = &self.source[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.diagnostics.push(Diagnostic {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic { file: self.file.to_path_buf(), line, column, message: message.into() });
     }
 
     pub fn push_toml(&mut self, err: &toml::de::Error, fallback: Range<usize>) {
@@ -70,7 +65,8 @@ impl<'a> Report<'a> {
                 Ok(v) => return if failed { None } else { Some(v) },
                 Err(err) => {
                     let span = err.span().unwrap_or(current.span());
-                    let missing_removed = removed.iter().any(|k| err.message().contains(&format!("missing field `{k}`")));
+                    let missing_removed =
+                        removed.iter().any(|k| err.message().contains(&format!("missing field `{k}`")));
                     if !missing_removed {
                         self.push_toml(&err, current.span());
                     }

@@ -59,28 +59,28 @@ pub struct AppSpec {
     #[serde(skip)]
     pub env: BTreeMap<String, String>,
     pub env_file: Option<PathBuf>,
+    #[serde(rename = "max_memory_restart_bytes")]
     pub max_memory_restart: Option<Size>,
     pub kill_signal: SignalName,
-    #[serde(with = "duration_ms")]
-    pub kill_timeout: Duration,
     pub restart: RestartPolicy,
     pub autostart: bool,
 }
 
-/// Everything the lifecycle state machine needs to decide about restarts.
+/// Everything the lifecycle state machine needs to decide about restarts and stops.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RestartPolicy {
     pub autorestart: Autorestart,
     pub stop_exit_codes: Vec<i32>,
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", rename = "min_uptime_ms")]
     pub min_uptime: Duration,
     pub max_restarts: u32,
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", rename = "restart_delay_ms")]
     pub restart_delay: Duration,
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", rename = "restart_delay_max_ms")]
     pub restart_delay_max: Duration,
     pub crash_loop_max_retries: Option<u32>,
-    #[serde(with = "duration_ms")]
+    /// How long a stop waits after `kill_signal` before SIGKILL.
+    #[serde(with = "duration_ms", rename = "kill_timeout_ms")]
     pub kill_timeout: Duration,
 }
 

@@ -69,7 +69,7 @@ pub struct AppSection {
 #[derive(Debug, Clone, Default)]
 pub struct FileSection {
     pub daemon: DaemonSection,
-    pub apps: Vec<(AppSection, BTreeMap<String, BTreeMap<String, EnvValue>>)>,
+    pub apps: Vec<(AppSection, Profiles)>,
 }
 
 fn default_instances() -> Instances {
@@ -102,3 +102,6 @@ fn default_autorestart() -> Autorestart {
 fn default_true() -> bool {
     true
 }
+
+/// `[apps.env_NAME]` tables of one app, by `NAME`.
+pub type Profiles = BTreeMap<String, BTreeMap<String, EnvValue>>;

@@ -20,7 +20,7 @@ fn minimal_app_gets_documented_defaults() {
     let c = parse_str("[[apps]]\nname = \"web\"\nscript = \"srv\"\n").unwrap();
     let app = &c.apps[0];
     assert_eq!(app.instances, 1);
-    assert_eq!(app.kill_timeout, Duration::from_secs(5));
+    assert_eq!(app.restart.kill_timeout, Duration::from_secs(5));
     assert_eq!(app.restart.restart_delay, Duration::from_millis(100));
     assert_eq!(app.restart.restart_delay_max, Duration::from_secs(30));
     assert_eq!(app.restart.max_restarts, 16);
@@ -33,8 +33,10 @@ fn minimal_app_gets_documented_defaults() {
 
 #[test]
 fn paths_are_relative_to_the_config_file() {
-    let c = parse_str("[daemon]\nhome = \"../run\"\nlog_dir = \"../logs\"\n[[apps]]\nname = \"a\"\nscript = \"x\"\ncwd = \"..\"\n")
-        .unwrap();
+    let c = parse_str(
+        "[daemon]\nhome = \"../run\"\nlog_dir = \"../logs\"\n[[apps]]\nname = \"a\"\nscript = \"x\"\ncwd = \"..\"\n",
+    )
+    .unwrap();
     assert_eq!(c.daemon.home, Path::new("/etc/run"));
     assert_eq!(c.daemon.log_dir, Path::new("/etc/logs"));
     assert_eq!(c.apps[0].cwd, Path::new("/etc"));
@@ -64,7 +66,10 @@ port = 3001
     assert!(joined.contains("layer4.toml:5:16: invalid duration \"5 parsecs\""), "{joined}");
     assert!(joined.contains("layer4.toml:6:1: unknown field `colour`"), "{joined}");
     // The second app is still checked although the first one was broken.
-    assert!(joined.contains("layer4.toml:11:8: duplicate app name `web` (first defined on line 2)") || d.len() >= 3, "{joined}");
+    assert!(
+        joined.contains("layer4.toml:11:8: duplicate app name `web` (first defined on line 2)") || d.len() >= 3,
+        "{joined}"
+    );
 }
 
 #[test]
@@ -118,7 +123,11 @@ fn env_file_is_read_and_overridden_by_env_table() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "A=from_file\nB=from_file\n").unwrap();
     let path = dir.path().join("l.toml");
-    std::fs::write(&path, "[[apps]]\nname = \"a\"\nscript = \"x\"\nenv_file = \".env\"\n[apps.env]\nB = \"from_toml\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[apps]]\nname = \"a\"\nscript = \"x\"\nenv_file = \".env\"\n[apps.env]\nB = \"from_toml\"\n",
+    )
+    .unwrap();
     let c = load(&path, None).unwrap();
     assert_eq!(c.apps[0].env["A"], "from_file");
     assert_eq!(c.apps[0].env["B"], "from_toml");
@@ -161,4 +170,11 @@ fn shipped_config_files_parse() {
         }
     }
     assert!(seen >= 1, "no config files found in {}", dir.display());
+}
+
+#[test]
+fn shipped_env_example_parses_as_dotenv() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/.env.example");
+    let pairs: Vec<(String, String)> = dotenvy::from_path_iter(&path).unwrap().collect::<Result<_, _>>().unwrap();
+    assert!(pairs.iter().any(|(k, _)| k == "JWT_SECRET"), "{pairs:?}");
 }

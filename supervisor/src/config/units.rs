@@ -23,7 +23,9 @@ impl Size {
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
         if digits.is_empty() {
-            return Err(format!("invalid size {text:?}: expected a number with an optional unit K, M, G or T (binary, as PM2), e.g. \"512M\" or \"1G\""));
+            return Err(format!(
+                "invalid size {text:?}: expected a number with an optional unit K, M, G or T (binary, as PM2), e.g. \"512M\" or \"1G\""
+            ));
         }
         let n: u64 = digits.parse().map_err(|_| format!("invalid size {text:?}: number too large"))?;
         let mult: u64 = match unit {
@@ -46,7 +48,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let units = [(1u64 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
         for (mult, unit) in units {
-            if self.0 >= mult && self.0 % mult == 0 {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return write!(f, "{}{unit}", self.0 / mult);
             }
         }
@@ -92,9 +94,9 @@ impl<'de> Deserialize<'de> for Span {
                 f.write_str("a duration such as \"100ms\", \"5s\" or \"1m\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Span, E> {
-                humantime::parse_duration(v)
-                    .map(Span)
-                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}; expected e.g. \"100ms\", \"5s\", \"1m\"")))
+                humantime::parse_duration(v).map(Span).map_err(|e| {
+                    E::custom(format!("invalid duration {v:?}: {e}; expected e.g. \"100ms\", \"5s\", \"1m\""))
+                })
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Span, E> {
                 Err(E::custom("a duration needs a unit, e.g. \"5s\" or \"100ms\""))

@@ -10,11 +10,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::Report;
-use super::schema::{AppSection, DaemonSection, FileSection};
+use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
 use super::{AppSpec, Config, DaemonSpec, RestartPolicy, default_home, normalize};
-
-type Profiles = BTreeMap<String, BTreeMap<String, EnvValue>>;
 
 /// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
 pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
@@ -123,7 +121,10 @@ pub(super) fn resolve(
             names.insert(name.clone(), name_span.clone());
         }
         if name.is_empty() || name == "all" || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            report.push(name_span, format!("invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\""));
+            report.push(
+                name_span,
+                format!("invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\""),
+            );
         }
         if app.script.get_ref().trim().is_empty() {
             report.push(app.script.span(), "`script` must not be empty");
@@ -133,7 +134,10 @@ pub(super) fn resolve(
             let start = u32::from(*port.get_ref());
             let range = start..start + instances;
             if start == 0 || range.end > 65536 {
-                report.push(port.span(), format!("port range {}..{} of `{name}` is outside 1..65535", range.start, range.end - 1));
+                report.push(
+                    port.span(),
+                    format!("port range {}..{} of `{name}` is outside 1..65535", range.start, range.end - 1),
+                );
             }
             for (other, other_name) in &ports {
                 if range.start < other.end && other.start < range.end {
@@ -181,7 +185,6 @@ pub(super) fn resolve(
             env_file,
             max_memory_restart: app.max_memory_restart,
             kill_signal: app.kill_signal,
-            kill_timeout: app.kill_timeout.0,
             restart: RestartPolicy {
                 autorestart: app.autorestart,
                 stop_exit_codes: app.stop_exit_codes.clone(),

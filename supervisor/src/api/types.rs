@@ -1,0 +1,122 @@
+//! JSON shapes of the control API, shared by the daemon and the CLI.
+//!
+//! These are a stable, documented schema (`schema: 1`); `l4ctl status --json`
+//! prints [`StatusReport`] as is. Add fields only at the end and never change a
+//! field's meaning without bumping `SCHEMA`. No type here carries environment
+//! values: `describe` lists environment *names* only.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Diagnostic;
+
+pub const SCHEMA: u32 = 1;
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub schema: u32,
+    pub version: String,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+/// `GET /api/v1/status` and `l4ctl status --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub schema: u32,
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// One row of the status table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceStatus {
+    /// Stable id, unique in this daemon, kept across restarts.
+    pub id: u32,
+    pub app: String,
+    /// 0-based index within the app (`L4_INSTANCE`).
+    pub instance: u32,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    /// `stopped`, `starting`, `online`, `stopping`, `waiting-restart`, `crash-loop` or `errored`.
+    pub state: String,
+    pub restarts: u32,
+    /// Unstable runs in a row (shorter than `min_uptime`).
+    pub unstable_restarts: u32,
+    pub uptime_ms: Option<u64>,
+    /// CPU use over the last sample interval, in percent of one core.
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// Milliseconds until the next automatic start, in `waiting-restart` or `crash-loop`.
+    pub next_retry_ms: Option<u64>,
+    pub last_exit: Option<ExitReport>,
+}
+
+/// How the last run of an instance ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitReport {
+    /// `stopped`, `exited`, `crashed` or `spawn-failed`.
+    pub reason: String,
+    pub code: Option<i32>,
+    /// Signal name, e.g. `SIGKILL`.
+    pub signal: Option<String>,
+    pub error: Option<String>,
+    pub uptime_ms: u64,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// `GET /api/v1/apps/{name}`: `l4ctl describe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDescription {
+    pub schema: u32,
+    pub name: String,
+    pub config_file: PathBuf,
+    pub env_profile: Option<String>,
+    /// The resolved app config, without environment values.
+    pub config: serde_json::Value,
+    /// Names of the variables set from `env_file`, `[apps.env]` and the profile.
+    pub env_names: Vec<String>,
+    pub out_file: PathBuf,
+    pub error_file: PathBuf,
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// `POST /api/v1/start`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// A config file to load (absolute). `None`: restore the saved apps, or start all loaded ones.
+    pub config: Option<PathBuf>,
+    /// `--env NAME`: use `[apps.env_NAME]`.
+    pub env: Option<String>,
+    /// Only this app of the config (or of the loaded apps).
+    pub app: Option<String>,
+}
+
+/// Answer to actions: the status afterwards and the instances that did not come up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionReport {
+    pub schema: u32,
+    pub apps: Vec<String>,
+    pub failed: Vec<String>,
+    pub status: StatusReport,
+}
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// `config_invalid`, `config_not_found`, `unknown_app`, `wrong_home`, `nothing_to_start`,
+    /// `bad_request`, `shutting_down`, `internal`.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}

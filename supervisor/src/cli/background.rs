@@ -1,0 +1,142 @@
+//! Running the daemon: `l4ctl daemon` in the foreground, and starting it in the
+//! background (detached, its own session) when a command needs one, as PM2 does.
+
+use std::os::unix::process::CommandExt;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Cli, Resolved, resolve};
+use crate::client::Client;
+use crate::daemon::{self, Paths};
+
+/// How long `start` waits for a freshly started daemon to answer.
+const DAEMON_START_LIMIT: Duration = Duration::from_secs(10);
+
+/// `l4ctl daemon`: claim the home, then serve until SIGTERM/SIGINT or `l4ctl kill`.
+pub(super) fn run_daemon(
+    cli: &Cli,
+    log_file: bool,
+    log_dir: Option<std::path::PathBuf>,
+    env: Option<String>,
+) -> ExitCode {
+    let resolved = resolve(cli, None);
+    let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
+    let _ = std::fs::create_dir_all(&log_dir);
+    let _guard = crate::telemetry::init(log_file.then_some(log_dir.as_path()));
+    // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
+    let initial = match &cli.config {
+        Some(path) => match crate::config::load(path, env.as_deref()) {
+            Ok(c) => Some((c, env)),
+            Err(e) => {
+                eprintln!("l4ctl: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("l4ctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let claimed = match runtime.block_on(async { daemon::claim_home(&resolved.home) }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("l4ctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(home = %resolved.home.display(), log_dir = %log_dir.display(), pid = std::process::id(), "daemon started");
+    let paths = Paths { home: resolved.home.clone(), log_dir };
+    let result = runtime.block_on(daemon::run(paths, claimed.listener, initial, shutdown_signal()));
+    drop(runtime);
+    // The pid-file lock is released by the kernel as the process exits, so a
+    // client that waits for it (`l4ctl kill`) knows the daemon is really gone.
+    std::mem::forget(claimed.lock);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "daemon failed");
+            eprintln!("l4ctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Start a daemon in the background unless one answers; wait until it does.
+pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Result<(), String> {
+    if client.is_up().await {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
+    std::fs::create_dir_all(&resolved.home).map_err(|e| format!("cannot create {}: {e}", resolved.home.display()))?;
+    let out_path = resolved.home.join("daemon.out");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon")
+        .arg("--log-file")
+        .arg("--home")
+        .arg(&resolved.home)
+        .arg("--log-dir")
+        .arg(&resolved.log_dir)
+        .env_remove("L4_CONFIG")
+        .env_remove("L4_HOME")
+        .env_remove(crate::daemon::SUPERVISOR_VAR)
+        .env_remove(crate::daemon::TAG_VAR)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and group.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let deadline = Instant::now() + DAEMON_START_LIMIT;
+    loop {
+        if client.is_up().await {
+            // The daemon outlives us; we never wait on it.
+            std::mem::forget(child);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(&out_path).unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("").to_owned();
+            return Err(format!("the daemon exited at start ({status}): {last}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the daemon did not answer within {}s; see {}",
+                DAEMON_START_LIMIT.as_secs(),
+                out_path.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether no process holds the daemon's pid-file lock in `home`.
+pub(super) fn daemon_exited(home: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(Paths::pid_file(home)) else { return true };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).is_ok()
+}

@@ -1,0 +1,284 @@
+//! `l4ctl`'s command line: argument parsing, finding the daemon's home, and one
+//! small function per command. Every command but `daemon` is a client of the
+//! control API; `start` starts the daemon in the background first when none runs.
+//!
+//! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
+
+mod background;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::api::types::{ActionReport, AppDescription, StatusReport};
+use crate::client::{Client, ClientError};
+use crate::config;
+
+/// The config file used when none is named.
+pub const DEFAULT_CONFIG: &str = "config/layer4.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "l4ctl", version, about = "Run and supervise layer4 apps: a small, fast PM2-like process manager.")]
+pub struct Cli {
+    /// Config file [default: config/layer4.toml, when it exists].
+    #[arg(short, long, global = true, env = "L4_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Daemon home (socket, pid file, saved state) [default: the config's `[daemon] home`, else ~/.layer4].
+    #[arg(long, global = true, env = "L4_HOME")]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the apps of a config file, or one loaded app; with no argument, restore the saved apps.
+    Start {
+        /// A config file (`*.toml`) or the name of a loaded app.
+        target: Option<String>,
+        /// Use each app's `[apps.env_NAME]` table.
+        #[arg(long = "env", value_name = "NAME")]
+        env_name: Option<String>,
+    },
+    /// Stop an app (or `all`): kill_signal to every process, SIGKILL after kill_timeout.
+    Stop { app: String },
+    /// Stop then start an app (or `all`).
+    Restart { app: String },
+    /// Stop an app (or `all`) and forget it.
+    #[command(alias = "del")]
+    Delete { app: String },
+    /// Stop every app, then the daemon.
+    Kill,
+    /// Show every instance: pid, port, state, restarts, uptime, CPU, memory.
+    #[command(aliases = ["ls", "list", "ps"])]
+    Status {
+        /// Print the stable JSON schema (documented in README.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an app's config, state, last exit and next retry.
+    #[command(aliases = ["desc", "info", "show"])]
+    Describe {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every loaded config file again (as SIGHUP): changed apps restart, an invalid file changes nothing.
+    ReloadConfig,
+    /// Run the daemon in the foreground (for systemd and containers).
+    Daemon {
+        /// Log to <log_dir>/l4ctl.log (daily rotation) instead of stderr.
+        #[arg(long)]
+        log_file: bool,
+        /// Log folder [default: the config's `[daemon] log_dir`].
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+        /// With `--config FILE`: load and start that file at once, with this env profile.
+        #[arg(long = "env", value_name = "NAME")]
+        env_name: Option<String>,
+    },
+}
+
+/// Where the daemon lives, and which config file (if any) applies.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
+pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
+    let config = config_hint
+        .map(Path::to_path_buf)
+        .or_else(|| cli.config.clone())
+        .or_else(|| Path::new(DEFAULT_CONFIG).is_file().then(|| PathBuf::from(DEFAULT_CONFIG)))
+        .map(|p| config::absolute(&p));
+    let from_file = config.as_deref().and_then(config::peek_daemon);
+    let home = cli
+        .home
+        .as_deref()
+        .map(config::absolute)
+        .or_else(|| from_file.as_ref().map(|d| d.home.clone()))
+        .unwrap_or_else(config::default_home);
+    let log_dir = from_file.map(|d| d.log_dir).filter(|_| cli.home.is_none()).unwrap_or_else(|| home.join("logs"));
+    Resolved { home, log_dir, config }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Daemon { log_file, log_dir, env_name } = &cli.command {
+        return background::run_daemon(&cli, *log_file, log_dir.clone(), env_name.clone());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("l4ctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Start { target, env_name } => start(&cli, target.as_deref(), env_name.clone()).await,
+        Command::Stop { app } => action(&cli, app, "stop").await,
+        Command::Restart { app } => action(&cli, app, "restart").await,
+        Command::Delete { app } => action(&cli, app, "delete").await,
+        Command::Kill => kill(&cli).await,
+        Command::Status { json } => status(&cli, *json).await,
+        Command::Describe { app, json } => describe(&cli, app, *json).await,
+        Command::ReloadConfig => {
+            let client = Client::new(&resolve(&cli, None).home);
+            finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await)
+        }
+        Command::Daemon { .. } => unreachable!("handled in run"),
+    }
+}
+
+/// Print an error the way every command does, and pick the exit code.
+fn fail(err: &ClientError) -> ExitCode {
+    match err {
+        ClientError::Api { detail, .. } if !detail.diagnostics.is_empty() => {
+            for d in &detail.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "l4ctl: {} ({} problem{}); nothing was changed",
+                detail.message,
+                detail.diagnostics.len(),
+                if detail.diagnostics.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(2)
+        }
+        ClientError::Api { detail, .. } if detail.code.starts_with("config") => {
+            eprintln!("l4ctl: {}", detail.message);
+            ExitCode::from(2)
+        }
+        other => {
+            eprintln!("l4ctl: {other}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn finish(result: Result<ActionReport, ClientError>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            println!("{}", render::table(&report.status));
+            for f in &report.failed {
+                eprintln!("l4ctl: {f}");
+            }
+            if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode {
+    let as_file = target.filter(|t| t.ends_with(".toml") || Path::new(t).is_file()).map(PathBuf::from);
+    let app = target.filter(|_| as_file.is_none()).map(str::to_owned);
+    let resolved = resolve(cli, as_file.as_deref());
+    let client = Client::new(&resolved.home);
+    // A config file is needed unless we start a loaded app or restore the saved state.
+    let restore = app.is_none() && as_file.is_none() && crate::daemon::SavedState::path(&resolved.home).is_file();
+    let config = if app.is_some() || restore {
+        None
+    } else {
+        match &resolved.config {
+            Some(p) if p.is_file() => Some(p.clone()),
+            Some(p) => {
+                eprintln!("l4ctl: config file {} not found", p.display());
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!(
+                    "l4ctl: no config file: pass one (l4ctl start path/to/layer4.toml) or create {DEFAULT_CONFIG}"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    };
+    // Check the file before starting a daemon for it, so a bad config changes nothing.
+    if let Some(path) = &config
+        && let Err(e) = config::load(path, env.as_deref())
+    {
+        match e {
+            config::ConfigError::Invalid(d) => {
+                eprintln!("{d}");
+                eprintln!(
+                    "l4ctl: invalid config ({} problem{}); nothing was started",
+                    d.0.len(),
+                    if d.0.len() == 1 { "" } else { "s" }
+                );
+            }
+            other => eprintln!("l4ctl: {other}"),
+        }
+        return ExitCode::from(2);
+    }
+    if let Err(msg) = background::ensure_daemon(&client, &resolved).await {
+        eprintln!("l4ctl: {msg}");
+        return ExitCode::from(1);
+    }
+    finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)
+}
+
+async fn action(cli: &Cli, app: &str, op: &str) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    finish(client.post::<ActionReport>(&format!("/api/v1/apps/{app}/{op}"), json!({})).await)
+}
+
+async fn kill(cli: &Cli) -> ExitCode {
+    let resolved = resolve(cli, None);
+    let client = Client::new(&resolved.home);
+    match client.post::<serde_json::Value>("/api/v1/kill", json!({})).await {
+        Ok(_) => {
+            // The daemon answers once every app is stopped, then exits; its pid-file
+            // lock is released when the process is gone.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !background::daemon_exited(&resolved.home) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            println!("l4ctl: every app stopped and the daemon exited");
+            ExitCode::SUCCESS
+        }
+        Err(ClientError::NotRunning { home }) => {
+            println!("l4ctl: no daemon is running in {}", home.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn status(cli: &Cli, json: bool) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    match client.get::<StatusReport>("/api/v1/status").await {
+        Ok(report) if json => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!("{}", render::table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn describe(cli: &Cli, app: &str, json: bool) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    match client.get::<AppDescription>(&format!("/api/v1/apps/{app}")).await {
+        Ok(d) if json => {
+            println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(d) => {
+            print!("{}", render::description(&d));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}

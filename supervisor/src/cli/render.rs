@@ -1,0 +1,110 @@
+//! Human output: the status table and `describe`. JSON output is the API's own
+//! types printed as they are, so the two can never drift apart.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::api::types::{AppDescription, InstanceStatus, StatusReport};
+
+pub(super) fn table(report: &StatusReport) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(["id", "app", "inst", "pid", "port", "state", "↺", "uptime", "cpu", "mem"]);
+    for i in &report.instances {
+        t.add_row([
+            i.id.to_string(),
+            i.app.clone(),
+            i.instance.to_string(),
+            opt(i.pid),
+            opt(i.port),
+            state(i),
+            i.restarts.to_string(),
+            i.uptime_ms.map_or("-".into(), duration),
+            i.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
+            i.memory_bytes.map_or("-".into(), bytes),
+        ]);
+    }
+    if report.instances.is_empty() {
+        return "no apps are loaded (l4ctl start path/to/layer4.toml)".into();
+    }
+    t.to_string()
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn state(i: &InstanceStatus) -> String {
+    match i.next_retry_ms {
+        Some(ms) => format!("{} (retry in {})", i.state, duration(ms)),
+        None => i.state.clone(),
+    }
+}
+
+/// `1234` ms -> `1s`, then `5m`, `2h`, `3d`, as PM2 shows uptime.
+pub(super) fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub(super) fn bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    if f >= K * K * K {
+        format!("{:.1}G", f / (K * K * K))
+    } else if f >= K * K {
+        format!("{:.1}M", f / (K * K))
+    } else {
+        format!("{:.1}K", f / K)
+    }
+}
+
+pub(super) fn description(d: &AppDescription) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<20} {v}\n"));
+    line("app", d.name.clone());
+    line("config file", d.config_file.display().to_string());
+    line("env profile", d.env_profile.clone().unwrap_or_else(|| "-".into()));
+    if let Some(obj) = d.config.as_object() {
+        for (k, v) in obj {
+            line(k, v.to_string());
+        }
+    }
+    line("env (names only)", if d.env_names.is_empty() { "-".into() } else { d.env_names.join(", ") });
+    line("out file", d.out_file.display().to_string());
+    line("error file", d.error_file.display().to_string());
+    for i in &d.instances {
+        line(
+            &format!("instance {}", i.instance),
+            format!("id {} pid {} state {} restarts {}", i.id, opt(i.pid), state(i), i.restarts),
+        );
+        if let Some(e) = &i.last_exit {
+            let how = match (&e.code, &e.signal) {
+                (Some(c), _) => format!("exit code {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                _ => e.error.clone().unwrap_or_default(),
+            };
+            line("  last exit", format!("{} ({how}) at {} after {}", e.reason, e.at, duration(e.uptime_ms)));
+        }
+        if let Some(ms) = i.next_retry_ms {
+            line("  next retry", format!("in {}", duration(ms)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_like_pm2() {
+        assert_eq!(super::duration(450), "450ms");
+        assert_eq!(super::duration(61_000), "1m");
+        assert_eq!(super::duration(3 * 86_400_000), "3d");
+        assert_eq!(super::bytes(3 * 1024 * 1024), "3.0M");
+    }
+}

@@ -1,0 +1,91 @@
+//! The CLI side of the control API: HTTP/1.1 over the daemon's Unix socket,
+//! with hyper directly (one connection per call; the daemon answers in
+//! microseconds, so a pool would only add start-up cost to a short-lived CLI).
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::api::types::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no daemon is running in {home} (start one with `l4ctl start`)")]
+    NotRunning { home: PathBuf },
+    #[error("{}", .detail.message)]
+    Api { status: StatusCode, detail: ErrorDetail },
+    #[error("talking to the daemon at {socket}: {message}")]
+    Protocol { socket: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub home: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(home: &Path) -> Self {
+        Client { home: home.to_path_buf(), socket: crate::daemon::Paths::socket(home) }
+    }
+
+    fn protocol(&self, message: impl ToString) -> ClientError {
+        ClientError::Protocol { socket: self.socket.clone(), message: message.to_string() }
+    }
+
+    /// Whether a daemon answers on the socket.
+    pub async fn is_up(&self) -> bool {
+        self.call::<serde_json::Value>(Method::GET, "/api/v1/health", None).await.is_ok()
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let stream = match UnixStream::connect(&self.socket).await {
+            Ok(s) => s,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                return Err(ClientError::NotRunning { home: self.home.clone() });
+            }
+            Err(e) => return Err(self.protocol(e)),
+        };
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| self.protocol(e))?;
+        tokio::spawn(conn);
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "l4ctl")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| self.protocol(e))?;
+        let resp = sender.send_request(req).await.map_err(|e| self.protocol(e))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| ErrorDetail {
+                code: "http".into(),
+                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+                diagnostics: vec![],
+            });
+            return Err(ClientError::Api { status, detail });
+        }
+        serde_json::from_slice(&body).map_err(|e| self.protocol(format!("bad answer: {e}")))
+    }
+}

@@ -1,0 +1,262 @@
+//! The daemon: one process per home folder that owns every app it was given.
+//!
+//! [`run`] takes an already bound Unix listener and a shutdown future (thin
+//! `main`, testable library). It makes the daemon a child subreaper, ends any
+//! processes left by an earlier daemon of the same home that was killed, starts
+//! the [`supervisor`] actor, and serves the control API until shutdown; on
+//! shutdown every app is stopped gracefully before `run` returns.
+
+mod procs;
+mod report;
+mod spawn;
+mod state;
+
+pub use procs::{SUPERVISOR_VAR, TAG_VAR};
+mod supervisor;
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::api::types::{AppDescription, StatusReport};
+use crate::config::{Config, ConfigError};
+use crate::lifecycle::ExitStatus;
+
+pub use state::SavedState;
+
+/// Capacity of the actor's channel; senders wait when it is full.
+const QUEUE: usize = 1024;
+/// How often instances are sampled for CPU and memory, and orphans reaped.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Errors of daemon operations, mapped to API error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown app `{0}`")]
+    UnknownApp(String),
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("{config} uses home {home}, but this daemon's home is {daemon}")]
+    WrongHome { config: PathBuf, home: PathBuf, daemon: PathBuf },
+    #[error("nothing to start: no app is loaded and no saved state exists; pass a config file")]
+    NothingToStart,
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("another daemon already runs in {home} (pid {pid})")]
+    AlreadyRunning { home: PathBuf, pid: String },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Which apps an action applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    App(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Start,
+    Stop,
+    Restart,
+    Delete,
+}
+
+/// A condition a caller waits for.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// No instance of these apps is starting or stopping.
+    Settled(Vec<String>),
+    /// These apps are deleted.
+    Gone(Vec<String>),
+    /// Every instance is stopped.
+    AllStopped,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// Messages to the supervisor actor.
+#[derive(Debug)]
+pub enum Msg {
+    Apply { config: Config, env: Option<String>, only: Option<String>, reply: Reply<Vec<String>> },
+    Control { target: Target, op: Op, reply: Reply<Vec<String>> },
+    Restore { reply: Reply<Vec<String>> },
+    Reload { reply: Option<Reply<Vec<String>>> },
+    Status { reply: oneshot::Sender<StatusReport> },
+    Describe { app: String, reply: Reply<AppDescription> },
+    Wait { want: Want, reply: oneshot::Sender<()> },
+    Shutdown { reply: oneshot::Sender<()> },
+    Exited { app: String, index: u32, pid: u32, status: ExitStatus },
+    Timer { app: String, index: u32, epoch: u64 },
+    Tick,
+    Sigchld,
+}
+
+/// Where a daemon keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn socket(home: &Path) -> PathBuf {
+        home.join("l4ctl.sock")
+    }
+    pub fn pid_file(home: &Path) -> PathBuf {
+        home.join("l4ctl.pid")
+    }
+}
+
+/// A claimed home: the pid-file lock (held for the daemon's life) and the bound socket.
+#[derive(Debug)]
+pub struct Claimed {
+    pub lock: Flock<File>,
+    pub listener: UnixListener,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
+
+/// Create `home` (0700), take its pid-file lock, and bind the control socket (0600).
+/// Fails with [`Error::AlreadyRunning`] when another daemon holds the lock.
+pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
+    std::fs::create_dir_all(home).map_err(io("cannot create home", home))?;
+    let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700));
+    let pid_path = Paths::pid_file(home);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&pid_path)
+        .map_err(io("cannot open pid file", &pid_path))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, _)| Error::AlreadyRunning {
+        home: home.to_path_buf(),
+        pid: std::fs::read_to_string(&pid_path).unwrap_or_default().trim().to_owned(),
+    })?;
+    {
+        use std::io::{Seek, Write};
+        let f: &mut File = &mut lock;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "{}", std::process::id());
+    }
+    let sock = Paths::socket(home);
+    // We hold the lock, so a socket file here is stale.
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(io("cannot bind socket", &sock))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("cannot chmod socket", &sock))?;
+    Ok(Claimed { lock, listener })
+}
+
+/// Run the daemon until `shutdown` resolves or a client asks it to `kill`.
+/// `initial` is loaded at start (for `l4ctl daemon --config`, under systemd).
+pub async fn run(
+    paths: Paths,
+    listener: UnixListener,
+    initial: Option<(Config, Option<String>)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if let Err(e) = procs::become_subreaper() {
+        tracing::warn!(cause = %e, "cannot become child subreaper; orphaned grandchildren will be reaped by init");
+    }
+    end_leftovers(&paths.home).await;
+    let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
+    let mut sup = supervisor::Supervisor::new(paths.home.clone(), paths.log_dir.clone(), tx.clone());
+    if let Some((config, env)) = initial {
+        sup.apply(config, env, None, true)?;
+    }
+    let actor = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            sup.handle(msg);
+        }
+    });
+    spawn_signal_forwarders(tx.clone());
+    let kill = Arc::new(Notify::new());
+    let state = crate::api::ApiState {
+        tx: tx.clone(),
+        started: Instant::now(),
+        home: paths.home.clone(),
+        log_dir: paths.log_dir.clone(),
+        kill: kill.clone(),
+    };
+    let app = crate::api::router(state);
+    let stop_tx = tx.clone();
+    let graceful = async move {
+        tokio::select! {
+            () = shutdown => {
+                tracing::info!("shutdown requested; stopping every app");
+                let (reply, done) = oneshot::channel();
+                if stop_tx.send(Msg::Shutdown { reply }).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
+            () = kill.notified() => {}
+        }
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    drop(tx);
+    actor.abort();
+    let _ = std::fs::remove_file(Paths::socket(&paths.home));
+    tracing::info!("daemon stopped");
+    served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&paths.home), source })
+}
+
+/// SIGHUP reloads the config; SIGCHLD and a 1 s tick drive reaping and sampling.
+fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) {
+    let hup_tx = tx.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config");
+            let _ = hup_tx.send(Msg::Reload { reply: None }).await;
+        }
+    });
+    let chld_tx = tx.clone();
+    tokio::spawn(async move {
+        let Ok(mut chld) = signal(SignalKind::child()) else { return };
+        while chld.recv().await.is_some() {
+            let _ = chld_tx.try_send(Msg::Sigchld);
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tx.try_send(Msg::Tick);
+        }
+    });
+}
+
+/// End processes that an earlier daemon of this home left running (it was SIGKILLed).
+async fn end_leftovers(home: &Path) {
+    let home = home.display().to_string();
+    let pids = procs::leftovers_of(&home);
+    if pids.is_empty() {
+        return;
+    }
+    tracing::warn!(?pids, "ending processes left by a previous daemon");
+    procs::signal_all(None, &pids, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && !procs::leftovers_of(&home).is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    procs::signal_all(None, &procs::leftovers_of(&home), nix::sys::signal::Signal::SIGKILL);
+}

@@ -1,0 +1,138 @@
+//! What the daemon reads from and does to `/proc` processes: finding every
+//! process that belongs to an instance (its process group, and anything that
+//! carries the instance's `L4_TAG` in its environment, which catches children
+//! that `setsid` away), signalling them, reaping orphans reparented to us as
+//! child subreaper, and sampling CPU and memory.
+//!
+//! Nothing here keeps state; the supervisor decides when to call it.
+
+use std::collections::HashSet;
+use std::fs;
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+
+/// Environment variable naming the home of the daemon that started a process.
+pub const SUPERVISOR_VAR: &str = "L4_SUPERVISOR";
+/// Environment variable identifying one run of one instance: `<daemon run>/app/index/serial`,
+/// unique across daemons so one daemon never touches another's processes.
+pub const TAG_VAR: &str = "L4_TAG";
+
+/// The fields of `/proc/<pid>/stat` that the daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: i32,
+    pub state: u8,
+    pub ppid: i32,
+    pub pgid: i32,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_pages: u64,
+}
+
+pub fn read_stat(pid: i32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
+    Some(Stat {
+        pid,
+        state: *f.first()?.as_bytes().first()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        cpu_ticks: num(11)? + num(12)?,
+        rss_pages: num(21)?,
+    })
+}
+
+/// Every pid in `/proc`.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// Whether `/proc/<pid>/environ` holds exactly the entry `var=value`.
+pub fn environ_has(pid: i32, entry: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
+}
+
+/// Live processes of one instance: members of `pgid` and carriers of `tag_entry`.
+pub fn instance_pids(pgid: Option<i32>, tag_entry: &[u8]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter_map(read_stat)
+        .filter(|s| s.state != b'Z')
+        .filter(|s| Some(s.pgid) == pgid || environ_has(s.pid, tag_entry))
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// Send `signal` once to every process: to the group with `killpg`, and by pid to
+/// those outside it. A process must not get the signal twice: a shell that traps
+/// SIGTERM would run its handler twice.
+pub fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
+    if let Some(g) = pgid {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(g), signal);
+    }
+    for &pid in pids {
+        let in_group = pgid.is_some() && read_stat(pid).is_some_and(|s| Some(s.pgid) == pgid);
+        if !in_group {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Processes left by an earlier daemon of the same home (found by `L4_SUPERVISOR`).
+pub fn leftovers_of(home: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let entry = format!("{SUPERVISOR_VAR}={home}");
+    all_pids().into_iter().filter(|&pid| pid != me && environ_has(pid, entry.as_bytes())).collect()
+}
+
+/// Reap zombie children that are not ours to wait for (orphans reparented to us).
+/// `owned` are the pids tokio waits on; reaping them here would steal their status.
+pub fn reap_orphans(owned: &HashSet<i32>) -> usize {
+    let me = std::process::id() as i32;
+    let mut reaped = 0;
+    for stat in all_pids().into_iter().filter_map(read_stat) {
+        if stat.ppid == me
+            && stat.state == b'Z'
+            && !owned.contains(&stat.pid)
+            && waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG)).is_ok()
+        {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Ask the kernel to make orphaned descendants our children, so they can be reaped.
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Clock ticks per second and page size, for turning `/proc` numbers into units.
+pub fn clock_ticks_and_page_size() -> (u64, u64) {
+    use nix::unistd::{SysconfVar, sysconf};
+    let ticks = sysconf(SysconfVar::CLK_TCK).ok().flatten().map_or(100, |v| v as u64);
+    let page = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |v| v as u64);
+    (ticks, page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_stat() {
+        let me = std::process::id() as i32;
+        let s = read_stat(me).expect("own stat");
+        assert_eq!(s.pid, me);
+        assert!(s.rss_pages > 0);
+        assert!(all_pids().contains(&me));
+    }
+}

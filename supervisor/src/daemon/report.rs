@@ -1,0 +1,71 @@
+//! Turning the supervisor's live table into the API's status and describe answers.
+//! Read-only: nothing here changes an instance.
+
+use nix::sys::signal::Signal;
+
+use super::Error;
+use super::spawn::log_paths;
+use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
+use crate::api::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
+use crate::config::AppSpec;
+use crate::lifecycle::ExitStatus;
+
+pub(super) fn status(sup: &Supervisor) -> StatusReport {
+    let mut instances: Vec<InstanceStatus> =
+        sup.apps.values().flat_map(|a| a.instances.iter().map(move |i| row(&a.spec, i))).collect();
+    instances.sort_by_key(|i| i.id);
+    StatusReport { schema: SCHEMA, instances }
+}
+
+fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
+    let lc = &inst.lc;
+    InstanceStatus {
+        id: inst.id,
+        app: spec.name.clone(),
+        instance: inst.index,
+        pid: lc.pid,
+        port: spec.port.map(|p| p + inst.index as u16),
+        state: lc.state.as_str().to_owned(),
+        restarts: lc.restarts,
+        unstable_restarts: lc.unstable,
+        uptime_ms: lc.started_at.map(ms_since),
+        cpu_percent: lc.pid.and(inst.cpu_percent),
+        memory_bytes: lc.pid.and(inst.rss_bytes),
+        next_retry_ms: lc.next_retry.map(ms_until),
+        last_exit: lc.last_exit.as_ref().map(|e| {
+            let (code, signal) = match e.status {
+                Some(ExitStatus::Code(c)) => (Some(c), None),
+                Some(ExitStatus::Signal(s)) => {
+                    (None, Some(Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |s| s.as_str().to_owned())))
+                }
+                None => (None, None),
+            };
+            ExitReport {
+                reason: e.reason.to_owned(),
+                code,
+                signal,
+                error: e.error.clone(),
+                uptime_ms: e.uptime.as_millis() as u64,
+                at: humantime::format_rfc3339_millis(e.at).to_string(),
+            }
+        }),
+    }
+}
+
+pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, Error> {
+    let app = sup.apps.get(name).ok_or_else(|| Error::UnknownApp(name.to_owned()))?;
+    let (out_file, error_file) = log_paths(&sup.log_dir, name);
+    let mut instances: Vec<InstanceStatus> = app.instances.iter().map(|i| row(&app.spec, i)).collect();
+    instances.sort_by_key(|i| i.id);
+    Ok(AppDescription {
+        schema: SCHEMA,
+        name: name.to_owned(),
+        config_file: app.source.clone(),
+        env_profile: app.env.clone(),
+        config: serde_json::to_value(&app.spec).unwrap_or_default(),
+        env_names: app.spec.env.keys().cloned().collect(),
+        out_file,
+        error_file,
+        instances,
+    })
+}

@@ -1,0 +1,82 @@
+//! Starting one process for one instance: program lookup, environment (daemon's,
+//! then `env_file`, `[apps.env]`, `[apps.env_NAME]`, then `PORT`, `L4_APP`,
+//! `L4_INSTANCE`, `L4_INSTANCES`), its own session and process group, a parent-
+//! death signal so it never outlives a SIGKILLed daemon, and its stdout/stderr
+//! appended to the app's log files.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use super::procs::{SUPERVISOR_VAR, TAG_VAR};
+use crate::config::AppSpec;
+
+/// Everything needed to start one run of one instance.
+#[derive(Debug)]
+pub struct SpawnRequest<'a> {
+    pub spec: &'a AppSpec,
+    pub index: u32,
+    pub home: &'a Path,
+    pub log_dir: &'a Path,
+    /// `<daemon run>/app/index/serial`, unique per run.
+    pub tag: &'a str,
+}
+
+/// Log files of an app (until the log pipeline owns them: appended directly).
+pub fn log_paths(log_dir: &Path, app: &str) -> (PathBuf, PathBuf) {
+    (log_dir.join(format!("{app}-out.log")), log_dir.join(format!("{app}-err.log")))
+}
+
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
+    let spec = req.spec;
+    let program = if spec.script.contains('/') { spec.cwd.join(&spec.script) } else { PathBuf::from(&spec.script) };
+    let (out_path, err_path) = log_paths(req.log_dir, &spec.name);
+    std::fs::create_dir_all(req.log_dir)
+        .map_err(|e| format!("cannot create log folder {}: {e}", req.log_dir.display()))?;
+    let open = |p: &Path| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| format!("cannot open log file {}: {e}", p.display()))
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .env("L4_APP", &spec.name)
+        .env("L4_INSTANCE", req.index.to_string())
+        .env("L4_INSTANCES", spec.instances.to_string())
+        .env(SUPERVISOR_VAR, req.home)
+        .env(TAG_VAR, req.tag)
+        .stdin(Stdio::null())
+        .stdout(open(&out_path)?)
+        .stderr(open(&err_path)?)
+        .kill_on_drop(false);
+    if let Some(port) = spec.port {
+        cmd.env("PORT", (u32::from(port) + req.index).to_string());
+    }
+    // SAFETY: only async-signal-safe calls (setsid, prctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| describe_spawn_error(&program, &spec.cwd, &e))
+}
+
+fn describe_spawn_error(program: &Path, cwd: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !cwd.is_dir() => format!("cwd {} does not exist", cwd.display()),
+        std::io::ErrorKind::NotFound if program.components().count() == 1 => {
+            format!("{}: not found on PATH", program.display())
+        }
+        std::io::ErrorKind::NotFound => format!("{}: no such file", program.display()),
+        std::io::ErrorKind::PermissionDenied => format!("{}: permission denied (is it executable?)", program.display()),
+        _ => format!("{}: {e}", program.display()),
+    }
+}

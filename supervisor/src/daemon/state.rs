@@ -1,0 +1,56 @@
+//! The daemon's saved state (`<home>/state.json`): which config files are loaded
+//! with which `--env`, and which apps a user stopped or deleted. Written
+//! atomically after every change, read when `l4ctl start` restores the apps of a
+//! daemon that died. Holds no environment values.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::atomic_write;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedState {
+    pub schema: u32,
+    pub sources: Vec<Source>,
+    pub stopped: BTreeSet<String>,
+    pub deleted: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub config: PathBuf,
+    pub env: Option<String>,
+}
+
+impl SavedState {
+    pub fn path(home: &Path) -> PathBuf {
+        home.join("state.json")
+    }
+
+    /// The saved state, or an empty one when there is none (or it cannot be read: logged).
+    pub fn load(home: &Path) -> SavedState {
+        let path = Self::path(home);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), cause = %e, "ignoring unreadable saved state");
+                SavedState::default()
+            }),
+            Err(_) => SavedState::default(),
+        }
+    }
+
+    pub fn save(&self, home: &Path) -> std::io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(&SavedState { schema: 1, ..self.clone() })?;
+        json.push(b'\n');
+        atomic_write(&Self::path(home), &json, 0o600)
+    }
+
+    pub fn add_source(&mut self, config: &Path, env: Option<String>) {
+        self.sources.retain(|s| s.config != config);
+        self.sources.push(Source { config: config.to_path_buf(), env });
+    }
+}

@@ -1,0 +1,521 @@
+//! The supervisor actor: the one owner of every app and instance.
+//!
+//! All changes go through [`Msg`] on one bounded channel and are handled one at a
+//! time, so there are no locks and every state change has a single order. The
+//! actor feeds facts to each instance's [`Lifecycle`] and carries out the actions
+//! it returns; it never waits on a process itself (exits and timers come back as
+//! messages), so a slow stop never blocks a `status`.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use super::procs;
+use super::spawn::{SpawnRequest, spawn};
+use super::state::SavedState;
+use super::{Error, Msg, Op, Target, Want};
+use crate::config::{AppSpec, Config};
+use crate::lifecycle::{Action, Ctx, ExitStatus, Fact, Lifecycle, State};
+
+pub(super) struct App {
+    pub spec: AppSpec,
+    pub source: PathBuf,
+    pub env: Option<String>,
+    pub instances: Vec<Inst>,
+    pub deleting: bool,
+}
+
+pub(super) struct Inst {
+    pub id: u32,
+    pub index: u32,
+    pub lc: Lifecycle,
+    pub tag: String,
+    pub pgid: Option<i32>,
+    pub removed: bool,
+    pub cpu_sample: Option<(u64, Instant)>,
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+struct Waiter {
+    want: Want,
+    reply: oneshot::Sender<()>,
+}
+
+pub(super) struct Supervisor {
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+    pub apps: BTreeMap<String, App>,
+    pub saved: SavedState,
+    tx: mpsc::Sender<Msg>,
+    next_id: u32,
+    serial: u64,
+    /// Makes `L4_TAG` values unique across daemons: `<pid>-<start time>`.
+    run_id: String,
+    rng: u64,
+    owned: HashSet<i32>,
+    waiters: Vec<Waiter>,
+    pub shutting_down: bool,
+    ticks_per_sec: u64,
+    page_size: u64,
+}
+
+impl Supervisor {
+    pub fn new(home: PathBuf, log_dir: PathBuf, tx: mpsc::Sender<Msg>) -> Self {
+        let (ticks_per_sec, page_size) = procs::clock_ticks_and_page_size();
+        let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        Supervisor {
+            saved: SavedState::load(&home),
+            home,
+            log_dir,
+            apps: BTreeMap::new(),
+            tx,
+            next_id: 0,
+            serial: 0,
+            run_id: format!("{}-{:x}", std::process::id(), seed),
+            rng: seed | 1,
+            owned: HashSet::new(),
+            waiters: Vec::new(),
+            shutting_down: false,
+            ticks_per_sec,
+            page_size,
+        }
+    }
+
+    /// Handle one message.
+    pub fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Apply { config, env, only, reply } => {
+                let r = self.guard().and_then(|()| self.apply(config, env, only.as_deref(), true));
+                let _ = reply.send(r);
+            }
+            Msg::Control { target, op, reply } => {
+                let r = self.guard().and_then(|()| self.control(&target, op));
+                let _ = reply.send(r);
+            }
+            Msg::Restore { reply } => {
+                let r = self.guard().and_then(|()| self.restore());
+                let _ = reply.send(r);
+            }
+            Msg::Reload { reply } => {
+                let r = self.guard().and_then(|()| self.reload());
+                if let Err(e) = &r {
+                    tracing::error!(cause = %e, "config reload failed; the running config is kept");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Msg::Status { reply } => {
+                let _ = reply.send(super::report::status(self));
+            }
+            Msg::Describe { app, reply } => {
+                let _ = reply.send(super::report::describe(self, &app));
+            }
+            Msg::Wait { want, reply } => self.waiters.push(Waiter { want, reply }),
+            Msg::Shutdown { reply } => {
+                self.shutting_down = true;
+                let names: Vec<String> = self.apps.keys().cloned().collect();
+                for name in &names {
+                    self.feed_app(name, &Fact::Stop);
+                }
+                self.waiters.push(Waiter { want: Want::AllStopped, reply });
+            }
+            Msg::Exited { app, index, pid, status } => {
+                self.owned.remove(&(pid as i32));
+                let current = self.inst(&app, index).and_then(|i| i.lc.pid);
+                if current == Some(pid) {
+                    tracing::info!(app = %app, instance = index, pid, status = ?status, "process exited");
+                    self.feed(&app, index, Fact::Exited { status });
+                }
+            }
+            Msg::Timer { app, index, epoch } => self.feed(&app, index, Fact::Timer { epoch }),
+            Msg::Tick => {
+                self.sample();
+                procs::reap_orphans(&self.owned);
+            }
+            Msg::Sigchld => {
+                procs::reap_orphans(&self.owned);
+            }
+        }
+        self.check_waiters();
+    }
+
+    fn guard(&self) -> Result<(), Error> {
+        if self.shutting_down { Err(Error::ShuttingDown) } else { Ok(()) }
+    }
+
+    fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
+        self.apps.get(app)?.instances.iter().find(|i| i.index == index)
+    }
+
+    fn jitter(&mut self) -> f64 {
+        // xorshift64: plenty for spreading restarts apart.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Feed `fact` to every instance of `app`.
+    pub fn feed_app(&mut self, app: &str, fact: &Fact) {
+        let indexes: Vec<u32> =
+            self.apps.get(app).map(|a| a.instances.iter().map(|i| i.index).collect()).unwrap_or_default();
+        for index in indexes {
+            self.feed(app, index, fact.clone());
+        }
+    }
+
+    /// Feed one fact to one instance and carry out the resulting actions.
+    pub fn feed(&mut self, app_name: &str, index: u32, fact: Fact) {
+        let mut queue = VecDeque::from([fact]);
+        while let Some(fact) = queue.pop_front() {
+            let ctx = Ctx { now: Instant::now(), wall: SystemTime::now(), jitter: self.jitter() };
+            let Some(app) = self.apps.get_mut(app_name) else { return };
+            let policy = app.spec.restart.clone();
+            let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
+            let before = inst.lc.state;
+            let actions = inst.lc.step(&policy, fact, ctx);
+            if before != inst.lc.state {
+                tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = inst.lc.state.as_str(), "state");
+            }
+            for action in actions {
+                if let Some(next) = self.execute(app_name, index, action) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        if let Some(app) = self.apps.get_mut(app_name) {
+            app.instances.retain(|i| !i.removed);
+            if app.deleting && app.instances.is_empty() {
+                self.apps.remove(app_name);
+                tracing::info!(app = %app_name, "app deleted");
+            }
+        }
+    }
+
+    fn execute(&mut self, app_name: &str, index: u32, action: Action) -> Option<Fact> {
+        let app = self.apps.get_mut(app_name)?;
+        let inst = app.instances.iter_mut().find(|i| i.index == index)?;
+        match action {
+            Action::Spawn => {
+                self.serial += 1;
+                inst.tag = format!("{}/{app_name}/{index}/{}", self.run_id, self.serial);
+                inst.cpu_sample = None;
+                inst.cpu_percent = None;
+                inst.rss_bytes = None;
+                let req =
+                    SpawnRequest { spec: &app.spec, index, home: &self.home, log_dir: &self.log_dir, tag: &inst.tag };
+                match spawn(&req) {
+                    Ok(mut child) => {
+                        let pid = child.id().unwrap_or(0);
+                        inst.pgid = Some(pid as i32);
+                        self.owned.insert(pid as i32);
+                        tracing::info!(app = %app_name, instance = index, pid, "started");
+                        let tx = self.tx.clone();
+                        let app = app_name.to_owned();
+                        tokio::spawn(async move {
+                            let status = match child.wait().await {
+                                Ok(s) => exit_status(s),
+                                Err(_) => ExitStatus::Code(-1),
+                            };
+                            let _ = tx.send(Msg::Exited { app, index, pid, status }).await;
+                        });
+                        Some(Fact::Spawned { pid })
+                    }
+                    Err(error) => {
+                        tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
+                        Some(Fact::SpawnFailed { error })
+                    }
+                }
+            }
+            Action::Terminate | Action::Kill | Action::Cleanup => {
+                let signal = match action {
+                    Action::Terminate => app.spec.kill_signal.0,
+                    _ => Signal::SIGKILL,
+                };
+                let entry = format!("{}={}", procs::TAG_VAR, inst.tag);
+                let pids = procs::instance_pids(inst.pgid, entry.as_bytes());
+                if !pids.is_empty() {
+                    tracing::debug!(app = %app_name, instance = index, ?pids, signal = signal.as_str(), "signalling");
+                }
+                procs::signal_all(inst.pgid, &pids, signal);
+                if action == Action::Cleanup {
+                    inst.pgid = None;
+                }
+                None
+            }
+            Action::Schedule { after, epoch } => {
+                let tx = self.tx.clone();
+                let app = app_name.to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(Msg::Timer { app, index, epoch }).await;
+                });
+                None
+            }
+            Action::Remove => {
+                inst.removed = true;
+                None
+            }
+        }
+    }
+
+    fn new_inst(&mut self, index: u32) -> Inst {
+        self.next_id += 1;
+        Inst {
+            id: self.next_id - 1,
+            index,
+            lc: Lifecycle::default(),
+            tag: String::new(),
+            pgid: None,
+            removed: false,
+            cpu_sample: None,
+            cpu_percent: None,
+            rss_bytes: None,
+        }
+    }
+
+    /// Load `config` into the running set. `explicit`: asked for by a user (starts
+    /// stopped apps); otherwise a reload (only changed apps restart).
+    pub fn apply(
+        &mut self,
+        config: Config,
+        env: Option<String>,
+        only: Option<&str>,
+        explicit: bool,
+    ) -> Result<Vec<String>, Error> {
+        if config.daemon.home != self.home {
+            return Err(Error::WrongHome { config: config.file, home: config.daemon.home, daemon: self.home.clone() });
+        }
+        if let Some(o) = only
+            && !config.apps.iter().any(|a| a.name == o)
+        {
+            return Err(Error::UnknownApp(o.to_owned()));
+        }
+        let mut touched = Vec::new();
+        for spec in config.apps.iter().filter(|a| only.is_none_or(|o| a.name == o)) {
+            let name = spec.name.clone();
+            if explicit {
+                self.saved.deleted.remove(&name);
+                self.saved.stopped.remove(&name);
+            } else if self.saved.deleted.contains(&name) {
+                continue;
+            }
+            touched.push(name.clone());
+            let start_new = explicit || (spec.autostart && !self.saved.stopped.contains(&name));
+            if !self.apps.contains_key(&name) {
+                let instances = (0..spec.instances).map(|i| self.new_inst(i)).collect();
+                self.apps.insert(
+                    name.clone(),
+                    App {
+                        spec: spec.clone(),
+                        source: config.file.clone(),
+                        env: env.clone(),
+                        instances,
+                        deleting: false,
+                    },
+                );
+                if start_new {
+                    self.feed_app(&name, &Fact::Start);
+                }
+                continue;
+            }
+            let changed = self.apps.get(&name).is_some_and(|a| a.spec != *spec || a.deleting);
+            let app = self.apps.get_mut(&name).expect("checked above");
+            app.source = config.file.clone();
+            app.env = env.clone();
+            if changed {
+                tracing::info!(app = %name, "config changed; restarting");
+                app.spec = spec.clone();
+                app.deleting = false;
+                let old = app.instances.len() as u32;
+                let indexes: Vec<u32> = app.instances.iter().map(|i| i.index).collect();
+                for index in indexes {
+                    if index >= spec.instances {
+                        self.feed(&name, index, Fact::Delete);
+                    } else {
+                        let running = self
+                            .inst(&name, index)
+                            .is_some_and(|i| i.lc.state != State::Stopped && i.lc.state != State::Errored);
+                        let fact = if running {
+                            Fact::Restart
+                        } else if explicit {
+                            Fact::Start
+                        } else {
+                            continue;
+                        };
+                        self.feed(&name, index, fact);
+                    }
+                }
+                for index in old..spec.instances {
+                    let inst = self.new_inst(index);
+                    if let Some(app) = self.apps.get_mut(&name) {
+                        app.instances.push(inst);
+                    }
+                    if start_new {
+                        self.feed(&name, index, Fact::Start);
+                    }
+                }
+            } else if explicit {
+                self.feed_app(&name, &Fact::Start);
+            }
+        }
+        if only.is_none() {
+            let gone: Vec<String> = self
+                .apps
+                .iter()
+                .filter(|(n, a)| a.source == config.file && !config.apps.iter().any(|s| &s.name == *n))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in gone {
+                tracing::info!(app = %name, "removed from its config file; deleting");
+                self.delete(&name);
+            }
+        }
+        self.saved.add_source(&config.file, env);
+        self.persist();
+        Ok(touched)
+    }
+
+    fn delete(&mut self, name: &str) {
+        if let Some(app) = self.apps.get_mut(name) {
+            app.deleting = true;
+        }
+        self.feed_app(name, &Fact::Delete);
+    }
+
+    pub fn control(&mut self, target: &Target, op: Op) -> Result<Vec<String>, Error> {
+        let names: Vec<String> = match target {
+            Target::All => self.apps.keys().cloned().collect(),
+            Target::App(n) if self.apps.contains_key(n) => vec![n.clone()],
+            Target::App(n) => return Err(Error::UnknownApp(n.clone())),
+        };
+        for name in &names {
+            match op {
+                Op::Start => {
+                    self.saved.stopped.remove(name);
+                    self.feed_app(name, &Fact::Start);
+                }
+                Op::Restart => {
+                    self.saved.stopped.remove(name);
+                    self.feed_app(name, &Fact::Restart);
+                }
+                Op::Stop => {
+                    self.saved.stopped.insert(name.clone());
+                    self.feed_app(name, &Fact::Stop);
+                }
+                Op::Delete => {
+                    self.saved.stopped.remove(name);
+                    self.saved.deleted.insert(name.clone());
+                    self.delete(name);
+                }
+            }
+        }
+        self.persist();
+        Ok(names)
+    }
+
+    /// `l4ctl start` without arguments: start what is loaded, or bring back the saved apps.
+    fn restore(&mut self) -> Result<Vec<String>, Error> {
+        if !self.apps.is_empty() {
+            return self.control(&Target::All, Op::Start);
+        }
+        if self.saved.sources.is_empty() {
+            return Err(Error::NothingToStart);
+        }
+        let mut touched = Vec::new();
+        for source in self.saved.sources.clone() {
+            let config = crate::config::load(&source.config, source.env.as_deref()).map_err(Error::Config)?;
+            touched.extend(self.apply(config, source.env.clone(), None, false)?);
+        }
+        Ok(touched)
+    }
+
+    /// SIGHUP: read every loaded config file again. All files must be valid before any is applied.
+    fn reload(&mut self) -> Result<Vec<String>, Error> {
+        let mut configs = Vec::new();
+        for source in &self.saved.sources {
+            configs.push((
+                crate::config::load(&source.config, source.env.as_deref()).map_err(Error::Config)?,
+                source.env.clone(),
+            ));
+        }
+        let mut touched = Vec::new();
+        for (config, env) in configs {
+            touched.extend(self.apply(config, env, None, false)?);
+        }
+        tracing::info!(apps = ?touched, "config reloaded");
+        Ok(touched)
+    }
+
+    fn persist(&self) {
+        if let Err(e) = self.saved.save(&self.home) {
+            tracing::error!(cause = %e, "cannot write saved state");
+        }
+    }
+
+    fn sample(&mut self) {
+        let now = Instant::now();
+        let (ticks, page) = (self.ticks_per_sec as f64, self.page_size);
+        for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
+            let Some(pid) = inst.lc.pid else { continue };
+            let Some(stat) = procs::read_stat(pid as i32) else { continue };
+            if let Some((prev, at)) = inst.cpu_sample {
+                let secs = now.duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    inst.cpu_percent = Some((stat.cpu_ticks.saturating_sub(prev) as f64 / ticks) / secs * 100.0);
+                }
+            }
+            inst.cpu_sample = Some((stat.cpu_ticks, now));
+            inst.rss_bytes = Some(stat.rss_pages * page);
+        }
+    }
+
+    fn check_waiters(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            if self.satisfied(&w.want) {
+                let _ = w.reply.send(());
+            } else if !w.reply.is_closed() {
+                self.waiters.push(w);
+            }
+        }
+    }
+
+    fn satisfied(&self, want: &Want) -> bool {
+        match want {
+            Want::Settled(names) => names
+                .iter()
+                .filter_map(|n| self.apps.get(n))
+                .all(|a| a.instances.iter().all(|i| i.lc.state.is_settled())),
+            Want::Gone(names) => names.iter().all(|n| !self.apps.contains_key(n)),
+            Want::AllStopped => self
+                .apps
+                .values()
+                .all(|a| a.instances.iter().all(|i| matches!(i.lc.state, State::Stopped | State::Errored))),
+        }
+    }
+}
+
+fn exit_status(s: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitStatus::Code(c),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
+    }
+}
+
+/// How long ago `t` was, in milliseconds.
+pub(super) fn ms_since(t: Instant) -> u64 {
+    Instant::now().saturating_duration_since(t).as_millis() as u64
+}
+
+/// How long until `t`, in milliseconds.
+pub(super) fn ms_until(t: Instant) -> u64 {
+    t.saturating_duration_since(Instant::now()).as_millis() as u64
+}

@@ -1,0 +1,102 @@
+//! README "CLI": exit codes and the one-sentence errors.
+
+use crate::helper::*;
+
+#[test]
+fn status_without_a_daemon_is_one_line_and_exit_1() {
+    let env = Env::new(&sh_app("a", "sleep 100", ""));
+    let out = env.l4(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no daemon is running in"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_one_sentence_exit_2() {
+    let env = Env::new("");
+    let out = env.l4(&["start", "nope.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope.toml not found"), "{err}");
+    assert!(!env.home().join("l4ctl.sock").exists(), "no daemon was started for a missing file");
+}
+
+#[test]
+fn bad_config_reports_every_error_with_position_and_changes_nothing() {
+    let env = Env::new(&sh_app("keep", "exec sleep 1000", ""));
+    env.start();
+    let before = env.instance("keep", 0).pid;
+    std::fs::write(
+        env.path("bad.toml"),
+        "[daemon]\nhome = \"run\"\n[[apps]]\nname = \"keep\"\nscript = \"sh\"\nmax_memory_restart = \"1GB?\"\nkill_timeout = \"soon\"\nport = 5000\ninstances = 2\n[[apps]]\nname = \"keep\"\nscript = \"sh\"\nport = 5001\ncolour = 1\n",
+    )
+    .unwrap();
+    let out = env.l4(&["start", env.path("bad.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "bad.toml:6:22: invalid size \"1GB?\"",
+        "bad.toml:7:16: invalid duration \"soon\"",
+        "bad.toml:14:1: unknown field `colour`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(env.instance("keep", 0).pid, before, "the running app was not touched");
+}
+
+#[test]
+fn unknown_app_is_one_sentence_exit_1() {
+    let env = Env::new(&sh_app("a", "exec sleep 1000", ""));
+    env.start();
+    for verb in ["stop", "restart", "delete", "describe"] {
+        let out = env.l4(&[verb, "ghost"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown app `ghost`"), "{verb}: {}", text(&out));
+    }
+}
+
+#[test]
+fn status_json_has_the_documented_schema() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", "instances = 2\nport = 4700"));
+    env.start();
+    let out = env.l4(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], 1);
+    let row = &v["instances"][1];
+    for key in [
+        "id",
+        "app",
+        "instance",
+        "pid",
+        "port",
+        "state",
+        "restarts",
+        "unstable_restarts",
+        "uptime_ms",
+        "cpu_percent",
+        "memory_bytes",
+        "next_retry_ms",
+        "last_exit",
+    ] {
+        assert!(row.get(key).is_some(), "missing {key} in {row}");
+    }
+    assert_eq!(row["port"], 4701);
+    assert_eq!(row["state"], "online");
+    let table = String::from_utf8_lossy(&env.l4(&["ls"]).stdout).into_owned();
+    assert!(table.contains("web") && table.contains("online") && table.contains("4701"), "{table}");
+}
+
+#[test]
+fn describe_never_shows_environment_values() {
+    let env = Env::new(&sh_app("a", "exec sleep 1000", "[apps.env]\nSECRET_TOKEN = \"hunter2-value\""));
+    env.start();
+    for args in [&["describe", "a"][..], &["describe", "a", "--json"], &["status", "--json"]] {
+        let out = env.l4(args);
+        assert!(out.status.success(), "{}", text(&out));
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(!s.contains("hunter2-value"), "{args:?} leaked a value:\n{s}");
+    }
+    let d = String::from_utf8_lossy(&env.l4(&["describe", "a"]).stdout).into_owned();
+    assert!(d.contains("SECRET_TOKEN"), "names are listed: {d}");
+}

@@ -1,0 +1,106 @@
+//! README "Daemon": socket security, signals, saved state and crash recovery.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::helper::*;
+
+#[test]
+fn control_socket_is_mode_0600_in_a_0700_home() {
+    let env = Env::new(&sh_app("a", "exec sleep 1000", ""));
+    env.start();
+    let mode = std::fs::metadata(env.home().join("l4ctl.sock")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(env.home()).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn sigkilled_daemon_leaves_no_worker_and_start_restores_the_apps() {
+    let env = Env::new(
+        &(sh_app("web", "setsid sleep 1004 & exec sleep 1000", "instances = 2")
+            + &sh_app("idle", "exec sleep 1000", "")),
+    );
+    env.start();
+    assert!(env.l4(&["stop", "idle"]).status.success());
+    wait_for(Duration::from_secs(5), "grandchildren", || (pids_with_cmdline("sleep 1004").len() == 2).then_some(()));
+    let workers: Vec<u32> = env.status().instances.iter().filter_map(|i| i.pid).collect();
+    kill(Pid::from_raw(env.daemon_pid()), Signal::SIGKILL).unwrap();
+    // The workers die with the daemon (parent-death signal).
+    wait_for(Duration::from_secs(5), "workers to end", || workers.iter().all(|p| !alive(*p as i32)).then_some(()));
+    // `start` with no argument starts a new daemon, which ends the setsid'd leftovers and restores.
+    let out = env.l4(&["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = env.status();
+    let states: Vec<(String, String)> = status.instances.iter().map(|i| (i.app.clone(), i.state.clone())).collect();
+    assert!(states.contains(&("web".into(), "online".into())), "{states:?}");
+    assert!(states.contains(&("idle".into(), "stopped".into())), "a stopped app stays stopped: {states:?}");
+    let new_pids: Vec<u32> = status.instances.iter().filter_map(|i| i.pid).collect();
+    wait_for(Duration::from_secs(5), "old grandchildren gone", || {
+        let left: Vec<i32> = pids_with_cmdline("sleep 1004");
+        // The restored workers start new ones; the two from before must be gone.
+        (left.len() <= 2).then_some(())
+    });
+    assert!(new_pids.iter().all(|p| !workers.contains(p)));
+}
+
+#[test]
+fn sigterm_stops_every_app_gracefully_and_exits_0() {
+    let env = Env::new(&sh_app("a", "trap 'echo bye; exit 0' TERM; while true; do sleep 0.05; done", "instances = 2"));
+    let mut daemon = env.cmd(&["daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(Duration::from_secs(5), "socket", || env.home().join("l4ctl.sock").exists().then_some(()));
+    env.start();
+    let pids: Vec<u32> = env.status().instances.iter().filter_map(|i| i.pid).collect();
+    assert_eq!(pids.len(), 2);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_for(Duration::from_secs(10), "daemon exit", || daemon.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    assert!(pids.iter().all(|p| !alive(*p as i32)));
+    let out = std::fs::read_to_string(env.path("logs/a-out.log")).unwrap();
+    assert_eq!(out.matches("bye").count(), 2, "each worker got SIGTERM and exited itself: {out}");
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
+    let env = Env::new(&(sh_app("same", "exec sleep 1000", "") + &sh_app("changed", "exec sleep 1000", "")));
+    env.start();
+    let same = env.instance("same", 0).pid;
+    let changed = env.instance("changed", 0).pid;
+    env.write_config(
+        &(sh_app("same", "exec sleep 1000", "")
+            + &sh_app("changed", "exec sleep 1001", "")
+            + &sh_app("added", "exec sleep 1000", "")),
+    );
+    kill(Pid::from_raw(env.daemon_pid()), Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(5), "reload", || {
+        let s = env.status();
+        let by = |a: &str| s.instances.iter().find(|i| i.app == a).cloned();
+        let c = by("changed")?;
+        (c.pid != changed && c.state == "online" && by("added")?.state == "online").then_some(())
+    });
+    assert_eq!(env.instance("same", 0).pid, same, "an unchanged app is not restarted");
+    // An invalid file: logged, nothing changes, the daemon keeps running.
+    let before = env.status().instances;
+    std::fs::write(env.config(), "[daemon]\nhome = \"run\"\n[[apps]]\nname = 1\n").unwrap();
+    kill(Pid::from_raw(env.daemon_pid()), Signal::SIGHUP).unwrap();
+    let out = env.l4(&["reload-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("l4.toml:4:8"), "{}", text(&out));
+    let after = env.status().instances;
+    assert_eq!(before.iter().map(|i| i.pid).collect::<Vec<_>>(), after.iter().map(|i| i.pid).collect::<Vec<_>>());
+}
+
+#[test]
+fn kill_stops_apps_then_the_daemon() {
+    let env = Env::new(&sh_app("a", "exec sleep 1000", ""));
+    env.start();
+    let daemon = env.daemon_pid();
+    let out = env.l4(&["kill"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(2), "the daemon process to end", || (!alive(daemon)).then_some(()));
+    assert!(env.tagged_pids().is_empty());
+    assert!(!env.home().join("l4ctl.sock").exists());
+}

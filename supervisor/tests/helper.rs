@@ -1,0 +1,165 @@
+//! Test fixtures: a temp folder with a config, a home and a log folder, the real
+//! `l4ctl` binary run against it, polling with deadlines, and clean-up of every
+//! process the test started (found by the daemon's `L4_SUPERVISOR` tag) even
+//! when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use layer4_supervisor::api::types::{InstanceStatus, StatusReport};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_l4ctl");
+
+#[derive(Debug)]
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A temp folder with `l4.toml` holding `[daemon]` home/log_dir and then `apps`.
+    pub fn new(apps: &str) -> Env {
+        let dir = tempfile::Builder::new().prefix("l4test").tempdir().expect("tempdir");
+        let env = Env { dir };
+        env.write_config(apps);
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("l4.toml")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path("run")
+    }
+
+    pub fn write_config(&self, apps: &str) {
+        let text = format!("[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\n\n{apps}");
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(self.config()).args(args).current_dir(self.dir.path());
+        c.env_remove("L4_HOME").env_remove("L4_CONFIG").env("RUST_LOG", "debug");
+        c
+    }
+
+    /// Run `l4ctl` to completion.
+    pub fn l4(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run l4ctl")
+    }
+
+    /// `l4ctl start <config>`, asserting success.
+    pub fn start(&self) -> Output {
+        let out = self.l4(&["start", self.config().to_str().expect("utf-8 path")]);
+        assert!(out.status.success(), "start failed: {}\n{}", text(&out), self.diagnose());
+        out
+    }
+
+    /// The daemon's own log and the apps' stderr, for failure messages.
+    pub fn diagnose(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.path("logs")).into_iter().flatten().flatten() {
+            let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            out.push_str(&format!("--- {}\n{body}", entry.path().display()));
+        }
+        out
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let out = self.l4(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    pub fn instance(&self, app: &str, index: u32) -> InstanceStatus {
+        self.status().instances.into_iter().find(|i| i.app == app && i.instance == index).expect("instance listed")
+    }
+
+    pub fn daemon_pid(&self) -> i32 {
+        std::fs::read_to_string(self.home().join("l4ctl.pid")).expect("pid file").trim().parse().expect("pid")
+    }
+
+    /// Every live process started under this test's home.
+    pub fn tagged_pids(&self) -> Vec<i32> {
+        let entry = format!("L4_SUPERVISOR={}", self.home().display());
+        live_pids().into_iter().filter(|&p| environ(p).iter().any(|e| e == &entry)).collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill"]).output();
+        for pid in self.tagged_pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Poll `check` every 10 ms until it returns `Some`, or panic after `limit` with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn live_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect::<Vec<i32>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| !is_zombie(*p))
+        .collect()
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+pub fn environ(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|b| b.split(|c| *c == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Live processes whose command line contains `marker`.
+pub fn pids_with_cmdline(marker: &str) -> Vec<i32> {
+    live_pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+/// An `[[apps]]` entry running `sh -c script`.
+pub fn sh_app(name: &str, script: &str, extra: &str) -> String {
+    format!("[[apps]]\nname = \"{name}\"\nscript = \"sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n")
+}

@@ -1,0 +1,99 @@
+//! README "Lifecycle": environment, process groups, stop and kill_timeout, reaping.
+
+use std::time::{Duration, Instant};
+
+use crate::helper::*;
+
+#[test]
+fn instances_get_port_env_layers_and_l4_variables() {
+    let env = Env::new("");
+    std::fs::write(env.path(".env"), "FROM_FILE=file\nLAYER=file\n").unwrap();
+    env.write_config(&sh_app(
+        "web",
+        "env > out-$L4_INSTANCE.env; exec sleep 1000",
+        "instances = 2\nport = 4600\nenv_file = \".env\"\n[apps.env]\nLAYER = \"env\"\nPROFILE = \"dev\"\n[apps.env_production]\nPROFILE = \"prod\"",
+    ));
+    let out = env
+        .cmd(&["start", env.config().to_str().unwrap(), "--env", "production"])
+        .env("FROM_DAEMON", "yes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}\n{}", text(&out), text(&env.l4(&["describe", "web"])), env.diagnose());
+    for i in 0..2 {
+        let path = env.path(&format!("out-{i}.env"));
+        let vars = wait_for(Duration::from_secs(5), "env dump", || {
+            std::fs::read_to_string(&path).ok().filter(|s| s.contains("L4_INSTANCES"))
+        });
+        for expected in [
+            format!("PORT={}", 4600 + i),
+            format!("L4_INSTANCE={i}"),
+            "L4_APP=web".into(),
+            "L4_INSTANCES=2".into(),
+            "FROM_DAEMON=yes".into(),
+            "FROM_FILE=file".into(),
+            "LAYER=env".into(),
+            "PROFILE=prod".into(),
+        ] {
+            assert!(vars.lines().any(|l| l == expected), "instance {i} lacks {expected}:\n{vars}");
+        }
+    }
+}
+
+#[test]
+fn stop_ends_every_process_of_the_instance_including_setsid_grandchildren() {
+    let env = Env::new(&sh_app("tree", "sleep 1001 & sleep 1002 & setsid sleep 1003 & wait", ""));
+    env.start();
+    wait_for(Duration::from_secs(5), "three sleeps", || (pids_with_cmdline("sleep 100").len() >= 3).then_some(()));
+    let escaped = pids_with_cmdline("sleep 1003");
+    let out = env.l4(&["stop", "tree"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("tree", 0).state, "stopped");
+    for marker in ["sleep 1001", "sleep 1002", "sleep 1003"] {
+        assert!(pids_with_cmdline(marker).iter().all(|p| !escaped.contains(p) || !alive(*p)), "{marker} survived");
+    }
+    assert!(env.tagged_pids().is_empty(), "processes left: {:?}", env.tagged_pids());
+}
+
+#[test]
+fn kill_timeout_escalates_to_sigkill() {
+    let env =
+        Env::new(&sh_app("stubborn", "trap '' TERM; while true; do sleep 0.05; done", "kill_timeout = \"300ms\""));
+    env.start();
+    let t = Instant::now();
+    let out = env.l4(&["stop", "stubborn"]);
+    let took = t.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(took >= Duration::from_millis(300), "stopped before kill_timeout: {took:?}");
+    let i = env.instance("stubborn", 0);
+    let exit = i.last_exit.expect("last exit");
+    assert_eq!(exit.signal.as_deref(), Some("SIGKILL"), "{exit:?}");
+    assert!(env.tagged_pids().is_empty());
+}
+
+#[test]
+fn orphaned_grandchildren_are_reaped_not_left_as_zombies() {
+    // The worker's child starts a grandchild and exits; the grandchild is re-parented
+    // to the daemon (child subreaper) and exits soon after.
+    let env = Env::new(&sh_app("orphans", "sh -c 'sleep 0.2 &' ; exec sleep 1000", ""));
+    env.start();
+    let daemon = env.daemon_pid();
+    std::thread::sleep(Duration::from_millis(0));
+    wait_for(Duration::from_secs(5), "no zombie children of the daemon", || {
+        let zombies: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        let rest = s[s.rfind(')')? + 2..].to_owned();
+                        let f: Vec<&str> = rest.split(' ').collect();
+                        Some(f[0] == "Z" && f[1] == daemon.to_string())
+                    })
+                    .unwrap_or(false)
+            })
+            .collect();
+        let grandchild_gone = pids_with_cmdline("sleep 0.2").is_empty();
+        (grandchild_gone && zombies.is_empty()).then_some(())
+    });
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary of the supervisor: real `l4ctl` daemons in
+//! temp folders, real processes and signals. Test names follow the README
+//! sections they prove. `unwrap` is fine here: a panic is a test failure.
+
+#![allow(clippy::unwrap_used)]
+
+mod helper;
+
+mod cli;
+mod daemon;
+mod processes;
+mod restart;
