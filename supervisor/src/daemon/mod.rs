@@ -28,7 +28,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::api::types::{AppDescription, StatusReport};
 use crate::config::{Config, ConfigError};
-use crate::lifecycle::ExitStatus;
 
 pub use state::SavedState;
 
@@ -95,7 +94,6 @@ pub enum Msg {
     Describe { app: String, reply: Reply<AppDescription> },
     Wait { want: Want, reply: oneshot::Sender<()> },
     Shutdown { reply: oneshot::Sender<()> },
-    Exited { app: String, index: u32, pid: u32, status: ExitStatus },
     Timer { app: String, index: u32, epoch: u64 },
     Tick,
     Sigchld,
@@ -175,6 +173,8 @@ pub async fn run(
     }
     end_leftovers(&paths.home).await;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
+    // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
+    spawn_signal_forwarders(tx.clone())?;
     let mut sup = supervisor::Supervisor::new(paths.home.clone(), paths.log_dir.clone(), tx.clone());
     if let Some((config, env)) = initial {
         sup.apply(config, env, None, true)?;
@@ -184,7 +184,6 @@ pub async fn run(
             sup.handle(msg);
         }
     });
-    spawn_signal_forwarders(tx.clone());
     let kill = Arc::new(Notify::new());
     let state = crate::api::ApiState {
         tx: tx.clone(),
@@ -215,11 +214,16 @@ pub async fn run(
     served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&paths.home), source })
 }
 
-/// SIGHUP reloads the config; SIGCHLD and a 1 s tick drive reaping and sampling.
-fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) {
+/// SIGHUP reloads the config; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
+/// in case a coalesced SIGCHLD was missed).
+fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
+    let listen = |kind: SignalKind| {
+        signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })
+    };
+    let mut hup = listen(SignalKind::hangup())?;
+    let mut chld = listen(SignalKind::child())?;
     let hup_tx = tx.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading config");
             let _ = hup_tx.send(Msg::Reload { reply: None }).await;
@@ -227,7 +231,6 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) {
     });
     let chld_tx = tx.clone();
     tokio::spawn(async move {
-        let Ok(mut chld) = signal(SignalKind::child()) else { return };
         while chld.recv().await.is_some() {
             let _ = chld_tx.try_send(Msg::Sigchld);
         }
@@ -243,6 +246,7 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) {
             let _ = tx.try_send(Msg::Tick);
         }
     });
+    Ok(())
 }
 
 /// End processes that an earlier daemon of this home left running (it was SIGKILLed).

@@ -1,17 +1,22 @@
 //! What the daemon reads from and does to `/proc` processes: finding every
 //! process that belongs to an instance (its process group, and anything that
 //! carries the instance's `L4_TAG` in its environment, which catches children
-//! that `setsid` away), signalling them, reaping orphans reparented to us as
-//! child subreaper, and sampling CPU and memory.
+//! that `setsid` away), signalling them, reaping every child (ours and orphans
+//! re-parented to us as child subreaper), and sampling CPU and memory.
+//!
+//! Finding tagged processes reads every `/proc/<pid>/environ` (this kernel may
+//! lack `/proc/<pid>/task/<tid>/children`), so it is done only on stop and after
+//! an exit, never on the sampling tick.
 //!
 //! Nothing here keeps state; the supervisor decides when to call it.
 
-use std::collections::HashSet;
 use std::fs;
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+use crate::lifecycle::ExitStatus;
 
 /// Environment variable naming the home of the daemon that started a process.
 pub const SUPERVISOR_VAR: &str = "L4_SUPERVISOR";
@@ -93,21 +98,18 @@ pub fn leftovers_of(home: &str) -> Vec<i32> {
     all_pids().into_iter().filter(|&pid| pid != me && environ_has(pid, entry.as_bytes())).collect()
 }
 
-/// Reap zombie children that are not ours to wait for (orphans reparented to us).
-/// `owned` are the pids tokio waits on; reaping them here would steal their status.
-pub fn reap_orphans(owned: &HashSet<i32>) -> usize {
-    let me = std::process::id() as i32;
-    let mut reaped = 0;
-    for stat in all_pids().into_iter().filter_map(read_stat) {
-        if stat.ppid == me
-            && stat.state == b'Z'
-            && !owned.contains(&stat.pid)
-            && waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG)).is_ok()
-        {
-            reaped += 1;
+/// Reap every child that has ended, ours or orphans re-parented to us, without
+/// blocking. Returns `(pid, status)` for each; the caller keeps those it started.
+pub fn reap_all() -> Vec<(i32, ExitStatus)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => out.push((pid.as_raw(), ExitStatus::Signal(sig as i32))),
+            Ok(WaitStatus::StillAlive) | Err(_) => return out,
+            Ok(_) => {}
         }
     }
-    reaped
 }
 
 /// Ask the kernel to make orphaned descendants our children, so they can be reaped.

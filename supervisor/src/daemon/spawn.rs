@@ -3,12 +3,16 @@
 //! `L4_INSTANCE`, `L4_INSTANCES`), its own session and process group, a parent-
 //! death signal so it never outlives a SIGKILLed daemon, and its stdout/stderr
 //! appended to the app's log files.
+//!
+//! Processes are started with `std::process` and the returned `Child` is
+//! dropped at once: the supervisor reaps every child itself with `waitpid(-1)`
+//! (it is a subreaper and must reap orphans too), so no other part of the
+//! daemon may wait on a child.
 
 use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-
-use tokio::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 use super::procs::{SUPERVISOR_VAR, TAG_VAR};
 use crate::config::AppSpec;
@@ -53,8 +57,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         .env(TAG_VAR, req.tag)
         .stdin(Stdio::null())
         .stdout(open(&out_path)?)
-        .stderr(open(&err_path)?)
-        .kill_on_drop(false);
+        .stderr(open(&err_path)?);
     if let Some(port) = spec.port {
         cmd.env("PORT", (u32::from(port) + req.index).to_string());
     }

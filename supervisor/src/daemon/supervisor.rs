@@ -6,7 +6,7 @@
 //! it returns; it never waits on a process itself (exits and timers come back as
 //! messages), so a slow stop never blocks a `status`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -18,7 +18,7 @@ use super::spawn::{SpawnRequest, spawn};
 use super::state::SavedState;
 use super::{Error, Msg, Op, Target, Want};
 use crate::config::{AppSpec, Config};
-use crate::lifecycle::{Action, Ctx, ExitStatus, Fact, Lifecycle, State};
+use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
 
 pub(super) struct App {
     pub spec: AppSpec,
@@ -56,7 +56,10 @@ pub(super) struct Supervisor {
     /// Makes `L4_TAG` values unique across daemons: `<pid>-<start time>`.
     run_id: String,
     rng: u64,
-    owned: HashSet<i32>,
+    /// Pids we started and still have to reap: `(app, instance index)`.
+    owned: HashMap<i32, (String, u32)>,
+    /// Tags of finished runs whose stray processes still have to be swept.
+    sweeps: Vec<(String, Option<i32>)>,
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
     ticks_per_sec: u64,
@@ -77,7 +80,8 @@ impl Supervisor {
             serial: 0,
             run_id: format!("{}-{:x}", std::process::id(), seed),
             rng: seed | 1,
-            owned: HashSet::new(),
+            owned: HashMap::new(),
+            sweeps: Vec::new(),
             waiters: Vec::new(),
             shutting_down: false,
             ticks_per_sec,
@@ -124,24 +128,42 @@ impl Supervisor {
                 }
                 self.waiters.push(Waiter { want: Want::AllStopped, reply });
             }
-            Msg::Exited { app, index, pid, status } => {
-                self.owned.remove(&(pid as i32));
-                let current = self.inst(&app, index).and_then(|i| i.lc.pid);
-                if current == Some(pid) {
-                    tracing::info!(app = %app, instance = index, pid, status = ?status, "process exited");
-                    self.feed(&app, index, Fact::Exited { status });
-                }
-            }
             Msg::Timer { app, index, epoch } => self.feed(&app, index, Fact::Timer { epoch }),
             Msg::Tick => {
+                self.reap();
                 self.sample();
-                procs::reap_orphans(&self.owned);
             }
-            Msg::Sigchld => {
-                procs::reap_orphans(&self.owned);
+            Msg::Sigchld => self.reap(),
+        }
+        self.sweep();
+        self.check_waiters();
+    }
+
+    /// Collect every ended child; feed the exits of ours to their instances.
+    fn reap(&mut self) {
+        for (pid, status) in procs::reap_all() {
+            let Some((app, index)) = self.owned.remove(&pid) else {
+                tracing::debug!(pid, ?status, "reaped an orphan");
+                continue;
+            };
+            if self.inst(&app, index).and_then(|i| i.lc.pid) == Some(pid as u32) {
+                tracing::info!(app = %app, instance = index, pid, ?status, "process exited");
+                self.feed(&app, index, Fact::Exited { status });
             }
         }
-        self.check_waiters();
+    }
+
+    /// SIGKILL what finished runs left outside their process group (found by tag).
+    /// Done after the replacement started, so a restart does not wait for the scan.
+    fn sweep(&mut self) {
+        for (tag, pgid) in std::mem::take(&mut self.sweeps) {
+            let entry = format!("{}={tag}", procs::TAG_VAR);
+            let pids = procs::instance_pids(pgid, entry.as_bytes());
+            if !pids.is_empty() {
+                tracing::info!(tag = %tag, ?pids, "killing processes left by a finished run");
+                procs::signal_all(pgid, &pids, Signal::SIGKILL);
+            }
+        }
     }
 
     fn guard(&self) -> Result<(), Error> {
@@ -210,20 +232,12 @@ impl Supervisor {
                 let req =
                     SpawnRequest { spec: &app.spec, index, home: &self.home, log_dir: &self.log_dir, tag: &inst.tag };
                 match spawn(&req) {
-                    Ok(mut child) => {
-                        let pid = child.id().unwrap_or(0);
+                    Ok(child) => {
+                        // Reaped by `reap` (waitpid(-1)); the handle is not needed.
+                        let pid = child.id();
                         inst.pgid = Some(pid as i32);
-                        self.owned.insert(pid as i32);
+                        self.owned.insert(pid as i32, (app_name.to_owned(), index));
                         tracing::info!(app = %app_name, instance = index, pid, "started");
-                        let tx = self.tx.clone();
-                        let app = app_name.to_owned();
-                        tokio::spawn(async move {
-                            let status = match child.wait().await {
-                                Ok(s) => exit_status(s),
-                                Err(_) => ExitStatus::Code(-1),
-                            };
-                            let _ = tx.send(Msg::Exited { app, index, pid, status }).await;
-                        });
                         Some(Fact::Spawned { pid })
                     }
                     Err(error) => {
@@ -232,20 +246,18 @@ impl Supervisor {
                     }
                 }
             }
-            Action::Terminate | Action::Kill | Action::Cleanup => {
-                let signal = match action {
-                    Action::Terminate => app.spec.kill_signal.0,
-                    _ => Signal::SIGKILL,
-                };
+            Action::Terminate | Action::Kill => {
+                let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
                 let entry = format!("{}={}", procs::TAG_VAR, inst.tag);
                 let pids = procs::instance_pids(inst.pgid, entry.as_bytes());
-                if !pids.is_empty() {
-                    tracing::debug!(app = %app_name, instance = index, ?pids, signal = signal.as_str(), "signalling");
-                }
+                tracing::debug!(app = %app_name, instance = index, ?pids, signal = signal.as_str(), "signalling");
                 procs::signal_all(inst.pgid, &pids, signal);
-                if action == Action::Cleanup {
-                    inst.pgid = None;
-                }
+                None
+            }
+            Action::Cleanup => {
+                // The group at once (one syscall); strays outside it in `sweep`.
+                procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
+                self.sweeps.push((std::mem::take(&mut inst.tag), inst.pgid.take()));
                 None
             }
             Action::Schedule { after, epoch } => {
@@ -498,15 +510,6 @@ impl Supervisor {
                 .values()
                 .all(|a| a.instances.iter().all(|i| matches!(i.lc.state, State::Stopped | State::Errored))),
         }
-    }
-}
-
-fn exit_status(s: std::process::ExitStatus) -> ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    match (s.code(), s.signal()) {
-        (Some(c), _) => ExitStatus::Code(c),
-        (None, Some(sig)) => ExitStatus::Signal(sig),
-        (None, None) => ExitStatus::Code(-1),
     }
 }
 

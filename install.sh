@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Build layer4's release binaries and install them; optionally start the supervisor.
+#
+#   ./install.sh [--prefix DIR] [--start] [--env NAME]
+#
+#   --prefix DIR  install into DIR/bin (default: /usr/local as root, else ~/.local)
+#   --start       then run `l4ctl start config/layer4.toml` (the main job)
+#   --env NAME    with --start: use each app's [apps.env_NAME] table
+#
+# Idempotent: running it again rebuilds what changed and replaces the binaries.
+# Every step is printed; any failure stops the script with a message.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ "$(id -u)" -eq 0 ]; then PREFIX=/usr/local; else PREFIX="$HOME/.local"; fi
+START=0
+ENV_NAME=""
+
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a folder"; PREFIX=$2; shift 2 ;;
+    --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+    --start) START=1; shift ;;
+    --env) [ $# -ge 2 ] || die "--env needs a name"; ENV_NAME=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (https://rustup.rs)"
+BIN="$PREFIX/bin"
+
+step "building release binaries (cargo build --release --locked)"
+(cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
+
+step "installing into $BIN"
+mkdir -p "$BIN" || die "cannot create $BIN"
+installed=0
+for name in l4ctl chat-server; do
+  src="$ROOT/target/release/$name"
+  if [ -x "$src" ]; then
+    install -m 0755 "$src" "$BIN/$name.new" && mv -f "$BIN/$name.new" "$BIN/$name" || die "cannot install $name"
+    echo "    $BIN/$name"
+    installed=$((installed + 1))
+  fi
+done
+[ "$installed" -gt 0 ] || die "no binary was built"
+mkdir -p "$ROOT/logs" "$ROOT/run"
+
+case ":$PATH:" in
+  *":$BIN:"*) ;;
+  *) echo "    note: $BIN is not on your PATH; add it, e.g. export PATH=\"$BIN:\$PATH\"" ;;
+esac
+
+if [ "$START" -eq 1 ]; then
+  step "starting the supervisor with config/layer4.toml"
+  # The daemon inherits this PATH, so apps named by program (chat-server) are found.
+  export PATH="$BIN:$PATH"
+  args=(start "$ROOT/config/layer4.toml")
+  [ -n "$ENV_NAME" ] && args+=(--env "$ENV_NAME")
+  "$BIN/l4ctl" "${args[@]}" || die "l4ctl start failed (see the table above, and 'l4ctl -c $ROOT/config/layer4.toml describe APP')"
+  echo "    status: $BIN/l4ctl -c $ROOT/config/layer4.toml status"
+fi
+step "done"
