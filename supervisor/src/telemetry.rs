@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-/// Keep the returned guard alive for the life of the process, or the last lines are lost.
-pub fn init(log_dir: Option<&Path>) -> Option<WorkerGuard> {
+/// Install the global subscriber. File logging writes synchronously (the daemon logs a
+/// few lines per event, and a writer thread would cost more memory than it saves).
+pub fn init(log_dir: Option<&Path>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match log_dir {
         Some(dir) => {
@@ -20,20 +20,14 @@ pub fn init(log_dir: Option<&Path>) -> Option<WorkerGuard> {
                 .build(dir);
             match appender {
                 Ok(appender) => {
-                    let (writer, guard) = tracing_appender::non_blocking(appender);
-                    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).init();
-                    Some(guard)
+                    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(appender).init();
                 }
                 Err(e) => {
                     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
                     tracing::warn!(cause = %e, dir = %dir.display(), "cannot log to file; logging to stderr");
-                    None
                 }
             }
         }
-        None => {
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-            None
-        }
+        None => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
     }
 }

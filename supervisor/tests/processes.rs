@@ -97,3 +97,36 @@ fn orphaned_grandchildren_are_reaped_not_left_as_zombies() {
         (grandchild_gone && zombies.is_empty()).then_some(())
     });
 }
+
+#[test]
+fn stop_kills_a_stray_that_ignores_sigterm_after_the_worker_exits() {
+    let env = Env::new(&sh_app(
+        "strays",
+        "setsid sh -c \"trap '' TERM; exec sleep 1006\" & trap 'exit 0' TERM; while true; do sleep 0.05; done",
+        "",
+    ));
+    env.start();
+    let stray = wait_for(Duration::from_secs(5), "the stray", || pids_with_cmdline("sleep 1006").first().copied());
+    let out = env.l4(&["stop", "strays"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(2), "the stray to be killed", || (!alive(stray)).then_some(()));
+}
+
+#[test]
+fn strays_of_a_crashed_worker_are_killed_while_it_restarts() {
+    let env = Env::new(&sh_app(
+        "crashy",
+        "setsid sh -c \"trap '' TERM; exec sleep 1007\" & sleep 0.3; exit 1",
+        "restart_delay = \"2s\"",
+    ));
+    env.start();
+    let first = wait_for(Duration::from_secs(5), "the stray", || pids_with_cmdline("sleep 1007").first().copied());
+    wait_for(Duration::from_secs(5), "the first run's stray to be killed", || (!alive(first)).then_some(()));
+    // A stray whose sweep is still pending when the daemon shuts down is killed too.
+    wait_for(Duration::from_secs(5), "a second run's stray", || {
+        pids_with_cmdline("sleep 1007").iter().any(|p| *p != first).then_some(())
+    });
+    let out = env.l4(&["kill"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(2), "no process left", || env.tagged_pids().is_empty().then_some(()));
+}

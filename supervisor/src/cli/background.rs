@@ -22,7 +22,7 @@ pub(super) fn run_daemon(
     let resolved = resolve(cli, None);
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
     let _ = std::fs::create_dir_all(&log_dir);
-    let _guard = crate::telemetry::init(log_file.then_some(log_dir.as_path()));
+    crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
     let initial = match &cli.config {
         Some(path) => match crate::config::load(path, env.as_deref()) {
@@ -34,7 +34,11 @@ pub(super) fn run_daemon(
         },
         None => None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread is plenty: the daemon's work is microseconds per event, and every
+    // extra thread costs memory (a malloc arena, a stack) and wake-ups. This is also
+    // the thread that forks workers, so their parent-death signal fires only when
+    // the daemon itself ends.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("l4ctl: cannot start the runtime: {e}");

@@ -76,6 +76,20 @@ pub fn instance_pids(pgid: Option<i32>, tag_entry: &[u8]) -> Vec<i32> {
         .collect()
 }
 
+/// Live processes (other than us) carrying any of `entries` (`L4_TAG=...`) in their
+/// environment. One pass over `/proc`, one `environ` read per process.
+pub fn tagged_pids(entries: &[String]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| entries.iter().any(|want| e == want.as_bytes())))
+        })
+        .collect()
+}
+
 /// Send `signal` once to every process: to the group with `killpg`, and by pid to
 /// those outside it. A process must not get the signal twice: a shell that traps
 /// SIGTERM would run its handler twice.

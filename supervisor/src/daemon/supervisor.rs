@@ -60,6 +60,8 @@ pub(super) struct Supervisor {
     owned: HashMap<i32, (String, u32)>,
     /// Tags of finished runs whose stray processes still have to be swept.
     sweeps: Vec<(String, Option<i32>)>,
+    /// A sweep that must not wait for the tick: the instance is not restarting.
+    sweep_now: bool,
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
     ticks_per_sec: u64,
@@ -82,6 +84,7 @@ impl Supervisor {
             rng: seed | 1,
             owned: HashMap::new(),
             sweeps: Vec::new(),
+            sweep_now: false,
             waiters: Vec::new(),
             shutting_down: false,
             ticks_per_sec,
@@ -91,6 +94,7 @@ impl Supervisor {
 
     /// Handle one message.
     pub fn handle(&mut self, msg: Msg) {
+        let only_reaping = matches!(msg, Msg::Sigchld);
         match msg {
             Msg::Apply { config, env, only, reply } => {
                 let r = self.guard().and_then(|()| self.apply(config, env, only.as_deref(), true));
@@ -135,7 +139,11 @@ impl Supervisor {
             }
             Msg::Sigchld => self.reap(),
         }
-        self.sweep();
+        // Only a restart just started by SIGCHLD may leave its sweep for later; any
+        // other message (the next tick at the latest) sweeps before waiters are answered.
+        if self.sweep_now || !only_reaping {
+            self.sweep();
+        }
         self.check_waiters();
     }
 
@@ -154,15 +162,21 @@ impl Supervisor {
     }
 
     /// SIGKILL what finished runs left outside their process group (found by tag).
-    /// Done after the replacement started, so a restart does not wait for the scan.
+    /// When a replacement is starting, this waits for the next message: the scan reads
+    /// every process's environment (milliseconds), and a restart must not wait for
+    /// it or compete with the replacement's start-up for the CPU. The group itself
+    /// was killed at once. When nothing restarts (stop, shutdown), it runs at once.
     fn sweep(&mut self) {
-        for (tag, pgid) in std::mem::take(&mut self.sweeps) {
-            let entry = format!("{}={tag}", procs::TAG_VAR);
-            let pids = procs::instance_pids(pgid, entry.as_bytes());
-            if !pids.is_empty() {
-                tracing::info!(tag = %tag, ?pids, "killing processes left by a finished run");
-                procs::signal_all(pgid, &pids, Signal::SIGKILL);
-            }
+        self.sweep_now = false;
+        if self.sweeps.is_empty() {
+            return;
+        }
+        let entries: Vec<String> =
+            std::mem::take(&mut self.sweeps).into_iter().map(|(tag, _)| format!("{}={tag}", procs::TAG_VAR)).collect();
+        let pids = procs::tagged_pids(&entries);
+        if !pids.is_empty() {
+            tracing::info!(?pids, "killing processes left by finished runs");
+            procs::signal_all(None, &pids, Signal::SIGKILL);
         }
     }
 
@@ -258,6 +272,7 @@ impl Supervisor {
                 // The group at once (one syscall); strays outside it in `sweep`.
                 procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
                 self.sweeps.push((std::mem::take(&mut inst.tag), inst.pgid.take()));
+                self.sweep_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
                 None
             }
             Action::Schedule { after, epoch } => {
