@@ -2,6 +2,8 @@
 //!
 //! - [`config`] reads and validates the TOML config file.
 //! - [`lifecycle`] is the pure state machine of one instance (no I/O).
+//! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
+//! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
 
 pub mod api;
 pub mod cli;
@@ -10,4 +12,5 @@ pub mod config;
 pub mod daemon;
 pub mod fsutil;
 pub mod lifecycle;
+pub mod logs;
 pub mod telemetry;

@@ -10,6 +10,8 @@
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
 //! | POST | `/api/v1/kill` | stop every app, answer, then exit |
+//! | POST | `/api/v1/logs/reopen` | body `{"app"?}`: reopen log files (as SIGUSR1); `{"files_reopened"}` per writer |
+//! | POST | `/api/v1/logs/flush` | body `{"app"?}`: empty the current log files |
 //!
 //! Errors are `{"error": {"code", "message", "diagnostics"?}}` with 400 (bad
 //! config or request), 404 (unknown app), 409 (wrong home, nothing to start) or
@@ -55,6 +57,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/apps/{name}/{op}", post(control))
         .route("/api/v1/reload-config", post(reload))
         .route("/api/v1/kill", post(kill))
+        .route("/api/v1/logs/reopen", post(logs_reopen))
+        .route("/api/v1/logs/flush", post(logs_flush))
         .with_state(state)
 }
 
@@ -192,4 +196,24 @@ async fn kill(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiE
     ask(&s.tx, |reply| Msg::Shutdown { reply }).await?;
     s.kill.notify_one();
     Ok(Json(serde_json::json!({ "schema": SCHEMA, "stopped": true })))
+}
+
+/// Body of the log endpoints: one app, or every app when absent.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LogTarget {
+    pub app: Option<String>,
+}
+
+async fn log_command(s: &ApiState, app: Option<String>, truncate: bool) -> Result<Json<serde_json::Value>, ApiError> {
+    let commands = ask(&s.tx, |reply| Msg::LogCommand { app, truncate, reply }).await??;
+    let writers = crate::daemon::run_log_commands(commands).await;
+    Ok(Json(serde_json::json!({ "schema": SCHEMA, "writers": writers })))
+}
+
+async fn logs_reopen(State(s): State<ApiState>, Json(t): Json<LogTarget>) -> Result<Json<serde_json::Value>, ApiError> {
+    log_command(&s, t.app, false).await
+}
+
+async fn logs_flush(State(s): State<ApiState>, Json(t): Json<LogTarget>) -> Result<Json<serde_json::Value>, ApiError> {
+    log_command(&s, t.app, true).await
 }

@@ -80,8 +80,10 @@ pub struct AppDescription {
     pub config: serde_json::Value,
     /// Names of the variables set from `env_file`, `[apps.env]` and the profile.
     pub env_names: Vec<String>,
-    pub out_file: PathBuf,
-    pub error_file: PathBuf,
+    /// out, err and combined files: one set, or one per instance (`merge_logs = false`).
+    pub log_files: Vec<crate::config::LogFiles>,
+    /// Lines and bytes written, rotations, lines cut at `max_line`.
+    pub log_counters: crate::logs::LogCounters,
     pub instances: Vec<InstanceStatus>,
 }
 

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
 mod background;
+mod logs;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the last lines of an app's logs (or all apps'), and follow new ones.
+    Logs {
+        /// An app name, or `all` [default: all].
+        app: Option<String>,
+        /// How many lines of history to show per file.
+        #[arg(long, default_value_t = 15)]
+        lines: usize,
+        /// Keep printing new lines as they are written (across rotations).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only stderr (the error file) instead of the combined file.
+        #[arg(long, conflicts_with = "out")]
+        err: bool,
+        /// Only stdout (the out file) instead of the combined file.
+        #[arg(long)]
+        out: bool,
+        /// Lines exactly as in the files, without the `app|instance` prefix.
+        #[arg(long)]
+        raw: bool,
+        /// One JSON object per line: {"app", "instance", "line"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Empty the current log files of an app (or all apps).
+    Flush { app: Option<String> },
+    /// Reopen every log file (as SIGUSR1), for users of an outside logrotate.
+    ReloadLogs,
     /// Read every loaded config file again (as SIGHUP): changed apps restart, an invalid file changes nothing.
     ReloadConfig,
     /// Run the daemon in the foreground (for systemd and containers).
@@ -131,6 +159,20 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Kill => kill(&cli).await,
         Command::Status { json } => status(&cli, *json).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
+        Command::Logs { app, lines, follow, err, out, raw, json } => {
+            let which = if *err {
+                logs::Which::Err
+            } else if *out {
+                logs::Which::Out
+            } else {
+                logs::Which::Combined
+            };
+            let args =
+                logs::LogsArgs { app: app.clone(), lines: *lines, follow: *follow, which, raw: *raw, json: *json };
+            logs::logs(&cli, args).await
+        }
+        Command::Flush { app } => logs::log_command(&cli, app.clone(), "/api/v1/logs/flush", "log files emptied").await,
+        Command::ReloadLogs => logs::log_command(&cli, None, "/api/v1/logs/reopen", "log files reopened").await,
         Command::ReloadConfig => {
             let client = Client::new(&resolve(&cli, None).home);
             finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await)

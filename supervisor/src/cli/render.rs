@@ -76,8 +76,17 @@ pub(super) fn description(d: &AppDescription) -> String {
         }
     }
     line("env (names only)", if d.env_names.is_empty() { "-".into() } else { d.env_names.join(", ") });
-    line("out file", d.out_file.display().to_string());
-    line("error file", d.error_file.display().to_string());
+    for f in &d.log_files {
+        let who = f.instance.map_or_else(String::new, |i| format!(" ({i})"));
+        line(&format!("out file{who}"), f.out.display().to_string());
+        line(&format!("error file{who}"), f.err.display().to_string());
+        line(&format!("log file{who}"), f.combined.display().to_string());
+    }
+    let c = &d.log_counters;
+    line(
+        "log counters",
+        format!("{} lines, {} bytes, {} rotations, {} cut", c.lines, c.bytes, c.rotations, c.cut_lines),
+    );
     for i in &d.instances {
         line(
             &format!("instance {}", i.instance),

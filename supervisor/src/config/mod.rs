@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use schema::{LogType, RotateInterval};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};
 
 /// Errors from loading a config file.
@@ -64,6 +65,40 @@ pub struct AppSpec {
     pub kill_signal: SignalName,
     pub restart: RestartPolicy,
     pub autostart: bool,
+    pub logs: LogSpec,
+}
+
+/// Where and how an app's output is written (README, "Logs").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogSpec {
+    /// One set when `merge_logs` (instance `None`), else one per instance.
+    pub files: Vec<LogFiles>,
+    pub merge_logs: bool,
+    pub time: bool,
+    /// strftime format (UTC); `None`: RFC 3339 with milliseconds.
+    pub date_format: Option<String>,
+    pub log_type: LogType,
+    pub max_line: usize,
+    pub max_size: u64,
+    pub interval: RotateInterval,
+    pub retain: u32,
+    pub compress: bool,
+}
+
+/// The trio of files for all instances or for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LogFiles {
+    pub instance: Option<u32>,
+    pub out: PathBuf,
+    pub err: PathBuf,
+    pub combined: PathBuf,
+}
+
+impl LogSpec {
+    /// The files that lines of `instance` go to.
+    pub fn files_of(&self, instance: u32) -> Option<&LogFiles> {
+        self.files.iter().find(|f| f.instance.is_none() || f.instance == Some(instance))
+    }
 }
 
 /// Everything the lifecycle state machine needs to decide about restarts and stops.

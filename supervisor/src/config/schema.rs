@@ -63,6 +63,75 @@ pub struct AppSection {
     /// Start the app when its config is loaded. `false` loads it stopped.
     #[serde(default = "default_true")]
     pub autostart: bool,
+    /// stdout file. Relative to the config file. Default `<log_dir>/<app>-out.log`.
+    pub out_file: Option<PathBuf>,
+    /// stderr file. Default `<log_dir>/<app>-err.log`.
+    pub error_file: Option<PathBuf>,
+    /// Combined file (both streams in arrival order). Default `<log_dir>/<app>.log`.
+    pub log_file: Option<PathBuf>,
+    /// One set of files for all instances (`true`) or one per instance (`<name>-<i>-out.log`, ...).
+    #[serde(default = "default_true")]
+    pub merge_logs: bool,
+    /// Prefix each line with a timestamp.
+    #[serde(default = "default_true")]
+    pub time: bool,
+    /// strftime format of the timestamp (UTC). Default RFC 3339 with milliseconds.
+    pub log_date_format: Option<Spanned<String>>,
+    /// `"text"` (default) or `"json"` (one object per line).
+    #[serde(default)]
+    pub log_type: LogType,
+    /// Longer lines are cut, with a visible marker.
+    #[serde(default = "default_max_line")]
+    pub max_line: Size,
+    #[serde(default)]
+    pub log_rotate: LogRotateSection,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogType {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[apps.log_rotate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRotateSection {
+    #[serde(default = "default_max_size")]
+    pub max_size: Size,
+    /// `"daily"`, `"hourly"` or `"none"`.
+    #[serde(default)]
+    pub interval: RotateInterval,
+    /// Rotated files kept per log; older ones are deleted.
+    #[serde(default = "default_retain")]
+    pub retain: u32,
+    /// gzip rotated files (off the write path).
+    #[serde(default)]
+    pub compress: bool,
+}
+
+impl Default for LogRotateSection {
+    fn default() -> Self {
+        LogRotateSection {
+            max_size: default_max_size(),
+            interval: RotateInterval::None,
+            retain: default_retain(),
+            compress: false,
+        }
+    }
+}
+
+/// Time-based rotation, on top of `max_size`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotateInterval {
+    #[default]
+    None,
+    Hourly,
+    Daily,
 }
 
 /// The whole file, after `env_<NAME>` tables were split off each app.
@@ -101,6 +170,15 @@ fn default_autorestart() -> Autorestart {
 }
 fn default_true() -> bool {
     true
+}
+fn default_max_line() -> Size {
+    Size(64 << 10)
+}
+fn default_max_size() -> Size {
+    Size(10 << 20)
+}
+fn default_retain() -> u32 {
+    30
 }
 
 /// `[apps.env_NAME]` tables of one app, by `NAME`.

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::diag::Report;
 use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
-use super::{AppSpec, Config, DaemonSpec, RestartPolicy, default_home, normalize};
+use super::{AppSpec, Config, DaemonSpec, LogFiles, LogSpec, RestartPolicy, default_home, normalize};
 
 /// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
 pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
@@ -196,9 +196,78 @@ pub(super) fn resolve(
                 kill_timeout: app.kill_timeout.0,
             },
             autostart: app.autostart,
+            logs: log_spec(report, &app, base, &log_dir, instances),
         });
     }
     Some(Config { file: path.to_path_buf(), daemon: DaemonSpec { home, log_dir }, apps })
+}
+
+/// Resolve the log options of one app; per-instance names when `merge_logs = false`.
+fn log_spec(report: &mut Report<'_>, app: &AppSection, base: &Path, log_dir: &Path, instances: u32) -> LogSpec {
+    let name = app.name.get_ref();
+    let pick = |explicit: &Option<PathBuf>, default: String| {
+        explicit.as_ref().map_or_else(|| log_dir.join(default), |p| normalize(&base.join(p)))
+    };
+    let merged = LogFiles {
+        instance: None,
+        out: pick(&app.out_file, format!("{name}-out.log")),
+        err: pick(&app.error_file, format!("{name}-err.log")),
+        combined: pick(&app.log_file, format!("{name}.log")),
+    };
+    let files = if app.merge_logs {
+        vec![merged]
+    } else {
+        (0..instances)
+            .map(|i| LogFiles {
+                instance: Some(i),
+                out: per_instance(&merged.out, &app.out_file, i, &format!("{name}-{i}-out.log")),
+                err: per_instance(&merged.err, &app.error_file, i, &format!("{name}-{i}-err.log")),
+                combined: per_instance(&merged.combined, &app.log_file, i, &format!("{name}-{i}.log")),
+            })
+            .collect()
+    };
+    if let Some(fmt) = &app.log_date_format {
+        use chrono::format::{Item, StrftimeItems};
+        if StrftimeItems::new(fmt.get_ref()).any(|item| matches!(item, Item::Error)) {
+            report.push(
+                fmt.span(),
+                format!(
+                    "invalid log_date_format {:?}: use strftime fields such as %Y-%m-%d %H:%M:%S%.3f",
+                    fmt.get_ref()
+                ),
+            );
+        }
+    }
+    if app.max_line.0 < 16 {
+        report.push(app.name.span(), format!("`max_line` of `{name}` must be at least 16 bytes"));
+    }
+    if app.log_rotate.max_size.0 < 1024 {
+        report.push(app.name.span(), format!("`log_rotate.max_size` of `{name}` must be at least 1K"));
+    }
+    LogSpec {
+        files,
+        merge_logs: app.merge_logs,
+        time: app.time,
+        date_format: app.log_date_format.as_ref().map(|f| f.get_ref().clone()),
+        log_type: app.log_type,
+        max_line: usize::try_from(app.max_line.0).unwrap_or(usize::MAX),
+        max_size: app.log_rotate.max_size.0,
+        interval: app.log_rotate.interval,
+        retain: app.log_rotate.retain,
+        compress: app.log_rotate.compress,
+    }
+}
+
+/// A per-instance file name: the default pattern, or `-<i>` before the extension of a given name.
+fn per_instance(merged: &Path, explicit: &Option<PathBuf>, i: u32, default: &str) -> PathBuf {
+    if explicit.is_none() {
+        return merged.with_file_name(default);
+    }
+    let stem = merged.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match merged.extension() {
+        Some(ext) => merged.with_file_name(format!("{stem}-{i}.{}", ext.to_string_lossy())),
+        None => merged.with_file_name(format!("{stem}-{i}")),
+    }
 }
 
 fn name_span_of(app: &AppSection) -> Range<usize> {

@@ -86,17 +86,71 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// Messages to the supervisor actor.
 #[derive(Debug)]
 pub enum Msg {
-    Apply { config: Config, env: Option<String>, only: Option<String>, reply: Reply<Vec<String>> },
-    Control { target: Target, op: Op, reply: Reply<Vec<String>> },
-    Restore { reply: Reply<Vec<String>> },
-    Reload { reply: Option<Reply<Vec<String>>> },
-    Status { reply: oneshot::Sender<StatusReport> },
-    Describe { app: String, reply: Reply<AppDescription> },
-    Wait { want: Want, reply: oneshot::Sender<()> },
-    Shutdown { reply: oneshot::Sender<()> },
-    Timer { app: String, index: u32, epoch: u64 },
+    Apply {
+        config: Config,
+        env: Option<String>,
+        only: Option<String>,
+        reply: Reply<Vec<String>>,
+    },
+    Control {
+        target: Target,
+        op: Op,
+        reply: Reply<Vec<String>>,
+    },
+    Restore {
+        reply: Reply<Vec<String>>,
+    },
+    Reload {
+        reply: Option<Reply<Vec<String>>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+    Describe {
+        app: String,
+        reply: Reply<AppDescription>,
+    },
+    Wait {
+        want: Want,
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    Timer {
+        app: String,
+        index: u32,
+        epoch: u64,
+    },
     Tick,
     Sigchld,
+    /// Reopen (or truncate, `l4ctl flush`) the log files of one app or all: the
+    /// reply lists the commands for the caller to send and await.
+    LogCommand {
+        app: Option<String>,
+        truncate: bool,
+        reply: Reply<Vec<LogCommand>>,
+    },
+    /// SIGUSR1: reopen every log file.
+    ReopenLogs,
+    /// At exit: hand over the log hub so its writers can be drained.
+    TakeLogs {
+        reply: oneshot::Sender<crate::logs::LogHub>,
+    },
+}
+
+/// A message for one log writer and the reply that says it was carried out.
+pub type LogCommand = (mpsc::Sender<crate::logs::LogMsg>, crate::logs::LogMsg, oneshot::Receiver<()>);
+
+/// Send each command and wait for it to be carried out.
+pub async fn run_log_commands(commands: Vec<LogCommand>) -> usize {
+    let mut done = 0;
+    for (tx, msg, wait) in commands {
+        if tx.send(msg).await.is_ok() && wait.await.is_ok() {
+            done += 1;
+        }
+    }
+    done
 }
 
 /// Where a daemon keeps its files.
@@ -175,7 +229,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     spawn_signal_forwarders(tx.clone())?;
-    let mut sup = supervisor::Supervisor::new(paths.home.clone(), paths.log_dir.clone(), tx.clone());
+    let mut sup = supervisor::Supervisor::new(paths.home.clone(), tx.clone());
     if let Some((config, env)) = initial {
         sup.apply(config, env, None, true)?;
     }
@@ -207,6 +261,12 @@ pub async fn run(
         }
     };
     let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    // Every app is stopped: drain the log writers so the last lines reach the files.
+    let (reply, hub) = oneshot::channel();
+    if tx.send(Msg::TakeLogs { reply }).await.is_ok()
+        && let Ok(hub) = hub.await {
+            hub.close(Duration::from_secs(3)).await;
+        }
     drop(tx);
     actor.abort();
     let _ = std::fs::remove_file(Paths::socket(&paths.home));
@@ -214,13 +274,21 @@ pub async fn run(
     served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&paths.home), source })
 }
 
-/// SIGHUP reloads the config; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
+/// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
 /// in case a coalesced SIGCHLD was missed).
 fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
     let listen = |kind: SignalKind| {
         signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })
     };
     let mut hup = listen(SignalKind::hangup())?;
+    let mut usr1 = listen(SignalKind::user_defined1())?;
+    let usr1_tx = tx.clone();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening log files");
+            let _ = usr1_tx.send(Msg::ReopenLogs).await;
+        }
+    });
     let mut chld = listen(SignalKind::child())?;
     let hup_tx = tx.clone();
     tokio::spawn(async move {

@@ -4,7 +4,6 @@
 use nix::sys::signal::Signal;
 
 use super::Error;
-use super::spawn::log_paths;
 use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
 use crate::api::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
 use crate::config::AppSpec;
@@ -54,7 +53,6 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
 
 pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, Error> {
     let app = sup.apps.get(name).ok_or_else(|| Error::UnknownApp(name.to_owned()))?;
-    let (out_file, error_file) = log_paths(&sup.log_dir, name);
     let mut instances: Vec<InstanceStatus> = app.instances.iter().map(|i| row(&app.spec, i)).collect();
     instances.sort_by_key(|i| i.id);
     Ok(AppDescription {
@@ -64,8 +62,8 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
         env_profile: app.env.clone(),
         config: serde_json::to_value(&app.spec).unwrap_or_default(),
         env_names: app.spec.env.keys().cloned().collect(),
-        out_file,
-        error_file,
+        log_files: app.spec.logs.files.clone(),
+        log_counters: sup.logs.counters(name),
         instances,
     })
 }

@@ -2,14 +2,13 @@
 //! then `env_file`, `[apps.env]`, `[apps.env_NAME]`, then `PORT`, `L4_APP`,
 //! `L4_INSTANCE`, `L4_INSTANCES`), its own session and process group, a parent-
 //! death signal so it never outlives a SIGKILLed daemon, and its stdout/stderr
-//! appended to the app's log files.
+//! on pipes that the log pipeline reads.
 //!
 //! Processes are started with `std::process` and the returned `Child` is
 //! dropped at once: the supervisor reaps every child itself with `waitpid(-1)`
 //! (it is a subreaper and must reap orphans too), so no other part of the
 //! daemon may wait on a child.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,29 +22,13 @@ pub struct SpawnRequest<'a> {
     pub spec: &'a AppSpec,
     pub index: u32,
     pub home: &'a Path,
-    pub log_dir: &'a Path,
     /// `<daemon run>/app/index/serial`, unique per run.
     pub tag: &'a str,
-}
-
-/// Log files of an app (until the log pipeline owns them: appended directly).
-pub fn log_paths(log_dir: &Path, app: &str) -> (PathBuf, PathBuf) {
-    (log_dir.join(format!("{app}-out.log")), log_dir.join(format!("{app}-err.log")))
 }
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     let spec = req.spec;
     let program = if spec.script.contains('/') { spec.cwd.join(&spec.script) } else { PathBuf::from(&spec.script) };
-    let (out_path, err_path) = log_paths(req.log_dir, &spec.name);
-    std::fs::create_dir_all(req.log_dir)
-        .map_err(|e| format!("cannot create log folder {}: {e}", req.log_dir.display()))?;
-    let open = |p: &Path| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .map_err(|e| format!("cannot open log file {}: {e}", p.display()))
-    };
     let mut cmd = Command::new(&program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -56,8 +39,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         .env(SUPERVISOR_VAR, req.home)
         .env(TAG_VAR, req.tag)
         .stdin(Stdio::null())
-        .stdout(open(&out_path)?)
-        .stderr(open(&err_path)?);
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(port) = spec.port {
         cmd.env("PORT", (u32::from(port) + req.index).to_string());
     }

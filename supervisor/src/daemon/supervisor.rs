@@ -19,6 +19,7 @@ use super::state::SavedState;
 use super::{Error, Msg, Op, Target, Want};
 use crate::config::{AppSpec, Config};
 use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
+use crate::logs::{LogHub, LogMsg};
 
 pub(super) struct App {
     pub spec: AppSpec,
@@ -47,9 +48,9 @@ struct Waiter {
 
 pub(super) struct Supervisor {
     pub home: PathBuf,
-    pub log_dir: PathBuf,
     pub apps: BTreeMap<String, App>,
     pub saved: SavedState,
+    pub logs: LogHub,
     tx: mpsc::Sender<Msg>,
     next_id: u32,
     serial: u64,
@@ -69,13 +70,13 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(home: PathBuf, log_dir: PathBuf, tx: mpsc::Sender<Msg>) -> Self {
+    pub fn new(home: PathBuf, tx: mpsc::Sender<Msg>) -> Self {
         let (ticks_per_sec, page_size) = procs::clock_ticks_and_page_size();
         let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Supervisor {
             saved: SavedState::load(&home),
+            logs: LogHub::new(),
             home,
-            log_dir,
             apps: BTreeMap::new(),
             tx,
             next_id: 0,
@@ -138,6 +139,22 @@ impl Supervisor {
                 self.sample();
             }
             Msg::Sigchld => self.reap(),
+            Msg::LogCommand { app, truncate, reply } => {
+                let r = match &app {
+                    Some(a) if !self.apps.contains_key(a) => Err(Error::UnknownApp(a.clone())),
+                    _ => {
+                        Ok(self.logs.command(app.as_deref(), if truncate { LogMsg::Truncate } else { LogMsg::Reopen }))
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Msg::ReopenLogs => {
+                let commands = self.logs.command(None, LogMsg::Reopen);
+                tokio::spawn(super::run_log_commands(commands));
+            }
+            Msg::TakeLogs { reply } => {
+                let _ = reply.send(std::mem::replace(&mut self.logs, LogHub::closed()));
+            }
         }
         // Only a restart just started by SIGCHLD may leave its sweep for later; any
         // other message (the next tick at the latest) sweeps before waiters are answered.
@@ -228,6 +245,7 @@ impl Supervisor {
             app.instances.retain(|i| !i.removed);
             if app.deleting && app.instances.is_empty() {
                 self.apps.remove(app_name);
+                self.logs.remove(app_name);
                 tracing::info!(app = %app_name, "app deleted");
             }
         }
@@ -243,10 +261,12 @@ impl Supervisor {
                 inst.cpu_sample = None;
                 inst.cpu_percent = None;
                 inst.rss_bytes = None;
-                let req =
-                    SpawnRequest { spec: &app.spec, index, home: &self.home, log_dir: &self.log_dir, tag: &inst.tag };
+                let req = SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag };
                 match spawn(&req) {
-                    Ok(child) => {
+                    Ok(mut child) => {
+                        if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
+                            self.logs.attach(app_name, index, out.into(), err.into());
+                        }
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
                         inst.pgid = Some(pid as i32);
@@ -334,6 +354,7 @@ impl Supervisor {
             }
             touched.push(name.clone());
             let start_new = explicit || (spec.autostart && !self.saved.stopped.contains(&name));
+            self.logs.ensure(&name, &spec.logs);
             if !self.apps.contains_key(&name) {
                 let instances = (0..spec.instances).map(|i| self.new_inst(i)).collect();
                 self.apps.insert(

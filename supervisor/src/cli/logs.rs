@@ -1,0 +1,147 @@
+//! `l4ctl logs`, `flush` and `reload-logs`: the log files of the daemon's apps,
+//! read directly from disk (the daemon only says where they are).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Cli, fail, resolve};
+use crate::api::types::{AppDescription, StatusReport};
+use crate::client::Client;
+use crate::logs::follow::Follower;
+
+/// Which files `logs` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Combined,
+    Out,
+    Err,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogsArgs {
+    pub app: Option<String>,
+    pub lines: usize,
+    pub follow: bool,
+    pub which: Which,
+    pub raw: bool,
+    pub json: bool,
+}
+
+struct Source {
+    app: String,
+    instance: Option<u32>,
+    follower: Follower,
+}
+
+const COLOURS: [u8; 6] = [36, 32, 35, 33, 34, 31];
+
+pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    let apps: Vec<String> = match args.app.as_deref() {
+        Some(a) if a != "all" => vec![a.to_owned()],
+        _ => match client.get::<StatusReport>("/api/v1/status").await {
+            Ok(s) => {
+                let mut names: Vec<String> = s.instances.into_iter().map(|i| i.app).collect();
+                names.dedup();
+                names
+            }
+            Err(e) => return fail(&e),
+        },
+    };
+    let mut sources = Vec::new();
+    for app in &apps {
+        match client.get::<AppDescription>(&format!("/api/v1/apps/{app}")).await {
+            Ok(d) => {
+                for f in d.log_files {
+                    let path: PathBuf = match args.which {
+                        Which::Combined => f.combined,
+                        Which::Out => f.out,
+                        Which::Err => f.err,
+                    };
+                    sources.push(Source { app: app.clone(), instance: f.instance, follower: Follower::at_end(&path) });
+                }
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    for (i, s) in sources.iter().enumerate() {
+        for line in s.follower.history(args.lines) {
+            print_line(&mut out, &args, tty, i, s, &line);
+        }
+    }
+    let _ = out.flush();
+    drop(out);
+    if !args.follow {
+        return ExitCode::SUCCESS;
+    }
+    follow(&mut sources, &args, tty)
+}
+
+/// Print new lines as they come, woken by inotify (and every 500 ms in any case).
+fn follow(sources: &mut [Source], args: &LogsArgs, tty: bool) -> ExitCode {
+    use notify::Watcher;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        let _ = tx.try_send(());
+    });
+    let mut watcher = watcher.ok();
+    if let Some(w) = &mut watcher {
+        let mut dirs: Vec<PathBuf> =
+            sources.iter().filter_map(|s| s.follower.path.parent().map(|p| p.to_path_buf())).collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            let _ = w.watch(&d, notify::RecursiveMode::NonRecursive);
+        }
+    }
+    loop {
+        let mut out = std::io::stdout().lock();
+        for (i, s) in sources.iter_mut().enumerate() {
+            for line in s.follower.poll() {
+                print_line(&mut out, args, tty, i, s, &line);
+            }
+        }
+        if out.flush().is_err() {
+            // The reader went away (e.g. `| head`).
+            return ExitCode::SUCCESS;
+        }
+        drop(out);
+        let _ = rx.recv_timeout(Duration::from_millis(500));
+    }
+}
+
+fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &Source, line: &[u8]) {
+    let who = match s.instance {
+        Some(n) => format!("{}|{n}", s.app),
+        None => s.app.clone(),
+    };
+    let _ = if args.json {
+        let obj = json!({ "app": s.app, "instance": s.instance, "line": String::from_utf8_lossy(line) });
+        writeln!(out, "{obj}")
+    } else if args.raw {
+        out.write_all(line).and_then(|()| out.write_all(b"\n"))
+    } else if tty {
+        let c = COLOURS[i % COLOURS.len()];
+        write!(out, "\x1b[{c}m{who}\x1b[0m ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
+    } else {
+        write!(out, "{who} ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
+    };
+}
+
+/// `l4ctl flush [APP]` and `l4ctl reload-logs`.
+pub(super) async fn log_command(cli: &Cli, app: Option<String>, path: &str, what: &str) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    match client.post::<serde_json::Value>(path, json!({ "app": app })).await {
+        Ok(v) => {
+            println!("l4ctl: {what} ({} app{})", v["writers"], if v["writers"] == 1 { "" } else { "s" });
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}

@@ -1,0 +1,175 @@
+//! Reading log files back for `l4ctl logs`: the last N lines, then new lines as
+//! they are written. The writer rotates by renaming, so a follower keeps reading
+//! the renamed file through its open descriptor to the end, then opens the new
+//! file at its start: no line is missed or repeated across a rotation. `l4ctl
+//! flush` also replaces the file (a new inode); a file truncated in place by
+//! someone else is noticed when it is shorter than what was read.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::rotate::rotated_files;
+
+/// The last `n` lines of `path`, continuing into its newest rotated files when the
+/// current one holds fewer (compressed ones included).
+pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
+    let mut lines = tail_of_bytes(&std::fs::read(path).unwrap_or_default(), n);
+    let mut older = rotated_files(path);
+    while lines.len() < n {
+        let Some(prev) = older.pop() else { break };
+        let bytes = read_maybe_gz(&prev).unwrap_or_default();
+        let mut more = tail_of_bytes(&bytes, n - lines.len());
+        more.append(&mut lines);
+        lines = more;
+    }
+    lines
+}
+
+/// A file's content, gunzipped when its name ends in `.gz`.
+pub fn read_maybe_gz(path: &Path) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::MultiGzDecoder::new(File::open(path)?).read_to_end(&mut out)?;
+    } else {
+        File::open(path)?.read_to_end(&mut out)?;
+    }
+    Ok(out)
+}
+
+fn tail_of_bytes(bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if body.is_empty() || n == 0 {
+        return vec![];
+    }
+    let mut lines: Vec<Vec<u8>> = body.rsplit(|b| *b == b'\n').take(n).map(<[u8]>::to_vec).collect();
+    lines.reverse();
+    lines
+}
+
+/// Follows one file across rotations and truncations.
+#[derive(Debug)]
+pub struct Follower {
+    pub path: PathBuf,
+    file: Option<File>,
+    inode: u64,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Start at the current end of `path` (lines before it were printed by `last_lines`).
+    pub fn at_end(path: &Path) -> Follower {
+        let mut f = Follower { path: path.to_path_buf(), file: None, inode: 0, offset: 0, partial: Vec::new() };
+        if let Ok(file) = File::open(path) {
+            if let Ok(meta) = file.metadata() {
+                f.inode = meta.ino();
+                // Start after the last whole line; a partial one is completed by `poll`.
+                let mut buf = vec![0; meta.len() as usize];
+                use std::os::unix::fs::FileExt;
+                let got = file.read_at(&mut buf, 0).unwrap_or(0);
+                buf.truncate(got);
+                let whole = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
+                f.offset = whole as u64;
+            }
+            f.file = Some(file);
+        }
+        f
+    }
+
+    /// The `n` lines before the point where following starts (older ones from
+    /// rotated files), so that history and followed lines neither overlap nor gap.
+    pub fn history(&self, n: usize) -> Vec<Vec<u8>> {
+        let mut bytes = Vec::new();
+        if let Some(file) = &self.file {
+            use std::os::unix::fs::FileExt;
+            bytes.resize(self.offset as usize, 0);
+            let got = file.read_at(&mut bytes, 0).unwrap_or(0);
+            bytes.truncate(got);
+            // Only whole lines: a partial last line is printed once it is complete.
+            let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |i| i + 1);
+            bytes.truncate(whole);
+        }
+        let mut lines = tail_of_bytes(&bytes, n);
+        let mut older = rotated_files(&self.path);
+        while lines.len() < n {
+            let Some(prev) = older.pop() else { break };
+            let mut more = tail_of_bytes(&read_maybe_gz(&prev).unwrap_or_default(), n - lines.len());
+            more.append(&mut lines);
+            lines = more;
+        }
+        lines
+    }
+
+    /// Complete new lines since the last call.
+    pub fn poll(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.drain(&mut out);
+        // Rotated (a new inode at the path) or created: the old file is read to its end above.
+        let current = std::fs::metadata(&self.path).ok();
+        match current {
+            Some(meta) if meta.ino() != self.inode || self.file.is_none() => {
+                if let Ok(file) = File::open(&self.path) {
+                    self.inode = meta.ino();
+                    self.offset = 0;
+                    self.file = Some(file);
+                    self.drain(&mut out);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn drain(&mut self, out: &mut Vec<Vec<u8>>) {
+        let Some(file) = &mut self.file else { return };
+        if file.metadata().is_ok_and(|m| m.len() < self.offset) {
+            // Truncated by `l4ctl flush`.
+            self.offset = 0;
+            self.partial.clear();
+        }
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        let Ok(n) = file.read_to_end(&mut buf) else { return };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&buf);
+        if let Some(last_nl) = memchr::memrchr(b'\n', &self.partial) {
+            let rest = self.partial.split_off(last_nl + 1);
+            let whole = std::mem::replace(&mut self.partial, rest);
+            out.extend(whole[..whole.len() - 1].split(|b| *b == b'\n').map(<[u8]>::to_vec));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn follows_across_a_rename_rotation_without_missing_or_repeating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        writeln!(f, "old").unwrap();
+        let mut follower = Follower::at_end(&path);
+        write!(f, "1\n2\npart").unwrap();
+        assert_eq!(follower.poll(), vec![b"1".to_vec(), b"2".to_vec()]);
+        writeln!(f, "ial").unwrap();
+        std::fs::rename(&path, dir.path().join("a.20260101-000000-000000-000.log")).unwrap();
+        let mut g = std::fs::File::create(&path).unwrap();
+        writeln!(g, "3").unwrap();
+        assert_eq!(follower.poll(), vec![b"partial".to_vec(), b"3".to_vec()]);
+        // `l4ctl flush` replaces the file with an empty one, which may refill past the old offset.
+        std::fs::remove_file(&path).unwrap();
+        let mut g = std::fs::File::create(&path).unwrap();
+        writeln!(g, "4").unwrap();
+        assert_eq!(follower.poll(), vec![b"4".to_vec()]);
+        // The current file has one line; the rest comes from the newest rotated file.
+        assert_eq!(last_lines(&path, 3), vec![b"2".to_vec(), b"partial".to_vec(), b"4".to_vec()]);
+    }
+}

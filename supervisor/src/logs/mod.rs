@@ -1,0 +1,182 @@
+//! The log pipeline: each worker's stdout and stderr go through pipes to the
+//! daemon, which writes the app's out, err and combined files (README, "Logs").
+//!
+//! - `LogHub` owns one writer thread per app ([`writer`]) and spawns the pipe
+//!   readers (tokio tasks) of every instance. Readers and writer are joined by a
+//!   bounded channel: backpressure reaches the worker through its pipe, so no
+//!   line is dropped and the daemon's memory stays bounded.
+//! - [`rotate`] names rotated files and compresses and prunes them off the write path.
+//! - [`format`] is how a line looks on disk.
+//! - [`follow`] reads the files back for `l4ctl logs`.
+
+pub mod follow;
+pub mod format;
+pub mod rotate;
+mod writer;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+pub use format::Stream;
+pub use writer::{LogMsg, LogStats};
+
+use crate::config::LogSpec;
+
+/// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`).
+const CHANNEL: usize = 16;
+/// Bytes read from a pipe at a time.
+const READ_SIZE: usize = 64 << 10;
+/// Pipe buffer requested for each worker pipe (fewer wake-ups under a flood).
+const PIPE_SIZE: i32 = 1 << 20;
+
+#[derive(Debug)]
+struct AppLog {
+    tx: mpsc::Sender<LogMsg>,
+    stats: Arc<LogStats>,
+    spec: LogSpec,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Counters of one app, as `describe` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogCounters {
+    pub lines: u64,
+    pub bytes: u64,
+    pub rotations: u64,
+    pub cut_lines: u64,
+}
+
+/// Every app's writer, and the readers feeding them.
+#[derive(Debug)]
+pub struct LogHub {
+    apps: HashMap<String, AppLog>,
+    maint: rotate::Maint,
+    readers: tokio::task::JoinSet<()>,
+}
+
+impl Default for LogHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LogHub {
+    pub fn new() -> LogHub {
+        LogHub { apps: HashMap::new(), maint: rotate::Maint::start(), readers: tokio::task::JoinSet::new() }
+    }
+
+    /// A hub with no writers and no maintenance thread (what is left after `close`).
+    pub fn closed() -> LogHub {
+        LogHub { apps: HashMap::new(), maint: rotate::Maint::disconnected(), readers: tokio::task::JoinSet::new() }
+    }
+
+    /// Make sure `app` has a writer with `spec` (a changed spec is applied in place).
+    pub fn ensure(&mut self, app: &str, spec: &LogSpec) {
+        if let Some(existing) = self.apps.get_mut(app) {
+            if existing.spec != *spec {
+                existing.spec = spec.clone();
+                let _ = existing.tx.try_send(LogMsg::Reconfigure(Box::new(spec.clone())));
+            }
+            return;
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let stats = Arc::new(LogStats::default());
+        let w = writer::Writer::new(app.to_owned(), spec.clone(), stats.clone(), self.maint.clone());
+        let thread = std::thread::Builder::new().name(format!("l4-log-{app}")).spawn(move || w.run(rx));
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(app, cause = %e, "cannot start the log writer");
+                None
+            }
+        };
+        self.apps.insert(app.to_owned(), AppLog { tx, stats, spec: spec.clone(), thread });
+    }
+
+    /// Start reading a new process's pipes into `app`'s writer.
+    pub fn attach(&mut self, app: &str, instance: u32, stdout: OwnedFd, stderr: OwnedFd) {
+        let Some(log) = self.apps.get(app) else { return };
+        for (fd, stream) in [(stdout, Stream::Out), (stderr, Stream::Err)] {
+            let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(pipe) => {
+                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), instance, stream));
+                }
+                Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
+            }
+        }
+        // Finished readers are collected here, so the set does not grow.
+        while self.readers.try_join_next().is_some() {}
+    }
+
+    pub fn counters(&self, app: &str) -> LogCounters {
+        self.apps.get(app).map_or_else(LogCounters::default, |l| LogCounters {
+            lines: l.stats.lines.load(Ordering::Relaxed),
+            bytes: l.stats.bytes.load(Ordering::Relaxed),
+            rotations: l.stats.rotations.load(Ordering::Relaxed),
+            cut_lines: l.stats.cut_lines.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Senders to ask every writer (or one app's) to reopen or truncate; the caller awaits the replies.
+    pub fn command(
+        &self,
+        app: Option<&str>,
+        make: fn(oneshot::Sender<()>) -> LogMsg,
+    ) -> Vec<(mpsc::Sender<LogMsg>, LogMsg, oneshot::Receiver<()>)> {
+        self.apps
+            .iter()
+            .filter(|(name, _)| app.is_none_or(|a| a == name.as_str()))
+            .map(|(_, l)| {
+                let (done, wait) = oneshot::channel();
+                (l.tx.clone(), make(done), wait)
+            })
+            .collect()
+    }
+
+    /// Forget `app`'s writer: it finishes once the readers of its last processes end.
+    pub fn remove(&mut self, app: &str) {
+        self.apps.remove(app);
+    }
+
+    /// Flush everything at daemon exit: wait for the readers (every app is stopped, so
+    /// their pipes are closing), then for the writers to drain.
+    pub async fn close(mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::timeout_at(deadline, self.readers.join_next()).await.is_ok_and(|r| r.is_some()) {}
+        self.readers.abort_all();
+        let threads: Vec<_> = self.apps.drain().filter_map(|(_, mut l)| l.thread.take()).collect();
+        let joined = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())));
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), joined).await;
+    }
+}
+
+/// Read one pipe until EOF, in chunks, into the writer's bounded channel.
+async fn read_pipe(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    tx: mpsc::Sender<LogMsg>,
+    instance: u32,
+    stream: Stream,
+) {
+    loop {
+        let mut data = Vec::with_capacity(READ_SIZE);
+        match pipe.read_buf(&mut data).await {
+            Ok(0) => break,
+            Ok(_) => {
+                let msg = LogMsg::Chunk { instance, stream, at: SystemTime::now(), data };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(LogMsg::Eof { instance, stream, at: SystemTime::now() }).await;
+}
