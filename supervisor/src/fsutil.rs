@@ -5,6 +5,13 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Create `dir` and missing parents with mode 0700 (umask permitting). An existing
+/// folder is left as it is: `--home /tmp` must not change /tmp.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Replace `path` with `bytes` atomically: write a temp file beside it, fsync, rename,
 /// fsync the folder. Readers see the old or the new content, never a mix.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {

@@ -88,6 +88,8 @@ pub enum Fact {
     Exited {
         status: ExitStatus,
     },
+    /// After [`Action::AwaitGroup`]: no process of the stopped instance is left.
+    GroupGone,
     /// A timer scheduled with [`Action::Schedule`] fired.
     Timer {
         epoch: u64,
@@ -105,6 +107,9 @@ pub enum Action {
     Kill,
     /// End whatever the last process left behind (its group, its descendants).
     Cleanup,
+    /// Answer with `Fact::GroupGone` once the instance's process group is empty
+    /// (the kill timer still applies meanwhile).
+    AwaitGroup,
     /// Feed back `Fact::Timer { epoch }` after `after`.
     Schedule { after: Duration, epoch: u64 },
     /// Forget the instance.
@@ -182,6 +187,8 @@ impl Lifecycle {
                 self.spawn(was_started)
             }
             (Starting | Online, Fact::Start) => vec![],
+            // A pending delete is not undone by a later stop or start.
+            (Stopping, Fact::Start | Fact::Restart | Fact::Stop) if self.then == Then::Remove => vec![],
             (Stopping, Fact::Start | Fact::Restart) => {
                 self.then = Then::Start;
                 vec![]
@@ -230,8 +237,13 @@ impl Lifecycle {
                 actions
             }
             (Stopping, Fact::Exited { status }) => {
+                // The main process is gone; the rest of its group may still be
+                // shutting down gracefully (`sh start.sh` without exec): wait for it.
                 let uptime = self.uptime(ctx.now);
                 self.record_exit(status, "stopped", uptime, ctx);
+                vec![Action::AwaitGroup]
+            }
+            (Stopping, Fact::GroupGone) if self.pid.is_none() => {
                 let mut actions = vec![Action::Cleanup];
                 match self.then {
                     Then::StayStopped => self.settle(Stopped),
@@ -266,11 +278,11 @@ impl Lifecycle {
 
     fn spawn(&mut self, is_restart: bool) -> Vec<Action> {
         if is_restart {
-            self.restarts += 1;
+            self.restarts = self.restarts.saturating_add(1);
         }
         self.state = State::Starting;
         self.next_retry = None;
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         self.then = Then::StayStopped;
         vec![Action::Spawn]
     }
@@ -278,14 +290,14 @@ impl Lifecycle {
     fn settle(&mut self, state: State) {
         self.state = state;
         self.next_retry = None;
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         self.then = Then::StayStopped;
     }
 
     fn begin_stop(&mut self, policy: &RestartPolicy, then: Then) -> Vec<Action> {
         self.state = State::Stopping;
         self.then = then;
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         vec![Action::Terminate, Action::Schedule { after: policy.kill_timeout, epoch: self.epoch }]
     }
 
@@ -297,7 +309,9 @@ impl Lifecycle {
         uptime: Duration,
         ctx: Ctx,
     ) -> Vec<Action> {
-        let stable = uptime >= policy.min_uptime;
+        // A spawn that failed never counts as stable, whatever min_uptime says:
+        // otherwise a failing spawn would be retried at once, forever.
+        let stable = status.is_some() && uptime >= policy.min_uptime;
         if stable {
             self.unstable = 0;
             self.crash_loop_retries = 0;
@@ -316,19 +330,19 @@ impl Lifecycle {
         if stable {
             return self.spawn(true);
         }
-        self.unstable += 1;
+        self.unstable = self.unstable.saturating_add(1);
         let (state, delay) = if self.unstable >= policy.max_restarts {
             if policy.crash_loop_max_retries.is_some_and(|max| self.crash_loop_retries >= max) {
                 self.settle(State::Errored);
                 return vec![];
             }
-            self.crash_loop_retries += 1;
+            self.crash_loop_retries = self.crash_loop_retries.saturating_add(1);
             (State::CrashLoop, policy.restart_delay_max)
         } else {
             (State::WaitingRestart, backoff(policy, self.unstable, ctx.jitter))
         };
         self.settle(state);
-        self.next_retry = Some(ctx.now + delay);
+        self.next_retry = ctx.now.checked_add(delay);
         vec![Action::Schedule { after: delay, epoch: self.epoch }]
     }
 }

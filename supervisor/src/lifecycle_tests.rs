@@ -214,7 +214,8 @@ fn stop_terminates_then_kills_after_kill_timeout() {
             (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
             (0, Fact::Stop, State::Stopping, vec![Action::Terminate, sched(5000, 2)]),
             (5000, Fact::Timer { epoch: 2 }, State::Stopping, vec![Action::Kill]),
-            (1, Fact::Exited { status: ExitStatus::Signal(9) }, State::Stopped, vec![Action::Cleanup]),
+            (1, Fact::Exited { status: ExitStatus::Signal(9) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Stopped, vec![Action::Cleanup]),
             // The kill timer of a finished stop is stale.
             (0, Fact::Timer { epoch: 2 }, State::Stopped, vec![]),
         ],
@@ -244,20 +245,12 @@ fn restart_stops_then_starts_and_delete_removes() {
             (0, Fact::Start, State::Starting, vec![Action::Spawn]),
             (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
             (0, Fact::Restart, State::Stopping, vec![Action::Terminate, sched(5000, 2)]),
-            (
-                10,
-                Fact::Exited { status: ExitStatus::Signal(15) },
-                State::Starting,
-                vec![Action::Cleanup, Action::Spawn],
-            ),
+            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Starting, vec![Action::Cleanup, Action::Spawn]),
             (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
             (0, Fact::Delete, State::Stopping, vec![Action::Terminate, sched(5000, 4)]),
-            (
-                10,
-                Fact::Exited { status: ExitStatus::Signal(15) },
-                State::Stopped,
-                vec![Action::Cleanup, Action::Remove],
-            ),
+            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Stopped, vec![Action::Cleanup, Action::Remove]),
         ],
     );
     assert_eq!(lc.restarts, 1);
@@ -273,4 +266,135 @@ fn spawn_failure_counts_as_an_unstable_run() {
         ],
     );
     assert_eq!(lc.last_exit.as_ref().map(|e| e.reason), Some("spawn-failed"));
+}
+
+#[test]
+fn the_group_outliving_its_leader_is_waited_for_until_the_kill_timer() {
+    // `sh start.sh` without exec: SIGTERM ends the shell first, the server drains on.
+    run(
+        &policy(),
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (0, Fact::Stop, State::Stopping, vec![Action::Terminate, sched(5000, 2)]),
+            (5, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (4995, Fact::Timer { epoch: 2 }, State::Stopping, vec![Action::Kill]),
+            (1, Fact::GroupGone, State::Stopped, vec![Action::Cleanup]),
+        ],
+    );
+}
+
+#[test]
+fn a_pending_delete_is_not_undone_by_stop_or_start() {
+    run(
+        &policy(),
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (0, Fact::Delete, State::Stopping, vec![Action::Terminate, sched(5000, 2)]),
+            (0, Fact::Stop, State::Stopping, vec![]),
+            (0, Fact::Restart, State::Stopping, vec![]),
+            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Stopped, vec![Action::Cleanup, Action::Remove]),
+        ],
+    );
+}
+
+#[test]
+fn a_failed_spawn_is_never_stable_even_with_min_uptime_zero() {
+    let mut p = policy();
+    p.min_uptime = Duration::ZERO;
+    let lc = run(
+        &p,
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::SpawnFailed { error: "ENOENT".into() }, State::WaitingRestart, vec![sched(50, 2)]),
+        ],
+    );
+    assert_eq!(lc.unstable, 1);
+}
+
+#[test]
+fn delete_while_in_crash_loop_removes_at_once() {
+    let mut p = policy();
+    p.max_restarts = 1;
+    run(
+        &p,
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (
+                10,
+                CRASH,
+                State::CrashLoop,
+                vec![Action::Cleanup, Action::Schedule { after: Duration::from_secs(30), epoch: 2 }],
+            ),
+            (0, Fact::Delete, State::Stopped, vec![Action::Remove]),
+            (30_000, Fact::Timer { epoch: 2 }, State::Stopped, vec![]),
+        ],
+    );
+}
+
+#[test]
+fn start_while_waiting_cancels_the_old_timer() {
+    run(
+        &policy(),
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (10, CRASH, State::WaitingRestart, vec![Action::Cleanup, sched(50, 2)]),
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
+            (50, Fact::Timer { epoch: 2 }, State::Online, vec![]),
+        ],
+    );
+}
+
+#[test]
+fn max_restarts_zero_enters_crash_loop_at_once_and_zero_retries_gives_up() {
+    let mut p = policy();
+    p.max_restarts = 0;
+    p.crash_loop_max_retries = Some(0);
+    run(
+        &p,
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (10, CRASH, State::Errored, vec![Action::Cleanup]),
+        ],
+    );
+}
+
+#[test]
+fn always_restarts_even_on_a_stop_exit_code() {
+    let mut p = policy();
+    p.autorestart = Autorestart::Always;
+    run(
+        &p,
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (
+                10,
+                Fact::Exited { status: ExitStatus::Code(0) },
+                State::WaitingRestart,
+                vec![Action::Cleanup, sched(50, 2)],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn counters_saturate_instead_of_overflowing() {
+    let p = policy();
+    let clock = Clock::new();
+    let mut lc = Lifecycle { restarts: u32::MAX, ..Lifecycle::default() };
+    lc.step(&p, Fact::Start, clock.ctx(0.0));
+    lc.step(&p, Fact::Spawned { pid: 1 }, clock.ctx(0.0));
+    lc.unstable = u32::MAX;
+    lc.step(&p, CRASH, clock.ctx(0.0));
+    assert_eq!(lc.unstable, u32::MAX);
+    let epoch = lc.epoch;
+    lc.step(&p, Fact::Timer { epoch }, clock.ctx(0.0));
+    assert_eq!(lc.restarts, u32::MAX);
 }

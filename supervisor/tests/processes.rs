@@ -130,3 +130,21 @@ fn strays_of_a_crashed_worker_are_killed_while_it_restarts() {
     assert!(out.status.success(), "{}", text(&out));
     wait_for(Duration::from_secs(2), "no process left", || env.tagged_pids().is_empty().then_some(()));
 }
+
+#[test]
+fn stop_waits_for_the_group_when_the_leader_exits_first() {
+    // `sh start.sh` without exec: the shell dies on SIGTERM at once, its child drains for 400 ms.
+    let env = Env::new(&sh_app(
+        "leader",
+        "sh -c \"trap 'sleep 0.4; echo drained; exit 0' TERM; while true; do sleep 0.05; done\" & wait",
+        "",
+    ));
+    env.start();
+    let t = Instant::now();
+    let out = env.l4(&["stop", "leader"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(t.elapsed() >= Duration::from_millis(400), "stop returned before the group drained: {:?}", t.elapsed());
+    wait_for(Duration::from_secs(3), "the drained line in the log", || {
+        std::fs::read_to_string(env.path("logs/leader-out.log")).ok().filter(|s| s.contains("drained"))
+    });
+}

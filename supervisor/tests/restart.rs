@@ -79,3 +79,35 @@ fn start_exits_1_naming_the_instance_that_cannot_start() {
     let d = String::from_utf8_lossy(&env.l4(&["describe", "ghost"]).stdout).into_owned();
     assert!(d.contains("spawn-failed (no-such-program-l4: not found on PATH)"), "{d}");
 }
+
+#[test]
+fn a_worker_killed_by_a_realtime_signal_is_restarted() {
+    let env = Env::new(&sh_app("rt", "exec sleep 1000", "min_uptime = \"100ms\""));
+    env.start();
+    let first = env.instance("rt", 0).pid.expect("pid");
+    let sigrtmin1 = nix::libc::SIGRTMIN() + 1;
+    assert_eq!(unsafe { nix::libc::kill(first as i32, sigrtmin1) }, 0);
+    let i = wait_for(Duration::from_secs(5), "a new pid", || {
+        Some(env.instance("rt", 0)).filter(|i| i.pid.is_some_and(|p| p != first) && i.state == "online")
+    });
+    assert_eq!(i.last_exit.and_then(|e| e.signal), Some(format!("signal {sigrtmin1}")));
+}
+
+#[test]
+fn start_reports_a_worker_that_dies_at_once_as_failed() {
+    let env = Env::new(&sh_app("dies", "exit 3", "restart_delay = \"10s\"\nrestart_delay_max = \"10s\""));
+    let out = env.l4(&["start", env.config().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dies:0 is waiting-restart"), "{}", text(&out));
+}
+
+#[test]
+fn autostart_false_loads_the_app_stopped_until_named() {
+    let env = Env::new(&(sh_app("on", "exec sleep 1000", "") + &sh_app("off", "exec sleep 1000", "autostart = false")));
+    env.start();
+    assert_eq!(env.instance("off", 0).state, "stopped");
+    assert_eq!(env.instance("on", 0).state, "online");
+    let out = env.l4(&["start", "off"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("off", 0).state, "online");
+}

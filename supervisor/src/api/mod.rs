@@ -14,7 +14,7 @@
 //! | POST | `/api/v1/logs/flush` | body `{"app"?}`: empty the current log files |
 //!
 //! Errors are `{"error": {"code", "message", "diagnostics"?}}` with 400 (bad
-//! config or request), 404 (unknown app), 409 (wrong home, nothing to start) or
+//! config or request), 404 (unknown app), 409 (nothing to start) or
 //! 503 (shutting down). No answer ever includes an environment value.
 
 pub mod types;
@@ -34,8 +34,12 @@ use crate::config::ConfigError;
 use crate::daemon::{Error, Msg, Op, Target, Want};
 use types::{ActionReport, ErrorBody, ErrorDetail, Health, SCHEMA, StartRequest, StatusReport};
 
-/// Longest an action waits for its instances to settle before answering anyway.
-const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+/// Longest an action waits for its instances to settle before answering anyway
+/// (longer than the largest `kill_timeout` the config accepts).
+const SETTLE_LIMIT: Duration = Duration::from_secs(3700);
+/// `start` and `restart` answer once each started instance has been up this long,
+/// so a worker that dies at once is reported as failed, not as online.
+const START_CONFIRM: Duration = Duration::from_millis(250);
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -79,7 +83,6 @@ impl From<Error> for ApiError {
             Error::Config(ConfigError::Invalid(d)) => (StatusCode::BAD_REQUEST, "config_invalid", d.0.clone()),
             Error::Config(ConfigError::NotFound { .. }) => (StatusCode::BAD_REQUEST, "config_not_found", vec![]),
             Error::Config(_) => (StatusCode::BAD_REQUEST, "config_unreadable", vec![]),
-            Error::WrongHome { .. } => (StatusCode::CONFLICT, "wrong_home", vec![]),
             Error::NothingToStart => (StatusCode::CONFLICT, "nothing_to_start", vec![]),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", vec![]),
             Error::AlreadyRunning { .. } | Error::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", vec![]),
@@ -133,17 +136,45 @@ async fn describe(
 }
 
 /// The status after an action, with every instance of `apps` that did not come up
-/// (when `check` is set): one still retrying, in a crash loop, errored, or not settled.
-async fn report(s: &ApiState, apps: Vec<String>, check: bool) -> Result<Json<ActionReport>, ApiError> {
+/// (when `started` is set: one retrying, in a crash loop or errored) or did not
+/// settle in time (still starting or stopping).
+async fn report(s: &ApiState, apps: Vec<String>, started: bool) -> Result<Json<ActionReport>, ApiError> {
     let status = ask(&s.tx, |reply| Msg::Status { reply }).await?;
     let failed = status
         .instances
         .iter()
-        .filter(|i| check && apps.contains(&i.app))
-        .filter(|i| matches!(i.state.as_str(), "waiting-restart" | "crash-loop" | "errored" | "starting" | "stopping"))
+        .filter(|i| apps.contains(&i.app))
+        .filter(|i| match i.state.as_str() {
+            "starting" | "stopping" => true,
+            "waiting-restart" | "crash-loop" | "errored" => started,
+            _ => false,
+        })
         .map(|i| format!("{}:{} is {}", i.app, i.instance, i.state))
         .collect();
     Ok(Json(ActionReport { schema: SCHEMA, apps, failed, status }))
+}
+
+/// Wait until every online instance of `apps` has been up `START_CONFIRM`.
+async fn confirm_started(s: &ApiState, apps: &[String]) -> Result<(), ApiError> {
+    let deadline = Instant::now() + START_CONFIRM * 4;
+    loop {
+        let status = ask(&s.tx, |reply| Msg::Status { reply }).await?;
+        let youngest = status
+            .instances
+            .iter()
+            .filter(|i| apps.contains(&i.app) && i.state == "online")
+            .filter_map(|i| i.uptime_ms)
+            .min();
+        let confirm_ms = START_CONFIRM.as_millis() as u64;
+        match youngest {
+            Some(ms) if ms < confirm_ms && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(confirm_ms - ms)).await;
+            }
+            _ => break,
+        }
+    }
+    wait_for(&s.tx, Want::Settled(apps.to_vec())).await;
+    Ok(())
 }
 
 async fn start(State(s): State<ApiState>, Json(req): Json<StartRequest>) -> Result<Json<ActionReport>, ApiError> {
@@ -165,6 +196,7 @@ async fn start(State(s): State<ApiState>, Json(req): Json<StartRequest>) -> Resu
         },
     };
     wait_for(&s.tx, Want::Settled(apps.clone())).await;
+    confirm_started(&s, &apps).await?;
     report(&s, apps, true).await
 }
 
@@ -183,7 +215,11 @@ async fn control(
     let apps = ask(&s.tx, |reply| Msg::Control { target, op, reply }).await??;
     let want = if op == Op::Delete { Want::Gone(apps.clone()) } else { Want::Settled(apps.clone()) };
     wait_for(&s.tx, want).await;
-    report(&s, apps, matches!(op, Op::Start | Op::Restart)).await
+    let started = matches!(op, Op::Start | Op::Restart);
+    if started {
+        confirm_started(&s, &apps).await?;
+    }
+    report(&s, apps, started).await
 }
 
 async fn reload(State(s): State<ApiState>) -> Result<Json<ActionReport>, ApiError> {

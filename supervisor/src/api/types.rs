@@ -115,7 +115,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// `config_invalid`, `config_not_found`, `unknown_app`, `wrong_home`, `nothing_to_start`,
+    /// `config_invalid`, `config_not_found`, `config_unreadable`, `unknown_app`, `nothing_to_start`,
     /// `bad_request`, `shutting_down`, `internal`.
     pub code: String,
     pub message: String,

@@ -54,7 +54,15 @@ pub(super) fn run_daemon(
     };
     tracing::info!(home = %resolved.home.display(), log_dir = %log_dir.display(), pid = std::process::id(), "daemon started");
     let paths = Paths { home: resolved.home.clone(), log_dir };
-    let result = runtime.block_on(daemon::run(paths, claimed.listener, initial, shutdown_signal()));
+    // Listen for SIGTERM/SIGINT before anything else runs, so an early one still stops the apps.
+    let shutdown = match runtime.block_on(async { shutdown_signal() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("l4ctl: cannot listen for signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(daemon::run(paths, claimed.listener, initial, shutdown));
     drop(runtime);
     // The pid-file lock is released by the kernel as the process exits, so a
     // client that waits for it (`l4ctl kill`) knows the daemon is really gone.
@@ -69,17 +77,17 @@ pub(super) fn run_daemon(
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A future that resolves on the first SIGTERM or SIGINT; the handlers are installed now.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// Start a daemon in the background unless one answers; wait until it does.
@@ -88,7 +96,8 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         return Ok(());
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
-    std::fs::create_dir_all(&resolved.home).map_err(|e| format!("cannot create {}: {e}", resolved.home.display()))?;
+    crate::fsutil::create_private_dir(&resolved.home)
+        .map_err(|e| format!("cannot create {}: {e}", resolved.home.display()))?;
     let out_path = resolved.home.join("daemon.out");
     let out = std::fs::OpenOptions::new()
         .create(true)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::{Autorestart, EnvValue, Instances, SignalName, Size, Span};
+use super::units::{Autorestart, DateFormat, EnvValue, Instances, SignalName, Size, Span};
 
 /// `[daemon]`: where the daemon keeps its socket, pid file and state, and where logs go.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -41,21 +41,21 @@ pub struct AppSection {
     pub env_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub env: BTreeMap<String, EnvValue>,
-    pub max_memory_restart: Option<Size>,
+    pub max_memory_restart: Option<Spanned<Size>>,
     #[serde(default = "default_kill_signal")]
     pub kill_signal: SignalName,
     #[serde(default = "default_kill_timeout")]
-    pub kill_timeout: Span,
+    pub kill_timeout: Spanned<Span>,
     #[serde(default = "default_restart_delay")]
-    pub restart_delay: Span,
+    pub restart_delay: Spanned<Span>,
     #[serde(default = "default_restart_delay_max")]
-    pub restart_delay_max: Span,
+    pub restart_delay_max: Spanned<Span>,
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
     #[serde(default = "default_min_uptime")]
-    pub min_uptime: Span,
+    pub min_uptime: Spanned<Span>,
     #[serde(default = "default_stop_exit_codes")]
-    pub stop_exit_codes: Vec<i32>,
+    pub stop_exit_codes: Spanned<Vec<i32>>,
     #[serde(default = "default_autorestart")]
     pub autorestart: Autorestart,
     /// Crash-loop retries before giving up for good (`errored`). Unset: retry forever.
@@ -76,7 +76,7 @@ pub struct AppSection {
     #[serde(default = "default_true")]
     pub time: bool,
     /// strftime format of the timestamp (UTC). Default RFC 3339 with milliseconds.
-    pub log_date_format: Option<Spanned<String>>,
+    pub log_date_format: Option<DateFormat>,
     /// `"text"` (default) or `"json"` (one object per line).
     #[serde(default)]
     pub log_type: LogType,
@@ -141,29 +141,33 @@ pub struct FileSection {
     pub apps: Vec<(AppSection, Profiles)>,
 }
 
+/// A default value: its span is empty, so diagnostics point at the app's name instead.
+fn unset(d: Duration) -> Spanned<Span> {
+    Spanned::new(0..0, Span(d))
+}
 fn default_instances() -> Instances {
     Instances::Count(1)
 }
 fn default_kill_signal() -> SignalName {
     SignalName(nix::sys::signal::Signal::SIGTERM)
 }
-fn default_kill_timeout() -> Span {
-    Span(Duration::from_secs(5))
+fn default_kill_timeout() -> Spanned<Span> {
+    unset(Duration::from_secs(5))
 }
-fn default_restart_delay() -> Span {
-    Span(Duration::from_millis(100))
+fn default_restart_delay() -> Spanned<Span> {
+    unset(Duration::from_millis(100))
 }
-fn default_restart_delay_max() -> Span {
-    Span(Duration::from_secs(30))
+fn default_restart_delay_max() -> Spanned<Span> {
+    unset(Duration::from_secs(30))
 }
 fn default_max_restarts() -> u32 {
     16
 }
-fn default_min_uptime() -> Span {
-    Span(Duration::from_secs(1))
+fn default_min_uptime() -> Spanned<Span> {
+    unset(Duration::from_secs(1))
 }
-fn default_stop_exit_codes() -> Vec<i32> {
-    vec![0]
+fn default_stop_exit_codes() -> Spanned<Vec<i32>> {
+    Spanned::new(0..0, vec![0])
 }
 fn default_autorestart() -> Autorestart {
     Autorestart::OnFailure

@@ -178,3 +178,59 @@ fn shipped_env_example_parses_as_dotenv() {
     let pairs: Vec<(String, String)> = dotenvy::from_path_iter(&path).unwrap().collect::<Result<_, _>>().unwrap();
     assert!(pairs.iter().any(|(k, _)| k == "JWT_SECRET"), "{pairs:?}");
 }
+
+#[test]
+fn values_out_of_range_are_reported_at_the_value() {
+    let src = "\
+[[apps]]
+name = \"a\"
+script = \"x\"
+min_uptime = \"0s\"
+restart_delay = \"5s\"
+restart_delay_max = \"1s\"
+kill_timeout = \"400000000000y\"
+max_memory_restart = 0
+stop_exit_codes = [0, 300]
+[apps.env_]
+A = \"1\"
+";
+    let joined = diagnostics(src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    for expected in [
+        ":4:14: `min_uptime` of `a` must be greater than zero",
+        ":5:17: `restart_delay` of `a` is larger than `restart_delay_max`",
+        ":7:16: `kill_timeout` of `a` must be at most 1h",
+        ":8:22: `max_memory_restart` of `a` must be greater than zero",
+        ":9:19: exit code 300 in `stop_exit_codes` is outside 0..=255",
+        ":10:7: an env profile needs a name",
+    ] {
+        assert!(joined.contains(expected), "missing {expected:?} in\n{joined}");
+    }
+    let big = diagnostics("[[apps]]\nname = \"a\"\nscript = \"x\"\nkill_timeout = \"2h\"\n");
+    assert_eq!((big[0].line, big[0].column), (4, 16), "{big:?}");
+}
+
+#[test]
+fn an_env_profile_that_no_app_has_is_an_error() {
+    let src = "[[apps]]\nname = \"a\"\nscript = \"x\"\n[apps.env_production]\nA = \"1\"\n";
+    assert!(parse(Path::new("/x/l.toml"), src, Some("production")).is_ok());
+    let err = parse(Path::new("/x/l.toml"), src, Some("prodution")).unwrap_err().to_string();
+    assert!(err.contains("--env prodution: no app has an `[apps.env_prodution]` table"), "{err}");
+}
+
+#[test]
+fn log_options_resolve_per_instance_names() {
+    let src = "[daemon]\nlog_dir = \"/var/log/l4\"\n[[apps]]\nname = \"web\"\nscript = \"x\"\ninstances = 2\nmerge_logs = false\nerror_file = \"errs/web.log\"\n[apps.log_rotate]\nmax_size = \"1M\"\ninterval = \"daily\"\ncompress = true\n";
+    let c = parse(Path::new("/etc/l4/l.toml"), src, None).unwrap();
+    let logs = &c.apps[0].logs;
+    assert_eq!(logs.files.len(), 2);
+    assert_eq!(logs.files[1].out, Path::new("/var/log/l4/web-1-out.log"));
+    assert_eq!(logs.files[1].err, Path::new("/etc/l4/errs/web-1.log"));
+    assert_eq!(logs.files[0].combined, Path::new("/var/log/l4/web-0.log"));
+    assert_eq!((logs.max_size, logs.compress, logs.interval), (1 << 20, true, RotateInterval::Daily));
+    let bad = diagnostics(
+        "[[apps]]\nname = \"a\"\nscript = \"x\"\nlog_date_format = \"%Q\"\n[apps.log_rotate]\ninterval = \"weekly\"\n",
+    );
+    let joined = bad.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(joined.contains(":4:19: invalid log_date_format"), "{joined}");
+    assert!(joined.contains(":6:12: unknown variant `weekly`"), "{joined}");
+}

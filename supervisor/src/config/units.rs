@@ -106,6 +106,23 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// A strftime format for log timestamps, checked when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateFormat(pub String);
+
+impl<'de> Deserialize<'de> for DateFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use chrono::format::{Item, StrftimeItems};
+        let s = String::deserialize(d)?;
+        if StrftimeItems::new(&s).any(|item| matches!(item, Item::Error)) {
+            return Err(de::Error::custom(format!(
+                "invalid log_date_format {s:?}: use strftime fields such as \"%Y-%m-%d %H:%M:%S%.3f\""
+            )));
+        }
+        Ok(DateFormat(s))
+    }
+}
+
 /// A signal name: `"SIGTERM"`, `"TERM"`, `"SIGINT"`, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalName(pub Signal);

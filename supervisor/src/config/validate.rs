@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -25,33 +26,32 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
         return None;
     }
     let mut file = FileSection::default();
-    let mut ok = true;
     for (key, value) in doc.get_ref().iter() {
         match key.get_ref().as_ref() {
-            "daemon" => match report.collect::<DaemonSection>(value) {
-                Some(d) => file.daemon = d,
-                None => ok = false,
-            },
+            "daemon" => {
+                if let Some(d) = report.collect::<DaemonSection>(value) {
+                    file.daemon = d;
+                }
+            }
             "apps" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     report.push(value.span(), "`apps` must be an array of tables: write each app as [[apps]]");
-                    ok = false;
                     continue;
                 };
+                // Apps that deserialized are checked further even when others did not,
+                // so one run reports every problem; any diagnostic still fails the load.
                 for item in items.iter() {
-                    match read_app(report, item) {
-                        Some(app) => file.apps.push(app),
-                        None => ok = false,
+                    if let Some(app) = read_app(report, item) {
+                        file.apps.push(app);
                     }
                 }
             }
             other => {
                 report.push(key.span(), format!("unknown section `{other}`, expected `daemon` or `apps`"));
-                ok = false;
             }
         }
     }
-    ok.then_some(file)
+    Some(file)
 }
 
 /// One `[[apps]]` table: split off `env_<NAME>` profiles, then deserialize the rest.
@@ -66,6 +66,10 @@ fn read_app(report: &mut Report<'_>, item: &Spanned<DeValue<'_>>) -> Option<(App
     for (k, v) in table.iter() {
         let name = k.get_ref().as_ref();
         match name.strip_prefix("env_") {
+            Some("") => {
+                report.push(k.span(), "an env profile needs a name: `[apps.env_NAME]`");
+                ok = false;
+            }
             Some(profile) if name != "env_file" => match report.collect::<BTreeMap<String, EnvValue>>(v) {
                 Some(map) => {
                     ok &= check_env_keys(report, v, &map);
@@ -84,7 +88,8 @@ fn read_app(report: &mut Report<'_>, item: &Spanned<DeValue<'_>>) -> Option<(App
     if let Some(v) = &env_value {
         ok &= check_env_keys(report, v, &app.env);
     }
-    ok.then_some((app, profiles))
+    let _ = ok;
+    Some((app, profiles))
 }
 
 fn check_env_keys(report: &mut Report<'_>, at: &Spanned<DeValue<'_>>, map: &BTreeMap<String, EnvValue>) -> bool {
@@ -111,6 +116,8 @@ pub(super) fn resolve(
     let mut apps = Vec::new();
     let mut ports: Vec<(Range<u32>, String)> = Vec::new();
     let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    let mut profile_found = false;
+    let app_count = file.apps.len();
     for (app, profiles) in file.apps {
         let name = app.name.get_ref().clone();
         let name_span = app.name.span();
@@ -155,12 +162,7 @@ pub(super) fn resolve(
             }
             ports.push((range, name.clone()));
         }
-        if app.restart_delay.0 > app.restart_delay_max.0 {
-            report.push(name_span_of(&app), format!("`restart_delay` of `{name}` is larger than `restart_delay_max`"));
-        }
-        if app.kill_timeout.0.is_zero() {
-            report.push(name_span_of(&app), format!("`kill_timeout` of `{name}` must be greater than zero"));
-        }
+        check_app_values(report, &app);
         let mut env = BTreeMap::new();
         let env_file = app.env_file.as_ref().map(|f| normalize(&base.join(f.get_ref())));
         if let (Some(spanned), Some(env_path)) = (&app.env_file, &env_file) {
@@ -171,6 +173,7 @@ pub(super) fn resolve(
         }
         env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         if let Some(profile) = env_name.and_then(|n| profiles.get(n)) {
+            profile_found = true;
             env.extend(profile.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         }
         let cwd = app.cwd.as_ref().map_or_else(|| base.to_path_buf(), |c| normalize(&base.join(c)));
@@ -183,23 +186,86 @@ pub(super) fn resolve(
             port: app.port.as_ref().map(|p| *p.get_ref()),
             env,
             env_file,
-            max_memory_restart: app.max_memory_restart,
+            max_memory_restart: app.max_memory_restart.as_ref().map(|m| *m.get_ref()),
             kill_signal: app.kill_signal,
             restart: RestartPolicy {
                 autorestart: app.autorestart,
-                stop_exit_codes: app.stop_exit_codes.clone(),
-                min_uptime: app.min_uptime.0,
+                stop_exit_codes: app.stop_exit_codes.get_ref().clone(),
+                min_uptime: app.min_uptime.get_ref().0,
                 max_restarts: app.max_restarts,
-                restart_delay: app.restart_delay.0,
-                restart_delay_max: app.restart_delay_max.0,
+                restart_delay: app.restart_delay.get_ref().0,
+                restart_delay_max: app.restart_delay_max.get_ref().0,
                 crash_loop_max_retries: app.crash_loop_max_retries,
-                kill_timeout: app.kill_timeout.0,
+                kill_timeout: app.kill_timeout.get_ref().0,
             },
             autostart: app.autostart,
             logs: log_spec(report, &app, base, &log_dir, instances),
         });
     }
+    if let Some(n) = env_name
+        && !profile_found
+        && app_count > 0
+    {
+        // A typo in `--env` must not silently run the development environment.
+        report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
+    }
     Some(Config { file: path.to_path_buf(), daemon: DaemonSpec { home, log_dir }, apps })
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Where to point for a value: its own span, or the app's name when it was defaulted.
+fn at<T>(v: &Spanned<T>, app: &AppSection) -> Range<usize> {
+    if v.span().is_empty() { app.name.span() } else { v.span() }
+}
+
+/// Range checks of single values, each reported at the value.
+fn check_app_values(report: &mut Report<'_>, app: &AppSection) {
+    let name = app.name.get_ref();
+    let bounded = [
+        (&app.kill_timeout, "kill_timeout", HOUR),
+        (&app.restart_delay, "restart_delay", DAY),
+        (&app.restart_delay_max, "restart_delay_max", DAY),
+        (&app.min_uptime, "min_uptime", DAY),
+    ];
+    for (value, key, max) in bounded {
+        let d = value.get_ref().0;
+        if d > max {
+            report.push(
+                at(value, app),
+                format!("`{key}` of `{name}` must be at most {}", humantime::format_duration(max)),
+            );
+        }
+        if d.is_zero() && key != "restart_delay" {
+            report.push(at(value, app), format!("`{key}` of `{name}` must be greater than zero"));
+        }
+    }
+    if app.restart_delay.get_ref().0 > app.restart_delay_max.get_ref().0 {
+        let span = if app.restart_delay.span().is_empty() {
+            at(&app.restart_delay_max, app)
+        } else {
+            app.restart_delay.span()
+        };
+        report.push(span, format!("`restart_delay` of `{name}` is larger than `restart_delay_max`"));
+    }
+    if let Some(m) = &app.max_memory_restart
+        && m.get_ref().0 == 0
+    {
+        report.push(m.span(), format!("`max_memory_restart` of `{name}` must be greater than zero"));
+    }
+    if let Some(code) = app.stop_exit_codes.get_ref().iter().find(|c| !(0..=255).contains(*c)) {
+        report.push(at(&app.stop_exit_codes, app), format!("exit code {code} in `stop_exit_codes` is outside 0..=255"));
+    }
+    if name.len() > 64 {
+        report.push(app.name.span(), format!("app name `{name}` is longer than 64 bytes"));
+    }
+    let has_nul = app.script.get_ref().contains('\0')
+        || app.args.iter().any(|a| a.contains('\0'))
+        || app.cwd.as_ref().is_some_and(|c| c.as_os_str().as_encoded_bytes().contains(&0));
+    if has_nul {
+        report.push(app.script.span(), format!("`script`, `args` or `cwd` of `{name}` contains a NUL byte"));
+    }
 }
 
 /// Resolve the log options of one app; per-instance names when `merge_logs = false`.
@@ -226,18 +292,6 @@ fn log_spec(report: &mut Report<'_>, app: &AppSection, base: &Path, log_dir: &Pa
             })
             .collect()
     };
-    if let Some(fmt) = &app.log_date_format {
-        use chrono::format::{Item, StrftimeItems};
-        if StrftimeItems::new(fmt.get_ref()).any(|item| matches!(item, Item::Error)) {
-            report.push(
-                fmt.span(),
-                format!(
-                    "invalid log_date_format {:?}: use strftime fields such as %Y-%m-%d %H:%M:%S%.3f",
-                    fmt.get_ref()
-                ),
-            );
-        }
-    }
     if app.max_line.0 < 16 {
         report.push(app.name.span(), format!("`max_line` of `{name}` must be at least 16 bytes"));
     }
@@ -248,7 +302,7 @@ fn log_spec(report: &mut Report<'_>, app: &AppSection, base: &Path, log_dir: &Pa
         files,
         merge_logs: app.merge_logs,
         time: app.time,
-        date_format: app.log_date_format.as_ref().map(|f| f.get_ref().clone()),
+        date_format: app.log_date_format.as_ref().map(|f| f.0.clone()),
         log_type: app.log_type,
         max_line: usize::try_from(app.max_line.0).unwrap_or(usize::MAX),
         max_size: app.log_rotate.max_size.0,
@@ -268,10 +322,6 @@ fn per_instance(merged: &Path, explicit: &Option<PathBuf>, i: u32, default: &str
         Some(ext) => merged.with_file_name(format!("{stem}-{i}.{}", ext.to_string_lossy())),
         None => merged.with_file_name(format!("{stem}-{i}")),
     }
-}
-
-fn name_span_of(app: &AppSection) -> Range<usize> {
-    app.name.span()
 }
 
 fn read_env_file(path: &PathBuf) -> Result<Vec<(String, String)>, String> {

@@ -6,6 +6,7 @@
 //! the [`supervisor`] actor, and serves the control API until shutdown; on
 //! shutdown every app is stopped gracefully before `run` returns.
 
+mod apply;
 mod procs;
 mod report;
 mod spawn;
@@ -43,8 +44,6 @@ pub enum Error {
     UnknownApp(String),
     #[error(transparent)]
     Config(ConfigError),
-    #[error("{config} uses home {home}, but this daemon's home is {daemon}")]
-    WrongHome { config: PathBuf, home: PathBuf, daemon: PathBuf },
     #[error("nothing to start: no app is loaded and no saved state exists; pass a config file")]
     NothingToStart,
     #[error("the daemon is shutting down")]
@@ -117,10 +116,14 @@ pub enum Msg {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// A lifecycle timer of the instance with daemon-wide id `id`.
     Timer {
-        app: String,
-        index: u32,
+        id: u32,
         epoch: u64,
+    },
+    /// Check again whether a stopping instance's process group is empty.
+    GroupPoll {
+        id: u32,
     },
     Tick,
     Sigchld,
@@ -184,8 +187,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error +
 /// Create `home` (0700), take its pid-file lock, and bind the control socket (0600).
 /// Fails with [`Error::AlreadyRunning`] when another daemon holds the lock.
 pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
-    std::fs::create_dir_all(home).map_err(io("cannot create home", home))?;
-    let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700));
+    crate::fsutil::create_private_dir(home).map_err(io("cannot create home", home))?;
     let pid_path = Paths::pid_file(home);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -231,7 +233,7 @@ pub async fn run(
     spawn_signal_forwarders(tx.clone())?;
     let mut sup = supervisor::Supervisor::new(paths.home.clone(), tx.clone());
     if let Some((config, env)) = initial {
-        sup.apply(config, env, None, true)?;
+        sup.boot(config, env);
     }
     let actor = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
@@ -264,9 +266,10 @@ pub async fn run(
     // Every app is stopped: drain the log writers so the last lines reach the files.
     let (reply, hub) = oneshot::channel();
     if tx.send(Msg::TakeLogs { reply }).await.is_ok()
-        && let Ok(hub) = hub.await {
-            hub.close(Duration::from_secs(3)).await;
-        }
+        && let Ok(hub) = hub.await
+    {
+        hub.close(Duration::from_secs(3)).await;
+    }
     drop(tx);
     actor.abort();
     let _ = std::fs::remove_file(Paths::socket(&paths.home));

@@ -13,7 +13,6 @@
 use std::fs;
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::lifecycle::ExitStatus;
@@ -105,6 +104,11 @@ pub fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
     }
 }
 
+/// Whether any process of group `pgid` is still alive (signal 0: nothing is sent).
+pub fn group_alive(pgid: Option<i32>) -> bool {
+    pgid.is_some_and(|g| nix::sys::signal::killpg(Pid::from_raw(g), None).is_ok())
+}
+
 /// Processes left by an earlier daemon of the same home (found by `L4_SUPERVISOR`).
 pub fn leftovers_of(home: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -114,14 +118,27 @@ pub fn leftovers_of(home: &str) -> Vec<i32> {
 
 /// Reap every child that has ended, ours or orphans re-parented to us, without
 /// blocking. Returns `(pid, status)` for each; the caller keeps those it started.
+///
+/// Calls `waitpid` directly rather than through nix, whose decoding fails (after
+/// the child was already reaped) for deaths by real-time signals: such an exit
+/// would be lost and its instance stuck `online`.
 pub fn reap_all() -> Vec<(i32, ExitStatus)> {
+    use nix::libc;
     let mut out = Vec::new();
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Code(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => out.push((pid.as_raw(), ExitStatus::Signal(sig as i32))),
-            Ok(WaitStatus::StillAlive) | Err(_) => return out,
-            Ok(_) => {}
+        let mut status: libc::c_int = 0;
+        // SAFETY: a plain system call writing to a valid local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if pid <= 0 {
+            return out; // 0: none has ended; -1: no children (ECHILD)
+        }
+        if libc::WIFEXITED(status) {
+            out.push((pid, ExitStatus::Code(libc::WEXITSTATUS(status))));
+        } else if libc::WIFSIGNALED(status) {
+            out.push((pid, ExitStatus::Signal(libc::WTERMSIG(status))));
         }
     }
 }

@@ -44,11 +44,16 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     if let Some(port) = spec.port {
         cmd.env("PORT", (u32::from(port) + req.index).to_string());
     }
-    // SAFETY: only async-signal-safe calls (setsid, prctl) between fork and exec.
+    let daemon = nix::unistd::getpid();
+    // SAFETY: only async-signal-safe calls (setsid, prctl, getppid) between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The daemon may have died before the parent-death signal was armed.
+            if nix::unistd::getppid() != daemon {
+                return Err(std::io::Error::other("the daemon exited during spawn"));
+            }
             Ok(())
         });
     }

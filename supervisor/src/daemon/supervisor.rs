@@ -13,11 +13,15 @@ use std::time::{Instant, SystemTime};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
+use super::apply::Mode;
 use super::procs;
+
+/// How often a stopping instance's group is checked once its main process is gone.
+const GROUP_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 use super::spawn::{SpawnRequest, spawn};
 use super::state::SavedState;
 use super::{Error, Msg, Op, Target, Want};
-use crate::config::{AppSpec, Config};
+use crate::config::AppSpec;
 use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
 use crate::logs::{LogHub, LogMsg};
 
@@ -98,7 +102,7 @@ impl Supervisor {
         let only_reaping = matches!(msg, Msg::Sigchld);
         match msg {
             Msg::Apply { config, env, only, reply } => {
-                let r = self.guard().and_then(|()| self.apply(config, env, only.as_deref(), true));
+                let r = self.guard().and_then(|()| self.apply(config, env, only.as_deref(), Mode::Start));
                 let _ = reply.send(r);
             }
             Msg::Control { target, op, reply } => {
@@ -133,7 +137,18 @@ impl Supervisor {
                 }
                 self.waiters.push(Waiter { want: Want::AllStopped, reply });
             }
-            Msg::Timer { app, index, epoch } => self.feed(&app, index, Fact::Timer { epoch }),
+            Msg::Timer { id, epoch } => {
+                if let Some((app, index)) = self.locate(id) {
+                    self.feed(&app, index, Fact::Timer { epoch });
+                }
+            }
+            Msg::GroupPoll { id } => {
+                if let Some((app, index)) = self.locate(id) {
+                    if self.inst(&app, index).is_some_and(|i| i.lc.state == State::Stopping && i.lc.pid.is_none()) {
+                        self.execute_await(&app, index);
+                    }
+                }
+            }
             Msg::Tick => {
                 self.reap();
                 self.sample();
@@ -201,7 +216,19 @@ impl Supervisor {
         if self.shutting_down { Err(Error::ShuttingDown) } else { Ok(()) }
     }
 
-    fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
+    /// App name and index of the instance with daemon-wide `id`.
+    fn locate(&self, id: u32) -> Option<(String, u32)> {
+        self.apps.iter().find_map(|(name, a)| a.instances.iter().find(|i| i.id == id).map(|i| (name.clone(), i.index)))
+    }
+
+    /// Re-check a stopping instance whose main process is gone.
+    fn execute_await(&mut self, app: &str, index: u32) {
+        if let Some(fact) = self.execute(app, index, Action::AwaitGroup) {
+            self.feed(app, index, fact);
+        }
+    }
+
+    pub(super) fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
         self.apps.get(app)?.instances.iter().find(|i| i.index == index)
     }
 
@@ -296,13 +323,26 @@ impl Supervisor {
                 None
             }
             Action::Schedule { after, epoch } => {
-                let tx = self.tx.clone();
-                let app = app_name.to_owned();
+                // Keyed by the instance's daemon-wide id: a timer of a deleted instance
+                // can never reach a new one that reuses its app name and index.
+                let (tx, id) = (self.tx.clone(), inst.id);
                 tokio::spawn(async move {
                     tokio::time::sleep(after).await;
-                    let _ = tx.send(Msg::Timer { app, index, epoch }).await;
+                    let _ = tx.send(Msg::Timer { id, epoch }).await;
                 });
                 None
+            }
+            Action::AwaitGroup => {
+                if procs::group_alive(inst.pgid) {
+                    let (tx, id) = (self.tx.clone(), inst.id);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GROUP_POLL).await;
+                        let _ = tx.send(Msg::GroupPoll { id }).await;
+                    });
+                    None
+                } else {
+                    Some(Fact::GroupGone)
+                }
             }
             Action::Remove => {
                 inst.removed = true;
@@ -311,7 +351,7 @@ impl Supervisor {
         }
     }
 
-    fn new_inst(&mut self, index: u32) -> Inst {
+    pub(super) fn new_inst(&mut self, index: u32) -> Inst {
         self.next_id += 1;
         Inst {
             id: self.next_id - 1,
@@ -326,110 +366,7 @@ impl Supervisor {
         }
     }
 
-    /// Load `config` into the running set. `explicit`: asked for by a user (starts
-    /// stopped apps); otherwise a reload (only changed apps restart).
-    pub fn apply(
-        &mut self,
-        config: Config,
-        env: Option<String>,
-        only: Option<&str>,
-        explicit: bool,
-    ) -> Result<Vec<String>, Error> {
-        if config.daemon.home != self.home {
-            return Err(Error::WrongHome { config: config.file, home: config.daemon.home, daemon: self.home.clone() });
-        }
-        if let Some(o) = only
-            && !config.apps.iter().any(|a| a.name == o)
-        {
-            return Err(Error::UnknownApp(o.to_owned()));
-        }
-        let mut touched = Vec::new();
-        for spec in config.apps.iter().filter(|a| only.is_none_or(|o| a.name == o)) {
-            let name = spec.name.clone();
-            if explicit {
-                self.saved.deleted.remove(&name);
-                self.saved.stopped.remove(&name);
-            } else if self.saved.deleted.contains(&name) {
-                continue;
-            }
-            touched.push(name.clone());
-            let start_new = explicit || (spec.autostart && !self.saved.stopped.contains(&name));
-            self.logs.ensure(&name, &spec.logs);
-            if !self.apps.contains_key(&name) {
-                let instances = (0..spec.instances).map(|i| self.new_inst(i)).collect();
-                self.apps.insert(
-                    name.clone(),
-                    App {
-                        spec: spec.clone(),
-                        source: config.file.clone(),
-                        env: env.clone(),
-                        instances,
-                        deleting: false,
-                    },
-                );
-                if start_new {
-                    self.feed_app(&name, &Fact::Start);
-                }
-                continue;
-            }
-            let changed = self.apps.get(&name).is_some_and(|a| a.spec != *spec || a.deleting);
-            let app = self.apps.get_mut(&name).expect("checked above");
-            app.source = config.file.clone();
-            app.env = env.clone();
-            if changed {
-                tracing::info!(app = %name, "config changed; restarting");
-                app.spec = spec.clone();
-                app.deleting = false;
-                let old = app.instances.len() as u32;
-                let indexes: Vec<u32> = app.instances.iter().map(|i| i.index).collect();
-                for index in indexes {
-                    if index >= spec.instances {
-                        self.feed(&name, index, Fact::Delete);
-                    } else {
-                        let running = self
-                            .inst(&name, index)
-                            .is_some_and(|i| i.lc.state != State::Stopped && i.lc.state != State::Errored);
-                        let fact = if running {
-                            Fact::Restart
-                        } else if explicit {
-                            Fact::Start
-                        } else {
-                            continue;
-                        };
-                        self.feed(&name, index, fact);
-                    }
-                }
-                for index in old..spec.instances {
-                    let inst = self.new_inst(index);
-                    if let Some(app) = self.apps.get_mut(&name) {
-                        app.instances.push(inst);
-                    }
-                    if start_new {
-                        self.feed(&name, index, Fact::Start);
-                    }
-                }
-            } else if explicit {
-                self.feed_app(&name, &Fact::Start);
-            }
-        }
-        if only.is_none() {
-            let gone: Vec<String> = self
-                .apps
-                .iter()
-                .filter(|(n, a)| a.source == config.file && !config.apps.iter().any(|s| &s.name == *n))
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in gone {
-                tracing::info!(app = %name, "removed from its config file; deleting");
-                self.delete(&name);
-            }
-        }
-        self.saved.add_source(&config.file, env);
-        self.persist();
-        Ok(touched)
-    }
-
-    fn delete(&mut self, name: &str) {
+    pub(super) fn delete(&mut self, name: &str) {
         if let Some(app) = self.apps.get_mut(name) {
             app.deleting = true;
         }
@@ -438,7 +375,7 @@ impl Supervisor {
 
     pub fn control(&mut self, target: &Target, op: Op) -> Result<Vec<String>, Error> {
         let names: Vec<String> = match target {
-            Target::All => self.apps.keys().cloned().collect(),
+            Target::All => self.apps.iter().filter(|(_, a)| !a.deleting).map(|(n, _)| n.clone()).collect(),
             Target::App(n) if self.apps.contains_key(n) => vec![n.clone()],
             Target::App(n) => return Err(Error::UnknownApp(n.clone())),
         };
@@ -463,44 +400,14 @@ impl Supervisor {
                 }
             }
         }
+        if op == Op::Delete {
+            self.prune_sources();
+        }
         self.persist();
         Ok(names)
     }
 
-    /// `l4ctl start` without arguments: start what is loaded, or bring back the saved apps.
-    fn restore(&mut self) -> Result<Vec<String>, Error> {
-        if !self.apps.is_empty() {
-            return self.control(&Target::All, Op::Start);
-        }
-        if self.saved.sources.is_empty() {
-            return Err(Error::NothingToStart);
-        }
-        let mut touched = Vec::new();
-        for source in self.saved.sources.clone() {
-            let config = crate::config::load(&source.config, source.env.as_deref()).map_err(Error::Config)?;
-            touched.extend(self.apply(config, source.env.clone(), None, false)?);
-        }
-        Ok(touched)
-    }
-
-    /// SIGHUP: read every loaded config file again. All files must be valid before any is applied.
-    fn reload(&mut self) -> Result<Vec<String>, Error> {
-        let mut configs = Vec::new();
-        for source in &self.saved.sources {
-            configs.push((
-                crate::config::load(&source.config, source.env.as_deref()).map_err(Error::Config)?,
-                source.env.clone(),
-            ));
-        }
-        let mut touched = Vec::new();
-        for (config, env) in configs {
-            touched.extend(self.apply(config, env, None, false)?);
-        }
-        tracing::info!(apps = ?touched, "config reloaded");
-        Ok(touched)
-    }
-
-    fn persist(&self) {
+    pub(super) fn persist(&self) {
         if let Err(e) = self.saved.save(&self.home) {
             tracing::error!(cause = %e, "cannot write saved state");
         }

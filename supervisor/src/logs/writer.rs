@@ -125,9 +125,10 @@ impl Sink {
             self.file = open(&self.path);
         }
         if let Some(f) = &mut self.file
-            && let Err(e) = f.write_all(&self.buf) {
-                tracing::error!(file = %self.path.display(), cause = %e, "log write failed");
-            }
+            && let Err(e) = f.write_all(&self.buf)
+        {
+            tracing::error!(file = %self.path.display(), cause = %e, "log write failed");
+        }
         self.size += self.buf.len() as u64;
         self.buf.clear();
     }
