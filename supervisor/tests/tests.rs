@@ -8,5 +8,6 @@ mod helper;
 
 mod cli;
 mod daemon;
+mod logs;
 mod processes;
 mod restart;

@@ -315,6 +315,7 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
                 return;
             }
             let _ = tx.try_send(Msg::Tick);
+            crate::telemetry::refresh_link();
         }
     });
     Ok(())

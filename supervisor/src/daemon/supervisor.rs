@@ -143,10 +143,10 @@ impl Supervisor {
                 }
             }
             Msg::GroupPoll { id } => {
-                if let Some((app, index)) = self.locate(id) {
-                    if self.inst(&app, index).is_some_and(|i| i.lc.state == State::Stopping && i.lc.pid.is_none()) {
-                        self.execute_await(&app, index);
-                    }
+                if let Some((app, index)) = self.locate(id)
+                    && self.inst(&app, index).is_some_and(|i| i.lc.state == State::Stopping && i.lc.pid.is_none())
+                {
+                    self.execute_await(&app, index);
                 }
             }
             Msg::Tick => {
