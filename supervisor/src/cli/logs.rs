@@ -117,7 +117,7 @@ fn follow(sources: &mut [Source], args: &LogsArgs, tty: bool) -> ExitCode {
 }
 
 fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &Source, line: &[u8]) {
-    let who = match s.instance {
+    let who = match s.instance.or_else(|| instance_in(line)) {
         Some(n) => format!("{}|{n}", s.app),
         None => s.app.clone(),
     };
@@ -143,5 +143,28 @@ pub(super) async fn log_command(cli: &Cli, app: Option<String>, path: &str, what
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// The instance of a line of a merged file: the `[3]` or `[3/err]` tag the writer puts
+/// after the timestamp (or first, with `time = false`).
+fn instance_in(line: &[u8]) -> Option<u32> {
+    let start = if line.first() == Some(&b'[') { 0 } else { memchr::memmem::find(line, b" [")? + 1 };
+    let rest = &line[start + 1..];
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || !matches!(rest.get(end), Some(b']' | b'/')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instance_tags_are_read_from_merged_lines() {
+        assert_eq!(super::instance_in(b"2026-11-29T13:08:59.701Z [3] hello [9]"), Some(3));
+        assert_eq!(super::instance_in(b"2026-11-29T13:08:59.701Z [12/err] x"), Some(12));
+        assert_eq!(super::instance_in(b"[0] no time"), Some(0));
+        assert_eq!(super::instance_in(b"plain line"), None);
     }
 }
