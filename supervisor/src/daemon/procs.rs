@@ -62,29 +62,18 @@ pub fn environ_has(pid: i32, entry: &[u8]) -> bool {
     fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
 }
 
-/// Live processes of one instance: members of `pgid` and carriers of `tag_entry`.
-pub fn instance_pids(pgid: Option<i32>, tag_entry: &[u8]) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    all_pids()
-        .into_iter()
-        .filter(|&pid| pid != me)
-        .filter_map(read_stat)
-        .filter(|s| s.state != b'Z')
-        .filter(|s| Some(s.pgid) == pgid || environ_has(s.pid, tag_entry))
-        .map(|s| s.pid)
-        .collect()
-}
-
 /// Live processes (other than us) carrying any of `entries` (`L4_TAG=...`) in their
-/// environment. One pass over `/proc`, one `environ` read per process.
-pub fn tagged_pids(entries: &[String]) -> Vec<i32> {
+/// environment, with the index of the entry each carries. One pass over `/proc`,
+/// one `environ` read per process, however many entries are asked for.
+pub fn tagged_pids(entries: &[String]) -> Vec<(i32, usize)> {
     let me = std::process::id() as i32;
     all_pids()
         .into_iter()
         .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| entries.iter().any(|want| e == want.as_bytes())))
+        .filter_map(|pid| {
+            let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let i = env.split(|b| *b == 0).find_map(|e| entries.iter().position(|want| e == want.as_bytes()))?;
+            Some((pid, i))
         })
         .collect()
 }
@@ -96,6 +85,11 @@ pub fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
     if let Some(g) = pgid {
         let _ = nix::sys::signal::killpg(Pid::from_raw(g), signal);
     }
+    signal_outside(pgid, pids, signal);
+}
+
+/// Send `signal` to each of `pids` that is not a member of group `pgid`.
+pub fn signal_outside(pgid: Option<i32>, pids: &[i32], signal: Signal) {
     for &pid in pids {
         let in_group = pgid.is_some() && read_stat(pid).is_some_and(|s| Some(s.pgid) == pgid);
         if !in_group {

@@ -65,6 +65,8 @@ pub(super) struct Supervisor {
     owned: HashMap<i32, (String, u32)>,
     /// Tags of finished runs whose stray processes still have to be swept.
     sweeps: Vec<(String, Option<i32>)>,
+    /// Stop signals of this message still to be sent outside the groups: `(L4_TAG entry, group, signal)`.
+    signals: Vec<(String, Option<i32>, Signal)>,
     /// A sweep that must not wait for the tick: the instance is not restarting.
     sweep_now: bool,
     waiters: Vec<Waiter>,
@@ -89,6 +91,7 @@ impl Supervisor {
             rng: seed | 1,
             owned: HashMap::new(),
             sweeps: Vec::new(),
+            signals: Vec::new(),
             sweep_now: false,
             waiters: Vec::new(),
             shutting_down: false,
@@ -173,6 +176,7 @@ impl Supervisor {
         }
         // Only a restart just started by SIGCHLD may leave its sweep for later; any
         // other message (the next tick at the latest) sweeps before waiters are answered.
+        self.signal_strays();
         if self.sweep_now || !only_reaping {
             self.sweep();
         }
@@ -205,10 +209,24 @@ impl Supervisor {
         }
         let entries: Vec<String> =
             std::mem::take(&mut self.sweeps).into_iter().map(|(tag, _)| format!("{}={tag}", procs::TAG_VAR)).collect();
-        let pids = procs::tagged_pids(&entries);
+        let pids: Vec<i32> = procs::tagged_pids(&entries).into_iter().map(|(pid, _)| pid).collect();
         if !pids.is_empty() {
             tracing::info!(?pids, "killing processes left by finished runs");
             procs::signal_all(None, &pids, Signal::SIGKILL);
+        }
+    }
+
+    /// Deliver this message's stop signals to tagged processes outside their groups.
+    fn signal_strays(&mut self) {
+        if self.signals.is_empty() {
+            return;
+        }
+        let signals = std::mem::take(&mut self.signals);
+        let entries: Vec<String> = signals.iter().map(|(e, _, _)| e.clone()).collect();
+        for (pid, i) in procs::tagged_pids(&entries) {
+            let (_, pgid, signal) = signals[i];
+            // Members of the group were reached by `killpg` already: never signal twice.
+            procs::signal_outside(pgid, &[pid], signal);
         }
     }
 
@@ -308,11 +326,11 @@ impl Supervisor {
                 }
             }
             Action::Terminate | Action::Kill => {
+                // The group now (one syscall); tagged processes outside it in one scan
+                // for the whole message (`signal_strays`), however many instances stop.
                 let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
-                let entry = format!("{}={}", procs::TAG_VAR, inst.tag);
-                let pids = procs::instance_pids(inst.pgid, entry.as_bytes());
-                tracing::debug!(app = %app_name, instance = index, ?pids, signal = signal.as_str(), "signalling");
-                procs::signal_all(inst.pgid, &pids, signal);
+                procs::signal_all(inst.pgid, &[], signal);
+                self.signals.push((format!("{}={}", procs::TAG_VAR, inst.tag), inst.pgid, signal));
                 None
             }
             Action::Cleanup => {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Log capture under a flood: l4ctl vs PM2 (+ pm2-logrotate) vs supervisord vs a direct write,
+# side by side in one run (see logs.py for the method and the targets).
+#
+#   L4CTL=/path/to/l4ctl bench/logs.sh [--quick] [other logs.py flags]
+#
+# L4CTL defaults to target/release/l4ctl; this script never builds it.
+# Into the git-ignored bench/.peers, once each:
+#   - PM2 (npm, local, no -g), as supervisor.sh does;
+#   - pm2-logrotate, into its own PM2_HOME bench/.peers/pm2home-logrotate (`pm2 install`,
+#     falling back to `npm install pm2-logrotate` + `pm2 install <that folder>`);
+#   - a Python venv bench/.peers/venv with `supervisor` from pip.
+# workloads/spam.c is compiled into bench/.peers/bin on every run (it takes ~0.1 s).
+# Results: a table on stdout, raw numbers in bench/results/logs-<timestamp>.json.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PEERS="$HERE/.peers"
+PM2="$PEERS/node_modules/.bin/pm2"
+LR_HOME="$PEERS/pm2home-logrotate"
+export L4CTL=${L4CTL:-$ROOT/target/release/l4ctl}
+
+[ -x "$L4CTL" ] || { echo "l4ctl binary not found: $L4CTL (set L4CTL=...)" >&2; exit 1; }
+command -v node >/dev/null || { echo "node is required for PM2" >&2; exit 1; }
+command -v gcc >/dev/null || { echo "gcc is required for the spam worker" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+mkdir -p "$PEERS/bin" "$HERE/results"
+if [ ! -x "$PM2" ]; then
+  echo "installing pm2 into $PEERS (npm, local)" >&2
+  # a package.json of its own, so npm does not walk up and install into another project
+  [ -f "$PEERS/package.json" ] || echo '{"name":"layer4-bench-peers","private":true}' >"$PEERS/package.json"
+  (cd "$PEERS" && npm install --no-audit --no-fund pm2 >&2)
+fi
+
+# pm2-logrotate lives in a PM2_HOME of its own: the flood runs use a plain PM2 home without it.
+if [ ! -d "$LR_HOME/modules/pm2-logrotate" ]; then
+  echo "installing pm2-logrotate into PM2_HOME=$LR_HOME" >&2
+  mkdir -p "$LR_HOME"
+  if ! PM2_HOME="$LR_HOME" "$PM2" install pm2-logrotate >&2; then
+    echo "pm2 install failed; trying npm install pm2-logrotate + pm2 install <folder>" >&2
+    (cd "$PEERS" && npm install --no-audit --no-fund pm2-logrotate >&2)
+    PM2_HOME="$LR_HOME" "$PM2" install "$PEERS/node_modules/pm2-logrotate" >&2
+  fi
+  # stop the daemon `pm2 install` started (logs.py starts its own); only if it is running,
+  # since `pm2 kill` would otherwise spawn one just to stop it
+  if [ -f "$LR_HOME/pm2.pid" ] && kill -0 "$(cat "$LR_HOME/pm2.pid")" 2>/dev/null; then
+    PM2_HOME="$LR_HOME" "$PM2" kill >&2
+  fi
+  [ -d "$LR_HOME/modules/pm2-logrotate" ] || { echo "pm2-logrotate did not install into $LR_HOME" >&2; exit 1; }
+fi
+
+if [ ! -x "$PEERS/venv/bin/supervisord" ]; then
+  echo "creating $PEERS/venv with supervisor (pip)" >&2
+  python3 -m venv "$PEERS/venv"
+  "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check supervisor >&2
+fi
+
+gcc -O2 -Wall -o "$PEERS/bin/spam" "$HERE/workloads/spam.c"
+
+exec python3 "$HERE/logs.py" "$@"
