@@ -14,13 +14,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_l4ctl");
 #[derive(Debug)]
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Extra `[daemon]` lines (the TCP API is off unless a test turns it on).
+    pub daemon: String,
 }
 
 impl Env {
     /// A temp folder with `l4.toml` holding `[daemon]` home/log_dir and then `apps`.
     pub fn new(apps: &str) -> Env {
+        Env::with_daemon("api_listen = \"off\"", apps)
+    }
+
+    /// Like `new`, with these lines in `[daemon]`.
+    pub fn with_daemon(daemon: &str, apps: &str) -> Env {
         let dir = tempfile::Builder::new().prefix("l4test").tempdir().expect("tempdir");
-        let env = Env { dir };
+        let env = Env { dir, daemon: daemon.to_owned() };
         env.write_config(apps);
         env
     }
@@ -38,7 +45,7 @@ impl Env {
     }
 
     pub fn write_config(&self, apps: &str) {
-        let text = format!("[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\n\n{apps}");
+        let text = format!("[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\n{}\n\n{apps}", self.daemon);
         std::fs::write(self.config(), text).expect("write config");
     }
 

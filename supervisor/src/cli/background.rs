@@ -18,13 +18,14 @@ pub(super) fn run_daemon(
     log_file: bool,
     log_dir: Option<std::path::PathBuf>,
     env: Option<String>,
+    no_apps: bool,
 ) -> ExitCode {
     let resolved = resolve(cli, None);
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
     let _ = std::fs::create_dir_all(&log_dir);
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
-    let initial = match &cli.config {
+    let initial = match cli.config.as_ref().filter(|_| !no_apps) {
         Some(path) => match crate::config::load(path, env.as_deref()) {
             Ok(c) => Some((c, env)),
             Err(e) => {
@@ -53,7 +54,8 @@ pub(super) fn run_daemon(
         }
     };
     tracing::info!(home = %resolved.home.display(), log_dir = %log_dir.display(), pid = std::process::id(), "daemon started");
-    let paths = Paths { home: resolved.home.clone(), log_dir };
+    let mut settings = resolved.daemon.clone();
+    settings.log_dir = log_dir;
     // Listen for SIGTERM/SIGINT before anything else runs, so an early one still stops the apps.
     let shutdown = match runtime.block_on(async { shutdown_signal() }) {
         Ok(s) => s,
@@ -62,7 +64,7 @@ pub(super) fn run_daemon(
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(daemon::run(paths, claimed.listener, initial, shutdown));
+    let result = runtime.block_on(daemon::run(settings, claimed.listener, initial, shutdown));
     drop(runtime);
     // The pid-file lock is released by the kernel as the process exits, so a
     // client that waits for it (`l4ctl kill`) knows the daemon is really gone.
@@ -106,9 +108,11 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("daemon")
-        .arg("--log-file")
-        .arg("--home")
+    cmd.arg("daemon").arg("--log-file").arg("--no-apps");
+    if let Some(config) = &resolved.config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.arg("--home")
         .arg(&resolved.home)
         .arg("--log-dir")
         .arg(&resolved.log_dir)

@@ -107,6 +107,9 @@ pub enum Command {
         /// With `--config FILE`: load and start that file at once, with this env profile.
         #[arg(long = "env", value_name = "NAME")]
         env_name: Option<String>,
+        /// Take only the `[daemon]` settings from `--config`; leave its apps to `l4ctl start`.
+        #[arg(long)]
+        no_apps: bool,
     },
 }
 
@@ -116,6 +119,8 @@ pub struct Resolved {
     pub home: PathBuf,
     pub log_dir: PathBuf,
     pub config: Option<PathBuf>,
+    /// The daemon's settings (`[daemon]` of the config, with `--home` applied).
+    pub daemon: config::DaemonSpec,
 }
 
 /// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
@@ -132,13 +137,17 @@ pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
         .map(config::absolute)
         .or_else(|| from_file.as_ref().map(|d| d.home.clone()))
         .unwrap_or_else(config::default_home);
-    let log_dir = from_file.map(|d| d.log_dir).filter(|_| cli.home.is_none()).unwrap_or_else(|| home.join("logs"));
-    Resolved { home, log_dir, config }
+    let mut daemon = from_file.unwrap_or_else(|| config::DaemonSpec::defaults(home.clone()));
+    if cli.home.is_some() {
+        daemon.log_dir = home.join("logs");
+    }
+    daemon.home = home.clone();
+    Resolved { home, log_dir: daemon.log_dir.clone(), config, daemon }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    if let Command::Daemon { log_file, log_dir, env_name } = &cli.command {
-        return background::run_daemon(&cli, *log_file, log_dir.clone(), env_name.clone());
+    if let Command::Daemon { log_file, log_dir, env_name, no_apps } = &cli.command {
+        return background::run_daemon(&cli, *log_file, log_dir.clone(), env_name.clone(), *no_apps);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -44,6 +44,35 @@ pub struct Config {
 pub struct DaemonSpec {
     pub home: PathBuf,
     pub log_dir: PathBuf,
+    /// TCP address of the status API; `None`: only the Unix socket.
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Name of the environment variable holding the API token.
+    pub api_token_env: Option<String>,
+    #[serde(with = "duration_ms", rename = "sample_interval_ms")]
+    pub sample_interval: Duration,
+}
+
+impl DaemonSpec {
+    /// Resolve `[daemon]` against the folder of the config file.
+    fn resolve(section: &schema::DaemonSection, base: &Path) -> DaemonSpec {
+        let home = section.home.as_ref().map_or_else(default_home, |h| normalize(&base.join(h)));
+        let log_dir = section.log_dir.as_ref().map_or_else(|| home.join("logs"), |l| normalize(&base.join(l)));
+        DaemonSpec {
+            home,
+            log_dir,
+            api_listen: section.api_listen.0,
+            api_token_env: section.api_token_env.clone().filter(|v| !v.is_empty()),
+            sample_interval: section.sample_interval.0,
+        }
+    }
+
+    /// The settings of a daemon without a config file.
+    pub fn defaults(home: PathBuf) -> DaemonSpec {
+        let mut spec = DaemonSpec::resolve(&schema::DaemonSection::default(), Path::new("/"));
+        spec.log_dir = home.join("logs");
+        spec.home = home;
+        spec
+    }
 }
 
 /// One app as the daemon runs it. Two specs compare equal exactly when a running
@@ -65,6 +94,7 @@ pub struct AppSpec {
     pub kill_signal: SignalName,
     pub restart: RestartPolicy,
     pub autostart: bool,
+    pub memory_samples: u32,
     pub logs: LogSpec,
 }
 
@@ -153,21 +183,19 @@ pub fn parse(file: &Path, source: &str, env_name: Option<&str>) -> Result<Config
     }
 }
 
-/// Read only `[daemon]` leniently, to find the daemon's home before anything else.
-/// Returns `None` when the file does not exist or cannot be parsed.
+/// Read only `[daemon]`, to find the daemon's home and settings before anything
+/// else. `None` when the file does not exist or its `[daemon]` section is invalid
+/// (a full `load` reports why).
 pub fn peek_daemon(path: &Path) -> Option<DaemonSpec> {
     #[derive(serde::Deserialize)]
     struct Partial {
-        daemon: Option<toml::Table>,
+        #[serde(default)]
+        daemon: schema::DaemonSection,
     }
     let file = absolute(path);
     let text = std::fs::read_to_string(&file).ok()?;
     let partial: Partial = toml::from_str(&text).ok()?;
-    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let get = |k: &str| partial.daemon.as_ref().and_then(|d| d.get(k)).and_then(|v| v.as_str()).map(|s| base.join(s));
-    let home = get("home").unwrap_or_else(default_home);
-    let log_dir = get("log_dir").unwrap_or_else(|| home.join("logs"));
-    Some(DaemonSpec { home: normalize(&home), log_dir: normalize(&log_dir) })
+    Some(DaemonSpec::resolve(&partial.daemon, file.parent().unwrap_or(Path::new("/"))))
 }
 
 /// `path` made absolute against the current folder, without touching the file system.

@@ -13,13 +13,40 @@ use toml::Spanned;
 use super::units::{Autorestart, DateFormat, EnvValue, Instances, SignalName, Size, Span};
 
 /// `[daemon]`: where the daemon keeps its socket, pid file and state, and where logs go.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonSection {
     /// Socket, pid file and saved state. Relative to the config file. Default `~/.layer4`.
     pub home: Option<PathBuf>,
     /// Log folder. Relative to the config file. Default `<home>/logs`.
     pub log_dir: Option<PathBuf>,
+    /// TCP address of the status API, or `"off"`. Default `127.0.0.1:9615`.
+    #[serde(default = "default_api_listen")]
+    pub api_listen: ApiListen,
+    /// Environment variable (of the daemon) holding the bearer token that allows
+    /// changes over TCP. Unset or empty: TCP is read-only.
+    pub api_token_env: Option<String>,
+    /// How often every instance is sampled (CPU, tree RSS, threads, fds).
+    #[serde(default = "default_sample_interval")]
+    pub sample_interval: Span,
+}
+
+/// `api_listen`: an address, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiListen(pub Option<std::net::SocketAddr>);
+
+impl<'de> Deserialize<'de> for ApiListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "off" {
+            return Ok(ApiListen(None));
+        }
+        s.parse().map(|a| ApiListen(Some(a))).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid api_listen {s:?}: expected \"IP:PORT\" such as \"127.0.0.1:9615\", or \"off\""
+            ))
+        })
+    }
 }
 
 /// One `[[apps]]` entry, with PM2's option names.
@@ -63,6 +90,9 @@ pub struct AppSection {
     /// Start the app when its config is loaded. `false` loads it stopped.
     #[serde(default = "default_true")]
     pub autostart: bool,
+    /// Samples in a row at or above `max_memory_restart` before a restart.
+    #[serde(default = "default_memory_samples")]
+    pub memory_samples: u32,
     /// stdout file. Relative to the config file. Default `<log_dir>/<app>-out.log`.
     pub out_file: Option<PathBuf>,
     /// stderr file. Default `<log_dir>/<app>-err.log`.
@@ -134,6 +164,18 @@ pub enum RotateInterval {
     Daily,
 }
 
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            home: None,
+            log_dir: None,
+            api_listen: default_api_listen(),
+            api_token_env: None,
+            sample_interval: default_sample_interval(),
+        }
+    }
+}
+
 /// The whole file, after `env_<NAME>` tables were split off each app.
 #[derive(Debug, Clone, Default)]
 pub struct FileSection {
@@ -144,6 +186,15 @@ pub struct FileSection {
 /// A default value: its span is empty, so diagnostics point at the app's name instead.
 fn unset(d: Duration) -> Spanned<Span> {
     Spanned::new(0..0, Span(d))
+}
+fn default_api_listen() -> ApiListen {
+    ApiListen(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9615))))
+}
+fn default_sample_interval() -> Span {
+    Span(Duration::from_secs(1))
+}
+fn default_memory_samples() -> u32 {
+    2
 }
 fn default_instances() -> Instances {
     Instances::Count(1)

@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use super::diag::Report;
 use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
-use super::{AppSpec, Config, DaemonSpec, LogFiles, LogSpec, RestartPolicy, default_home, normalize};
+use super::{AppSpec, Config, DaemonSpec, LogFiles, LogSpec, RestartPolicy, normalize};
 
 /// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
 pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
@@ -111,8 +111,11 @@ pub(super) fn resolve(
     path: &Path,
     env_name: Option<&str>,
 ) -> Option<Config> {
-    let home = file.daemon.home.as_ref().map_or_else(default_home, |h| normalize(&base.join(h)));
-    let log_dir = file.daemon.log_dir.as_ref().map_or_else(|| home.join("logs"), |l| normalize(&base.join(l)));
+    let daemon = DaemonSpec::resolve(&file.daemon, base);
+    let log_dir = daemon.log_dir.clone();
+    if daemon.sample_interval < Duration::from_millis(100) || daemon.sample_interval > Duration::from_secs(60) {
+        report.push(0..0, "`[daemon] sample_interval` must be between 100ms and 60s");
+    }
     let mut apps = Vec::new();
     let mut ports: Vec<(Range<u32>, String)> = Vec::new();
     let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
@@ -199,6 +202,7 @@ pub(super) fn resolve(
                 kill_timeout: app.kill_timeout.get_ref().0,
             },
             autostart: app.autostart,
+            memory_samples: app.memory_samples.max(1),
             logs: log_spec(report, &app, base, &log_dir, instances),
         });
     }
@@ -209,7 +213,7 @@ pub(super) fn resolve(
         // A typo in `--env` must not silently run the development environment.
         report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
     }
-    Some(Config { file: path.to_path_buf(), daemon: DaemonSpec { home, log_dir }, apps })
+    Some(Config { file: path.to_path_buf(), daemon, apps })
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

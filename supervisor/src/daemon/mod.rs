@@ -219,7 +219,7 @@ pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
 /// Run the daemon until `shutdown` resolves or a client asks it to `kill`.
 /// `initial` is loaded at start (for `l4ctl daemon --config`, under systemd).
 pub async fn run(
-    paths: Paths,
+    settings: crate::config::DaemonSpec,
     listener: UnixListener,
     initial: Option<(Config, Option<String>)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -227,11 +227,11 @@ pub async fn run(
     if let Err(e) = procs::become_subreaper() {
         tracing::warn!(cause = %e, "cannot become child subreaper; orphaned grandchildren will be reaped by init");
     }
-    end_leftovers(&paths.home).await;
+    end_leftovers(&settings.home).await;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     spawn_signal_forwarders(tx.clone())?;
-    let mut sup = supervisor::Supervisor::new(paths.home.clone(), tx.clone());
+    let mut sup = supervisor::Supervisor::new(settings.home.clone(), tx.clone());
     if let Some((config, env)) = initial {
         sup.boot(config, env);
     }
@@ -244,8 +244,8 @@ pub async fn run(
     let state = crate::api::ApiState {
         tx: tx.clone(),
         started: Instant::now(),
-        home: paths.home.clone(),
-        log_dir: paths.log_dir.clone(),
+        home: settings.home.clone(),
+        log_dir: settings.log_dir.clone(),
         kill: kill.clone(),
     };
     let app = crate::api::router(state);
@@ -272,9 +272,9 @@ pub async fn run(
     }
     drop(tx);
     actor.abort();
-    let _ = std::fs::remove_file(Paths::socket(&paths.home));
+    let _ = std::fs::remove_file(Paths::socket(&settings.home));
     tracing::info!("daemon stopped");
-    served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&paths.home), source })
+    served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&settings.home), source })
 }
 
 /// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
