@@ -90,6 +90,10 @@ pub enum Fact {
     },
     /// After [`Action::AwaitGroup`]: no process of the stopped instance is left.
     GroupGone,
+    /// The tree stayed at or over `max_memory_restart` for `memory_samples` samples.
+    MemoryExceeded,
+    /// The tree passed 1.5 × `max_memory_restart`.
+    MemoryKill,
     /// A timer scheduled with [`Action::Schedule`] fired.
     Timer {
         epoch: u64,
@@ -148,7 +152,12 @@ pub struct Lifecycle {
     pub last_exit: Option<LastExit>,
     /// Bumped whenever pending timers become meaningless.
     pub epoch: u64,
+    /// Restarts counted by the reason the run before ended: `crash`, `exit`,
+    /// `manual`, `memory`, `spawn-failed`.
+    pub restarts_by_reason: std::collections::BTreeMap<&'static str, u32>,
     then: Then,
+    /// Why the current stop began, when the daemon began it (`memory`).
+    stop_reason: Option<&'static str>,
 }
 
 impl Default for Lifecycle {
@@ -163,7 +172,9 @@ impl Default for Lifecycle {
             next_retry: None,
             last_exit: None,
             epoch: 0,
+            restarts_by_reason: std::collections::BTreeMap::new(),
             then: Then::StayStopped,
+            stop_reason: None,
         }
     }
 }
@@ -194,6 +205,20 @@ impl Lifecycle {
                 vec![]
             }
             (Starting | Online, Fact::Restart) => self.begin_stop(policy, Then::Start),
+            // Over the memory ceiling: a graceful restart, recorded as `memory`.
+            (Online, Fact::MemoryExceeded) => {
+                self.stop_reason = Some("memory");
+                self.begin_stop(policy, Then::Start)
+            }
+            // Far over it: no grace (a stop already under way is cut short too).
+            (Online | Stopping, Fact::MemoryKill) => {
+                if self.state == Online {
+                    self.stop_reason = Some("memory");
+                    // Its Terminate and kill timer are superseded by the Kill below.
+                    let _ = self.begin_stop(policy, Then::Start);
+                }
+                vec![Action::Kill]
+            }
             (Starting | Online, Fact::Stop) => self.begin_stop(policy, Then::StayStopped),
             (Starting | Online, Fact::Delete) => self.begin_stop(policy, Then::Remove),
             (Stopping, Fact::Stop) => {
@@ -240,7 +265,7 @@ impl Lifecycle {
                 // The main process is gone; the rest of its group may still be
                 // shutting down gracefully (`sh start.sh` without exec): wait for it.
                 let uptime = self.uptime(ctx.now);
-                self.record_exit(status, "stopped", uptime, ctx);
+                self.record_exit(status, self.stop_reason.unwrap_or("stopped"), uptime, ctx);
                 vec![Action::AwaitGroup]
             }
             (Stopping, Fact::GroupGone) if self.pid.is_none() => {
@@ -279,7 +304,17 @@ impl Lifecycle {
     fn spawn(&mut self, is_restart: bool) -> Vec<Action> {
         if is_restart {
             self.restarts = self.restarts.saturating_add(1);
+            let reason = match self.last_exit.as_ref().map(|e| e.reason) {
+                Some("crashed") => "crash",
+                Some("exited") => "exit",
+                Some("memory") => "memory",
+                Some("spawn-failed") => "spawn-failed",
+                _ => "manual",
+            };
+            let n = self.restarts_by_reason.entry(reason).or_insert(0);
+            *n = n.saturating_add(1);
         }
+        self.stop_reason = None;
         self.state = State::Starting;
         self.next_retry = None;
         self.epoch = self.epoch.wrapping_add(1);

@@ -398,3 +398,28 @@ fn counters_saturate_instead_of_overflowing() {
     lc.step(&p, Fact::Timer { epoch }, clock.ctx(0.0));
     assert_eq!(lc.restarts, u32::MAX);
 }
+
+#[test]
+fn memory_restarts_are_graceful_recorded_as_memory_and_counted_by_reason() {
+    let lc = run(
+        &policy(),
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (10, CRASH, State::WaitingRestart, vec![Action::Cleanup, sched(50, 2)]),
+            (50, Fact::Timer { epoch: 2 }, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
+            (5000, Fact::MemoryExceeded, State::Stopping, vec![Action::Terminate, sched(5000, 4)]),
+            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Starting, vec![Action::Cleanup, Action::Spawn]),
+            (0, Fact::Spawned { pid: 3 }, State::Online, vec![]),
+            (0, Fact::MemoryKill, State::Stopping, vec![Action::Kill]),
+            (1, Fact::Exited { status: ExitStatus::Signal(9) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Starting, vec![Action::Cleanup, Action::Spawn]),
+        ],
+    );
+    assert_eq!(lc.last_exit.as_ref().map(|e| e.reason), Some("memory"));
+    assert_eq!(lc.restarts_by_reason.get("memory"), Some(&2));
+    assert_eq!(lc.restarts_by_reason.get("crash"), Some(&1));
+    assert_eq!(lc.unstable, 0, "a memory restart does not count as unstable");
+}

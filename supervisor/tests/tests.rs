@@ -9,5 +9,6 @@ mod helper;
 mod cli;
 mod daemon;
 mod logs;
+mod memory;
 mod processes;
 mod restart;

@@ -49,10 +49,23 @@ pub struct InstanceStatus {
     pub uptime_ms: Option<u64>,
     /// CPU use over the last sample interval, in percent of one core.
     pub cpu_percent: Option<f64>,
+    /// RSS of the whole process tree (the worker and every descendant).
     pub memory_bytes: Option<u64>,
     /// Milliseconds until the next automatic start, in `waiting-restart` or `crash-loop`.
     pub next_retry_ms: Option<u64>,
     pub last_exit: Option<ExitReport>,
+    /// Threads of the whole process tree.
+    #[serde(default)]
+    pub threads: Option<u64>,
+    /// Open file descriptors of the worker process.
+    #[serde(default)]
+    pub open_fds: Option<u64>,
+    /// Restarts by why the run before ended: `crash`, `exit`, `manual`, `memory`, `spawn-failed`.
+    #[serde(default)]
+    pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
+    /// `max_memory_restart` in bytes.
+    #[serde(default)]
+    pub memory_ceiling_bytes: Option<u64>,
 }
 
 /// How the last run of an instance ended.

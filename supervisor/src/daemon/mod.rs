@@ -7,8 +7,11 @@
 //! shutdown every app is stopped gracefully before `run` returns.
 
 mod apply;
+mod memory;
+mod monitor;
 mod procs;
 mod report;
+mod sample;
 mod spawn;
 mod state;
 
@@ -34,8 +37,8 @@ pub use state::SavedState;
 
 /// Capacity of the actor's channel; senders wait when it is full.
 const QUEUE: usize = 1024;
-/// How often instances are sampled for CPU and memory, and orphans reaped.
-const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the daemon logs its one-line summary (the plan's monitoring section).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Errors of daemon operations, mapped to API error codes.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,10 @@ pub enum Msg {
         id: u32,
     },
     Tick,
+    /// Re-sample instances close to their memory ceiling.
+    FastSample,
+    /// Log the periodic one-line summary.
+    Summary,
     Sigchld,
     /// Reopen (or truncate, `l4ctl flush`) the log files of one app or all: the
     /// reply lists the commands for the caller to send and await.
@@ -141,6 +148,21 @@ pub enum Msg {
         reply: oneshot::Sender<crate::logs::LogHub>,
     },
 }
+
+/// What the daemon tells subscribers of `GET /api/v1/events` (one JSON object per event).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An instance changed state.
+    State { app: String, instance: u32, from: &'static str, to: &'static str, pid: Option<u32> },
+    /// An instance was started again; `reason` is why its last run ended.
+    Restart { app: String, instance: u32, reason: &'static str, restarts: u32 },
+    /// An instance reached its memory ceiling (a restart or kill follows).
+    Memory { app: String, instance: u32, rss_bytes: u64, ceiling_bytes: u64 },
+}
+
+/// Events waiting for slow subscribers; beyond this they miss events and are told so.
+pub const EVENT_BUFFER: usize = 256;
 
 /// A message for one log writer and the reply that says it was carried out.
 pub type LogCommand = (mpsc::Sender<crate::logs::LogMsg>, crate::logs::LogMsg, oneshot::Receiver<()>);
@@ -230,8 +252,9 @@ pub async fn run(
     end_leftovers(&settings.home).await;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
-    spawn_signal_forwarders(tx.clone())?;
-    let mut sup = supervisor::Supervisor::new(settings.home.clone(), tx.clone());
+    spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
+    log_cgroup_support();
+    let mut sup = supervisor::Supervisor::new(settings.home.clone(), settings.sample_interval, tx.clone());
     if let Some((config, env)) = initial {
         sup.boot(config, env);
     }
@@ -279,7 +302,7 @@ pub async fn run(
 
 /// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
 /// in case a coalesced SIGCHLD was missed).
-fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
+fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Duration) -> Result<(), Error> {
     let listen = |kind: SignalKind| {
         signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })
     };
@@ -306,8 +329,18 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
             let _ = chld_tx.try_send(Msg::Sigchld);
         }
     });
+    let summary_tx = tx.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
+        loop {
+            tick.tick().await;
+            if summary_tx.send(Msg::Summary).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sample_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
@@ -319,6 +352,24 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>) -> Result<(), Error> {
         }
     });
     Ok(())
+}
+
+/// The memory ceiling is enforced from `/proc`; say once whether cgroup v2 could
+/// have added a hard `memory.max` backstop here.
+fn log_cgroup_support() {
+    let root = Path::new("/sys/fs/cgroup");
+    let unified = root.join("cgroup.controllers").is_file();
+    let writable = unified && nix::unistd::access(root, nix::unistd::AccessFlags::W_OK).is_ok();
+    if writable {
+        tracing::info!(
+            "cgroup v2 is writable here; the memory ceiling is enforced from /proc samples (no memory.max backstop yet)"
+        );
+    } else {
+        tracing::info!(
+            unified,
+            "cgroup v2 is not writable here; the memory ceiling is enforced from /proc samples alone"
+        );
+    }
 }
 
 /// End processes that an earlier daemon of this home left running (it was SIGKILLed).

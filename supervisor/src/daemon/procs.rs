@@ -32,6 +32,7 @@ pub struct Stat {
     pub pgid: i32,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
+    pub threads: u64,
     pub rss_pages: u64,
 }
 
@@ -47,6 +48,7 @@ pub fn read_stat(pid: i32) -> Option<Stat> {
         ppid: f.get(1)?.parse().ok()?,
         pgid: f.get(2)?.parse().ok()?,
         cpu_ticks: num(11)? + num(12)?,
+        threads: num(17)?,
         rss_pages: num(21)?,
     })
 }

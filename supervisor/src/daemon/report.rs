@@ -28,8 +28,8 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
         restarts: lc.restarts,
         unstable_restarts: lc.unstable,
         uptime_ms: lc.started_at.map(ms_since),
-        cpu_percent: lc.pid.and(inst.cpu_percent),
-        memory_bytes: lc.pid.and(inst.rss_bytes),
+        cpu_percent: lc.pid.and(inst.usage.cpu_percent),
+        memory_bytes: lc.pid.and(inst.usage.rss_bytes),
         next_retry_ms: lc.next_retry.map(ms_until),
         last_exit: lc.last_exit.as_ref().map(|e| {
             let (code, signal) = match e.status {
@@ -48,6 +48,10 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
                 at: humantime::format_rfc3339_millis(e.at).to_string(),
             }
         }),
+        threads: lc.pid.and(inst.usage.threads),
+        open_fds: lc.pid.and(inst.usage.fds),
+        restarts_by_reason: lc.restarts_by_reason.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        memory_ceiling_bytes: spec.max_memory_restart.map(|m| m.0),
     }
 }
 

@@ -40,9 +40,8 @@ pub(super) struct Inst {
     pub tag: String,
     pub pgid: Option<i32>,
     pub removed: bool,
-    pub cpu_sample: Option<(u64, Instant)>,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<u64>,
+    /// The latest sample of the instance's process tree.
+    pub usage: super::monitor::Usage,
 }
 
 struct Waiter {
@@ -55,7 +54,7 @@ pub(super) struct Supervisor {
     pub apps: BTreeMap<String, App>,
     pub saved: SavedState,
     pub logs: LogHub,
-    tx: mpsc::Sender<Msg>,
+    pub(super) tx: mpsc::Sender<Msg>,
     next_id: u32,
     serial: u64,
     /// Makes `L4_TAG` values unique across daemons: `<pid>-<start time>`.
@@ -71,12 +70,19 @@ pub(super) struct Supervisor {
     sweep_now: bool,
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
-    ticks_per_sec: u64,
-    page_size: u64,
+    pub(super) ticks_per_sec: u64,
+    pub(super) sampler: super::sample::Sampler,
+    /// A `FastSample` message is on its way.
+    pub(super) fast_pending: bool,
+    /// `[daemon] sample_interval`.
+    pub(super) sample_interval: std::time::Duration,
+    pub(super) events: tokio::sync::broadcast::Sender<super::Event>,
+    /// Total restarts at the last summary line.
+    restarts_at_summary: u64,
 }
 
 impl Supervisor {
-    pub fn new(home: PathBuf, tx: mpsc::Sender<Msg>) -> Self {
+    pub fn new(home: PathBuf, sample_interval: std::time::Duration, tx: mpsc::Sender<Msg>) -> Self {
         let (ticks_per_sec, page_size) = procs::clock_ticks_and_page_size();
         let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Supervisor {
@@ -96,7 +102,11 @@ impl Supervisor {
             waiters: Vec::new(),
             shutting_down: false,
             ticks_per_sec,
-            page_size,
+            sampler: super::sample::Sampler::new(page_size),
+            fast_pending: false,
+            sample_interval,
+            events: tokio::sync::broadcast::channel(super::EVENT_BUFFER).0,
+            restarts_at_summary: 0,
         }
     }
 
@@ -154,8 +164,10 @@ impl Supervisor {
             }
             Msg::Tick => {
                 self.reap();
-                self.sample();
+                self.sample_all();
             }
+            Msg::FastSample => self.sample_watched(),
+            Msg::Summary => self.summary(),
             Msg::Sigchld => self.reap(),
             Msg::LogCommand { app, truncate, reply } => {
                 let r = match &app {
@@ -181,6 +193,22 @@ impl Supervisor {
             self.sweep();
         }
         self.check_waiters();
+    }
+
+    /// Tell event subscribers (none listening is fine).
+    pub(super) fn emit(&self, event: super::Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// The periodic summary line: instances online, total tree RSS, restarts since the last one.
+    fn summary(&mut self) {
+        let all = || self.apps.values().flat_map(|a| a.instances.iter());
+        let online = all().filter(|i| i.lc.state == State::Online).count();
+        let rss: u64 = all().filter_map(|i| i.usage.rss_bytes.filter(|_| i.lc.pid.is_some())).sum();
+        let restarts: u64 = all().map(|i| u64::from(i.lc.restarts)).sum();
+        let new = restarts.saturating_sub(self.restarts_at_summary);
+        self.restarts_at_summary = restarts;
+        tracing::info!(online, instances = all().count(), rss_bytes = rss, restarts = new, "summary");
     }
 
     /// Collect every ended child; feed the exits of ours to their instances.
@@ -275,10 +303,17 @@ impl Supervisor {
             let Some(app) = self.apps.get_mut(app_name) else { return };
             let policy = app.spec.restart.clone();
             let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
-            let before = inst.lc.state;
+            let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
             let actions = inst.lc.step(&policy, fact, ctx);
-            if before != inst.lc.state {
-                tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = inst.lc.state.as_str(), "state");
+            let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
+            let reason = inst.lc.last_exit.as_ref().map_or("manual", |e| e.reason);
+            if before != after {
+                tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = after.as_str(), "state");
+                let (app, from, to) = (app_name.to_owned(), before.as_str(), after.as_str());
+                self.emit(super::Event::State { app, instance: index, from, to, pid });
+            }
+            if restarts != restarts_before {
+                self.emit(super::Event::Restart { app: app_name.to_owned(), instance: index, reason, restarts });
             }
             for action in actions {
                 if let Some(next) = self.execute(app_name, index, action) {
@@ -303,9 +338,7 @@ impl Supervisor {
             Action::Spawn => {
                 self.serial += 1;
                 inst.tag = format!("{}/{app_name}/{index}/{}", self.run_id, self.serial);
-                inst.cpu_sample = None;
-                inst.cpu_percent = None;
-                inst.rss_bytes = None;
+                inst.usage = Default::default();
                 let req = SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag };
                 match spawn(&req) {
                     Ok(mut child) => {
@@ -315,6 +348,11 @@ impl Supervisor {
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
                         inst.pgid = Some(pid as i32);
+                        let watched = app.spec.max_memory_restart.is_some();
+                        inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
+                        if watched {
+                            self.arm_fast_sample();
+                        }
                         self.owned.insert(pid as i32, (app_name.to_owned(), index));
                         tracing::info!(app = %app_name, instance = index, pid, "started");
                         Some(Fact::Spawned { pid })
@@ -378,9 +416,7 @@ impl Supervisor {
             tag: String::new(),
             pgid: None,
             removed: false,
-            cpu_sample: None,
-            cpu_percent: None,
-            rss_bytes: None,
+            usage: Default::default(),
         }
     }
 
@@ -428,23 +464,6 @@ impl Supervisor {
     pub(super) fn persist(&self) {
         if let Err(e) = self.saved.save(&self.home) {
             tracing::error!(cause = %e, "cannot write saved state");
-        }
-    }
-
-    fn sample(&mut self) {
-        let now = Instant::now();
-        let (ticks, page) = (self.ticks_per_sec as f64, self.page_size);
-        for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
-            let Some(pid) = inst.lc.pid else { continue };
-            let Some(stat) = procs::read_stat(pid as i32) else { continue };
-            if let Some((prev, at)) = inst.cpu_sample {
-                let secs = now.duration_since(at).as_secs_f64();
-                if secs > 0.0 {
-                    inst.cpu_percent = Some((stat.cpu_ticks.saturating_sub(prev) as f64 / ticks) / secs * 100.0);
-                }
-            }
-            inst.cpu_sample = Some((stat.cpu_ticks, now));
-            inst.rss_bytes = Some(stat.rss_pages * page);
         }
     }
 

@@ -65,6 +65,11 @@ struct Sink {
     buf: Vec<u8>,
     /// Hour or day number of the content, for interval rotation.
     period: i64,
+    /// A regular file. Anything else (`/dev/null`, a FIFO, a terminal) is written
+    /// to but never renamed, removed or measured.
+    regular: bool,
+    /// `/dev/null`: lines for it are not even formatted.
+    discard: bool,
 }
 
 /// Per (instance, stream): the start of a line whose end has not arrived.
@@ -113,8 +118,11 @@ impl Sink {
         let file = open(&path);
         let meta = file.as_ref().and_then(|f| f.metadata().ok());
         let size = meta.as_ref().map_or(0, |m| m.len());
+        let regular = meta.as_ref().is_none_or(|m| m.is_file());
+        let discard = path == Path::new("/dev/null");
         let mtime = meta.and_then(|m| m.modified().ok()).unwrap_or_else(SystemTime::now);
-        Sink { path, file, size, buf: Vec::with_capacity(64 << 10), period: period_of(interval, mtime) }
+        let buf = if discard { Vec::new() } else { Vec::with_capacity(64 << 10) };
+        Sink { path, file, size, buf, period: period_of(interval, mtime), regular, discard }
     }
 
     fn write_out(&mut self) {
@@ -198,7 +206,7 @@ impl Writer {
                 // A new, empty file rather than truncating in place: a follower notices
                 // the new inode even when the file refills past its old offset.
                 self.write_all();
-                for s in &mut self.sinks {
+                for s in self.sinks.iter_mut().filter(|s| s.regular) {
                     let _ = std::fs::remove_file(&s.path);
                     s.file = open(&s.path);
                     s.size = 0;
@@ -234,7 +242,8 @@ impl Writer {
         let (p_own, p_comb) = prefixes(&self.spec, &ts, instance, stream);
         let period = period_of(self.spec.interval, at);
         for idx in [own, comb] {
-            if self.spec.interval != RotateInterval::None && self.sinks[idx].period != period {
+            if self.spec.interval != RotateInterval::None && self.sinks[idx].regular && self.sinks[idx].period != period
+            {
                 if self.sinks[idx].size + self.sinks[idx].buf.len() as u64 > 0 {
                     self.rotate(idx, at);
                 }
@@ -357,11 +366,13 @@ impl Writer {
 
     /// Append one whole line to a sink, rotating first when it would pass max_size.
     fn append(&mut self, idx: usize, parts: &[&[u8]], at: SystemTime) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let max = self.spec.max_size;
         let sink = &self.sinks[idx];
+        if sink.discard {
+            return;
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let used = sink.size + sink.buf.len() as u64;
-        if used > 0 && used + len as u64 > max {
+        if sink.regular && used > 0 && used + len as u64 > self.spec.max_size {
             self.rotate(idx, at);
         }
         let sink = &mut self.sinks[idx];
@@ -377,6 +388,10 @@ impl Writer {
     fn rotate(&mut self, idx: usize, at: SystemTime) {
         let sink = &mut self.sinks[idx];
         sink.write_out();
+        if !sink.regular {
+            sink.size = 0;
+            return;
+        }
         let target = rotated_name(&sink.path, at, &mut self.last_rotation);
         if let Err(e) = std::fs::rename(&sink.path, &target) {
             tracing::error!(file = %sink.path.display(), cause = %e, "log rotation failed; writing on");
@@ -482,5 +497,58 @@ mod tests {
             total += len;
         }
         assert_eq!(total, 100 * (4 + 99 + 1), "no byte lost or repeated");
+    }
+}
+
+#[cfg(test)]
+mod dev_null {
+    use super::*;
+    use crate::config::{LogFiles, LogType};
+
+    #[test]
+    fn dev_null_is_never_rotated_removed_or_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LogSpec {
+            files: vec![LogFiles {
+                instance: None,
+                out: dir.path().join("a-out.log"),
+                err: dir.path().join("a-err.log"),
+                combined: PathBuf::from("/dev/null"),
+            }],
+            merge_logs: true,
+            time: false,
+            date_format: None,
+            log_type: LogType::Text,
+            max_line: 1024,
+            max_size: 1024,
+            interval: RotateInterval::Hourly,
+            retain: 1,
+            compress: false,
+        };
+        let mut w = Writer::new("a".into(), spec, Arc::default(), Maint::disconnected());
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_764_417_600);
+        let data = vec![b'x'; 100].into_iter().chain([b'\n']).cycle().take(101 * 50).collect::<Vec<u8>>();
+        w.handle(LogMsg::Chunk { instance: 0, stream: Stream::Out, at, data });
+        w.handle(LogMsg::Chunk {
+            instance: 0,
+            stream: Stream::Out,
+            at: at + std::time::Duration::from_secs(7200),
+            data: b"later\n".to_vec(),
+        });
+        let (done, _wait) = tokio::sync::oneshot::channel();
+        w.handle(LogMsg::Truncate(done));
+        w.write_all();
+        assert!(Path::new("/dev/null").exists(), "flush must not remove /dev/null");
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device_like());
+    }
+
+    trait CharDevice {
+        fn is_char_device_like(&self) -> bool;
+    }
+    impl CharDevice for std::fs::FileType {
+        fn is_char_device_like(&self) -> bool {
+            use std::os::unix::fs::FileTypeExt;
+            self.is_char_device()
+        }
     }
 }

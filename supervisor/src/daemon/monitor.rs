@@ -1,0 +1,155 @@
+//! Carrying out sampling and the memory ceiling for the supervisor: every
+//! `sample_interval` a pass over all running instances. An instance with a
+//! ceiling is re-sampled every 100 ms while it is young (its first 5 s), at half
+//! its ceiling or more, or growing fast enough to reach it before two more
+//! regular samples: a fast leak is caught before it doubles the ceiling.
+
+use std::time::{Duration, Instant};
+
+use super::Msg;
+use super::memory::{FAST_INTERVAL, Guard, Verdict};
+use super::sample::TreeSample;
+use super::supervisor::Supervisor;
+use crate::lifecycle::{Fact, State};
+
+/// The latest figures of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    cpu_sample: Option<(u64, Instant)>,
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    pub threads: Option<u64>,
+    pub fds: Option<u64>,
+    pub pids: Vec<i32>,
+    guard: Guard,
+    watched: bool,
+    /// RSS and time of the sample before the latest, for the growth rate.
+    prev_rss: Option<(u64, Instant)>,
+}
+
+/// How long a new instance with a memory ceiling is sampled fast.
+const YOUNG: Duration = Duration::from_secs(5);
+
+impl Usage {
+    /// Whether the growth since the previous sample would reach `ceiling` within `horizon`.
+    fn heading_for(&self, ceiling: u64, horizon: Duration) -> bool {
+        let (Some(rss), Some((prev, at)), Some((_, now))) = (self.rss_bytes, self.prev_rss, self.cpu_sample) else {
+            return false;
+        };
+        let dt = now.saturating_duration_since(at).as_secs_f64();
+        if dt <= 0.0 || rss <= prev {
+            return false;
+        }
+        let rate = (rss - prev) as f64 / dt;
+        rss as f64 + rate * horizon.as_secs_f64() >= ceiling as f64
+    }
+}
+
+impl Usage {
+    fn record(&mut self, t: &TreeSample, ticks_per_sec: u64) {
+        let now = Instant::now();
+        if let Some((prev, at)) = self.cpu_sample {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                self.cpu_percent = Some(t.cpu_ticks.saturating_sub(prev) as f64 / ticks_per_sec as f64 / secs * 100.0);
+            }
+        }
+        self.prev_rss = self.rss_bytes.zip(self.cpu_sample.map(|(_, at)| at));
+        self.cpu_sample = Some((t.cpu_ticks, now));
+        self.rss_bytes = Some(t.rss_bytes);
+        self.threads = Some(t.threads);
+        self.fds = t.fds;
+        self.pids = t.pids.clone();
+    }
+}
+
+impl Supervisor {
+    /// A full pass: every running instance's tree, then the memory checks.
+    pub(super) fn sample_all(&mut self) {
+        let roots: Vec<(u32, i32)> = self
+            .apps
+            .values()
+            .flat_map(|a| a.instances.iter())
+            .filter_map(|i| i.lc.pid.map(|p| (i.id, p as i32)))
+            .collect();
+        let samples = self.sampler.sample(&roots);
+        let ticks = self.ticks_per_sec;
+        for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
+            if let Some(t) = samples.get(&inst.id) {
+                inst.usage.record(t, ticks);
+            }
+        }
+        self.check_memory();
+    }
+
+    /// The fast pass: only instances under watch, only their known processes.
+    pub(super) fn sample_watched(&mut self) {
+        self.fast_pending = false;
+        let ticks = self.ticks_per_sec;
+        for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
+            if inst.usage.watched && inst.lc.state == State::Online {
+                let t = self.sampler.resample(&inst.usage.pids);
+                inst.usage.record(&t, ticks);
+            }
+        }
+        self.check_memory();
+    }
+
+    fn check_memory(&mut self) {
+        let mut facts = Vec::new();
+        let mut watching = false;
+        let horizon = self.sample_interval * 2;
+        for (name, app) in &mut self.apps {
+            let Some(ceiling) = app.spec.max_memory_restart else { continue };
+            for inst in &mut app.instances {
+                let (Some(rss), true) = (inst.usage.rss_bytes, inst.lc.state == State::Online) else {
+                    inst.usage.watched = false;
+                    continue;
+                };
+                let verdict = inst.usage.guard.check(rss, ceiling.0, app.spec.memory_samples);
+                let young = inst.lc.started_at.is_some_and(|t| t.elapsed() < YOUNG);
+                inst.usage.watched = verdict != Verdict::Fine || young || inst.usage.heading_for(ceiling.0, horizon);
+                watching |= inst.usage.watched;
+                let fact = match verdict {
+                    Verdict::Restart => Fact::MemoryExceeded,
+                    Verdict::Kill => Fact::MemoryKill,
+                    Verdict::Fine | Verdict::Watch => continue,
+                };
+                tracing::warn!(app = %name, instance = inst.index, rss, ceiling = ceiling.0, action = ?verdict, "memory ceiling reached");
+                facts.push((name.clone(), inst.index, fact, rss, ceiling.0));
+            }
+        }
+        for (name, index, fact, rss, ceiling) in facts {
+            self.emit(super::Event::Memory {
+                app: name.clone(),
+                instance: index,
+                rss_bytes: rss,
+                ceiling_bytes: ceiling,
+            });
+            self.feed(&name, index, fact);
+        }
+        if watching {
+            self.arm_fast_sample();
+        }
+    }
+
+    /// Make sure a `FastSample` comes within `FAST_INTERVAL`.
+    pub(super) fn arm_fast_sample(&mut self) {
+        if self.fast_pending {
+            return;
+        }
+        self.fast_pending = true;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FAST_INTERVAL).await;
+            let _ = tx.send(Msg::FastSample).await;
+        });
+    }
+}
+
+impl Usage {
+    /// A new process: start from nothing, watched from the start when it has a ceiling.
+    pub(super) fn fresh(root: i32, watched: bool) -> Usage {
+        Usage { pids: vec![root], watched, ..Usage::default() }
+    }
+}
