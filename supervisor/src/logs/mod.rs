@@ -28,10 +28,11 @@ pub use writer::{LogMsg, LogStats};
 
 use crate::config::LogSpec;
 
-/// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`).
-const CHANNEL: usize = 16;
+/// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`):
+/// with `READ_SIZE` this bounds the bytes in flight per app to 2 MiB.
+const CHANNEL: usize = 8;
 /// Bytes read from a pipe at a time.
-const READ_SIZE: usize = 64 << 10;
+const READ_SIZE: usize = 256 << 10;
 /// Pipe buffer requested for each worker pipe (fewer wake-ups under a flood).
 const PIPE_SIZE: i32 = 1 << 20;
 

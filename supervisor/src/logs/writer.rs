@@ -20,7 +20,7 @@ use super::rotate::{Job, Maint, rotated_name};
 use crate::config::{LogSpec, RotateInterval};
 
 /// A buffer is written to its file once it holds this much.
-const FLUSH_AT: usize = 256 << 10;
+const FLUSH_AT: usize = 1 << 20;
 /// Messages handled before buffers are written even if more are queued.
 const BATCH: usize = 64;
 const CUT_MARKER: &[u8] = b" [l4ctl: line cut at max_line]";
