@@ -304,13 +304,7 @@ impl Lifecycle {
     fn spawn(&mut self, is_restart: bool) -> Vec<Action> {
         if is_restart {
             self.restarts = self.restarts.saturating_add(1);
-            let reason = match self.last_exit.as_ref().map(|e| e.reason) {
-                Some("crashed") => "crash",
-                Some("exited") => "exit",
-                Some("memory") => "memory",
-                Some("spawn-failed") => "spawn-failed",
-                _ => "manual",
-            };
+            let reason = self.restart_reason();
             let n = self.restarts_by_reason.entry(reason).or_insert(0);
             *n = n.saturating_add(1);
         }
@@ -320,6 +314,18 @@ impl Lifecycle {
         self.epoch = self.epoch.wrapping_add(1);
         self.then = Then::StayStopped;
         vec![Action::Spawn]
+    }
+
+    /// Why the next start is a restart, from how the last run ended:
+    /// `crash`, `exit`, `memory`, `spawn-failed`, or `manual` (asked for).
+    pub fn restart_reason(&self) -> &'static str {
+        match self.last_exit.as_ref().map(|e| e.reason) {
+            Some("crashed") => "crash",
+            Some("exited") => "exit",
+            Some("memory") => "memory",
+            Some("spawn-failed") => "spawn-failed",
+            _ => "manual",
+        }
     }
 
     fn settle(&mut self, state: State) {

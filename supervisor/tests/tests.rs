@@ -6,6 +6,7 @@
 
 mod helper;
 
+mod api;
 mod cli;
 mod daemon;
 mod logs;

@@ -22,6 +22,9 @@ pub struct Health {
     pub uptime_ms: u64,
     pub home: PathBuf,
     pub log_dir: PathBuf,
+    /// The TCP API's address, when it listens.
+    #[serde(default)]
+    pub api_listen: Option<String>,
 }
 
 /// `GET /api/v1/status` and `l4ctl status --json`.

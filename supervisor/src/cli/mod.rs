@@ -48,6 +48,11 @@ pub enum Command {
     Stop { app: String },
     /// Stop then start an app (or `all`).
     Restart { app: String },
+    /// Restart an app's instances one at a time (or every app's, with `all`), each after
+    /// the one before is back online; stops at the first that does not come back.
+    Reload { app: String },
+    /// Set the number of instances of an app (until the config file is reloaded).
+    Scale { app: String, instances: u32 },
     /// Stop an app (or `all`) and forget it.
     #[command(alias = "del")]
     Delete { app: String },
@@ -166,6 +171,15 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Restart { app } => action(&cli, app, "restart").await,
         Command::Delete { app } => action(&cli, app, "delete").await,
         Command::Kill => kill(&cli).await,
+        Command::Reload { app } => reload(&cli, app).await,
+        Command::Scale { app, instances } => {
+            let client = Client::new(&resolve(&cli, None).home);
+            finish(
+                client
+                    .post::<ActionReport>(&format!("/api/v1/apps/{app}/scale"), json!({ "instances": instances }))
+                    .await,
+            )
+        }
         Command::Status { json } => status(&cli, *json).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
         Command::Logs { app, lines, follow, err, out, raw, json } => {
@@ -280,6 +294,34 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
 async fn action(cli: &Cli, app: &str, op: &str) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
     finish(client.post::<ActionReport>(&format!("/api/v1/apps/{app}/{op}"), json!({})).await)
+}
+
+async fn reload(cli: &Cli, app: &str) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    let apps: Vec<String> = if app == "all" {
+        match client.get::<StatusReport>("/api/v1/status").await {
+            Ok(s) => {
+                let mut names: Vec<String> = s.instances.into_iter().map(|i| i.app).collect();
+                names.dedup();
+                names
+            }
+            Err(e) => return fail(&e),
+        }
+    } else {
+        vec![app.to_owned()]
+    };
+    let mut last = None;
+    for name in apps {
+        eprintln!("l4ctl: reloading {name}, one instance at a time");
+        match client.post::<ActionReport>(&format!("/api/v1/apps/{name}/reload"), json!({})).await {
+            Ok(r) => last = Some(r),
+            Err(e) => return fail(&e),
+        }
+    }
+    match last {
+        Some(r) => finish(Ok(r)),
+        None => ExitCode::SUCCESS,
+    }
 }
 
 async fn kill(cli: &Cli) -> ExitCode {

@@ -172,6 +172,60 @@ impl Supervisor {
         }
     }
 
+    /// `scale APP N`: add or remove instances without touching the others. The
+    /// config file's `instances` comes back on the next reload.
+    pub(super) fn scale(&mut self, name: &str, n: u32) -> Result<Vec<String>, Error> {
+        let Some(app) = self.apps.get(name).filter(|a| !a.deleting) else {
+            return Err(Error::UnknownApp(name.to_owned()));
+        };
+        if !(1..=1024).contains(&n) {
+            return Err(Error::Invalid(format!("instances must be between 1 and 1024, got {n}")));
+        }
+        if !app.spec.logs.merge_logs {
+            return Err(Error::Invalid(format!(
+                "`{name}` has per-instance log files (merge_logs = false): change `instances` in its config file and reload"
+            )));
+        }
+        if let Some(port) = app.spec.port {
+            let range = u32::from(port)..u32::from(port) + n;
+            if range.end > 65536 {
+                return Err(Error::Invalid(format!("ports {}-{} are outside 1..65535", range.start, range.end - 1)));
+            }
+            for (other, a) in self.apps.iter().filter(|(o, _)| o.as_str() != name) {
+                if let Some(p) = a.spec.port {
+                    let theirs = u32::from(p)..u32::from(p) + a.spec.instances;
+                    if range.start < theirs.end && theirs.start < range.end {
+                        return Err(Error::Invalid(format!(
+                            "ports {}-{} would collide with `{other}`",
+                            range.start,
+                            range.end - 1
+                        )));
+                    }
+                }
+            }
+        }
+        let running = app.instances.iter().any(|i| !matches!(i.lc.state, State::Stopped | State::Errored));
+        let indexes: Vec<u32> = app.instances.iter().map(|i| i.index).collect();
+        if let Some(app) = self.apps.get_mut(name) {
+            app.spec.instances = n;
+        }
+        for &index in indexes.iter().filter(|i| **i >= n) {
+            self.feed(name, index, Fact::Delete);
+        }
+        for index in (0..n).filter(|i| !indexes.contains(i)) {
+            let inst = self.new_inst(index);
+            if let Some(app) = self.apps.get_mut(name) {
+                app.instances.push(inst);
+                app.instances.sort_by_key(|i| i.index);
+            }
+            if running {
+                self.feed(name, index, Fact::Start);
+            }
+        }
+        tracing::info!(app = name, instances = n, "scaled");
+        Ok(vec![name.to_owned()])
+    }
+
     /// Forget config files none of whose apps remain.
     pub(super) fn prune_sources(&mut self) {
         let apps = &self.apps;

@@ -15,7 +15,7 @@ mod sample;
 mod spawn;
 mod state;
 
-pub use procs::{SUPERVISOR_VAR, TAG_VAR};
+pub use procs::{SUPERVISOR_VAR, TAG_VAR, clock_ticks_and_page_size, read_stat};
 mod supervisor;
 
 use std::fs::File;
@@ -49,6 +49,8 @@ pub enum Error {
     Config(ConfigError),
     #[error("nothing to start: no app is loaded and no saved state exists; pass a config file")]
     NothingToStart,
+    #[error("{0}")]
+    Invalid(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
     #[error("another daemon already runs in {home} (pid {pid})")]
@@ -143,6 +145,26 @@ pub enum Msg {
     },
     /// SIGUSR1: reopen every log file.
     ReopenLogs,
+    /// A receiver of events, for `GET /api/v1/events`.
+    Subscribe {
+        reply: oneshot::Sender<tokio::sync::broadcast::Receiver<Event>>,
+    },
+    /// The figures `/metrics` shows.
+    Metrics {
+        reply: oneshot::Sender<crate::api::metrics::MetricsSnapshot>,
+    },
+    /// Restart one instance (a step of a rolling reload).
+    RestartInstance {
+        app: String,
+        index: u32,
+        reply: Reply<()>,
+    },
+    /// Set the number of instances of an app.
+    Scale {
+        app: String,
+        instances: u32,
+        reply: Reply<Vec<String>>,
+    },
     /// At exit: hand over the log hub so its writers can be drained.
     TakeLogs {
         reply: oneshot::Sender<crate::logs::LogHub>,
@@ -264,13 +286,43 @@ pub async fn run(
         }
     });
     let kill = Arc::new(Notify::new());
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let tcp = match settings.api_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(%addr, cause = %e, "cannot listen for the TCP API; it is off (the Unix socket works)");
+                None
+            }
+        },
+        None => None,
+    };
+    let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     let state = crate::api::ApiState {
         tx: tx.clone(),
         started: Instant::now(),
         home: settings.home.clone(),
         log_dir: settings.log_dir.clone(),
         kill: kill.clone(),
+        stopping,
+        api_addr,
     };
+    let tcp_task = tcp.map(|listener| {
+        let token = api_token(&settings);
+        tracing::info!(addr = ?api_addr, token = ?token, "TCP API listening");
+        if let Some(addr) = api_addr {
+            let _ = crate::fsutil::atomic_write(&settings.home.join("api.addr"), format!("{addr}\n").as_bytes(), 0o644);
+        }
+        let router = crate::api::tcp(state.clone(), token);
+        let mut stop = state.stopping.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    });
     let app = crate::api::router(state);
     let stop_tx = tx.clone();
     let graceful = async move {
@@ -284,8 +336,13 @@ pub async fn run(
             }
             () = kill.notified() => {}
         }
+        // Ends event streams and the TCP server, so the servers can finish.
+        let _ = stopping_tx.send(true);
     };
     let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    if let Some(t) = tcp_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     // Every app is stopped: drain the log writers so the last lines reach the files.
     let (reply, hub) = oneshot::channel();
     if tx.send(Msg::TakeLogs { reply }).await.is_ok()
@@ -352,6 +409,18 @@ fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Duration) -> 
         }
     });
     Ok(())
+}
+
+/// The token for changes over TCP: the value of the variable `api_token_env` names.
+fn api_token(settings: &crate::config::DaemonSpec) -> crate::api::Token {
+    let Some(var) = &settings.api_token_env else { return crate::api::Token(None) };
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => crate::api::Token(Some(Arc::from(v))),
+        _ => {
+            tracing::warn!(var = %var, "api_token_env names a variable that is not set; the TCP API is read-only");
+            crate::api::Token(None)
+        }
+    }
 }
 
 /// The memory ceiling is enforced from `/proc`; say once whether cgroup v2 could

@@ -71,3 +71,10 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
         instances,
     })
 }
+
+pub(super) fn metrics(sup: &Supervisor) -> crate::api::metrics::MetricsSnapshot {
+    crate::api::metrics::MetricsSnapshot {
+        status: status(sup),
+        logs: sup.apps.keys().map(|name| (name.clone(), sup.logs.counters(name))).collect(),
+    }
+}

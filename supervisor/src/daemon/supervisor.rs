@@ -167,6 +167,26 @@ impl Supervisor {
                 self.sample_all();
             }
             Msg::FastSample => self.sample_watched(),
+            Msg::Subscribe { reply } => {
+                let _ = reply.send(self.events.subscribe());
+            }
+            Msg::Metrics { reply } => {
+                let _ = reply.send(super::report::metrics(self));
+            }
+            Msg::RestartInstance { app, index, reply } => {
+                let r = self.guard().and_then(|()| match self.inst(&app, index) {
+                    Some(_) => {
+                        self.feed(&app, index, Fact::Restart);
+                        Ok(())
+                    }
+                    None => Err(Error::UnknownApp(format!("{app}:{index}"))),
+                });
+                let _ = reply.send(r);
+            }
+            Msg::Scale { app, instances, reply } => {
+                let r = self.guard().and_then(|()| self.scale(&app, instances));
+                let _ = reply.send(r);
+            }
             Msg::Summary => self.summary(),
             Msg::Sigchld => self.reap(),
             Msg::LogCommand { app, truncate, reply } => {
@@ -306,7 +326,7 @@ impl Supervisor {
             let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
             let actions = inst.lc.step(&policy, fact, ctx);
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
-            let reason = inst.lc.last_exit.as_ref().map_or("manual", |e| e.reason);
+            let reason = inst.lc.restart_reason();
             if before != after {
                 tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = after.as_str(), "state");
                 let (app, from, to) = (app_name.to_owned(), before.as_str(), after.as_str());
