@@ -6,7 +6,7 @@
 //! it returns; it never waits on a process itself (exits and timers come back as
 //! messages), so a slow stop never blocks a `status`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -17,12 +17,11 @@ use super::apply::Mode;
 use super::procs;
 
 /// How often a stopping instance's group is checked once its main process is gone.
-const GROUP_POLL: std::time::Duration = std::time::Duration::from_millis(25);
-use super::spawn::{SpawnRequest, spawn};
+pub(super) const GROUP_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 use super::state::SavedState;
 use super::{Error, Msg, Op, Target, Want};
 use crate::config::AppSpec;
-use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
+use crate::lifecycle::{Fact, Lifecycle, State};
 use crate::logs::{LogHub, LogMsg};
 
 pub(super) struct App {
@@ -45,8 +44,8 @@ pub(super) struct Inst {
 }
 
 struct Waiter {
-    want: Want,
-    reply: oneshot::Sender<()>,
+    pub(super) want: Want,
+    pub(super) reply: oneshot::Sender<()>,
 }
 
 pub(super) struct Supervisor {
@@ -55,19 +54,19 @@ pub(super) struct Supervisor {
     pub saved: SavedState,
     pub logs: LogHub,
     pub(super) tx: mpsc::Sender<Msg>,
-    next_id: u32,
-    serial: u64,
+    pub(super) next_id: u32,
+    pub(super) serial: u64,
     /// Makes `L4_TAG` values unique across daemons: `<pid>-<start time>`.
-    run_id: String,
-    rng: u64,
+    pub(super) run_id: String,
+    pub(super) rng: u64,
     /// Pids we started and still have to reap: `(app, instance index)`.
-    owned: HashMap<i32, (String, u32)>,
+    pub(super) owned: HashMap<i32, (String, u32)>,
     /// Tags of finished runs whose stray processes still have to be swept.
-    sweeps: Vec<(String, Option<i32>)>,
+    pub(super) sweeps: Vec<(String, Option<i32>)>,
     /// Stop signals of this message still to be sent outside the groups: `(L4_TAG entry, group, signal)`.
-    signals: Vec<(String, Option<i32>, Signal)>,
+    pub(super) signals: Vec<(String, Option<i32>, Signal)>,
     /// A sweep that must not wait for the tick: the instance is not restarting.
-    sweep_now: bool,
+    pub(super) sweep_now: bool,
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
     pub(super) ticks_per_sec: u64,
@@ -78,7 +77,7 @@ pub(super) struct Supervisor {
     pub(super) sample_interval: std::time::Duration,
     pub(super) events: tokio::sync::broadcast::Sender<super::Event>,
     /// Total restarts at the last summary line.
-    restarts_at_summary: u64,
+    pub(super) restarts_at_summary: u64,
 }
 
 impl Supervisor {
@@ -231,53 +230,6 @@ impl Supervisor {
         tracing::info!(online, instances = all().count(), rss_bytes = rss, restarts = new, "summary");
     }
 
-    /// Collect every ended child; feed the exits of ours to their instances.
-    fn reap(&mut self) {
-        for (pid, status) in procs::reap_all() {
-            let Some((app, index)) = self.owned.remove(&pid) else {
-                tracing::debug!(pid, ?status, "reaped an orphan");
-                continue;
-            };
-            if self.inst(&app, index).and_then(|i| i.lc.pid) == Some(pid as u32) {
-                tracing::info!(app = %app, instance = index, pid, ?status, "process exited");
-                self.feed(&app, index, Fact::Exited { status });
-            }
-        }
-    }
-
-    /// SIGKILL what finished runs left outside their process group (found by tag).
-    /// When a replacement is starting, this waits for the next message: the scan reads
-    /// every process's environment (milliseconds), and a restart must not wait for
-    /// it or compete with the replacement's start-up for the CPU. The group itself
-    /// was killed at once. When nothing restarts (stop, shutdown), it runs at once.
-    fn sweep(&mut self) {
-        self.sweep_now = false;
-        if self.sweeps.is_empty() {
-            return;
-        }
-        let entries: Vec<String> =
-            std::mem::take(&mut self.sweeps).into_iter().map(|(tag, _)| format!("{}={tag}", procs::TAG_VAR)).collect();
-        let pids: Vec<i32> = procs::tagged_pids(&entries).into_iter().map(|(pid, _)| pid).collect();
-        if !pids.is_empty() {
-            tracing::info!(?pids, "killing processes left by finished runs");
-            procs::signal_all(None, &pids, Signal::SIGKILL);
-        }
-    }
-
-    /// Deliver this message's stop signals to tagged processes outside their groups.
-    fn signal_strays(&mut self) {
-        if self.signals.is_empty() {
-            return;
-        }
-        let signals = std::mem::take(&mut self.signals);
-        let entries: Vec<String> = signals.iter().map(|(e, _, _)| e.clone()).collect();
-        for (pid, i) in procs::tagged_pids(&entries) {
-            let (_, pgid, signal) = signals[i];
-            // Members of the group were reached by `killpg` already: never signal twice.
-            procs::signal_outside(pgid, &[pid], signal);
-        }
-    }
-
     fn guard(&self) -> Result<(), Error> {
         if self.shutting_down { Err(Error::ShuttingDown) } else { Ok(()) }
     }
@@ -287,157 +239,8 @@ impl Supervisor {
         self.apps.iter().find_map(|(name, a)| a.instances.iter().find(|i| i.id == id).map(|i| (name.clone(), i.index)))
     }
 
-    /// Re-check a stopping instance whose main process is gone.
-    fn execute_await(&mut self, app: &str, index: u32) {
-        if let Some(fact) = self.execute(app, index, Action::AwaitGroup) {
-            self.feed(app, index, fact);
-        }
-    }
-
     pub(super) fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
         self.apps.get(app)?.instances.iter().find(|i| i.index == index)
-    }
-
-    fn jitter(&mut self) -> f64 {
-        // xorshift64: plenty for spreading restarts apart.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Feed `fact` to every instance of `app`.
-    pub fn feed_app(&mut self, app: &str, fact: &Fact) {
-        let indexes: Vec<u32> =
-            self.apps.get(app).map(|a| a.instances.iter().map(|i| i.index).collect()).unwrap_or_default();
-        for index in indexes {
-            self.feed(app, index, fact.clone());
-        }
-    }
-
-    /// Feed one fact to one instance and carry out the resulting actions.
-    pub fn feed(&mut self, app_name: &str, index: u32, fact: Fact) {
-        let mut queue = VecDeque::from([fact]);
-        while let Some(fact) = queue.pop_front() {
-            let ctx = Ctx { now: Instant::now(), wall: SystemTime::now(), jitter: self.jitter() };
-            let Some(app) = self.apps.get_mut(app_name) else { return };
-            let policy = app.spec.restart.clone();
-            let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
-            let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
-            let actions = inst.lc.step(&policy, fact, ctx);
-            let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
-            let reason = inst.lc.restart_reason();
-            if before != after {
-                tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = after.as_str(), "state");
-                let (app, from, to) = (app_name.to_owned(), before.as_str(), after.as_str());
-                self.emit(super::Event::State { app, instance: index, from, to, pid });
-            }
-            if restarts != restarts_before {
-                self.emit(super::Event::Restart { app: app_name.to_owned(), instance: index, reason, restarts });
-            }
-            for action in actions {
-                if let Some(next) = self.execute(app_name, index, action) {
-                    queue.push_back(next);
-                }
-            }
-        }
-        if let Some(app) = self.apps.get_mut(app_name) {
-            app.instances.retain(|i| !i.removed);
-            if app.deleting && app.instances.is_empty() {
-                self.apps.remove(app_name);
-                self.logs.remove(app_name);
-                tracing::info!(app = %app_name, "app deleted");
-            }
-        }
-    }
-
-    fn execute(&mut self, app_name: &str, index: u32, action: Action) -> Option<Fact> {
-        let app = self.apps.get_mut(app_name)?;
-        let inst = app.instances.iter_mut().find(|i| i.index == index)?;
-        match action {
-            Action::Spawn => {
-                self.serial += 1;
-                inst.tag = format!("{}/{app_name}/{index}/{}", self.run_id, self.serial);
-                inst.usage = Default::default();
-                let req = SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag };
-                match spawn(&req) {
-                    Ok(mut child) => {
-                        if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
-                            self.logs.attach(app_name, index, out.into(), err.into());
-                        }
-                        // Reaped by `reap` (waitpid(-1)); the handle is not needed.
-                        let pid = child.id();
-                        inst.pgid = Some(pid as i32);
-                        let watched = app.spec.max_memory_restart.is_some();
-                        inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
-                        if watched {
-                            self.arm_fast_sample();
-                        }
-                        self.owned.insert(pid as i32, (app_name.to_owned(), index));
-                        tracing::info!(app = %app_name, instance = index, pid, "started");
-                        Some(Fact::Spawned { pid })
-                    }
-                    Err(error) => {
-                        tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
-                        Some(Fact::SpawnFailed { error })
-                    }
-                }
-            }
-            Action::Terminate | Action::Kill => {
-                // The group now (one syscall); tagged processes outside it in one scan
-                // for the whole message (`signal_strays`), however many instances stop.
-                let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
-                procs::signal_all(inst.pgid, &[], signal);
-                self.signals.push((format!("{}={}", procs::TAG_VAR, inst.tag), inst.pgid, signal));
-                None
-            }
-            Action::Cleanup => {
-                // The group at once (one syscall); strays outside it in `sweep`.
-                procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
-                self.sweeps.push((std::mem::take(&mut inst.tag), inst.pgid.take()));
-                self.sweep_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
-                None
-            }
-            Action::Schedule { after, epoch } => {
-                // Keyed by the instance's daemon-wide id: a timer of a deleted instance
-                // can never reach a new one that reuses its app name and index.
-                let (tx, id) = (self.tx.clone(), inst.id);
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(Msg::Timer { id, epoch }).await;
-                });
-                None
-            }
-            Action::AwaitGroup => {
-                if procs::group_alive(inst.pgid) {
-                    let (tx, id) = (self.tx.clone(), inst.id);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(GROUP_POLL).await;
-                        let _ = tx.send(Msg::GroupPoll { id }).await;
-                    });
-                    None
-                } else {
-                    Some(Fact::GroupGone)
-                }
-            }
-            Action::Remove => {
-                inst.removed = true;
-                None
-            }
-        }
-    }
-
-    pub(super) fn new_inst(&mut self, index: u32) -> Inst {
-        self.next_id += 1;
-        Inst {
-            id: self.next_id - 1,
-            index,
-            lc: Lifecycle::default(),
-            tag: String::new(),
-            pgid: None,
-            removed: false,
-            usage: Default::default(),
-        }
     }
 
     pub(super) fn delete(&mut self, name: &str) {

@@ -1,0 +1,111 @@
+//! What `run` sets up around the actor: signal forwarders and timers, the TCP
+//! API token, the cgroup note, and the clean-up of a previous daemon's leftovers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::{Error, Msg, SUMMARY_INTERVAL, procs};
+
+/// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
+/// in case a coalesced SIGCHLD was missed).
+pub(super) fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Duration) -> Result<(), Error> {
+    let listen = |kind: SignalKind| {
+        signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })
+    };
+    let mut hup = listen(SignalKind::hangup())?;
+    let mut usr1 = listen(SignalKind::user_defined1())?;
+    let usr1_tx = tx.clone();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening log files");
+            let _ = usr1_tx.send(Msg::ReopenLogs).await;
+        }
+    });
+    let mut chld = listen(SignalKind::child())?;
+    let hup_tx = tx.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config");
+            let _ = hup_tx.send(Msg::Reload { reply: None }).await;
+        }
+    });
+    let chld_tx = tx.clone();
+    tokio::spawn(async move {
+        while chld.recv().await.is_some() {
+            let _ = chld_tx.try_send(Msg::Sigchld);
+        }
+    });
+    let summary_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
+        loop {
+            tick.tick().await;
+            if summary_tx.send(Msg::Summary).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sample_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tx.try_send(Msg::Tick);
+            crate::telemetry::refresh_link();
+        }
+    });
+    Ok(())
+}
+
+/// The token for changes over TCP: the value of the variable `api_token_env` names.
+pub(super) fn api_token(settings: &crate::config::DaemonSpec) -> crate::api::Token {
+    let Some(var) = &settings.api_token_env else { return crate::api::Token(None) };
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => crate::api::Token(Some(Arc::from(v))),
+        _ => {
+            tracing::warn!(var = %var, "api_token_env names a variable that is not set; the TCP API is read-only");
+            crate::api::Token(None)
+        }
+    }
+}
+
+/// The memory ceiling is enforced from `/proc`; say once whether cgroup v2 could
+/// have added a hard `memory.max` backstop here.
+pub(super) fn log_cgroup_support() {
+    let root = Path::new("/sys/fs/cgroup");
+    let unified = root.join("cgroup.controllers").is_file();
+    let writable = unified && nix::unistd::access(root, nix::unistd::AccessFlags::W_OK).is_ok();
+    if writable {
+        tracing::info!(
+            "cgroup v2 is writable here; the memory ceiling is enforced from /proc samples (no memory.max backstop yet)"
+        );
+    } else {
+        tracing::info!(
+            unified,
+            "cgroup v2 is not writable here; the memory ceiling is enforced from /proc samples alone"
+        );
+    }
+}
+
+/// End processes that an earlier daemon of this home left running (it was SIGKILLed).
+pub(super) async fn end_leftovers(home: &Path) {
+    let home = home.display().to_string();
+    let pids = procs::leftovers_of(&home);
+    if pids.is_empty() {
+        return;
+    }
+    tracing::warn!(?pids, "ending processes left by a previous daemon");
+    procs::signal_all(None, &pids, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && !procs::leftovers_of(&home).is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    procs::signal_all(None, &procs::leftovers_of(&home), nix::sys::signal::Signal::SIGKILL);
+}

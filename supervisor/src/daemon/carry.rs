@@ -1,0 +1,164 @@
+//! Carrying out the lifecycle: feeding facts to an instance's state machine and
+//! performing the actions it returns (spawn, signal, schedule, remove). The
+//! only place that starts processes.
+
+use std::collections::VecDeque;
+use std::time::{Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+
+use super::spawn::{SpawnRequest, spawn};
+use super::supervisor::{GROUP_POLL, Inst, Supervisor};
+use super::{Msg, procs};
+use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
+
+impl Supervisor {
+    /// Re-check a stopping instance whose main process is gone.
+    pub(super) fn execute_await(&mut self, app: &str, index: u32) {
+        if let Some(fact) = self.execute(app, index, Action::AwaitGroup) {
+            self.feed(app, index, fact);
+        }
+    }
+
+    pub(super) fn jitter(&mut self) -> f64 {
+        // xorshift64: plenty for spreading restarts apart.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Feed `fact` to every instance of `app`.
+    pub fn feed_app(&mut self, app: &str, fact: &Fact) {
+        let indexes: Vec<u32> =
+            self.apps.get(app).map(|a| a.instances.iter().map(|i| i.index).collect()).unwrap_or_default();
+        for index in indexes {
+            self.feed(app, index, fact.clone());
+        }
+    }
+
+    /// Feed one fact to one instance and carry out the resulting actions.
+    pub fn feed(&mut self, app_name: &str, index: u32, fact: Fact) {
+        let mut queue = VecDeque::from([fact]);
+        while let Some(fact) = queue.pop_front() {
+            let ctx = Ctx { now: Instant::now(), wall: SystemTime::now(), jitter: self.jitter() };
+            let Some(app) = self.apps.get_mut(app_name) else { return };
+            let policy = app.spec.restart.clone();
+            let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
+            let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
+            let actions = inst.lc.step(&policy, fact, ctx);
+            let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
+            let reason = inst.lc.restart_reason();
+            if before != after {
+                tracing::debug!(app = %app_name, instance = index, from = before.as_str(), to = after.as_str(), "state");
+                let (app, from, to) = (app_name.to_owned(), before.as_str(), after.as_str());
+                self.emit(super::Event::State { app, instance: index, from, to, pid });
+            }
+            if restarts != restarts_before {
+                self.emit(super::Event::Restart { app: app_name.to_owned(), instance: index, reason, restarts });
+            }
+            for action in actions {
+                if let Some(next) = self.execute(app_name, index, action) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        if let Some(app) = self.apps.get_mut(app_name) {
+            app.instances.retain(|i| !i.removed);
+            if app.deleting && app.instances.is_empty() {
+                self.apps.remove(app_name);
+                self.logs.remove(app_name);
+                tracing::info!(app = %app_name, "app deleted");
+            }
+        }
+    }
+
+    pub(super) fn execute(&mut self, app_name: &str, index: u32, action: Action) -> Option<Fact> {
+        let app = self.apps.get_mut(app_name)?;
+        let inst = app.instances.iter_mut().find(|i| i.index == index)?;
+        match action {
+            Action::Spawn => {
+                self.serial += 1;
+                inst.tag = format!("{}/{app_name}/{index}/{}", self.run_id, self.serial);
+                inst.usage = Default::default();
+                let req = SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag };
+                match spawn(&req) {
+                    Ok(mut child) => {
+                        if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
+                            self.logs.attach(app_name, index, out.into(), err.into());
+                        }
+                        // Reaped by `reap` (waitpid(-1)); the handle is not needed.
+                        let pid = child.id();
+                        inst.pgid = Some(pid as i32);
+                        let watched = app.spec.max_memory_restart.is_some();
+                        inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
+                        if watched {
+                            self.arm_fast_sample();
+                        }
+                        self.owned.insert(pid as i32, (app_name.to_owned(), index));
+                        tracing::info!(app = %app_name, instance = index, pid, "started");
+                        Some(Fact::Spawned { pid })
+                    }
+                    Err(error) => {
+                        tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
+                        Some(Fact::SpawnFailed { error })
+                    }
+                }
+            }
+            Action::Terminate | Action::Kill => {
+                // The group now (one syscall); tagged processes outside it in one scan
+                // for the whole message (`signal_strays`), however many instances stop.
+                let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
+                procs::signal_all(inst.pgid, &[], signal);
+                self.signals.push((format!("{}={}", procs::TAG_VAR, inst.tag), inst.pgid, signal));
+                None
+            }
+            Action::Cleanup => {
+                // The group at once (one syscall); strays outside it in `sweep`.
+                procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
+                self.sweeps.push((std::mem::take(&mut inst.tag), inst.pgid.take()));
+                self.sweep_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
+                None
+            }
+            Action::Schedule { after, epoch } => {
+                // Keyed by the instance's daemon-wide id: a timer of a deleted instance
+                // can never reach a new one that reuses its app name and index.
+                let (tx, id) = (self.tx.clone(), inst.id);
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(Msg::Timer { id, epoch }).await;
+                });
+                None
+            }
+            Action::AwaitGroup => {
+                if procs::group_alive(inst.pgid) {
+                    let (tx, id) = (self.tx.clone(), inst.id);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GROUP_POLL).await;
+                        let _ = tx.send(Msg::GroupPoll { id }).await;
+                    });
+                    None
+                } else {
+                    Some(Fact::GroupGone)
+                }
+            }
+            Action::Remove => {
+                inst.removed = true;
+                None
+            }
+        }
+    }
+
+    pub(super) fn new_inst(&mut self, index: u32) -> Inst {
+        self.next_id += 1;
+        Inst {
+            id: self.next_id - 1,
+            index,
+            lc: Lifecycle::default(),
+            tag: String::new(),
+            pgid: None,
+            removed: false,
+            usage: Default::default(),
+        }
+    }
+}

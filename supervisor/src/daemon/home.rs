@@ -1,0 +1,71 @@
+//! Claiming a home folder: the private folder, the pid-file lock that makes one
+//! daemon per home, and the control socket (mode 0600).
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+use super::Error;
+
+/// Where a daemon keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn socket(home: &Path) -> PathBuf {
+        home.join("l4ctl.sock")
+    }
+    pub fn pid_file(home: &Path) -> PathBuf {
+        home.join("l4ctl.pid")
+    }
+}
+
+/// A claimed home: the pid-file lock (held for the daemon's life) and the bound socket.
+#[derive(Debug)]
+pub struct Claimed {
+    pub lock: Flock<File>,
+    pub listener: UnixListener,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
+
+/// Create `home` (0700), take its pid-file lock, and bind the control socket (0600).
+/// Fails with [`Error::AlreadyRunning`] when another daemon holds the lock.
+pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
+    crate::fsutil::create_private_dir(home).map_err(io("cannot create home", home))?;
+    let pid_path = Paths::pid_file(home);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&pid_path)
+        .map_err(io("cannot open pid file", &pid_path))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, _)| Error::AlreadyRunning {
+        home: home.to_path_buf(),
+        pid: std::fs::read_to_string(&pid_path).unwrap_or_default().trim().to_owned(),
+    })?;
+    {
+        use std::io::{Seek, Write};
+        let f: &mut File = &mut lock;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "{}", std::process::id());
+    }
+    let sock = Paths::socket(home);
+    // We hold the lock, so a socket file here is stale.
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(io("cannot bind socket", &sock))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("cannot chmod socket", &sock))?;
+    Ok(Claimed { lock, listener })
+}

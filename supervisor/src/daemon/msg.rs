@@ -1,0 +1,169 @@
+//! The messages of the supervisor actor and the types they carry: the one place
+//! that lists everything the daemon can be asked or told.
+
+use std::path::PathBuf;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::types::{AppDescription, StatusReport};
+use crate::config::{Config, ConfigError};
+
+/// Errors of daemon operations, mapped to API error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown app `{0}`")]
+    UnknownApp(String),
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("nothing to start: no app is loaded and no saved state exists; pass a config file")]
+    NothingToStart,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("another daemon already runs in {home} (pid {pid})")]
+    AlreadyRunning { home: PathBuf, pid: String },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Which apps an action applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    App(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Start,
+    Stop,
+    Restart,
+    Delete,
+}
+
+/// A condition a caller waits for.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// No instance of these apps is starting or stopping.
+    Settled(Vec<String>),
+    /// These apps are deleted.
+    Gone(Vec<String>),
+    /// Every instance is stopped.
+    AllStopped,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// Messages to the supervisor actor.
+#[derive(Debug)]
+pub enum Msg {
+    Apply {
+        config: Config,
+        env: Option<String>,
+        only: Option<String>,
+        reply: Reply<Vec<String>>,
+    },
+    Control {
+        target: Target,
+        op: Op,
+        reply: Reply<Vec<String>>,
+    },
+    Restore {
+        reply: Reply<Vec<String>>,
+    },
+    Reload {
+        reply: Option<Reply<Vec<String>>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+    Describe {
+        app: String,
+        reply: Reply<AppDescription>,
+    },
+    Wait {
+        want: Want,
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    /// A lifecycle timer of the instance with daemon-wide id `id`.
+    Timer {
+        id: u32,
+        epoch: u64,
+    },
+    /// Check again whether a stopping instance's process group is empty.
+    GroupPoll {
+        id: u32,
+    },
+    Tick,
+    /// Re-sample instances close to their memory ceiling.
+    FastSample,
+    /// Log the periodic one-line summary.
+    Summary,
+    Sigchld,
+    /// Reopen (or truncate, `l4ctl flush`) the log files of one app or all: the
+    /// reply lists the commands for the caller to send and await.
+    LogCommand {
+        app: Option<String>,
+        truncate: bool,
+        reply: Reply<Vec<LogCommand>>,
+    },
+    /// SIGUSR1: reopen every log file.
+    ReopenLogs,
+    /// A receiver of events, for `GET /api/v1/events`.
+    Subscribe {
+        reply: oneshot::Sender<tokio::sync::broadcast::Receiver<Event>>,
+    },
+    /// The figures `/metrics` shows.
+    Metrics {
+        reply: oneshot::Sender<crate::api::metrics::MetricsSnapshot>,
+    },
+    /// Restart one instance (a step of a rolling reload).
+    RestartInstance {
+        app: String,
+        index: u32,
+        reply: Reply<()>,
+    },
+    /// Set the number of instances of an app.
+    Scale {
+        app: String,
+        instances: u32,
+        reply: Reply<Vec<String>>,
+    },
+    /// At exit: hand over the log hub so its writers can be drained.
+    TakeLogs {
+        reply: oneshot::Sender<crate::logs::LogHub>,
+    },
+}
+
+/// What the daemon tells subscribers of `GET /api/v1/events` (one JSON object per event).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An instance changed state.
+    State { app: String, instance: u32, from: &'static str, to: &'static str, pid: Option<u32> },
+    /// An instance was started again; `reason` is why its last run ended.
+    Restart { app: String, instance: u32, reason: &'static str, restarts: u32 },
+    /// An instance reached its memory ceiling (a restart or kill follows).
+    Memory { app: String, instance: u32, rss_bytes: u64, ceiling_bytes: u64 },
+}
+
+/// Events waiting for slow subscribers; beyond this they miss events and are told so.
+pub const EVENT_BUFFER: usize = 256;
+
+/// A message for one log writer and the reply that says it was carried out.
+pub type LogCommand = (mpsc::Sender<crate::logs::LogMsg>, crate::logs::LogMsg, oneshot::Receiver<()>);
+
+/// Send each command and wait for it to be carried out.
+pub async fn run_log_commands(commands: Vec<LogCommand>) -> usize {
+    let mut done = 0;
+    for (tx, msg, wait) in commands {
+        if tx.send(msg).await.is_ok() && wait.await.is_ok() {
+            done += 1;
+        }
+    }
+    done
+}
