@@ -58,7 +58,9 @@ impl Usage {
         self.cpu_sample = Some((t.cpu_ticks, now));
         self.rss_bytes = Some(t.rss_bytes);
         self.threads = Some(t.threads);
-        self.fds = t.fds;
+        if t.fds.is_some() {
+            self.fds = t.fds;
+        }
         self.pids = t.pids.clone();
     }
 }

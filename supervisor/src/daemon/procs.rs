@@ -37,20 +37,31 @@ pub struct Stat {
 }
 
 pub fn read_stat(pid: i32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Read;
+    // One open, one read, one close: `fs::read_to_string` would add a statx and a
+    // second read, and this runs for every process of every instance each second.
+    let mut buf = [0u8; 1024];
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let n = file.read(&mut buf).ok()?;
+    parse_stat(pid, &buf[..n])
+}
+
+/// Parse the text of `/proc/<pid>/stat`.
+pub fn parse_stat(pid: i32, bytes: &[u8]) -> Option<Stat> {
+    let text = std::str::from_utf8(bytes).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
-    Some(Stat {
-        pid,
-        state: *f.first()?.as_bytes().first()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgid: f.get(2)?.parse().ok()?,
-        cpu_ticks: num(11)? + num(12)?,
-        threads: num(17)?,
-        rss_pages: num(21)?,
-    })
+    let mut f = rest.split_ascii_whitespace();
+    let state = *f.next()?.as_bytes().first()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgid = f.next()?.parse().ok()?;
+    // Skip to utime (field 14 of the line, 11 after ppid).
+    let mut f = f.skip(8);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    let threads = f.nth(4)?.parse().ok()?;
+    let rss_pages = f.nth(3)?.parse().ok()?;
+    Some(Stat { pid, state, ppid, pgid, cpu_ticks: utime + stime, threads, rss_pages })
 }
 
 /// Every pid in `/proc`.
@@ -161,7 +172,15 @@ mod tests {
         let me = std::process::id() as i32;
         let s = read_stat(me).expect("own stat");
         assert_eq!(s.pid, me);
+        assert_eq!(s.ppid, nix::unistd::getppid().as_raw());
+        assert_eq!(s.pgid, nix::unistd::getpgrp().as_raw());
         assert!(s.rss_pages > 0);
+        assert!(s.threads >= 1);
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let resident: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(s.rss_pages.abs_diff(resident) < resident / 2 + 64, "{} vs {resident}", s.rss_pages);
+        let threads = std::fs::read_dir("/proc/self/task").unwrap().count() as u64;
+        assert!(s.threads.abs_diff(threads) <= 2, "{} vs {threads}", s.threads);
         assert!(all_pids().contains(&me));
     }
 }

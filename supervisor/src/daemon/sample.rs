@@ -2,11 +2,13 @@
 //! tree (the worker, its process group, and every descendant, so children under
 //! `npm start` or `sh -c` count), and the worker's open file descriptors.
 //!
-//! A pass lists `/proc` once and reads `stat` only for processes that may belong
-//! to an instance: a process seen once and found unrelated is skipped until its
-//! pid disappears, because an unrelated process never becomes a descendant of a
-//! worker. So a pass costs one directory read plus a `stat` read per process of
-//! the instances, not per process of the host.
+//! A full pass lists `/proc` once and reads `stat` only for processes that may
+//! belong to an instance: a process seen once and found unrelated is skipped
+//! until its pid disappears, because an unrelated process never becomes a
+//! descendant of a worker. Between full passes (every `FULL_EVERY` passes, or at
+//! once for a new worker) only the known members of each tree are re-read, so an
+//! idle daemon costs a few `stat` reads per instance per second; a new child of a
+//! worker is found by the next full pass.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,25 +21,54 @@ pub struct TreeSample {
     /// Sum of utime + stime of the live members, in clock ticks.
     pub cpu_ticks: u64,
     pub threads: u64,
-    /// Open file descriptors of the worker itself.
+    /// Open file descriptors of the worker itself (counted on full passes only).
     pub fds: Option<u64>,
     /// Members, root first.
     pub pids: Vec<i32>,
 }
 
+/// A full pass (listing `/proc`, counting fds) every this many passes.
+pub const FULL_EVERY: u64 = 5;
+
 #[derive(Debug)]
 pub struct Sampler {
     unrelated: HashSet<i32>,
     page_size: u64,
+    passes: u64,
+    /// Members of each instance's tree at the last full pass, root first.
+    members: HashMap<u32, Vec<i32>>,
+    /// `/proc/<pid>/stat` of tree members, kept open: a `pread` is a third of the
+    /// cost of open + read + close. Dropped when the process is gone.
+    open_stats: std::cell::RefCell<HashMap<i32, std::fs::File>>,
 }
 
 impl Sampler {
     pub fn new(page_size: u64) -> Sampler {
-        Sampler { unrelated: HashSet::new(), page_size }
+        Sampler {
+            unrelated: HashSet::new(),
+            page_size,
+            passes: 0,
+            members: HashMap::new(),
+            open_stats: Default::default(),
+        }
     }
 
-    /// Sample the trees of `roots` (`(instance id, worker pid)`).
+    /// Sample the trees of `roots` (`(instance id, worker pid)`): a full pass now and
+    /// then, or when a worker is new; otherwise only the known members are re-read.
     pub fn sample(&mut self, roots: &[(u32, i32)]) -> HashMap<u32, TreeSample> {
+        self.passes += 1;
+        let known = roots.iter().all(|(id, root)| self.members.get(id).is_some_and(|m| m.first() == Some(root)));
+        if self.passes % FULL_EVERY == 0 || !known {
+            return self.full(roots);
+        }
+        roots
+            .iter()
+            .map(|(id, _)| (*id, self.resample(self.members.get(id).map(Vec::as_slice).unwrap_or_default())))
+            .collect()
+    }
+
+    /// List `/proc` and rebuild every tree.
+    pub fn full(&mut self, roots: &[(u32, i32)]) -> HashMap<u32, TreeSample> {
         let present: HashSet<i32> = procs::all_pids().into_iter().collect();
         self.unrelated.retain(|p| present.contains(p));
         let me = std::process::id() as i32;
@@ -73,8 +104,17 @@ impl Sampler {
             }
             members.retain(|p| stats.contains_key(p));
             related.extend(&members);
-            out.insert(id, self.sum(&members, &stats));
+            let mut t = self.sum(&members, &stats);
+            t.fds = members
+                .first()
+                .and_then(|root| std::fs::read_dir(format!("/proc/{root}/fd")).ok())
+                .map(|d| d.count() as u64);
+            self.members.insert(id, members);
+            out.insert(id, t);
         }
+        let live: HashSet<u32> = roots.iter().map(|(id, _)| *id).collect();
+        self.members.retain(|id, _| live.contains(id));
+        self.open_stats.borrow_mut().retain(|pid, _| related.contains(pid));
         for p in stats.keys().filter(|p| !related.contains(p)) {
             self.unrelated.insert(*p);
         }
@@ -83,9 +123,27 @@ impl Sampler {
 
     /// Re-read only the known `pids` of one tree (fast checks near a memory ceiling).
     pub fn resample(&self, pids: &[i32]) -> TreeSample {
-        let stats: HashMap<i32, Stat> = pids.iter().filter_map(|&p| procs::read_stat(p).map(|s| (p, s))).collect();
+        let stats: HashMap<i32, Stat> = pids.iter().filter_map(|&p| self.stat_kept_open(p).map(|s| (p, s))).collect();
         let live: Vec<i32> = pids.iter().copied().filter(|p| stats.contains_key(p)).collect();
         self.sum(&live, &stats)
+    }
+
+    /// `stat` of a tree member through a kept-open file. A process that ended reads as
+    /// an error: its file is dropped (a reused pid gets a fresh open).
+    fn stat_kept_open(&self, pid: i32) -> Option<Stat> {
+        use std::os::unix::fs::FileExt;
+        let mut files = self.open_stats.borrow_mut();
+        if !files.contains_key(&pid) {
+            files.insert(pid, std::fs::File::open(format!("/proc/{pid}/stat")).ok()?);
+        }
+        let mut buf = [0u8; 1024];
+        match files.get(&pid).map(|f| f.read_at(&mut buf, 0)) {
+            Some(Ok(n)) if n > 0 => procs::parse_stat(pid, &buf[..n]),
+            _ => {
+                files.remove(&pid);
+                None
+            }
+        }
     }
 
     fn sum(&self, members: &[i32], stats: &HashMap<i32, Stat>) -> TreeSample {
@@ -95,10 +153,6 @@ impl Sampler {
             t.cpu_ticks += s.cpu_ticks;
             t.threads += s.threads;
         }
-        t.fds = members
-            .first()
-            .and_then(|root| std::fs::read_dir(format!("/proc/{root}/fd")).ok())
-            .map(|d| d.count() as u64);
         t
     }
 }
@@ -115,7 +169,7 @@ mod tests {
         let mut sampler = Sampler::new(page);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let tree = loop {
-            let t = sampler.sample(&[(7, root)]).remove(&7).unwrap();
+            let t = sampler.full(&[(7, root)]).remove(&7).unwrap();
             if t.pids.len() >= 3 || std::time::Instant::now() > deadline {
                 break t;
             }
