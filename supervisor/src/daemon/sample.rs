@@ -58,7 +58,7 @@ impl Sampler {
     pub fn sample(&mut self, roots: &[(u32, i32)]) -> HashMap<u32, TreeSample> {
         self.passes += 1;
         let known = roots.iter().all(|(id, root)| self.members.get(id).is_some_and(|m| m.first() == Some(root)));
-        if self.passes % FULL_EVERY == 0 || !known {
+        if self.passes.is_multiple_of(FULL_EVERY) || !known {
             return self.full(roots);
         }
         roots
@@ -133,8 +133,8 @@ impl Sampler {
     fn stat_kept_open(&self, pid: i32) -> Option<Stat> {
         use std::os::unix::fs::FileExt;
         let mut files = self.open_stats.borrow_mut();
-        if !files.contains_key(&pid) {
-            files.insert(pid, std::fs::File::open(format!("/proc/{pid}/stat")).ok()?);
+        if let std::collections::hash_map::Entry::Vacant(e) = files.entry(pid) {
+            e.insert(std::fs::File::open(format!("/proc/{pid}/stat")).ok()?);
         }
         let mut buf = [0u8; 1024];
         match files.get(&pid).map(|f| f.read_at(&mut buf, 0)) {
