@@ -19,8 +19,9 @@ fn api_addr(env: &Env) -> String {
 fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: l4\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
+    let host = if has_host { String::new() } else { format!("Host: {addr}\r\n") };
+    let mut req = format!("{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -107,6 +108,8 @@ fn bad_requests_get_json_errors() {
         let (got, reply) = http(&addr, method, path, &auth, &body);
         assert_eq!((got, error_code(&reply).as_str()), (want, code), "{method} {path}: {reply}");
     }
+    let (got, reply) = http(&addr, "GET", "/api/v1/status", &[("Host", "evil.example:9615")], "");
+    assert_eq!((got, error_code(&reply).as_str()), (403, "bad_host"), "DNS rebinding: {reply}");
     assert_eq!(env.instance("web", 0).state, "online", "the daemon survived");
 }
 
@@ -143,7 +146,8 @@ fn events_stream_state_changes_and_restarts_with_reasons() {
     let addr = api_addr(&env);
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: l4\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    s.write_all(format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
+        .unwrap();
     let mut reader = BufReader::new(s);
     let mut head = String::new();
     reader.read_line(&mut head).unwrap();

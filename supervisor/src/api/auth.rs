@@ -4,7 +4,8 @@
 //! needs `Authorization: Bearer <token>`, where the token is the value of the
 //! environment variable named by `[daemon] api_token_env`, compared in constant
 //! time. With no token configured TCP is read-only: 403. A missing or wrong token
-//! is 401. The Unix socket (mode 0600) is not behind this guard.
+//! is 401. A `Host` that is not an IP address or `localhost` is 403 `bad_host`
+//! (DNS rebinding). The Unix socket (mode 0600) is not behind this guard.
 
 use std::sync::Arc;
 
@@ -28,6 +29,13 @@ impl std::fmt::Debug for Token {
 }
 
 pub async fn guard(State(token): State<Token>, req: Request, next: Next) -> Response {
+    // DNS rebinding: a web page on evil.example resolving to 127.0.0.1 reaches this
+    // port with its own name in Host. Only IP literals and localhost are accepted.
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !host_is_local_name(host) {
+        return ApiError::new(StatusCode::FORBIDDEN, "bad_host", "the Host header must be an IP address or localhost")
+            .into_response();
+    }
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
@@ -50,5 +58,29 @@ pub async fn guard(State(token): State<Token>, req: Request, next: Next) -> Resp
     } else {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` is required")
             .into_response()
+    }
+}
+
+/// `127.0.0.1:9615`, `[::1]:9615`, `localhost:9615`, `10.0.0.5` (a name that is not
+/// `localhost` is refused).
+fn host_is_local_name(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host })
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_ip_literals_and_localhost_pass_the_host_check() {
+        for ok in ["127.0.0.1:9615", "[::1]:9615", "localhost:9615", "localhost", "10.1.2.3"] {
+            assert!(super::host_is_local_name(ok), "{ok}");
+        }
+        for bad in ["evil.example:9615", "evil.example", "", "127.0.0.1.nip.io:9615"] {
+            assert!(!super::host_is_local_name(bad), "{bad}");
+        }
     }
 }

@@ -65,7 +65,8 @@ pub(super) fn run_daemon(
         }
     };
     let result = runtime.block_on(daemon::run(settings, claimed.listener, initial, shutdown));
-    drop(runtime);
+    // Blocking tasks (a log writer stuck on a dead disk) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // The pid-file lock is released by the kernel as the process exits, so a
     // client that waits for it (`l4ctl kill`) knows the daemon is really gone.
     std::mem::forget(claimed.lock);

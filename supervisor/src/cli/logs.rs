@@ -45,9 +45,9 @@ pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
         Some(a) if a != "all" => vec![a.to_owned()],
         _ => match client.get::<StatusReport>("/api/v1/status").await {
             Ok(s) => {
-                let mut names: Vec<String> = s.instances.into_iter().map(|i| i.app).collect();
-                names.dedup();
-                names
+                // Each app once, in status order (ids of different apps interleave after a scale).
+                let mut seen = std::collections::HashSet::new();
+                s.instances.into_iter().map(|i| i.app).filter(|a| seen.insert(a.clone())).collect()
             }
             Err(e) => return fail(&e),
         },
@@ -117,12 +117,13 @@ fn follow(sources: &mut [Source], args: &LogsArgs, tty: bool) -> ExitCode {
 }
 
 fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &Source, line: &[u8]) {
-    let who = match s.instance.or_else(|| instance_in(line)) {
+    let instance = s.instance.or_else(|| instance_in(line));
+    let who = match instance {
         Some(n) => format!("{}|{n}", s.app),
         None => s.app.clone(),
     };
     let _ = if args.json {
-        let obj = json!({ "app": s.app, "instance": s.instance, "line": String::from_utf8_lossy(line) });
+        let obj = json!({ "app": s.app, "instance": instance, "line": String::from_utf8_lossy(line) });
         writeln!(out, "{obj}")
     } else if args.raw {
         out.write_all(line).and_then(|()| out.write_all(b"\n"))

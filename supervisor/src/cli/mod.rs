@@ -301,9 +301,8 @@ async fn reload(cli: &Cli, app: &str) -> ExitCode {
     let apps: Vec<String> = if app == "all" {
         match client.get::<StatusReport>("/api/v1/status").await {
             Ok(s) => {
-                let mut names: Vec<String> = s.instances.into_iter().map(|i| i.app).collect();
-                names.dedup();
-                names
+                let mut seen = std::collections::HashSet::new();
+                s.instances.into_iter().map(|i| i.app).filter(|a| seen.insert(a.clone())).collect()
             }
             Err(e) => return fail(&e),
         }

@@ -234,3 +234,28 @@ fn log_options_resolve_per_instance_names() {
     assert!(joined.contains(":4:19: invalid log_date_format"), "{joined}");
     assert!(joined.contains(":6:12: unknown variant `weekly`"), "{joined}");
 }
+
+#[test]
+fn two_log_files_on_one_path_are_rejected() {
+    let src = "[[apps]]\nname = \"web\"\nscript = \"x\"\nout_file = \"app.log\"\nerror_file = \"app.log\"\n";
+    let joined = diagnostics(src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(joined.contains("log file /etc/l4/app.log of `web` is also used by `web`"), "{joined}");
+    let across = "[daemon]\nlog_dir = \"/l\"\n[[apps]]\nname = \"web\"\nscript = \"x\"\ninstances = 2\nmerge_logs = false\n[[apps]]\nname = \"web-1\"\nscript = \"x\"\n";
+    let joined = diagnostics(across).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(joined.contains("log file /l/web-1.log of `web-1` is also used by `web`"), "{joined}");
+    assert!(
+        parse_str("[[apps]]\nname = \"a\"\nscript = \"x\"\nout_file = \"/dev/null\"\nerror_file = \"/dev/null\"\n")
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_bad_env_file_line_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "GOOD=1\nSECRET=\"hunter2-unterminated\n").unwrap();
+    let path = dir.path().join("l.toml");
+    std::fs::write(&path, "[[apps]]\nname = \"a\"\nscript = \"x\"\nenv_file = \".env\"\n").unwrap();
+    let err = load(&path, None).unwrap_err().to_string();
+    assert!(err.contains("cannot parse"), "{err}");
+    assert!(!err.contains("hunter2"), "the secret leaked: {err}");
+}

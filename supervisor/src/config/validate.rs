@@ -120,10 +120,12 @@ pub(super) fn resolve(
     let mut ports: Vec<(Range<u32>, String)> = Vec::new();
     let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
     let mut profile_found = false;
+    let mut app_spans: Vec<Range<usize>> = Vec::new();
     let app_count = file.apps.len();
     for (app, profiles) in file.apps {
         let name = app.name.get_ref().clone();
         let name_span = app.name.span();
+        app_spans.push(name_span.clone());
         if let Some(first) = names.get(&name) {
             let line = report.source[..first.start].matches('\n').count() + 1;
             report.push(name_span.clone(), format!("duplicate app name `{name}` (first defined on line {line})"));
@@ -205,6 +207,23 @@ pub(super) fn resolve(
             memory_samples: app.memory_samples.max(1),
             logs: log_spec(report, &app, base, &log_dir, instances),
         });
+    }
+    // Two log files on one path would rotate each other's lines away.
+    let mut seen_logs: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for (app, span) in apps.iter().zip(&app_spans) {
+        for f in &app.logs.files {
+            for path in [&f.out, &f.err, &f.combined] {
+                if path == Path::new("/dev/null") {
+                    continue;
+                }
+                if let Some(owner) = seen_logs.get(path) {
+                    let msg = format!("log file {} of `{}` is also used by `{owner}`", path.display(), app.name);
+                    report.push(span.clone(), msg);
+                } else {
+                    seen_logs.insert(path.clone(), app.name.clone());
+                }
+            }
+        }
     }
     if let Some(n) = env_name
         && !profile_found
@@ -335,5 +354,17 @@ fn read_env_file(path: &PathBuf) -> Result<Vec<(String, String)>, String> {
         }
         other => format!("cannot read env_file {}: {other}", path.display()),
     })?;
-    iter.map(|item| item.map_err(|e| format!("env_file {}: {e}", path.display()))).collect()
+    // Never echo the offending line: it may hold a secret, and this message reaches
+    // the API and the daemon log.
+    iter.map(|item| {
+        item.map_err(|e| match e {
+            dotenvy::Error::LineParse(_, index) => {
+                format!("env_file {}: cannot parse the line at byte {index} (dotenv syntax)", path.display())
+            }
+            dotenvy::Error::EnvVar(_) => format!("env_file {}: a ${{VAR}} substitution failed", path.display()),
+            dotenvy::Error::Io(io) => format!("env_file {}: {io}", path.display()),
+            _ => format!("env_file {}: invalid", path.display()),
+        })
+    })
+    .collect()
 }

@@ -25,6 +25,8 @@ pub struct Usage {
     watched: bool,
     /// RSS and time of the sample before the latest, for the growth rate.
     prev_rss: Option<(u64, Instant)>,
+    /// When `rss_bytes` was taken.
+    rss_at: Option<Instant>,
 }
 
 /// How long a new instance with a memory ceiling is sampled fast.
@@ -33,7 +35,7 @@ const YOUNG: Duration = Duration::from_secs(5);
 impl Usage {
     /// Whether the growth since the previous sample would reach `ceiling` within `horizon`.
     fn heading_for(&self, ceiling: u64, horizon: Duration) -> bool {
-        let (Some(rss), Some((prev, at)), Some((_, now))) = (self.rss_bytes, self.prev_rss, self.cpu_sample) else {
+        let (Some(rss), Some((prev, at)), Some(now)) = (self.rss_bytes, self.prev_rss, self.rss_at) else {
             return false;
         };
         let dt = now.saturating_duration_since(at).as_secs_f64();
@@ -46,22 +48,28 @@ impl Usage {
 }
 
 impl Usage {
-    fn record(&mut self, t: &TreeSample, ticks_per_sec: u64) {
+    /// `cpu`: update the CPU figure (regular passes only, so it stays "over the last
+    /// sample interval" and is not quantised by 100 ms fast samples).
+    fn record(&mut self, t: &TreeSample, ticks_per_sec: u64, cpu: bool) {
         let now = Instant::now();
+        self.prev_rss = self.rss_bytes.zip(self.rss_at);
+        self.rss_bytes = Some(t.rss_bytes);
+        self.rss_at = Some(now);
+        self.threads = Some(t.threads);
+        self.pids = t.pids.clone();
+        if t.fds.is_some() {
+            self.fds = t.fds;
+        }
+        if !cpu {
+            return;
+        }
         if let Some((prev, at)) = self.cpu_sample {
             let secs = now.duration_since(at).as_secs_f64();
             if secs > 0.0 {
                 self.cpu_percent = Some(t.cpu_ticks.saturating_sub(prev) as f64 / ticks_per_sec as f64 / secs * 100.0);
             }
         }
-        self.prev_rss = self.rss_bytes.zip(self.cpu_sample.map(|(_, at)| at));
         self.cpu_sample = Some((t.cpu_ticks, now));
-        self.rss_bytes = Some(t.rss_bytes);
-        self.threads = Some(t.threads);
-        if t.fds.is_some() {
-            self.fds = t.fds;
-        }
-        self.pids = t.pids.clone();
     }
 }
 
@@ -78,7 +86,7 @@ impl Supervisor {
         let ticks = self.ticks_per_sec;
         for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
             if let Some(t) = samples.get(&inst.id) {
-                inst.usage.record(t, ticks);
+                inst.usage.record(t, ticks, true);
             }
         }
         self.check_memory();
@@ -89,9 +97,9 @@ impl Supervisor {
         self.fast_pending = false;
         let ticks = self.ticks_per_sec;
         for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
-            if inst.usage.watched && inst.lc.state == State::Online {
+            if inst.usage.watched && matches!(inst.lc.state, State::Online | State::Stopping) {
                 let t = self.sampler.resample(&inst.usage.pids);
-                inst.usage.record(&t, ticks);
+                inst.usage.record(&t, ticks, false);
             }
         }
         self.check_memory();
@@ -104,6 +112,19 @@ impl Supervisor {
         for (name, app) in &mut self.apps {
             let Some(ceiling) = app.spec.max_memory_restart else { continue };
             for inst in &mut app.instances {
+                // A stop under way (a graceful memory restart included) is still watched
+                // for the 1.5x backstop: a leak that ignores SIGTERM is killed, not left
+                // to grow for the whole kill_timeout.
+                if inst.lc.state == State::Stopping && inst.lc.pid.is_some() {
+                    if let Some(rss) = inst.usage.rss_bytes
+                        && rss.saturating_mul(2) >= ceiling.0.saturating_mul(3)
+                    {
+                        facts.push((name.clone(), inst.index, Fact::MemoryKill, rss, ceiling.0));
+                    }
+                    inst.usage.watched = true;
+                    watching = true;
+                    continue;
+                }
                 let (Some(rss), true) = (inst.usage.rss_bytes, inst.lc.state == State::Online) else {
                     inst.usage.watched = false;
                     continue;

@@ -160,8 +160,11 @@ pub type LogCommand = (mpsc::Sender<crate::logs::LogMsg>, crate::logs::LogMsg, o
 /// Send each command and wait for it to be carried out.
 pub async fn run_log_commands(commands: Vec<LogCommand>) -> usize {
     let mut done = 0;
+    // A writer stuck on a dead disk must not hold the API (or the daemon's shutdown) forever.
+    let limit = std::time::Duration::from_secs(10);
     for (tx, msg, wait) in commands {
-        if tx.send(msg).await.is_ok() && wait.await.is_ok() {
+        let sent = tokio::time::timeout(limit, tx.send(msg)).await.is_ok_and(|r| r.is_ok());
+        if sent && tokio::time::timeout(limit, wait).await.is_ok_and(|r| r.is_ok()) {
             done += 1;
         }
     }

@@ -71,6 +71,10 @@ impl Sampler {
     pub fn full(&mut self, roots: &[(u32, i32)]) -> HashMap<u32, TreeSample> {
         let present: HashSet<i32> = procs::all_pids().into_iter().collect();
         self.unrelated.retain(|p| present.contains(p));
+        // A worker may have got a pid that was an unrelated process's a moment ago.
+        for (_, root) in roots {
+            self.unrelated.remove(root);
+        }
         let me = std::process::id() as i32;
         let stats: HashMap<i32, Stat> = present
             .iter()

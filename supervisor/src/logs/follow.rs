@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use super::rotate::rotated_files;
 
 /// The last `n` lines of `path`, continuing into its newest rotated files when the
-/// current one holds fewer (compressed ones included).
+/// current one holds fewer (compressed ones included). Only regular files are read,
+/// and only their end: a FIFO or a device named as a log file is never read here.
 pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
-    let mut lines = tail_of_bytes(&std::fs::read(path).unwrap_or_default(), n);
+    let mut lines = tail_of_bytes(&tail_bytes(path, n), n);
     let mut older = rotated_files(path);
     while lines.len() < n {
         let Some(prev) = older.pop() else { break };
@@ -25,6 +26,31 @@ pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
         lines = more;
     }
     lines
+}
+
+/// The end of a regular file holding at least `n` whole lines (or all of it),
+/// read backwards in blocks.
+fn tail_bytes(path: &Path, n: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = File::open(path) else { return vec![] };
+    let Ok(meta) = file.metadata() else { return vec![] };
+    if !meta.is_file() || n == 0 {
+        return vec![];
+    }
+    let len = meta.len();
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while start > 0 && memchr::memchr_iter(b'\n', &buf).count() <= n {
+        let step = (64u64 << 10).min(start);
+        start -= step;
+        let mut block = vec![0; step as usize];
+        if file.read_exact_at(&mut block, start).is_err() {
+            return vec![];
+        }
+        block.extend_from_slice(&buf);
+        buf = block;
+    }
+    buf
 }
 
 /// A file's content, gunzipped when its name ends in `.gz`.
@@ -66,12 +92,12 @@ impl Follower {
             if let Ok(meta) = file.metadata() {
                 f.inode = meta.ino();
                 // Start after the last whole line; a partial one is completed by `poll`.
-                let mut buf = vec![0; meta.len() as usize];
                 use std::os::unix::fs::FileExt;
-                let got = file.read_at(&mut buf, 0).unwrap_or(0);
+                let from = meta.len().saturating_sub(256 << 10);
+                let mut buf = vec![0; (meta.len() - from) as usize];
+                let got = file.read_at(&mut buf, from).unwrap_or(0);
                 buf.truncate(got);
-                let whole = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-                f.offset = whole as u64;
+                f.offset = memchr::memrchr(b'\n', &buf).map_or(from, |i| from + i as u64 + 1);
             }
             f.file = Some(file);
         }
@@ -83,13 +109,19 @@ impl Follower {
     pub fn history(&self, n: usize) -> Vec<Vec<u8>> {
         let mut bytes = Vec::new();
         if let Some(file) = &self.file {
+            // The end of the file up to where following starts, enough for `n` lines.
             use std::os::unix::fs::FileExt;
-            bytes.resize(self.offset as usize, 0);
-            let got = file.read_at(&mut bytes, 0).unwrap_or(0);
-            bytes.truncate(got);
-            // Only whole lines: a partial last line is printed once it is complete.
-            let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |i| i + 1);
-            bytes.truncate(whole);
+            let mut start = self.offset;
+            while start > 0 && memchr::memchr_iter(b'\n', &bytes).count() <= n {
+                let step = (64u64 << 10).min(start);
+                start -= step;
+                let mut block = vec![0; step as usize];
+                if file.read_exact_at(&mut block, start).is_err() {
+                    break;
+                }
+                block.extend_from_slice(&bytes);
+                bytes = block;
+            }
         }
         let mut lines = tail_of_bytes(&bytes, n);
         let mut older = rotated_files(&self.path);
@@ -110,6 +142,9 @@ impl Follower {
         let current = std::fs::metadata(&self.path).ok();
         match current {
             Some(meta) if meta.ino() != self.inode || self.file.is_none() => {
+                // The writer may have flushed into the old file between our read and
+                // its rename; nothing is written to it after the rename: read it once more.
+                self.drain(&mut out);
                 if let Ok(file) = File::open(&self.path) {
                     self.inode = meta.ino();
                     self.offset = 0;

@@ -59,6 +59,8 @@ pub struct LogHub {
     apps: HashMap<String, AppLog>,
     maint: rotate::Maint,
     readers: tokio::task::JoinSet<()>,
+    /// Pipes attached so far (each gets the next number as its id).
+    pipes: u64,
 }
 
 impl Default for LogHub {
@@ -69,12 +71,17 @@ impl Default for LogHub {
 
 impl LogHub {
     pub fn new() -> LogHub {
-        LogHub { apps: HashMap::new(), maint: rotate::Maint::start(), readers: tokio::task::JoinSet::new() }
+        LogHub { apps: HashMap::new(), maint: rotate::Maint::start(), readers: tokio::task::JoinSet::new(), pipes: 0 }
     }
 
     /// A hub with no writers and no maintenance thread (what is left after `close`).
     pub fn closed() -> LogHub {
-        LogHub { apps: HashMap::new(), maint: rotate::Maint::disconnected(), readers: tokio::task::JoinSet::new() }
+        LogHub {
+            apps: HashMap::new(),
+            maint: rotate::Maint::disconnected(),
+            readers: tokio::task::JoinSet::new(),
+            pipes: 0,
+        }
     }
 
     /// Make sure `app` has a writer with `spec` (a changed spec is applied in place).
@@ -82,14 +89,25 @@ impl LogHub {
         if let Some(existing) = self.apps.get_mut(app) {
             if existing.spec != *spec {
                 existing.spec = spec.clone();
-                let _ = existing.tx.try_send(LogMsg::Reconfigure(Box::new(spec.clone())));
+                // Sent in order behind queued chunks, waiting if the queue is full (the
+                // normal state under a flood): a dropped reconfigure would leave new
+                // instances without files.
+                let (tx, msg) = (existing.tx.clone(), LogMsg::Reconfigure(Box::new(spec.clone())));
+                tokio::spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
             }
             return;
         }
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stats = Arc::new(LogStats::default());
-        let w = writer::Writer::new(app.to_owned(), spec.clone(), stats.clone(), self.maint.clone());
-        let thread = std::thread::Builder::new().name(format!("l4-log-{app}")).spawn(move || w.run(rx));
+        let (name, spec_for_thread, stats_for_thread, maint) =
+            (app.to_owned(), spec.clone(), stats.clone(), self.maint.clone());
+        // Files are opened in the writer's own thread: opening a FIFO or a slow disk
+        // must never stall the daemon's thread.
+        let thread = std::thread::Builder::new()
+            .name(format!("l4-log-{app}"))
+            .spawn(move || writer::Writer::new(name, spec_for_thread, stats_for_thread, maint).run(rx));
         let thread = match thread {
             Ok(t) => Some(t),
             Err(e) => {
@@ -107,7 +125,8 @@ impl LogHub {
             let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(pipe) => {
-                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), instance, stream));
+                    self.pipes += 1;
+                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), self.pipes, instance, stream));
                 }
                 Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
             }
@@ -162,6 +181,7 @@ impl LogHub {
 async fn read_pipe(
     mut pipe: tokio::net::unix::pipe::Receiver,
     tx: mpsc::Sender<LogMsg>,
+    id: u64,
     instance: u32,
     stream: Stream,
 ) {
@@ -170,7 +190,7 @@ async fn read_pipe(
         match pipe.read_buf(&mut data).await {
             Ok(0) => break,
             Ok(_) => {
-                let msg = LogMsg::Chunk { instance, stream, at: SystemTime::now(), data };
+                let msg = LogMsg::Chunk { pipe: id, instance, stream, at: SystemTime::now(), data };
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -179,5 +199,5 @@ async fn read_pipe(
             Err(_) => break,
         }
     }
-    let _ = tx.send(LogMsg::Eof { instance, stream, at: SystemTime::now() }).await;
+    let _ = tx.send(LogMsg::Eof { pipe: id, instance, stream, at: SystemTime::now() }).await;
 }

@@ -73,8 +73,15 @@ pub fn rotated_files(current: &Path) -> Vec<PathBuf> {
         })
         .collect();
     found.sort();
-    // While a file is being compressed both `x.log` and `x.log.gz` exist: keep the plain one.
-    found.dedup_by(|b, a| gz(a) == *b);
+    // While a file is being compressed both `x.log` and `x.log.gz` exist for a moment:
+    // keep the `.gz`, which is complete (it appears by rename) and outlives the plain one.
+    found.dedup_by(|gz_name, plain| {
+        let same = gz(plain) == *gz_name;
+        if same {
+            std::mem::swap(gz_name, plain);
+        }
+        same
+    });
     found
 }
 
@@ -139,7 +146,17 @@ pub fn compress(path: &Path) -> io::Result<()> {
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut input = BufReader::with_capacity(256 << 10, File::open(path)?);
-        let mut enc = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+        use std::os::unix::fs::OpenOptionsExt;
+        // A new file, never through a symlink someone left at the temp name (a stale
+        // temp file of a crash is removed first; removing a symlink does not follow it).
+        let _ = fs::remove_file(&tmp);
+        let out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         io::copy(&mut input, &mut enc)?;
         let file = enc.finish()?;
         file.sync_all()?;

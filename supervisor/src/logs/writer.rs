@@ -28,7 +28,10 @@ const CUT_MARKER: &[u8] = b" [l4ctl: line cut at max_line]";
 /// What the pipe readers and the daemon send to a writer.
 #[derive(Debug)]
 pub enum LogMsg {
+    /// Bytes read from one pipe; `pipe` is unique per pipe, so an unterminated line
+    /// of a run that ended is never joined to the first line of the next run.
     Chunk {
+        pipe: u64,
         instance: u32,
         stream: Stream,
         at: SystemTime,
@@ -36,6 +39,7 @@ pub enum LogMsg {
     },
     /// The pipe closed: an unterminated last line is written as it is.
     Eof {
+        pipe: u64,
         instance: u32,
         stream: Stream,
         at: SystemTime,
@@ -85,7 +89,10 @@ pub(super) struct Writer {
     spec: LogSpec,
     stamp: Stamp,
     sinks: Vec<Sink>,
-    partials: Vec<Partial>,
+    /// Unfinished lines by pipe.
+    partials: std::collections::HashMap<u64, Partial>,
+    /// The pipe of the message being handled.
+    pipe: u64,
     stats: Arc<LogStats>,
     maint: Maint,
     last_rotation: String,
@@ -95,7 +102,9 @@ fn open(path: &Path) -> Option<File> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    match OpenOptions::new().create(true).append(true).open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Logs may hold what apps print about users and secrets: not world-readable.
+    match OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(nix::libc::O_NONBLOCK).open(path) {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::error!(file = %path.display(), cause = %e, "cannot open log file; its lines are dropped until it can");
@@ -148,7 +157,8 @@ impl Writer {
             app,
             stamp: Stamp::new(spec.date_format.clone()),
             sinks: Vec::new(),
-            partials: Vec::new(),
+            partials: Default::default(),
+            pipe: 0,
             spec,
             stats,
             maint,
@@ -192,8 +202,15 @@ impl Writer {
 
     fn handle(&mut self, msg: LogMsg) {
         match msg {
-            LogMsg::Chunk { instance, stream, at, data } => self.chunk(instance, stream, at, &data, false),
-            LogMsg::Eof { instance, stream, at } => self.chunk(instance, stream, at, &[], true),
+            LogMsg::Chunk { pipe, instance, stream, at, data } => {
+                self.pipe = pipe;
+                self.chunk(instance, stream, at, &data, false);
+            }
+            LogMsg::Eof { pipe, instance, stream, at } => {
+                self.pipe = pipe;
+                self.chunk(instance, stream, at, &[], true);
+                self.partials.remove(&pipe);
+            }
             LogMsg::Reopen(done) => {
                 self.write_all();
                 for s in &mut self.sinks {
@@ -227,12 +244,8 @@ impl Writer {
         self.spec.files.iter().position(|f| f.instance.is_none() || f.instance == Some(instance)).map(|i| i * 3)
     }
 
-    fn partial(&mut self, instance: u32, stream: Stream) -> &mut Partial {
-        let i = instance as usize * 2 + stream as usize;
-        if self.partials.len() <= i {
-            self.partials.resize_with(i + 1, Partial::default);
-        }
-        &mut self.partials[i]
+    fn partial(&mut self, _instance: u32, _stream: Stream) -> &mut Partial {
+        self.partials.entry(self.pipe).or_default()
     }
 
     fn chunk(&mut self, instance: u32, stream: Stream, at: SystemTime, data: &[u8], eof: bool) {
@@ -394,7 +407,10 @@ impl Writer {
         }
         let target = rotated_name(&sink.path, at, &mut self.last_rotation);
         if let Err(e) = std::fs::rename(&sink.path, &target) {
+            // Counted as rotated, so the next attempt comes after another max_size,
+            // not on every line.
             tracing::error!(file = %sink.path.display(), cause = %e, "log rotation failed; writing on");
+            sink.size = 0;
             return;
         }
         sink.file = open(&sink.path);

@@ -26,7 +26,7 @@ fn spec(dir: &Path, interval: RotateInterval) -> LogSpec {
 }
 
 fn chunk(w: &mut Writer, at: SystemTime, stream: Stream, data: &[u8]) {
-    w.handle(LogMsg::Chunk { instance: 0, stream, at, data: data.to_vec() });
+    w.handle(LogMsg::Chunk { pipe: stream as u64, instance: 0, stream, at, data: data.to_vec() });
     w.write_all();
 }
 
@@ -110,8 +110,9 @@ fn dev_null_is_never_rotated_removed_or_written_through() {
     let mut w = Writer::new("a".into(), spec, Arc::default(), Maint::disconnected());
     let at = UNIX_EPOCH + std::time::Duration::from_secs(1_764_417_600);
     let data = vec![b'x'; 100].into_iter().chain([b'\n']).cycle().take(101 * 50).collect::<Vec<u8>>();
-    w.handle(LogMsg::Chunk { instance: 0, stream: Stream::Out, at, data });
+    w.handle(LogMsg::Chunk { pipe: 1, instance: 0, stream: Stream::Out, at, data });
     w.handle(LogMsg::Chunk {
+        pipe: 1,
         instance: 0,
         stream: Stream::Out,
         at: at + std::time::Duration::from_secs(7200),
@@ -132,4 +133,17 @@ impl CharDevice for std::fs::FileType {
         use std::os::unix::fs::FileTypeExt;
         self.is_char_device()
     }
+}
+
+#[test]
+fn an_unfinished_line_of_an_ended_run_is_not_joined_to_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new("a".into(), spec(dir.path(), RotateInterval::None), Arc::default(), Maint::disconnected());
+    let at = SystemTime::now();
+    w.handle(LogMsg::Chunk { pipe: 1, instance: 0, stream: Stream::Out, at, data: b"progress 50%".to_vec() });
+    w.handle(LogMsg::Chunk { pipe: 3, instance: 0, stream: Stream::Out, at, data: b"listening\n".to_vec() });
+    w.handle(LogMsg::Eof { pipe: 1, instance: 0, stream: Stream::Out, at });
+    w.write_all();
+    let out = std::fs::read_to_string(dir.path().join("a-out.log")).unwrap();
+    assert_eq!(out, "[0] listening\n[0] progress 50%\n");
 }
