@@ -65,38 +65,25 @@ and SPAM_TIMES inside this run's temp dir) is SIGKILLed.  On a 2-core box the wr
 daemon and the poller share the CPUs: expect +-20 %.  Exit status 0 when every measurement
 ran; with --strict, 1 if a target is missed.
 """
-import argparse, glob, json, os, re, shlex, shutil, signal, statistics, subprocess, sys
+import argparse, glob, json, os, re, statistics, subprocess, sys
 import tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from supervisor import proc_status, is_dead, thread_ns, ticks, wait_for, run  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (PEERS, PM2_BIN, L4CTL, ChildDaemon, L4Daemon, PM2Daemon, hwm_kib,  # noqa: E402
+                    install_signal_handlers, is_dead, measure_and_clean_up, node_version, print_markdown_table,
+                    require_executables, rss_kib, run, sweep, thread_ns, ticks, wait_for, write_results)
 
-PEERS = os.path.join(HERE, ".peers")
-RESULTS = os.path.join(HERE, "results")
 SPAM = os.path.join(PEERS, "bin", "spam")
-PM2_BIN = os.path.join(PEERS, "node_modules", ".bin", "pm2")
 PM2_FLOOD_HOME = os.path.join(PEERS, "pm2home-logs")
 PM2_LR_HOME = os.path.join(PEERS, "pm2home-logrotate")
 LR_PKG = os.path.join(PM2_LR_HOME, "modules", "pm2-logrotate", "node_modules", "pm2-logrotate")
 SVD = os.path.join(PEERS, "venv", "bin", "supervisord")
 SVCTL = os.path.join(PEERS, "venv", "bin", "supervisorctl")
-L4CTL = os.environ.get("L4CTL", os.path.join(HERE, "..", "target", "release", "l4ctl"))
 PAD = b"x" * 54
 MIB = 1024 * 1024
 
 
-# ------------------------------------------------------------------ /proc helpers
-def rss_kib(pid):
-    s = proc_status(pid)
-    return int(s["VmRSS"].split()[0]) if s and "VmRSS" in s else None
-
-
-def hwm_kib(pid):
-    s = proc_status(pid)
-    return int(s["VmHWM"].split()[0]) if s and "VmHWM" in s else None
-
-
+# ------------------------------------------------------------------ helpers
 def read_times(path):
     with open(path) as f:
         t0, t1 = map(float, f.read().split())
@@ -112,22 +99,8 @@ def times_ready(path):
 
 def sweep_spam(tmp):
     """SIGKILL every spam process this run started: our binary, SPAM_TIMES inside our temp dir."""
-    exe, killed = os.path.realpath(SPAM), []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        pid = int(d)
-        try:
-            if os.readlink("/proc/%d/exe" % pid) != exe:
-                continue
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(e.startswith(b"SPAM_TIMES=" + tmp.encode()) for e in env) and not is_dead(pid):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    return killed
+    mark = b"SPAM_TIMES=" + tmp.encode()
+    return sweep(lambda env: any(e.startswith(mark) for e in env), exe=os.path.realpath(SPAM))
 
 
 class TailWatch:
@@ -212,43 +185,14 @@ def spam_env(n, rate, times):
 
 
 # ------------------------------------------------------------------ the tools
-class L4:
-    name, prefix = "l4ctl", rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[0\] "
+class L4(L4Daemon):
+    prefix = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[0\] "
 
     def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "l4")
-        self.logs = os.path.join(self.dir, "logs")
+        d = os.path.join(tmp, "l4")
+        self.logs = os.path.join(d, "logs")
         os.makedirs(self.logs)
-        self.proc = self.pid = None
-        self.cfg0 = self.write_config("daemon", "")
-        self.status_argv = [L4CTL, "-c", self.cfg0, "status", "--json"]
-
-    def write_config(self, name, apps):
-        path = os.path.join(self.dir, name + ".toml")
-        with open(path, "w") as f:  # home and log_dir are relative to the config file
-            f.write('[daemon]\nhome = "run"\nlog_dir = "logs"\n' + apps)
-        return path
-
-    def ctl(self, *args, check=True):
-        return run([L4CTL, "-c", self.cfg0, *args], check=check)
-
-    def start_daemon(self):
-        with open(os.path.join(self.dir, "daemon.stderr"), "w") as log:
-            self.proc = subprocess.Popen([L4CTL, "-c", self.cfg0, "daemon", "--log-file"],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        pidfile = os.path.join(self.dir, "run", "l4ctl.pid")
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError("l4ctl daemon exited %d, see %s" % (self.proc.returncode, self.dir))
-            try:
-                with open(pidfile) as f:
-                    mine = f.read().strip() == str(self.pid)
-            except FileNotFoundError:
-                return False
-            return mine and self.ctl("status", "--json", check=False).returncode == 0
-        wait_for(up, 20, 0.02, what="l4ctl daemon")
+        super().__init__(d)
 
     def alive(self):
         return self.proc.poll() is None
@@ -278,53 +222,14 @@ class L4:
         for f in glob.glob(os.path.join(self.logs, app + "[.-]*")):
             os.unlink(f)
 
-    def version(self):
-        return run([L4CTL, "--version"]).stdout.strip()
 
-    def shutdown(self):
-        if not self.proc or self.proc.poll() is not None:
-            return
-        self.ctl("kill", check=False)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()  # our own child, by pid
-            self.proc.wait(10)
-
-
-class PM2:
-    name, prefix = "PM2", b""
+class PM2(PM2Daemon):
+    prefix = b""
 
     def __init__(self, tmp, home, wipe):
-        self.home, self.wipe = home, wipe
+        super().__init__(home, wipe)
         self.logs = os.path.join(tmp, "pm2-" + os.path.basename(home), "logs")
         os.makedirs(self.logs)
-        self.env = dict(os.environ, PM2_HOME=home)
-        self.pid = None
-
-    def ctl(self, *args, check=True, timeout=60):
-        return run([PM2_BIN, *args], env=self.env, check=check, timeout=timeout)
-
-    def read_pid(self):
-        try:
-            with open(os.path.join(self.home, "pm2.pid")) as f:
-                pid = int(f.read().strip())
-            return None if is_dead(pid) else pid
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def jlist(self):
-        out = self.ctl("jlist").stdout
-        return json.loads(out[out.index("["):]) if "[" in out else []
-
-    def start_daemon(self):
-        if self.read_pid():  # a daemon left over in our own home from an aborted run
-            self.ctl("kill", check=False)
-        if self.wipe:
-            shutil.rmtree(self.home, ignore_errors=True)
-        os.makedirs(self.home, exist_ok=True)
-        self.ctl("ping")
-        self.pid = wait_for(self.read_pid, 20, what="PM2 daemon pid")
 
     def alive(self):
         return not is_dead(self.pid)
@@ -376,23 +281,10 @@ class PM2:
         for f in glob.glob(os.path.join(self.logs, app + "-*")):
             os.unlink(f)
 
-    def version(self):  # from package.json: `pm2 --version` may spawn a daemon
-        with open(os.path.join(PEERS, "node_modules", "pm2", "package.json")) as f:
-            return json.load(f)["version"]
 
-    def shutdown(self):
-        pid = self.read_pid()
-        if not pid:  # not running: `pm2 kill` would spawn a daemon just to stop it
-            return
-        self.ctl("kill", check=False, timeout=30)
-        try:
-            wait_for(lambda: is_dead(pid), 10, 0.05, what="PM2 daemon exit")
-        except TimeoutError:
-            os.kill(pid, signal.SIGTERM)  # the daemon this run spawned in its own PM2_HOME
-
-
-class SV:
+class SV(ChildDaemon):
     name, prefix = "supervisord", b""
+    stop_args = ("shutdown",)
 
     def __init__(self, tmp, programs):
         """programs: [(name, n, rate, times, mode)], all declared up front (autostart=false)."""
@@ -455,16 +347,6 @@ class SV:
 
     def version(self):
         return run([SVD, "--version"]).stdout.strip()
-
-    def shutdown(self):
-        if not self.proc or self.proc.poll() is not None:
-            return
-        self.ctl("shutdown", check=False)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()  # our own child, by pid
-            self.proc.wait(10)
 
 
 class Direct:
@@ -790,15 +672,10 @@ def fmt(x):
 
 
 def print_table(rows):
-    head = ("metric",) + COLS + ("ratio(s)", "target", "pass/fail")
-    body = [(r["label"],) + tuple(fmt(r["values"].get(c)) for c in COLS)
-            + (", ".join(r["ratios"]), r["target"], r["verdict"])
-            for r in rows]
-    w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cells)) + " |"
-    print("\n" + line(head) + "\n|" + "|".join("-" * (x + 2) for x in w) + "|")
-    for b in body:
-        print(line(b))
+    print_markdown_table(("metric",) + COLS + ("ratio(s)", "target", "pass/fail"),
+                         [(r["label"],) + tuple(fmt(r["values"].get(c)) for c in COLS)
+                          + (", ".join(r["ratios"]), r["target"], r["verdict"])
+                          for r in rows])
 
 
 def main():
@@ -822,40 +699,23 @@ def main():
     a.flood_reps = a.flood_reps or (2 if a.quick else 5)
     a.rot_reps = a.rot_reps or (1 if a.quick else 3)
     a.rot_lines = a.rot_lines or (250_000 if a.quick else 1_000_000)
-    for path, what in ((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run logs.sh)"), (SPAM, "spam (run logs.sh)"),
-                       (SVD, "supervisord (run logs.sh)")):
-        if not os.access(path, os.X_OK):
-            sys.exit("missing %s: %s" % (what, path))
+    require_executables(((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run logs.sh)"), (SPAM, "spam (run logs.sh)"),
+                         (SVD, "supervisord (run logs.sh)")))
     if not os.path.exists(os.path.join(LR_PKG, "app.js")):
         sys.exit("pm2-logrotate is not installed in %s (run logs.sh)" % PM2_LR_HOME)
 
-    # SIGINT/SIGTERM unwind through the finally below, so every daemon and spam is stopped
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    install_signal_handlers()  # every daemon and spam is stopped on SIGINT/SIGTERM too
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = tempfile.mkdtemp(prefix="l4bench-logs-")
     meta = {"timestamp": stamp, "l4ctl": os.path.abspath(L4CTL), "debug_build": "/debug/" in os.path.abspath(L4CTL),
-            "node_version": run(["node", "--version"]).stdout.strip(), "python": sys.version.split()[0],
+            "node_version": node_version(), "python": sys.version.split()[0],
             "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "args": vars(a), "tmp": tmp}
     print("l4ctl: %s  cpus %d  load %.2f  tmp %s" % (meta["l4ctl"], meta["cpus"], meta["loadavg_start"][0], tmp),
           flush=True)
-    spawned, daemons, ok, raw = [], [], False, None
-    try:
-        raw = measure(a, tmp, spawned, daemons)
-        ok = True
-    finally:
-        for t in daemons:
-            try:
-                t.shutdown()
-            except Exception as e:  # keep going: the others must be stopped too
-                print("warning: %s shutdown: %s" % (t.name, e), file=sys.stderr)
-        left = sweep_spam(tmp)
-        if left:
-            print("killed %d spam process(es) still alive: %s" % (len(left), left), file=sys.stderr)
-        if ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("temp dir (homes, logs) kept:", tmp, file=sys.stderr)
+    spawned, daemons = [], []  # measure fills daemons as it creates them
+    raw = measure_and_clean_up(lambda: measure(a, tmp, spawned, daemons), daemons, tmp,
+                               "temp dir (homes, logs) kept:", lambda: sweep_spam(tmp),
+                               "killed %d spam process(es) still alive: %s")
     meta["loadavg_end"] = os.getloadavg()
     meta["spam_pids"] = spawned
     rows = summarize(raw, a)
@@ -864,10 +724,7 @@ def main():
                                               for k, v in raw["flood"].items()))
     print("pm2-logrotate conf in the module's env:", raw["pm2_logrotate_conf"])
     print("load average start %.2f, end %.2f" % (meta["loadavg_start"][0], meta["loadavg_end"][0]))
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "logs-%s.json" % stamp)
-    with open(out, "w") as f:
-        json.dump({"meta": meta, "summary": rows, "raw": raw}, f, indent=1)
+    out = write_results("logs", stamp, meta, rows, raw)
     print("raw numbers:", out, "(debug l4ctl build)" if meta["debug_build"] else "")
     return 1 if a.strict and not all(r["pass"] for r in rows if r["pass"] is not None) else 0
 

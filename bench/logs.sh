@@ -13,26 +13,15 @@
 # workloads/spam.c is compiled into bench/.peers/bin on every run (it takes ~0.1 s).
 # Results: a table on stdout, raw numbers in bench/results/logs-<timestamp>.json.
 set -euo pipefail
-
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEERS="$HERE/.peers"
-PM2="$PEERS/node_modules/.bin/pm2"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LR_HOME="$PEERS/pm2home-logrotate"
-export L4CTL=${L4CTL:-$ROOT/target/release/l4ctl}
 
-[ -x "$L4CTL" ] || { echo "l4ctl binary not found: $L4CTL (set L4CTL=...)" >&2; exit 1; }
-command -v node >/dev/null || { echo "node is required for PM2" >&2; exit 1; }
-command -v gcc >/dev/null || { echo "gcc is required for the spam worker" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+need node "node is required for PM2"
+need gcc "gcc is required for the spam worker"
+need python3 "python3 is required"
 
 mkdir -p "$PEERS/bin" "$HERE/results"
-if [ ! -x "$PM2" ]; then
-  echo "installing pm2 into $PEERS (npm, local)" >&2
-  # a package.json of its own, so npm does not walk up and install into another project
-  [ -f "$PEERS/package.json" ] || echo '{"name":"layer4-bench-peers","private":true}' >"$PEERS/package.json"
-  (cd "$PEERS" && npm install --no-audit --no-fund pm2 >&2)
-fi
+install_pm2
 
 # pm2-logrotate lives in a PM2_HOME of its own: the flood runs use a plain PM2 home without it.
 if [ ! -f "$LR_HOME/modules/pm2-logrotate/node_modules/pm2-logrotate/app.js" ]; then
@@ -63,6 +52,6 @@ if [ ! -x "$PEERS/venv/bin/supervisord" ]; then
   "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check supervisor >&2
 fi
 
-gcc -O2 -Wall -o "$PEERS/bin/spam" "$HERE/workloads/spam.c"
+compile_workload spam
 
 exec python3 "$HERE/logs.py" "$@"

@@ -36,7 +36,7 @@ b. Sampling cost.  l4ctl: one app of 100 idle instances (`script = "sleep"`,
    `args = ["100000"]`, no port, no ceiling); PM2 the same (fork mode, interpreter none).  After
    all 100 are online in both and `--settle` s, both daemons' CPU over one shared 30 s window
    (10 s with --quick): per-thread /proc/PID/task/*/schedstat field 1 deltas, sampled every
-   0.1 s so threads that exit still count (supervisor.py's cpu_window; utime+stime ticks kept in
+   0.1 s so threads that exit still count (common.py's cpu_window; utime+stime ticks kept in
    the JSON as a cross-check).  l4ctl's CPU per sampling pass = CPU / (window / 1 s); all of the
    idle daemon's CPU is charged to sampling, so this is an upper bound.  Target < 5 ms per pass.
    Also the daemons' VmRSS with 100 instances.  PM2 samples nothing when idle (its 30 s worker
@@ -48,20 +48,17 @@ hog or sleep of this run still alive (found by L4BENCH_MEMORY_RUN=<this run's te
 environment) is SIGKILLed.  Peak memory: the PM2 hog reaches the 1.5 GiB cap in most reps.
 Exit status 0 when every measurement ran; with --strict, 1 if a target is missed.
 """
-import argparse, json, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, shutil, statistics, sys, tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from supervisor import proc_status, is_dead, cpu_window, descends_from, wait_for, run  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (HERE, PEERS, PM2_BIN, L4CTL, L4Daemon, PM2Daemon, cpu_window, descends_from,  # noqa: E402
+                    install_signal_handlers, is_dead, kib, measure_and_clean_up, node_version, parse_status,
+                    print_markdown_table, require_executables, rss_mib, run, sweep, wait_for, write_results)
 
-PEERS = os.path.join(HERE, ".peers")
-RESULTS = os.path.join(HERE, "results")
 HOG = os.path.join(HERE, "workloads", "hog.py")
 PY = os.path.realpath(sys.executable)  # the real interpreter, not a pyenv shim
 SLEEP = shutil.which("sleep") or "/bin/sleep"
-PM2_BIN = os.path.join(PEERS, "node_modules", ".bin", "pm2")
 PM2_HOME = os.path.join(PEERS, "pm2home-memory")
-L4CTL = os.environ.get("L4CTL", os.path.join(HERE, "..", "target", "release", "l4ctl"))
 MIB = 1 << 20
 CEIL = 100 * MIB  # "100M": 100 MiB in both tools
 REACT_MAX_S, PEAK_MAX_MIB = 1.5, 150.0
@@ -71,10 +68,6 @@ MARK = "L4BENCH_MEMORY_RUN"
 
 
 # ------------------------------------------------------------------ /proc helpers
-def kib(s, key):
-    return int(s[key].split()[0]) if s and key in s else None
-
-
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -100,7 +93,7 @@ def watch_hog(pid, timeout, every=0.002):
         if prev is not None:
             max_gap = max(max_gap, now - prev)
         prev = now
-        s = dict((k, v.strip()) for k, _, v in (l.partition(":") for l in text.splitlines())) if text else None
+        s = parse_status(text) if text else None
         if s is None or s.get("State", "")[:1] in ("Z", "X"):
             t_dead = now
             break
@@ -122,74 +115,30 @@ def watch_hog(pid, timeout, every=0.002):
             "peak_mib": max(peak_rss, peak_hwm) / MIB, "samples": n, "max_poll_gap_ms": max_gap * 1e3}
 
 
-def sweep(tmp):
+def sweep_run(tmp):
     """SIGKILL every process of this run still alive: MARK=<tmp> in its environment."""
-    tag, killed = ("%s=%s" % (MARK, tmp)).encode(), []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/environ" % d, "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if tag in env and not is_dead(int(d)):
-            try:
-                os.kill(int(d), signal.SIGKILL)
-                killed.append(int(d))
-            except ProcessLookupError:
-                pass
-    return killed
+    tag = ("%s=%s" % (MARK, tmp)).encode()
+    return sweep(lambda env: tag in env)
 
 
 # ------------------------------------------------------------------ the two tools
-class L4:
-    name = "l4ctl"
+class L4(L4Daemon):
+    daemon_extra = 'api_listen = "off"\n'
+    exit_wait = 30
 
     def __init__(self, tmp, hog_env, n_idle):
-        self.dir = os.path.join(tmp, "l4")
-        os.makedirs(self.dir)
-        self.proc = self.pid = None
-        self.cfg0 = self.config("daemon", "")
-        self.idle_cfg = self.config("idle", '\n[[apps]]\nname = "idle"\nscript = "sleep"\nargs = ["100000"]\n'
-                                            'instances = %d\n[apps.env]\n%s = "%s"\n'
-                                    % (n_idle, MARK, hog_env[MARK]))
+        d = os.path.join(tmp, "l4")
+        os.makedirs(d)
+        super().__init__(d)
+        self.idle_cfg = self.write_config("idle", '\n[[apps]]\nname = "idle"\nscript = "sleep"\nargs = ["100000"]\n'
+                                                  'instances = %d\n[apps.env]\n%s = "%s"\n'
+                                          % (n_idle, MARK, hog_env[MARK]))
 
     def hog_config(self, hog_env):
         env = "".join('%s = "%s"\n' % kv for kv in hog_env.items())
-        return self.config("hog", '\n[[apps]]\nname = "hog"\nscript = "%s"\nargs = ["%s"]\n'
-                                  'max_memory_restart = "100M"\nkill_timeout = "5s"\n[apps.env]\n%s'
-                           % (PY, HOG, env))
-
-    def config(self, name, apps):
-        path = os.path.join(self.dir, name + ".toml")
-        with open(path, "w") as f:  # home and log_dir are relative to the config file
-            f.write('[daemon]\nhome = "run"\nlog_dir = "logs"\napi_listen = "off"\n' + apps)
-        return path
-
-    def ctl(self, *args, check=True, timeout=60):
-        return run([L4CTL, "-c", self.cfg0, *args], check=check, timeout=timeout)
-
-    def version(self):
-        return run([L4CTL, "--version"]).stdout.strip()
-
-    def start_daemon(self):
-        with open(os.path.join(self.dir, "daemon.stderr"), "w") as log:  # the child keeps its own fd
-            self.proc = subprocess.Popen([L4CTL, "-c", self.cfg0, "daemon", "--log-file"],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        pidfile = os.path.join(self.dir, "run", "l4ctl.pid")
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError("l4ctl daemon exited %d, see %s" % (self.proc.returncode, self.dir))
-            try:
-                with open(pidfile) as f:
-                    mine = f.read().strip() == str(self.pid)
-            except FileNotFoundError:
-                return False
-            return mine and self.ctl("status", "--json", check=False).returncode == 0
-        wait_for(up, 20, 0.02, what="l4ctl daemon")
+        return self.write_config("hog", '\n[[apps]]\nname = "hog"\nscript = "%s"\nargs = ["%s"]\n'
+                                        'max_memory_restart = "100M"\nkill_timeout = "5s"\n[apps.env]\n%s'
+                                 % (PY, HOG, env))
 
     def instances(self, app):
         return [i for i in json.loads(self.ctl("status", "--json").stdout)["instances"] if i["app"] == app]
@@ -217,24 +166,12 @@ class L4:
     def delete(self, app):
         self.ctl("delete", app)
 
-    def shutdown(self):
-        if not self.proc or self.proc.poll() is not None:
-            return
-        self.ctl("kill", check=False)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()  # our own child, by pid
-            self.proc.wait(10)
 
-
-class PM2:
-    name = "PM2"
+class PM2(PM2Daemon):
+    kill_timeout, exit_wait = 60, 15
 
     def __init__(self, tmp, hog_env, n_idle):
-        self.home = PM2_HOME
-        self.env = dict(os.environ, PM2_HOME=self.home)
-        self.pid = None
+        super().__init__(PM2_HOME)
         self.dir = os.path.join(tmp, "pm2")
         os.makedirs(self.dir)
         self.idle_cfg = self.eco("idle", {"name": "idle", "script": SLEEP, "args": ["100000"], "interpreter": "none",
@@ -253,32 +190,8 @@ class PM2:
             json.dump({"apps": [app]}, f)
         return path
 
-    def ctl(self, *args, check=True, timeout=60):
-        return run([PM2_BIN, *args], env=self.env, check=check, timeout=timeout)
-
-    def version(self):  # from package.json: `pm2 --version` may spawn a daemon
-        with open(os.path.join(PEERS, "node_modules", "pm2", "package.json")) as f:
-            return json.load(f)["version"]
-
-    def read_pid(self):
-        try:
-            with open(os.path.join(self.home, "pm2.pid")) as f:
-                pid = int(f.read().strip())
-            return None if is_dead(pid) else pid
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def start_daemon(self):
-        if self.read_pid():  # a daemon left over in our own home from an aborted run
-            self.ctl("kill", check=False)
-        shutil.rmtree(self.home, ignore_errors=True)
-        os.makedirs(self.home)
-        self.ctl("ping")
-        self.pid = wait_for(self.read_pid, 20, what="PM2 daemon pid")
-
     def instances(self, app):
-        out = self.ctl("jlist").stdout
-        return [p for p in (json.loads(out[out.index("["):]) if "[" in out else []) if p["name"] == app]
+        return [p for p in self.jlist() if p["name"] == app]
 
     def start(self, cfg):
         self.ctl("start", cfg, timeout=180)
@@ -301,16 +214,6 @@ class PM2:
 
     def delete(self, app):
         self.ctl("delete", app)
-
-    def shutdown(self):
-        pid = self.read_pid()
-        if not pid:  # not running: `pm2 kill` would spawn a daemon just to stop it
-            return
-        self.ctl("kill", check=False, timeout=60)
-        try:
-            wait_for(lambda: is_dead(pid), 15, 0.05, what="PM2 daemon exit")
-        except TimeoutError:
-            os.kill(pid, signal.SIGTERM)  # the daemon this run spawned in its own PM2_HOME
 
 
 # ------------------------------------------------------------------ a. memory ceiling
@@ -399,11 +302,11 @@ def sampling_cost(l4, pm2, a):
     for t in tools:
         n = t.online("idle")
         assert n == a.instances, "%s: only %d of %d idle instances online" % (t.name, n, a.instances)
-    out["rss_mib"] = {t.name: kib(proc_status(t.pid), "VmRSS") / 1024 for t in tools}
+    out["rss_mib"] = {t.name: rss_mib(t.pid) for t in tools}
     out["window_s"], cpu = cpu_window([t.pid for t in tools], a.idle)
     out["cpu_detail"] = {t.name: cpu[t.pid] for t in tools}
     out["cpu_ms"] = {t.name: cpu[t.pid]["ms"] for t in tools}
-    out["rss_after_mib"] = {t.name: kib(proc_status(t.pid), "VmRSS") / 1024 for t in tools}
+    out["rss_after_mib"] = {t.name: rss_mib(t.pid) for t in tools}
     out["passes"] = out["window_s"] / L4_SAMPLE_S
     out["l4ctl_ms_per_pass"] = out["cpu_ms"]["l4ctl"] / out["passes"]
     for t in tools:  # every instance still there
@@ -466,15 +369,10 @@ def fmt(x):
 
 
 def print_table(rows):
-    head = ("metric", "l4ctl", "PM2", "ratio l4ctl/PM2", "target", "pass/fail")
-    body = [(r["label"], fmt(r["values"].get("l4ctl")), fmt(r["values"].get("PM2")),
-             "%.4f" % r["ratio"] if r["ratio"] is not None else "-", r["target"],
-             {True: "PASS", False: "FAIL", None: ""}[r["pass"]]) for r in rows]
-    w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cells)) + " |"
-    print("\n" + line(head) + "\n|" + "|".join("-" * (x + 2) for x in w) + "|")
-    for b in body:
-        print(line(b))
+    print_markdown_table(("metric", "l4ctl", "PM2", "ratio l4ctl/PM2", "target", "pass/fail"),
+                         [(r["label"], fmt(r["values"].get("l4ctl")), fmt(r["values"].get("PM2")),
+                           "%.4f" % r["ratio"] if r["ratio"] is not None else "-", r["target"],
+                           {True: "PASS", False: "FAIL", None: ""}[r["pass"]]) for r in rows])
 
 
 def main():
@@ -502,16 +400,11 @@ def main():
     a.seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
     if a.l4_reps < 1 or a.pm2_reps < 0:
         sys.exit("--l4-reps must be >= 1 and --pm2-reps >= 0")
-    for path, what in ((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run memory.sh)"), (PY, "python3")):
-        if not os.access(path, os.X_OK):
-            sys.exit("missing %s: %s" % (what, path))
+    require_executables(((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run memory.sh)"), (PY, "python3")))
     if not os.path.exists(HOG):
         sys.exit("missing %s" % HOG)
 
-    # SIGINT/SIGTERM unwind through the finally below, so both daemons and every hog are stopped
-    # (SIGINT explicitly: a background job would otherwise inherit it as ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    install_signal_handlers()  # both daemons and every hog are stopped on SIGINT/SIGTERM too
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = tempfile.mkdtemp(prefix="l4bench-memory-")
     hog_env = {"HOG_START_DELAY": "%g" % a.hog_delay, "HOG_CAP_MB": str(a.hog_cap), MARK: tmp}
@@ -519,14 +412,15 @@ def main():
     l4, pm2 = L4(tmp, hog_env, a.instances), PM2(tmp, hog_env, a.instances)
     meta = {"timestamp": stamp, "l4ctl": os.path.abspath(L4CTL), "l4ctl_version": l4.version(),
             "debug_build": "/debug/" in os.path.abspath(L4CTL), "pm2_version": pm2.version(),
-            "node_version": run(["node", "--version"]).stdout.strip(), "python": PY,
+            "node_version": node_version(), "python": PY,
             "python_version": sys.version.split()[0], "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
             "args": vars(a), "tmp": tmp, "ceiling_bytes": CEIL, "hog_env": hog_env}
     print("l4ctl: %s (%s)  PM2 %s  node %s  cpus %d  load %.2f  seed %d" % (
         meta["l4ctl"], meta["l4ctl_version"], meta["pm2_version"], meta["node_version"], meta["cpus"],
         meta["loadavg_start"][0], a.seed), flush=True)
-    ok, raw = False, {}
-    try:
+
+    def measure():
+        raw = {}
         for t in (l4, pm2):
             t.start_daemon()
         print("a. memory ceiling 100 MiB: %d l4ctl reps, %d PM2 reps, interleaved" % (a.l4_reps, a.pm2_reps),
@@ -534,20 +428,9 @@ def main():
         raw["memceil"] = memceil(l4, pm2, a, rng, hog_env)
         print("b. sampling cost: %d idle instances, %.0f s window" % (a.instances, a.idle), flush=True)
         raw["sampling"] = sampling_cost(l4, pm2, a)
-        ok = True
-    finally:
-        for t in (l4, pm2):
-            try:
-                t.shutdown()
-            except Exception as e:  # keep going: the other daemon must be stopped too
-                print("warning: %s shutdown: %s" % (t.name, e), file=sys.stderr)
-        left = sweep(tmp)
-        if left:
-            print("killed %d process(es) of this run still alive: %s" % (len(left), left), file=sys.stderr)
-        if ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("temp dir (l4ctl home and logs, PM2 logs) kept:", tmp, file=sys.stderr)
+        return raw
+    raw = measure_and_clean_up(measure, (l4, pm2), tmp, "temp dir (l4ctl home and logs, PM2 logs) kept:",
+                               lambda: sweep_run(tmp), "killed %d process(es) of this run still alive: %s")
     meta["loadavg_end"] = os.getloadavg()
     rows = summarize(raw, a)
     print_table(rows)
@@ -567,10 +450,7 @@ def main():
         sc["window_s"], sc["passes"], {k: round(v["ms"], 2) for k, v in sc["cpu_detail"].items()},
         {k: v["tick_ms"] for k, v in sc["cpu_detail"].items()}))
     print("load average start %.2f, end %.2f" % (meta["loadavg_start"][0], meta["loadavg_end"][0]))
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "memory-%s.json" % stamp)
-    with open(out, "w") as f:
-        json.dump({"meta": meta, "summary": rows, "raw": raw}, f, indent=1)
+    out = write_results("memory", stamp, meta, rows, raw)
     print("raw numbers:", out, "(debug l4ctl build)" if meta["debug_build"] else "")
     return 1 if a.strict and not all(r["pass"] for r in rows if r["pass"] is not None) else 0
 

@@ -39,12 +39,12 @@ ran; with --strict, 1 if a target is missed.
 import argparse, json, os, shlex, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = os.path.join(HERE, ".peers")
-RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (PEERS, PM2_BIN, L4CTL, L4Daemon, PM2Daemon, cpu_window, descends_from,  # noqa: E402
+                    install_signal_handlers, measure_and_clean_up, node_version, print_markdown_table,
+                    require_executables, rss_mib, run, wait_for, write_results)
+
 WORKER = os.path.join(PEERS, "bin", "port_worker")
-PM2_BIN = os.path.join(PEERS, "node_modules", ".bin", "pm2")
-L4CTL = os.environ.get("L4CTL", os.path.join(HERE, "..", "target", "release", "l4ctl"))
 L4_PORT, PM2_PORT = 9300, 9320
 
 TARGETS = {"status_ms": (1 / 50, "<= 0.02 (50x faster)"), "rss0_mib": (1 / 10, "<= 0.1"),
@@ -52,79 +52,7 @@ TARGETS = {"status_ms": (1 / 50, "<= 0.02 (50x faster)"), "rss0_mib": (1 / 10, "
            "crash_ms": (1 / 3, "<= 0.33 (3x faster)"), "cold8_ms": (1 / 2, "<= 0.5 (2x faster)")}
 
 
-# ------------------------------------------------------------------ /proc and socket helpers
-def proc_status(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            return dict((k, v.strip()) for k, _, v in (l.partition(":") for l in f))
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def is_dead(pid):
-    s = proc_status(pid)
-    return s is None or s.get("State", "")[:1] in ("Z", "X")
-
-
-def rss_mib(pid):  # VmRSS, MiB
-    return int(proc_status(pid)["VmRSS"].split()[0]) / 1024
-
-
-def thread_ns(pid):
-    """{tid: ns on CPU} from /proc/PID/task/*/schedstat (field 1)."""
-    out = {}
-    for t in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                out[t] = int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            pass  # thread exited between listdir and open
-    return out
-
-
-def ticks(pid):  # utime+stime incl. exited threads, 1/CLK_TCK s resolution (cross-check only)
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_window(pids, seconds, every=0.1):
-    """ms on CPU per pid over one shared window.  Threads are sampled every 0.1 s, so a
-    thread that exits mid-window (e.g. a blocking pool thread) loses at most its last 0.1 s."""
-    first = {p: thread_ns(p) for p in pids}
-    last = {p: dict(first[p]) for p in pids}
-    t0, k0 = time.monotonic(), {p: ticks(p) for p in pids}
-    while time.monotonic() - t0 < seconds:
-        time.sleep(every)
-        for p in pids:
-            last[p].update(thread_ns(p))
-    hz = os.sysconf("SC_CLK_TCK")
-    return time.monotonic() - t0, {p: {
-        "ms": sum(ns - first[p].get(tid, 0) for tid, ns in last[p].items()) / 1e6,
-        "tick_ms": (ticks(p) - k0[p]) * 1000 / hz, "threads": [len(first[p]), len(last[p])]} for p in pids}
-
-
-def descends_from(pid, ancestor):
-    for _ in range(8):
-        s = proc_status(pid)
-        if not s:
-            return False
-        pid = int(s["PPid"])
-        if pid == ancestor:
-            return True
-    return False
-
-
-def wait_for(pred, timeout, interval=0.01, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise TimeoutError("timed out after %.0f s waiting for %s" % (timeout, what))
-
-
+# ------------------------------------------------------------------ socket helpers
 def probe(port, timeout=0.2):
     """The pid a worker on 127.0.0.1:port answers with, or None."""
     try:
@@ -140,54 +68,14 @@ def ports_closed(ports):
     return all(probe(p) is None for p in ports)
 
 
-def run(argv, env=None, timeout=60, check=True):
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (shlex.join(argv), r.returncode, r.stderr + r.stdout))
-    return r
-
-
 # ------------------------------------------------------------------ the two tools
-class L4:
-    name, base_port, env = "l4ctl", L4_PORT, None  # env: inherit ours
-
-    def __init__(self, tmp):
-        self.dir = tmp
-        self.proc, self.pid = None, None
-        self.cfg0 = self.config("daemon", 0)
-        self.status_argv = [L4CTL, "-c", self.cfg0, "status", "--json"]
+class L4(L4Daemon):
+    base_port, env = L4_PORT, None  # env: inherit ours
 
     def config(self, name, n):
-        """A config in self.dir; all share home = run, so they talk to one daemon."""
-        path = os.path.join(self.dir, name + ".toml")
-        text = '[daemon]\nhome = "run"\nlog_dir = "logs"\n'
-        if n:
-            text += ('\n[[apps]]\nname = "w"\nscript = "%s"\ninstances = %d\nport = %d\n'
-                     % (WORKER, n, self.base_port))
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    def ctl(self, *args, check=True):
-        return run([L4CTL, "-c", self.cfg0, *args], check=check)
-
-    def start_daemon(self):
-        with open(os.path.join(self.dir, "daemon.stderr"), "w") as log:  # the child keeps its own fd
-            self.proc = subprocess.Popen([L4CTL, "-c", self.cfg0, "daemon", "--log-file"],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        pidfile = os.path.join(self.dir, "run", "l4ctl.pid")
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError("l4ctl daemon exited %d, see %s" % (self.proc.returncode, self.dir))
-            try:
-                with open(pidfile) as f:
-                    mine = f.read().strip() == str(self.pid)
-            except FileNotFoundError:
-                return False
-            return mine and self.ctl("status", "--json", check=False).returncode == 0
-        wait_for(up, 20, 0.02, what="l4ctl daemon")
+        """A config in self.dir running n workers (none: the daemon's own)."""
+        return self.write_config(name, '\n[[apps]]\nname = "w"\nscript = "%s"\ninstances = %d\nport = %d\n'
+                                       % (WORKER, n, self.base_port) if n else "")
 
     def start_argv(self, n):
         return [L4CTL, "start", self.config("w%d" % n, n)]
@@ -195,48 +83,13 @@ class L4:
     def online(self):
         return sum(i["state"] == "online" for i in json.loads(self.ctl("status", "--json").stdout)["instances"])
 
-    def shutdown(self):
-        if not self.proc:
-            return
-        self.ctl("kill", check=False)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()  # our own child, by pid
-            self.proc.wait(10)
 
-
-class PM2:
-    name, base_port = "PM2", PM2_PORT
+class PM2(PM2Daemon):
+    base_port = PM2_PORT
 
     def __init__(self):
-        self.home = os.path.join(PEERS, "pm2home-supervisor")
-        self.env = dict(os.environ, PM2_HOME=self.home)
+        super().__init__(os.path.join(PEERS, "pm2home-supervisor"))
         self.status_argv = [PM2_BIN, "jlist"]
-        self.pid = None
-
-    def ctl(self, *args, check=True, timeout=60):
-        return run([PM2_BIN, *args], env=self.env, check=check, timeout=timeout)
-
-    def version(self):  # from package.json: `pm2 --version` may spawn a daemon
-        with open(os.path.join(PEERS, "node_modules", "pm2", "package.json")) as f:
-            return json.load(f)["version"]
-
-    def read_pid(self):
-        try:
-            with open(os.path.join(self.home, "pm2.pid")) as f:
-                pid = int(f.read().strip())
-            return None if is_dead(pid) else pid
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def start_daemon(self):
-        if self.read_pid():  # a daemon left over in our own home from an aborted run
-            self.ctl("kill", check=False)
-        shutil.rmtree(self.home, ignore_errors=True)
-        os.makedirs(self.home)
-        self.ctl("ping")
-        self.pid = wait_for(self.read_pid, 20, what="PM2 daemon pid")
 
     def start_argv(self, n):
         path = os.path.join(self.home, "eco-w%d.json" % n)
@@ -248,18 +101,7 @@ class PM2:
         return [PM2_BIN, "start", path]
 
     def online(self):
-        out = self.ctl("jlist").stdout
-        return sum(p["pm2_env"]["status"] == "online" for p in json.loads(out[out.index("["):]))
-
-    def shutdown(self):
-        pid = self.read_pid()
-        if not pid:  # not running: `pm2 kill` would spawn a daemon just to stop it
-            return
-        self.ctl("kill", check=False, timeout=30)
-        try:
-            wait_for(lambda: is_dead(pid), 10, 0.05)
-        except TimeoutError:
-            os.kill(pid, signal.SIGTERM)  # the daemon this run spawned in its own PM2_HOME
+        return sum(p["pm2_env"]["status"] == "online" for p in self.jlist())
 
 
 # ------------------------------------------------------------------ measurements
@@ -403,14 +245,9 @@ def summarize(raw):
 
 def print_table(rows, raw):
     fmt = lambda x: "%.3f" % x if x < 10 else "%.1f" % x
-    head = ("metric", "l4ctl", "PM2", "ratio l4ctl/PM2", "target", "pass/fail")
-    body = [(r["label"], fmt(r["l4ctl"]), fmt(r["PM2"]), "%.4f" % r["ratio"], r["target"],
-             "PASS" if r["pass"] else "FAIL") for r in rows]
-    w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cells)) + " |"
-    print("\n" + line(head) + "\n|" + "|".join("-" * (x + 2) for x in w) + "|")
-    for b in body:
-        print(line(b))
+    print_markdown_table(("metric", "l4ctl", "PM2", "ratio l4ctl/PM2", "target", "pass/fail"),
+                         [(r["label"], fmt(r["l4ctl"]), fmt(r["PM2"]), "%.4f" % r["ratio"], r["target"],
+                           "PASS" if r["pass"] else "FAIL") for r in rows])
     print()
     for r in rows:
         if "l4ctl_min_max_n" in r:
@@ -431,48 +268,28 @@ def main():
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = ap.parse_args()
     a.idle = 10.0 if a.quick else 60.0
-    for path, what in ((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run supervisor.sh)"), (WORKER, "port_worker")):
-        if not os.access(path, os.X_OK):
-            sys.exit("missing %s: %s" % (what, path))
+    require_executables(((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run supervisor.sh)"), (WORKER, "port_worker")))
     busy = [p for p in list(range(L4_PORT, L4_PORT + 8)) + list(range(PM2_PORT, PM2_PORT + 8)) if probe(p)]
     if busy:
         sys.exit("ports already in use on 127.0.0.1: %s" % busy)
 
-    # SIGINT/SIGTERM unwind through the finally below, so both daemons are stopped
-    # (SIGINT explicitly: a background job would otherwise inherit it as ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    install_signal_handlers()  # both daemons are stopped on SIGINT/SIGTERM too
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = tempfile.mkdtemp(prefix="l4bench-")
-    l4, pm2, ok = L4(tmp), PM2(), False
+    l4, pm2 = L4(tmp), PM2()
     meta = {"timestamp": stamp, "l4ctl": os.path.abspath(L4CTL),
-            "l4ctl_version": run([L4CTL, "--version"]).stdout.strip(),
+            "l4ctl_version": l4.version(),
             "debug_build": "/debug/" in os.path.abspath(L4CTL), "pm2_version": pm2.version(),
-            "node_version": run(["node", "--version"]).stdout.strip(), "cpus": os.cpu_count(),
+            "node_version": node_version(), "cpus": os.cpu_count(),
             "loadavg_start": os.getloadavg(), "quick": a.quick}
     print("l4ctl: %s (%s)  PM2 %s  node %s  cpus %d  load %.2f" % (
         meta["l4ctl"], meta["l4ctl_version"], meta["pm2_version"], meta["node_version"],
         meta["cpus"], meta["loadavg_start"][0]), flush=True)
-    try:
-        raw = measure(l4, pm2, a)
-        ok = True
-    finally:
-        for t in (l4, pm2):
-            try:
-                t.shutdown()
-            except Exception as e:  # keep going: the other daemon must be stopped too
-                print("warning: %s shutdown: %s" % (t.name, e), file=sys.stderr)
-        if ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("l4ctl home and logs kept in", tmp, file=sys.stderr)
+    raw = measure_and_clean_up(lambda: measure(l4, pm2, a), (l4, pm2), tmp, "l4ctl home and logs kept in")
     meta["loadavg_end"] = os.getloadavg()
     rows = summarize(raw)
     print_table(rows, raw)
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "supervisor-%s.json" % stamp)
-    with open(out, "w") as f:
-        json.dump({"meta": meta, "summary": rows, "raw": raw}, f, indent=1)
+    out = write_results("supervisor", stamp, meta, rows, raw)
     print("\nraw numbers:", out, "(debug l4ctl build)" if meta["debug_build"] else "")
     return 1 if a.strict and not all(r["pass"] for r in rows) else 0
 

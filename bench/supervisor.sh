@@ -8,15 +8,10 @@
 # the C port worker is compiled into bench/.peers/bin on every run (it takes ~0.1 s).
 # Results: a table on stdout, raw numbers in bench/results/supervisor-<timestamp>.json.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEERS="$HERE/.peers"
-export L4CTL=${L4CTL:-$ROOT/target/release/l4ctl}
-
-[ -x "$L4CTL" ] || { echo "l4ctl binary not found: $L4CTL (set L4CTL=...)" >&2; exit 1; }
-command -v node >/dev/null || { echo "node is required for PM2" >&2; exit 1; }
-command -v gcc >/dev/null || { echo "gcc is required for the port worker" >&2; exit 1; }
+need node "node is required for PM2"
+need gcc "gcc is required for the port worker"
 # hyperfine times the status commands without the ~1 ms of Python fork/exec.
 if ! command -v hyperfine >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "installing hyperfine (apt)" >&2
@@ -24,12 +19,7 @@ if ! command -v hyperfine >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-g
 fi
 
 mkdir -p "$PEERS/bin" "$HERE/results"
-if [ ! -x "$PEERS/node_modules/.bin/pm2" ]; then
-  echo "installing pm2 into $PEERS (npm, local)" >&2
-  # a package.json of its own, so npm does not walk up and install into another project
-  [ -f "$PEERS/package.json" ] || echo '{"name":"layer4-bench-peers","private":true}' >"$PEERS/package.json"
-  (cd "$PEERS" && npm install --no-audit --no-fund pm2 >&2)
-fi
-gcc -O2 -Wall -o "$PEERS/bin/port_worker" "$HERE/workloads/port_worker.c"
+install_pm2
+compile_workload port_worker
 
 exec python3 "$HERE/supervisor.py" "$@"
