@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
+use super::reaping::Stray;
 use super::spawn::{SpawnRequest, spawn};
 use super::supervisor::{GROUP_POLL, Inst, Supervisor};
 use super::{Msg, procs};
@@ -108,16 +109,19 @@ impl Supervisor {
             Action::Terminate | Action::Kill => {
                 // The group now (one syscall); tagged processes outside it in one scan
                 // for the whole message (`signal_strays`), however many instances stop.
+                let entry = format!("{}={}", procs::TAG_VAR, inst.tag);
                 let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
                 procs::signal_all(inst.pgid, &[], signal);
-                self.signals.push((format!("{}={}", procs::TAG_VAR, inst.tag), inst.pgid, signal));
+                self.strays.push(Stray { entry, pgid: inst.pgid, signal });
+                self.strays_now = true;
                 None
             }
             Action::Cleanup => {
-                // The group at once (one syscall); strays outside it in `sweep`.
+                // The group at once (one syscall); strays outside it in `signal_strays`.
                 procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
-                self.sweeps.push((std::mem::take(&mut inst.tag), inst.pgid.take()));
-                self.sweep_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
+                let entry = format!("{}={}", procs::TAG_VAR, std::mem::take(&mut inst.tag));
+                self.strays.push(Stray { entry, pgid: inst.pgid.take(), signal: Signal::SIGKILL });
+                self.strays_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
                 None
             }
             Action::Schedule { after, epoch } => {

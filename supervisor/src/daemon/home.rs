@@ -10,12 +10,9 @@ use tokio::net::UnixListener;
 
 use super::Error;
 
-/// Where a daemon keeps its files.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub home: PathBuf,
-    pub log_dir: PathBuf,
-}
+/// The names of a daemon's files in its home.
+#[derive(Debug, Clone, Copy)]
+pub struct Paths;
 
 impl Paths {
     pub fn socket(home: &Path) -> PathBuf {

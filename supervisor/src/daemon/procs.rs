@@ -70,11 +70,6 @@ pub fn all_pids() -> Vec<i32> {
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
-/// Whether `/proc/<pid>/environ` holds exactly the entry `var=value`.
-pub fn environ_has(pid: i32, entry: &[u8]) -> bool {
-    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
-}
-
 /// Live processes (other than us) carrying any of `entries` (`L4_TAG=...`) in their
 /// environment, with the index of the entry each carries. One pass over `/proc`,
 /// one `environ` read per process, however many entries are asked for.
@@ -118,9 +113,7 @@ pub fn group_alive(pgid: Option<i32>) -> bool {
 
 /// Processes left by an earlier daemon of the same home (found by `L4_SUPERVISOR`).
 pub fn leftovers_of(home: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let entry = format!("{SUPERVISOR_VAR}={home}");
-    all_pids().into_iter().filter(|&pid| pid != me && environ_has(pid, entry.as_bytes())).collect()
+    tagged_pids(&[format!("{SUPERVISOR_VAR}={home}")]).into_iter().map(|(pid, _)| pid).collect()
 }
 
 /// Reap every child that has ended, ours or orphans re-parented to us, without

@@ -1,7 +1,7 @@
 //! Reaping and clean-up for the supervisor: every ended child is collected with
 //! `waitpid(-1)` (ours, and orphans re-parented to us as subreaper), stop signals
 //! reach tagged processes outside their group, and strays of finished runs are
-//! killed in one `/proc` scan per message.
+//! killed, all in one `/proc` scan per message.
 
 use nix::sys::signal::Signal;
 
@@ -24,36 +24,32 @@ impl Supervisor {
         }
     }
 
-    /// SIGKILL what finished runs left outside their process group (found by tag).
-    /// When a replacement is starting, this waits for the next message: the scan reads
-    /// every process's environment (milliseconds), and a restart must not wait for
-    /// it or compete with the replacement's start-up for the CPU. The group itself
-    /// was killed at once. When nothing restarts (stop, shutdown), it runs at once.
-    pub(super) fn sweep(&mut self) {
-        self.sweep_now = false;
-        if self.sweeps.is_empty() {
-            return;
-        }
-        let entries: Vec<String> =
-            std::mem::take(&mut self.sweeps).into_iter().map(|(tag, _)| format!("{}={tag}", procs::TAG_VAR)).collect();
-        let pids: Vec<i32> = procs::tagged_pids(&entries).into_iter().map(|(pid, _)| pid).collect();
-        if !pids.is_empty() {
-            tracing::info!(?pids, "killing processes left by finished runs");
-            procs::signal_all(None, &pids, Signal::SIGKILL);
-        }
-    }
-
-    /// Deliver this message's stop signals to tagged processes outside their groups.
+    /// Signal the tagged processes of this message's stops and finished runs that
+    /// are outside their process group (the group itself was signalled at once):
+    /// one `/proc` scan for all of them. A finished run whose replacement is starting
+    /// leaves its SIGKILL for the next message, so a restart neither waits for the
+    /// scan (it reads every process's environment) nor competes with it for the CPU.
     pub(super) fn signal_strays(&mut self) {
-        if self.signals.is_empty() {
+        self.strays_now = false;
+        if self.strays.is_empty() {
             return;
         }
-        let signals = std::mem::take(&mut self.signals);
-        let entries: Vec<String> = signals.iter().map(|(e, _, _)| e.clone()).collect();
+        let strays = std::mem::take(&mut self.strays);
+        let entries: Vec<String> = strays.iter().map(|s| s.entry.clone()).collect();
         for (pid, i) in procs::tagged_pids(&entries) {
-            let (_, pgid, signal) = signals[i];
+            let Stray { pgid, signal, .. } = strays[i];
+            tracing::info!(pid, signal = signal.as_str(), "signalling a process outside its instance's group");
             // Members of the group were reached by `killpg` already: never signal twice.
             procs::signal_outside(pgid, &[pid], signal);
         }
     }
+}
+
+/// A signal still owed to the processes of one run that left its process group.
+#[derive(Debug)]
+pub(super) struct Stray {
+    /// `L4_TAG=<run>` as it appears in their environment.
+    pub entry: String,
+    pub pgid: Option<i32>,
+    pub signal: Signal,
 }

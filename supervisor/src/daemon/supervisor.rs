@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::Mode;
@@ -61,12 +60,10 @@ pub(super) struct Supervisor {
     pub(super) rng: u64,
     /// Pids we started and still have to reap: `(app, instance index)`.
     pub(super) owned: HashMap<i32, (String, u32)>,
-    /// Tags of finished runs whose stray processes still have to be swept.
-    pub(super) sweeps: Vec<(String, Option<i32>)>,
-    /// Stop signals of this message still to be sent outside the groups: `(L4_TAG entry, group, signal)`.
-    pub(super) signals: Vec<(String, Option<i32>, Signal)>,
-    /// A sweep that must not wait for the tick: the instance is not restarting.
-    pub(super) sweep_now: bool,
+    /// Signals owed to processes that left their instance's group (see `signal_strays`).
+    pub(super) strays: Vec<super::reaping::Stray>,
+    /// `strays` must be served before this message is done (not only at the next one).
+    pub(super) strays_now: bool,
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
     pub(super) ticks_per_sec: u64,
@@ -95,9 +92,8 @@ impl Supervisor {
             run_id: format!("{}-{:x}", std::process::id(), seed),
             rng: seed | 1,
             owned: HashMap::new(),
-            sweeps: Vec::new(),
-            signals: Vec::new(),
-            sweep_now: false,
+            strays: Vec::new(),
+            strays_now: false,
             waiters: Vec::new(),
             shutting_down: false,
             ticks_per_sec,
@@ -205,11 +201,10 @@ impl Supervisor {
                 let _ = reply.send(std::mem::replace(&mut self.logs, LogHub::closed()));
             }
         }
-        // Only a restart just started by SIGCHLD may leave its sweep for later; any
-        // other message (the next tick at the latest) sweeps before waiters are answered.
-        self.signal_strays();
-        if self.sweep_now || !only_reaping {
-            self.sweep();
+        // Only a restart just started by SIGCHLD may leave its strays for later; any
+        // other message (the next tick at the latest) serves them before waiters are answered.
+        if self.strays_now || !only_reaping {
+            self.signal_strays();
         }
         self.check_waiters();
     }
