@@ -16,37 +16,39 @@ use super::rotate::rotated_files;
 /// current one holds fewer (compressed ones included). Only regular files are read,
 /// and only their end: a FIFO or a device named as a log file is never read here.
 pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
-    let mut lines = tail_of_bytes(&tail_bytes(path, n), n);
+    let tail = File::open(path)
+        .ok()
+        .and_then(|f| f.metadata().ok().filter(|m| m.is_file()).map(|m| read_tail(&f, m.len(), n)))
+        .unwrap_or_default();
+    with_older_lines(path, tail_of_bytes(&tail, n), n)
+}
+
+/// `lines` (the newest), preceded by lines of the newest rotated files of `path`
+/// until there are `n`.
+fn with_older_lines(path: &Path, mut lines: Vec<Vec<u8>>, n: usize) -> Vec<Vec<u8>> {
     let mut older = rotated_files(path);
     while lines.len() < n {
         let Some(prev) = older.pop() else { break };
-        let bytes = read_maybe_gz(&prev).unwrap_or_default();
-        let mut more = tail_of_bytes(&bytes, n - lines.len());
+        let mut more = tail_of_bytes(&read_maybe_gz(&prev).unwrap_or_default(), n - lines.len());
         more.append(&mut lines);
         lines = more;
     }
     lines
 }
 
-/// The end of a regular file holding at least `n` whole lines (or all of it),
-/// read backwards in blocks.
-fn tail_bytes(path: &Path, n: usize) -> Vec<u8> {
+/// The bytes of `file` before `end`, read backwards in 64 KiB blocks until they hold
+/// more than `n` newlines (or the file's start is reached).
+fn read_tail(file: &File, end: u64, n: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
-    let Ok(file) = File::open(path) else { return vec![] };
-    let Ok(meta) = file.metadata() else { return vec![] };
-    if !meta.is_file() || n == 0 {
-        return vec![];
-    }
-    let len = meta.len();
-    let mut start = len;
-    let mut buf: Vec<u8> = Vec::new();
-    while start > 0 && memchr::memchr_iter(b'\n', &buf).count() <= n {
+    let (mut start, mut buf, mut newlines) = (end, Vec::new(), 0);
+    while start > 0 && newlines <= n {
         let step = (64u64 << 10).min(start);
         start -= step;
         let mut block = vec![0; step as usize];
         if file.read_exact_at(&mut block, start).is_err() {
-            return vec![];
+            return buf;
         }
+        newlines += memchr::memchr_iter(b'\n', &block).count();
         block.extend_from_slice(&buf);
         buf = block;
     }
@@ -92,12 +94,9 @@ impl Follower {
             if let Ok(meta) = file.metadata() {
                 f.inode = meta.ino();
                 // Start after the last whole line; a partial one is completed by `poll`.
-                use std::os::unix::fs::FileExt;
-                let from = meta.len().saturating_sub(256 << 10);
-                let mut buf = vec![0; (meta.len() - from) as usize];
-                let got = file.read_at(&mut buf, from).unwrap_or(0);
-                buf.truncate(got);
-                f.offset = memchr::memrchr(b'\n', &buf).map_or(from, |i| from + i as u64 + 1);
+                let tail = read_tail(&file, meta.len(), 0);
+                let before = meta.len() - tail.len() as u64;
+                f.offset = memchr::memrchr(b'\n', &tail).map_or(before, |i| before + i as u64 + 1);
             }
             f.file = Some(file);
         }
@@ -107,31 +106,8 @@ impl Follower {
     /// The `n` lines before the point where following starts (older ones from
     /// rotated files), so that history and followed lines neither overlap nor gap.
     pub fn history(&self, n: usize) -> Vec<Vec<u8>> {
-        let mut bytes = Vec::new();
-        if let Some(file) = &self.file {
-            // The end of the file up to where following starts, enough for `n` lines.
-            use std::os::unix::fs::FileExt;
-            let mut start = self.offset;
-            while start > 0 && memchr::memchr_iter(b'\n', &bytes).count() <= n {
-                let step = (64u64 << 10).min(start);
-                start -= step;
-                let mut block = vec![0; step as usize];
-                if file.read_exact_at(&mut block, start).is_err() {
-                    break;
-                }
-                block.extend_from_slice(&bytes);
-                bytes = block;
-            }
-        }
-        let mut lines = tail_of_bytes(&bytes, n);
-        let mut older = rotated_files(&self.path);
-        while lines.len() < n {
-            let Some(prev) = older.pop() else { break };
-            let mut more = tail_of_bytes(&read_maybe_gz(&prev).unwrap_or_default(), n - lines.len());
-            more.append(&mut lines);
-            lines = more;
-        }
-        lines
+        let tail = self.file.as_ref().map(|f| read_tail(f, self.offset, n)).unwrap_or_default();
+        with_older_lines(&self.path, tail_of_bytes(&tail, n), n)
     }
 
     /// Complete new lines since the last call.

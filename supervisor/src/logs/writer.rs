@@ -76,7 +76,21 @@ struct Sink {
     discard: bool,
 }
 
-/// Per (instance, stream): the start of a line whose end has not arrived.
+/// Where the lines of one chunk go and how they are prefixed.
+#[derive(Debug)]
+struct LineCtx {
+    /// Sink of the chunk's stream, and the combined sink.
+    own: usize,
+    comb: usize,
+    p_own: Vec<u8>,
+    p_comb: Vec<u8>,
+    ts: String,
+    instance: u32,
+    stream: Stream,
+    at: SystemTime,
+}
+
+/// Per pipe: the start of a line whose end has not arrived.
 #[derive(Debug, Default)]
 struct Partial {
     bytes: Vec<u8>,
@@ -244,118 +258,72 @@ impl Writer {
         self.spec.files.iter().position(|f| f.instance.is_none() || f.instance == Some(instance)).map(|i| i * 3)
     }
 
-    fn partial(&mut self, _instance: u32, _stream: Stream) -> &mut Partial {
+    /// The unfinished line of the pipe being handled.
+    fn partial(&mut self) -> &mut Partial {
         self.partials.entry(self.pipe).or_default()
     }
 
     fn chunk(&mut self, instance: u32, stream: Stream, at: SystemTime, data: &[u8], eof: bool) {
         let Some(trio) = self.trio(instance) else { return };
-        let (own, comb) = (trio + stream as usize, trio + 2);
         let ts = self.stamp.text(at).to_owned();
         let (p_own, p_comb) = prefixes(&self.spec, &ts, instance, stream);
+        let ctx = LineCtx { own: trio + stream as usize, comb: trio + 2, p_own, p_comb, ts, instance, stream, at };
         let period = period_of(self.spec.interval, at);
-        for idx in [own, comb] {
-            if self.spec.interval != RotateInterval::None && self.sinks[idx].regular && self.sinks[idx].period != period
-            {
-                if self.sinks[idx].size + self.sinks[idx].buf.len() as u64 > 0 {
+        for idx in [ctx.own, ctx.comb] {
+            let sink = &self.sinks[idx];
+            if self.spec.interval != RotateInterval::None && sink.regular && sink.period != period {
+                if sink.size + sink.buf.len() as u64 > 0 {
                     self.rotate(idx, at);
                 }
                 self.sinks[idx].period = period;
             }
         }
-        let max_line = self.spec.max_line;
+        let mut carried = std::mem::take(self.partial());
         let mut rest = data;
-        // Finish the line started by an earlier chunk.
-        let mut carried = std::mem::take(self.partial(instance, stream));
-        if !carried.bytes.is_empty() || carried.discarding {
-            match memchr::memchr(b'\n', rest) {
-                Some(nl) => {
-                    if !carried.discarding {
-                        let cut = carried.bytes.len() + nl > max_line;
-                        let take = nl.min(max_line.saturating_sub(carried.bytes.len()));
-                        carried.bytes.extend_from_slice(&rest[..take]);
-                        self.emit(own, comb, &p_own, &p_comb, &ts, instance, stream, &carried.bytes, cut, at);
-                    }
-                    rest = &rest[nl + 1..];
-                }
-                None if eof => {
-                    if !carried.discarding {
-                        self.emit(own, comb, &p_own, &p_comb, &ts, instance, stream, &carried.bytes, false, at);
-                    }
-                    return;
-                }
-                None => {
-                    self.carry(carried, rest, own, comb, (&p_own, &p_comb, &ts), instance, stream, at);
-                    return;
-                }
-            }
-        }
         while let Some(nl) = memchr::memchr(b'\n', rest) {
-            let line = &rest[..nl];
-            let cut = line.len() > max_line;
-            self.emit(own, comb, &p_own, &p_comb, &ts, instance, stream, &line[..line.len().min(max_line)], cut, at);
+            self.finish_line(&ctx, &mut carried, &rest[..nl]);
             rest = &rest[nl + 1..];
         }
-        if eof {
-            if !rest.is_empty() {
-                self.emit(
-                    own,
-                    comb,
-                    &p_own,
-                    &p_comb,
-                    &ts,
-                    instance,
-                    stream,
-                    &rest[..rest.len().min(max_line)],
-                    rest.len() > max_line,
-                    at,
-                );
-            }
-        } else if !rest.is_empty() {
-            self.carry(Partial::default(), rest, own, comb, (&p_own, &p_comb, &ts), instance, stream, at);
+        if !eof {
+            self.carry(&ctx, carried, rest);
+        } else if !rest.is_empty() || !carried.bytes.is_empty() {
+            // The pipe closed on an unterminated line: it is written as it is.
+            self.finish_line(&ctx, &mut carried, rest);
+        }
+    }
+
+    /// Write the line made of what an earlier chunk left (`carried`) and `piece`, cut
+    /// at `max_line`; a line already cut by `carry` is not written twice.
+    fn finish_line(&mut self, ctx: &LineCtx, carried: &mut Partial, piece: &[u8]) {
+        let max_line = self.spec.max_line;
+        let done = std::mem::take(carried);
+        if done.discarding {
+            return;
+        }
+        let cut = done.bytes.len() + piece.len() > max_line;
+        if done.bytes.is_empty() {
+            self.emit(ctx, &piece[..piece.len().min(max_line)], cut);
+        } else {
+            let mut line = done.bytes;
+            line.extend_from_slice(&piece[..piece.len().min(max_line.saturating_sub(line.len()))]);
+            self.emit(ctx, &line, cut);
         }
     }
 
     /// Keep an unterminated tail for the next chunk; past max_line, write it cut and drop the rest.
-    #[allow(clippy::too_many_arguments)]
-    fn carry(
-        &mut self,
-        mut p: Partial,
-        tail: &[u8],
-        own: usize,
-        comb: usize,
-        pre: (&[u8], &[u8], &str),
-        instance: u32,
-        stream: Stream,
-        at: SystemTime,
-    ) {
-        if p.discarding {
-            *self.partial(instance, stream) = p;
-            return;
+    fn carry(&mut self, ctx: &LineCtx, mut p: Partial, tail: &[u8]) {
+        if !p.discarding {
+            p.bytes.extend_from_slice(tail);
+            if p.bytes.len() > self.spec.max_line {
+                p.bytes.truncate(self.spec.max_line);
+                self.emit(ctx, &p.bytes, true);
+                p = Partial { bytes: Vec::new(), discarding: true };
+            }
         }
-        p.bytes.extend_from_slice(tail);
-        if p.bytes.len() > self.spec.max_line {
-            p.bytes.truncate(self.spec.max_line);
-            self.emit(own, comb, pre.0, pre.1, pre.2, instance, stream, &p.bytes, true, at);
-            p = Partial { bytes: Vec::new(), discarding: true };
-        }
-        *self.partial(instance, stream) = p;
+        *self.partial() = p;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &mut self,
-        own: usize,
-        comb: usize,
-        p_own: &[u8],
-        p_comb: &[u8],
-        ts: &str,
-        instance: u32,
-        stream: Stream,
-        line: &[u8],
-        cut: bool,
-        at: SystemTime,
-    ) {
+    fn emit(&mut self, ctx: &LineCtx, line: &[u8], cut: bool) {
         self.stats.lines.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
         if cut {
@@ -367,13 +335,13 @@ impl Writer {
             if cut {
                 text.extend_from_slice(CUT_MARKER);
             }
-            json_line(&mut obj, ts, &self.app, instance, stream, &text);
-            self.append(own, &[&obj], at);
-            self.append(comb, &[&obj], at);
+            json_line(&mut obj, &ctx.ts, &self.app, ctx.instance, ctx.stream, &text);
+            self.append(ctx.own, &[&obj], ctx.at);
+            self.append(ctx.comb, &[&obj], ctx.at);
         } else {
             let marker: &[u8] = if cut { CUT_MARKER } else { b"" };
-            self.append(own, &[p_own, line, marker, b"\n"], at);
-            self.append(comb, &[p_comb, line, marker, b"\n"], at);
+            self.append(ctx.own, &[&ctx.p_own, line, marker, b"\n"], ctx.at);
+            self.append(ctx.comb, &[&ctx.p_comb, line, marker, b"\n"], ctx.at);
         }
     }
 
