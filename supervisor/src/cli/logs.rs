@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Cli, fail, resolve};
-use crate::api::types::{AppDescription, StatusReport};
+use crate::api::types::AppDescription;
 use crate::client::Client;
 use crate::logs::follow::Follower;
 
@@ -41,16 +41,9 @@ const COLOURS: [u8; 6] = [36, 32, 35, 33, 34, 31];
 
 pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    let apps: Vec<String> = match args.app.as_deref() {
-        Some(a) if a != "all" => vec![a.to_owned()],
-        _ => match client.get::<StatusReport>("/api/v1/status").await {
-            Ok(s) => {
-                // Each app once, in status order (ids of different apps interleave after a scale).
-                let mut seen = std::collections::HashSet::new();
-                s.instances.into_iter().map(|i| i.app).filter(|a| seen.insert(a.clone())).collect()
-            }
-            Err(e) => return fail(&e),
-        },
+    let apps = match super::app_names(&client, args.app.as_deref().unwrap_or("all")).await {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
     };
     let mut sources = Vec::new();
     for app in &apps {

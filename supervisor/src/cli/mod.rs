@@ -298,16 +298,9 @@ async fn action(cli: &Cli, app: &str, op: &str) -> ExitCode {
 
 async fn reload(cli: &Cli, app: &str) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    let apps: Vec<String> = if app == "all" {
-        match client.get::<StatusReport>("/api/v1/status").await {
-            Ok(s) => {
-                let mut seen = std::collections::HashSet::new();
-                s.instances.into_iter().map(|i| i.app).filter(|a| seen.insert(a.clone())).collect()
-            }
-            Err(e) => return fail(&e),
-        }
-    } else {
-        vec![app.to_owned()]
+    let apps = match app_names(&client, app).await {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
     };
     let mut last = None;
     for name in apps {
@@ -347,30 +340,36 @@ async fn kill(cli: &Cli) -> ExitCode {
 
 async fn status(cli: &Cli, json: bool) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    match client.get::<StatusReport>("/api/v1/status").await {
-        Ok(report) if json => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        Ok(report) => {
-            println!("{}", render::table(&report));
+    show(client.get::<StatusReport>("/api/v1/status").await, json, |r| format!("{}\n", render::table(r)))
+}
+
+async fn describe(cli: &Cli, app: &str, json: bool) -> ExitCode {
+    let client = Client::new(&resolve(cli, None).home);
+    show(client.get::<AppDescription>(&format!("/api/v1/apps/{app}")).await, json, render::description)
+}
+
+/// Print an answer as pretty JSON (`--json`) or as text.
+fn show<T: serde::Serialize>(answer: Result<T, ClientError>, json: bool, text: impl Fn(&T) -> String) -> ExitCode {
+    match answer {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", text(&v));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
     }
 }
 
-async fn describe(cli: &Cli, app: &str, json: bool) -> ExitCode {
-    let client = Client::new(&resolve(cli, None).home);
-    match client.get::<AppDescription>(&format!("/api/v1/apps/{app}")).await {
-        Ok(d) if json => {
-            println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        Ok(d) => {
-            print!("{}", render::description(&d));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
+/// `[app]`, or every loaded app (each once, in status order) for `all`.
+pub(super) async fn app_names(client: &Client, app: &str) -> Result<Vec<String>, ClientError> {
+    if app != "all" {
+        return Ok(vec![app.to_owned()]);
     }
+    let status = client.get::<StatusReport>("/api/v1/status").await?;
+    // Ids of different apps interleave after a scale: dedup with a set, not by neighbours.
+    let mut seen = std::collections::HashSet::new();
+    Ok(status.instances.into_iter().map(|i| i.app).filter(|a| seen.insert(a.clone())).collect())
 }

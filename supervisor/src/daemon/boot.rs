@@ -10,58 +10,59 @@ use tokio::sync::mpsc;
 
 use super::{Error, Msg, SUMMARY_INTERVAL, procs};
 
-/// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a 1 s tick samples (and reaps,
-/// in case a coalesced SIGCHLD was missed).
+/// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a
+/// `sample_interval` tick samples (and reaps, in case a coalesced SIGCHLD was missed);
+/// a 30 s tick logs the summary line and keeps `l4ctl.log` pointing at today's file.
 pub(super) fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Duration) -> Result<(), Error> {
-    let listen = |kind: SignalKind| {
-        signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })
-    };
-    let mut hup = listen(SignalKind::hangup())?;
-    let mut usr1 = listen(SignalKind::user_defined1())?;
-    let usr1_tx = tx.clone();
-    tokio::spawn(async move {
-        while usr1.recv().await.is_some() {
-            tracing::info!("SIGUSR1: reopening log files");
-            let _ = usr1_tx.send(Msg::ReopenLogs).await;
-        }
+    forward(SignalKind::hangup(), &tx, Some("SIGHUP: reloading config"), || Msg::Reload { reply: None })?;
+    forward(SignalKind::user_defined1(), &tx, Some("SIGUSR1: reopening log files"), || Msg::ReopenLogs)?;
+    forward(SignalKind::child(), &tx, None, || Msg::Sigchld)?;
+    every(sample_interval, Duration::ZERO, &tx, || Msg::Tick);
+    every(SUMMARY_INTERVAL, SUMMARY_INTERVAL, &tx, || {
+        crate::telemetry::refresh_link();
+        Msg::Summary
     });
-    let mut chld = listen(SignalKind::child())?;
-    let hup_tx = tx.clone();
+    Ok(())
+}
+
+/// Turn each delivery of `kind` into a message (signals arriving meanwhile coalesce).
+fn forward(
+    kind: SignalKind,
+    tx: &mpsc::Sender<Msg>,
+    note: Option<&'static str>,
+    make: fn() -> Msg,
+) -> Result<(), Error> {
+    let mut stream =
+        signal(kind).map_err(|source| Error::Io { what: "cannot listen for signals", path: PathBuf::new(), source })?;
+    let tx = tx.clone();
     tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading config");
-            let _ = hup_tx.send(Msg::Reload { reply: None }).await;
-        }
-    });
-    let chld_tx = tx.clone();
-    tokio::spawn(async move {
-        while chld.recv().await.is_some() {
-            let _ = chld_tx.try_send(Msg::Sigchld);
-        }
-    });
-    let summary_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
-        loop {
-            tick.tick().await;
-            if summary_tx.send(Msg::Summary).await.is_err() {
+        while stream.recv().await.is_some() {
+            if let Some(note) = note {
+                tracing::info!("{note}");
+            }
+            if tx.send(make()).await.is_err() {
                 return;
             }
         }
     });
+    Ok(())
+}
+
+/// Send `make()` every `period` (first after `first`) until the actor is gone; a
+/// tick that finds the queue full is skipped, not queued.
+fn every(period: Duration, first: Duration, tx: &mpsc::Sender<Msg>, make: fn() -> Msg) {
+    let tx = tx.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(sample_interval);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
             if tx.is_closed() {
                 return;
             }
-            let _ = tx.try_send(Msg::Tick);
-            crate::telemetry::refresh_link();
+            let _ = tx.try_send(make());
         }
     });
-    Ok(())
 }
 
 /// The token for changes over TCP: the value of the variable `api_token_env` names.
