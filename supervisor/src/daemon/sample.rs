@@ -39,7 +39,7 @@ pub struct Sampler {
     members: HashMap<u32, Vec<i32>>,
     /// `/proc/<pid>/stat` of tree members, kept open: a `pread` is a third of the
     /// cost of open + read + close. Dropped when the process is gone.
-    open_stats: std::cell::RefCell<HashMap<i32, std::fs::File>>,
+    open_stats: HashMap<i32, std::fs::File>,
 }
 
 impl Sampler {
@@ -61,10 +61,9 @@ impl Sampler {
         if self.passes.is_multiple_of(FULL_EVERY) || !known {
             return self.full(roots);
         }
-        roots
-            .iter()
-            .map(|(id, _)| (*id, self.resample(self.members.get(id).map(Vec::as_slice).unwrap_or_default())))
-            .collect()
+        let trees: Vec<(u32, Vec<i32>)> =
+            roots.iter().map(|(id, _)| (*id, self.members.get(id).cloned().unwrap_or_default())).collect();
+        trees.into_iter().map(|(id, pids)| (id, self.resample(&pids))).collect()
     }
 
     /// List `/proc` and rebuild every tree.
@@ -118,7 +117,7 @@ impl Sampler {
         }
         let live: HashSet<u32> = roots.iter().map(|(id, _)| *id).collect();
         self.members.retain(|id, _| live.contains(id));
-        self.open_stats.borrow_mut().retain(|pid, _| related.contains(pid));
+        self.open_stats.retain(|pid, _| related.contains(pid));
         for p in stats.keys().filter(|p| !related.contains(p)) {
             self.unrelated.insert(*p);
         }
@@ -126,7 +125,7 @@ impl Sampler {
     }
 
     /// Re-read only the known `pids` of one tree (fast checks near a memory ceiling).
-    pub fn resample(&self, pids: &[i32]) -> TreeSample {
+    pub fn resample(&mut self, pids: &[i32]) -> TreeSample {
         let stats: HashMap<i32, Stat> = pids.iter().filter_map(|&p| self.stat_kept_open(p).map(|s| (p, s))).collect();
         let live: Vec<i32> = pids.iter().copied().filter(|p| stats.contains_key(p)).collect();
         self.sum(&live, &stats)
@@ -134,9 +133,9 @@ impl Sampler {
 
     /// `stat` of a tree member through a kept-open file. A process that ended reads as
     /// an error: its file is dropped (a reused pid gets a fresh open).
-    fn stat_kept_open(&self, pid: i32) -> Option<Stat> {
+    fn stat_kept_open(&mut self, pid: i32) -> Option<Stat> {
         use std::os::unix::fs::FileExt;
-        let mut files = self.open_stats.borrow_mut();
+        let files = &mut self.open_stats;
         if let std::collections::hash_map::Entry::Vacant(e) = files.entry(pid) {
             e.insert(std::fs::File::open(format!("/proc/{pid}/stat")).ok()?);
         }
