@@ -111,12 +111,18 @@ class TailWatch:
         self.path, self.fd, self.size, self.lines = path, None, -1, 0
         self.last, self.n = b"%08d %s\n" % (n, PAD), n
 
-    def done(self):
+    def opened(self):
+        """Open the file once it exists; False until then."""
         if self.fd is None:
             try:
                 self.fd = os.open(self.path, os.O_RDONLY)
             except FileNotFoundError:
                 return False
+        return True
+
+    def done(self):
+        if not self.opened():
+            return False
         size = os.fstat(self.fd).st_size
         if size == self.size or size < 64:
             return False
@@ -140,11 +146,8 @@ class LineCounter(TailWatch):
         super().__init__(path, n)
 
     def done(self):
-        if self.fd is None:
-            try:
-                self.fd = os.open(self.path, os.O_RDONLY)
-            except FileNotFoundError:
-                return False
+        if not self.opened():
+            return False
         while True:
             b = os.read(self.fd, 1 << 22)
             if not b:

@@ -35,6 +35,17 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the enum.
+    pub const ALL: [State; 7] = [
+        State::Stopped,
+        State::Starting,
+        State::Online,
+        State::Stopping,
+        State::WaitingRestart,
+        State::CrashLoop,
+        State::Errored,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Stopped => "stopped",

@@ -1,18 +1,13 @@
 //! App actions beyond start/stop: scale, rolling reload, and recent log lines.
 
-use std::time::{Duration, Instant};
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
 use super::handlers::{confirm_started, report};
 use super::types::{ActionReport, AppDescription, SCHEMA, StatusReport};
-use super::{ApiError, ApiJson, ApiState, START_CONFIRM, ask, wait_for};
-use crate::daemon::{Msg, Want};
-
-/// Longest a rolling reload waits for one instance to come back.
-const RELOAD_STEP_LIMIT: Duration = Duration::from_secs(60);
+use super::{ApiError, ApiJson, ApiState, ask};
+use crate::daemon::Msg;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +23,6 @@ pub async fn scale(
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> Result<Json<ActionReport>, ApiError> {
     let apps = ask(&s.tx, |reply| Msg::Scale { app: name, instances: req.instances, reply }).await??;
-    wait_for(&s.tx, Want::Settled(apps.clone())).await;
     confirm_started(&s, &apps).await?;
     report(&s, apps, true).await
 }
@@ -48,26 +42,19 @@ pub async fn rolling_reload(
     indexes.sort_unstable();
     for index in indexes {
         ask(&s.tx, |reply| Msg::RestartInstance { app: name.clone(), index, reply }).await??;
-        let deadline = Instant::now() + RELOAD_STEP_LIMIT;
-        loop {
-            let status: StatusReport = ask(&s.tx, |reply| Msg::Status { reply }).await?;
-            let Some(i) = status.instances.iter().find(|i| i.app == name && i.instance == index) else { break };
-            let up = i.state == "online" && i.uptime_ms.is_some_and(|ms| ms >= START_CONFIRM.as_millis() as u64);
-            if up {
-                break;
-            }
-            let failed = matches!(i.state.as_str(), "waiting-restart" | "crash-loop" | "errored" | "stopped");
-            if failed || Instant::now() > deadline {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "reload_failed",
-                    format!("{name}:{index} did not come back online ({}); the reload stopped there", i.state),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        // The same wait as `restart`: settled, then online for START_CONFIRM.
+        confirm_started(&s, std::slice::from_ref(&name)).await?;
+        let status: StatusReport = ask(&s.tx, |reply| Msg::Status { reply }).await?;
+        if let Some(i) = status.instances.iter().find(|i| i.app == name && i.instance == index)
+            && i.state != "online"
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "reload_failed",
+                format!("{name}:{index} did not come back online ({}); the reload stopped there", i.state),
+            ));
         }
     }
-    wait_for(&s.tx, Want::Settled(vec![name.clone()])).await;
     report(&s, vec![name], true).await
 }
 

@@ -52,8 +52,10 @@ pub(super) async fn report(s: &ApiState, apps: Vec<String>, started: bool) -> Re
     Ok(Json(ActionReport { schema: SCHEMA, apps, failed, status }))
 }
 
-/// Wait until every online instance of `apps` has been up `START_CONFIRM`.
+/// Wait until no instance of `apps` is starting or stopping and every online one has
+/// been up `START_CONFIRM` (so one that dies at once shows as failed, not online).
 pub(super) async fn confirm_started(s: &ApiState, apps: &[String]) -> Result<(), ApiError> {
+    wait_for(&s.tx, Want::Settled(apps.to_vec())).await;
     let deadline = Instant::now() + START_CONFIRM * 4;
     loop {
         let status = ask(&s.tx, |reply| Msg::Status { reply }).await?;
@@ -96,7 +98,6 @@ pub(super) async fn start(
             None => ask(&s.tx, |reply| Msg::Restore { reply }).await??,
         },
     };
-    wait_for(&s.tx, Want::Settled(apps.clone())).await;
     confirm_started(&s, &apps).await?;
     report(&s, apps, true).await
 }
@@ -114,11 +115,11 @@ pub(super) async fn control(
     };
     let target = if name == "all" { Target::All } else { Target::App(name) };
     let apps = ask(&s.tx, |reply| Msg::Control { target, op, reply }).await??;
-    let want = if op == Op::Delete { Want::Gone(apps.clone()) } else { Want::Settled(apps.clone()) };
-    wait_for(&s.tx, want).await;
     let started = matches!(op, Op::Start | Op::Restart);
-    if started {
-        confirm_started(&s, &apps).await?;
+    match op {
+        Op::Start | Op::Restart => confirm_started(&s, &apps).await?,
+        Op::Delete => wait_for(&s.tx, Want::Gone(apps.clone())).await,
+        Op::Stop => wait_for(&s.tx, Want::Settled(apps.clone())).await,
     }
     report(&s, apps, started).await
 }

@@ -20,8 +20,6 @@ pub struct MetricsSnapshot {
     pub logs: Vec<(String, LogCounters)>,
 }
 
-const STATES: [&str; 7] = ["stopped", "starting", "online", "stopping", "waiting-restart", "crash-loop", "errored"];
-
 pub async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let snap = ask(&s.tx, |reply| Msg::Metrics { reply }).await?;
     let body = render(&snap, s.started.elapsed().as_secs_f64());
@@ -43,7 +41,7 @@ pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
     }
     family(&mut out, "l4_instance_state", "gauge", "1 for the instance's current state, 0 for the others.");
     for i in rows {
-        for st in STATES {
+        for st in crate::lifecycle::State::ALL.map(crate::lifecycle::State::as_str) {
             let _ = writeln!(out, "l4_instance_state{{{},state=\"{st}\"}} {}", labels(i), u8::from(i.state == st));
         }
     }

@@ -131,6 +131,13 @@ impl LogSpec {
     }
 }
 
+impl AppSpec {
+    /// The port of instance `index` (`port + index`), when the app has ports.
+    pub fn port_of(&self, index: u32) -> Option<u16> {
+        self.port.and_then(|p| u16::try_from(u32::from(p) + index).ok())
+    }
+}
+
 /// Everything the lifecycle state machine needs to decide about restarts and stops.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RestartPolicy {

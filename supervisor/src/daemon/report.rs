@@ -23,7 +23,7 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
         app: spec.name.clone(),
         instance: inst.index,
         pid: lc.pid,
-        port: spec.port.map(|p| p + inst.index as u16),
+        port: spec.port_of(inst.index),
         state: lc.state.as_str().to_owned(),
         restarts: lc.restarts,
         unstable_restarts: lc.unstable,

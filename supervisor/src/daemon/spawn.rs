@@ -41,8 +41,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(port) = spec.port {
-        cmd.env("PORT", (u32::from(port) + req.index).to_string());
+    if let Some(port) = spec.port_of(req.index) {
+        cmd.env("PORT", port.to_string());
     }
     let daemon = nix::unistd::getpid();
     // SAFETY: only async-signal-safe calls (setsid, prctl, getppid) between fork and exec.
