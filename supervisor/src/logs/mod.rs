@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 pub use format::Stream;
@@ -179,15 +178,21 @@ impl LogHub {
 
 /// Read one pipe until EOF, in chunks, into the writer's bounded channel.
 async fn read_pipe(
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    pipe: tokio::net::unix::pipe::Receiver,
     tx: mpsc::Sender<LogMsg>,
     id: u64,
     instance: u32,
     stream: Stream,
 ) {
+    // The buffer is sized to what the pipe holds (FIONREAD) once it is readable: an idle
+    // worker costs no 256 KiB buffer, a flood still reads in READ_SIZE chunks, and the
+    // end of a pipe is a small read.
     loop {
-        let mut data = Vec::with_capacity(READ_SIZE);
-        match pipe.read_buf(&mut data).await {
+        if pipe.readable().await.is_err() {
+            break;
+        }
+        let mut data = Vec::with_capacity(pending(&pipe).clamp(64, READ_SIZE));
+        match pipe.try_read_buf(&mut data) {
             Ok(0) => break,
             Ok(_) => {
                 let msg = LogMsg::Chunk { pipe: id, instance, stream, at: SystemTime::now(), data };
@@ -195,9 +200,18 @@ async fn read_pipe(
                     return;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
             Err(_) => break,
         }
     }
     let _ = tx.send(LogMsg::Eof { pipe: id, instance, stream, at: SystemTime::now() }).await;
+}
+
+/// Bytes waiting in a pipe (0 when unknown).
+fn pending(pipe: &tokio::net::unix::pipe::Receiver) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a valid local.
+    let rc = unsafe { nix::libc::ioctl(pipe.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    if rc == 0 { usize::try_from(n).unwrap_or(0) } else { 0 }
 }
