@@ -1,0 +1,255 @@
+//! Settings of one chat-server worker: from the environment (the plan's variable names),
+//! optionally on top of a `--config` TOML file whose keys are the same names in lower case.
+//!
+//! Owns every default and every bound. Every bad value is reported, each naming its
+//! variable (or file:line:col for the TOML file); `main` exits 2 on any of them.
+//! Secrets (`JWT_SECRET`, credentials inside `DATABASE_URL`/`REDIS_URL`) never appear in
+//! an error or a log line.
+
+mod file;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// One worker's settings. Durations are given in milliseconds in the environment.
+#[derive(Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// The HS256 key; random per process when `APP_ENV=development` and no secret is set.
+    pub jwt_secret: Vec<u8>,
+    pub jwt_secret_generated: bool,
+    pub jwt_ttl: Duration,
+    pub app_env: String,
+    pub max_connections: usize,
+    pub heartbeat_interval: Duration,
+    pub connection_timeout: Duration,
+    pub message_batch_size: usize,
+    pub max_message_size: usize,
+    /// Bytes of live messages queued for one connection before it is closed with 4001.
+    pub queue_max_bytes: usize,
+    pub max_rooms_per_connection: usize,
+    /// Recent messages kept in memory per room to serve resume without the database.
+    pub room_cache: usize,
+    /// Largest gap a resume replays; larger gaps get `resume_too_far`.
+    pub replay_limit: usize,
+    /// Close-1012 messages are spread over this window on shutdown.
+    pub drain_window: Duration,
+    pub shutdown_timeout: Duration,
+    pub metrics_log_interval: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &redact_url(&self.database_url))
+            .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("jwt_secret", &"<redacted>")
+            .field("app_env", &self.app_env)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A problem with one setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct SettingError {
+    /// `PORT (environment)` or `chat.toml:3:8 (port)`.
+    pub origin: String,
+    pub message: String,
+}
+
+/// Every problem found, in variable order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<SettingError>);
+
+/// The variables, in the order they are documented and reported.
+pub const VARIABLES: &[&str] = &[
+    "HOST",
+    "PORT",
+    "WEBSOCKET_PORT",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWT_SECRET",
+    "JWT_TTL",
+    "APP_ENV",
+    "MAX_CONNECTIONS",
+    "HEARTBEAT_INTERVAL",
+    "CONNECTION_TIMEOUT",
+    "MESSAGE_BATCH_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "QUEUE_MAX_BYTES",
+    "MAX_ROOMS_PER_CONNECTION",
+    "ROOM_CACHE",
+    "REPLAY_LIMIT",
+    "DRAIN_WINDOW",
+    "SHUTDOWN_TIMEOUT",
+    "METRICS_LOG_INTERVAL",
+];
+
+/// A raw value and where it came from.
+#[derive(Debug, Clone)]
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+impl Settings {
+    /// Reads the process environment, over `file` when given.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// The same, with the environment supplied by `env` (tests pass a map).
+    pub fn from_sources(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut raw = BTreeMap::new();
+        let mut errors = Vec::new();
+        if let Some(path) = file {
+            file::read(path, &mut raw, &mut errors);
+        }
+        for name in VARIABLES {
+            if let Some(value) = env(name) {
+                raw.insert(*name, Raw { value, origin: format!("{name} (environment)") });
+            }
+        }
+        let mut p = Parser { raw, errors };
+        let settings = p.settings();
+        if p.errors.is_empty() { Ok(settings) } else { Err(ConfigError(p.errors)) }
+    }
+
+    pub fn is_development(&self) -> bool {
+        matches!(self.app_env.as_str(), "development" | "dev" | "test")
+    }
+}
+
+struct Parser {
+    raw: BTreeMap<&'static str, Raw>,
+    errors: Vec<SettingError>,
+}
+
+impl Parser {
+    fn settings(&mut self) -> Settings {
+        let app_env = self.text("APP_ENV").unwrap_or_else(|| "development".to_string());
+        let port = match self.raw.contains_key("PORT") {
+            true => self.number("PORT", 3001, 1, u16::MAX as u64) as u16,
+            false => self.number("WEBSOCKET_PORT", 3001, 1, u16::MAX as u64) as u16,
+        };
+        let host = self.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0");
+        let database_url = self.text("DATABASE_URL").unwrap_or_else(|| "sqlite://data/chat.db".to_string());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            self.fail("DATABASE_URL", "must start with sqlite: or postgres://".to_string());
+        }
+        let redis_url = self.text("REDIS_URL").filter(|s| !s.is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
+        }
+        let development = matches!(app_env.as_str(), "development" | "dev" | "test");
+        let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
+            Some(secret) if secret.len() < 16 => {
+                self.fail("JWT_SECRET", format!("must be at least 16 characters long (it has {})", secret.len()));
+                (Vec::new(), false)
+            }
+            Some(secret) => (secret.into_bytes(), false),
+            None if development => (rand::random::<[u8; 32]>().to_vec(), true),
+            None => {
+                self.fail(
+                    "JWT_SECRET",
+                    format!("is required when APP_ENV is {app_env:?} (set it, or set APP_ENV=development for a random per-process secret)"),
+                );
+                (Vec::new(), false)
+            }
+        };
+        let heartbeat_interval = self.millis("HEARTBEAT_INTERVAL", 25_000, 10, 3_600_000);
+        let connection_timeout = self.millis("CONNECTION_TIMEOUT", 60_000, 10, 3_600_000);
+        if connection_timeout <= heartbeat_interval && self.errors.is_empty() {
+            self.fail("CONNECTION_TIMEOUT", "must be longer than HEARTBEAT_INTERVAL".to_string());
+        }
+        let max_message_size = self.number("MAX_MESSAGE_SIZE", 64 * 1024, 256, 16 << 20) as usize;
+        Settings {
+            host,
+            port,
+            database_url,
+            redis_url,
+            jwt_secret,
+            jwt_secret_generated,
+            jwt_ttl: Duration::from_secs(self.number("JWT_TTL", 86_400, 1, 365 * 86_400)),
+            app_env,
+            max_connections: self.number("MAX_CONNECTIONS", 2500, 1, 1_000_000) as usize,
+            heartbeat_interval,
+            connection_timeout,
+            message_batch_size: self.number("MESSAGE_BATCH_SIZE", 100, 1, 10_000) as usize,
+            max_message_size,
+            queue_max_bytes: self.number("QUEUE_MAX_BYTES", 1 << 20, max_message_size as u64, 1 << 30) as usize,
+            max_rooms_per_connection: self.number("MAX_ROOMS_PER_CONNECTION", 100, 1, 100_000) as usize,
+            room_cache: self.number("ROOM_CACHE", 256, 0, 1_000_000) as usize,
+            replay_limit: self.number("REPLAY_LIMIT", 1000, 1, 1_000_000) as usize,
+            drain_window: self.millis("DRAIN_WINDOW", 3_000, 0, 600_000),
+            shutdown_timeout: self.millis("SHUTDOWN_TIMEOUT", 5_000, 100, 600_000),
+            metrics_log_interval: self.millis("METRICS_LOG_INTERVAL", 30_000, 100, 86_400_000),
+        }
+    }
+
+    fn fail(&mut self, name: &str, message: String) {
+        let origin = self.raw.get(name).map_or_else(|| name.to_string(), |r| r.origin.clone());
+        self.errors.push(SettingError { origin, message });
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.raw.get(name).map(|r| r.value.clone())
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        let Some(raw) = self.raw.get(name) else { return default };
+        match raw.value.trim().parse() {
+            Ok(v) => v,
+            Err(_) => {
+                let message = format!("{:?} is not {what}", raw.value);
+                self.fail(name, message);
+                default
+            }
+        }
+    }
+
+    fn number(&mut self, name: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(raw) = self.raw.get(name) else { return default };
+        match raw.value.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => v,
+            Ok(v) => {
+                self.fail(name, format!("{v} is out of range ({min}..={max})"));
+                default
+            }
+            Err(_) => {
+                let message = format!("{:?} is not a whole number", raw.value);
+                self.fail(name, message);
+                default
+            }
+        }
+    }
+
+    fn millis(&mut self, name: &str, default: u64, min: u64, max: u64) -> Duration {
+        Duration::from_millis(self.number(name, default, min, max))
+    }
+}
+
+/// `scheme://user:password@host/db` -> `scheme://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    let user = userinfo.split(':').next().unwrap_or("");
+    let slash = if rest.contains('/') { "/" } else { "" };
+    format!("{scheme}://{user}:***@{host}{slash}{path}")
+}

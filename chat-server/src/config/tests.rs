@@ -1,0 +1,83 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn defaults_follow_the_plan() {
+    let s = Settings::from_sources(None, env(&[])).unwrap();
+    assert_eq!(s.port, 3001);
+    assert_eq!(s.max_connections, 2500);
+    assert_eq!(s.heartbeat_interval, Duration::from_secs(25));
+    assert_eq!(s.connection_timeout, Duration::from_secs(60));
+    assert_eq!(s.message_batch_size, 100);
+    assert_eq!(s.max_message_size, 64 * 1024);
+    assert_eq!(s.database_url, "sqlite://data/chat.db");
+    assert!(s.jwt_secret_generated && s.is_development());
+}
+
+#[test]
+fn port_wins_over_websocket_port() {
+    let s = Settings::from_sources(None, env(&[("WEBSOCKET_PORT", "4000")])).unwrap();
+    assert_eq!(s.port, 4000);
+    let s = Settings::from_sources(None, env(&[("WEBSOCKET_PORT", "4000"), ("PORT", "4100")])).unwrap();
+    assert_eq!(s.port, 4100);
+}
+
+#[test]
+fn every_bad_value_is_reported_by_name() {
+    let e = Settings::from_sources(
+        None,
+        env(&[("PORT", "70000"), ("MAX_CONNECTIONS", "lots"), ("APP_ENV", "production"), ("HOST", "localhost")]),
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("PORT (environment): 70000 is out of range"), "{text}");
+    assert!(text.contains("MAX_CONNECTIONS (environment): \"lots\" is not a whole number"), "{text}");
+    assert!(text.contains("JWT_SECRET: is required when APP_ENV is \"production\""), "{text}");
+    assert!(text.contains("HOST (environment)"), "{text}");
+    assert_eq!(e.0.len(), 4);
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let e = Settings::from_sources(None, env(&[("JWT_SECRET", "short-secret")])).unwrap_err();
+    assert!(!e.to_string().contains("short-secret"), "{e}");
+    let s = Settings::from_sources(
+        None,
+        env(&[("JWT_SECRET", "a-very-long-secret-value"), ("DATABASE_URL", "postgres://u:hunter2@db/chat")]),
+    )
+    .unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("hunter2") && !debug.contains("a-very-long-secret-value"), "{debug}");
+    assert!(debug.contains("postgres://u:***@db/chat"), "{debug}");
+}
+
+#[test]
+fn file_values_are_overridden_by_the_environment_and_errors_carry_positions() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "port = 5000\nmax_connections = 10\nheartbeat_interval = \"x\"\nbogus = 1").unwrap();
+    let e = Settings::from_sources(Some(f.path()), env(&[("PORT", "5001")])).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains(":3:22 (heartbeat_interval): \"x\" is not a whole number"), "{text}");
+    assert!(text.contains(":4:1: unknown key `bogus`"), "{text}");
+
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "port = 5000\nmax_connections = 10").unwrap();
+    let s = Settings::from_sources(Some(f.path()), env(&[("PORT", "5001")])).unwrap();
+    assert_eq!((s.port, s.max_connections), (5001, 10));
+}
+
+#[test]
+fn the_timeout_must_exceed_the_heartbeat() {
+    let e = Settings::from_sources(None, env(&[("HEARTBEAT_INTERVAL", "5000"), ("CONNECTION_TIMEOUT", "5000")]))
+        .unwrap_err();
+    assert!(e.to_string().contains("CONNECTION_TIMEOUT (environment): must be longer"), "{e}");
+}

@@ -1,0 +1,329 @@
+//! One WebSocket connection, served by a single task from upgrade to close.
+//!
+//! Owns the connection's timers and its exit: a WebSocket Ping every
+//! `HEARTBEAT_INTERVAL` (the first one at a random point of the interval, so a mass
+//! reconnect does not synchronise them), a close with 4000 after `CONNECTION_TIMEOUT`
+//! without any frame from the client, 4002 when its token expires, 4001 when its queue
+//! overflows, 1009 for an oversized frame, 1007/1008 after repeated bad messages and
+//! 1012 at a random point of the drain window on shutdown. Whatever the exit, the
+//! connection leaves every room and gives back its slot under the cap.
+//!
+//! Writing: everything for the client is queued in its [`Outbox`]; each wake takes up to
+//! `MESSAGE_BATCH_SIZE` frames, feeds them and flushes once. One task per connection
+//! (not a reader and a writer) keeps an idle connection to one small allocation; the
+//! large request-handling futures are boxed so they exist only while a request runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, Format, FrameRef, ServerMsg, close};
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite;
+
+use super::Slot;
+use super::outbox::Outbox;
+use crate::Ctx;
+use crate::auth::{User, now_secs};
+use crate::hub::{Joined, Room};
+use crate::stats::Reason;
+
+/// Bad messages tolerated before the connection is closed.
+const STRIKES: u32 = 10;
+const HISTORY_DEFAULT: u32 = 50;
+const HISTORY_MAX: u32 = 500;
+
+/// How a connection ends: the counter reason and the close frame to send, if any.
+type Exit = (Reason, Option<(u16, &'static str)>);
+
+struct Conn {
+    id: u64,
+    user: User,
+    outbox: Arc<Outbox>,
+    rooms: HashMap<Arc<str>, Arc<Room>>,
+    malformed: u32,
+    unknown: u32,
+}
+
+pub async fn serve(mut ws: WebSocket, ctx: Arc<Ctx>, user: User, format: Format, slot: Slot) {
+    let s = &ctx.settings;
+    ctx.stats.connections_total.fetch_add(1, Relaxed);
+    let outbox = Arc::new(Outbox::new(format, s.queue_max_bytes));
+    outbox.reply(&ServerMsg::Welcome {
+        user: user.name.clone(),
+        heartbeat_ms: s.heartbeat_interval.as_millis() as u64,
+        timeout_ms: s.connection_timeout.as_millis() as u64,
+        max_message_size: s.max_message_size,
+    });
+    let mut conn = Conn { id: ctx.next_conn_id(), user, outbox, rooms: HashMap::new(), malformed: 0, unknown: 0 };
+    let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
+    for room in conn.rooms.values() {
+        room.leave(conn.id);
+    }
+    ctx.stats.disconnected(reason);
+    let goodbye = async {
+        if let Some((code, text)) = frame {
+            let _ = ws.send(Message::Close(Some(CloseFrame { code, reason: text.into() }))).await;
+        } else {
+            let _ = ws.flush().await;
+        }
+    };
+    let _ = timeout(Duration::from_secs(1), goodbye).await;
+    drop(slot);
+}
+
+async fn run(ws: &mut WebSocket, ctx: &Ctx, conn: &mut Conn) -> Exit {
+    let s = &ctx.settings;
+    let mut last_seen = Instant::now();
+    let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
+    let mut drain_at: Option<Instant> = None;
+    let mut drain = ctx.drain.subscribe();
+    let mut batch = Vec::new();
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
+    loop {
+        let mut deadline = next_ping.min(last_seen + s.connection_timeout);
+        if let Some(at) = drain_at {
+            deadline = deadline.min(at);
+        }
+        timer.as_mut().reset(deadline);
+        tokio::select! {
+            _ = conn.outbox.wait() => {
+                if let Err(exit) = write_batch(ws, &conn.outbox, &mut batch, s.message_batch_size, s.connection_timeout).await {
+                    return exit;
+                }
+            }
+            frame = ws.recv() => {
+                last_seen = Instant::now();
+                let handled = match frame {
+                    None | Some(Ok(Message::Close(_))) => return (Reason::Client, None),
+                    Some(Err(e)) => return read_error(e),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                    Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(&text))).await,
+                    Some(Ok(Message::Binary(bytes))) => Box::pin(conn.handle(ctx, FrameRef::Binary(&bytes))).await,
+                };
+                if let Some(exit) = handled {
+                    return exit;
+                }
+            }
+            changed = drain.changed(), if drain_at.is_none() => {
+                if changed.is_err() || *drain.borrow() {
+                    drain_at = Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if drain_at.is_some_and(|at| now >= at) {
+                    return (Reason::Shutdown, Some((close::RESTART, "server restart: reconnect and resume")));
+                }
+                if now >= last_seen + s.connection_timeout {
+                    return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
+                }
+                if conn.user.exp <= now_secs() {
+                    return (Reason::TokenExpired, Some((close::TOKEN_EXPIRED, "token expired")));
+                }
+                if now >= next_ping {
+                    next_ping = now + s.heartbeat_interval;
+                    if timeout(s.connection_timeout, ws.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                        return (Reason::Error, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Feeds one batch from the outbox and flushes once.
+async fn write_batch(
+    ws: &mut WebSocket,
+    outbox: &Outbox,
+    batch: &mut Vec<Message>,
+    max: usize,
+    limit: Duration,
+) -> Result<(), Exit> {
+    if outbox.take(max, batch).is_err() {
+        return Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume"))));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        for msg in batch.drain(..) {
+            ws.feed(msg).await?;
+        }
+        ws.flush().await
+    };
+    match timeout(limit, write).await {
+        Ok(Ok(())) => {
+            if batch.capacity() > 4 * max.min(64) {
+                *batch = Vec::new();
+            }
+            Ok(())
+        }
+        Ok(Err(_)) => Err((Reason::Client, None)),
+        Err(_) => Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")))),
+    }
+}
+
+fn read_error(e: axum::Error) -> Exit {
+    let too_big = e
+        .into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+    if too_big {
+        (Reason::TooBig, Some((close::TOO_BIG, "message too big")))
+    } else {
+        (Reason::Error, None)
+    }
+}
+
+impl Conn {
+    fn error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>) {
+        ctx.stats.errors.fetch_add(1, Relaxed);
+        self.outbox.reply(&ServerMsg::Error { code, text: text.into() });
+    }
+
+    async fn handle(&mut self, ctx: &Ctx, frame: FrameRef<'_>) -> Option<Exit> {
+        let msg = match self.outbox.format.decode::<ClientMsg>(frame) {
+            Ok(msg) => msg,
+            Err(DecodeError::UnknownType(name)) => {
+                self.unknown += 1;
+                if self.unknown >= STRIKES {
+                    return Some((Reason::Abuse, Some((close::POLICY, "too many unknown messages"))));
+                }
+                self.error(ctx, ErrorCode::UnknownType, format!("unknown message type {name:?}"));
+                return None;
+            }
+            Err(e) => {
+                self.malformed += 1;
+                if self.malformed >= STRIKES {
+                    return Some((Reason::Abuse, Some((close::INVALID_DATA, "too many malformed messages"))));
+                }
+                self.error(ctx, ErrorCode::Malformed, e.to_string());
+                return None;
+            }
+        };
+        match msg {
+            ClientMsg::Join { room, since } => self.join(ctx, &room, since).await,
+            ClientMsg::Resume { rooms } => {
+                for (room, since) in rooms {
+                    if let Some(exit) = self.join(ctx, &room, Some(since)).await {
+                        return Some(exit);
+                    }
+                }
+                None
+            }
+            ClientMsg::Leave { room } => {
+                match self.rooms.remove(room.as_str()) {
+                    Some(r) => {
+                        r.leave(self.id);
+                        self.outbox.reply(&ServerMsg::Left { room });
+                    }
+                    None => self.error(ctx, ErrorCode::NotJoined, format!("not in room {room}")),
+                }
+                None
+            }
+            ClientMsg::Send { room, id, body } => {
+                self.send(ctx, &room, &id, &body).await;
+                None
+            }
+            ClientMsg::History { room, before, limit } => {
+                self.history(ctx, &room, before, limit).await;
+                None
+            }
+            ClientMsg::Ping { t } => {
+                self.outbox.reply(&ServerMsg::Pong { t });
+                None
+            }
+        }
+    }
+
+    async fn join(&mut self, ctx: &Ctx, name: &str, since: Option<u64>) -> Option<Exit> {
+        if !layer4_chat_client::protocol::valid_room(name) {
+            self.error(ctx, ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ - . :");
+            return None;
+        }
+        if let Some(room) = self.rooms.get(name) {
+            self.outbox.reply(&room.joined_notice(room.head()));
+            return None;
+        }
+        if self.rooms.len() >= ctx.settings.max_rooms_per_connection {
+            let text = format!("at most {} rooms per connection", ctx.settings.max_rooms_per_connection);
+            self.error(ctx, ErrorCode::TooManyRooms, text);
+            return None;
+        }
+        let room = match ctx.hub.room(name).await {
+            Ok(room) => room,
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "join failed");
+                self.error(ctx, ErrorCode::Unavailable, "storage unavailable; try again");
+                return None;
+            }
+        };
+        if since.is_some() {
+            ctx.stats.resumes.fetch_add(1, Relaxed);
+        }
+        match room.join(self.id, &self.outbox, since, ctx.settings.replay_limit) {
+            Joined::Live { replayed, .. } => {
+                ctx.stats.replayed.fetch_add(replayed as u64, Relaxed);
+            }
+            Joined::TooFar { .. } => {
+                ctx.stats.errors.fetch_add(1, Relaxed);
+            }
+            Joined::NeedsReplay { after, head } => match ctx.hub.store.range(name, after, head).await {
+                Ok(messages) => {
+                    let n = room.finish_join(self.id, head, messages) as u64;
+                    ctx.stats.replayed.fetch_add(n, Relaxed);
+                    ctx.stats.replayed_from_db.fetch_add(n, Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(room = name, error = %e, "replay failed");
+                    room.leave(self.id);
+                    return Some((Reason::Error, Some((close::RESUME, "replay failed: reconnect and resume"))));
+                }
+            },
+        }
+        self.rooms.insert(room.name.clone(), room);
+        None
+    }
+
+    async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {
+        let Some(room) = self.rooms.get(name).cloned() else {
+            self.error(ctx, ErrorCode::NotJoined, format!("join {name} before sending to it"));
+            return;
+        };
+        if !layer4_chat_client::protocol::valid_id(id) {
+            self.error(ctx, ErrorCode::BadId, "message ids are 1-64 printable ASCII characters");
+            return;
+        }
+        if body.is_empty() {
+            self.error(ctx, ErrorCode::BadBody, "the body is empty");
+            return;
+        }
+        match ctx.hub.send(&room, &self.user, id, body).await {
+            Ok(sent) => self.outbox.reply(&ServerMsg::Ack { room: name.to_string(), id: id.to_string(), seq: sent.seq }),
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "send failed");
+                self.error(ctx, ErrorCode::Unavailable, format!("message {id} was not stored; resend it with the same id"));
+            }
+        }
+    }
+
+    async fn history(&mut self, ctx: &Ctx, name: &str, before: Option<u64>, limit: Option<u32>) {
+        if !self.rooms.contains_key(name) {
+            self.error(ctx, ErrorCode::NotJoined, format!("join {name} before reading its history"));
+            return;
+        }
+        let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
+        match ctx.hub.store.history(name, before.unwrap_or(u64::MAX), limit).await {
+            Ok((messages, more)) => self.outbox.reply(&ServerMsg::History { room: name.to_string(), messages, more }),
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "history failed");
+                self.error(ctx, ErrorCode::Unavailable, "storage unavailable; try again");
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The rooms of one worker and the send path: store first, then publish in order.
+//!
+//! Owns which rooms are in memory (created on first join, dropped a minute after their
+//! last member left) and the rule that a message is durable before anyone sees it:
+//! [`Hub::send`] holds the room's send lock around "append to the store, then queue
+//! for every member", so members receive sequence numbers in order. Cross-worker
+//! fan-out (Redis) plugs in behind `publish` in the cluster work.
+
+pub mod room;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::auth::{User, now_ms};
+use crate::stats::Stats;
+use crate::store::{Appended, NewMessage, Store, StoreError};
+pub use room::{Entry, Joined, Room};
+
+/// How long an empty room stays in memory (with its cache) after its last member left.
+const IDLE_ROOM: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct Hub {
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    pub store: Store,
+    pub stats: Arc<Stats>,
+    cache_size: usize,
+}
+
+/// The result of a send: the sequence number, and whether it was a resend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
+impl Hub {
+    pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize) -> Hub {
+        Hub { rooms: Mutex::new(HashMap::new()), store, stats, cache_size }
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The room, created and loaded (its newest sequence number) on first use.
+    pub async fn room(&self, name: &str) -> Result<Arc<Room>, StoreError> {
+        let room = {
+            let mut rooms = self.rooms();
+            match rooms.get(name) {
+                Some(room) => room.clone(),
+                None => {
+                    let name: Arc<str> = Arc::from(name);
+                    let room = Arc::new(Room::new(name.clone(), self.cache_size));
+                    rooms.insert(name, room.clone());
+                    room
+                }
+            }
+        };
+        room.loaded
+            .get_or_try_init(|| async {
+                let head = self.store.head(&room.name).await?;
+                room.set_head(head);
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(room)
+    }
+
+    /// Stores the message, then queues it for every member of the room (the sender
+    /// included). A resend of an already stored (user, id) returns its first sequence.
+    pub async fn send(&self, room: &Room, user: &User, id: &str, body: &str) -> Result<Sent, StoreError> {
+        let _order = room.send_lock.lock().await;
+        let new = NewMessage { room: &room.name, user_id: user.id, user: &user.name, client_id: id, body, ts: now_ms() };
+        match self.store.append(new).await? {
+            Appended::Duplicate { seq, .. } => Ok(Sent { seq, duplicate: true }),
+            Appended::Stored(msg) => {
+                let seq = msg.seq;
+                let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)));
+                self.stats.messages_in.fetch_add(1, Relaxed);
+                self.stats.messages_out.fetch_add(delivered, Relaxed);
+                self.stats.queue_drops.fetch_add(overflowed, Relaxed);
+                Ok(Sent { seq, duplicate: false })
+            }
+        }
+    }
+
+    /// Drops rooms that have had no members for a minute and that nobody is joining.
+    pub fn sweep(&self) {
+        let cutoff = Instant::now().checked_sub(IDLE_ROOM).unwrap_or_else(Instant::now);
+        self.rooms().retain(|_, room| Arc::strong_count(room) > 1 || !room.idle_since_before(cutoff));
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms().len()
+    }
+}

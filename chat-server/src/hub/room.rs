@@ -1,0 +1,220 @@
+//! One room in memory: its members, its newest sequence number and a cache of its
+//! recent messages with their encoded frames.
+//!
+//! Owns the ordering guarantee for members: everything a member receives from this room
+//! (the `joined` notice, replayed messages, live messages) is queued while holding the
+//! room's state lock, so a member sees each sequence number once and in order. A member
+//! whose replay must come from the database is held as *pending*: live messages are kept
+//! aside for it until the replay has been queued, then appended.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::extract::ws::Message;
+use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, ServerMsg};
+
+use crate::gateway::outbox::{Outbox, frame};
+
+/// A stored message with its frames, encoded at most once per format and shared by
+/// every recipient (the bytes are reference-counted).
+#[derive(Debug)]
+pub struct Entry {
+    pub msg: ChatMessage,
+    json: OnceLock<Message>,
+    msgpack: OnceLock<Message>,
+}
+
+impl Entry {
+    pub fn new(msg: ChatMessage) -> Entry {
+        Entry { msg, json: OnceLock::new(), msgpack: OnceLock::new() }
+    }
+
+    pub fn frame(&self, format: Format) -> Message {
+        let cell = match format {
+            Format::Json => &self.json,
+            Format::MsgPack => &self.msgpack,
+        };
+        cell.get_or_init(|| frame(format.encode(&ServerMsg::Message(self.msg.clone())))).clone()
+    }
+}
+
+/// Live messages held for one member while its database replay runs.
+const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug)]
+struct Member {
+    outbox: Arc<Outbox>,
+    /// Some while a database replay is in flight: live messages wait here.
+    pending: Option<Vec<Arc<Entry>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    head: u64,
+    members: HashMap<u64, Member>,
+    cache: VecDeque<Arc<Entry>>,
+    empty_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: Arc<str>,
+    cache_size: usize,
+    state: Mutex<State>,
+    /// Held across "store, then publish" so sequence numbers are published in order.
+    pub send_lock: tokio::sync::Mutex<()>,
+    pub(super) loaded: tokio::sync::OnceCell<()>,
+}
+
+/// What [`Room::join`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// Live from `head`; `replayed` cached messages were queued first.
+    Live { head: u64, replayed: usize },
+    /// The gap is larger than the replay limit: joined live, `resume_too_far` sent.
+    TooFar { head: u64 },
+    /// The gap is not cached: replay `after < seq <= head` from the database, then
+    /// call [`Room::finish_join`].
+    NeedsReplay { after: u64, head: u64 },
+}
+
+impl Room {
+    pub fn new(name: Arc<str>, cache_size: usize) -> Room {
+        Room {
+            name,
+            cache_size,
+            state: Mutex::new(State { empty_since: Some(Instant::now()), ..State::default() }),
+            send_lock: tokio::sync::Mutex::new(()),
+            loaded: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn set_head(&self, head: u64) {
+        let mut s = self.lock();
+        s.head = s.head.max(head);
+    }
+
+    pub fn head(&self) -> u64 {
+        self.lock().head
+    }
+
+    pub fn joined_notice(&self, head: u64) -> ServerMsg {
+        ServerMsg::Joined { room: self.name.to_string(), seq: head }
+    }
+
+    pub fn join(&self, conn: u64, outbox: &Arc<Outbox>, since: Option<u64>, replay_limit: usize) -> Joined {
+        let mut s = self.lock();
+        let head = s.head;
+        s.empty_since = None;
+        let live = Member { outbox: outbox.clone(), pending: None };
+        match since {
+            Some(after) if after < head => {
+                if (head - after) as usize > replay_limit {
+                    outbox.reply(&self.joined_notice(head));
+                    outbox.reply(&ServerMsg::Error {
+                        code: ErrorCode::ResumeTooFar,
+                        text: format!(
+                            "{} messages of {} were missed, more than the {replay_limit} a resume replays; \
+                             fetch them with history before {}",
+                            head - after,
+                            self.name,
+                            head + 1
+                        ),
+                    });
+                    s.members.insert(conn, live);
+                    Joined::TooFar { head }
+                } else if s.cache.front().is_some_and(|first| first.msg.seq <= after + 1) {
+                    outbox.reply(&self.joined_notice(head));
+                    let mut replayed = 0;
+                    for entry in s.cache.iter().filter(|e| e.msg.seq > after) {
+                        outbox.push(entry.frame(outbox.format));
+                        replayed += 1;
+                    }
+                    s.members.insert(conn, live);
+                    Joined::Live { head, replayed }
+                } else {
+                    s.members.insert(conn, Member { outbox: outbox.clone(), pending: Some(Vec::new()) });
+                    Joined::NeedsReplay { after, head }
+                }
+            }
+            _ => {
+                outbox.reply(&self.joined_notice(head));
+                s.members.insert(conn, live);
+                Joined::Live { head, replayed: 0 }
+            }
+        }
+    }
+
+    /// Queues the database replay (messages up to the `head` given by `join`), then what
+    /// arrived meanwhile, and makes the member live. Returns how many were replayed.
+    pub fn finish_join(&self, conn: u64, head: u64, replay: Vec<ChatMessage>) -> usize {
+        let mut s = self.lock();
+        let Some(member) = s.members.get_mut(&conn) else { return 0 };
+        let outbox = member.outbox.clone();
+        let waiting = member.pending.take().unwrap_or_default();
+        outbox.reply(&self.joined_notice(head));
+        let mut replayed = 0;
+        for msg in replay.into_iter().filter(|m| m.seq <= head) {
+            outbox.reply(&ServerMsg::Message(msg));
+            replayed += 1;
+        }
+        for entry in waiting.into_iter().filter(|e| e.msg.seq > head) {
+            outbox.push(entry.frame(outbox.format));
+        }
+        replayed
+    }
+
+    /// Removes a member; true if it was one.
+    pub fn leave(&self, conn: u64) -> bool {
+        let mut s = self.lock();
+        let was = s.members.remove(&conn).is_some();
+        if s.members.is_empty() && s.empty_since.is_none() {
+            s.empty_since = Some(Instant::now());
+        }
+        was
+    }
+
+    /// Records a newly stored message and queues it for every member. Returns
+    /// (deliveries, members that overflowed).
+    pub fn publish(&self, entry: Arc<Entry>) -> (u64, u64) {
+        let mut s = self.lock();
+        if entry.msg.seq <= s.head {
+            return (0, 0);
+        }
+        s.head = s.head.max(entry.msg.seq);
+        if self.cache_size > 0 {
+            if s.cache.len() == self.cache_size {
+                s.cache.pop_front();
+            }
+            s.cache.push_back(entry.clone());
+        }
+        let (mut delivered, mut overflowed) = (0, 0);
+        for member in s.members.values_mut() {
+            match &mut member.pending {
+                Some(waiting) if waiting.len() < MAX_PENDING => waiting.push(entry.clone()),
+                Some(_) => {
+                    member.outbox.overflow();
+                    overflowed += 1;
+                }
+                None if member.outbox.push_live(entry.frame(member.outbox.format)) => delivered += 1,
+                None => overflowed += 1,
+            }
+        }
+        (delivered, overflowed)
+    }
+
+    /// Whether the room can be dropped from memory: no members since `older_than`.
+    pub fn idle_since_before(&self, older_than: Instant) -> bool {
+        let s = self.lock();
+        s.members.is_empty() && s.empty_since.is_some_and(|t| t <= older_than)
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.lock().members.len()
+    }
+}

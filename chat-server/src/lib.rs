@@ -1,0 +1,167 @@
+//! layer4's chat server: one worker process serving WebSocket chat rooms.
+//!
+//! Map of the crate:
+//! - [`config`]: settings from the environment or a TOML file, every default and bound.
+//! - [`auth`]: accounts (argon2id) and tokens (HS256 JWT).
+//! - [`store`]: SQLite or PostgreSQL through sqlx: users, messages, per-room sequences.
+//! - [`hub`]: rooms in memory, the ordered store-then-publish send path, resume replay.
+//! - [`gateway`]: `/ws` admission (auth, cap) and the per-connection task.
+//! - [`http`]: the router: `/ws`, `/api/auth/*`, `/api/health/websocket`, `/metrics`.
+//! - [`stats`]: counters behind health, metrics and the periodic log line.
+//! - [`telemetry`]: tracing setup and the one-line structured panic report.
+//!
+//! [`run`] takes the listener and the shutdown future from the caller, so tests start
+//! a server on port 0 and `main` stays a few lines.
+
+pub mod auth;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod stats;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::stats::{Gauges, Stats};
+use crate::store::{Store, StoreError};
+
+/// What every request handler and connection shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub settings: Settings,
+    pub auth: Auth,
+    pub hub: Hub,
+    pub stats: Arc<Stats>,
+    /// Admitted connections (the cap counts these).
+    pub active: Arc<AtomicUsize>,
+    draining: AtomicBool,
+    /// Flips to true on shutdown; every connection schedules its close-1012.
+    pub drain: watch::Sender<bool>,
+    conn_ids: AtomicU64,
+    pub database: &'static str,
+}
+
+impl Ctx {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            active: self.active.load(Ordering::Acquire),
+            max: self.settings.max_connections,
+            rooms: self.hub.room_count(),
+            rss_bytes: stats::rss_bytes(),
+            draining: self.draining(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("JWT_SECRET: {0}")]
+    Key(#[from] jsonwebtoken::errors::Error),
+    #[error("serving HTTP: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains: health turns 503
+/// "draining", new upgrades get 503, every connection is closed with 1012 at a random
+/// point of `DRAIN_WINDOW`, and it returns once they are gone or `SHUTDOWN_TIMEOUT`
+/// (counted from the shutdown signal) has passed.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = Store::open(&settings.database_url).await?;
+    let database = if settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
+    let stats = Arc::new(Stats::default());
+    let ctx = Arc::new(Ctx {
+        auth: Auth::new(&settings.jwt_secret, settings.jwt_ttl)?,
+        hub: Hub::new(store.clone(), stats.clone(), settings.room_cache),
+        stats,
+        active: Arc::new(AtomicUsize::new(0)),
+        draining: AtomicBool::new(false),
+        drain: watch::Sender::new(false),
+        conn_ids: AtomicU64::new(1),
+        database,
+        settings,
+    });
+    if ctx.settings.jwt_secret_generated {
+        tracing::warn!("JWT_SECRET is not set: using a random per-process secret (APP_ENV=development)");
+    }
+    let addr = listener.local_addr()?;
+    info!(%addr, database, max_connections = ctx.settings.max_connections, "chat server listening");
+    let housekeeping = tokio::spawn(housekeeping(ctx.clone()));
+    let (stop_accepting, accepting) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(ctx.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = accepting.await;
+            })
+            .await
+    });
+
+    shutdown.await;
+    let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_timeout;
+    ctx.draining.store(true, Ordering::Release);
+    ctx.drain.send_replace(true);
+    info!(connections = ctx.active.load(Ordering::Acquire), "draining");
+    while ctx.active.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_accepting.send(());
+    let _ = tokio::time::timeout_at(deadline, server).await;
+    housekeeping.abort();
+    let left = ctx.active.load(Ordering::Acquire);
+    info!(left, "stopped");
+    store.close().await;
+    Ok(())
+}
+
+/// The periodic "connection metrics" log line and the sweep of idle rooms.
+async fn housekeeping(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(ctx.settings.metrics_log_interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        ctx.hub.sweep();
+        let g = ctx.gauges();
+        let s = &ctx.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        info!(
+            target: "chat_server::metrics",
+            total_connections = load(&s.connections_total),
+            active_connections = g.active,
+            disconnections = s.disconnections_total(),
+            errors = load(&s.errors),
+            messages_in = load(&s.messages_in),
+            messages_out = load(&s.messages_out),
+            queue_drops = load(&s.queue_drops),
+            rooms = g.rooms,
+            rss_bytes = g.rss_bytes,
+            uptime_s = s.started.elapsed().as_secs(),
+            "connection metrics"
+        );
+    }
+}

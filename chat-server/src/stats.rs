@@ -1,0 +1,164 @@
+//! Connection and message counters of one worker: the health check, `/metrics`
+//! (Prometheus text format) and the periodic "connection metrics" log line all read
+//! these same atomics, so the three never disagree.
+//!
+//! Counters only go up; `connections_active` is derived from the admission counter.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Why a connection ended (the `reason` label of `chat_disconnections_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The client closed or the socket dropped.
+    Client,
+    /// Nothing received for `CONNECTION_TIMEOUT` (close 4000).
+    Timeout,
+    /// Outbound queue over its byte bound (close 4001).
+    SlowConsumer,
+    /// Frame above `MAX_MESSAGE_SIZE` (close 1009).
+    TooBig,
+    /// Repeated malformed or unknown messages (close 1007/1008).
+    Abuse,
+    /// The token expired while connected (close 4002).
+    TokenExpired,
+    /// Shutdown or deploy drain (close 1012).
+    Shutdown,
+    /// A protocol or I/O error on the socket.
+    Error,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Client,
+        Reason::Timeout,
+        Reason::SlowConsumer,
+        Reason::TooBig,
+        Reason::Abuse,
+        Reason::TokenExpired,
+        Reason::Shutdown,
+        Reason::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Client => "client",
+            Reason::Timeout => "timeout",
+            Reason::SlowConsumer => "slow_consumer",
+            Reason::TooBig => "too_big",
+            Reason::Abuse => "abuse",
+            Reason::TokenExpired => "token_expired",
+            Reason::Shutdown => "shutdown",
+            Reason::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Stats {
+    pub started: Instant,
+    pub connections_total: AtomicU64,
+    pub rejected_full: AtomicU64,
+    pub rejected_auth: AtomicU64,
+    disconnections: [AtomicU64; Reason::ALL.len()],
+    /// `error` messages sent to clients.
+    pub errors: AtomicU64,
+    /// Chat messages received and stored.
+    pub messages_in: AtomicU64,
+    /// Chat messages delivered to connections (live fan-out, replay and history excluded).
+    pub messages_out: AtomicU64,
+    /// Connections closed because their queue passed its bound.
+    pub queue_drops: AtomicU64,
+    pub resumes: AtomicU64,
+    pub replayed: AtomicU64,
+    pub replayed_from_db: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            connections_total: AtomicU64::new(0),
+            rejected_full: AtomicU64::new(0),
+            rejected_auth: AtomicU64::new(0),
+            disconnections: Default::default(),
+            errors: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            queue_drops: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            replayed_from_db: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Gauges owned elsewhere, read at render time.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    pub active: usize,
+    pub max: usize,
+    pub rooms: usize,
+    pub rss_bytes: u64,
+    pub draining: bool,
+}
+
+impl Stats {
+    pub fn disconnected(&self, reason: Reason) {
+        self.disconnections[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn disconnections(&self, reason: Reason) -> u64 {
+        self.disconnections[reason as usize].load(Relaxed)
+    }
+
+    pub fn disconnections_total(&self) -> u64 {
+        Reason::ALL.iter().map(|r| self.disconnections(*r)).sum()
+    }
+
+    pub fn render_prometheus(&self, g: Gauges) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in lines {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        let load = |c: &AtomicU64| c.load(Relaxed);
+        metric("chat_connections_total", "counter", "WebSocket connections accepted.", &one(load(&self.connections_total)));
+        metric("chat_connections_active", "gauge", "Open WebSocket connections.", &one(g.active as u64));
+        metric("chat_connections_max", "gauge", "MAX_CONNECTIONS.", &one(g.max as u64));
+        let rejected = vec![
+            ("{reason=\"full\"}".to_string(), load(&self.rejected_full)),
+            ("{reason=\"auth\"}".to_string(), load(&self.rejected_auth)),
+        ];
+        metric("chat_connections_rejected_total", "counter", "Upgrades refused before any WebSocket state.", &rejected);
+        let by_reason: Vec<(String, u64)> =
+            Reason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.disconnections(*r))).collect();
+        metric("chat_disconnections_total", "counter", "Connections ended, by reason.", &by_reason);
+        metric("chat_errors_total", "counter", "Error messages sent to clients.", &one(load(&self.errors)));
+        metric("chat_messages_in_total", "counter", "Chat messages received and stored.", &one(load(&self.messages_in)));
+        metric("chat_messages_out_total", "counter", "Live chat message deliveries.", &one(load(&self.messages_out)));
+        metric("chat_queue_drops_total", "counter", "Connections closed for a full outbound queue.", &one(load(&self.queue_drops)));
+        metric("chat_resumes_total", "counter", "Joins that asked for a replay.", &one(load(&self.resumes)));
+        let replayed = vec![
+            ("{source=\"cache\"}".to_string(), load(&self.replayed) - load(&self.replayed_from_db).min(load(&self.replayed))),
+            ("{source=\"database\"}".to_string(), load(&self.replayed_from_db)),
+        ];
+        metric("chat_replayed_messages_total", "counter", "Messages replayed on resume.", &replayed);
+        metric("chat_rooms", "gauge", "Rooms held in memory.", &one(g.rooms as u64));
+        metric("chat_memory_rss_bytes", "gauge", "Resident memory of this worker.", &one(g.rss_bytes));
+        metric("chat_draining", "gauge", "1 while shutting down.", &one(u64::from(g.draining)));
+        metric("chat_uptime_seconds", "gauge", "Seconds since start.", &one(self.started.elapsed().as_secs()));
+        out
+    }
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

@@ -1,0 +1,241 @@
+//! Durable storage: users, per-room sequence counters and messages, in SQLite (the
+//! default, one file) or PostgreSQL (`DATABASE_URL=postgres://...`), through one sqlx
+//! `Any` code path.
+//!
+//! Owns the schema (`migrations/sqlite`, `migrations/postgres`, run at start) and the
+//! rules that make sends durable and idempotent: [`Store::append`] allocates the next
+//! per-room sequence number and stores the message in one transaction, and a resend
+//! with the same (user, client id) returns the original sequence instead of a new row.
+//! It does not order broadcasts; the caller holds the room's send lock around it.
+//!
+//! Portability rules of sqlx `Any` followed here: integers are BIGINT read as i64,
+//! time is epoch milliseconds, placeholders are `$N` on both backends, no booleans.
+
+use std::path::Path;
+
+use layer4_chat_client::protocol::ChatMessage;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
+    #[error("the user name is taken")]
+    NameTaken,
+}
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Stored(ChatMessage),
+    /// This (user, client id) was stored before, as `seq` in `room`.
+    Duplicate { room: String, seq: u64 },
+}
+
+/// A new message to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub room: &'a str,
+    pub user_id: i64,
+    pub user: &'a str,
+    pub client_id: &'a str,
+    pub body: &'a str,
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// SQLite takes one writer at a time; its write pool has one connection so
+    /// transactions queue in the pool instead of failing with SQLITE_BUSY.
+    write: AnyPool,
+    read: AnyPool,
+}
+
+type Row = (String, i64, String, String, String, i64);
+const COLUMNS: &str = "room, seq, client_id, user_name, body, ts";
+
+fn message((room, seq, id, user, body, ts): Row) -> ChatMessage {
+    ChatMessage { room, seq: seq as u64, id, user, body, ts }
+}
+
+impl Store {
+    /// Connects, creating the SQLite file (and its folder) when missing, and migrates.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let url = sqlite_url(url)?;
+            let options = || {
+                AnyPoolOptions::new().after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        Ok(())
+                    })
+                })
+            };
+            let write = options().max_connections(1).connect(&url).await?;
+            SQLITE.run(&write).await?;
+            let read = options().max_connections(4).connect(&url).await?;
+            Ok(Store { write, read })
+        } else {
+            let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
+            POSTGRES.run(&pool).await?;
+            Ok(Store { write: pool.clone(), read: pool })
+        }
+    }
+
+    /// Stores a message as the room's next sequence number, or finds its earlier copy.
+    pub async fn append(&self, m: NewMessage<'_>) -> Result<Appended, StoreError> {
+        loop {
+            if let Some((room, seq)) = self.sent_before(m.user_id, m.client_id).await? {
+                return Ok(Appended::Duplicate { room, seq: seq as u64 });
+            }
+            match self.insert(m).await {
+                Ok(seq) => {
+                    return Ok(Appended::Stored(ChatMessage {
+                        room: m.room.to_string(),
+                        seq,
+                        id: m.client_id.to_string(),
+                        user: m.user.to_string(),
+                        body: m.body.to_string(),
+                        ts: m.ts,
+                    }));
+                }
+                // The same id raced in on another connection: the next pass finds it.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn sent_before(&self, user_id: i64, client_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT room, seq FROM messages WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.write)
+            .await?)
+    }
+
+    async fn insert(&self, m: NewMessage<'_>) -> Result<u64, sqlx::Error> {
+        let mut tx = self.write.begin().await?;
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO rooms (name, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq + 1 RETURNING last_seq",
+        )
+        .bind(m.room)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO messages (room, seq, user_id, user_name, client_id, body, ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(m.room)
+        .bind(seq)
+        .bind(m.user_id)
+        .bind(m.user)
+        .bind(m.client_id)
+        .bind(m.body)
+        .bind(m.ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq as u64)
+    }
+
+    /// The room's newest sequence number (0 for a room without messages).
+    pub async fn head(&self, room: &str) -> Result<u64, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT last_seq FROM rooms WHERE name = $1").bind(room).fetch_optional(&self.read).await?;
+        Ok(row.map_or(0, |(s,)| s as u64))
+    }
+
+    /// Messages with `after < seq <= upto`, oldest first.
+    pub async fn range(&self, room: &str, after: u64, upto: u64) -> Result<Vec<ChatMessage>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq");
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(room)
+            .bind(after as i64)
+            .bind(upto as i64)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.into_iter().map(message).collect())
+    }
+
+    /// Up to `limit` messages below `before`, oldest first, and whether older ones exist.
+    pub async fn history(&self, room: &str, before: u64, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+        let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(room)
+            .bind(before.min(i64::MAX as u64) as i64)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.read)
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        rows.reverse();
+        Ok((rows.into_iter().map(message).collect(), more))
+    }
+
+    /// Creates a user; [`StoreError::NameTaken`] when the name exists.
+    pub async fn create_user(&self, name: &str, password_hash: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let result: Result<(i64,), sqlx::Error> =
+            sqlx::query_as("INSERT INTO users (name, password_hash, created_ms) VALUES ($1, $2, $3) RETURNING id")
+                .bind(name)
+                .bind(password_hash)
+                .bind(now_ms)
+                .fetch_one(&self.write)
+                .await;
+        match result {
+            Ok((id,)) => Ok(id),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// (id, password hash) of a user.
+    pub async fn user(&self, name: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Whether the database answers (for the health check).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// `sqlite://data/chat.db` -> creates `data/` and asks SQLite to create the file.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or("");
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|source| StoreError::Folder { path: parent.display().to_string(), source })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
