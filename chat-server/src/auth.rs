@@ -103,10 +103,11 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<User, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
         let id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
         Ok(User { id, name: data.claims.name, exp: data.claims.exp })
     }
@@ -144,7 +145,8 @@ impl Auth {
 }
 
 /// Compared against when the user does not exist (hash of a random, discarded password).
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wbd7v4WnE0eF1W5gSGQ9qyQvJ2p3k3yJzAh4b6kEJbw";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wbd7v4WnE0eF1W5gSGQ9qyQvJ2p3k3yJzAh4b6kEJbw";
 
 /// The `token` parameter of a query string, percent-decoded.
 fn query_token(query: &str) -> Option<String> {

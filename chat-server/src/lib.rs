@@ -67,6 +67,7 @@ impl Ctx {
             active: self.active.load(Ordering::Acquire),
             max: self.settings.max_connections,
             rooms: self.hub.room_count(),
+            memberships: self.hub.membership_count(),
             rss_bytes: stats::rss_bytes(),
             draining: self.draining(),
         }

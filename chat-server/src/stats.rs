@@ -100,6 +100,7 @@ pub struct Gauges {
     pub active: usize,
     pub max: usize,
     pub rooms: usize,
+    pub memberships: usize,
     pub rss_bytes: u64,
     pub draining: bool,
 }
@@ -127,7 +128,12 @@ impl Stats {
         };
         let one = |v: u64| vec![(String::new(), v)];
         let load = |c: &AtomicU64| c.load(Relaxed);
-        metric("chat_connections_total", "counter", "WebSocket connections accepted.", &one(load(&self.connections_total)));
+        metric(
+            "chat_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            &one(load(&self.connections_total)),
+        );
         metric("chat_connections_active", "gauge", "Open WebSocket connections.", &one(g.active as u64));
         metric("chat_connections_max", "gauge", "MAX_CONNECTIONS.", &one(g.max as u64));
         let rejected = vec![
@@ -139,16 +145,35 @@ impl Stats {
             Reason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.disconnections(*r))).collect();
         metric("chat_disconnections_total", "counter", "Connections ended, by reason.", &by_reason);
         metric("chat_errors_total", "counter", "Error messages sent to clients.", &one(load(&self.errors)));
-        metric("chat_messages_in_total", "counter", "Chat messages received and stored.", &one(load(&self.messages_in)));
+        metric(
+            "chat_messages_in_total",
+            "counter",
+            "Chat messages received and stored.",
+            &one(load(&self.messages_in)),
+        );
         metric("chat_messages_out_total", "counter", "Live chat message deliveries.", &one(load(&self.messages_out)));
-        metric("chat_queue_drops_total", "counter", "Connections closed for a full outbound queue.", &one(load(&self.queue_drops)));
+        metric(
+            "chat_queue_drops_total",
+            "counter",
+            "Connections closed for a full outbound queue.",
+            &one(load(&self.queue_drops)),
+        );
         metric("chat_resumes_total", "counter", "Joins that asked for a replay.", &one(load(&self.resumes)));
         let replayed = vec![
-            ("{source=\"cache\"}".to_string(), load(&self.replayed) - load(&self.replayed_from_db).min(load(&self.replayed))),
+            (
+                "{source=\"cache\"}".to_string(),
+                load(&self.replayed) - load(&self.replayed_from_db).min(load(&self.replayed)),
+            ),
             ("{source=\"database\"}".to_string(), load(&self.replayed_from_db)),
         ];
         metric("chat_replayed_messages_total", "counter", "Messages replayed on resume.", &replayed);
         metric("chat_rooms", "gauge", "Rooms held in memory.", &one(g.rooms as u64));
+        metric(
+            "chat_room_memberships",
+            "gauge",
+            "Connections in rooms, summed over rooms.",
+            &one(g.memberships as u64),
+        );
         metric("chat_memory_rss_bytes", "gauge", "Resident memory of this worker.", &one(g.rss_bytes));
         metric("chat_draining", "gauge", "1 while shutting down.", &one(u64::from(g.draining)));
         metric("chat_uptime_seconds", "gauge", "Seconds since start.", &one(self.started.elapsed().as_secs()));

@@ -1,1 +1,10 @@
+//! Integration tests for the chat server: the real binary over real sockets, against
+//! SQLite and a real PostgreSQL (127.0.0.1:5432).
+#![allow(clippy::unwrap_used)]
 
+mod helper;
+
+mod accounts;
+mod gateway;
+mod resume;
+mod rooms;

@@ -104,6 +104,9 @@ pub enum ServerMsg {
     Error {
         code: ErrorCode,
         text: String,
+        /// The room the error is about, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,11 +282,12 @@ mod tests {
 
     #[test]
     fn every_server_message_survives_both_formats() {
-        let m = ChatMessage { room: "r".into(), seq: 7, id: "c1".into(), user: "ann".into(), body: "hé".into(), ts: 5 };
+        let m =
+            ChatMessage { room: "r".into(), seq: 7, id: "c1".into(), user: "ann".into(), body: "hé".into(), ts: 5 };
         roundtrip(&ServerMsg::Message(m.clone()));
         roundtrip(&ServerMsg::History { room: "r".into(), messages: vec![m], more: true });
         roundtrip(&ServerMsg::Ack { room: "r".into(), id: "c1".into(), seq: 7 });
-        roundtrip(&ServerMsg::Error { code: ErrorCode::NotJoined, text: "x".into() });
+        roundtrip(&ServerMsg::Error { code: ErrorCode::NotJoined, text: "x".into(), room: Some("r".into()) });
         roundtrip(&ServerMsg::Pong { t: None });
     }
 

@@ -147,7 +147,10 @@ impl Parser {
         };
         let host = self.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0");
         let database_url = self.text("DATABASE_URL").unwrap_or_else(|| "sqlite://data/chat.db".to_string());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
             self.fail("DATABASE_URL", "must start with sqlite: or postgres://".to_string());
         }
         let redis_url = self.text("REDIS_URL").filter(|s| !s.is_empty());

@@ -64,11 +64,22 @@ pub async fn serve(mut ws: WebSocket, ctx: Arc<Ctx>, user: User, format: Format,
         room.leave(conn.id);
     }
     ctx.stats.disconnected(reason);
+    // The closing handshake: send our close frame, then read until the client's close
+    // (or the socket ends), so frames still in flight, such as pongs, do not meet a reset.
     let goodbye = async {
-        if let Some((code, text)) = frame {
-            let _ = ws.send(Message::Close(Some(CloseFrame { code, reason: text.into() }))).await;
-        } else {
-            let _ = ws.flush().await;
+        match frame {
+            Some((code, text)) => {
+                if ws.send(Message::Close(Some(CloseFrame { code, reason: text.into() }))).await.is_ok() {
+                    while let Some(Ok(msg)) = ws.recv().await {
+                        if matches!(msg, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                let _ = ws.flush().await;
+            }
         }
     };
     let _ = timeout(Duration::from_secs(1), goodbye).await;
@@ -156,7 +167,22 @@ async fn write_batch(
         }
         ws.flush().await
     };
-    match timeout(limit, write).await {
+    // A queue that overflows while this write waits on a full socket ends it at once.
+    let overflow = async {
+        loop {
+            outbox.wait().await;
+            if outbox.is_overflowed() {
+                break;
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = timeout(limit, write) => result,
+        () = overflow => return Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")))),
+    };
+    // The overflow watch may have taken the wake-up of frames queued meanwhile.
+    outbox.rearm();
+    match result {
         Ok(Ok(())) => {
             if batch.capacity() > 4 * max.min(64) {
                 *batch = Vec::new();
@@ -173,17 +199,17 @@ fn read_error(e: axum::Error) -> Exit {
         .into_inner()
         .downcast_ref::<tungstenite::Error>()
         .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-    if too_big {
-        (Reason::TooBig, Some((close::TOO_BIG, "message too big")))
-    } else {
-        (Reason::Error, None)
-    }
+    if too_big { (Reason::TooBig, Some((close::TOO_BIG, "message too big"))) } else { (Reason::Error, None) }
 }
 
 impl Conn {
     fn error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>) {
+        self.room_error(ctx, code, text, None);
+    }
+
+    fn room_error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>, room: Option<&str>) {
         ctx.stats.errors.fetch_add(1, Relaxed);
-        self.outbox.reply(&ServerMsg::Error { code, text: text.into() });
+        self.outbox.reply(&ServerMsg::Error { code, text: text.into(), room: room.map(str::to_string) });
     }
 
     async fn handle(&mut self, ctx: &Ctx, frame: FrameRef<'_>) -> Option<Exit> {
@@ -222,7 +248,7 @@ impl Conn {
                         r.leave(self.id);
                         self.outbox.reply(&ServerMsg::Left { room });
                     }
-                    None => self.error(ctx, ErrorCode::NotJoined, format!("not in room {room}")),
+                    None => self.room_error(ctx, ErrorCode::NotJoined, format!("not in room {room}"), Some(&room)),
                 }
                 None
             }
@@ -243,7 +269,12 @@ impl Conn {
 
     async fn join(&mut self, ctx: &Ctx, name: &str, since: Option<u64>) -> Option<Exit> {
         if !layer4_chat_client::protocol::valid_room(name) {
-            self.error(ctx, ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ - . :");
+            self.room_error(
+                ctx,
+                ErrorCode::BadRoom,
+                "room names are 1-64 characters of A-Z a-z 0-9 _ - . :",
+                Some(name),
+            );
             return None;
         }
         if let Some(room) = self.rooms.get(name) {
@@ -252,14 +283,14 @@ impl Conn {
         }
         if self.rooms.len() >= ctx.settings.max_rooms_per_connection {
             let text = format!("at most {} rooms per connection", ctx.settings.max_rooms_per_connection);
-            self.error(ctx, ErrorCode::TooManyRooms, text);
+            self.room_error(ctx, ErrorCode::TooManyRooms, text, Some(name));
             return None;
         }
         let room = match ctx.hub.room(name).await {
             Ok(room) => room,
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "join failed");
-                self.error(ctx, ErrorCode::Unavailable, "storage unavailable; try again");
+                self.room_error(ctx, ErrorCode::Unavailable, "storage unavailable; try again", Some(name));
                 return None;
             }
         };
@@ -292,7 +323,7 @@ impl Conn {
 
     async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {
         let Some(room) = self.rooms.get(name).cloned() else {
-            self.error(ctx, ErrorCode::NotJoined, format!("join {name} before sending to it"));
+            self.room_error(ctx, ErrorCode::NotJoined, format!("join {name} before sending to it"), Some(name));
             return;
         };
         if !layer4_chat_client::protocol::valid_id(id) {
@@ -304,17 +335,23 @@ impl Conn {
             return;
         }
         match ctx.hub.send(&room, &self.user, id, body).await {
-            Ok(sent) => self.outbox.reply(&ServerMsg::Ack { room: name.to_string(), id: id.to_string(), seq: sent.seq }),
+            Ok(sent) => {
+                self.outbox.reply(&ServerMsg::Ack { room: name.to_string(), id: id.to_string(), seq: sent.seq })
+            }
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "send failed");
-                self.error(ctx, ErrorCode::Unavailable, format!("message {id} was not stored; resend it with the same id"));
+                self.error(
+                    ctx,
+                    ErrorCode::Unavailable,
+                    format!("message {id} was not stored; resend it with the same id"),
+                );
             }
         }
     }
 
     async fn history(&mut self, ctx: &Ctx, name: &str, before: Option<u64>, limit: Option<u32>) {
         if !self.rooms.contains_key(name) {
-            self.error(ctx, ErrorCode::NotJoined, format!("join {name} before reading its history"));
+            self.room_error(ctx, ErrorCode::NotJoined, format!("join {name} before reading its history"), Some(name));
             return;
         }
         let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);

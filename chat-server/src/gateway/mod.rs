@@ -74,7 +74,8 @@ pub async fn upgrade(
         Some(format) => format,
         None if requested.is_empty() => Format::Json,
         None => {
-            let text = format!("unsupported subprotocol; use {} or {}", Format::JSON_PROTOCOL, Format::MSGPACK_PROTOCOL);
+            let text =
+                format!("unsupported subprotocol; use {} or {}", Format::JSON_PROTOCOL, Format::MSGPACK_PROTOCOL);
             return json_error(StatusCode::BAD_REQUEST, "unsupported_protocol", &text);
         }
     };

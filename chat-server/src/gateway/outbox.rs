@@ -128,6 +128,19 @@ impl Outbox {
         Ok(())
     }
 
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// Wakes the writer again if frames are waiting (after a wake-up was consumed elsewhere).
+    pub fn rearm(&self) {
+        let inner = self.lock();
+        if !inner.items.is_empty() || inner.overflowed {
+            drop(inner);
+            self.wake.notify_one();
+        }
+    }
+
     /// Resolves when something was queued since the last `take`.
     pub async fn wait(&self) {
         self.wake.notified().await;

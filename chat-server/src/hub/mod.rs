@@ -73,7 +73,8 @@ impl Hub {
     /// included). A resend of an already stored (user, id) returns its first sequence.
     pub async fn send(&self, room: &Room, user: &User, id: &str, body: &str) -> Result<Sent, StoreError> {
         let _order = room.send_lock.lock().await;
-        let new = NewMessage { room: &room.name, user_id: user.id, user: &user.name, client_id: id, body, ts: now_ms() };
+        let new =
+            NewMessage { room: &room.name, user_id: user.id, user: &user.name, client_id: id, body, ts: now_ms() };
         match self.store.append(new).await? {
             Appended::Duplicate { seq, .. } => Ok(Sent { seq, duplicate: true }),
             Appended::Stored(msg) => {
@@ -95,5 +96,10 @@ impl Hub {
 
     pub fn room_count(&self) -> usize {
         self.rooms().len()
+    }
+
+    /// Room memberships across all rooms (a connection in three rooms counts three).
+    pub fn membership_count(&self) -> usize {
+        self.rooms().values().map(|r| r.member_count()).sum()
     }
 }

@@ -125,6 +125,7 @@ impl Room {
                             self.name,
                             head + 1
                         ),
+                        room: Some(self.name.to_string()),
                     });
                     s.members.insert(conn, live);
                     Joined::TooFar { head }

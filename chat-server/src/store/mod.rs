@@ -38,7 +38,10 @@ pub enum StoreError {
 pub enum Appended {
     Stored(ChatMessage),
     /// This (user, client id) was stored before, as `seq` in `room`.
-    Duplicate { room: String, seq: u64 },
+    Duplicate {
+        room: String,
+        seq: u64,
+    },
 }
 
 /// A new message to store.

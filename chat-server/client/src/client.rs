@@ -1,0 +1,200 @@
+//! The chat client: one background task keeps a connection alive and hands the
+//! application an ordered stream of [`Event`]s.
+//!
+//! Guarantees to the application, across any number of reconnects:
+//! - each room's messages arrive exactly once and in sequence order (the task remembers
+//!   the last sequence per room, asks the server to resume from it, and drops anything
+//!   at or below it);
+//! - every message passed to [`Client::send`] is stored exactly once: it stays in an
+//!   unacked list and is resent with its original id after a reconnect until acked (the
+//!   server treats a resend of a stored id as a no-op and acks the original).
+//!
+//! Liveness follows the plan: a ping when nothing was sent for `ping_after` (45 s), and
+//! a reconnect when nothing at all arrives within `pong_timeout` (15 s) of it; any
+//! incoming frame (the server's own pings included) counts as life. Reconnects wait
+//! `random(0, min(backoff_max, backoff_base * 2^attempt))` (exponential backoff with
+//! full jitter), and never less than a 503's `Retry-After`.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::{ChatMessage, ErrorCode, Format};
+use crate::session;
+
+/// How to reach the server and how patient to be.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    pub token: String,
+    pub format: Format,
+    pub ping_after: Duration,
+    pub pong_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Give up after this many failed connection attempts in a row (None: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl ClientConfig {
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            url: url.into(),
+            token: token.into(),
+            format: Format::Json,
+            ping_after: Duration::from_secs(45),
+            pong_timeout: Duration::from_secs(15),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+}
+
+/// What the application sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A connection is up (`resumed` after the first one).
+    Connected {
+        user: String,
+        resumed: bool,
+    },
+    Joined {
+        room: String,
+        seq: u64,
+    },
+    Left {
+        room: String,
+    },
+    /// A room message, exactly once and in order.
+    Message(ChatMessage),
+    /// The message the application sent with this id is stored as `seq`.
+    Acked {
+        room: String,
+        id: String,
+        seq: u64,
+    },
+    History {
+        room: String,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    },
+    /// The server replayed less than was missed (`resume_too_far`): sequence numbers
+    /// `from..=to` of `room` were skipped; page them in with [`Client::history`].
+    Gap {
+        room: String,
+        from: u64,
+        to: u64,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    /// The connection dropped; a reconnect follows after `retry_in`.
+    Disconnected {
+        code: Option<u16>,
+        reason: String,
+        retry_in: Duration,
+    },
+    /// The client stopped for good (closed by the application, bad token, policy close,
+    /// or `max_attempts` reached).
+    Closed {
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Join(String),
+    Leave(String),
+    Send {
+        room: String,
+        id: String,
+        body: String,
+    },
+    History {
+        room: String,
+        before: Option<u64>,
+        limit: Option<u32>,
+    },
+    /// Drop the socket without a close frame (as a network failure would) and reconnect.
+    Drop,
+    Close(oneshot::Sender<()>),
+}
+
+/// A handle to the background task; dropping it stops the task.
+#[derive(Debug)]
+pub struct Client {
+    cmd: mpsc::Sender<Cmd>,
+    events: mpsc::Receiver<Event>,
+    next_id: u64,
+    prefix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the client has stopped")]
+pub struct Stopped;
+
+impl Client {
+    /// Starts the background task, which connects at once and keeps reconnecting.
+    pub fn start(config: ClientConfig) -> Client {
+        let (cmd, cmd_rx) = mpsc::channel(1024);
+        let (events_tx, events) = mpsc::channel(4096);
+        tokio::spawn(session::run(config, cmd_rx, events_tx));
+        let prefix = format!("{:08x}", rand::random::<u32>());
+        Client { cmd, events, next_id: 0, prefix }
+    }
+
+    async fn command(&self, cmd: Cmd) -> Result<(), Stopped> {
+        self.cmd.send(cmd).await.map_err(|_| Stopped)
+    }
+
+    pub async fn join(&self, room: &str) -> Result<(), Stopped> {
+        self.command(Cmd::Join(room.to_string())).await
+    }
+
+    pub async fn leave(&self, room: &str) -> Result<(), Stopped> {
+        self.command(Cmd::Leave(room.to_string())).await
+    }
+
+    /// Sends `body` to `room` with a fresh id, which is returned; the matching
+    /// [`Event::Acked`] says it is stored.
+    pub async fn send(&mut self, room: &str, body: &str) -> Result<String, Stopped> {
+        self.next_id += 1;
+        let id = format!("{}-{}", self.prefix, self.next_id);
+        self.send_with_id(room, &id, body).await?;
+        Ok(id)
+    }
+
+    /// Sends with an id of the caller's choosing (1-64 printable ASCII characters).
+    pub async fn send_with_id(&self, room: &str, id: &str, body: &str) -> Result<(), Stopped> {
+        self.command(Cmd::Send { room: room.into(), id: id.into(), body: body.into() }).await
+    }
+
+    pub async fn history(&self, room: &str, before: Option<u64>, limit: Option<u32>) -> Result<(), Stopped> {
+        self.command(Cmd::History { room: room.into(), before, limit }).await
+    }
+
+    /// Simulates a network failure: the socket is dropped and the client reconnects.
+    pub async fn drop_connection(&self) -> Result<(), Stopped> {
+        self.command(Cmd::Drop).await
+    }
+
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Closes the connection cleanly (close 1000) and stops the task.
+    pub async fn close(self) {
+        let (done, wait) = oneshot::channel();
+        if self.cmd.send(Cmd::Close(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+    }
+}

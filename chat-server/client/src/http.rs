@@ -1,0 +1,103 @@
+//! Plain HTTP/1.1 calls: `POST /api/auth/register` and `/api/auth/login`, and a GET
+//! for the health and metrics endpoints.
+//!
+//! A small hyper client on one TCP connection per call; these run once per session,
+//! so there is no pool.
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("bad server address {0:?}: expected http://host:port")]
+    Address(String),
+    #[error("cannot reach {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("{status}: {error}: {message}")]
+    Refused { status: u16, error: String, message: String },
+    #[error("unexpected reply: {0}")]
+    Reply(String),
+}
+
+/// A token and the user it names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    pub token: String,
+    pub user: SessionUser,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionUser {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Creates an account; `base` is `http://host:port`.
+pub async fn register(base: &str, username: &str, password: &str) -> Result<Session, AuthError> {
+    post_credentials(base, "/api/auth/register", username, password).await
+}
+
+pub async fn login(base: &str, username: &str, password: &str) -> Result<Session, AuthError> {
+    post_credentials(base, "/api/auth/login", username, password).await
+}
+
+async fn post_credentials(base: &str, path: &str, username: &str, password: &str) -> Result<Session, AuthError> {
+    let body = json!({ "username": username, "password": password }).to_string();
+    let (status, bytes) = post(base, path, body).await?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&bytes).map_err(|e| AuthError::Reply(e.to_string()));
+    }
+    #[derive(Deserialize)]
+    struct Failure {
+        error: String,
+        message: String,
+    }
+    match serde_json::from_slice::<Failure>(&bytes) {
+        Ok(f) => Err(AuthError::Refused { status, error: f.error, message: f.message }),
+        Err(_) => Err(AuthError::Reply(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
+    }
+}
+
+/// One POST with a JSON body; returns the status and the body.
+pub async fn post(base: &str, path: &str, body: String) -> Result<(u16, Bytes), AuthError> {
+    let (status, _, bytes) = request(base, "POST", path, Some(body)).await?;
+    Ok((status, bytes))
+}
+
+/// One GET; returns the status, the headers and the body.
+pub async fn get(base: &str, path: &str) -> Result<(u16, hyper::HeaderMap, Bytes), AuthError> {
+    request(base, "GET", path, None).await
+}
+
+async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, hyper::HeaderMap, Bytes), AuthError> {
+    let addr = base.strip_prefix("http://").map(|a| a.trim_end_matches('/')).ok_or(AuthError::Address(base.into()))?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| AuthError::Connect { addr: addr.to_string(), source })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| AuthError::Reply(e.to_string()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, headers, bytes))
+}

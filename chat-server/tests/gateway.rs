@@ -1,0 +1,190 @@
+//! README "Gateway": heartbeat timeout, the connection cap, 401s, oversized and
+//! malformed frames, slow consumers and the graceful drain.
+
+use std::time::Duration;
+
+use layer4_chat_client::Event;
+use layer4_chat_client::http;
+use layer4_chat_client::protocol::{ClientMsg, ErrorCode, Format, ServerMsg, close};
+use tokio_tungstenite::tungstenite;
+
+use crate::helper::*;
+
+fn http_status(e: tungstenite::Error) -> u16 {
+    match e {
+        tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_times_out_with_4000_and_releases_everything() {
+    let server = Server::start(&[("HEARTBEAT_INTERVAL", "100"), ("CONNECTION_TIMEOUT", "500")]).await;
+    let f = Format::Json;
+    let mut silent = raw(&server.ws_url(), Some(&server.token(1, "sil")), None).await.unwrap();
+    raw_next(&mut silent, f).await.unwrap();
+    raw_send(&mut silent, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
+    raw_next(&mut silent, f).await.unwrap();
+    // A client that reads answers the server's pings and stays.
+    let mut live = server.client(2, "live", f);
+    live.join("r").await.unwrap();
+    expect_event(&mut live, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    assert_eq!(server.metric("chat_room_memberships", &[]).await, 2.0);
+
+    server.wait_metric("chat_disconnections_total", &[("reason", "timeout")], |v| v == 1.0).await;
+    assert_eq!(server.metric("chat_room_memberships", &[]).await, 1.0);
+    assert_eq!(raw_close_code(&mut silent, f).await, Some(close::TIMEOUT));
+    server.wait_metric("chat_connections_active", &[], |v| v == 1.0).await;
+
+    // Well past the timeout, the reading client is still served.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    live.send("r", "still here").await.unwrap();
+    let got = messages(&mut live, 1).await;
+    assert_eq!(got[0].body, "still here");
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "timeout")]).await, 1.0);
+}
+
+#[tokio::test]
+async fn the_connection_cap_answers_503_with_retry_after_and_frees_slots() {
+    let server = Server::start(&[("MAX_CONNECTIONS", "2")]).await;
+    let token = server.token(1, "ann");
+    let mut a = raw(&server.ws_url(), Some(&token), None).await.unwrap();
+    let _b = raw(&server.ws_url(), Some(&token), None).await.unwrap();
+    match raw(&server.ws_url(), Some(&token), None).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let retry: u32 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=5).contains(&retry));
+        }
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "full")]).await, 1.0);
+    futures_util::SinkExt::close(&mut a).await.unwrap();
+    server.wait_metric("chat_connections_active", &[], |v| v == 1.0).await;
+    raw(&server.ws_url(), Some(&token), None).await.expect("a slot is free again");
+}
+
+#[tokio::test]
+async fn missing_bad_and_expired_tokens_get_401_before_the_upgrade() {
+    let server = Server::start(&[]).await;
+    assert_eq!(http_status(raw(&server.ws_url(), None, None).await.unwrap_err()), 401);
+    assert_eq!(http_status(raw(&server.ws_url(), Some("not-a-jwt"), None).await.unwrap_err()), 401);
+    let forged = layer4_chat_server::auth::Auth::new(b"some-other-secret-entirely", Duration::from_secs(60))
+        .unwrap()
+        .issue(1, "eve");
+    assert_eq!(http_status(raw(&server.ws_url(), Some(&forged), None).await.unwrap_err()), 401);
+    let expired = layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::ZERO).unwrap().issue(1, "old");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(http_status(raw(&server.ws_url(), Some(&expired), None).await.unwrap_err()), 401);
+    let url = format!("{}?token={}", server.ws_url(), server.token(1, "browser"));
+    raw(&url, None, None).await.expect("?token= is accepted");
+    assert_eq!(
+        http_status(raw(&server.ws_url(), Some(&server.token(1, "x")), Some("chat.v9")).await.unwrap_err()),
+        400
+    );
+    assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "auth")]).await, 4.0);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_only_its_connection_with_1009() {
+    let server = Server::start(&[("MAX_MESSAGE_SIZE", "1024")]).await;
+    let f = Format::Json;
+    let mut other = server.client(2, "other", f);
+    other.join("r").await.unwrap();
+    expect_event(&mut other, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    let mut big = raw(&server.ws_url(), Some(&server.token(1, "big")), None).await.unwrap();
+    raw_next(&mut big, f).await.unwrap();
+    raw_send(&mut big, f, &ClientMsg::Send { room: "r".into(), id: "x".into(), body: "a".repeat(4096) }).await;
+    assert_eq!(raw_close_code(&mut big, f).await, Some(close::TOO_BIG));
+    other.send("r", "unaffected").await.unwrap();
+    assert_eq!(messages(&mut other, 1).await[0].body, "unaffected");
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "too_big")]).await, 1.0);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_messages_get_errors_then_a_close() {
+    use futures_util::SinkExt;
+    let server = Server::start(&[]).await;
+    let f = Format::Json;
+    let mut ws = raw(&server.ws_url(), Some(&server.token(1, "ann")), None).await.unwrap();
+    raw_next(&mut ws, f).await.unwrap();
+    ws.send(tungstenite::Message::Text("{".into())).await.unwrap();
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Error { code: ErrorCode::Malformed, .. }));
+    ws.send(tungstenite::Message::Text(r#"{"type":"dance"}"#.into())).await.unwrap();
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Error { code: ErrorCode::UnknownType, .. }));
+    ws.send(tungstenite::Message::Binary(vec![0x93, 1, 2, 3].into())).await.unwrap();
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Error { code: ErrorCode::Malformed, .. }));
+    raw_send(&mut ws, f, &ClientMsg::Send { room: "nowhere".into(), id: "1".into(), body: "x".into() }).await;
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Error { code: ErrorCode::NotJoined, .. }));
+    raw_send(&mut ws, f, &ClientMsg::Join { room: "bad room".into(), since: None }).await;
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Error { code: ErrorCode::BadRoom, .. }));
+    for _ in 0..8 {
+        ws.send(tungstenite::Message::Text("nonsense".into())).await.unwrap();
+    }
+    assert_eq!(raw_close_code(&mut ws, f).await, Some(close::INVALID_DATA));
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "abuse")]).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
+    let server = Server::start(&[("MAX_MESSAGE_SIZE", "16384"), ("QUEUE_MAX_BYTES", "65536")]).await;
+    let f = Format::Json;
+    // A reader with a tiny receive buffer that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(server.ws_url()).unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, "slow")).parse().unwrap());
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    raw_next(&mut slow, f).await.unwrap();
+    raw_send(&mut slow, f, &ClientMsg::Join { room: "flood".into(), since: None }).await;
+    raw_next(&mut slow, f).await.unwrap();
+
+    let mut fast = server.client(2, "fast", f);
+    fast.join("flood").await.unwrap();
+    expect_event(&mut fast, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    let body = "x".repeat(8000);
+    for _ in 0..1000 {
+        fast.send("flood", &body).await.unwrap();
+    }
+    assert_eq!(messages(&mut fast, 1000).await.len(), 1000, "the room kept flowing");
+    server.wait_metric("chat_queue_drops_total", &[], |v| v >= 1.0).await;
+    server.wait_metric("chat_disconnections_total", &[("reason", "slow_consumer")], |v| v == 1.0).await;
+    let rss = server.metric("chat_memory_rss_bytes", &[]).await;
+    assert!(rss < 100e6, "RSS {rss} stayed bounded");
+    assert_eq!(raw_close_code(&mut slow, f).await, Some(close::RESUME));
+}
+
+#[tokio::test]
+async fn sigterm_drains_with_1012_reports_draining_and_exits_0() {
+    let mut server = Server::start(&[("DRAIN_WINDOW", "1500")]).await;
+    let f = Format::Json;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut ws = raw(&server.ws_url(), Some(&server.token(i, "c")), None).await.unwrap();
+        raw_next(&mut ws, f).await.unwrap();
+        clients.push(ws);
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = http::get(&server.base(), "/api/health/websocket").await.unwrap();
+        if status == 503 {
+            let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(health["status"], "draining");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reported draining");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match raw(&server.ws_url(), Some(&server.token(9, "late")), None).await {
+        Err(e) => assert_eq!(http_status(e), 503),
+        Ok(_) => panic!("a draining server accepted a WebSocket"),
+    }
+    for ws in &mut clients {
+        assert_eq!(raw_close_code(ws, f).await, Some(close::RESTART));
+    }
+    let status = server.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0));
+}

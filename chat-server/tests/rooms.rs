@@ -1,0 +1,102 @@
+//! README "Protocol": rooms, ordered delivery, history, idempotent sends, both encodings,
+//! on SQLite and PostgreSQL.
+
+use layer4_chat_client::Event;
+use layer4_chat_client::protocol::{ClientMsg, Format, ServerMsg};
+
+use crate::helper::*;
+
+#[tokio::test]
+async fn two_clients_exchange_messages_in_order_on_both_backends() {
+    for backend in BACKENDS {
+        let server = Server::start_on(backend, &[]).await;
+        let mut ann = server.client(1, "ann", Format::Json);
+        let mut bob = server.client(2, "bob", Format::Json);
+        for c in [&ann, &bob] {
+            c.join("lobby").await.unwrap();
+        }
+        expect_event(&mut ann, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        expect_event(&mut bob, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        for i in 0..20 {
+            ann.send("lobby", &format!("ann {i}")).await.unwrap();
+            bob.send("lobby", &format!("bob {i}")).await.unwrap();
+        }
+        let seen_by_ann = messages(&mut ann, 40).await;
+        let seen_by_bob = messages(&mut bob, 40).await;
+        assert_eq!(seen_by_ann, seen_by_bob, "{backend:?}");
+        let seqs: Vec<u64> = seen_by_ann.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "{backend:?}");
+        for who in ["ann", "bob"] {
+            let bodies: Vec<&str> = seen_by_ann.iter().filter(|m| m.user == who).map(|m| m.body.as_str()).collect();
+            let sent: Vec<String> = (0..20).map(|i| format!("{who} {i}")).collect();
+            assert_eq!(bodies, sent, "{backend:?}: each sender's messages keep their order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn history_pages_backwards_on_both_backends() {
+    for backend in BACKENDS {
+        let server = Server::start_on(backend, &[]).await;
+        let mut ann = server.client(1, "ann", Format::MsgPack);
+        ann.join("news").await.unwrap();
+        for i in 1..=25 {
+            ann.send("news", &format!("m{i}")).await.unwrap();
+        }
+        messages(&mut ann, 25).await;
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            ann.history("news", before, Some(10)).await.unwrap();
+            let Event::History { messages, more, .. } =
+                expect_event(&mut ann, "history", |e| matches!(e, Event::History { .. })).await
+            else {
+                unreachable!()
+            };
+            before = messages.first().map(|m| m.seq);
+            pages.push(messages.iter().map(|m| m.seq).collect::<Vec<_>>());
+            if !more {
+                break;
+            }
+        }
+        let expected: Vec<Vec<u64>> = vec![(16..=25).collect(), (6..=15).collect(), (1..=5).collect()];
+        assert_eq!(pages, expected, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_resent_id_is_acked_with_its_first_sequence_and_not_delivered_twice() {
+    let server = Server::start(&[]).await;
+    let mut ws = raw(&server.ws_url(), Some(&server.token(1, "ann")), None).await.unwrap();
+    let f = Format::Json;
+    raw_next(&mut ws, f).await.unwrap();
+    raw_send(&mut ws, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Joined { room: "r".into(), seq: 0 });
+    let send = ClientMsg::Send { room: "r".into(), id: "once".into(), body: "hi".into() };
+    raw_send(&mut ws, f, &send).await;
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Message(m) if m.seq == 1));
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Ack { room: "r".into(), id: "once".into(), seq: 1 });
+    raw_send(&mut ws, f, &send).await;
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Ack { room: "r".into(), id: "once".into(), seq: 1 });
+    raw_send(&mut ws, f, &ClientMsg::Send { room: "r".into(), id: "twice".into(), body: "x".into() }).await;
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Message(m) if m.seq == 2 && m.id == "twice"));
+}
+
+#[tokio::test]
+async fn messagepack_and_json_clients_in_one_room_see_the_same_messages() {
+    let server = Server::start(&[]).await;
+    let mut json = server.client(1, "jay", Format::Json);
+    let mut pack = server.client(2, "pat", Format::MsgPack);
+    for c in [&json, &pack] {
+        c.join("mixed").await.unwrap();
+    }
+    expect_event(&mut json, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    expect_event(&mut pack, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    for i in 0..10 {
+        json.send("mixed", &format!("json {i} ✓")).await.unwrap();
+        pack.send("mixed", &format!("pack {i} ✓")).await.unwrap();
+    }
+    let a = messages(&mut json, 20).await;
+    let b = messages(&mut pack, 20).await;
+    assert_eq!(a, b);
+}
