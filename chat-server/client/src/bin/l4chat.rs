@@ -1,1 +1,109 @@
-fn main() {}
+//! `l4chat`: try a chat server by hand.
+//!
+//! ```text
+//! l4chat register ann 'correct horse'      # prints a token
+//! l4chat login ann 'correct horse'
+//! l4chat health
+//! l4chat chat --token $TOKEN lobby         # lines typed are sent; messages are printed
+//! ```
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use layer4_chat_client::protocol::Format;
+use layer4_chat_client::{Client, ClientConfig, Event, http};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Talk to a layer4 chat server by hand")]
+struct Args {
+    /// Server address.
+    #[arg(long, global = true, env = "L4_SERVER", default_value = "http://127.0.0.1:3001")]
+    server: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create an account and print its token.
+    Register { username: String, password: String },
+    /// Print a token for an existing account.
+    Login { username: String, password: String },
+    /// Print the worker's health JSON.
+    Health,
+    /// Join a room: print its messages, send each line read from stdin.
+    Chat {
+        room: String,
+        #[arg(long, env = "L4_TOKEN")]
+        token: String,
+        /// Print the last N messages first.
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+        #[arg(long)]
+        msgpack: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("l4chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l4chat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    match args.cmd {
+        Cmd::Register { username, password } => {
+            println!("{}", http::register(&args.server, &username, &password).await?.token)
+        }
+        Cmd::Login { username, password } => {
+            println!("{}", http::login(&args.server, &username, &password).await?.token)
+        }
+        Cmd::Health => {
+            let (status, _, body) = http::get(&args.server, "/api/health/websocket").await?;
+            println!("{}", String::from_utf8_lossy(&body));
+            anyhow::ensure!(status == 200, "HTTP {status}");
+        }
+        Cmd::Chat { room, token, history, msgpack } => {
+            let url = format!("{}/ws", args.server.replacen("http://", "ws://", 1));
+            let format = if msgpack { Format::MsgPack } else { Format::Json };
+            let mut client = Client::start(ClientConfig::new(url, token).format(format));
+            client.join(&room).await?;
+            client.history(&room, None, Some(history)).await?;
+            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            loop {
+                tokio::select! {
+                    line = lines.next_line() => match line? {
+                        Some(line) if !line.trim().is_empty() => { client.send(&room, line.trim()).await?; }
+                        Some(_) => {}
+                        None => { client.close().await; return Ok(()); }
+                    },
+                    event = client.next_event() => match event {
+                        Some(Event::Message(m)) => println!("#{} {}: {}", m.seq, m.user, m.body),
+                        Some(Event::History { messages, .. }) => {
+                            for m in messages { println!("#{} {}: {}", m.seq, m.user, m.body); }
+                        }
+                        Some(Event::Closed { reason }) => anyhow::bail!("closed: {reason}"),
+                        Some(Event::Disconnected { reason, retry_in, .. }) => eprintln!("(disconnected: {reason}; retrying in {retry_in:?})"),
+                        Some(Event::Error { code, text }) => eprintln!("(error {}: {text})", code.as_str()),
+                        Some(_) => {}
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}

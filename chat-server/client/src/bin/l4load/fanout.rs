@@ -1,0 +1,317 @@
+//! `l4load fanout`: one room, `--subscribers` readers and `--publishers` writers, an
+//! open-loop publish schedule of `--rate` messages/s for `--secs`, then up to `--drain`
+//! seconds for the last deliveries.
+//!
+//! Each payload carries its *scheduled* send time (ns since the shared start), so latency
+//! includes any time the message spent queued anywhere, publisher included. A run is
+//! "clean" when nothing was lost, p99 < 50 ms and the rate was kept (every message sent,
+//! schedule lag p99 <= 20 ms, no send failed).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::net::{Ws, connect, on_threads, threads};
+use crate::{Common, Protocol, proc};
+
+#[derive(Debug, clap::Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// Messages per second, all publishers together.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Frame size in bytes (the payload is padded to it).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    #[arg(long, default_value_t = 3.0)]
+    pub drain: f64,
+    /// Seconds between the last connection and the first message.
+    #[arg(long, default_value_t = 1.0)]
+    pub settle: f64,
+    #[arg(long, default_value = "bench")]
+    pub room: String,
+}
+
+struct Shared {
+    args: FanoutArgs,
+    t0: OnceLock<Instant>,
+    barrier: Barrier,
+    received: AtomicU64,
+    sent: AtomicU64,
+    send_failures: AtomicU64,
+    publisher_frames: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    lag: Mutex<Histogram<u64>>,
+    expected_total: u64,
+    connect_failures: Mutex<Vec<String>>,
+}
+
+fn payload(args: &FanoutArgs, publisher: usize, j: u64, ts: u64) -> String {
+    let (head, tail) = match args.common.protocol {
+        Protocol::L4 => (
+            format!(r#"{{"type":"send","room":"{}","id":"p{publisher}-{j}","body":"t={ts} "#, args.room),
+            "\"}".to_string(),
+        ),
+        Protocol::Raw => (format!(r#"{{"t":{ts},"id":"p{publisher}-{j}","p":""#), "\"}".to_string()),
+    };
+    let pad = args.size.saturating_sub(head.len() + tail.len());
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
+/// The scheduled time carried by a delivered frame: `t=<ns>` (l4 body) or `"t":<ns>` (raw).
+fn timestamp(frame: &[u8]) -> Option<u64> {
+    let at = memfind(frame, b"t=").map(|i| i + 2).or_else(|| memfind(frame, b"\"t\":").map(|i| i + 4))?;
+    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&frame[at..at + digits]).ok()?.parse().ok()
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn join(ws: &mut Ws, shared: &Shared) -> anyhow::Result<()> {
+    if shared.args.common.protocol == Protocol::Raw {
+        return Ok(());
+    }
+    let first = ws.next().await; // welcome
+    anyhow::ensure!(matches!(first, Some(Ok(_))), "no welcome");
+    ws.send(Message::Text(format!(r#"{{"type":"join","room":"{}"}}"#, shared.args.room).into())).await?;
+    while let Some(frame) = ws.next().await {
+        if let Message::Text(t) = frame? {
+            if t.contains(r#""type":"joined""#) {
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!("closed before joined")
+}
+
+pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
+    let total_messages = (args.rate * args.secs).round() as u64;
+    let shared = Arc::new(Shared {
+        expected_total: total_messages * args.subscribers as u64,
+        t0: OnceLock::new(),
+        barrier: Barrier::new(threads(&args.common)),
+        received: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        send_failures: AtomicU64::new(0),
+        publisher_frames: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new(3)?),
+        lag: Mutex::new(Histogram::new(3)?),
+        connect_failures: Mutex::new(Vec::new()),
+        args,
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (shared, done) = (shared.clone(), done.clone());
+        std::thread::spawn(move || {
+            while shared.t0.get().is_none() && !done.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let pid = shared.args.common.watch_pid;
+            let (server0, client0) = (pid.and_then(|p| proc::cpu(Some(p))), proc::cpu(None));
+            let began = Instant::now();
+            while !done.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let (server1, client1) = (pid.and_then(|p| proc::cpu(Some(p))), proc::cpu(None));
+            let server = server0.zip(server1).map(|(a, b)| (b - a).as_secs_f64());
+            let client = client0.zip(client1).map(|(a, b)| (b - a).as_secs_f64());
+            (server, client, began.elapsed().as_secs_f64())
+        })
+    };
+    let threads = threads(&shared.args.common);
+    on_threads(threads, {
+        let shared = shared.clone();
+        move |t, threads| thread_main(shared.clone(), t, threads)
+    });
+    done.store(true, Relaxed);
+    let (server_cpu, client_cpu, window) = sampler.join().unwrap_or((None, None, 0.0));
+    Ok(report(&shared, total_messages, server_cpu, client_cpu, window))
+}
+
+async fn thread_main(shared: Arc<Shared>, t: usize, threads: usize) {
+    let a = &shared.args;
+    let start = Instant::now();
+    let (mut subs, mut pubs) = (Vec::new(), Vec::new());
+    // Connections are spread round-robin; subscribers first, then publishers.
+    let total = a.subscribers + a.publishers;
+    for i in (t..total).step_by(threads) {
+        let due = start
+            + Duration::from_secs_f64((i / threads) as f64 * threads as f64 / f64::from(a.common.connect_rate.max(1)));
+        tokio::time::sleep_until(due.into()).await;
+        let connected = async {
+            let mut ws = connect(&a.common).await?;
+            join(&mut ws, &shared).await?;
+            anyhow::Ok(ws)
+        };
+        match tokio::time::timeout(Duration::from_secs(20), connected).await {
+            Ok(Ok(ws)) if i < a.subscribers => subs.push(ws),
+            Ok(Ok(ws)) => pubs.push((i - a.subscribers, ws)),
+            Ok(Err(e)) => shared.connect_failures.lock().expect("lock").push(format!("{e:#}")),
+            Err(_) => shared.connect_failures.lock().expect("lock").push("connect timed out".into()),
+        }
+    }
+    let waiter = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || {
+            if shared.barrier.wait().is_leader() {
+                let _ = shared.t0.set(Instant::now() + Duration::from_secs_f64(shared.args.settle));
+            }
+        }
+    });
+    let _ = waiter.await;
+    while shared.t0.get().is_none() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let t0 = *shared.t0.get().expect("set");
+    let publish_end = t0 + Duration::from_secs_f64(a.secs);
+    let deadline = publish_end + Duration::from_secs_f64(a.drain);
+    let mut tasks = Vec::new();
+    for ws in subs {
+        tasks.push(tokio::spawn(subscriber(shared.clone(), ws, t0, deadline)));
+    }
+    for (p, ws) in pubs {
+        tasks.push(tokio::spawn(publisher(shared.clone(), ws, p, t0, deadline)));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn subscriber(shared: Arc<Shared>, mut ws: Ws, t0: Instant, deadline: Instant) {
+    let mut latencies: Vec<u64> = Vec::with_capacity(256);
+    let flush = |latencies: &mut Vec<u64>| {
+        shared.received.fetch_add(latencies.len() as u64, Relaxed);
+        let mut h = shared.latency.lock().expect("lock");
+        for l in latencies.drain(..) {
+            let _ = h.record(l);
+        }
+    };
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
+        let Ok(Some(Ok(frame))) = next else { break };
+        let data: &[u8] = match &frame {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+            _ => continue,
+        };
+        if let Some(ts) = timestamp(data) {
+            let now = t0.elapsed().as_nanos() as u64;
+            latencies.push(now.saturating_sub(ts) / 1000);
+            if latencies.len() == 256 {
+                flush(&mut latencies);
+                if shared.received.load(Relaxed) >= shared.expected_total && Instant::now() > t0 {
+                    break;
+                }
+            }
+        }
+    }
+    flush(&mut latencies);
+}
+
+async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline: Instant) {
+    let a = &shared.args;
+    let (mut sink, mut stream) = ws.split();
+    let reader = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline.into(), stream.next()).await {
+                shared.publisher_frames.fetch_add(1, Relaxed);
+            }
+        })
+    };
+    let total = (a.rate * a.secs).round() as u64;
+    let mut lags = Vec::new();
+    for j in (p as u64..total).step_by(a.publishers) {
+        let due = t0 + Duration::from_secs_f64(j as f64 / a.rate);
+        tokio::time::sleep_until(due.into()).await;
+        lags.push(Instant::now().saturating_duration_since(due).as_micros() as u64);
+        let ts = (due - t0).as_nanos() as u64;
+        match sink.send(Message::Text(payload(a, p, j, ts).into())).await {
+            Ok(()) => {
+                shared.sent.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                shared.send_failures.fetch_add(1, Relaxed);
+                break;
+            }
+        }
+    }
+    {
+        let mut h = shared.lag.lock().expect("lock");
+        for l in lags {
+            let _ = h.record(l);
+        }
+    }
+    let _ = reader.await;
+}
+
+fn report(shared: &Shared, total: u64, server_cpu: Option<f64>, client_cpu: Option<f64>, window: f64) -> String {
+    let a = &shared.args;
+    let latency = shared.latency.lock().expect("lock");
+    let lag = shared.lag.lock().expect("lock");
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
+    let sent = shared.sent.load(Relaxed);
+    let received = shared.received.load(Relaxed);
+    let subscribers_connected = a.subscribers.saturating_sub(shared.connect_failures.lock().expect("lock").len());
+    let expected = sent * subscribers_connected as u64;
+    let loss = if expected == 0 { 0.0 } else { 100.0 * (expected.saturating_sub(received)) as f64 / expected as f64 };
+    let lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1e3;
+    let rate_kept = sent == total && lag_p99_ms <= 20.0 && shared.send_failures.load(Relaxed) == 0;
+    let per_delivery = server_cpu.filter(|_| received > 0).map(|s| s * 1e6 / received as f64);
+    let mut failures = shared.connect_failures.lock().expect("lock").clone();
+    failures.dedup();
+    json!({
+        "mode": "fanout",
+        "protocol": format!("{:?}", a.common.protocol).to_lowercase(),
+        "subscribers": a.subscribers,
+        "publishers": a.publishers,
+        "rate": a.rate,
+        "size": a.size,
+        "secs": a.secs,
+        "connect_failures": failures.len(),
+        "connect_errors": failures.iter().take(3).collect::<Vec<_>>(),
+        "sent": sent,
+        "target": total,
+        "lag_p99_ms": lag_p99_ms,
+        "expected": expected,
+        "received": received,
+        "deliveries_per_s": received as f64 / a.secs,
+        "loss_percent": loss,
+        "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1e3 },
+        "publisher_frames": shared.publisher_frames.load(Relaxed),
+        "server_cpu_s": server_cpu,
+        "server_cpu_percent": server_cpu.map(|s| 100.0 * s / window.max(1e-9)),
+        "server_us_per_delivery": per_delivery,
+        "client_cpu_s": client_cpu,
+        "window_s": window,
+        "rate_kept": rate_kept,
+        "clean": rate_kept && loss == 0.0 && ms(0.99) < 50.0,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_found_in_both_payload_shapes() {
+        assert_eq!(timestamp(br#"{"type":"message","body":"t=123 xx","ts":9}"#), Some(123));
+        assert_eq!(timestamp(br#"{"t":456,"id":"p-1","p":"xx"}"#), Some(456));
+        assert_eq!(timestamp(br#"{"type":"ack","id":"p0-1","seq":3}"#), None);
+    }
+}
