@@ -38,16 +38,12 @@ step "building release binaries (cargo build --release --locked)"
 
 step "installing into $BIN"
 mkdir -p "$BIN" || die "cannot create $BIN"
-installed=0
-for name in l4ctl chat-server; do
+for name in l4ctl chat-server l4chat l4load; do
   src="$ROOT/target/release/$name"
-  if [ -x "$src" ]; then
-    install -m 0755 "$src" "$BIN/$name.new" && mv -f "$BIN/$name.new" "$BIN/$name" || die "cannot install $name"
-    echo "    $BIN/$name"
-    installed=$((installed + 1))
-  fi
+  [ -x "$src" ] || die "$src was not built"
+  install -m 0755 "$src" "$BIN/$name.new" && mv -f "$BIN/$name.new" "$BIN/$name" || die "cannot install $name"
+  echo "    $BIN/$name"
 done
-[ "$installed" -gt 0 ] || die "no binary was built"
 mkdir -p "$ROOT/logs" "$ROOT/run"
 
 case ":$PATH:" in

@@ -15,7 +15,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
-pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// An admin URL for creating test databases: `L4_TEST_PG` (set by `.ci/test`), else
+/// the trust-auth superuser of this machine kind.
+pub fn pg_admin() -> String {
+    std::env::var("L4_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,9 @@ impl Database {
                 let name = format!("l4test_{}_{n}", std::process::id());
                 psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 psql(&format!("CREATE DATABASE {name}")).await;
-                Database { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), pg_name: Some(name) }
+                let admin = pg_admin();
+                let url = format!("{}/{name}", &admin[..admin.rfind('/').expect("URL with a database")]);
+                Database { url, pg_name: Some(name) }
             }
         }
     }
@@ -52,7 +58,9 @@ impl Database {
 async fn psql(sql: &str) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(PG_ADMIN).await.expect("PostgreSQL at 127.0.0.1:5432 (see .ci/test)");
+    let mut conn = sqlx::AnyConnection::connect(&pg_admin())
+        .await
+        .expect("PostgreSQL at L4_TEST_PG or 127.0.0.1:5432 (see .ci/test)");
     sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql.to_string())).await.expect(sql);
 }
 
@@ -60,7 +68,8 @@ impl Drop for Database {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {
             let _ = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
+                .arg(pg_admin())
+                .args(["-q", "-c"])
                 .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -5,6 +5,7 @@
 mod helper;
 
 mod accounts;
+mod client;
 mod gateway;
 mod resume;
 mod rooms;

@@ -107,6 +107,9 @@ pub enum ServerMsg {
         /// The room the error is about, when there is one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// The client id of the `send` the error is about, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,7 +129,7 @@ pub enum ErrorCode {
     BadRoom,
     /// Client message ids are 1-64 printable ASCII characters.
     BadId,
-    /// The body is empty or too long.
+    /// The body is empty. (A frame over `MAX_MESSAGE_SIZE` closes the connection with 1009.)
     BadBody,
     /// `send` or `history` for a room this connection has not joined.
     NotJoined,
@@ -138,6 +141,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Whether a `send` that got this error will never be accepted as it is, so a client
+    /// should stop resending it.
+    pub fn is_permanent_for_send(self) -> bool {
+        matches!(self, ErrorCode::BadId | ErrorCode::BadBody | ErrorCode::NotJoined | ErrorCode::BadRoom)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Malformed => "malformed",
@@ -159,7 +168,7 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Repeated malformed frames.
     pub const INVALID_DATA: u16 = 1007;
-    /// Repeated unknown or forbidden messages.
+    /// Repeated messages of unknown type.
     pub const POLICY: u16 = 1008;
     /// A frame or message above `MAX_MESSAGE_SIZE`.
     pub const TOO_BIG: u16 = 1009;
@@ -287,7 +296,7 @@ mod tests {
         roundtrip(&ServerMsg::Message(m.clone()));
         roundtrip(&ServerMsg::History { room: "r".into(), messages: vec![m], more: true });
         roundtrip(&ServerMsg::Ack { room: "r".into(), id: "c1".into(), seq: 7 });
-        roundtrip(&ServerMsg::Error { code: ErrorCode::NotJoined, text: "x".into(), room: Some("r".into()) });
+        roundtrip(&ServerMsg::Error { code: ErrorCode::NotJoined, text: "x".into(), room: Some("r".into()), id: None });
         roundtrip(&ServerMsg::Pong { t: None });
     }
 

@@ -281,6 +281,9 @@ impl<'a> Session<'a> {
                 if let Some(r) = state.rooms.get_mut(&room) {
                     match r.last {
                         None => r.last = Some(seq),
+                        // The room restarted below what we saw (its store was reset):
+                        // follow the server's numbering from here.
+                        Some(last) if seq < last => r.last = Some(seq),
                         Some(_) => r.resumed_head = Some(seq),
                     }
                 }
@@ -290,7 +293,7 @@ impl<'a> Session<'a> {
                 state.unacked.retain(|(pending, _, _)| *pending != id);
                 self.emit(Event::Acked { room, id, seq }).await
             }
-            ServerMsg::Error { code: ErrorCode::ResumeTooFar, room: Some(room), text } => {
+            ServerMsg::Error { code: ErrorCode::ResumeTooFar, room: Some(room), text, .. } => {
                 let Some(r) = state.rooms.get_mut(&room) else { return Ok(()) };
                 match (r.last, r.resumed_head.take()) {
                     (Some(last), Some(head)) if head > last => {
@@ -300,7 +303,13 @@ impl<'a> Session<'a> {
                     _ => self.emit(Event::Error { code: ErrorCode::ResumeTooFar, text }).await,
                 }
             }
-            ServerMsg::Error { code, text, .. } => self.emit(Event::Error { code, text }).await,
+            ServerMsg::Error { code, text, id, .. } => {
+                // A send the server will never accept is not resent after a reconnect.
+                if let Some(id) = id.filter(|_| code.is_permanent_for_send()) {
+                    state.unacked.retain(|(pending, _, _)| *pending != id);
+                }
+                self.emit(Event::Error { code, text }).await
+            }
             ServerMsg::History { room, messages, more } => self.emit(Event::History { room, messages, more }).await,
             ServerMsg::Left { room } => self.emit(Event::Left { room }).await,
             ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } => Ok(()),

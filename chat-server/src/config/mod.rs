@@ -16,7 +16,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// One worker's settings. Durations are given in milliseconds in the environment.
+/// One worker's settings. Durations are given in milliseconds in the environment, except
+/// `JWT_TTL` (seconds).
 #[derive(Clone)]
 pub struct Settings {
     pub host: IpAddr,

@@ -82,7 +82,9 @@ pub async fn serve(mut ws: WebSocket, ctx: Arc<Ctx>, user: User, format: Format,
             }
         }
     };
-    let _ = timeout(Duration::from_secs(1), goodbye).await;
+    // A slow consumer gets longer: its close frame waits behind a full socket.
+    let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
+    let _ = timeout(Duration::from_secs(patience), goodbye).await;
     drop(slot);
 }
 
@@ -133,7 +135,7 @@ async fn run(ws: &mut WebSocket, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 if now >= last_seen + s.connection_timeout {
                     return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
                 }
-                if conn.user.exp <= now_secs() {
+                if conn.user.exp < now_secs() {
                     return (Reason::TokenExpired, Some((close::TOKEN_EXPIRED, "token expired")));
                 }
                 if now >= next_ping {
@@ -208,8 +210,13 @@ impl Conn {
     }
 
     fn room_error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>, room: Option<&str>) {
+        self.send_error(ctx, code, text, room, None);
+    }
+
+    fn send_error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>, room: Option<&str>, id: Option<&str>) {
         ctx.stats.errors.fetch_add(1, Relaxed);
-        self.outbox.reply(&ServerMsg::Error { code, text: text.into(), room: room.map(str::to_string) });
+        let (room, id) = (room.map(str::to_string), id.map(str::to_string));
+        self.outbox.reply(&ServerMsg::Error { code, text: text.into(), room, id });
     }
 
     async fn handle(&mut self, ctx: &Ctx, frame: FrameRef<'_>) -> Option<Exit> {
@@ -278,7 +285,7 @@ impl Conn {
             return None;
         }
         if let Some(room) = self.rooms.get(name) {
-            self.outbox.reply(&room.joined_notice(room.head()));
+            room.rejoined(&self.outbox);
             return None;
         }
         if self.rooms.len() >= ctx.settings.max_rooms_per_connection {
@@ -323,28 +330,27 @@ impl Conn {
 
     async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {
         let Some(room) = self.rooms.get(name).cloned() else {
-            self.room_error(ctx, ErrorCode::NotJoined, format!("join {name} before sending to it"), Some(name));
+            let text = format!("join {name} before sending to it");
+            self.send_error(ctx, ErrorCode::NotJoined, text, Some(name), Some(id));
             return;
         };
         if !layer4_chat_client::protocol::valid_id(id) {
-            self.error(ctx, ErrorCode::BadId, "message ids are 1-64 printable ASCII characters");
+            let text = "message ids are 1-64 printable ASCII characters";
+            self.send_error(ctx, ErrorCode::BadId, text, Some(name), Some(id));
             return;
         }
         if body.is_empty() {
-            self.error(ctx, ErrorCode::BadBody, "the body is empty");
+            self.send_error(ctx, ErrorCode::BadBody, "the body is empty", Some(name), Some(id));
             return;
         }
         match ctx.hub.send(&room, &self.user, id, body).await {
             Ok(sent) => {
-                self.outbox.reply(&ServerMsg::Ack { room: name.to_string(), id: id.to_string(), seq: sent.seq })
+                self.outbox.reply(&ServerMsg::Ack { room: sent.room.to_string(), id: id.to_string(), seq: sent.seq })
             }
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "send failed");
-                self.error(
-                    ctx,
-                    ErrorCode::Unavailable,
-                    format!("message {id} was not stored; resend it with the same id"),
-                );
+                let text = format!("message {id} was not stored; resend it with the same id");
+                self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
             }
         }
     }

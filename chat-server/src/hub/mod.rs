@@ -7,6 +7,8 @@
 //! fan-out (Redis) plugs in behind `publish` in the cluster work.
 
 pub mod room;
+#[cfg(test)]
+mod room_tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,8 +32,10 @@ pub struct Hub {
 }
 
 /// The result of a send: the sequence number, and whether it was a resend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
+    /// The room the message is stored in (a resend names the room of its first send).
+    pub room: Arc<str>,
     pub seq: u64,
     pub duplicate: bool,
 }
@@ -76,14 +80,14 @@ impl Hub {
         let new =
             NewMessage { room: &room.name, user_id: user.id, user: &user.name, client_id: id, body, ts: now_ms() };
         match self.store.append(new).await? {
-            Appended::Duplicate { seq, .. } => Ok(Sent { seq, duplicate: true }),
+            Appended::Duplicate { room, seq } => Ok(Sent { room: Arc::from(room), seq, duplicate: true }),
             Appended::Stored(msg) => {
                 let seq = msg.seq;
                 let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)));
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.messages_out.fetch_add(delivered, Relaxed);
                 self.stats.queue_drops.fetch_add(overflowed, Relaxed);
-                Ok(Sent { seq, duplicate: false })
+                Ok(Sent { room: room.name.clone(), seq, duplicate: false })
             }
         }
     }

@@ -103,8 +103,15 @@ impl Room {
         self.lock().head
     }
 
-    pub fn joined_notice(&self, head: u64) -> ServerMsg {
+    fn joined_notice(&self, head: u64) -> ServerMsg {
         ServerMsg::Joined { room: self.name.to_string(), seq: head }
+    }
+
+    /// Queues `joined` with the current head for a member that joins again; under the
+    /// state lock, so no live message can overtake it with a lower sequence.
+    pub fn rejoined(&self, outbox: &Outbox) {
+        let s = self.lock();
+        outbox.reply(&self.joined_notice(s.head));
     }
 
     pub fn join(&self, conn: u64, outbox: &Arc<Outbox>, since: Option<u64>, replay_limit: usize) -> Joined {
@@ -113,35 +120,36 @@ impl Room {
         s.empty_since = None;
         let live = Member { outbox: outbox.clone(), pending: None };
         match since {
-            Some(after) if after < head => {
-                if (head - after) as usize > replay_limit {
-                    outbox.reply(&self.joined_notice(head));
-                    outbox.reply(&ServerMsg::Error {
-                        code: ErrorCode::ResumeTooFar,
-                        text: format!(
-                            "{} messages of {} were missed, more than the {replay_limit} a resume replays; \
-                             fetch them with history before {}",
-                            head - after,
-                            self.name,
-                            head + 1
-                        ),
-                        room: Some(self.name.to_string()),
-                    });
-                    s.members.insert(conn, live);
-                    Joined::TooFar { head }
-                } else if s.cache.front().is_some_and(|first| first.msg.seq <= after + 1) {
-                    outbox.reply(&self.joined_notice(head));
-                    let mut replayed = 0;
-                    for entry in s.cache.iter().filter(|e| e.msg.seq > after) {
-                        outbox.push(entry.frame(outbox.format));
-                        replayed += 1;
-                    }
-                    s.members.insert(conn, live);
-                    Joined::Live { head, replayed }
-                } else {
-                    s.members.insert(conn, Member { outbox: outbox.clone(), pending: Some(Vec::new()) });
-                    Joined::NeedsReplay { after, head }
+            Some(after) if after < head && s.cache.front().is_some_and(|first| first.msg.seq <= after + 1) => {
+                outbox.reply(&self.joined_notice(head));
+                let mut replayed = 0;
+                for entry in s.cache.iter().filter(|e| e.msg.seq > after) {
+                    outbox.push(entry.frame(outbox.format));
+                    replayed += 1;
                 }
+                s.members.insert(conn, live);
+                Joined::Live { head, replayed }
+            }
+            Some(after) if after < head && (head - after) as usize > replay_limit => {
+                outbox.reply(&self.joined_notice(head));
+                outbox.reply(&ServerMsg::Error {
+                    code: ErrorCode::ResumeTooFar,
+                    text: format!(
+                        "{} messages of {} were missed, more than the {replay_limit} a resume replays; \
+                         fetch them with history before {}",
+                        head - after,
+                        self.name,
+                        head + 1
+                    ),
+                    room: Some(self.name.to_string()),
+                    id: None,
+                });
+                s.members.insert(conn, live);
+                Joined::TooFar { head }
+            }
+            Some(after) if after < head => {
+                s.members.insert(conn, Member { outbox: outbox.clone(), pending: Some(Vec::new()) });
+                Joined::NeedsReplay { after, head }
             }
             _ => {
                 outbox.reply(&self.joined_notice(head));

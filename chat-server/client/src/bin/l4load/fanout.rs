@@ -46,6 +46,7 @@ pub struct FanoutArgs {
 
 struct Shared {
     args: FanoutArgs,
+    run: u32,
     t0: OnceLock<Instant>,
     barrier: Barrier,
     received: AtomicU64,
@@ -58,13 +59,15 @@ struct Shared {
     connect_failures: Mutex<Vec<String>>,
 }
 
-fn payload(args: &FanoutArgs, publisher: usize, j: u64, ts: u64) -> String {
+/// A frame of `args.size` bytes. Ids start with a per-run prefix: the chat server treats a
+/// repeated (user, id) as a resend and would not deliver it again.
+fn payload(args: &FanoutArgs, run: u32, publisher: usize, j: u64, ts: u64) -> String {
     let (head, tail) = match args.common.protocol {
         Protocol::L4 => (
-            format!(r#"{{"type":"send","room":"{}","id":"p{publisher}-{j}","body":"t={ts} "#, args.room),
+            format!(r#"{{"type":"send","room":"{}","id":"{run:x}-{publisher}-{j}","body":"t={ts} "#, args.room),
             "\"}".to_string(),
         ),
-        Protocol::Raw => (format!(r#"{{"t":{ts},"id":"p{publisher}-{j}","p":""#), "\"}".to_string()),
+        Protocol::Raw => (format!(r#"{{"t":{ts},"id":"{run:x}-{publisher}-{j}","p":""#), "\"}".to_string()),
     };
     let pad = args.size.saturating_sub(head.len() + tail.len());
     format!("{head}{}{tail}", "x".repeat(pad))
@@ -89,10 +92,10 @@ async fn join(ws: &mut Ws, shared: &Shared) -> anyhow::Result<()> {
     anyhow::ensure!(matches!(first, Some(Ok(_))), "no welcome");
     ws.send(Message::Text(format!(r#"{{"type":"join","room":"{}"}}"#, shared.args.room).into())).await?;
     while let Some(frame) = ws.next().await {
-        if let Message::Text(t) = frame? {
-            if t.contains(r#""type":"joined""#) {
-                return Ok(());
-            }
+        if let Message::Text(t) = frame?
+            && t.contains(r#""type":"joined""#)
+        {
+            return Ok(());
         }
     }
     anyhow::bail!("closed before joined")
@@ -102,6 +105,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
     let total_messages = (args.rate * args.secs).round() as u64;
     let shared = Arc::new(Shared {
         expected_total: total_messages * args.subscribers as u64,
+        run: rand::random(),
         t0: OnceLock::new(),
         barrier: Barrier::new(threads(&args.common)),
         received: AtomicU64::new(0),
@@ -240,7 +244,7 @@ async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline:
         tokio::time::sleep_until(due.into()).await;
         lags.push(Instant::now().saturating_duration_since(due).as_micros() as u64);
         let ts = (due - t0).as_nanos() as u64;
-        match sink.send(Message::Text(payload(a, p, j, ts).into())).await {
+        match sink.send(Message::Text(payload(a, shared.run, p, j, ts).into())).await {
             Ok(()) => {
                 shared.sent.fetch_add(1, Relaxed);
             }

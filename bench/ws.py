@@ -1,0 +1,184 @@
+"""chat-server vs Node `ws`: idle memory per connection and one-room fan-out, one run.
+
+Both servers run on 127.0.0.1 with the same load generator (target/release/l4load) on the same
+2 cores. Each phase starts a fresh server process.
+
+- idle: 10,000 connections opened at 2,000/s and held 10 s; RSS growth per connection
+  (RSS at the end of the hold minus RSS before, over connections held). chat-server connections
+  are authenticated (a JWT) and have received their welcome.  Target: <= 5 KB per connection.
+- fan-out: one room of 1,000 subscribers and 4 publishers, 100-byte frames, 10 s of an open-loop
+  publish schedule plus 3 s of drain (l4load fanout; latency from each message's scheduled time).
+  chat-server stores every message in SQLite before delivering it; Node broadcasts the frame.
+  A 3 s warm-up at 100 msg/s precedes the measured runs on each server.
+    * fixed rate 30 msg/s (30,000 deliveries/s): server CPU us per delivery (utime+stime from
+      /proc over the window).  Target: chat-server <= 1/3 of Node.
+    * Node's highest clean rate, 35 msg/s: p99.  Target: chat-server <= 1/2 of Node.
+    * loss-free saturation: an ascending ramp on each server; the highest deliveries/s with no
+      loss within the drain.  Target: chat-server >= 10x Node.
+--quick: 2,000 idle connections, 5 s runs, a shorter ramp (a smoke run, not for the README).
+"""
+import json, os, signal, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import HERE, PEERS, install_signal_handlers, node_version, print_markdown_table, rss_kib, wait_for, write_results
+
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+REL = os.path.join(ROOT, "target", "release")
+SECRET = "bench-secret-0123456789abcdef"
+QUICK = "--quick" in sys.argv
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_open(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(self, kind, tmp):
+        self.kind, self.tmp, self.port, self.proc = kind, tmp, free_port(), None
+
+    def start(self):
+        if self.kind == "chat-server":
+            d = tempfile.mkdtemp(dir=self.tmp)
+            env = dict(os.environ, PORT=str(self.port), JWT_SECRET=SECRET, APP_ENV="production",
+                       DATABASE_URL="sqlite://%s/chat.db" % d, MAX_CONNECTIONS="20000", RUST_LOG="warn")
+            argv = [os.path.join(REL, "chat-server")]
+        else:
+            env = dict(os.environ, PORT=str(self.port), NODE_PATH=os.path.join(PEERS, "node_modules"))
+            argv = ["node", os.path.join(HERE, "workloads", "ws_broadcast.js")]
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), 20, what="%s on port %d" % (self.kind, self.port))
+        time.sleep(1)  # settle, as in shared/research/ws-baseline.md
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def url(self):
+        return "ws://127.0.0.1:%d%s" % (self.port, "/ws" if self.kind == "chat-server" else "/")
+
+    def token(self):
+        if self.kind != "chat-server":
+            return ""
+        name = "bench%d" % time.monotonic_ns()
+        r = subprocess.run([os.path.join(REL, "l4chat"), "--server", "http://127.0.0.1:%d" % self.port,
+                            "register", name, "bench-password"], capture_output=True, text=True, timeout=30, check=True)
+        return r.stdout.strip()
+
+    def l4load(self, *args, timeout=120):
+        argv = [os.path.join(REL, "l4load")] + list(args) + [
+            "--url", self.url(), "--token", self.token(), "--watch-pid", str(self.proc.pid),
+            "--protocol", "l4" if self.kind == "chat-server" else "raw"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError("l4load failed: %s" % r.stderr)
+        return json.loads(r.stdout)
+
+
+def fresh(kind, tmp, fn):
+    s = Server(kind, tmp).start()
+    try:
+        return fn(s)
+    finally:
+        s.stop()
+
+
+def idle(s):
+    n = 2000 if QUICK else 10000
+    return s.l4load("idle", "--connections", str(n), "--connect-rate", "2000", "--hold", "3" if QUICK else "10")
+
+
+def fanout(s, rate, secs):
+    return s.l4load("fanout", "--subscribers", "1000", "--publishers", "4", "--size", "100",
+                    "--rate", str(rate), "--secs", str(secs), "--drain", "3", "--settle", "1")
+
+
+def fanout_series(s, rates, secs):
+    fanout(s, 100, 3)  # warm-up
+    out = {}
+    for rate in rates:
+        out[rate] = fanout(s, rate, secs)
+        r = out[rate]
+        print("  %s %4d msg/s: %9.0f deliveries/s loss %.3f%% p50 %.1f p99 %.1f ms, server %.2f us/delivery%s" % (
+            s.kind, rate, r["deliveries_per_s"], r["loss_percent"], r["latency_ms"]["p50"], r["latency_ms"]["p99"],
+            r["server_us_per_delivery"] or 0, "" if r["clean"] else "  (not clean)"), file=sys.stderr)
+        if r["loss_percent"] > 1 and rate not in (30, 35):
+            break  # saturated: higher rates only take longer
+    return out
+
+
+def loss_free_max(series):
+    ok = [r["deliveries_per_s"] for r in series.values() if r["loss_percent"] == 0 and r["rate_kept"]]
+    return max(ok) if ok else 0
+
+
+def main():
+    install_signal_handlers()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tmp = tempfile.mkdtemp(prefix="l4-ws-bench-")
+    secs = 5 if QUICK else 10
+    ramps = {
+        "node-ws": [30, 35, 50, 70, 100] if not QUICK else [30, 35, 70],
+        "chat-server": [30, 35, 100, 200, 500, 700, 1000, 1500, 2000] if not QUICK else [30, 35, 500],
+    }
+    raw = {"idle": {}, "fanout": {}}
+    for kind in ("node-ws", "chat-server"):
+        print("%s: idle" % kind, file=sys.stderr)
+        raw["idle"][kind] = fresh(kind, tmp, idle)
+        print("  %s" % json.dumps(raw["idle"][kind]), file=sys.stderr)
+    for kind in ("node-ws", "chat-server"):
+        print("%s: fan-out" % kind, file=sys.stderr)
+        raw["fanout"][kind] = fresh(kind, tmp, lambda s: fanout_series(s, ramps[kind], secs))
+
+    ours, node = raw["fanout"]["chat-server"], raw["fanout"]["node-ws"]
+    bpc = {k: raw["idle"][k]["server_bytes_per_connection"] for k in raw["idle"]}
+    cpu = {k: raw["fanout"][k][30]["server_us_per_delivery"] for k in raw["fanout"]}
+    p99 = {k: raw["fanout"][k][35]["latency_ms"]["p99"] for k in raw["fanout"]}
+    sat = {k: loss_free_max(raw["fanout"][k]) for k in raw["fanout"]}
+    verdict = lambda ok: "pass" if ok else "MISS"
+    rows = [
+        ["RSS per idle connection (%d conns), bytes" % raw["idle"]["chat-server"]["connections"],
+         "%.0f" % bpc["chat-server"], "%.0f" % bpc["node-ws"], "%.2f" % (bpc["chat-server"] / bpc["node-ws"]),
+         "<= 5000 B", verdict(bpc["chat-server"] <= 5000)],
+        ["server CPU per delivery at 30k deliveries/s, us", "%.2f" % cpu["chat-server"], "%.2f" % cpu["node-ws"],
+         "%.2f" % (cpu["chat-server"] / cpu["node-ws"]), "<= 1/3", verdict(cpu["chat-server"] <= cpu["node-ws"] / 3)],
+        ["p99 at 35k deliveries/s (Node's highest clean rate), ms", "%.1f" % p99["chat-server"], "%.1f" % p99["node-ws"],
+         "%.2f" % (p99["chat-server"] / p99["node-ws"]), "<= 1/2", verdict(p99["chat-server"] <= p99["node-ws"] / 2)],
+        ["loss-free saturation, deliveries/s", "%.0f" % sat["chat-server"], "%.0f" % sat["node-ws"],
+         "%.1fx" % (sat["chat-server"] / max(sat["node-ws"], 1)), ">= 10x", verdict(sat["chat-server"] >= 10 * sat["node-ws"])],
+    ]
+    print_markdown_table(["metric", "chat-server", "node ws", "ratio", "target", ""], rows)
+    ramp_rows = []
+    for kind in ("node-ws", "chat-server"):
+        for rate, r in raw["fanout"][kind].items():
+            ramp_rows.append([kind, str(rate), "%.0f" % r["deliveries_per_s"], "%.3f" % r["loss_percent"],
+                              "%.1f / %.1f / %.1f" % (r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["latency_ms"]["max"]),
+                              "%.2f" % (r["server_cpu_s"] or 0), "%.2f" % (r["server_us_per_delivery"] or 0),
+                              "%.2f" % (r["client_cpu_s"] or 0), "yes" if r["clean"] else "no"])
+    print_markdown_table(["server", "msg/s", "deliveries/s", "loss %", "p50 / p99 / max ms", "server CPU s",
+                          "server us/delivery", "client CPU s", "clean"], ramp_rows)
+    meta = {"node": node_version(), "quick": QUICK, "stamp": stamp}
+    print("\nraw: %s" % write_results("ws", stamp, meta, rows, raw))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+//! README "Client library": heartbeat, backoff with full jitter, giving up.
+
+use std::time::Duration;
+
+use layer4_chat_client::protocol::Format;
+use layer4_chat_client::{Client, ClientConfig, Event};
+use nix::sys::signal::Signal;
+
+use crate::helper::*;
+
+#[tokio::test]
+async fn an_unanswered_ping_makes_the_client_reconnect_and_resume() {
+    let server = Server::start(&[]).await;
+    let mut config = ClientConfig::new(server.ws_url(), server.token(1, "ann")).format(Format::Json);
+    config.ping_after = Duration::from_millis(200);
+    config.pong_timeout = Duration::from_millis(300);
+    config.backoff_base = Duration::from_millis(10);
+    config.backoff_max = Duration::from_millis(50);
+    let mut client = Client::start(config);
+    client.join("r").await.unwrap();
+    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    server.signal(Signal::SIGSTOP);
+    let event = expect_event(&mut client, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
+    server.signal(Signal::SIGCONT);
+    let Event::Disconnected { reason, .. } = event else { unreachable!() };
+    assert!(reason.contains("ping"), "{reason}");
+    expect_event(&mut client, "reconnect", |e| matches!(e, Event::Connected { resumed: true, .. })).await;
+    expect_event(&mut client, "rejoined", |e| matches!(e, Event::Joined { .. })).await;
+}
+
+#[tokio::test]
+async fn reconnects_back_off_with_full_jitter_and_give_up_after_max_attempts() {
+    let mut server = Server::start(&[]).await;
+    let mut config = ClientConfig::new(server.ws_url(), server.token(1, "ann"));
+    config.backoff_base = Duration::from_millis(10);
+    config.backoff_max = Duration::from_millis(80);
+    config.max_attempts = Some(6);
+    let mut client = Client::start(config);
+    expect_event(&mut client, "connected", |e| matches!(e, Event::Connected { .. })).await;
+    server.kill();
+    let mut delays = Vec::new();
+    loop {
+        match expect_event(&mut client, "disconnect or close", |e| {
+            matches!(e, Event::Disconnected { .. } | Event::Closed { .. })
+        })
+        .await
+        {
+            Event::Disconnected { retry_in, .. } => delays.push(retry_in),
+            Event::Closed { reason } => {
+                assert!(reason.contains("gave up after 6 attempts"), "{reason}");
+                break;
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(delays.len(), 6);
+    for (attempt, delay) in delays.iter().enumerate() {
+        let ceiling = Duration::from_millis(80).min(Duration::from_millis(10) * (1 << (attempt + 1)));
+        assert!(*delay <= ceiling, "attempt {}: {delay:?} > {ceiling:?}", attempt + 1);
+    }
+    let first = delays[0];
+    assert!(delays.iter().any(|d| *d != first), "jitter: {delays:?}");
+}
