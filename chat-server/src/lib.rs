@@ -115,13 +115,9 @@ pub async fn run(
     let housekeeping = tokio::spawn(housekeeping(ctx.clone()));
     let (stop_accepting, accepting) = tokio::sync::oneshot::channel::<()>();
     let app = http::router(ctx.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = accepting.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, async move {
+        let _ = accepting.await;
+    }));
 
     shutdown.await;
     let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_timeout;

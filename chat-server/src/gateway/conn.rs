@@ -18,14 +18,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, Format, FrameRef, ServerMsg, close};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::Slot;
-use super::outbox::Outbox;
+use super::io::ConnIo;
+use super::outbox::{Outbox, Stopped};
 use crate::Ctx;
 use crate::auth::{User, now_secs};
 use crate::hub::{Joined, Room};
@@ -35,9 +40,14 @@ use crate::stats::Reason;
 const STRIKES: u32 = 10;
 const HISTORY_DEFAULT: u32 = 50;
 const HISTORY_MAX: u32 = 500;
+/// tungstenite's read chunk per connection. A larger frame is still read whole: the
+/// buffer grows to the frame's length while it is read.
+const READ_BUFFER: usize = 1024;
 
 /// How a connection ends: the counter reason and the close frame to send, if any.
 type Exit = (Reason, Option<(u16, &'static str)>);
+
+type Ws = WebSocketStream<ConnIo>;
 
 struct Conn {
     id: u64,
@@ -48,53 +58,75 @@ struct Conn {
     unknown: u32,
 }
 
-pub async fn serve(mut ws: WebSocket, ctx: Arc<Ctx>, user: User, format: Format, slot: Slot) {
+pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, user: User, format: Format, slot: Slot) {
     let s = &ctx.settings;
     ctx.stats.connections_total.fetch_add(1, Relaxed);
-    let outbox = Arc::new(Outbox::new(format, s.queue_max_bytes));
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let id = ctx.next_conn_id();
+    let outbox = Arc::new(Outbox::new(format, s.queue_max_bytes, s.message_batch_size, stream.clone(), id as usize));
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(s.max_message_size))
+        .max_frame_size(Some(s.max_message_size));
+    let io = ConnIo { stream, outbox: outbox.clone() };
+    // Copy what hyper read past the request (usually nothing) and let its buffer go:
+    // keeping the `Bytes` would keep hyper's whole read buffer alive per connection.
+    let early = read_buf.to_vec();
+    drop(read_buf);
+    let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
     outbox.reply(&ServerMsg::Welcome {
         user: user.name.clone(),
         heartbeat_ms: s.heartbeat_interval.as_millis() as u64,
         timeout_ms: s.connection_timeout.as_millis() as u64,
         max_message_size: s.max_message_size,
     });
-    let mut conn = Conn { id: ctx.next_conn_id(), user, outbox, rooms: HashMap::new(), malformed: 0, unknown: 0 };
+    let mut conn = Conn { id, user, outbox, rooms: HashMap::new(), malformed: 0, unknown: 0 };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
     for room in conn.rooms.values() {
         room.leave(conn.id);
     }
     ctx.stats.disconnected(reason);
-    // The closing handshake: send our close frame, then read until the client's close
-    // (or the socket ends), so frames still in flight, such as pongs, do not meet a reset.
-    let goodbye = async {
-        match frame {
-            Some((code, text)) => {
-                if ws.send(Message::Close(Some(CloseFrame { code, reason: text.into() }))).await.is_ok() {
-                    while let Some(Ok(msg)) = ws.recv().await {
-                        if matches!(msg, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                }
-            }
-            None => {
-                let _ = ws.flush().await;
-            }
-        }
-    };
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
-    let _ = timeout(Duration::from_secs(patience), goodbye).await;
+    let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, frame)).await;
     drop(slot);
 }
 
-async fn run(ws: &mut WebSocket, ctx: &Ctx, conn: &mut Conn) -> Exit {
+/// The closing handshake: our close frame goes out behind everything queued, then we
+/// read until the client's close (or the socket ends), so frames still in flight, such
+/// as pongs, do not meet a reset.
+async fn goodbye(ws: &mut Ws, outbox: &Outbox, frame: Option<(u16, &'static str)>) {
+    if let Some((code, text)) = frame {
+        let _ = ws.close(Some(CloseFrame { code: code.into(), reason: text.into() })).await;
+    }
+    loop {
+        match outbox.write_queued() {
+            Ok(true) if outbox.writable().await.is_ok() => {}
+            Ok(false) => break,
+            _ => return,
+        }
+    }
+    if frame.is_some() {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    }
+}
+
+const SLOW: Exit = (Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")));
+
+async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let s = &ctx.settings;
+    let outbox = conn.outbox.clone();
     let mut last_seen = Instant::now();
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
     let mut drain_at: Option<Instant> = None;
     let mut drain = ctx.drain.subscribe();
-    let mut batch = Vec::new();
+    let mut blocked = false;
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
     loop {
@@ -102,30 +134,31 @@ async fn run(ws: &mut WebSocket, ctx: &Ctx, conn: &mut Conn) -> Exit {
         if let Some(at) = drain_at {
             deadline = deadline.min(at);
         }
-        timer.as_mut().reset(deadline);
-        tokio::select! {
-            _ = conn.outbox.wait() => {
-                if let Err(exit) = write_batch(ws, &conn.outbox, &mut batch, s.message_batch_size, s.connection_timeout).await {
-                    return exit;
-                }
-            }
-            frame = ws.recv() => {
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let write = tokio::select! {
+            () = outbox.wait() => true,
+            ready = outbox.writable(), if blocked => ready.is_ok(),
+            frame = ws.next() => {
                 last_seen = Instant::now();
                 let handled = match frame {
                     None | Some(Ok(Message::Close(_))) => return (Reason::Client, None),
-                    Some(Err(e)) => return read_error(e),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                    Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(&text))).await,
+                    Some(Err(e)) => return read_error(&e),
+                    Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(text.as_str()))).await,
                     Some(Ok(Message::Binary(bytes))) => Box::pin(conn.handle(ctx, FrameRef::Binary(&bytes))).await,
+                    Some(Ok(_)) => None,
                 };
                 if let Some(exit) = handled {
                     return exit;
                 }
+                false
             }
             changed = drain.changed(), if drain_at.is_none() => {
                 if changed.is_err() || *drain.borrow() {
                     drain_at = Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
                 }
+                false
             }
             () = &mut timer => {
                 let now = Instant::now();
@@ -140,68 +173,34 @@ async fn run(ws: &mut WebSocket, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 }
                 if now >= next_ping {
                     next_ping = now + s.heartbeat_interval;
-                    if timeout(s.connection_timeout, ws.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
                         return (Reason::Error, None);
                     }
                 }
+                false
+            }
+        };
+        match outbox.stopped() {
+            Some(Stopped::Overflowed) => return SLOW,
+            Some(Stopped::Broken) => return (Reason::Client, None),
+            None => {}
+        }
+        if write || blocked {
+            match outbox.write_queued() {
+                Ok(full) => blocked = full,
+                Err(Stopped::Overflowed) => return SLOW,
+                Err(Stopped::Broken) => return (Reason::Client, None),
             }
         }
     }
 }
 
-/// Feeds one batch from the outbox and flushes once.
-async fn write_batch(
-    ws: &mut WebSocket,
-    outbox: &Outbox,
-    batch: &mut Vec<Message>,
-    max: usize,
-    limit: Duration,
-) -> Result<(), Exit> {
-    if outbox.take(max, batch).is_err() {
-        return Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume"))));
+fn read_error(e: &tungstenite::Error) -> Exit {
+    if matches!(e, tungstenite::Error::Capacity(_)) {
+        (Reason::TooBig, Some((close::TOO_BIG, "message too big")))
+    } else {
+        (Reason::Error, None)
     }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let write = async {
-        for msg in batch.drain(..) {
-            ws.feed(msg).await?;
-        }
-        ws.flush().await
-    };
-    // A queue that overflows while this write waits on a full socket ends it at once.
-    let overflow = async {
-        loop {
-            outbox.wait().await;
-            if outbox.is_overflowed() {
-                break;
-            }
-        }
-    };
-    let result = tokio::select! {
-        result = timeout(limit, write) => result,
-        () = overflow => return Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")))),
-    };
-    // The overflow watch may have taken the wake-up of frames queued meanwhile.
-    outbox.rearm();
-    match result {
-        Ok(Ok(())) => {
-            if batch.capacity() > 4 * max.min(64) {
-                *batch = Vec::new();
-            }
-            Ok(())
-        }
-        Ok(Err(_)) => Err((Reason::Client, None)),
-        Err(_) => Err((Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")))),
-    }
-}
-
-fn read_error(e: axum::Error) -> Exit {
-    let too_big = e
-        .into_inner()
-        .downcast_ref::<tungstenite::Error>()
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-    if too_big { (Reason::TooBig, Some((close::TOO_BIG, "message too big"))) } else { (Reason::Error, None) }
 }
 
 impl Conn {

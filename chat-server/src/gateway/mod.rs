@@ -1,34 +1,36 @@
-//! `GET /ws`: admission and upgrade.
+//! `GET /ws`: admission and the WebSocket handshake.
 //!
 //! Owns what happens before a connection exists: the token check (401 before the
-//! upgrade), the connection cap (503 with `Retry-After` before any WebSocket state is
-//! allocated), subprotocol choice (`l4.json` or `l4.msgpack`; JSON when none is asked
-//! for) and the tungstenite limits that keep an idle connection small: a 1 KiB read
-//! buffer instead of tungstenite's 128 KiB default (it is zero-filled before every
-//! read, so every byte of it stays resident), a write buffer that batches small frames
-//! into one write, and bounds on message, frame and write-buffer size.
+//! upgrade), the handshake headers (400, or 426 for a WebSocket version other than 13),
+//! subprotocol choice (the first of the client's list that the server speaks, `l4.json`
+//! or `l4.msgpack`; JSON when the client names none), and the connection cap (503 with
+//! `Retry-After` before any WebSocket state is allocated).
+//!
+//! The handshake is answered here rather than by axum's extractor because the
+//! connection needs its raw `TcpStream` back (hyper hands it over after the 101): room
+//! broadcasts are written to it directly ([`outbox`]), while tungstenite only reads
+//! frames and writes control frames ([`io`]). tungstenite's read buffer is 1 KiB instead
+//! of its 128 KiB default, which is zero-filled before every read and so stays resident.
 
 pub mod conn;
+pub mod flush;
+pub mod io;
 pub mod outbox;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use layer4_chat_client::protocol::Format;
-use std::sync::atomic::Ordering::Relaxed;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::Ctx;
 use crate::http::json_error;
-
-/// tungstenite's read chunk per connection. Frames larger than this are still read
-/// whole: the buffer grows to the frame's length while it is read.
-const READ_BUFFER: usize = 1024;
-/// Frames are gathered up to this many bytes before a write.
-const WRITE_BUFFER: usize = 16 * 1024;
 
 /// One admitted connection; dropping it frees its slot under the cap.
 #[derive(Debug)]
@@ -46,16 +48,33 @@ pub fn admit(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
     Some(Slot(count.clone()))
 }
 
-pub async fn upgrade(
-    State(ctx): State<Arc<Ctx>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The client's subprotocols, in its order of preference.
+fn requested_protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Response {
     if ctx.draining() {
         return unavailable("draining", "the server is shutting down; reconnect to another worker", 1);
     }
-    let user = match ctx.auth.from_request(&headers, query.as_deref()) {
+    let headers = request.headers();
+    let user = match ctx.auth.from_request(headers, request.uri().query()) {
         Ok(user) => user,
         Err(e) => {
             ctx.stats.rejected_auth.fetch_add(1, Relaxed);
@@ -64,12 +83,20 @@ pub async fn upgrade(
             return response;
         }
     };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return json_error(StatusCode::BAD_REQUEST, "not_websocket", "expected a WebSocket upgrade request");
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
+        let mut response = json_error(StatusCode::UPGRADE_REQUIRED, "bad_version", "WebSocket version 13 only");
+        response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
+        return json_error(StatusCode::BAD_REQUEST, "not_websocket", "Sec-WebSocket-Key is missing");
     };
-    let requested: Vec<String> =
-        ws.requested_protocols().filter_map(|p| p.to_str().ok()).map(|p| p.trim().to_string()).collect();
+    let requested = requested_protocols(headers);
     let format = match requested.iter().find_map(|p| Format::from_protocol(p)) {
         Some(format) => format,
         None if requested.is_empty() => Format::Json,
@@ -79,21 +106,36 @@ pub async fn upgrade(
             return json_error(StatusCode::BAD_REQUEST, "unsupported_protocol", &text);
         }
     };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return json_error(StatusCode::UPGRADE_REQUIRED, "not_websocket", "this connection cannot be upgraded");
+    };
     let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
         ctx.stats.rejected_full.fetch_add(1, Relaxed);
         let retry = 1 + rand::random_range(0..5);
         return unavailable("full", "the server is at MAX_CONNECTIONS; retry later", retry);
     };
-    let s = &ctx.settings;
-    let ws = ws
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + 2 * s.max_message_size)
-        .max_message_size(s.max_message_size)
-        .max_frame_size(s.max_message_size);
-    let ws = if requested.is_empty() { ws } else { ws.protocols([format.protocol()]) };
-    let ctx = ctx.clone();
-    ws.on_upgrade(move |socket| conn::serve(socket, ctx, user, format, slot))
+    let task_ctx = ctx.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => conn::serve(parts.io.into_inner(), parts.read_buf, task_ctx, user, format, slot).await,
+            Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if !requested.is_empty() {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(format.protocol()));
+    }
+    response
 }
 
 fn unavailable(code: &str, text: &str, retry_after_s: u32) -> Response {

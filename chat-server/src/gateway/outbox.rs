@@ -1,149 +1,271 @@
-//! One connection's outbound queue: every frame for the client goes through it, so a
-//! single writer (the connection task) batches and flushes them.
+//! One connection's outbound byte stream: every frame for the client goes through it,
+//! whole and in order.
+//!
+//! Frames arrive already encoded (a room message is framed once per format and shared
+//! by every member). Two ways out, both under the outbox's lock so frames never
+//! interleave:
+//! - replies to the connection's own requests are written at once with a non-blocking
+//!   `write` when nothing is queued (the connection task is running anyway);
+//! - room broadcasts are queued, and the worker's [`Flushers`](super::flush::Flushers)
+//!   write them: one vectored write of up to `MESSAGE_BATCH_SIZE` frames per connection
+//!   per pass, spread over one flusher per CPU. A delivery to an idle connection costs a
+//!   queue push and one syscall, with no per-connection task wake-up; under load, frames
+//!   pile up between passes and go out several per syscall.
+//!
+//! When the socket is full, the connection task takes over: it waits for writability
+//! and drains the queue itself, and broadcasts only queue meanwhile.
 //!
 //! Bounded in bytes of *live* traffic (room broadcasts): past `max_live_bytes` the queue
-//! is emptied, marked overflowed and the connection is closed with 4001 ("resume"), so a
-//! slow reader costs at most its bound. Replies to the client's own requests (acks,
-//! history, replay) are not refused: their size is bounded by the request, and refusing
-//! a replay would only make the client ask for it again.
-//!
-//! Deliberately a mutex around a `VecDeque` rather than a channel: an idle connection
-//! owns no allocation here (a tokio mpsc pre-allocates a block of 32 slots).
+//! is dropped (except a frame already half written), marked overflowed, and the
+//! connection closes with 4001 ("resume"), so a slow reader costs at most its bound.
+//! Replies to the client's own requests (acks, history, replay) are not refused: their
+//! size is bounded by the request, and refusing a replay would only make the client ask
+//! again. Control frames (ping, pong, close, written by tungstenite) are accepted even
+//! after an overflow, so the close frame can follow the backlog out.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Message;
+use bytes::{Buf, Bytes};
 use layer4_chat_client::protocol::{Format, Payload};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Encodes one message as a complete, unmasked server frame (text for JSON, binary
+/// for MessagePack).
+pub fn frame(payload: Payload) -> Bytes {
+    let (data, opcode) = match payload {
+        Payload::Text(t) => (Bytes::from(t), OpCode::Data(Data::Text)),
+        Payload::Binary(b) => (Bytes::from(b), OpCode::Data(Data::Binary)),
+    };
+    let mut out = Vec::with_capacity(data.len() + 10);
+    // Formatting into a Vec cannot fail.
+    let _ = Frame::message(data, opcode, true).format(&mut out);
+    Bytes::from(out)
+}
+
+/// Why the outbox no longer carries data frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Live traffic passed the bound: close with 4001.
+    Overflowed,
+    /// The socket failed: the client is gone.
+    Broken,
+}
 
 #[derive(Debug)]
 pub struct Outbox {
     pub format: Format,
+    /// Which flusher writes this connection's broadcasts.
+    pub shard: usize,
     max_live_bytes: usize,
+    batch: usize,
+    stream: Arc<TcpStream>,
     inner: Mutex<Inner>,
     wake: Notify,
+    /// In a flusher's list already.
+    scheduled: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    items: VecDeque<(Message, usize)>,
+    /// Frames (or what remains of the first one) and whether each is live traffic.
+    queue: VecDeque<(Bytes, bool)>,
     live_bytes: usize,
-    overflowed: bool,
+    /// The first frame is partly written: it must be finished before anything else.
+    head_started: bool,
+    /// The socket was full at the last write: the connection task drains the queue.
+    blocked: bool,
+    stopped: Option<Stopped>,
 }
 
-/// The queue passed its bound; the connection must close with 4001.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overflowed;
-
-pub fn frame(payload: Payload) -> Message {
-    match payload {
-        Payload::Text(t) => Message::Text(t.into()),
-        Payload::Binary(b) => Message::Binary(b.into()),
-    }
-}
-
-fn len(msg: &Message) -> usize {
-    match msg {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        _ => 0,
+impl Inner {
+    /// Accounts for `n` bytes written from the front of the queue.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some((front, live)) = self.queue.front_mut() else { return };
+            let take = n.min(front.len());
+            front.advance(take);
+            if *live {
+                self.live_bytes -= take;
+            }
+            n -= take;
+            if front.is_empty() {
+                self.queue.pop_front();
+                self.head_started = false;
+            } else {
+                self.head_started = true;
+            }
+        }
     }
 }
 
 impl Outbox {
-    pub fn new(format: Format, max_live_bytes: usize) -> Outbox {
-        Outbox { format, max_live_bytes, inner: Mutex::new(Inner::default()), wake: Notify::new() }
+    pub fn new(format: Format, max_live_bytes: usize, batch: usize, stream: Arc<TcpStream>, shard: usize) -> Outbox {
+        Outbox {
+            format,
+            shard,
+            max_live_bytes,
+            batch: batch.max(1),
+            stream,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            scheduled: AtomicBool::new(false),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a reply or replayed message.
-    pub fn push(&self, msg: Message) {
+    /// Writes the frame now if the socket takes it, else queues it for the connection
+    /// task. False when nothing was sent or queued (overflowed, or the socket is gone).
+    fn send(&self, frame: Bytes, control: bool) -> bool {
         let mut inner = self.lock();
-        if !inner.overflowed {
-            inner.items.push_back((msg, 0));
-            drop(inner);
-            self.wake.notify_one();
+        match inner.stopped {
+            Some(Stopped::Broken) => return false,
+            Some(Stopped::Overflowed) if !control => return false,
+            _ => {}
         }
-    }
-
-    /// Encodes and queues a reply.
-    pub fn reply<T: serde::Serialize>(&self, msg: &T) {
-        self.push(frame(self.format.encode(msg)));
-    }
-
-    /// Queues a broadcast. False when the queue overflowed (now or before): the
-    /// connection is being closed with 4001 and the message was not queued.
-    pub fn push_live(&self, msg: Message) -> bool {
-        let bytes = len(&msg);
-        let mut inner = self.lock();
-        if inner.overflowed {
-            return false;
+        let mut rest = frame;
+        if inner.queue.is_empty() {
+            match self.stream.try_write(&rest) {
+                Ok(n) if n == rest.len() => return true,
+                Ok(n) => {
+                    rest.advance(n);
+                    inner.head_started = n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => inner.blocked = true,
+                Err(_) => {
+                    inner.stopped = Some(Stopped::Broken);
+                    drop(inner);
+                    self.wake.notify_one();
+                    return false;
+                }
+            }
         }
-        if inner.live_bytes + bytes > self.max_live_bytes {
-            drop(inner);
-            self.overflow();
-            return false;
-        }
-        inner.live_bytes += bytes;
-        inner.items.push_back((msg, bytes));
+        inner.queue.push_back((rest, false));
         drop(inner);
         self.wake.notify_one();
         true
     }
 
-    /// Marks the queue overflowed: the connection closes with 4001.
-    pub fn overflow(&self) {
+    /// Queues a room broadcast for the flushers. `None` if the connection overflowed (now
+    /// or before) and the frame was dropped; `Some(true)` if a flusher must be told.
+    pub fn push_live(&self, frame: Bytes) -> Option<bool> {
         let mut inner = self.lock();
-        inner.overflowed = true;
-        inner.items = VecDeque::new();
-        inner.live_bytes = 0;
+        if inner.stopped.is_some() {
+            return None;
+        }
+        if inner.live_bytes + frame.len() > self.max_live_bytes {
+            self.overflow_locked(&mut inner);
+            return None;
+        }
+        inner.live_bytes += frame.len();
+        inner.queue.push_back((frame, true));
+        if inner.blocked {
+            return Some(false); // the connection task is waiting for writability
+        }
         drop(inner);
+        Some(!self.scheduled.swap(true, Ordering::AcqRel))
+    }
+
+    /// Called by a flusher before it writes: later broadcasts schedule it again.
+    pub fn unschedule(&self) {
+        self.scheduled.store(false, Ordering::Release);
+    }
+
+    /// Wakes the connection task (the socket is full, or the outbox stopped).
+    pub fn wake_task(&self) {
         self.wake.notify_one();
     }
 
-    /// Moves up to `max` queued frames into `out`. Err once the queue overflowed.
-    pub fn take(&self, max: usize, out: &mut Vec<Message>) -> Result<(), Overflowed> {
+    /// A reply or a replayed message.
+    pub fn push(&self, frame: Bytes) {
+        self.send(frame, false);
+    }
+
+    /// Encodes and sends a reply.
+    pub fn reply<T: serde::Serialize>(&self, msg: &T) {
+        self.push(frame(self.format.encode(msg)));
+    }
+
+    /// A control frame written by tungstenite (pong, ping, close).
+    pub fn push_control(&self, bytes: Bytes) -> bool {
+        self.send(bytes, true)
+    }
+
+    /// Stops data frames: the connection closes with 4001.
+    pub fn overflow(&self) {
         let mut inner = self.lock();
-        if inner.overflowed {
-            return Err(Overflowed);
-        }
-        let n = max.min(inner.items.len());
-        let mut freed = 0;
-        for (msg, live) in inner.items.drain(..n) {
-            freed += live;
-            out.push(msg);
-        }
-        inner.live_bytes -= freed;
-        if inner.items.is_empty() && inner.items.capacity() > 64 {
-            // Give a burst's memory back instead of keeping it per idle connection.
-            inner.items = VecDeque::new();
-        } else if !inner.items.is_empty() {
-            drop(inner);
-            self.wake.notify_one();
-        }
-        Ok(())
+        self.overflow_locked(&mut inner);
     }
 
-    pub fn is_overflowed(&self) -> bool {
-        self.lock().overflowed
+    fn overflow_locked(&self, inner: &mut Inner) {
+        if inner.stopped.is_none() {
+            inner.stopped = Some(Stopped::Overflowed);
+        }
+        let keep = usize::from(inner.head_started).min(inner.queue.len());
+        inner.queue.truncate(keep);
+        inner.live_bytes = inner.queue.iter().filter(|(_, live)| *live).map(|(b, _)| b.len()).sum();
+        inner.queue.shrink_to_fit();
+        self.wake.notify_one();
     }
 
-    /// Wakes the writer again if frames are waiting (after a wake-up was consumed elsewhere).
-    pub fn rearm(&self) {
-        let inner = self.lock();
-        if !inner.items.is_empty() || inner.overflowed {
-            drop(inner);
-            self.wake.notify_one();
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.lock().stopped
+    }
+
+    /// Writes queued frames, up to `batch` per vectored write, until the queue is empty
+    /// (Ok(false)) or the socket is full (Ok(true): wait for writability, then call again).
+    pub fn write_queued(&self) -> Result<bool, Stopped> {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopped == Some(Stopped::Broken) {
+                return Err(Stopped::Broken);
+            }
+            if inner.queue.is_empty() {
+                inner.blocked = false;
+                if inner.queue.capacity() > 64 {
+                    inner.queue = VecDeque::new(); // a burst's memory goes back
+                }
+                return Ok(false);
+            }
+            let slices: Vec<IoSlice<'_>> = inner.queue.iter().take(self.batch).map(|(b, _)| IoSlice::new(b)).collect();
+            match self.stream.try_write_vectored(&slices) {
+                Ok(0) => {
+                    inner.stopped = Some(Stopped::Broken);
+                    return Err(Stopped::Broken);
+                }
+                Ok(n) => inner.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    inner.blocked = true;
+                    return Ok(true);
+                }
+                Err(_) => {
+                    inner.stopped = Some(Stopped::Broken);
+                    return Err(Stopped::Broken);
+                }
+            }
         }
     }
 
-    /// Resolves when something was queued since the last `take`.
+    pub fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    /// Resolves when something was queued (or the outbox stopped) since the last wake.
     pub async fn wait(&self) {
         self.wake.notified().await;
+    }
+
+    /// Resolves when the socket can take more bytes.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.stream.writable().await
     }
 }
 
@@ -151,31 +273,83 @@ impl Outbox {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
-    #[test]
-    fn live_traffic_over_the_bound_overflows_and_frees_the_queue() {
-        let o = Outbox::new(Format::Json, 10);
-        assert!(o.push_live(Message::Text("12345".into())));
-        o.push(Message::Text("reply-not-counted".into()));
-        assert!(o.push_live(Message::Text("12345".into())));
-        assert!(!o.push_live(Message::Text("1".into())));
-        let mut out = Vec::new();
-        assert!(o.take(100, &mut out).is_err());
-        assert!(out.is_empty());
+    /// A connected pair; the far end's receive buffer is small so the near end fills up.
+    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let far = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (near, _) = listener.accept().await.unwrap();
+        near.set_nodelay(true).unwrap();
+        (Arc::new(near), far)
     }
 
-    #[test]
-    fn take_respects_the_batch_size_and_releases_bytes() {
-        let o = Outbox::new(Format::Json, 10);
-        for _ in 0..5 {
-            assert!(o.push_live(Message::Text("ab".into())));
+    #[tokio::test]
+    async fn replies_go_out_at_once_and_broadcasts_wait_for_one_flusher_pass() {
+        let (near, mut far) = pair().await;
+        let o = Outbox::new(Format::Json, 1 << 20, 100, near, 0);
+        o.push(Bytes::from_static(b"ab"));
+        assert!(o.is_empty(), "a reply is written at once");
+        assert_eq!(o.push_live(Bytes::from_static(b"c")), Some(true), "a broadcast asks for a flusher");
+        assert_eq!(o.push_live(Bytes::from_static(b"!")), Some(false), "once");
+        o.unschedule();
+        assert_eq!(o.write_queued(), Ok(false));
+        let mut buf = [0u8; 4];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"abc!");
+    }
+
+    #[tokio::test]
+    async fn frames_go_straight_out_while_the_socket_keeps_up() {
+        let (near, mut far) = pair().await;
+        let o = Outbox::new(Format::Json, 1 << 20, 100, near, 0);
+        o.push(Bytes::from_static(b"abc"));
+        assert!(o.is_empty(), "written at once, nothing queued");
+        let mut buf = [0u8; 3];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_queues_in_order_then_overflows_at_the_bound_keeping_frames_whole() {
+        let (near, mut far) = pair().await;
+        let o = Outbox::new(Format::Json, 256 * 1024, 100, near, 0);
+        let frame = |i: u8| Bytes::from(vec![i; 1000]);
+        let mut i = 0u8;
+        // Fill the socket: broadcasts written by a "flusher" until the socket is full.
+        loop {
+            assert!(o.push_live(frame(i)).is_some());
+            i = i.wrapping_add(1);
+            if o.write_queued().unwrap() {
+                break;
+            }
         }
-        let mut out = Vec::new();
-        o.take(3, &mut out).unwrap();
-        assert_eq!(out.len(), 3);
-        assert!(o.push_live(Message::Text("123456".into())), "3 x 2 bytes were released");
-        out.clear();
-        o.take(100, &mut out).unwrap();
-        assert_eq!(out.len(), 3);
+        let mut accepted = 0;
+        while o.push_live(frame(i)).is_some() {
+            i = i.wrapping_add(1);
+            accepted += 1;
+        }
+        assert!(accepted > 100, "the bound is in bytes: {accepted} frames were queued");
+        assert_eq!(o.stopped(), Some(Stopped::Overflowed));
+        assert!(o.push_control(Bytes::from_static(b"CLOSE")), "control frames still go out");
+        // Drain: the bytes the far end reads are whole 1000-byte frames, then CLOSE.
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            far.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        while o.write_queued().unwrap() {
+            o.writable().await.unwrap();
+        }
+        drop(o);
+        let all = reader.await.unwrap();
+        assert!(all.ends_with(b"CLOSE"));
+        let body = &all[..all.len() - 5];
+        assert_eq!(body.len() % 1000, 0, "no frame was cut");
+        for (n, chunk) in body.chunks(1000).enumerate() {
+            assert!(chunk.iter().all(|b| *b == n as u8), "frame {n} in order and whole");
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::auth::{User, now_ms};
+use crate::gateway::flush::Flushers;
 use crate::stats::Stats;
 use crate::store::{Appended, NewMessage, Store, StoreError};
 pub use room::{Entry, Joined, Room};
@@ -28,6 +29,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     pub store: Store,
     pub stats: Arc<Stats>,
+    pub flushers: Arc<Flushers>,
     cache_size: usize,
 }
 
@@ -41,8 +43,10 @@ pub struct Sent {
 }
 
 impl Hub {
+    /// Starts the flushers too: call it inside the runtime.
     pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize) -> Hub {
-        Hub { rooms: Mutex::new(HashMap::new()), store, stats, cache_size }
+        let flushers = Flushers::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Hub { rooms: Mutex::new(HashMap::new()), store, stats, flushers, cache_size }
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
@@ -83,7 +87,7 @@ impl Hub {
             Appended::Duplicate { room, seq } => Ok(Sent { room: Arc::from(room), seq, duplicate: true }),
             Appended::Stored(msg) => {
                 let seq = msg.seq;
-                let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)));
+                let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)), &self.flushers);
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.messages_out.fetch_add(delivered, Relaxed);
                 self.stats.queue_drops.fetch_add(overflowed, Relaxed);

@@ -11,9 +11,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::extract::ws::Message;
+use bytes::Bytes;
 use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, ServerMsg};
 
+use crate::gateway::flush::Flushers;
 use crate::gateway::outbox::{Outbox, frame};
 
 /// A stored message with its frames, encoded at most once per format and shared by
@@ -21,8 +22,8 @@ use crate::gateway::outbox::{Outbox, frame};
 #[derive(Debug)]
 pub struct Entry {
     pub msg: ChatMessage,
-    json: OnceLock<Message>,
-    msgpack: OnceLock<Message>,
+    json: OnceLock<Bytes>,
+    msgpack: OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -30,7 +31,8 @@ impl Entry {
         Entry { msg, json: OnceLock::new(), msgpack: OnceLock::new() }
     }
 
-    pub fn frame(&self, format: Format) -> Message {
+    /// The complete WebSocket frame for `format`.
+    pub fn frame(&self, format: Format) -> Bytes {
         let cell = match format {
             Format::Json => &self.json,
             Format::MsgPack => &self.msgpack,
@@ -190,7 +192,7 @@ impl Room {
 
     /// Records a newly stored message and queues it for every member. Returns
     /// (deliveries, members that overflowed).
-    pub fn publish(&self, entry: Arc<Entry>) -> (u64, u64) {
+    pub fn publish(&self, entry: Arc<Entry>, flushers: &Flushers) -> (u64, u64) {
         let mut s = self.lock();
         if entry.msg.seq <= s.head {
             return (0, 0);
@@ -210,8 +212,15 @@ impl Room {
                     member.outbox.overflow();
                     overflowed += 1;
                 }
-                None if member.outbox.push_live(entry.frame(member.outbox.format)) => delivered += 1,
-                None => overflowed += 1,
+                None => match member.outbox.push_live(entry.frame(member.outbox.format)) {
+                    Some(schedule) => {
+                        delivered += 1;
+                        if schedule {
+                            flushers.schedule(&member.outbox);
+                        }
+                    }
+                    None => overflowed += 1,
+                },
             }
         }
         (delivered, overflowed)

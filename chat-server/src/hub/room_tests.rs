@@ -2,11 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::Message;
 use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, FrameRef, ServerMsg};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use super::room::{Entry, Joined, Room};
+use crate::gateway::flush::Flushers;
 use crate::gateway::outbox::Outbox;
 
 fn msg(seq: u64) -> ChatMessage {
@@ -14,87 +17,118 @@ fn msg(seq: u64) -> ChatMessage {
 }
 
 fn publish(room: &Room, seqs: std::ops::RangeInclusive<u64>) {
-    for seq in seqs {
-        room.publish(Arc::new(Entry::new(msg(seq))));
+    thread_local! {
+        static FLUSHERS: Arc<Flushers> = Flushers::start(1);
     }
+    FLUSHERS.with(|f| {
+        for seq in seqs {
+            room.publish(Arc::new(Entry::new(msg(seq))), f);
+        }
+    });
 }
 
-/// What the member's queue holds: "joined N", message sequence numbers, "error CODE".
-fn drained(outbox: &Outbox) -> Vec<String> {
-    let mut frames = Vec::new();
-    outbox.take(usize::MAX, &mut frames).unwrap();
-    frames
-        .iter()
-        .map(|f| {
-            let Message::Text(t) = f else { panic!("json is text") };
-            match Format::Json.decode::<ServerMsg>(FrameRef::Text(t)).unwrap() {
+/// An outbox on one end of a loopback connection, and the other end.
+async fn member() -> (Arc<Outbox>, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let far = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (near, _) = listener.accept().await.unwrap();
+    (Arc::new(Outbox::new(Format::Json, 1 << 20, 100, Arc::new(near), 0)), far)
+}
+
+/// The next `n` frames the member receives, each as "joined N", a message's sequence
+/// number or "error CODE" (deadline 5 s).
+async fn received(far: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut bytes = Vec::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while out.len() < n {
+        let mut chunk = [0u8; 4096];
+        let got = tokio::time::timeout_at(deadline, far.read(&mut chunk)).await.expect("frames within 5 s").unwrap();
+        bytes.extend_from_slice(&chunk[..got]);
+        // Server frames: FIN+opcode, then a 7-bit length (126: 16-bit follows), unmasked.
+        while bytes.len() >= 2 {
+            let (len, start) = match bytes[1] {
+                126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+                126 => break,
+                l => (l as usize, 2),
+            };
+            if bytes.len() < start + len {
+                break;
+            }
+            let text = std::str::from_utf8(&bytes[start..start + len]).unwrap().to_string();
+            bytes.drain(..start + len);
+            out.push(match Format::Json.decode::<ServerMsg>(FrameRef::Text(&text)).unwrap() {
                 ServerMsg::Joined { seq, .. } => format!("joined {seq}"),
                 ServerMsg::Message(m) => m.seq.to_string(),
                 ServerMsg::Error { code, .. } => format!("error {}", code.as_str()),
                 other => format!("{other:?}"),
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    assert!(bytes.is_empty());
+    out
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn a_fresh_join_gets_the_head_then_live_messages() {
+#[tokio::test]
+async fn a_fresh_join_gets_the_head_then_live_messages() {
     let room = Room::new("r".into(), 8);
     publish(&room, 1..=3);
-    let out = Arc::new(Outbox::new(Format::Json, 1 << 20));
+    let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, None, 100), Joined::Live { head: 3, replayed: 0 });
     publish(&room, 4..=5);
-    assert_eq!(drained(&out), strings(&["joined 3", "4", "5"]));
+    assert_eq!(received(&mut far, 3).await, strings(&["joined 3", "4", "5"]));
 }
 
-#[test]
-fn a_resume_inside_the_cache_replays_in_order_before_live_messages() {
+#[tokio::test]
+async fn a_resume_inside_the_cache_replays_in_order_before_live_messages() {
     let room = Room::new("r".into(), 8);
     publish(&room, 1..=10);
-    let out = Arc::new(Outbox::new(Format::Json, 1 << 20));
+    let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(6), 100), Joined::Live { head: 10, replayed: 4 });
     publish(&room, 11..=11);
-    assert_eq!(drained(&out), strings(&["joined 10", "7", "8", "9", "10", "11"]));
+    assert_eq!(received(&mut far, 6).await, strings(&["joined 10", "7", "8", "9", "10", "11"]));
 }
 
-#[test]
-fn a_resume_beyond_the_cache_holds_live_messages_until_the_database_replay_is_queued() {
+#[tokio::test]
+async fn a_resume_beyond_the_cache_holds_live_messages_until_the_database_replay_is_queued() {
     let room = Room::new("r".into(), 2);
     publish(&room, 1..=10);
-    let out = Arc::new(Outbox::new(Format::Json, 1 << 20));
+    let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(3), 100), Joined::NeedsReplay { after: 3, head: 10 });
-    publish(&room, 11..=12); // arrive while the database is read
-    assert!(drained(&out).is_empty());
+    publish(&room, 11..=12); // arrive while the database is read: held back
     let from_db: Vec<ChatMessage> = (4..=11).map(msg).collect(); // the read may see 11 too
     assert_eq!(room.finish_join(1, 10, from_db), 7);
     publish(&room, 13..=13);
     let expected: Vec<String> =
         std::iter::once("joined 10".to_string()).chain((4..=13).map(|s| s.to_string())).collect();
-    assert_eq!(drained(&out), expected);
+    assert_eq!(received(&mut far, expected.len()).await, expected);
 }
 
-#[test]
-fn a_gap_beyond_the_replay_limit_joins_live_and_says_so() {
+#[tokio::test]
+async fn a_gap_beyond_the_replay_limit_joins_live_and_says_so() {
     let room = Room::new("r".into(), 0);
     publish(&room, 1..=50);
-    let out = Arc::new(Outbox::new(Format::Json, 1 << 20));
+    let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(5), 10), Joined::TooFar { head: 50 });
-    assert_eq!(drained(&out), strings(&["joined 50", &format!("error {}", ErrorCode::ResumeTooFar.as_str())]));
+    let expected = strings(&["joined 50", &format!("error {}", ErrorCode::ResumeTooFar.as_str())]);
+    assert_eq!(received(&mut far, 2).await, expected);
 }
 
-#[test]
-fn a_message_is_published_once_and_leaving_stops_delivery() {
+#[tokio::test]
+async fn a_message_is_published_once_and_leaving_stops_delivery() {
     let room = Room::new("r".into(), 8);
-    let out = Arc::new(Outbox::new(Format::Json, 1 << 20));
+    let (out, mut far) = member().await;
     room.join(1, &out, None, 100);
     publish(&room, 1..=2);
     publish(&room, 2..=2); // the same sequence again (a redelivery) is ignored
     assert!(room.leave(1));
     publish(&room, 3..=3);
-    assert_eq!(drained(&out), strings(&["joined 0", "1", "2"]));
+    // A frame sent after these would come next; the marker proves nothing else came before it.
+    out.reply(&ServerMsg::Joined { room: "marker".into(), seq: 99 });
+    assert_eq!(received(&mut far, 4).await, strings(&["joined 0", "1", "2", "joined 99"]));
     assert_eq!(room.member_count(), 0);
 }
