@@ -120,12 +120,18 @@ impl Server {
 
     /// Starts the binary (again) with the same settings and waits until it is healthy.
     pub async fn spawn(&mut self) {
+        let log = |name: &str| {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(name)).unwrap();
+            Stdio::from(file)
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
             .stdin(Stdio::null())
+            .stdout(log("stdout.log"))
+            .stderr(log("stderr.log"))
             .spawn()
             .expect("spawn chat-server");
         self.child = Some(child);
@@ -135,11 +141,20 @@ impl Server {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("chat-server exited during start: {status}");
+                panic!("chat-server exited during start: {status}\n{}", self.stderr());
             }
             assert!(Instant::now() < deadline, "chat-server not healthy within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// What the server printed on stdout (its log) so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     pub fn base(&self) -> String {

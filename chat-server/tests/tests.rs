@@ -9,3 +9,4 @@ mod client;
 mod gateway;
 mod resume;
 mod rooms;
+mod telemetry;
