@@ -75,13 +75,16 @@ fn payload(args: &FanoutArgs, run: u32, publisher: usize, j: u64, ts: u64) -> St
 
 /// The scheduled time carried by a delivered frame: `t=<ns>` (l4 body) or `"t":<ns>` (raw).
 fn timestamp(frame: &[u8]) -> Option<u64> {
-    let at = memfind(frame, b"t=").map(|i| i + 2).or_else(|| memfind(frame, b"\"t\":").map(|i| i + 4))?;
-    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&frame[at..at + digits]).ok()?.parse().ok()
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let at = memchr::memmem::find(frame, b"t=")
+        .map(|i| i + 2)
+        .or_else(|| memchr::memmem::find(frame, b"\"t\":").map(|i| i + 4))?;
+    let mut value: u64 = 0;
+    let mut digits = 0;
+    for b in frame[at..].iter().take_while(|b| b.is_ascii_digit()) {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some(value)
 }
 
 async fn join(ws: &mut Ws, shared: &Shared) -> anyhow::Result<()> {
