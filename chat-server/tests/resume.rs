@@ -36,6 +36,14 @@ async fn dropped_connections_lose_nothing(backend: Backend, env: &[(&str, &str)]
     for _ in 0..3 {
         got.extend(messages(&mut sub, 50).await);
         sub.drop_connection().await.unwrap();
+        // Keep what arrives until the new connection is up, so each drop is a real one.
+        loop {
+            match expect_event(&mut sub, "reconnect", |_| true).await {
+                Event::Message(m) => got.push(m),
+                Event::Connected { resumed: true, .. } => break,
+                _ => {}
+            }
+        }
     }
     got.extend(messages(&mut sub, N - got.len()).await);
     let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();

@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 
 use super::outbox::Outbox;
 
+/// A pass that writes to this many connections counts as busy.
+const BUSY_PASS: usize = 64;
+const PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(2);
+
 #[derive(Debug)]
 struct Shard {
     pending: Mutex<Vec<Arc<Outbox>>>,
@@ -41,15 +45,22 @@ impl Flushers {
                         shard.wake.notified().await;
                         continue;
                     }
+                    let (started, written) = (std::time::Instant::now(), batch.len());
                     for outbox in batch.drain(..) {
                         outbox.unschedule();
                         if !matches!(outbox.write_queued(), Ok(false)) {
                             outbox.wake_task(); // full socket, overflow or error
                         }
                     }
-                    // Let connection tasks run between passes; frames queued meanwhile
-                    // leave together on the next one.
-                    tokio::task::yield_now().await;
+                    if written >= BUSY_PASS {
+                        // Under load, rest as long as the pass took (at most PAUSE_MAX): the
+                        // frames that arrive meanwhile leave several per syscall. After a
+                        // message to a big room the next one is usually much later, so at
+                        // low rates this costs no latency.
+                        tokio::time::sleep(started.elapsed().min(PAUSE_MAX)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
                 }
             });
         }

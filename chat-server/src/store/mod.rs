@@ -1,4 +1,4 @@
-//! Durable storage: users, per-room sequence counters and messages, in SQLite (the
+//! Durable storage: users and messages (numbered per room), in SQLite (the
 //! default, one file) or PostgreSQL (`DATABASE_URL=postgres://...`), through one sqlx
 //! `Any` code path.
 //!
@@ -98,11 +98,14 @@ impl Store {
     }
 
     /// Stores a message as the room's next sequence number, or finds its earlier copy.
+    ///
+    /// One statement per message: the sequence number is computed inside the INSERT
+    /// (`MAX(seq) + 1` over the room's primary-key range), so a send costs one round trip
+    /// to the database. Two writers racing for the same number (PostgreSQL with several
+    /// workers) collide on the primary key; the loser finds no earlier copy of its own
+    /// message and tries again with the next number.
     pub async fn append(&self, m: NewMessage<'_>) -> Result<Appended, StoreError> {
         loop {
-            if let Some((room, seq)) = self.sent_before(m.user_id, m.client_id).await? {
-                return Ok(Appended::Duplicate { room, seq: seq as u64 });
-            }
             match self.insert(m).await {
                 Ok(seq) => {
                     return Ok(Appended::Stored(ChatMessage {
@@ -114,8 +117,11 @@ impl Store {
                         ts: m.ts,
                     }));
                 }
-                // The same id raced in on another connection: the next pass finds it.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    if let Some((room, seq)) = self.sent_before(m.user_id, m.client_id).await? {
+                        return Ok(Appended::Duplicate { room, seq: seq as u64 });
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -130,36 +136,29 @@ impl Store {
     }
 
     async fn insert(&self, m: NewMessage<'_>) -> Result<u64, sqlx::Error> {
-        let mut tx = self.write.begin().await?;
         let (seq,): (i64,) = sqlx::query_as(
-            "INSERT INTO rooms (name, last_seq) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET last_seq = rooms.last_seq + 1 RETURNING last_seq",
-        )
-        .bind(m.room)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
             "INSERT INTO messages (room, seq, user_id, user_name, client_id, body, ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = $1), $2, $3, $4, $5, $6) \
+             RETURNING seq",
         )
         .bind(m.room)
-        .bind(seq)
         .bind(m.user_id)
         .bind(m.user)
         .bind(m.client_id)
         .bind(m.body)
         .bind(m.ts)
-        .execute(&mut *tx)
+        .fetch_one(&self.write)
         .await?;
-        tx.commit().await?;
         Ok(seq as u64)
     }
 
     /// The room's newest sequence number (0 for a room without messages).
     pub async fn head(&self, room: &str) -> Result<u64, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT last_seq FROM rooms WHERE name = $1").bind(room).fetch_optional(&self.read).await?;
-        Ok(row.map_or(0, |(s,)| s as u64))
+        let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = $1")
+            .bind(room)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(head as u64)
     }
 
     /// Messages with `after < seq <= upto`, oldest first.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::net::{Ws, connect, on_threads, threads};
@@ -198,7 +200,11 @@ async fn thread_main(shared: Arc<Shared>, t: usize, threads: usize) {
     }
 }
 
-async fn subscriber(shared: Arc<Shared>, mut ws: Ws, t0: Instant, deadline: Instant) {
+/// Reads a subscriber's frames straight off the socket once it has joined: one read
+/// takes every frame that arrived, so the generator does not cost more per delivery than
+/// the servers it measures. Server frames are unmasked; pings are answered with pongs.
+async fn subscriber(shared: Arc<Shared>, ws: Ws, t0: Instant, deadline: Instant) {
+    let MaybeTlsStream::Plain(mut stream) = ws.into_inner() else { return };
     let mut latencies: Vec<u64> = Vec::with_capacity(256);
     let flush = |latencies: &mut Vec<u64>| {
         shared.received.fetch_add(latencies.len() as u64, Relaxed);
@@ -207,26 +213,65 @@ async fn subscriber(shared: Arc<Shared>, mut ws: Ws, t0: Instant, deadline: Inst
             let _ = h.record(l);
         }
     };
-    loop {
-        let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
-        let Ok(Some(Ok(frame))) = next else { break };
-        let data: &[u8] = match &frame {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b,
-            _ => continue,
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    'read: loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0); // a frame larger than the buffer
+        }
+        let n = match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf[len..])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
         };
-        if let Some(ts) = timestamp(data) {
-            let now = t0.elapsed().as_nanos() as u64;
-            latencies.push(now.saturating_sub(ts) / 1000);
-            if latencies.len() == 256 {
-                flush(&mut latencies);
-                if shared.received.load(Relaxed) >= shared.expected_total && Instant::now() > t0 {
-                    break;
+        len += n;
+        let now = t0.elapsed().as_nanos() as u64;
+        let mut pos = 0;
+        while let Some((opcode, payload, size)) = parse_frame(&buf[pos..len]) {
+            match opcode {
+                0x1 | 0x2 => {
+                    if let Some(ts) = timestamp(&buf[pos..len][payload]) {
+                        latencies.push(now.saturating_sub(ts) / 1000);
+                    }
                 }
+                0x8 => break 'read,
+                0x9 => {
+                    let ping = buf[pos..len][payload].to_vec();
+                    if stream.write_all(&pong(&ping)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                _ => {}
+            }
+            pos += size;
+        }
+        buf.copy_within(pos..len, 0);
+        len -= pos;
+        if latencies.len() >= 256 {
+            flush(&mut latencies);
+            if shared.received.load(Relaxed) >= shared.expected_total {
+                break;
             }
         }
     }
     flush(&mut latencies);
+}
+
+/// (opcode, payload range, frame size) of the unmasked frame at the start of `b`, if whole.
+fn parse_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    let (&first, &second) = (b.first()?, b.get(1)?);
+    let (len, start) = match second & 0x7f {
+        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
+        127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize, 10),
+        l => (l as usize, 2),
+    };
+    (b.len() >= start + len).then_some((first & 0x0f, start..start + len, start + len))
+}
+
+/// A client pong (masked, as every client frame must be; the zero mask leaves the bytes as they are).
+fn pong(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x8a, 0x80 | payload.len().min(125) as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload[..payload.len().min(125)]);
+    frame
 }
 
 async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline: Instant) {
@@ -314,6 +359,18 @@ fn report(shared: &Shared, total: u64, server_cpu: Option<f64>, client_cpu: Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_split_whole_and_only_whole() {
+        let mut bytes = vec![0x81, 3, b'a', b'b', b'c', 0x89, 0];
+        assert_eq!(parse_frame(&bytes), Some((1, 2..5, 5)));
+        assert_eq!(parse_frame(&bytes[5..]), Some((9, 2..2, 2)));
+        assert_eq!(parse_frame(&bytes[..4]), None);
+        bytes = vec![0x82, 126, 1, 0];
+        bytes.extend(std::iter::repeat_n(7, 256));
+        assert_eq!(parse_frame(&bytes), Some((2, 4..260, 260)));
+        assert_eq!(pong(b"hi"), vec![0x8a, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    }
 
     #[test]
     fn timestamps_are_found_in_both_payload_shapes() {
