@@ -2,23 +2,22 @@
 //!
 //! Owns which rooms are in memory (created on first join, dropped a minute after their
 //! last member left) and the rule that a message is durable before anyone sees it:
-//! [`Hub::send`] holds the room's send lock around "append to the store, then queue
-//! for every member", so members receive sequence numbers in order. Cross-worker
-//! fan-out (Redis) plugs in behind `publish` in the cluster work.
+//! [`Hub::send`] (in [`send`]) stores a room's messages in batches by one writer at a
+//! time and queues them for every member in sequence order. Cross-worker fan-out
+//! (Redis) plugs in behind `publish` in the cluster work.
 
 pub mod room;
 #[cfg(test)]
 mod room_tests;
+pub mod send;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::{User, now_ms};
 use crate::gateway::flush::Flushers;
 use crate::stats::Stats;
-use crate::store::{Appended, NewMessage, Store, StoreError};
+use crate::store::{Store, StoreError};
 pub use room::{Entry, Joined, Room};
 
 /// How long an empty room stays in memory (with its cache) after its last member left.
@@ -75,25 +74,6 @@ impl Hub {
             })
             .await?;
         Ok(room)
-    }
-
-    /// Stores the message, then queues it for every member of the room (the sender
-    /// included). A resend of an already stored (user, id) returns its first sequence.
-    pub async fn send(&self, room: &Room, user: &User, id: &str, body: &str) -> Result<Sent, StoreError> {
-        let _order = room.send_lock.lock().await;
-        let new =
-            NewMessage { room: &room.name, user_id: user.id, user: &user.name, client_id: id, body, ts: now_ms() };
-        match self.store.append(new).await? {
-            Appended::Duplicate { room, seq } => Ok(Sent { room: Arc::from(room), seq, duplicate: true }),
-            Appended::Stored(msg) => {
-                let seq = msg.seq;
-                let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)), &self.flushers);
-                self.stats.messages_in.fetch_add(1, Relaxed);
-                self.stats.messages_out.fetch_add(delivered, Relaxed);
-                self.stats.queue_drops.fetch_add(overflowed, Relaxed);
-                Ok(Sent { room: room.name.clone(), seq, duplicate: false })
-            }
-        }
     }
 
     /// Drops rooms that have had no members for a minute and that nobody is joining.

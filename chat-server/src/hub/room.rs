@@ -64,8 +64,8 @@ pub struct Room {
     pub name: Arc<str>,
     cache_size: usize,
     state: Mutex<State>,
-    /// Held across "store, then publish" so sequence numbers are published in order.
-    pub send_lock: tokio::sync::Mutex<()>,
+    /// Sends waiting to be stored, and whether a writer is at work ([`super::send`]).
+    appends: Mutex<super::send::Appends>,
     pub(super) loaded: tokio::sync::OnceCell<()>,
 }
 
@@ -87,13 +87,17 @@ impl Room {
             name,
             cache_size,
             state: Mutex::new(State { empty_since: Some(Instant::now()), ..State::default() }),
-            send_lock: tokio::sync::Mutex::new(()),
+            appends: Mutex::new(super::send::Appends::default()),
             loaded: tokio::sync::OnceCell::new(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn appends(&self) -> std::sync::MutexGuard<'_, super::send::Appends> {
+        self.appends.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn set_head(&self, head: u64) {

@@ -11,6 +11,7 @@
 //! Portability rules of sqlx `Any` followed here: integers are BIGINT read as i64,
 //! time is epoch milliseconds, placeholders are `$N` on both backends, no booleans.
 
+use std::fmt::Write;
 use std::path::Path;
 
 use layer4_chat_client::protocol::ChatMessage;
@@ -125,6 +126,51 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Stores `items` (all of one room) as sequence numbers `first_seq..`, in one
+    /// statement: all of them or, on any error, none.
+    pub async fn append_many(&self, items: &[NewMessage<'_>], first_seq: u64) -> Result<Vec<ChatMessage>, StoreError> {
+        let mut sql = String::from("INSERT INTO messages (room, seq, user_id, user_name, client_id, body, ts) VALUES ");
+        for i in 0..items.len() {
+            let b = i * 7;
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            );
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (i, m) in items.iter().enumerate() {
+            query = query
+                .bind(m.room)
+                .bind((first_seq + i as u64) as i64)
+                .bind(m.user_id)
+                .bind(m.user)
+                .bind(m.client_id)
+                .bind(m.body)
+                .bind(m.ts);
+        }
+        query.execute(&self.write).await?;
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage {
+                room: m.room.to_string(),
+                seq: first_seq + i as u64,
+                id: m.client_id.to_string(),
+                user: m.user.to_string(),
+                body: m.body.to_string(),
+                ts: m.ts,
+            })
+            .collect())
     }
 
     async fn sent_before(&self, user_id: i64, client_id: &str) -> Result<Option<(String, i64)>, StoreError> {
