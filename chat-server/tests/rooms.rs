@@ -100,3 +100,40 @@ async fn messagepack_and_json_clients_in_one_room_see_the_same_messages() {
     let b = messages(&mut pack, 20).await;
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn pipelined_sends_with_a_resend_among_them_are_numbered_without_gaps_on_both_backends() {
+    for backend in BACKENDS {
+        let server = Server::start_on(backend, &[]).await;
+        let f = Format::Json;
+        let mut ws = raw(&server.ws_url(), Some(&server.token(1, "ann")), None).await.unwrap();
+        raw_next(&mut ws, f).await.unwrap();
+        raw_send(&mut ws, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
+        raw_next(&mut ws, f).await.unwrap();
+        let mut other = server.client(2, "bob", Format::MsgPack);
+        other.join("r").await.unwrap();
+        expect_event(&mut other, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        // Sent back to back, so the server stores them in batches; "a" comes twice.
+        for id in ["a", "b", "a", "c", "d", "a", "e"] {
+            raw_send(&mut ws, f, &ClientMsg::Send { room: "r".into(), id: id.into(), body: format!("body {id}") })
+                .await;
+            other.send("r", "from bob").await.unwrap();
+        }
+        let mut acks = Vec::new();
+        let mut delivered = Vec::new();
+        while acks.len() < 7 {
+            match raw_next(&mut ws, f).await.unwrap() {
+                ServerMsg::Ack { id, seq, .. } => acks.push((id, seq)),
+                ServerMsg::Message(m) => delivered.push(m),
+                other => panic!("{backend:?}: unexpected {other:?}"),
+            }
+        }
+        let seq_of = |id: &str| acks.iter().find(|(i, _)| i == id).unwrap().1;
+        assert!(acks.iter().filter(|(i, _)| i == "a").all(|(_, s)| *s == seq_of("a")), "{backend:?}: {acks:?}");
+        let all = messages(&mut other, 12).await; // 5 distinct from ann + 7 from bob
+        let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=12).collect::<Vec<_>>(), "{backend:?}");
+        let anns: Vec<&str> = all.iter().filter(|m| m.user == "ann").map(|m| m.id.as_str()).collect();
+        assert_eq!(anns, ["a", "b", "c", "d", "e"], "{backend:?}: each id once, in send order");
+    }
+}
