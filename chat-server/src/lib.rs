@@ -132,7 +132,7 @@ pub async fn run(
     housekeeping.abort();
     let left = ctx.active.load(Ordering::Acquire);
     info!(left, "stopped");
-    store.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;
     Ok(())
 }
 

@@ -189,3 +189,52 @@ async fn sigterm_drains_with_1012_reports_draining_and_exits_0() {
     let status = server.wait_exit(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_client_that_sends_without_reading_is_not_read_until_it_catches_up() {
+    use futures_util::SinkExt;
+    let server = Server::start(&[("MAX_MESSAGE_SIZE", "16384"), ("QUEUE_MAX_BYTES", "65536")]).await;
+    let f = Format::Json;
+    let mut writer = server.client(2, "w", f);
+    writer.join("big").await.unwrap();
+    for _ in 0..20 {
+        writer.send("big", &"x".repeat(8000)).await.unwrap();
+    }
+    messages(&mut writer, 20).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(server.ws_url()).unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, "greedy")).parse().unwrap());
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    raw_next(&mut ws, f).await.unwrap();
+    raw_send(&mut ws, f, &ClientMsg::Join { room: "big".into(), since: None }).await;
+    raw_next(&mut ws, f).await.unwrap();
+    let before = server.metric("chat_memory_rss_bytes", &[]).await;
+    // 300 requests of ~160 KB of replies each (48 MB), without reading any of them.
+    let history = ClientMsg::History { room: "big".into(), before: None, limit: Some(20) };
+    let frame = match f.encode(&history) {
+        layer4_chat_client::protocol::Payload::Text(t) => tungstenite::Message::Text(t.into()),
+        _ => unreachable!(),
+    };
+    for _ in 0..300 {
+        ws.feed(frame.clone()).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        let grown = server.metric("chat_memory_rss_bytes", &[]).await - before;
+        assert!(grown < 24e6, "the server queued {grown} bytes for a client that does not read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once the client reads, every request is answered.
+    let mut replies = 0;
+    while replies < 300 {
+        if let ServerMsg::History { messages, .. } = raw_next(&mut ws, f).await.unwrap() {
+            assert_eq!(messages.len(), 20);
+            replies += 1;
+        }
+    }
+}

@@ -44,11 +44,19 @@ const HISTORY_MAX: u32 = 500;
 /// buffer grows to the frame's length while it is read.
 const READ_BUFFER: usize = 1024;
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.leave_all();
+    }
+}
+
 /// How a connection ends: the counter reason and the close frame to send, if any.
 type Exit = (Reason, Option<(u16, &'static str)>);
 
 type Ws = WebSocketStream<ConnIo>;
 
+/// A connection's state; dropping it (even while unwinding from a panic) leaves every
+/// joined room, so no room keeps a dead member and its socket.
 struct Conn {
     id: u64,
     user: User,
@@ -84,9 +92,7 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, user: User
     });
     let mut conn = Conn { id, user, outbox, rooms: HashMap::new(), malformed: 0, unknown: 0 };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
-    for room in conn.rooms.values() {
-        room.leave(conn.id);
-    }
+    conn.leave_all();
     ctx.stats.disconnected(reason);
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
@@ -126,6 +132,10 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
     let mut drain_at: Option<Instant> = None;
     let mut drain = ctx.drain.subscribe();
+    // A drain that began between the upgrade and here is not a change for this receiver.
+    if *drain.borrow_and_update() {
+        drain_at = Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
+    }
     let mut blocked = false;
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
@@ -140,7 +150,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         let write = tokio::select! {
             () = outbox.wait() => true,
             ready = outbox.writable(), if blocked => ready.is_ok(),
-            frame = ws.next() => {
+            frame = ws.next(), if !outbox.pause_reads() => {
                 last_seen = Instant::now();
                 let handled = match frame {
                     None | Some(Ok(Message::Close(_))) => return (Reason::Client, None),
@@ -204,6 +214,12 @@ fn read_error(e: &tungstenite::Error) -> Exit {
 }
 
 impl Conn {
+    fn leave_all(&mut self) {
+        for (_, room) in self.rooms.drain() {
+            room.leave(self.id);
+        }
+    }
+
     fn error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>) {
         self.room_error(ctx, code, text, None);
     }

@@ -7,9 +7,8 @@
 //! while a flusher is busy leave together in one syscall. An outbox whose socket is full
 //! is handed back to its connection task, which waits for writability.
 
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use super::outbox::Outbox;
 
@@ -20,7 +19,7 @@ const PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 #[derive(Debug)]
 struct Shard {
     pending: Mutex<Vec<Arc<Outbox>>>,
-    wake: Notify,
+    wake: Condvar,
 }
 
 #[derive(Debug)]
@@ -29,23 +28,26 @@ pub struct Flushers {
 }
 
 impl Flushers {
-    /// Starts `n` flusher tasks on the current runtime; they live as long as it does.
+    /// Starts `n` flusher threads. They are OS threads, not tasks, so the kernel spreads
+    /// them over the CPUs at once (tokio would first queue both on the worker that woke
+    /// them); their work is non-blocking writes. They live as long as the process.
     pub fn start(n: usize) -> Arc<Flushers> {
-        let shards = (0..n.max(1)).map(|_| Shard { pending: Mutex::new(Vec::new()), wake: Notify::new() }).collect();
+        let shards = (0..n.max(1)).map(|_| Shard { pending: Mutex::new(Vec::new()), wake: Condvar::new() }).collect();
         let flushers = Arc::new(Flushers { shards });
         for i in 0..flushers.shards.len() {
             let flushers = flushers.clone();
-            tokio::spawn(async move {
+            let spawned = std::thread::Builder::new().name(format!("flusher-{i}")).spawn(move || {
                 let shard = &flushers.shards[i];
                 let mut batch = Vec::new();
                 loop {
-                    std::mem::swap(&mut batch, &mut *shard.pending.lock().unwrap_or_else(|p| p.into_inner()));
-                    if batch.is_empty() {
-                        // A schedule() since the last pass left a permit: no wake-up is lost.
-                        shard.wake.notified().await;
-                        continue;
+                    {
+                        let mut pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
+                        while pending.is_empty() {
+                            pending = shard.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                        }
+                        std::mem::swap(&mut batch, &mut *pending);
                     }
-                    let (started, written) = (std::time::Instant::now(), batch.len());
+                    let (started, written) = (Instant::now(), batch.len());
                     for outbox in batch.drain(..) {
                         outbox.unschedule();
                         if !matches!(outbox.write_queued(), Ok(false)) {
@@ -57,12 +59,13 @@ impl Flushers {
                         // frames that arrive meanwhile leave several per syscall. After a
                         // message to a big room the next one is usually much later, so at
                         // low rates this costs no latency.
-                        tokio::time::sleep(started.elapsed().min(PAUSE_MAX)).await;
-                    } else {
-                        tokio::task::yield_now().await;
+                        std::thread::sleep(started.elapsed().min(PAUSE_MAX));
                     }
                 }
             });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a flusher thread");
+            }
         }
         flushers
     }

@@ -80,12 +80,17 @@ struct Inner {
     head_started: bool,
     /// The socket was full at the last write: the connection task drains the queue.
     blocked: bool,
+    /// Bytes queued, of every kind.
+    queued_bytes: usize,
+    /// The connection task stopped reading its client because too much is queued.
+    reads_paused: bool,
     stopped: Option<Stopped>,
 }
 
 impl Inner {
     /// Accounts for `n` bytes written from the front of the queue.
     fn consume(&mut self, mut n: usize) {
+        self.queued_bytes -= n.min(self.queued_bytes);
         while n > 0 {
             let Some((front, live)) = self.queue.front_mut() else { return };
             let take = n.min(front.len());
@@ -148,6 +153,7 @@ impl Outbox {
                 }
             }
         }
+        inner.queued_bytes += rest.len();
         inner.queue.push_back((rest, false));
         drop(inner);
         self.wake.notify_one();
@@ -166,6 +172,7 @@ impl Outbox {
             return None;
         }
         inner.live_bytes += frame.len();
+        inner.queued_bytes += frame.len();
         inner.queue.push_back((frame, true));
         if inner.blocked {
             return Some(false); // the connection task is waiting for writability
@@ -212,8 +219,23 @@ impl Outbox {
         let keep = usize::from(inner.head_started).min(inner.queue.len());
         inner.queue.truncate(keep);
         inner.live_bytes = inner.queue.iter().filter(|(_, live)| *live).map(|(b, _)| b.len()).sum();
+        inner.queued_bytes = inner.queue.iter().map(|(b, _)| b.len()).sum();
         inner.queue.shrink_to_fit();
         self.wake.notify_one();
+    }
+
+    /// Whether the connection task should stop reading requests: replies are bounded
+    /// per request but not across requests, so a client that sends without reading
+    /// would otherwise make its queue grow without bound. Reading resumes (with a
+    /// wake-up) once the queue is under half the bound.
+    pub fn pause_reads(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.queued_bytes > self.max_live_bytes {
+            inner.reads_paused = true;
+        } else if inner.queued_bytes <= self.max_live_bytes / 2 {
+            inner.reads_paused = false;
+        }
+        inner.reads_paused
     }
 
     pub fn stopped(&self) -> Option<Stopped> {
@@ -227,6 +249,11 @@ impl Outbox {
         loop {
             if inner.stopped == Some(Stopped::Broken) {
                 return Err(Stopped::Broken);
+            }
+            if inner.reads_paused && inner.queued_bytes <= self.max_live_bytes / 2 {
+                // The client caught up: the connection task may read its requests again.
+                inner.reads_paused = false;
+                self.wake.notify_one();
             }
             if inner.queue.is_empty() {
                 inner.blocked = false;

@@ -1,25 +1,30 @@
 //! A room's send path: group commit, then publish in sequence order.
 //!
-//! Every send joins its room's queue. The first sender that finds no batch in progress
-//! becomes the writer: it stores everything queued (up to [`MAX_BATCH`]) with one
-//! multi-row INSERT, numbering the messages from the room's head (which only the writer
-//! advances), publishes them in order, answers every waiting sender, and repeats while
-//! more arrived. At low rates a batch is one message and one INSERT; under load one
-//! database round trip carries many messages, so a room is not limited to one round
-//! trip per message.
+//! Every send joins its room's queue. When no writer is at work, the send starts one: a
+//! task of its own (not the sender's connection task, which must keep reading its
+//! socket), which stores everything queued (up to [`MAX_BATCH`]) with one multi-row
+//! INSERT numbered from the room's head (only the writer advances it), publishes the
+//! messages in order, answers every waiting sender, and repeats while more arrived. At
+//! low rates a batch is one message and one INSERT; under load one database round trip
+//! carries many messages, so a room is not limited to one round trip per message.
 //!
-//! A resend of a stored id, or a sequence number another worker took first, makes the
-//! INSERT fail as a whole (nothing is stored); the batch is then stored one message at a
-//! time by [`Store::append`](crate::store::Store::append), which handles both.
+//! A resend of a stored id, or a sequence number taken elsewhere, makes the INSERT fail
+//! as a whole (nothing is stored). The writer then first publishes whatever the database
+//! holds beyond the room's head (rows of a batch whose outcome was unknown, so members
+//! see no gap), and stores the batch one message at a time with
+//! [`Store::append`](crate::store::Store::append), which handles both cases.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use layer4_chat_client::protocol::ChatMessage;
 use tokio::sync::oneshot;
 
 use super::{Entry, Hub, Room, Sent};
 use crate::auth::{User, now_ms};
-use crate::store::{Appended, NewMessage, StoreError};
+use crate::gateway::flush::Flushers;
+use crate::stats::Stats;
+use crate::store::{Appended, NewMessage, Store, StoreError};
 
 /// Messages stored by one INSERT at most.
 pub const MAX_BATCH: usize = 256;
@@ -52,25 +57,18 @@ pub struct Appends {
     writing: bool,
 }
 
-/// Ends the writer role if the writer's task is dropped mid-batch: the room must not stay
-/// "writing" forever, and the senders still waiting are answered (their reply senders
-/// drop, which they see as an interrupted send).
-struct Writer<'a>(Option<&'a Room>);
-
-impl Drop for Writer<'_> {
-    fn drop(&mut self) {
-        if let Some(room) = self.0 {
-            let mut q = room.appends();
-            q.writing = false;
-            q.waiting.clear();
-        }
-    }
+/// What a writer task needs (it outlives no one: it ends when the queue is empty).
+#[derive(Debug, Clone)]
+struct Writer {
+    store: Store,
+    flushers: Arc<Flushers>,
+    stats: Arc<Stats>,
 }
 
 impl Hub {
     /// Stores the message, then queues it for every member of the room (the sender
     /// included). A resend of an already stored (user, id) returns its first sequence.
-    pub async fn send(&self, room: &Room, user: &User, id: &str, body: &str) -> Result<Sent, SendFailed> {
+    pub async fn send(&self, room: &Arc<Room>, user: &User, id: &str, body: &str) -> Result<Sent, SendFailed> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             user_id: user.id,
@@ -80,28 +78,48 @@ impl Hub {
             ts: now_ms(),
             reply,
         };
-        let lead = {
+        let start_writer = {
             let mut q = room.appends();
             q.waiting.push(pending);
             !std::mem::replace(&mut q.writing, true)
         };
-        if lead {
-            let mut writer = Writer(Some(room));
-            loop {
-                let batch: Vec<Pending> = {
-                    let mut q = room.appends();
-                    if q.waiting.is_empty() {
-                        q.writing = false;
-                        writer.0 = None;
-                        break;
-                    }
-                    let n = q.waiting.len().min(MAX_BATCH);
-                    q.waiting.drain(..n).collect()
-                };
-                self.write_batch(room, batch).await;
-            }
+        if start_writer {
+            let writer =
+                Writer { store: self.store.clone(), flushers: self.flushers.clone(), stats: self.stats.clone() };
+            tokio::spawn(writer.run(room.clone()));
         }
         answer.await.unwrap_or_else(|_| Err(SendFailed("the send was interrupted; resend it".into())))
+    }
+}
+
+impl Writer {
+    async fn run(self, room: Arc<Room>) {
+        loop {
+            let batch: Vec<Pending> = {
+                let mut q = room.appends();
+                if q.waiting.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                let n = q.waiting.len().min(MAX_BATCH);
+                q.waiting.drain(..n).collect()
+            };
+            self.write_batch(&room, batch).await;
+        }
+    }
+
+    fn publish(&self, room: &Room, msg: ChatMessage) {
+        let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)), &self.flushers);
+        self.stats.messages_out.fetch_add(delivered, Relaxed);
+        self.stats.queue_drops.fetch_add(overflowed, Relaxed);
+    }
+
+    /// Publishes a newly stored message and says so to its sender.
+    fn stored(&self, room: &Room, msg: ChatMessage) -> Sent {
+        let seq = msg.seq;
+        self.publish(room, msg);
+        self.stats.messages_in.fetch_add(1, Relaxed);
+        Sent { room: room.name.clone(), seq, duplicate: false }
     }
 
     async fn write_batch(&self, room: &Room, batch: Vec<Pending>) {
@@ -116,14 +134,22 @@ impl Hub {
                 ts: p.ts,
             })
             .collect();
-        let results: Vec<Result<Appended, SendFailed>> = match self.store.append_many(&items, room.head() + 1).await {
-            Ok(stored) => stored.into_iter().map(|m| Ok(Appended::Stored(m))).collect(),
+        let answers: Vec<Result<Sent, SendFailed>> = match self.store.append_many(&items, room.head() + 1).await {
+            Ok(stored) => stored.into_iter().map(|m| Ok(self.stored(room, m))).collect(),
             Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                let mut one_by_one = Vec::with_capacity(items.len());
+                self.catch_up(room).await;
+                let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
-                    one_by_one.push(self.store.append(*item).await.map_err(SendFailed::from));
+                    answers.push(match self.store.append(*item).await {
+                        // Published at once, so the room's head follows the database.
+                        Ok(Appended::Stored(msg)) => Ok(self.stored(room, msg)),
+                        Ok(Appended::Duplicate { room, seq }) => {
+                            Ok(Sent { room: Arc::from(room), seq, duplicate: true })
+                        }
+                        Err(e) => Err(e.into()),
+                    });
                 }
-                one_by_one
+                answers
             }
             Err(e) => {
                 let failed = SendFailed::from(e);
@@ -131,20 +157,23 @@ impl Hub {
             }
         };
         drop(items);
-        for (pending, result) in batch.into_iter().zip(results) {
-            let answer = match result {
-                Ok(Appended::Stored(msg)) => {
-                    let seq = msg.seq;
-                    let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)), &self.flushers);
-                    self.stats.messages_in.fetch_add(1, Relaxed);
-                    self.stats.messages_out.fetch_add(delivered, Relaxed);
-                    self.stats.queue_drops.fetch_add(overflowed, Relaxed);
-                    Ok(Sent { room: room.name.clone(), seq, duplicate: false })
-                }
-                Ok(Appended::Duplicate { room, seq }) => Ok(Sent { room: Arc::from(room), seq, duplicate: true }),
-                Err(e) => Err(e),
-            };
+        for (pending, answer) in batch.into_iter().zip(answers) {
             let _ = pending.reply.send(answer);
+        }
+    }
+
+    /// Publishes what the database holds beyond the room's head (a batch whose INSERT
+    /// succeeded although the reply was lost), so members see no gap.
+    async fn catch_up(&self, room: &Room) {
+        let head = room.head();
+        let Ok(stored) = self.store.head(&room.name).await else { return };
+        if stored <= head {
+            return;
+        }
+        if let Ok(missed) = self.store.range(&room.name, head, stored).await {
+            for msg in missed {
+                self.publish(room, msg);
+            }
         }
     }
 }
