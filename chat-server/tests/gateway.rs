@@ -125,21 +125,29 @@ async fn malformed_and_unknown_messages_get_errors_then_a_close() {
     assert_eq!(server.metric("chat_disconnections_total", &[("reason", "abuse")]).await, 1.0);
 }
 
-#[tokio::test]
-async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
-    let server = Server::start(&[("MAX_MESSAGE_SIZE", "16384"), ("QUEUE_MAX_BYTES", "65536")]).await;
+/// A raw JSON client in `room` whose socket has a 4 KiB receive buffer, so the server's
+/// writes to it block as soon as it stops reading.
+async fn small_window_member(server: &Server, name: &str, room: &str) -> RawWs {
     let f = Format::Json;
-    // A reader with a tiny receive buffer that never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(server.ws_url()).unwrap();
-    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, "slow")).parse().unwrap());
-    let (mut slow, _) =
+    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, name)).parse().unwrap());
+    let (mut ws, _) =
         tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    raw_next(&mut slow, f).await.unwrap();
-    raw_send(&mut slow, f, &ClientMsg::Join { room: "flood".into(), since: None }).await;
-    raw_next(&mut slow, f).await.unwrap();
+    raw_next(&mut ws, f).await.unwrap();
+    raw_send(&mut ws, f, &ClientMsg::Join { room: room.into(), since: None }).await;
+    raw_next(&mut ws, f).await.unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
+    let server = Server::start(&[("MAX_MESSAGE_SIZE", "16384"), ("QUEUE_MAX_BYTES", "65536")]).await;
+    let f = Format::Json;
+    // A reader that never reads.
+    let mut slow = small_window_member(&server, "slow", "flood").await;
 
     let mut fast = server.client(2, "fast", f);
     fast.join("flood").await.unwrap();
@@ -202,16 +210,7 @@ async fn a_client_that_sends_without_reading_is_not_read_until_it_catches_up() {
     }
     messages(&mut writer, 20).await;
 
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(server.ws_url()).unwrap();
-    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, "greedy")).parse().unwrap());
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    raw_next(&mut ws, f).await.unwrap();
-    raw_send(&mut ws, f, &ClientMsg::Join { room: "big".into(), since: None }).await;
-    raw_next(&mut ws, f).await.unwrap();
+    let mut ws = small_window_member(&server, "greedy", "big").await;
     let before = server.metric("chat_memory_rss_bytes", &[]).await;
     // 300 requests of ~160 KB of replies each (48 MB), without reading any of them.
     let history = ClientMsg::History { room: "big".into(), before: None, limit: Some(20) };
