@@ -61,3 +61,20 @@ async fn reconnects_back_off_with_full_jitter_and_give_up_after_max_attempts() {
     let first = delays[0];
     assert!(delays.iter().any(|d| *d != first), "jitter: {delays:?}");
 }
+
+#[tokio::test]
+async fn a_body_over_the_servers_limit_is_refused_by_the_client_without_losing_the_connection() {
+    let server = Server::start(&[("MAX_MESSAGE_SIZE", "1024")]).await;
+    let mut client = server.client(1, "ann", Format::Json);
+    client.join("r").await.unwrap();
+    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    let big = client.send("r", &"x".repeat(2000)).await.unwrap();
+    let Event::Error { code, id, .. } = expect_event(&mut client, "error", |e| matches!(e, Event::Error { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!((code, id), (layer4_chat_client::protocol::ErrorCode::BadBody, Some(big)));
+    client.send("r", "small").await.unwrap();
+    assert_eq!(messages(&mut client, 1).await[0].body, "small");
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "too_big")]).await, 0.0);
+}

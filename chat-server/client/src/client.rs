@@ -15,6 +15,8 @@
 //! `random(0, min(backoff_max, backoff_base * 2^attempt))` (exponential backoff with
 //! full jitter), and never less than a 503's `Retry-After`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -95,6 +97,9 @@ pub enum Event {
     Error {
         code: ErrorCode,
         text: String,
+        /// The room and the send (client id) it is about, when there are.
+        room: Option<String>,
+        id: Option<String>,
     },
     /// The connection dropped; a reconnect follows after `retry_in`.
     Disconnected {
@@ -129,12 +134,25 @@ pub(crate) enum Cmd {
 }
 
 /// A handle to the background task; dropping it stops the task.
+///
+/// Read [`Client::next_event`] continuously, from one task, while others send through
+/// [`Client::sender`] handles: the background task waits for the application to take
+/// its events (that is its backpressure), so a task that only sends and never reads
+/// events will, after a few thousand messages, wait forever.
 #[derive(Debug)]
 pub struct Client {
-    cmd: mpsc::Sender<Cmd>,
+    sender: Sender,
     events: mpsc::Receiver<Event>,
-    next_id: u64,
-    prefix: String,
+}
+
+/// A cloneable handle for commands (join, leave, send, history), for tasks other than
+/// the one reading events.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    cmd: mpsc::Sender<Cmd>,
+    next_id: Arc<AtomicU64>,
+    /// 64 random bits per client, so a new client's ids never repeat an old one's.
+    prefix: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,10 +165,61 @@ impl Client {
         let (cmd, cmd_rx) = mpsc::channel(1024);
         let (events_tx, events) = mpsc::channel(4096);
         tokio::spawn(session::run(config, cmd_rx, events_tx));
-        let prefix = format!("{:08x}", rand::random::<u32>());
-        Client { cmd, events, next_id: 0, prefix }
+        let prefix: Arc<str> = Arc::from(format!("{:016x}", rand::random::<u64>()));
+        Client { sender: Sender { cmd, next_id: Arc::new(AtomicU64::new(0)), prefix }, events }
     }
 
+    /// A handle for sending from another task.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    pub async fn join(&self, room: &str) -> Result<(), Stopped> {
+        self.sender.join(room).await
+    }
+
+    pub async fn leave(&self, room: &str) -> Result<(), Stopped> {
+        self.sender.leave(room).await
+    }
+
+    /// Sends `body` to `room` with a fresh id, which is returned; the matching
+    /// [`Event::Acked`] says it is stored.
+    pub async fn send(&self, room: &str, body: &str) -> Result<String, Stopped> {
+        self.sender.send(room, body).await
+    }
+
+    pub async fn send_with_id(&self, room: &str, id: &str, body: &str) -> Result<(), Stopped> {
+        self.sender.send_with_id(room, id, body).await
+    }
+
+    pub async fn history(&self, room: &str, before: Option<u64>, limit: Option<u32>) -> Result<(), Stopped> {
+        self.sender.history(room, before, limit).await
+    }
+
+    /// Simulates a network failure: the socket is dropped and the client reconnects.
+    pub async fn drop_connection(&self) -> Result<(), Stopped> {
+        self.sender.command(Cmd::Drop).await
+    }
+
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Closes the connection cleanly (close 1000) and stops the task, within 2 s.
+    pub async fn close(self) {
+        let Client { sender, events } = self;
+        drop(events); // the task must not wait for us to read while it closes
+        let (done, wait) = oneshot::channel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            if sender.cmd.send(Cmd::Close(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Sender {
     async fn command(&self, cmd: Cmd) -> Result<(), Stopped> {
         self.cmd.send(cmd).await.map_err(|_| Stopped)
     }
@@ -163,11 +232,10 @@ impl Client {
         self.command(Cmd::Leave(room.to_string())).await
     }
 
-    /// Sends `body` to `room` with a fresh id, which is returned; the matching
-    /// [`Event::Acked`] says it is stored.
-    pub async fn send(&mut self, room: &str, body: &str) -> Result<String, Stopped> {
-        self.next_id += 1;
-        let id = format!("{}-{}", self.prefix, self.next_id);
+    /// Sends `body` to `room` with a fresh id, which is returned.
+    pub async fn send(&self, room: &str, body: &str) -> Result<String, Stopped> {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("{}-{n}", self.prefix);
         self.send_with_id(room, &id, body).await?;
         Ok(id)
     }
@@ -179,22 +247,5 @@ impl Client {
 
     pub async fn history(&self, room: &str, before: Option<u64>, limit: Option<u32>) -> Result<(), Stopped> {
         self.command(Cmd::History { room: room.into(), before, limit }).await
-    }
-
-    /// Simulates a network failure: the socket is dropped and the client reconnects.
-    pub async fn drop_connection(&self) -> Result<(), Stopped> {
-        self.command(Cmd::Drop).await
-    }
-
-    pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
-    }
-
-    /// Closes the connection cleanly (close 1000) and stops the task.
-    pub async fn close(self) {
-        let (done, wait) = oneshot::channel();
-        if self.cmd.send(Cmd::Close(done)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
-        }
     }
 }

@@ -11,6 +11,9 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 
+/// For connecting, and again for the whole exchange.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("bad server address {0:?}: expected http://host:port")]
@@ -83,8 +86,9 @@ async fn request(
     body: Option<String>,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), AuthError> {
     let addr = base.strip_prefix("http://").map(|a| a.trim_end_matches('/')).ok_or(AuthError::Address(base.into()))?;
-    let stream = tokio::net::TcpStream::connect(addr)
+    let stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
+        .map_err(|_| AuthError::Reply(format!("no connection to {addr} within {TIMEOUT:?}")))?
         .map_err(|source| AuthError::Connect { addr: addr.to_string(), source })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -95,9 +99,14 @@ async fn request(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| AuthError::Reply(e.to_string()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, headers, bytes))
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok::<_, AuthError>((status, headers, bytes))
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| AuthError::Reply(format!("no reply within {TIMEOUT:?}")))?
 }

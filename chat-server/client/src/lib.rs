@@ -11,4 +11,4 @@ pub mod http;
 pub mod protocol;
 mod session;
 
-pub use client::{Client, ClientConfig, Event};
+pub use client::{Client, ClientConfig, Event, Sender};

@@ -138,6 +138,9 @@ pub enum ErrorCode {
     ResumeTooFar,
     /// Storage failed; the message was not stored and may be resent with the same id.
     Unavailable,
+    /// A code this version does not know (a newer server).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -158,6 +161,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::ResumeTooFar => "resume_too_far",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }

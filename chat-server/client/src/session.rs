@@ -29,6 +29,9 @@ struct RoomState {
     last: Option<u64>,
     /// The room's head announced by the latest `joined` of a resume.
     resumed_head: Option<u64>,
+    /// The server refused a send with `not_joined`: resend this room's unacked messages
+    /// once the rejoin is confirmed.
+    resend: bool,
 }
 
 #[derive(Debug, Default)]
@@ -55,8 +58,13 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
     loop {
         let end = match connect(&config).await {
             Ok(ws) => {
-                attempt = 0;
-                Session::new(&config, ws, &events).run(&mut state, &mut cmds).await
+                let (end, welcomed) = Session::new(&config, ws, &events).run(&mut state, &mut cmds).await;
+                // Only a connection that got as far as the welcome resets the backoff: a
+                // server that accepts and closes at once must not be hammered.
+                if welcomed {
+                    attempt = 0;
+                }
+                end
             }
             Err(end) => end,
         };
@@ -68,10 +76,8 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
             End::Retry { code, reason, at_least } => (code, reason, at_least),
         };
         attempt += 1;
-        if config.max_attempts.is_some_and(|max| attempt > max) {
-            let _ = events
-                .send(Event::Closed { reason: format!("gave up after {max} attempts: {reason}", max = attempt - 1) })
-                .await;
+        if let Some(max) = config.max_attempts.filter(|max| attempt > *max) {
+            let _ = events.send(Event::Closed { reason: format!("gave up after {max} attempts: {reason}") }).await;
             return;
         }
         let ceiling = config.backoff_max.min(config.backoff_base.saturating_mul(1 << attempt.min(16)));
@@ -115,9 +121,9 @@ async fn connect(config: &ClientConfig) -> Result<Ws, End> {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok()?.parse().ok())
-                .map_or(Duration::ZERO, Duration::from_secs);
+                .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.min(60)));
             match status {
-                400 | 401 | 403 | 404 => Err(End::Stop(format!("HTTP {status}: {body}"))),
+                400 | 401 | 403 | 404 | 426 => Err(End::Stop(format!("HTTP {status}: {body}"))),
                 _ => Err(End::Retry { code: None, reason: format!("HTTP {status}: {body}"), at_least: retry_after }),
             }
         }
@@ -147,12 +153,24 @@ struct Session<'a> {
     ws: Ws,
     events: &'a mpsc::Sender<Event>,
     last_sent: Instant,
+    last_received: Instant,
     ping_sent: Option<Instant>,
+    /// From the welcome: larger bodies are refused here, not sent (the server would close).
+    max_message_size: usize,
 }
 
 impl<'a> Session<'a> {
     fn new(config: &'a ClientConfig, ws: Ws, events: &'a mpsc::Sender<Event>) -> Self {
-        Session { config, ws, events, last_sent: Instant::now(), ping_sent: None }
+        let now = Instant::now();
+        Session {
+            config,
+            ws,
+            events,
+            last_sent: now,
+            last_received: now,
+            ping_sent: None,
+            max_message_size: usize::MAX,
+        }
     }
 
     async fn send(&mut self, msg: &ClientMsg) -> Result<(), End> {
@@ -168,10 +186,11 @@ impl<'a> Session<'a> {
         self.events.send(event).await.map_err(|_| End::Stop("the application dropped the client".into()))
     }
 
-    async fn run(mut self, state: &mut State, cmds: &mut mpsc::Receiver<Cmd>) -> End {
+    /// How the connection ended, and whether it got as far as the welcome.
+    async fn run(mut self, state: &mut State, cmds: &mut mpsc::Receiver<Cmd>) -> (End, bool) {
         match self.serve(state, cmds).await {
             Ok(never) => match never {},
-            Err(end) => end,
+            Err(end) => (end, self.max_message_size != usize::MAX),
         }
     }
 
@@ -184,20 +203,28 @@ impl<'a> Session<'a> {
         self.emit(Event::Connected { user, resumed: state.connected_before }).await?;
         state.connected_before = true;
         self.restore(state).await?;
+        let silence = self.config.ping_after + self.config.pong_timeout;
         loop {
             let deadline = match self.ping_sent {
                 Some(at) => at + self.config.pong_timeout,
                 None => self.last_sent + self.config.ping_after,
-            };
+            }
+            .min(self.last_received + silence);
             tokio::select! {
+                biased;
                 frame = self.ws.next() => {
                     self.ping_sent = None;
+                    self.last_received = Instant::now();
                     self.incoming(state, frame).await?;
                 }
                 cmd = cmds.recv() => self.command(state, cmd).await?,
                 () = sleep_until(deadline) => {
                     if self.ping_sent.is_some() {
                         return Err(retry("no reply to a ping within the pong timeout"));
+                    }
+                    if self.last_received.elapsed() >= silence {
+                        // Sending all along does not prove the way back works.
+                        return Err(retry("nothing received for ping_after + pong_timeout"));
                     }
                     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64);
                     self.send(&ClientMsg::Ping { t }).await?;
@@ -212,7 +239,10 @@ impl<'a> Session<'a> {
         let first = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await;
         match first {
             Ok(Some(Ok(frame))) => match self.decode(&frame) {
-                Some(ServerMsg::Welcome { user, .. }) => Ok(user),
+                Some(ServerMsg::Welcome { user, max_message_size, .. }) => {
+                    self.max_message_size = max_message_size;
+                    Ok(user)
+                }
                 _ => Err(retry("the server did not start with a welcome")),
             },
             Ok(Some(Err(e))) => Err(retry(e.to_string())),
@@ -271,13 +301,25 @@ impl<'a> Session<'a> {
         match msg {
             ServerMsg::Message(m) => {
                 let Some(room) = state.rooms.get_mut(&m.room) else { return Ok(()) };
-                if room.last.is_some_and(|last| m.seq <= last) {
+                let last = room.last;
+                if last.is_some_and(|last| m.seq <= last) {
                     return Ok(());
                 }
                 room.last = Some(m.seq);
+                if let Some(last) = last.filter(|last| m.seq > last + 1) {
+                    // Never expected (numbers have no gaps), but never silent either.
+                    self.emit(Event::Gap { room: m.room.clone(), from: last + 1, to: m.seq - 1 }).await?;
+                }
                 self.emit(Event::Message(m)).await
             }
             ServerMsg::Joined { room, seq } => {
+                let resend = state.rooms.get_mut(&room).is_some_and(|r| std::mem::take(&mut r.resend));
+                if resend {
+                    let again: Vec<_> = state.unacked.iter().filter(|(_, r, _)| *r == room).cloned().collect();
+                    for (id, room, body) in again {
+                        self.send(&ClientMsg::Send { room, id, body }).await?;
+                    }
+                }
                 if let Some(r) = state.rooms.get_mut(&room) {
                     match r.last {
                         None => r.last = Some(seq),
@@ -300,15 +342,27 @@ impl<'a> Session<'a> {
                         r.last = Some(head);
                         self.emit(Event::Gap { room, from: last + 1, to: head }).await
                     }
-                    _ => self.emit(Event::Error { code: ErrorCode::ResumeTooFar, text }).await,
+                    _ => {
+                        self.emit(Event::Error { code: ErrorCode::ResumeTooFar, text, room: Some(room), id: None })
+                            .await
+                    }
                 }
             }
-            ServerMsg::Error { code, text, id, .. } => {
-                // A send the server will never accept is not resent after a reconnect.
-                if let Some(id) = id.filter(|_| code.is_permanent_for_send()) {
-                    state.unacked.retain(|(pending, _, _)| *pending != id);
+            ServerMsg::Error { code, text, id, room } => {
+                let tracked = room.as_ref().is_some_and(|r| state.rooms.contains_key(r));
+                if code == ErrorCode::NotJoined && tracked && id.is_some() {
+                    // The server lost this membership (a rejoin failed): join again from
+                    // where we are; the send stays unacked and goes again after `joined`.
+                    if let Some(r) = room.as_ref().and_then(|r| state.rooms.get_mut(r)) {
+                        r.resend = true;
+                        let since = r.last;
+                        self.send(&ClientMsg::Join { room: room.clone().unwrap_or_default(), since }).await?;
+                    }
+                } else if let Some(id) = id.as_ref().filter(|_| code.is_permanent_for_send()) {
+                    // A send the server will never accept is not resent.
+                    state.unacked.retain(|(pending, _, _)| pending != id);
                 }
-                self.emit(Event::Error { code, text }).await
+                self.emit(Event::Error { code, text, room, id }).await
             }
             ServerMsg::History { room, messages, more } => self.emit(Event::History { room, messages, more }).await,
             ServerMsg::Left { room } => self.emit(Event::Left { room }).await,
@@ -330,14 +384,21 @@ impl<'a> Session<'a> {
             }
             Some(Cmd::Drop) => Err(retry("connection dropped by the application")),
             Some(Cmd::Join(room)) => {
-                state.rooms.entry(room.clone()).or_default();
-                self.send(&ClientMsg::Join { room, since: None }).await
+                let since = state.rooms.entry(room.clone()).or_default().last;
+                self.send(&ClientMsg::Join { room, since }).await
             }
             Some(Cmd::Leave(room)) => {
                 state.rooms.remove(&room);
                 self.send(&ClientMsg::Leave { room }).await
             }
             Some(Cmd::Send { room, id, body }) => {
+                // Frame overhead is under 200 bytes; a body the server would close the
+                // connection for (1009) is refused here instead.
+                if body.len() + room.len() + id.len() + 200 > self.max_message_size {
+                    let text = format!("the body is larger than the server's {} bytes", self.max_message_size);
+                    let (room, id) = (Some(room), Some(id));
+                    return self.emit(Event::Error { code: ErrorCode::BadBody, text, room, id }).await;
+                }
                 state.unacked.push_back((id.clone(), room.clone(), body.clone()));
                 self.send(&ClientMsg::Send { room, id, body }).await
             }

@@ -137,7 +137,14 @@ impl Writer {
         let answers: Vec<Result<Sent, SendFailed>> = match self.store.append_many(&items, room.head() + 1).await {
             Ok(stored) => stored.into_iter().map(|m| Ok(self.stored(room, m))).collect(),
             Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                self.catch_up(room).await;
+                if let Err(e) = self.catch_up(room).await {
+                    // Appending now would number past rows no member has seen.
+                    let failed = SendFailed::from(e);
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(failed.clone()));
+                    }
+                    return;
+                }
                 let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
                     answers.push(match self.store.append(*item).await {
@@ -164,16 +171,14 @@ impl Writer {
 
     /// Publishes what the database holds beyond the room's head (a batch whose INSERT
     /// succeeded although the reply was lost), so members see no gap.
-    async fn catch_up(&self, room: &Room) {
+    async fn catch_up(&self, room: &Room) -> Result<(), StoreError> {
         let head = room.head();
-        let Ok(stored) = self.store.head(&room.name).await else { return };
-        if stored <= head {
-            return;
-        }
-        if let Ok(missed) = self.store.range(&room.name, head, stored).await {
-            for msg in missed {
+        let stored = self.store.head(&room.name).await?;
+        if stored > head {
+            for msg in self.store.range(&room.name, head, stored).await? {
                 self.publish(room, msg);
             }
         }
+        Ok(())
     }
 }

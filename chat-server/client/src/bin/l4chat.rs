@@ -97,7 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         }
                         Some(Event::Closed { reason }) => anyhow::bail!("closed: {reason}"),
                         Some(Event::Disconnected { reason, retry_in, .. }) => eprintln!("(disconnected: {reason}; retrying in {retry_in:?})"),
-                        Some(Event::Error { code, text }) => eprintln!("(error {}: {text})", code.as_str()),
+                        Some(Event::Error { code, text, .. }) => eprintln!("(error {}: {text})", code.as_str()),
                         Some(_) => {}
                         None => return Ok(()),
                     },
