@@ -1,0 +1,192 @@
+//! What a connection does with each client message: join (with replay), resume, leave,
+//! send, history, ping, and the error replies and strike counts for bad frames.
+//!
+//! Runs inside the connection task (boxed, so the future exists only while a request
+//! runs); replies go through the connection's outbox like everything else.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, FrameRef, ServerMsg, close};
+
+use super::conn::{Conn, Exit};
+use crate::Ctx;
+use crate::hub::Joined;
+use crate::stats::Reason;
+
+/// Bad messages tolerated before the connection is closed.
+const STRIKES: u32 = 10;
+const HISTORY_DEFAULT: u32 = 50;
+const HISTORY_MAX: u32 = 500;
+
+impl Conn {
+    pub(super) fn leave_all(&mut self) {
+        for (_, room) in self.rooms.drain() {
+            room.leave(self.id);
+        }
+    }
+
+    fn error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>) {
+        self.room_error(ctx, code, text, None);
+    }
+
+    fn room_error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>, room: Option<&str>) {
+        self.send_error(ctx, code, text, room, None);
+    }
+
+    fn send_error(&self, ctx: &Ctx, code: ErrorCode, text: impl Into<String>, room: Option<&str>, id: Option<&str>) {
+        ctx.stats.errors.fetch_add(1, Relaxed);
+        let (room, id) = (room.map(str::to_string), id.map(str::to_string));
+        self.outbox.reply(&ServerMsg::Error { code, text: text.into(), room, id });
+    }
+
+    pub(super) async fn handle(&mut self, ctx: &Ctx, frame: FrameRef<'_>) -> Option<Exit> {
+        let msg = match self.outbox.format.decode::<ClientMsg>(frame) {
+            Ok(msg) => msg,
+            Err(DecodeError::UnknownType(name)) => {
+                self.unknown += 1;
+                if self.unknown >= STRIKES {
+                    return Some((Reason::Abuse, Some((close::POLICY, "too many unknown messages"))));
+                }
+                self.error(ctx, ErrorCode::UnknownType, format!("unknown message type {name:?}"));
+                return None;
+            }
+            Err(e) => {
+                self.malformed += 1;
+                if self.malformed >= STRIKES {
+                    return Some((Reason::Abuse, Some((close::INVALID_DATA, "too many malformed messages"))));
+                }
+                self.error(ctx, ErrorCode::Malformed, e.to_string());
+                return None;
+            }
+        };
+        match msg {
+            ClientMsg::Join { room, since } => self.join(ctx, &room, since).await,
+            ClientMsg::Resume { rooms } => {
+                for (room, since) in rooms {
+                    if let Some(exit) = self.join(ctx, &room, Some(since)).await {
+                        return Some(exit);
+                    }
+                }
+                None
+            }
+            ClientMsg::Leave { room } => {
+                match self.rooms.remove(room.as_str()) {
+                    Some(r) => {
+                        r.leave(self.id);
+                        self.outbox.reply(&ServerMsg::Left { room });
+                    }
+                    None => self.room_error(ctx, ErrorCode::NotJoined, format!("not in room {room}"), Some(&room)),
+                }
+                None
+            }
+            ClientMsg::Send { room, id, body } => {
+                self.send(ctx, &room, &id, &body).await;
+                None
+            }
+            ClientMsg::History { room, before, limit } => {
+                self.history(ctx, &room, before, limit).await;
+                None
+            }
+            ClientMsg::Ping { t } => {
+                self.outbox.reply(&ServerMsg::Pong { t });
+                None
+            }
+        }
+    }
+
+    async fn join(&mut self, ctx: &Ctx, name: &str, since: Option<u64>) -> Option<Exit> {
+        if !layer4_chat_client::protocol::valid_room(name) {
+            self.room_error(
+                ctx,
+                ErrorCode::BadRoom,
+                "room names are 1-64 characters of A-Z a-z 0-9 _ - . :",
+                Some(name),
+            );
+            return None;
+        }
+        if let Some(room) = self.rooms.get(name) {
+            room.rejoined(&self.outbox);
+            return None;
+        }
+        if self.rooms.len() >= ctx.settings.max_rooms_per_connection {
+            let text = format!("at most {} rooms per connection", ctx.settings.max_rooms_per_connection);
+            self.room_error(ctx, ErrorCode::TooManyRooms, text, Some(name));
+            return None;
+        }
+        let room = match ctx.hub.room(name).await {
+            Ok(room) => room,
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "join failed");
+                self.room_error(ctx, ErrorCode::Unavailable, "storage unavailable; try again", Some(name));
+                return None;
+            }
+        };
+        if since.is_some() {
+            ctx.stats.resumes.fetch_add(1, Relaxed);
+        }
+        match room.join(self.id, &self.outbox, since, ctx.settings.replay_limit) {
+            Joined::Live { replayed, .. } => {
+                ctx.stats.replayed.fetch_add(replayed as u64, Relaxed);
+            }
+            Joined::TooFar { .. } => {
+                ctx.stats.errors.fetch_add(1, Relaxed);
+            }
+            Joined::NeedsReplay { after, head } => match ctx.hub.store.range(name, after, head).await {
+                Ok(messages) => {
+                    let n = room.finish_join(self.id, head, messages) as u64;
+                    ctx.stats.replayed.fetch_add(n, Relaxed);
+                    ctx.stats.replayed_from_db.fetch_add(n, Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(room = name, error = %e, "replay failed");
+                    room.leave(self.id);
+                    return Some((Reason::Error, Some((close::RESUME, "replay failed: reconnect and resume"))));
+                }
+            },
+        }
+        self.rooms.insert(room.name.clone(), room);
+        None
+    }
+
+    async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {
+        let Some(room) = self.rooms.get(name).cloned() else {
+            let text = format!("join {name} before sending to it");
+            self.send_error(ctx, ErrorCode::NotJoined, text, Some(name), Some(id));
+            return;
+        };
+        if !layer4_chat_client::protocol::valid_id(id) {
+            let text = "message ids are 1-64 printable ASCII characters";
+            self.send_error(ctx, ErrorCode::BadId, text, Some(name), Some(id));
+            return;
+        }
+        if body.is_empty() {
+            self.send_error(ctx, ErrorCode::BadBody, "the body is empty", Some(name), Some(id));
+            return;
+        }
+        match ctx.hub.send(&room, &self.user, id, body).await {
+            Ok(sent) => {
+                self.outbox.reply(&ServerMsg::Ack { room: sent.room.to_string(), id: id.to_string(), seq: sent.seq })
+            }
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "send failed");
+                let text = format!("message {id} was not stored; resend it with the same id");
+                self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
+            }
+        }
+    }
+
+    async fn history(&mut self, ctx: &Ctx, name: &str, before: Option<u64>, limit: Option<u32>) {
+        if !self.rooms.contains_key(name) {
+            self.room_error(ctx, ErrorCode::NotJoined, format!("join {name} before reading its history"), Some(name));
+            return;
+        }
+        let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
+        match ctx.hub.store.history(name, before.unwrap_or(u64::MAX), limit).await {
+            Ok((messages, more)) => self.outbox.reply(&ServerMsg::History { room: name.to_string(), messages, more }),
+            Err(e) => {
+                tracing::warn!(room = name, error = %e, "history failed");
+                self.error(ctx, ErrorCode::Unavailable, "storage unavailable; try again");
+            }
+        }
+    }
+}
