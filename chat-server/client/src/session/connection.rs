@@ -1,154 +1,21 @@
-//! The client's background task: connect, resume, pump frames, reconnect.
-//!
-//! Owns the state that must survive reconnects (the last sequence seen per room and
-//! the unacked sends) and the rules in [`crate::client`]'s module docs. Commands that
-//! arrive while disconnected are applied to that state and take effect on the next
-//! connection.
+//! One connection of the client's background task, from the welcome to its end:
+//! restore (resume every room, resend every unacked send), then pump frames, commands
+//! and the heartbeat, keeping the state in [`super::State`] up to date.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::{End, State, Ws, retry};
 use crate::client::{ClientConfig, Cmd, Event};
 use crate::protocol::{ClientMsg, ErrorCode, FrameRef, Payload, ServerMsg, close};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-#[derive(Debug, Default)]
-struct RoomState {
-    /// Newest sequence delivered to the application.
-    last: Option<u64>,
-    /// The room's head announced by the latest `joined` of a resume.
-    resumed_head: Option<u64>,
-    /// The server refused a send with `not_joined`: resend this room's unacked messages
-    /// once the rejoin is confirmed.
-    resend: bool,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    rooms: BTreeMap<String, RoomState>,
-    /// (id, room, body), oldest first.
-    unacked: VecDeque<(String, String, String)>,
-    connected_before: bool,
-}
-
-/// How a connection (or an attempt) ended.
-enum End {
-    Retry { code: Option<u16>, reason: String, at_least: Duration },
-    Stop(String),
-}
-
-fn retry(reason: impl Into<String>) -> End {
-    End::Retry { code: None, reason: reason.into(), at_least: Duration::ZERO }
-}
-
-pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, events: mpsc::Sender<Event>) {
-    let mut state = State::default();
-    let mut attempt: u32 = 0;
-    loop {
-        let end = match connect(&config).await {
-            Ok(ws) => {
-                let (end, welcomed) = Session::new(&config, ws, &events).run(&mut state, &mut cmds).await;
-                // Only a connection that got as far as the welcome resets the backoff: a
-                // server that accepts and closes at once must not be hammered.
-                if welcomed {
-                    attempt = 0;
-                }
-                end
-            }
-            Err(end) => end,
-        };
-        let (code, reason, at_least) = match end {
-            End::Stop(reason) => {
-                let _ = events.send(Event::Closed { reason }).await;
-                return;
-            }
-            End::Retry { code, reason, at_least } => (code, reason, at_least),
-        };
-        attempt += 1;
-        if let Some(max) = config.max_attempts.filter(|max| attempt > *max) {
-            let _ = events.send(Event::Closed { reason: format!("gave up after {max} attempts: {reason}") }).await;
-            return;
-        }
-        let ceiling = config.backoff_max.min(config.backoff_base.saturating_mul(1 << attempt.min(16)));
-        let retry_in = ceiling.mul_f64(rand::random_range(0.0..1.0)).max(at_least);
-        if events.send(Event::Disconnected { code, reason, retry_in }).await.is_err() {
-            return;
-        }
-        let wake = Instant::now() + retry_in;
-        loop {
-            tokio::select! {
-                () = sleep_until(wake) => break,
-                cmd = cmds.recv() => match cmd {
-                    None => return,
-                    Some(Cmd::Close(done)) => {
-                        let _ = events.send(Event::Closed { reason: "closed by the application".into() }).await;
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(cmd) => state.offline(cmd),
-                },
-            }
-        }
-    }
-}
-
-async fn connect(config: &ClientConfig) -> Result<Ws, End> {
-    let mut request = config.url.as_str().into_client_request().map_err(|e| End::Stop(format!("bad URL: {e}")))?;
-    let headers = request.headers_mut();
-    let bearer =
-        HeaderValue::from_str(&format!("Bearer {}", config.token)).map_err(|_| End::Stop("bad token".into()))?;
-    headers.insert("authorization", bearer);
-    headers.insert("sec-websocket-protocol", HeaderValue::from_static(config.format.protocol()));
-    let ws_config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(8 * 1024);
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tungstenite::Error::Http(response))) => {
-            let status = response.status().as_u16();
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().to_string();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.min(60)));
-            match status {
-                400 | 401 | 403 | 404 | 426 => Err(End::Stop(format!("HTTP {status}: {body}"))),
-                _ => Err(End::Retry { code: None, reason: format!("HTTP {status}: {body}"), at_least: retry_after }),
-            }
-        }
-        Ok(Err(e)) => Err(retry(e.to_string())),
-        Err(_) => Err(retry("connect timed out")),
-    }
-}
-
-impl State {
-    /// A command while disconnected: remembered for the next connection.
-    fn offline(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Join(room) => {
-                self.rooms.entry(room).or_default();
-            }
-            Cmd::Leave(room) => {
-                self.rooms.remove(&room);
-            }
-            Cmd::Send { room, id, body } => self.unacked.push_back((id, room, body)),
-            Cmd::History { .. } | Cmd::Drop | Cmd::Close(_) => {}
-        }
-    }
-}
-
-struct Session<'a> {
+pub(super) struct Session<'a> {
     config: &'a ClientConfig,
     ws: Ws,
     events: &'a mpsc::Sender<Event>,
@@ -160,7 +27,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(config: &'a ClientConfig, ws: Ws, events: &'a mpsc::Sender<Event>) -> Self {
+    pub(super) fn new(config: &'a ClientConfig, ws: Ws, events: &'a mpsc::Sender<Event>) -> Self {
         let now = Instant::now();
         Session {
             config,
@@ -187,7 +54,7 @@ impl<'a> Session<'a> {
     }
 
     /// How the connection ended, and whether it got as far as the welcome.
-    async fn run(mut self, state: &mut State, cmds: &mut mpsc::Receiver<Cmd>) -> (End, bool) {
+    pub(super) async fn run(mut self, state: &mut State, cmds: &mut mpsc::Receiver<Cmd>) -> (End, bool) {
         match self.serve(state, cmds).await {
             Ok(never) => match never {},
             Err(end) => (end, self.max_message_size != usize::MAX),
