@@ -228,6 +228,12 @@ impl<'a> Session<'a> {
                 } else if let Some(id) = id.as_ref().filter(|_| code.is_permanent_for_send()) {
                     // A send the server will never accept is not resent.
                     state.unacked.retain(|(pending, _, _)| pending != id);
+                } else if code == ErrorCode::Unavailable && id.is_some() {
+                    // The server could not store it: reconnect after the backoff, which
+                    // resends every unacked message (a storage outage gets fewer retries
+                    // from every client, not more).
+                    self.emit(Event::Error { code, text, room, id }).await?;
+                    return Err(retry("the server could not store a message"));
                 }
                 self.emit(Event::Error { code, text, room, id }).await
             }
