@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use layer4_chat_client::protocol::Format;
 use layer4_chat_client::{Client, ClientConfig, Event};
+
 use nix::sys::signal::Signal;
 
 use crate::helper::*;
@@ -77,4 +78,41 @@ async fn a_body_over_the_servers_limit_is_refused_by_the_client_without_losing_t
     client.send("r", "small").await.unwrap();
     assert_eq!(messages(&mut client, 1).await[0].body, "small");
     assert_eq!(server.metric("chat_disconnections_total", &[("reason", "too_big")]).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_send_that_meets_a_storage_outage_is_stored_once_after_it() {
+    let server = Server::start_on(Backend::Postgres, &[]).await;
+    let mut config = ClientConfig::new(server.ws_url(), server.token(1, "ann"));
+    config.backoff_base = Duration::from_millis(100);
+    config.backoff_max = Duration::from_millis(400);
+    let mut client = Client::start(config);
+    client.join("r").await.unwrap();
+    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    server.psql("ALTER TABLE messages RENAME TO messages_away");
+    let id = client.send("r", "during the outage").await.unwrap();
+    let error = expect_event(&mut client, "error", |e| matches!(e, Event::Error { .. })).await;
+    assert!(
+        matches!(&error, Event::Error { code: layer4_chat_client::protocol::ErrorCode::Unavailable, id: Some(i), .. } if *i == id),
+        "{error:?}"
+    );
+    expect_event(&mut client, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
+    server.psql("ALTER TABLE messages_away RENAME TO messages");
+    // The broadcast comes before the ack; wait for both.
+    let (mut delivered, mut acked) = (Vec::new(), None);
+    while acked.is_none() {
+        match expect_event(&mut client, "message or ack", |e| matches!(e, Event::Message(_) | Event::Acked { .. }))
+            .await
+        {
+            Event::Message(m) => delivered.push(m),
+            Event::Acked { id, seq, .. } => acked = Some((id, seq)),
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(acked, Some((id, 1)));
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body, "during the outage");
+    client.send("r", "after").await.unwrap();
+    let next = messages(&mut client, 1).await;
+    assert_eq!((next[0].seq, next[0].body.as_str()), (2, "after"), "stored once: the next one is 2");
 }

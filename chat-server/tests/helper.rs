@@ -148,6 +148,12 @@ impl Server {
         }
     }
 
+    /// Runs SQL on the server's own database (PostgreSQL tests only).
+    pub fn psql(&self, sql: &str) {
+        let status = Command::new("psql").arg(&self._db.url).args(["-q", "-c", sql]).status().unwrap();
+        assert!(status.success(), "psql: {sql}");
+    }
+
     /// What the server printed on stdout (its log) so far.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
