@@ -109,3 +109,26 @@ async fn a_killed_server_loses_no_message_and_stores_none_twice_on_both_backends
         assert_eq!((messages.len(), more), (100, false), "{backend:?}");
     }
 }
+
+#[tokio::test]
+async fn a_large_backlog_queued_while_the_server_is_down_is_stored_once_each_in_order() {
+    // 6 MB queued offline: resent a window at a time, with the echoes read in between.
+    let mut server = Server::start(&[("MAX_MESSAGE_SIZE", "4096"), ("QUEUE_MAX_BYTES", "262144")]).await;
+    let mut client = server.client(1, "ann", Format::Json);
+    joined(&mut client, "r").await;
+    server.kill();
+    expect_event(&mut client, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
+    // 3000 × 2 KB: more than the socket buffers hold, so it cannot all be written unread.
+    let pad = "x".repeat(2000);
+    for i in 0..3000 {
+        client.send("r", &format!("{i:04} {pad}")).await.unwrap();
+    }
+    server.spawn().await;
+    let got = messages(&mut client, 3000).await;
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=3000).collect::<Vec<_>>());
+    let bodies: Vec<String> = got.iter().map(|m| m.body.clone()).collect();
+    let sent: Vec<String> = (0..3000).map(|i| format!("{i:04} {pad}")).collect();
+    assert_eq!(bodies, sent, "stored once each, in the order sent");
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "slow_consumer")]).await, 0.0);
+}

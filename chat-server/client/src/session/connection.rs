@@ -2,7 +2,7 @@
 //! restore (resume every room, resend every unacked send), then pump frames, commands
 //! and the heartbeat, keeping the state in [`super::State`] up to date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +15,9 @@ use super::{End, State, Ws, retry};
 use crate::client::{ClientConfig, Cmd, Event};
 use crate::protocol::{ClientMsg, ErrorCode, FrameRef, Payload, ServerMsg, close};
 
+/// Resent messages awaiting their ack at most, after a reconnect.
+const RESEND_WINDOW: usize = 64;
+
 pub(super) struct Session<'a> {
     config: &'a ClientConfig,
     ws: Ws,
@@ -22,6 +25,10 @@ pub(super) struct Session<'a> {
     last_sent: Instant,
     last_received: Instant,
     ping_sent: Option<Instant>,
+    /// Unacked messages still to resend on this connection, oldest first.
+    backlog: VecDeque<String>,
+    /// Resent and not yet acked (or refused).
+    in_flight: usize,
     /// From the welcome: larger bodies are refused here, not sent (the server would close).
     max_message_size: usize,
 }
@@ -36,6 +43,8 @@ impl<'a> Session<'a> {
             last_sent: now,
             last_received: now,
             ping_sent: None,
+            backlog: VecDeque::new(),
+            in_flight: 0,
             max_message_size: usize::MAX,
         }
     }
@@ -130,11 +139,30 @@ impl<'a> Session<'a> {
         for room in fresh {
             self.send(&ClientMsg::Join { room, since: None }).await?;
         }
-        let unacked: Vec<_> = state.unacked.iter().cloned().collect();
-        for (id, room, body) in unacked {
+        // Resent a window at a time, reading in between: a large backlog written all at
+        // once would have its echoes and acks pile up unread on the server.
+        self.backlog = state.unacked.iter().map(|(id, _, _)| id.clone()).collect();
+        self.in_flight = 0;
+        self.pump(state).await
+    }
+
+    /// Sends backlogged messages until `RESEND_WINDOW` are awaiting their ack.
+    async fn pump(&mut self, state: &State) -> Result<(), End> {
+        while self.in_flight < RESEND_WINDOW {
+            let Some(id) = self.backlog.pop_front() else { break };
+            let Some((id, room, body)) = state.unacked.iter().find(|(pending, _, _)| *pending == id).cloned() else {
+                continue; // acked or refused meanwhile
+            };
+            self.in_flight += 1;
             self.send(&ClientMsg::Send { room, id, body }).await?;
         }
         Ok(())
+    }
+
+    /// An ack or a final refusal of a send: room for the next backlogged one.
+    async fn settled(&mut self, state: &State) -> Result<(), End> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.pump(state).await
     }
 
     fn decode(&self, frame: &Message) -> Option<ServerMsg> {
@@ -200,6 +228,7 @@ impl<'a> Session<'a> {
             }
             ServerMsg::Ack { room, id, seq } => {
                 state.unacked.retain(|(pending, _, _)| *pending != id);
+                self.settled(state).await?;
                 self.emit(Event::Acked { room, id, seq }).await
             }
             ServerMsg::Error { code: ErrorCode::ResumeTooFar, room: Some(room), text, .. } => {
@@ -228,6 +257,7 @@ impl<'a> Session<'a> {
                 } else if let Some(id) = id.as_ref().filter(|_| code.is_permanent_for_send()) {
                     // A send the server will never accept is not resent.
                     state.unacked.retain(|(pending, _, _)| pending != id);
+                    self.settled(state).await?;
                 } else if code == ErrorCode::Unavailable && id.is_some() {
                     // The server could not store it: reconnect after the backoff, which
                     // resends every unacked message (a storage outage gets fewer retries
@@ -273,7 +303,13 @@ impl<'a> Session<'a> {
                     return self.emit(Event::Error { code: ErrorCode::BadBody, text, room, id }).await;
                 }
                 state.unacked.push_back((id.clone(), room.clone(), body.clone()));
-                self.send(&ClientMsg::Send { room, id, body }).await
+                if self.backlog.is_empty() {
+                    self.send(&ClientMsg::Send { room, id, body }).await
+                } else {
+                    // Behind the backlog, so the room gets this client's messages in order.
+                    self.backlog.push_back(id);
+                    self.pump(state).await
+                }
             }
             Some(Cmd::History { room, before, limit }) => self.send(&ClientMsg::History { room, before, limit }).await,
         }
