@@ -81,3 +81,28 @@ fn the_timeout_must_exceed_the_heartbeat() {
         .unwrap_err();
     assert!(e.to_string().contains("CONNECTION_TIMEOUT (environment): must be longer"), "{e}");
 }
+
+/// Every variable `config/.env.example` sets or shows commented out is one the server
+/// accepts, with a valid value (the commented examples are checked too).
+#[test]
+fn the_shipped_env_example_is_valid_settings() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/.env.example");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut pairs = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches('#').trim();
+        let Some((key, value)) = line.split_once('=') else { continue };
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            continue; // prose
+        }
+        let value = value.split(" #").next().unwrap_or("").trim();
+        pairs.insert(key.to_string(), value.to_string());
+    }
+    assert!(pairs.contains_key("JWT_SECRET") && pairs.contains_key("MAX_CONNECTIONS"), "{pairs:?}");
+    for key in pairs.keys() {
+        assert!(VARIABLES.contains(&key.as_str()) || key == "RUST_LOG", "unknown variable {key} in .env.example");
+    }
+    let settings = Settings::from_sources(None, |k| pairs.get(k).cloned()).unwrap();
+    assert_eq!(settings.max_connections, 2500);
+    assert!(settings.database_url.starts_with("postgres://"));
+}
