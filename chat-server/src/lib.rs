@@ -24,7 +24,7 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -46,8 +46,8 @@ pub struct Ctx {
     pub stats: Arc<Stats>,
     /// Admitted connections (the cap counts these).
     pub active: Arc<AtomicUsize>,
-    draining: AtomicBool,
-    /// Flips to true on shutdown; every connection schedules its close-1012.
+    /// Flips to true on shutdown (health and upgrades answer 503 from then on); every
+    /// connection schedules its close-1012.
     pub drain: watch::Sender<bool>,
     conn_ids: AtomicU64,
     pub database: &'static str,
@@ -55,7 +55,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        *self.drain.borrow()
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -101,7 +101,6 @@ pub async fn run(
         hub: Hub::new(store.clone(), stats.clone(), settings.room_cache),
         stats,
         active: Arc::new(AtomicUsize::new(0)),
-        draining: AtomicBool::new(false),
         drain: watch::Sender::new(false),
         conn_ids: AtomicU64::new(1),
         database,
@@ -121,7 +120,6 @@ pub async fn run(
 
     shutdown.await;
     let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_timeout;
-    ctx.draining.store(true, Ordering::Release);
     ctx.drain.send_replace(true);
     info!(connections = ctx.active.load(Ordering::Acquire), "draining");
     while ctx.active.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {

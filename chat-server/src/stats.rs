@@ -71,7 +71,8 @@ pub struct Stats {
     /// Connections closed because their queue passed its bound.
     pub queue_drops: AtomicU64,
     pub resumes: AtomicU64,
-    pub replayed: AtomicU64,
+    /// Messages replayed on resume, from the room cache and from the database.
+    pub replayed_from_cache: AtomicU64,
     pub replayed_from_db: AtomicU64,
 }
 
@@ -88,7 +89,7 @@ impl Default for Stats {
             messages_out: AtomicU64::new(0),
             queue_drops: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
-            replayed: AtomicU64::new(0),
+            replayed_from_cache: AtomicU64::new(0),
             replayed_from_db: AtomicU64::new(0),
         }
     }
@@ -160,10 +161,7 @@ impl Stats {
         );
         metric("chat_resumes_total", "counter", "Joins that asked for a replay.", &one(load(&self.resumes)));
         let replayed = vec![
-            (
-                "{source=\"cache\"}".to_string(),
-                load(&self.replayed) - load(&self.replayed_from_db).min(load(&self.replayed)),
-            ),
+            ("{source=\"cache\"}".to_string(), load(&self.replayed_from_cache)),
             ("{source=\"database\"}".to_string(), load(&self.replayed_from_db)),
         ];
         metric("chat_replayed_messages_total", "counter", "Messages replayed on resume.", &replayed);

@@ -18,8 +18,7 @@ async fn an_unanswered_ping_makes_the_client_reconnect_and_resume() {
     config.backoff_base = Duration::from_millis(10);
     config.backoff_max = Duration::from_millis(50);
     let mut client = Client::start(config);
-    client.join("r").await.unwrap();
-    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut client, "r").await;
     server.signal(Signal::SIGSTOP);
     let event = expect_event(&mut client, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
     server.signal(Signal::SIGCONT);
@@ -67,8 +66,7 @@ async fn reconnects_back_off_with_full_jitter_and_give_up_after_max_attempts() {
 async fn a_body_over_the_servers_limit_is_refused_by_the_client_without_losing_the_connection() {
     let server = Server::start(&[("MAX_MESSAGE_SIZE", "1024")]).await;
     let mut client = server.client(1, "ann", Format::Json);
-    client.join("r").await.unwrap();
-    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut client, "r").await;
     let big = client.send("r", &"x".repeat(2000)).await.unwrap();
     let Event::Error { code, id, .. } = expect_event(&mut client, "error", |e| matches!(e, Event::Error { .. })).await
     else {
@@ -87,8 +85,7 @@ async fn a_send_that_meets_a_storage_outage_is_stored_once_after_it() {
     config.backoff_base = Duration::from_millis(100);
     config.backoff_max = Duration::from_millis(400);
     let mut client = Client::start(config);
-    client.join("r").await.unwrap();
-    expect_event(&mut client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut client, "r").await;
     server.psql("ALTER TABLE messages RENAME TO messages_away");
     let id = client.send("r", "during the outage").await.unwrap();
     let error = expect_event(&mut client, "error", |e| matches!(e, Event::Error { .. })).await;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use layer4_chat_client::Event;
 use layer4_chat_client::http;
 use layer4_chat_client::protocol::{ClientMsg, ErrorCode, Format, ServerMsg, close};
 use tokio_tungstenite::tungstenite;
@@ -27,8 +26,7 @@ async fn a_silent_connection_times_out_with_4000_and_releases_everything() {
     raw_next(&mut silent, f).await.unwrap();
     // A client that reads answers the server's pings and stays.
     let mut live = server.client(2, "live", f);
-    live.join("r").await.unwrap();
-    expect_event(&mut live, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut live, "r").await;
     assert_eq!(server.metric("chat_room_memberships", &[]).await, 2.0);
 
     server.wait_metric("chat_disconnections_total", &[("reason", "timeout")], |v| v == 1.0).await;
@@ -90,8 +88,7 @@ async fn an_oversized_frame_closes_only_its_connection_with_1009() {
     let server = Server::start(&[("MAX_MESSAGE_SIZE", "1024")]).await;
     let f = Format::Json;
     let mut other = server.client(2, "other", f);
-    other.join("r").await.unwrap();
-    expect_event(&mut other, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut other, "r").await;
     let mut big = raw(&server.ws_url(), Some(&server.token(1, "big")), None).await.unwrap();
     raw_next(&mut big, f).await.unwrap();
     raw_send(&mut big, f, &ClientMsg::Send { room: "r".into(), id: "x".into(), body: "a".repeat(4096) }).await;
@@ -150,8 +147,7 @@ async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
     let mut slow = small_window_member(&server, "slow", "flood").await;
 
     let mut fast = server.client(2, "fast", f);
-    fast.join("flood").await.unwrap();
-    expect_event(&mut fast, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut fast, "flood").await;
     let body = "x".repeat(8000);
     for _ in 0..1000 {
         fast.send("flood", &body).await.unwrap();

@@ -268,6 +268,12 @@ pub async fn expect_event(client: &mut Client, what: &str, mut pred: impl FnMut(
     }
 }
 
+/// Joins `room` and waits for the server's `joined`.
+pub async fn joined(client: &mut Client, room: &str) {
+    client.join(room).await.unwrap();
+    expect_event(client, "joined", |e| matches!(e, Event::Joined { .. })).await;
+}
+
 /// Collects `n` room messages from a client (deadline 20 s), failing on a Closed event.
 pub async fn messages(client: &mut Client, n: usize) -> Vec<layer4_chat_client::protocol::ChatMessage> {
     let mut out = Vec::new();

@@ -3,15 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use layer4_chat_client::Event;
 use layer4_chat_client::protocol::Format;
-use layer4_chat_client::{Client, Event};
 
 use crate::helper::*;
-
-async fn joined(client: &mut Client, room: &str) {
-    client.join(room).await.unwrap();
-    expect_event(client, "joined", |e| matches!(e, Event::Joined { .. })).await;
-}
 
 /// A publisher sends 300 messages in the background while the subscriber drops its
 /// socket three times.

@@ -12,11 +12,8 @@ async fn two_clients_exchange_messages_in_order_on_both_backends() {
         let server = Server::start_on(backend, &[]).await;
         let mut ann = server.client(1, "ann", Format::Json);
         let mut bob = server.client(2, "bob", Format::Json);
-        for c in [&ann, &bob] {
-            c.join("lobby").await.unwrap();
-        }
-        expect_event(&mut ann, "joined", |e| matches!(e, Event::Joined { .. })).await;
-        expect_event(&mut bob, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        joined(&mut ann, "lobby").await;
+        joined(&mut bob, "lobby").await;
         for i in 0..20 {
             ann.send("lobby", &format!("ann {i}")).await.unwrap();
             bob.send("lobby", &format!("bob {i}")).await.unwrap();
@@ -87,11 +84,8 @@ async fn messagepack_and_json_clients_in_one_room_see_the_same_messages() {
     let server = Server::start(&[]).await;
     let mut json = server.client(1, "jay", Format::Json);
     let mut pack = server.client(2, "pat", Format::MsgPack);
-    for c in [&json, &pack] {
-        c.join("mixed").await.unwrap();
-    }
-    expect_event(&mut json, "joined", |e| matches!(e, Event::Joined { .. })).await;
-    expect_event(&mut pack, "joined", |e| matches!(e, Event::Joined { .. })).await;
+    joined(&mut json, "mixed").await;
+    joined(&mut pack, "mixed").await;
     for i in 0..10 {
         json.send("mixed", &format!("json {i} ✓")).await.unwrap();
         pack.send("mixed", &format!("pack {i} ✓")).await.unwrap();
@@ -111,8 +105,7 @@ async fn pipelined_sends_with_a_resend_among_them_are_numbered_without_gaps_on_b
         raw_send(&mut ws, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
         raw_next(&mut ws, f).await.unwrap();
         let mut other = server.client(2, "bob", Format::MsgPack);
-        other.join("r").await.unwrap();
-        expect_event(&mut other, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        joined(&mut other, "r").await;
         // Sent back to back, so the server stores them in batches; "a" comes twice.
         for id in ["a", "b", "a", "c", "d", "a", "e"] {
             raw_send(&mut ws, f, &ClientMsg::Send { room: "r".into(), id: id.into(), body: format!("body {id}") })

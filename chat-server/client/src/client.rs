@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::protocol::{ChatMessage, ErrorCode, Format};
 use crate::session;
@@ -57,6 +60,21 @@ impl ClientConfig {
         self.format = format;
         self
     }
+}
+
+/// The handshake request for the chat server: the token as `Authorization: Bearer` and
+/// the format as the subprotocol.
+pub fn handshake_request(
+    url: &str,
+    token: &str,
+    format: Format,
+) -> Result<tungstenite::handshake::client::Request, String> {
+    let mut request = url.into_client_request().map_err(|e| format!("bad URL: {e}"))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "bad token".to_string())?;
+    let headers = request.headers_mut();
+    headers.insert("authorization", bearer);
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static(format.protocol()));
+    Ok(request)
 }
 
 /// What the application sees.

@@ -130,8 +130,13 @@ impl Settings {
     }
 
     pub fn is_development(&self) -> bool {
-        matches!(self.app_env.as_str(), "development" | "dev" | "test")
+        is_development(&self.app_env)
     }
+}
+
+/// `APP_ENV` values under which a missing `JWT_SECRET` is replaced by a random one.
+fn is_development(app_env: &str) -> bool {
+    matches!(app_env, "development" | "dev" | "test")
 }
 
 struct Parser {
@@ -160,7 +165,7 @@ impl Parser {
         {
             self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
         }
-        let development = matches!(app_env.as_str(), "development" | "dev" | "test");
+        let development = is_development(&app_env);
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) if secret.len() < 16 => {
                 self.fail("JWT_SECRET", format!("must be at least 16 characters long (it has {})", secret.len()));

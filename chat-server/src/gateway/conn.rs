@@ -128,10 +128,12 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let mut last_seen = Instant::now();
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
     let mut drain_at: Option<Instant> = None;
+    // Each connection closes at its own random point of the drain window.
+    let drain_deadline = || Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
     let mut drain = ctx.drain.subscribe();
     // A drain that began between the upgrade and here is not a change for this receiver.
     if *drain.borrow_and_update() {
-        drain_at = Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
+        drain_at = drain_deadline();
     }
     let mut blocked = false;
     let timer = tokio::time::sleep_until(next_ping);
@@ -163,7 +165,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
             }
             changed = drain.changed(), if drain_at.is_none() => {
                 if changed.is_err() || *drain.borrow() {
-                    drain_at = Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
+                    drain_at = drain_deadline();
                 }
                 false
             }

@@ -126,7 +126,7 @@ impl Conn {
         }
         match room.join(self.id, &self.outbox, since, ctx.settings.replay_limit) {
             Joined::Live { replayed, .. } => {
-                ctx.stats.replayed.fetch_add(replayed as u64, Relaxed);
+                ctx.stats.replayed_from_cache.fetch_add(replayed as u64, Relaxed);
             }
             Joined::TooFar { .. } => {
                 ctx.stats.errors.fetch_add(1, Relaxed);
@@ -134,7 +134,6 @@ impl Conn {
             Joined::NeedsReplay { after, head } => match ctx.hub.store.range(name, after, head).await {
                 Ok(messages) => {
                     let n = room.finish_join(self.id, head, messages) as u64;
-                    ctx.stats.replayed.fetch_add(n, Relaxed);
                     ctx.stats.replayed_from_db.fetch_add(n, Relaxed);
                 }
                 Err(e) => {

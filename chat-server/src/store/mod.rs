@@ -56,6 +56,20 @@ pub struct NewMessage<'a> {
     pub ts: i64,
 }
 
+impl NewMessage<'_> {
+    /// The message as delivered, once stored as `seq`.
+    fn stored_as(&self, seq: u64) -> ChatMessage {
+        ChatMessage {
+            room: self.room.to_string(),
+            seq,
+            id: self.client_id.to_string(),
+            user: self.user.to_string(),
+            body: self.body.to_string(),
+            ts: self.ts,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     /// SQLite takes one writer at a time; its write pool has one connection so
@@ -108,16 +122,7 @@ impl Store {
     pub async fn append(&self, m: NewMessage<'_>) -> Result<Appended, StoreError> {
         loop {
             match self.insert(m).await {
-                Ok(seq) => {
-                    return Ok(Appended::Stored(ChatMessage {
-                        room: m.room.to_string(),
-                        seq,
-                        id: m.client_id.to_string(),
-                        user: m.user.to_string(),
-                        body: m.body.to_string(),
-                        ts: m.ts,
-                    }));
-                }
+                Ok(seq) => return Ok(Appended::Stored(m.stored_as(seq))),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     if let Some((room, seq)) = self.sent_before(m.user_id, m.client_id).await? {
                         return Ok(Appended::Duplicate { room, seq: seq as u64 });
@@ -159,18 +164,7 @@ impl Store {
                 .bind(m.ts);
         }
         query.execute(&self.write).await?;
-        Ok(items
-            .iter()
-            .enumerate()
-            .map(|(i, m)| ChatMessage {
-                room: m.room.to_string(),
-                seq: first_seq + i as u64,
-                id: m.client_id.to_string(),
-                user: m.user.to_string(),
-                body: m.body.to_string(),
-                ts: m.ts,
-            })
-            .collect())
+        Ok(items.iter().enumerate().map(|(i, m)| m.stored_as(first_seq + i as u64)).collect())
     }
 
     async fn sent_before(&self, user_id: i64, client_id: &str) -> Result<Option<(String, i64)>, StoreError> {

@@ -12,12 +12,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::{ClientConfig, Cmd, Event};
+use crate::client::{ClientConfig, Cmd, Event, handshake_request};
 
 mod connection;
 
@@ -106,12 +104,7 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
 }
 
 async fn connect(config: &ClientConfig) -> Result<Ws, End> {
-    let mut request = config.url.as_str().into_client_request().map_err(|e| End::Stop(format!("bad URL: {e}")))?;
-    let headers = request.headers_mut();
-    let bearer =
-        HeaderValue::from_str(&format!("Bearer {}", config.token)).map_err(|_| End::Stop("bad token".into()))?;
-    headers.insert("authorization", bearer);
-    headers.insert("sec-websocket-protocol", HeaderValue::from_static(config.format.protocol()));
+    let request = handshake_request(&config.url, &config.token, config.format).map_err(End::Stop)?;
     let ws_config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(8 * 1024);
     let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{Common, Protocol};
+use layer4_chat_client::protocol::Format;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -23,12 +24,11 @@ pub fn check_loopback(url: &str) -> anyhow::Result<()> {
 }
 
 pub async fn connect(common: &Common) -> anyhow::Result<Ws> {
-    let mut request = common.url.as_str().into_client_request()?;
-    if common.protocol == Protocol::L4 {
-        let headers = request.headers_mut();
-        headers.insert("authorization", format!("Bearer {}", common.token).parse()?);
-        headers.insert("sec-websocket-protocol", "l4.json".parse()?);
-    }
+    let request = match common.protocol {
+        Protocol::L4 => layer4_chat_client::client::handshake_request(&common.url, &common.token, Format::Json)
+            .map_err(anyhow::Error::msg)?,
+        Protocol::Raw => common.url.as_str().into_client_request()?,
+    };
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
     let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     let (ws, _) = tokio::time::timeout(Duration::from_secs(10), connecting).await.context("handshake timed out")??;
