@@ -14,6 +14,14 @@
 //! - from `max_restarts` unstable runs on it is in `crash-loop` and retries every
 //!   `restart_delay_max`, forever unless `crash_loop_max_retries` is set, after
 //!   which it is `errored` and waits for a human.
+//!
+//! Readiness and replacement (README, "Readiness and rolling reload"):
+//! - with `wait_ready`, a spawned run stays `starting` until a `Ready` fact from
+//!   its pid; not ready within `listen_timeout` counts as an unstable run;
+//! - `Replace` (a reload step, or the memory ceiling) starts a new run while the
+//!   old one keeps serving (the *retiree*); once the new run is ready the old one
+//!   is stopped, and if the new run dies or is not ready in time it is killed and
+//!   the old one stays `online`.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,6 +117,17 @@ pub enum Fact {
     Timer {
         epoch: u64,
     },
+    /// Start a new run beside the online one and stop the old one once the new
+    /// one is ready (a rolling reload step).
+    Replace,
+    /// The run `pid` said it is ready (`READY=1`, or the probe passed).
+    Ready {
+        pid: u32,
+    },
+    /// The old run kept during a replace ended by itself.
+    RetireeExited {
+        status: ExitStatus,
+    },
 }
 
 /// What the daemon must do.
@@ -129,6 +148,23 @@ pub enum Action {
     Schedule { after: Duration, epoch: u64 },
     /// Forget the instance.
     Remove,
+    /// Watch for the new run's readiness (`Fact::Ready`); the timeout is scheduled too.
+    AwaitReady,
+    /// Set the current run aside as the retiree; it keeps serving.
+    Retire,
+    /// Stop the retiree gracefully (`kill_signal`, SIGKILL after `kill_timeout`), on its own.
+    StopRetiree,
+    /// The new run failed: kill what is left of it and make the retiree current again.
+    Revert,
+}
+
+/// One run of an instance: its main process and when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub pid: u32,
+    pub started_at: Instant,
+    /// Why it is being replaced: `reload` or `memory`.
+    pub reason: &'static str,
 }
 
 /// What to do once a stop completes.
@@ -137,6 +173,8 @@ enum Then {
     StayStopped,
     Start,
     Remove,
+    /// The run was killed for not becoming ready: wait as after a crash.
+    Backoff,
 }
 
 /// The inputs that are not facts: time and randomness.
@@ -166,6 +204,8 @@ pub struct Lifecycle {
     /// Restarts counted by the reason the run before ended: `crash`, `exit`,
     /// `manual`, `memory`, `spawn-failed`.
     pub restarts_by_reason: std::collections::BTreeMap<&'static str, u32>,
+    /// The old run that keeps serving while a replacement starts (only while `starting`).
+    pub retiree: Option<Run>,
     then: Then,
     /// Why the current stop began, when the daemon began it (`memory`).
     stop_reason: Option<&'static str>,
@@ -184,6 +224,7 @@ impl Default for Lifecycle {
             last_exit: None,
             epoch: 0,
             restarts_by_reason: std::collections::BTreeMap::new(),
+            retiree: None,
             then: Then::StayStopped,
             stop_reason: None,
         }
@@ -200,27 +241,30 @@ pub fn backoff(policy: &RestartPolicy, n: u32, jitter: f64) -> Duration {
 impl Lifecycle {
     /// Apply one fact; return the actions to carry out, in order.
     pub fn step(&mut self, policy: &RestartPolicy, fact: Fact, ctx: Ctx) -> Vec<Action> {
+        if self.retiree.is_some() {
+            return self.step_replacing(policy, fact, ctx);
+        }
         use State::*;
         match (self.state, fact) {
-            (Stopped | Errored | WaitingRestart | CrashLoop, Fact::Start | Fact::Restart) => {
+            (Stopped | Errored | WaitingRestart | CrashLoop, Fact::Start | Fact::Restart | Fact::Replace) => {
                 let was_started = self.last_exit.is_some();
                 self.unstable = 0;
                 self.crash_loop_retries = 0;
-                self.spawn(was_started)
+                self.spawn(was_started.then_some(self.restart_reason()))
             }
             (Starting | Online, Fact::Start) => vec![],
             // A pending delete is not undone by a later stop or start.
-            (Stopping, Fact::Start | Fact::Restart | Fact::Stop) if self.then == Then::Remove => vec![],
-            (Stopping, Fact::Start | Fact::Restart) => {
+            (Stopping, Fact::Start | Fact::Restart | Fact::Replace | Fact::Stop) if self.then == Then::Remove => {
+                vec![]
+            }
+            (Stopping, Fact::Start | Fact::Restart | Fact::Replace) => {
                 self.then = Then::Start;
                 vec![]
             }
-            (Starting | Online, Fact::Restart) => self.begin_stop(policy, Then::Start),
-            // Over the memory ceiling: a graceful restart, recorded as `memory`.
-            (Online, Fact::MemoryExceeded) => {
-                self.stop_reason = Some("memory");
-                self.begin_stop(policy, Then::Start)
-            }
+            (Starting | Online, Fact::Restart) | (Starting, Fact::Replace) => self.begin_stop(policy, Then::Start),
+            (Online, Fact::Replace) => self.replace("reload"),
+            // Over the memory ceiling: replaced like a reload step, recorded as `memory`.
+            (Online, Fact::MemoryExceeded) => self.replace("memory"),
             // Far over it: no grace (a stop already under way is cut short too).
             (Online | Stopping, Fact::MemoryKill) => {
                 if self.state == Online {
@@ -249,9 +293,18 @@ impl Lifecycle {
                 vec![Action::Remove]
             }
             (Starting, Fact::Spawned { pid }) => {
-                self.state = Online;
                 self.pid = Some(pid);
                 self.started_at = Some(ctx.now);
+                if policy.wait_ready {
+                    vec![Action::AwaitReady, Action::Schedule { after: policy.listen_timeout, epoch: self.epoch }]
+                } else {
+                    self.state = Online;
+                    vec![]
+                }
+            }
+            (Starting, Fact::Ready { pid }) if self.pid == Some(pid) => {
+                self.state = Online;
+                self.epoch = self.epoch.wrapping_add(1);
                 vec![]
             }
             (Starting, Fact::SpawnFailed { error }) => {
@@ -264,7 +317,15 @@ impl Lifecycle {
                 });
                 self.after_exit(policy, None, Duration::ZERO, ctx)
             }
-            (Online, Fact::Exited { status }) => {
+            // Not ready in time: killed, then treated as an unstable run.
+            (Starting, Fact::Timer { epoch }) if epoch == self.epoch && self.pid.is_some() => {
+                self.stop_reason = Some("not-ready");
+                self.state = State::Stopping;
+                self.then = Then::Backoff;
+                self.epoch = self.epoch.wrapping_add(1);
+                vec![Action::Kill]
+            }
+            (Starting | Online, Fact::Exited { status }) if self.pid.is_some() => {
                 let uptime = self.uptime(ctx.now);
                 let expected = matches!(status, ExitStatus::Code(c) if policy.stop_exit_codes.contains(&c));
                 self.record_exit(status, if expected { "exited" } else { "crashed" }, uptime, ctx);
@@ -277,6 +338,12 @@ impl Lifecycle {
                 // shutting down gracefully (`sh start.sh` without exec): wait for it.
                 let uptime = self.uptime(ctx.now);
                 self.record_exit(status, self.stop_reason.unwrap_or("stopped"), uptime, ctx);
+                if self.stop_reason == Some("not-ready") {
+                    let limit = humantime::format_duration(policy.listen_timeout);
+                    if let Some(e) = self.last_exit.as_mut() {
+                        e.error = Some(format!("not ready within {limit} (listen_timeout)"));
+                    }
+                }
                 vec![Action::AwaitGroup]
             }
             (Stopping, Fact::GroupGone) if self.pid.is_none() => {
@@ -286,20 +353,135 @@ impl Lifecycle {
                     Then::Start => {
                         self.unstable = 0;
                         self.crash_loop_retries = 0;
-                        actions.extend(self.spawn(true));
+                        actions.extend(self.spawn(Some(self.restart_reason())));
                     }
                     Then::Remove => {
                         self.settle(Stopped);
                         actions.push(Action::Remove);
                     }
+                    Then::Backoff => actions.extend(self.after_exit(policy, None, Duration::ZERO, ctx)),
                 }
                 actions
             }
             (Stopping, Fact::Timer { epoch }) if epoch == self.epoch => vec![Action::Kill],
-            (WaitingRestart | CrashLoop, Fact::Timer { epoch }) if epoch == self.epoch => self.spawn(true),
+            (WaitingRestart | CrashLoop, Fact::Timer { epoch }) if epoch == self.epoch => {
+                self.spawn(Some(self.restart_reason()))
+            }
             // Stale timers, and facts that cannot apply in this state, change nothing.
             _ => vec![],
         }
+    }
+
+    /// A replacement is starting while the retiree keeps serving.
+    fn step_replacing(&mut self, policy: &RestartPolicy, fact: Fact, ctx: Ctx) -> Vec<Action> {
+        match fact {
+            // Without a readiness check, surviving `min_uptime` is the sign.
+            Fact::Spawned { pid } => {
+                self.pid = Some(pid);
+                self.started_at = Some(ctx.now);
+                if policy.wait_ready {
+                    vec![Action::AwaitReady, Action::Schedule { after: policy.listen_timeout, epoch: self.epoch }]
+                } else {
+                    vec![Action::Schedule { after: policy.min_uptime, epoch: self.epoch }]
+                }
+            }
+            Fact::Ready { pid } if self.pid == Some(pid) => self.promote(ctx),
+            Fact::SpawnFailed { error } => {
+                self.last_exit = Some(LastExit {
+                    status: None,
+                    reason: "spawn-failed",
+                    error: Some(error),
+                    uptime: Duration::ZERO,
+                    at: ctx.wall,
+                });
+                self.revert()
+            }
+            Fact::Exited { status } if self.pid.is_some() => {
+                let uptime = self.uptime(ctx.now);
+                self.record_exit(status, "crashed", uptime, ctx);
+                self.revert()
+            }
+            Fact::Timer { epoch } if epoch == self.epoch && self.pid.is_some() && !policy.wait_ready => {
+                self.promote(ctx)
+            }
+            Fact::Timer { epoch } if epoch == self.epoch && self.pid.is_some() => {
+                let uptime = self.uptime(ctx.now);
+                let limit = humantime::format_duration(policy.listen_timeout);
+                self.last_exit = Some(LastExit {
+                    status: None,
+                    reason: "not-ready",
+                    error: Some(format!("not ready within {limit} (listen_timeout)")),
+                    uptime,
+                    at: ctx.wall,
+                });
+                self.revert()
+            }
+            // The old run died on its own: carry on as a plain start.
+            Fact::RetireeExited { status } => {
+                if let Some(old) = self.retiree.take() {
+                    let uptime = ctx.now.saturating_duration_since(old.started_at);
+                    self.last_exit =
+                        Some(LastExit { status: Some(status), reason: "crashed", error: None, uptime, at: ctx.wall });
+                }
+                vec![]
+            }
+            Fact::Stop | Fact::Delete | Fact::Restart => {
+                self.retiree = None;
+                let then = match fact {
+                    Fact::Stop => Then::StayStopped,
+                    Fact::Delete => Then::Remove,
+                    _ => Then::Start,
+                };
+                let mut actions = vec![Action::StopRetiree];
+                if self.pid.is_some() {
+                    actions.extend(self.begin_stop(policy, then));
+                } else {
+                    // Not spawned yet (cannot happen: spawns answer at once); settle anyway.
+                    self.settle(State::Stopped);
+                    if then == Then::Remove {
+                        actions.push(Action::Remove);
+                    }
+                }
+                actions
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Start a new run beside the online one.
+    fn replace(&mut self, reason: &'static str) -> Vec<Action> {
+        let (Some(pid), Some(started_at)) = (self.pid.take(), self.started_at.take()) else {
+            return vec![];
+        };
+        self.retiree = Some(Run { pid, started_at, reason });
+        let mut actions = vec![Action::Retire];
+        actions.extend(self.spawn(Some(reason)));
+        actions
+    }
+
+    /// The new run is ready: it is the instance now, and the retiree goes
+    /// (recorded as the last run's end: `reloaded` or `memory`).
+    fn promote(&mut self, ctx: Ctx) -> Vec<Action> {
+        self.state = State::Online;
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Some(old) = self.retiree.take() {
+            let uptime = ctx.now.saturating_duration_since(old.started_at);
+            let reason = if old.reason == "memory" { "memory" } else { "reloaded" };
+            self.last_exit = Some(LastExit { status: None, reason, error: None, uptime, at: ctx.wall });
+        }
+        vec![Action::StopRetiree]
+    }
+
+    /// The new run failed: the retiree is the instance again.
+    fn revert(&mut self) -> Vec<Action> {
+        if let Some(old) = self.retiree.take() {
+            self.pid = Some(old.pid);
+            self.started_at = Some(old.started_at);
+        }
+        self.state = State::Online;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.then = Then::StayStopped;
+        vec![Action::Revert]
     }
 
     fn uptime(&self, now: Instant) -> Duration {
@@ -312,10 +494,10 @@ impl Lifecycle {
         self.last_exit = Some(LastExit { status: Some(status), reason, error: None, uptime, at: ctx.wall });
     }
 
-    fn spawn(&mut self, is_restart: bool) -> Vec<Action> {
-        if is_restart {
+    /// Start a run; `restart` is why, when it is not the first.
+    fn spawn(&mut self, restart: Option<&'static str>) -> Vec<Action> {
+        if let Some(reason) = restart {
             self.restarts = self.restarts.saturating_add(1);
-            let reason = self.restart_reason();
             let n = self.restarts_by_reason.entry(reason).or_insert(0);
             *n = n.saturating_add(1);
         }
@@ -328,13 +510,14 @@ impl Lifecycle {
     }
 
     /// Why the next start is a restart, from how the last run ended:
-    /// `crash`, `exit`, `memory`, `spawn-failed`, or `manual` (asked for).
+    /// `crash`, `exit`, `memory`, `spawn-failed`, `not-ready`, or `manual` (asked for).
     pub fn restart_reason(&self) -> &'static str {
         match self.last_exit.as_ref().map(|e| e.reason) {
             Some("crashed") => "crash",
             Some("exited") => "exit",
             Some("memory") => "memory",
             Some("spawn-failed") => "spawn-failed",
+            Some("not-ready") => "not-ready",
             _ => "manual",
         }
     }
@@ -380,7 +563,7 @@ impl Lifecycle {
             return vec![];
         }
         if stable {
-            return self.spawn(true);
+            return self.spawn(Some(self.restart_reason()));
         }
         self.unstable = self.unstable.saturating_add(1);
         let (state, delay) = if self.unstable >= policy.max_restarts {

@@ -181,8 +181,9 @@ fn scale_and_rolling_reload() {
     assert!(out.status.success(), "{}", text(&out));
     let after = env.status();
     for (i, old) in after.instances.iter().zip(&before) {
-        assert_ne!(i.pid, *old, "instance {} was not restarted", i.instance);
-        assert_eq!((i.state.as_str(), i.restarts_by_reason.get("manual")), ("online", Some(&1)));
+        assert_ne!(i.pid, *old, "instance {} was not replaced", i.instance);
+        assert_eq!((i.state.as_str(), i.restarts_by_reason.get("reload")), ("online", Some(&1)));
+        assert_eq!(i.last_exit.as_ref().map(|e| e.reason.as_str()), Some("reloaded"));
     }
     let out = env.l4(&["scale", "web", "1"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -190,13 +191,19 @@ fn scale_and_rolling_reload() {
 }
 
 #[test]
-fn a_rolling_reload_stops_at_an_instance_that_does_not_come_back() {
+fn a_rolling_reload_stops_at_an_instance_whose_new_run_fails_and_the_old_run_keeps_serving() {
     let env =
         Env::new(&sh_app("web", "[ -f broken ] && exit 1; exec sleep 1000", "instances = 2\nrestart_delay = \"5s\""));
     env.start();
+    let old = env.instance("web", 0).pid.unwrap();
     std::fs::write(env.path("broken"), "").unwrap();
     let out = env.l4(&["reload", "web"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("web:0 did not come back online"), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("web:0 was not replaced: crashed with exit code 1; the old run (pid {old}) keeps serving");
+    assert!(stderr.contains(&expected), "{}", text(&out));
+    let first = env.instance("web", 0);
+    assert_eq!((first.state.as_str(), first.pid), ("online", Some(old)), "the old run is still the instance");
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), None).is_ok(), "and it still runs");
     assert_eq!(env.instance("web", 1).restarts, 0, "instance 1 was left alone");
 }

@@ -27,35 +27,101 @@ pub async fn scale(
     report(&s, apps, true).await
 }
 
-/// `POST /api/v1/apps/{name}/reload`: restart the instances one at a time, each
-/// only after the one before is back online (for 250 ms). Stops at the first
-/// instance that does not come back, and says which.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    /// Instances replaced at a time; default the app's `reload_parallel`.
+    pub parallel: Option<u32>,
+}
+
+/// `POST /api/v1/apps/{name}/instances/{index}/replace`: one step of a rolling
+/// reload. Starts a new run beside the online one, waits until it is ready (or
+/// has failed), then answers. 409 `reload_failed` when the old run had to stay.
+pub async fn replace_instance(
+    State(s): State<ApiState>,
+    Path((name, index)): Path<(String, u32)>,
+) -> Result<Json<Replaced>, ApiError> {
+    let r = replace_one(&s, &name, index).await?;
+    if r.ok { Ok(Json(r)) } else { Err(failed(&r)) }
+}
+
+/// `POST /api/v1/apps/{name}/reload` `{"parallel": N}`: replace every instance,
+/// `parallel` at a time (default the app's `reload_parallel`). Stops after the
+/// first wave with a failure, and says which instance failed and why.
 pub async fn rolling_reload(
     State(s): State<ApiState>,
     Path(name): Path<String>,
+    ApiJson(req): ApiJson<ReloadRequest>,
 ) -> Result<Json<ActionReport>, ApiError> {
-    let status = ask(&s.tx, |reply| Msg::Status { reply }).await?;
-    let mut indexes: Vec<u32> = status.instances.iter().filter(|i| i.app == name).map(|i| i.instance).collect();
-    if indexes.is_empty() {
-        return Err(crate::daemon::Error::UnknownApp(name).into());
-    }
-    indexes.sort_unstable();
-    for index in indexes {
-        ask(&s.tx, |reply| Msg::RestartInstance { app: name.clone(), index, reply }).await??;
-        // The same wait as `restart`: settled, then online for START_CONFIRM.
-        confirm_started(&s, std::slice::from_ref(&name)).await?;
-        let status: StatusReport = ask(&s.tx, |reply| Msg::Status { reply }).await?;
-        if let Some(i) = status.instances.iter().find(|i| i.app == name && i.instance == index)
-            && i.state != "online"
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "reload_failed",
-                format!("{name}:{index} did not come back online ({}); the reload stopped there", i.state),
-            ));
+    let d: AppDescription = ask(&s.tx, |reply| Msg::Describe { app: name.clone(), reply }).await??;
+    let parallel = req.parallel.or_else(|| d.config["reload_parallel"].as_u64().map(|p| p as u32)).unwrap_or(1).max(1);
+    let indexes: Vec<u32> = d.instances.iter().map(|i| i.instance).collect();
+    for wave in indexes.chunks(parallel as usize) {
+        let steps = wave.iter().map(|&index| replace_one(&s, &name, index));
+        let results = futures_util::future::join_all(steps).await;
+        for r in results {
+            let r = r?;
+            if !r.ok {
+                return Err(failed(&r));
+            }
         }
     }
     report(&s, vec![name], true).await
+}
+
+/// What became of one replace.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Replaced {
+    pub app: String,
+    pub instance: u32,
+    /// The run that was replaced (`None`: the instance was not online and was started).
+    pub old_pid: Option<u32>,
+    /// The instance's run now: the new one, or the old one when the new one failed.
+    pub pid: Option<u32>,
+    pub state: String,
+    /// From the request until the new run was ready (or failed).
+    pub ms: u64,
+    pub ok: bool,
+    /// Why the new run failed.
+    pub error: Option<String>,
+}
+
+async fn replace_one(s: &ApiState, name: &str, index: u32) -> Result<Replaced, ApiError> {
+    let started = std::time::Instant::now();
+    let old_pid = ask(&s.tx, |reply| Msg::ReplaceInstance { app: name.to_owned(), index, reply }).await??;
+    super::wait_for(&s.tx, crate::daemon::Want::InstanceSettled(name.to_owned(), index)).await;
+    if old_pid.is_none() {
+        // A plain start: the same confirmation as `start`.
+        confirm_started(s, &[name.to_owned()]).await?;
+    }
+    let status: StatusReport = ask(&s.tx, |reply| Msg::Status { reply }).await?;
+    let row = status.instances.into_iter().find(|i| i.app == name && i.instance == index);
+    let (pid, state) = row.as_ref().map_or((None, "deleted".to_owned()), |i| (i.pid, i.state.clone()));
+    let ok = state == "online" && pid.is_some() && pid != old_pid;
+    let error = (!ok).then(|| {
+        let exit = row.as_ref().and_then(|i| i.last_exit.as_ref());
+        let words = |e: &super::types::ExitReport| match (&e.code, &e.signal) {
+            (Some(c), _) => format!("{} with exit code {c}", e.reason),
+            (None, Some(sig)) => format!("{} by {sig}", e.reason),
+            _ => e.reason.clone(),
+        };
+        exit.and_then(|e| e.error.clone()).or_else(|| exit.map(words)).unwrap_or_else(|| state.clone())
+    });
+    let ms = started.elapsed().as_millis() as u64;
+    Ok(Replaced { app: name.to_owned(), instance: index, old_pid, pid, state, ms, ok, error })
+}
+
+fn failed(r: &Replaced) -> ApiError {
+    let serving = match (r.pid, r.pid == r.old_pid) {
+        (Some(pid), true) => format!("; the old run (pid {pid}) keeps serving"),
+        _ => String::new(),
+    };
+    let why = r.error.as_deref().unwrap_or("failed");
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "reload_failed",
+        format!("{}:{} was not replaced: {why}{serving}; the reload stopped there", r.app, r.instance),
+    )
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -8,6 +8,8 @@
 //! | GET  | `/api/v1/apps/{name}` | [`types::AppDescription`] |
 //! | POST | `/api/v1/start` | body [`types::StartRequest`]; [`types::ActionReport`] once every instance is online or failed |
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
+//! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?}`: rolling reload; 409 `reload_failed` names the instance |
+//! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`actions::Replaced`] once the new run is ready |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
 //! | POST | `/api/v1/kill` | stop every app, answer, then exit |
 //! | POST | `/api/v1/logs/reopen` | body `{"app"?}`: reopen log files (as SIGUSR1); `{"files_reopened"}` per writer |
@@ -17,7 +19,7 @@
 //! config or request), 404 (unknown app), 409 (nothing to start) or
 //! 503 (shutting down). No answer ever includes an environment value.
 
-mod actions;
+pub mod actions;
 mod auth;
 mod events;
 mod handlers;
@@ -78,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/apps/{name}/logs", get(actions::app_logs))
         .route("/api/v1/apps/{name}/scale", post(actions::scale))
         .route("/api/v1/apps/{name}/reload", post(actions::rolling_reload))
+        .route("/api/v1/apps/{name}/instances/{index}/replace", post(actions::replace_instance))
         .route("/api/v1/apps/{name}/{op}", post(control))
         .route("/api/v1/start", post(start))
         .route("/api/v1/reload-config", post(reload_config))

@@ -6,6 +6,7 @@
 
 mod background;
 mod logs;
+mod reload;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -48,9 +49,15 @@ pub enum Command {
     Stop { app: String },
     /// Stop then start an app (or `all`).
     Restart { app: String },
-    /// Restart an app's instances one at a time (or every app's, with `all`), each after
-    /// the one before is back online; stops at the first that does not come back.
-    Reload { app: String },
+    /// Replace an app's instances without downtime (or every app's, with `all`): a new
+    /// run starts beside each old one, which stops only once the new one is ready;
+    /// stops at the first instance whose new run fails (the old run keeps serving).
+    Reload {
+        app: String,
+        /// Instances replaced at a time (default: the app's `reload_parallel`, 1).
+        #[arg(long)]
+        parallel: Option<u32>,
+    },
     /// Set the number of instances of an app (until the config file is reloaded).
     Scale { app: String, instances: u32 },
     /// Stop an app (or `all`) and forget it.
@@ -171,7 +178,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Restart { app } => action(&cli, app, "restart").await,
         Command::Delete { app } => action(&cli, app, "delete").await,
         Command::Kill => kill(&cli).await,
-        Command::Reload { app } => reload(&cli, app).await,
+        Command::Reload { app, parallel } => reload::reload(&cli, app, *parallel).await,
         Command::Scale { app, instances } => {
             let client = Client::new(&resolve(&cli, None).home);
             finish(
@@ -294,26 +301,6 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
 async fn action(cli: &Cli, app: &str, op: &str) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
     finish(client.post::<ActionReport>(&format!("/api/v1/apps/{app}/{op}"), json!({})).await)
-}
-
-async fn reload(cli: &Cli, app: &str) -> ExitCode {
-    let client = Client::new(&resolve(cli, None).home);
-    let apps = match app_names(&client, app).await {
-        Ok(a) => a,
-        Err(e) => return fail(&e),
-    };
-    let mut last = None;
-    for name in apps {
-        eprintln!("l4ctl: reloading {name}, one instance at a time");
-        match client.post::<ActionReport>(&format!("/api/v1/apps/{name}/reload"), json!({})).await {
-            Ok(r) => last = Some(r),
-            Err(e) => return fail(&e),
-        }
-    }
-    match last {
-        Some(r) => finish(Ok(r)),
-        None => ExitCode::SUCCESS,
-    }
 }
 
 async fn kill(cli: &Cli) -> ExitCode {

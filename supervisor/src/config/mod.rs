@@ -6,6 +6,7 @@
 //! apply a config only when it loaded without a single diagnostic.
 
 mod diag;
+mod listen;
 mod schema;
 mod units;
 mod validate;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use listen::{Ready, SocketOwner};
 pub use schema::{LogType, RotateInterval};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};
 
@@ -85,6 +87,12 @@ pub struct AppSpec {
     pub cwd: PathBuf,
     pub instances: u32,
     pub port: Option<u16>,
+    /// The address l4ctl binds `port + i` on and passes to instance `i` as fd 3;
+    /// `None`: the app binds `PORT` itself (or has no port).
+    pub listen: Option<std::net::IpAddr>,
+    pub ready: Ready,
+    /// Instances a rolling reload replaces at a time.
+    pub reload_parallel: u32,
     /// `env_file`, then `[apps.env]`, then `[apps.env_NAME]`. Never sent over the API.
     #[serde(skip)]
     pub env: BTreeMap<String, String>,
@@ -154,6 +162,11 @@ pub struct RestartPolicy {
     /// How long a stop waits after `kill_signal` before SIGKILL.
     #[serde(with = "duration_ms", rename = "kill_timeout_ms")]
     pub kill_timeout: Duration,
+    /// A start waits for a sign of readiness (`ready` is not `"none"`).
+    pub wait_ready: bool,
+    /// How long a start may take to become ready.
+    #[serde(with = "duration_ms", rename = "listen_timeout_ms")]
+    pub listen_timeout: Duration,
 }
 
 mod duration_ms {

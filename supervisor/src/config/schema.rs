@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::listen::{Ready, SocketOwner};
 use super::units::{Autorestart, DateFormat, EnvValue, Instances, SignalName, Size, Span};
 
 /// `[daemon]`: where the daemon keeps its socket, pid file and state, and where logs go.
@@ -64,6 +65,21 @@ pub struct AppSection {
     pub instances: Instances,
     /// Instance `i` gets `PORT = port + i`.
     pub port: Option<Spanned<u16>>,
+    /// Who binds the ports: `"supervisor"` (passed as fd 3, `LISTEN_FDS`) or `"app"`.
+    #[serde(default = "default_socket")]
+    pub socket: Spanned<SocketOwner>,
+    /// Address of the sockets the supervisor binds.
+    #[serde(default = "default_listen_host")]
+    pub listen_host: std::net::IpAddr,
+    /// When a started instance is `online`: `"none"`, `"notify"`, `"http:/path"`, `"tcp"`.
+    #[serde(default = "default_ready")]
+    pub ready: Spanned<Ready>,
+    /// How long a start may take to become ready before it counts as failed.
+    #[serde(default = "default_listen_timeout")]
+    pub listen_timeout: Spanned<Span>,
+    /// Instances a rolling reload replaces at a time.
+    #[serde(default = "default_reload_parallel")]
+    pub reload_parallel: Spanned<u32>,
     /// dotenv file, relative to the config file.
     pub env_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
@@ -189,6 +205,21 @@ fn unset(d: Duration) -> Spanned<Span> {
 }
 fn default_api_listen() -> ApiListen {
     ApiListen(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9615))))
+}
+fn default_socket() -> Spanned<SocketOwner> {
+    Spanned::new(0..0, SocketOwner::Supervisor)
+}
+fn default_ready() -> Spanned<Ready> {
+    Spanned::new(0..0, Ready::None)
+}
+fn default_listen_host() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+fn default_listen_timeout() -> Spanned<Span> {
+    unset(Duration::from_secs(10))
+}
+fn default_reload_parallel() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 fn default_sample_interval() -> Span {
     Span(Duration::from_secs(1))

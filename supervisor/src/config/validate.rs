@@ -11,6 +11,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::Report;
+use super::listen::{Ready, SocketOwner};
 use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
 use super::{AppSpec, Config, DaemonSpec, LogFiles, LogSpec, RestartPolicy, normalize};
@@ -189,6 +190,13 @@ pub(super) fn resolve(
             cwd,
             instances,
             port: app.port.as_ref().map(|p| *p.get_ref()),
+            listen: app
+                .port
+                .as_ref()
+                .filter(|_| *app.socket.get_ref() == SocketOwner::Supervisor)
+                .map(|_| app.listen_host),
+            ready: app.ready.get_ref().clone(),
+            reload_parallel: *app.reload_parallel.get_ref(),
             env,
             env_file,
             max_memory_restart: app.max_memory_restart.as_ref().map(|m| *m.get_ref()),
@@ -202,6 +210,8 @@ pub(super) fn resolve(
                 restart_delay_max: app.restart_delay_max.get_ref().0,
                 crash_loop_max_retries: app.crash_loop_max_retries,
                 kill_timeout: app.kill_timeout.get_ref().0,
+                wait_ready: app.ready.get_ref().waits(),
+                listen_timeout: app.listen_timeout.get_ref().0,
             },
             autostart: app.autostart,
             memory_samples: app.memory_samples.max(1),
@@ -251,6 +261,7 @@ fn check_app_values(report: &mut Report<'_>, app: &AppSection) {
         (&app.restart_delay, "restart_delay", DAY),
         (&app.restart_delay_max, "restart_delay_max", DAY),
         (&app.min_uptime, "min_uptime", DAY),
+        (&app.listen_timeout, "listen_timeout", HOUR),
     ];
     for (value, key, max) in bounded {
         let d = value.get_ref().0;
@@ -279,6 +290,28 @@ fn check_app_values(report: &mut Report<'_>, app: &AppSection) {
     }
     if let Some(code) = app.stop_exit_codes.get_ref().iter().find(|c| !(0..=255).contains(*c)) {
         report.push(at(&app.stop_exit_codes, app), format!("exit code {code} in `stop_exit_codes` is outside 0..=255"));
+    }
+    let needs_port = match app.ready.get_ref() {
+        Ready::Http(_) => Some("http"),
+        Ready::Tcp => Some("tcp"),
+        _ => None,
+    };
+    if let (Some(kind), None) = (needs_port, &app.port) {
+        report.push(at(&app.ready, app), format!("`ready = \"{kind}...\"` of `{name}` needs `port`"));
+    }
+    if *app.ready.get_ref() == Ready::Tcp && app.port.is_some() && *app.socket.get_ref() == SocketOwner::Supervisor {
+        report.push(
+            app.ready.span(),
+            format!(
+                "`ready = \"tcp\"` of `{name}` cannot work while l4ctl holds the socket (the kernel accepts connections before the worker is ready): use \"notify\" or \"http:/path\", or `socket = \"app\"`"
+            ),
+        );
+    }
+    if *app.socket.get_ref() == SocketOwner::App && !app.socket.span().is_empty() && app.port.is_none() {
+        report.push(app.socket.span(), format!("`socket` of `{name}` needs `port`"));
+    }
+    if !(1..=1024).contains(app.reload_parallel.get_ref()) {
+        report.push(at(&app.reload_parallel, app), format!("`reload_parallel` of `{name}` must be between 1 and 1024"));
     }
     if name.len() > 64 {
         report.push(app.name.span(), format!("app name `{name}` is longer than 64 bytes"));

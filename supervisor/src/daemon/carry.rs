@@ -65,6 +65,13 @@ impl Supervisor {
             }
         }
         if let Some(app) = self.apps.get_mut(app_name) {
+            // Stopped, given up or removed: the port refuses again (a crash loop's
+            // long waits included; a short backoff keeps connections queued).
+            for i in &app.instances {
+                if i.removed || matches!(i.lc.state, State::Stopped | State::Errored | State::CrashLoop) {
+                    self.sockets.release(app_name, i.index);
+                }
+            }
             app.instances.retain(|i| !i.removed);
             if app.deleting && app.instances.is_empty() {
                 self.apps.remove(app_name);
@@ -82,7 +89,22 @@ impl Supervisor {
                 self.serial += 1;
                 inst.tag = format!("{}/{app_name}/{index}/{}", self.run_id, self.serial);
                 inst.usage = Default::default();
-                let req = SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag };
+                let listen_fd = match (app.spec.listen, app.spec.port_of(index)) {
+                    (Some(ip), Some(port)) => {
+                        match self.sockets.get_or_bind(app_name, index, std::net::SocketAddr::new(ip, port)) {
+                            Ok(fd) => Some(fd),
+                            Err(error) => {
+                                tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
+                                return Some(Fact::SpawnFailed { error });
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let notify_socket =
+                    self.notify_path.as_deref().filter(|_| app.spec.ready == crate::config::Ready::Notify);
+                let req =
+                    SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag, listen_fd, notify_socket };
                 match spawn(&req) {
                     Ok(mut child) => {
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
@@ -150,6 +172,10 @@ impl Supervisor {
                 inst.removed = true;
                 None
             }
+            Action::AwaitReady | Action::Retire | Action::StopRetiree | Action::Revert => {
+                self.execute_replace(app_name, index, action);
+                None
+            }
         }
     }
 
@@ -163,6 +189,7 @@ impl Supervisor {
             pgid: None,
             removed: false,
             usage: Default::default(),
+            retiree: None,
         }
     }
 }

@@ -14,9 +14,12 @@ mod memory;
 mod monitor;
 mod msg;
 mod procs;
+mod ready;
 mod reaping;
+mod replace;
 mod report;
 mod sample;
+mod sockets;
 mod spawn;
 mod state;
 
@@ -58,6 +61,12 @@ pub async fn run(
     boot::spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
     boot::log_cgroup_support();
     let mut sup = supervisor::Supervisor::new(settings.home.clone(), settings.sample_interval, tx.clone());
+    match ready::listen_notify(&settings.home, tx.clone()) {
+        Ok(path) => sup.notify_path = Some(path),
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot bind the notify socket; apps with ready = \"notify\" will not become ready")
+        }
+    }
     if let Some((config, env)) = initial {
         sup.boot(config, env);
     }
@@ -134,6 +143,7 @@ pub async fn run(
     drop(tx);
     actor.abort();
     let _ = std::fs::remove_file(Paths::socket(&settings.home));
+    let _ = std::fs::remove_file(ready::notify_path(&settings.home));
     tracing::info!("daemon stopped");
     served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&settings.home), source })
 }

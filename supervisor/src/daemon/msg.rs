@@ -49,8 +49,10 @@ pub enum Want {
     Settled(Vec<String>),
     /// These apps are deleted.
     Gone(Vec<String>),
-    /// Every instance is stopped.
+    /// Every instance is stopped (and every old run of a replace is gone).
     AllStopped,
+    /// One instance is neither starting nor stopping.
+    InstanceSettled(String, u32),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -121,11 +123,21 @@ pub enum Msg {
     Metrics {
         reply: oneshot::Sender<crate::api::metrics::MetricsSnapshot>,
     },
-    /// Restart one instance (a step of a rolling reload).
-    RestartInstance {
+    /// Replace one instance (a step of a rolling reload); the reply carries the
+    /// pid of the run being replaced (`None`: the instance was not online, so it
+    /// is simply started).
+    ReplaceInstance {
         app: String,
         index: u32,
-        reply: Reply<()>,
+        reply: Reply<Option<u32>>,
+    },
+    /// A process said it is ready (sd_notify `READY=1`, or a probe passed).
+    Ready {
+        pid: i32,
+    },
+    /// The kill timeout of a retiring run (the old run of a replace) is over.
+    RetireeTimer {
+        pid: i32,
     },
     /// Set the number of instances of an app.
     Scale {

@@ -17,6 +17,9 @@ impl Supervisor {
                 tracing::debug!(pid, ?status, "reaped an orphan");
                 continue;
             };
+            if self.reap_retiree(pid, status) {
+                continue;
+            }
             if self.inst(&app, index).and_then(|i| i.lc.pid) == Some(pid as u32) {
                 tracing::info!(app = %app, instance = index, pid, ?status, "process exited");
                 self.feed(&app, index, Fact::Exited { status });

@@ -4,11 +4,20 @@
 //! death signal so it never outlives a SIGKILLed daemon, and its stdout/stderr
 //! on pipes that the log pipeline reads.
 //!
+//! An instance with a supervisor-owned socket gets it as fd 3 with `LISTEN_FDS=1`,
+//! `LISTEN_FDNAMES` and `LISTEN_PID` (systemd's socket-passing convention).
+//! `LISTEN_PID` must be the child's own pid, known only after the fork, so such a
+//! child is exec'd by [`Inherit`] with an environment built before the fork and
+//! the pid written into it in the child (no allocation between fork and exec).
+//!
 //! Processes are started with `std::process` and the returned `Child` is
 //! dropped at once: the supervisor reaps every child itself with `waitpid(-1)`
 //! (it is a subreaper and must reap orphans too), so no other part of the
 //! daemon may wait on a child.
 
+use std::ffi::{CString, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +33,10 @@ pub struct SpawnRequest<'a> {
     pub home: &'a Path,
     /// `<daemon run>/app/index/serial`, unique per run.
     pub tag: &'a str,
+    /// The instance's listening socket, passed as fd 3.
+    pub listen_fd: Option<RawFd>,
+    /// `NOTIFY_SOCKET` for `ready = "notify"`.
+    pub notify_socket: Option<&'a Path>,
 }
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
@@ -44,6 +57,16 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     if let Some(port) = spec.port_of(req.index) {
         cmd.env("PORT", port.to_string());
     }
+    if let Some(path) = req.notify_socket {
+        cmd.env("NOTIFY_SOCKET", path);
+    }
+    let inherit = match req.listen_fd {
+        Some(fd) => {
+            cmd.env("LISTEN_FDS", "1").env("LISTEN_FDNAMES", &spec.name);
+            Some(Inherit::prepare(&cmd, &program, fd)?)
+        }
+        None => None,
+    };
     let daemon = nix::unistd::getpid();
     // SAFETY: only async-signal-safe calls (setsid, prctl, getppid) between fork and exec.
     unsafe {
@@ -54,7 +77,10 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
             if nix::unistd::getppid() != daemon {
                 return Err(std::io::Error::other("the daemon exited during spawn"));
             }
-            Ok(())
+            match &inherit {
+                Some(inherit) => Err(inherit.exec()),
+                None => Ok(()),
+            }
         });
     }
     cmd.spawn().map_err(|e| describe_spawn_error(&program, &spec.cwd, &e))
@@ -70,4 +96,111 @@ fn describe_spawn_error(program: &Path, cwd: &Path, e: &std::io::Error) -> Strin
         std::io::ErrorKind::PermissionDenied => format!("{}: permission denied (is it executable?)", program.display()),
         _ => format!("{}: {e}", program.display()),
     }
+}
+
+/// An exec prepared before the fork for a child that inherits a socket.
+struct Inherit {
+    fd: RawFd,
+    program: CString,
+    /// Owns the strings `argv` and `envp` point into.
+    _strings: Vec<Vec<u8>>,
+    argv: Vec<*const nix::libc::c_char>,
+    envp: Vec<*const nix::libc::c_char>,
+    /// Where the child writes its pid: `LISTEN_PID=` followed by room for the digits.
+    pid_slot: *mut u8,
+}
+
+// SAFETY: the pointers point into `_strings`, owned by the same value and never
+// moved or changed in the parent; only the forked child writes `pid_slot`.
+unsafe impl Send for Inherit {}
+unsafe impl Sync for Inherit {}
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+
+impl Inherit {
+    /// The program, arguments and full environment `cmd` would exec, with `LISTEN_PID` to fill in.
+    fn prepare(cmd: &Command, program: &Path, fd: RawFd) -> Result<Inherit, String> {
+        let mut env: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(v) => env.insert(key.to_owned(), v.to_owned()),
+                None => env.remove(key),
+            };
+        }
+        let resolved =
+            resolve(program, cmd.get_current_dir().unwrap_or(Path::new(".")), env.get(&OsString::from("PATH")))?;
+        let cstring = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| format!("{}: NUL byte in argument or environment", program.display()))
+        };
+        let program_c = cstring(resolved.as_os_str().as_bytes())?;
+        let mut strings: Vec<Vec<u8>> = Vec::new();
+        strings.push(cstring(program.as_os_str().as_bytes())?.into_bytes_with_nul());
+        for arg in cmd.get_args() {
+            strings.push(cstring(arg.as_bytes())?.into_bytes_with_nul());
+        }
+        let argc = strings.len();
+        for (key, value) in env.iter().filter(|(k, _)| k.as_bytes() != b"LISTEN_PID") {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            strings.push(cstring(&entry)?.into_bytes_with_nul());
+        }
+        // Twenty digits and the NUL, all NUL until the child writes its pid.
+        let mut slot = LISTEN_PID.to_vec();
+        slot.resize(LISTEN_PID.len() + 21, 0);
+        strings.push(slot);
+        let pid_slot = strings.last_mut().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr());
+        let ptrs = |range: &[Vec<u8>]| {
+            range.iter().map(|s| s.as_ptr().cast()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
+        };
+        let argv = ptrs(&strings[..argc]);
+        let envp = ptrs(&strings[argc..]);
+        Ok(Inherit { fd, program: program_c, _strings: strings, argv, envp, pid_slot })
+    }
+
+    /// In the forked child: put the socket on fd 3, write `LISTEN_PID`, exec.
+    /// Returns only on failure. Async-signal-safe: no allocation, no locks.
+    fn exec(&self) -> std::io::Error {
+        use nix::libc;
+        // SAFETY: plain syscalls on fds we own; `pid_slot` has room for 20 digits and a NUL.
+        unsafe {
+            let moved = if self.fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(self.fd, 3) };
+            if moved < 0 {
+                return std::io::Error::last_os_error();
+            }
+            let mut pid = libc::getpid() as u64;
+            let mut digits = [0u8; 20];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 {
+                    break;
+                }
+            }
+            let at = self.pid_slot.add(LISTEN_PID.len());
+            for i in 0..n {
+                *at.add(i) = digits[n - 1 - i];
+            }
+            libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+        }
+        std::io::Error::last_os_error()
+    }
+}
+
+/// The file `execvp` would run for `program`: as given when it has a `/`, else
+/// the first executable match on `path`.
+fn resolve(program: &Path, cwd: &Path, path: Option<&OsString>) -> Result<PathBuf, String> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(if program.is_absolute() { program.to_path_buf() } else { cwd.join(program) });
+    }
+    let dirs = path.map_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"), Clone::clone);
+    for dir in std::env::split_paths(&dirs) {
+        let candidate = if dir.is_absolute() { dir.join(program) } else { cwd.join(dir).join(program) };
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() && candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("{}: not found on PATH", program.display()))
 }

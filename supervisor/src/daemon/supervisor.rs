@@ -40,6 +40,19 @@ pub(super) struct Inst {
     pub removed: bool,
     /// The latest sample of the instance's process tree.
     pub usage: super::monitor::Usage,
+    /// The old run that keeps serving while a replacement starts.
+    pub retiree: Option<Retiring>,
+}
+
+/// An old run being replaced: kept serving until its successor is ready, then
+/// stopped on its own (it is no longer the instance).
+#[derive(Debug, Clone)]
+pub(super) struct Retiring {
+    pub app: String,
+    pub index: u32,
+    pub pid: i32,
+    pub pgid: Option<i32>,
+    pub tag: String,
 }
 
 struct Waiter {
@@ -75,6 +88,12 @@ pub(super) struct Supervisor {
     pub(super) events: tokio::sync::broadcast::Sender<super::Event>,
     /// Total restarts at the last summary line.
     pub(super) restarts_at_summary: u64,
+    /// Listening sockets of instances with `socket = "supervisor"`.
+    pub(super) sockets: super::sockets::Sockets,
+    /// `NOTIFY_SOCKET` for apps with `ready = "notify"`, when it could be bound.
+    pub(super) notify_path: Option<PathBuf>,
+    /// Old runs of finished replaces that are still stopping, by main pid.
+    pub(super) retiring: HashMap<i32, Retiring>,
 }
 
 impl Supervisor {
@@ -102,6 +121,9 @@ impl Supervisor {
             sample_interval,
             events: tokio::sync::broadcast::channel(super::EVENT_BUFFER).0,
             restarts_at_summary: 0,
+            sockets: Default::default(),
+            notify_path: None,
+            retiring: HashMap::new(),
         }
     }
 
@@ -168,16 +190,20 @@ impl Supervisor {
             Msg::Metrics { reply } => {
                 let _ = reply.send(super::report::metrics(self));
             }
-            Msg::RestartInstance { app, index, reply } => {
+            Msg::ReplaceInstance { app, index, reply } => {
                 let r = self.guard().and_then(|()| match self.inst(&app, index) {
-                    Some(_) => {
-                        self.feed(&app, index, Fact::Restart);
-                        Ok(())
+                    Some(i) => {
+                        let old = i.lc.pid.filter(|_| i.lc.state == State::Online);
+                        self.saved.stopped.remove(&app);
+                        self.feed(&app, index, Fact::Replace);
+                        Ok(old)
                     }
                     None => Err(Error::UnknownApp(format!("{app}:{index}"))),
                 });
                 let _ = reply.send(r);
             }
+            Msg::Ready { pid } => self.ready(pid),
+            Msg::RetireeTimer { pid } => self.retiree_timer(pid),
             Msg::Scale { app, instances, reply } => {
                 let r = self.guard().and_then(|()| self.scale(&app, instances));
                 let _ = reply.send(r);
@@ -303,10 +329,14 @@ impl Supervisor {
                 .filter_map(|n| self.apps.get(n))
                 .all(|a| a.instances.iter().all(|i| i.lc.state.is_settled())),
             Want::Gone(names) => names.iter().all(|n| !self.apps.contains_key(n)),
-            Want::AllStopped => self
-                .apps
-                .values()
-                .all(|a| a.instances.iter().all(|i| matches!(i.lc.state, State::Stopped | State::Errored))),
+            Want::AllStopped => {
+                self.retiring.is_empty()
+                    && self
+                        .apps
+                        .values()
+                        .all(|a| a.instances.iter().all(|i| matches!(i.lc.state, State::Stopped | State::Errored)))
+            }
+            Want::InstanceSettled(app, index) => self.inst(app, *index).is_none_or(|i| i.lc.state.is_settled()),
         }
     }
 }
