@@ -117,16 +117,24 @@ pub async fn run(
     let server = tokio::spawn(http::serve(listener, app, async move {
         let _ = accepting.await;
     }));
+    // The database is open and the socket is served: tell the supervisor (sd_notify;
+    // nothing happens without NOTIFY_SOCKET).
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot send READY=1 to NOTIFY_SOCKET");
+    }
 
     shutdown.await;
     let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_timeout;
     ctx.drain.send_replace(true);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Stop accepting at once: with a socket shared with a successor (a reload under
+    // l4ctl) new connections go to it; alone, they are refused and clients retry.
+    let _ = stop_accepting.send(());
+    let _ = tokio::time::timeout_at(deadline, server).await;
     info!(connections = ctx.active.load(Ordering::Acquire), "draining");
     while ctx.active.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = stop_accepting.send(());
-    let _ = tokio::time::timeout_at(deadline, server).await;
     housekeeping.abort();
     let left = ctx.active.load(Ordering::Acquire);
     info!(left, "stopped");

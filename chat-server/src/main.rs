@@ -1,4 +1,6 @@
-//! `chat-server`: reads its settings, binds `HOST:PORT` and serves until SIGTERM/SIGINT.
+//! `chat-server`: reads its settings, takes the listening socket it was given
+//! (`LISTEN_FDS`, as l4ctl and systemd pass it) or binds `HOST:PORT`, and serves
+//! until SIGTERM/SIGINT.
 //! Exit codes: 0 after a clean drain, 1 on a runtime failure, 2 on invalid settings.
 
 use std::path::PathBuf;
@@ -45,14 +47,29 @@ fn main() -> ExitCode {
 fn serve(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let addr = (settings.host, settings.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let listener = match inherited().context("reading LISTEN_FDS")? {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind((settings.host, settings.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?,
+        };
         layer4_chat_server::run(settings, listener, shutdown_signal()).await.map_err(anyhow::Error::from)
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     Ok(())
+}
+
+/// The first socket passed by the supervisor (fd 3 with `LISTEN_FDS` and our pid
+/// in `LISTEN_PID`), if any.
+fn inherited() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let Some(fd) = sd_notify::listen_fds()?.next() else { return Ok(None) };
+    // SAFETY: `listen_fds` checked that LISTEN_PID is this process, so fd 3 was
+    // passed to us and nothing else in this process owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("fd 3 is not a listening TCP socket")?;
+    Ok(Some(listener))
 }
 
 async fn shutdown_signal() {

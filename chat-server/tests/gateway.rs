@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use layer4_chat_client::http;
 use layer4_chat_client::protocol::{ClientMsg, ErrorCode, Format, ServerMsg, close};
 use tokio_tungstenite::tungstenite;
 
@@ -161,8 +160,31 @@ async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
     assert!(rss < 100e6, "RSS {rss} stayed bounded");
 }
 
+/// `GET path` on an open keep-alive connection: status and body.
+async fn get_on(stream: &mut tokio::net::TcpStream, path: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .unwrap();
+        if buf.len() >= end + 4 + length {
+            let status = text[9..12].parse().unwrap();
+            return (status, serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap());
+        }
+    }
+}
+
 #[tokio::test]
-async fn sigterm_drains_with_1012_reports_draining_and_exits_0() {
+async fn sigterm_stops_accepting_drains_with_1012_reports_draining_and_exits_0() {
     let mut server = Server::start(&[("DRAIN_WINDOW", "1500")]).await;
     let f = Format::Json;
     let mut clients = Vec::new();
@@ -171,21 +193,27 @@ async fn sigterm_drains_with_1012_reports_draining_and_exits_0() {
         raw_next(&mut ws, f).await.unwrap();
         clients.push(ws);
     }
+    let mut kept = tokio::net::TcpStream::connect(server.base().trim_start_matches("http://")).await.unwrap();
+    assert_eq!(get_on(&mut kept, "/api/health/websocket").await.0, 200);
     server.signal(nix::sys::signal::Signal::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, _, body) = http::get(&server.base(), "/api/health/websocket").await.unwrap();
+        let (status, health) = get_on(&mut kept, "/api/health/websocket").await;
         if status == 503 {
-            let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(health["status"], "draining");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never reported draining");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    match raw(&server.ws_url(), Some(&server.token(9, "late")), None).await {
-        Err(e) => assert_eq!(http_status(e), 503),
-        Ok(_) => panic!("a draining server accepted a WebSocket"),
+    // New connections are no longer accepted (under l4ctl they go to the successor).
+    loop {
+        match raw(&server.ws_url(), Some(&server.token(9, "late")), None).await {
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "still accepting while draining: {e}"),
+            Ok(_) => panic!("a draining server accepted a WebSocket"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for ws in &mut clients {
         assert_eq!(raw_close_code(ws, f).await, Some(close::RESTART));

@@ -6,6 +6,7 @@ mod helper;
 
 mod accounts;
 mod client;
+mod cluster;
 mod gateway;
 mod resume;
 mod rooms;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub drain_window: Duration,
     pub shutdown_timeout: Duration,
     pub metrics_log_interval: Duration,
+    /// Workers of this app (`L4_INSTANCES`, set by l4ctl); more than one needs Redis.
+    pub instances: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -97,6 +99,7 @@ pub const VARIABLES: &[&str] = &[
     "DRAIN_WINDOW",
     "SHUTDOWN_TIMEOUT",
     "METRICS_LOG_INTERVAL",
+    "L4_INSTANCES",
 ];
 
 /// A raw value and where it came from.
@@ -165,6 +168,13 @@ impl Parser {
         {
             self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
         }
+        let instances = self.number("L4_INSTANCES", 1, 1, 1024) as u32;
+        if instances > 1 && redis_url.is_none() {
+            self.fail(
+                "REDIS_URL",
+                format!("is required with {instances} workers (L4_INSTANCES): without Redis every worker would keep its own copy of each room and clients on different workers would not see each other's messages"),
+            );
+        }
         let development = is_development(&app_env);
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) if secret.len() < 16 => {
@@ -172,6 +182,13 @@ impl Parser {
                 (Vec::new(), false)
             }
             Some(secret) => (secret.into_bytes(), false),
+            None if development && instances > 1 => {
+                self.fail(
+                    "JWT_SECRET",
+                    format!("is required with {instances} workers (L4_INSTANCES): a random per-process secret would make each worker reject the others' tokens"),
+                );
+                (Vec::new(), false)
+            }
             None if development => (rand::random::<[u8; 32]>().to_vec(), true),
             None => {
                 self.fail(
@@ -208,6 +225,7 @@ impl Parser {
             drain_window: self.millis("DRAIN_WINDOW", 3_000, 0, 600_000),
             shutdown_timeout: self.millis("SHUTDOWN_TIMEOUT", 5_000, 100, 600_000),
             metrics_log_interval: self.millis("METRICS_LOG_INTERVAL", 30_000, 100, 86_400_000),
+            instances,
         }
     }
 

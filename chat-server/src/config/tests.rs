@@ -106,3 +106,14 @@ fn the_shipped_env_example_is_valid_settings() {
     assert_eq!(settings.max_connections, 2500);
     assert!(settings.database_url.starts_with("postgres://"));
 }
+
+#[test]
+fn more_than_one_worker_needs_redis_and_a_shared_secret() {
+    let err = Settings::from_sources(None, env(&[("L4_INSTANCES", "3")])).unwrap_err().to_string();
+    assert!(err.contains("REDIS_URL: is required with 3 workers (L4_INSTANCES)"), "{err}");
+    assert!(err.contains("without Redis every worker would keep its own copy of each room"), "{err}");
+    assert!(err.contains("JWT_SECRET") && err.contains("reject the others' tokens"), "{err}");
+    let ok = env(&[("L4_INSTANCES", "3"), ("REDIS_URL", "redis://127.0.0.1:6379"), ("JWT_SECRET", "0123456789abcdef")]);
+    assert_eq!(Settings::from_sources(None, ok).unwrap().instances, 3);
+    assert_eq!(Settings::from_sources(None, env(&[("L4_INSTANCES", "1")])).unwrap().instances, 1);
+}

@@ -47,7 +47,15 @@ pub(super) async fn report(s: &ApiState, apps: Vec<String>, started: bool) -> Re
             "waiting-restart" | "crash-loop" | "errored" => started,
             _ => false,
         })
-        .map(|i| format!("{}:{} is {}", i.app, i.instance, i.state))
+        .map(|i| {
+            // Say why, when the last run left a reason (a taken port, a missing program).
+            match i.last_exit.as_ref().and_then(|e| e.error.as_deref()) {
+                Some(why) if i.state != "starting" && i.state != "stopping" => {
+                    format!("{}:{} is {}: {why}", i.app, i.instance, i.state)
+                }
+                _ => format!("{}:{} is {}", i.app, i.instance, i.state),
+            }
+        })
         .collect();
     Ok(Json(ActionReport { schema: SCHEMA, apps, failed, status }))
 }

@@ -1,0 +1,214 @@
+//! README "Readiness and rolling reload": chat-server workers run by the real
+//! `l4ctl` (the workspace's binary beside ours), on sockets l4ctl owns, ready by
+//! sd_notify; a reload under load refuses no connection and loses no message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use layer4_chat_client::client::Event;
+use layer4_chat_client::protocol::Format;
+
+use crate::helper::{SECRET, free_port, joined, messages};
+
+/// `l4ctl`, built by `cargo test --workspace` next to `chat-server`.
+fn l4ctl() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_chat-server")).with_file_name("l4ctl");
+    assert!(path.is_file(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A temp folder with an l4ctl config running `chat-server` workers.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start(instances: u32, env: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("l4cluster").tempdir().unwrap();
+        let port = free_port();
+        let mut vars = vec![
+            ("JWT_SECRET".to_owned(), SECRET.to_owned()),
+            ("DATABASE_URL".to_owned(), format!("sqlite://{}/chat.db", dir.path().display())),
+            ("APP_ENV".to_owned(), "test".to_owned()),
+            ("DRAIN_WINDOW".to_owned(), "300".to_owned()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env_lines: String = vars.iter().map(|(k, v)| format!("{k} = {v:?}\n")).collect();
+        let config = format!(
+            "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"off\"\n\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\ninstances = {instances}\nready = \"notify\"\nlisten_timeout = \"20s\"\nkill_timeout = \"10s\"\n[apps.env]\n{env_lines}",
+            env!("CARGO_BIN_EXE_chat-server"),
+        );
+        std::fs::write(dir.path().join("l4.toml"), config).unwrap();
+        let cluster = Cluster { dir, port };
+        let out = cluster.l4(&["start", "l4.toml"]);
+        assert!(out.status.success(), "start failed: {}", cluster.diagnose(&out));
+        cluster
+    }
+
+    pub fn l4(&self, args: &[&str]) -> Output {
+        Command::new(l4ctl())
+            .arg("--config")
+            .arg(self.dir.path().join("l4.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("L4_HOME")
+            .env_remove("L4_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// `l4ctl status --json` (the schema of `layer4_supervisor::api::types::StatusReport`).
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.l4(&["status", "--json"]);
+        assert!(out.status.success(), "{}", self.diagnose(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn pids(&self) -> Vec<Option<u64>> {
+        self.status()["instances"].as_array().unwrap().iter().map(|i| i["pid"].as_u64()).collect()
+    }
+
+    pub fn ws_url(&self, instance: u16) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port + instance)
+    }
+
+    /// The command's output and every log file, for failure messages.
+    pub fn diagnose(&self, out: &Output) -> String {
+        let mut text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for entry in std::fs::read_dir(self.dir.path().join("logs")).into_iter().flatten().flatten() {
+            let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: String =
+                body.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            text.push_str(&format!("\n--- {}\n{tail}", entry.path().display()));
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.l4(&["kill"]);
+    }
+}
+
+/// New connections to `port`, one after another until `stop`. A request that
+/// reached a worker just as it began to drain may get its documented
+/// `503 {"status":"draining"}` (nginx passes those to another instance); anything
+/// else but a 200 (a refused or dropped connection above all) is a failure.
+fn health_loop(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let base = format!("http://127.0.0.1:{port}");
+        while !stop.load(Ordering::Relaxed) {
+            let got = layer4_chat_client::http::get(&base, "/api/health/websocket").await;
+            total.fetch_add(1, Ordering::Relaxed);
+            let fine = match &got {
+                Ok((200, _, _)) => true,
+                Ok((503, _, body)) => {
+                    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["status"] == "draining")
+                }
+                _ => false,
+            };
+            if !fine {
+                failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("health failed: {got:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_l4ctl_refuses_no_connection_and_loses_no_message() {
+    let cluster = Cluster::start(1, &[]);
+    let before = cluster.pids();
+    let token = |id: i64, name: &str| {
+        layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap().issue(id, name)
+    };
+    let client = |id: i64, name: &str| {
+        let mut config =
+            layer4_chat_client::client::ClientConfig::new(cluster.ws_url(0), token(id, name)).format(Format::Json);
+        config.backoff_base = Duration::from_millis(20);
+        config.backoff_max = Duration::from_millis(200);
+        layer4_chat_client::client::Client::start(config)
+    };
+    let mut sub = client(1, "sub");
+    let mut publisher = client(2, "pub");
+    joined(&mut sub, "room").await;
+    joined(&mut publisher, "room").await;
+
+    let (stop, failures, total) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let health = health_loop(cluster.port, stop.clone(), failures.clone(), total.clone());
+    let sender = publisher.sender();
+    let sending = tokio::spawn(async move {
+        for i in 0..300 {
+            sender.send("room", &i.to_string()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // Acks and echoes must be read for the publisher to keep going.
+    let draining = tokio::spawn(async move { while publisher.next_event().await.is_some() {} });
+    for round in 0..2 {
+        let out = tokio::task::block_in_place(|| cluster.l4(&["reload", "chat"]));
+        assert!(out.status.success(), "reload {round}: {}", cluster.diagnose(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("chat:0 pid ") && stderr.contains(", ready after "), "{stderr}");
+    }
+    let got = messages(&mut sub, 300).await;
+    stop.store(true, Ordering::Relaxed);
+    health.await.unwrap();
+    sending.await.unwrap();
+    draining.abort();
+
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "every message once, in order");
+    let bodies: Vec<u32> = got.iter().map(|m| m.body.parse().unwrap()).collect();
+    assert_eq!(bodies, (0..300).collect::<Vec<_>>());
+    assert!(total.load(Ordering::Relaxed) > 20, "the health loop ran throughout");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no health request failed during the reloads");
+    let after = cluster.status();
+    let row = &after["instances"][0];
+    assert_eq!(row["state"], "online");
+    assert_ne!(row["pid"].as_u64(), before[0], "the worker was replaced");
+    assert_eq!(row["restarts_by_reason"]["reload"], 2);
+    // The subscriber saw the worker go (1012) and came back without a gap.
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), sub.next_event()).await {
+        assert!(!matches!(e, Event::Gap { .. } | Event::Closed { .. }), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_port_held_by_another_process_is_named_in_the_error() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"off\"\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\nready = \"notify\"\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"\n[apps.env]\nJWT_SECRET = {SECRET:?}\n",
+        env!("CARGO_BIN_EXE_chat-server"),
+    );
+    std::fs::write(dir.path().join("l4.toml"), config).unwrap();
+    let l4 = |args: &[&str]| {
+        Command::new(l4ctl())
+            .arg("--config")
+            .arg(dir.path().join("l4.toml"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = l4(&["start", "l4.toml"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = l4(&["kill"]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let expected = format!("port {port} is already in use by pid {} (", std::process::id());
+    assert!(text.contains(&expected), "{text}");
+}
