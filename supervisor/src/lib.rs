@@ -4,6 +4,7 @@
 //! - [`lifecycle`] is the pure state machine of one instance (no I/O).
 //! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
 //! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
+//! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
 
 pub mod api;
 pub mod cli;
@@ -13,4 +14,5 @@ pub mod daemon;
 pub mod fsutil;
 pub mod lifecycle;
 pub mod logs;
+pub mod nginx;
 pub mod telemetry;

@@ -11,5 +11,6 @@ mod cli;
 mod daemon;
 mod logs;
 mod memory;
+mod nginx;
 mod processes;
 mod restart;

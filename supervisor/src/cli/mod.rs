@@ -6,6 +6,7 @@
 
 mod background;
 mod logs;
+mod nginx;
 mod reload;
 mod render;
 
@@ -58,8 +59,14 @@ pub enum Command {
         #[arg(long)]
         parallel: Option<u32>,
     },
-    /// Set the number of instances of an app (until the config file is reloaded).
+    /// Set the number of instances of an app (until the config file is reloaded);
+    /// with `[nginx] auto_reload`, nginx follows.
     Scale { app: String, instances: u32 },
+    /// Render the Nginx config from the live worker table, check it, install it, reload nginx.
+    Nginx {
+        #[command(subcommand)]
+        what: nginx::NginxCommand,
+    },
     /// Stop an app (or `all`) and forget it.
     #[command(alias = "del")]
     Delete { app: String },
@@ -181,12 +188,22 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Reload { app, parallel } => reload::reload(&cli, app, *parallel).await,
         Command::Scale { app, instances } => {
             let client = Client::new(&resolve(&cli, None).home);
-            finish(
-                client
-                    .post::<ActionReport>(&format!("/api/v1/apps/{app}/scale"), json!({ "instances": instances }))
-                    .await,
-            )
+            let path = format!("/api/v1/apps/{app}/scale");
+            let result = client.post::<ActionReport>(&path, json!({ "instances": instances })).await;
+            let scaled = matches!(&result, Ok(r) if r.failed.is_empty());
+            let code = finish(result);
+            if !scaled {
+                return code;
+            }
+            match nginx::after_scale(&cli).await {
+                Ok(()) => code,
+                Err(message) => {
+                    eprintln!("l4ctl: scaled, but nginx was not updated: {message}");
+                    ExitCode::from(1)
+                }
+            }
         }
+        Command::Nginx { what } => nginx::run(&cli, *what).await,
         Command::Status { json } => status(&cli, *json).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
         Command::Logs { app, lines, follow, err, out, raw, json } => {

@@ -7,6 +7,7 @@
 
 mod diag;
 mod listen;
+mod nginx;
 mod schema;
 mod units;
 mod validate;
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use listen::{Ready, SocketOwner};
+pub use nginx::NginxSpec;
 pub use schema::{LogType, RotateInterval};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub file: PathBuf,
     pub daemon: DaemonSpec,
     pub apps: Vec<AppSpec>,
+    /// `[nginx]`, when the file has one.
+    pub nginx: Option<NginxSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -196,6 +196,7 @@ impl Default for DaemonSection {
 #[derive(Debug, Clone, Default)]
 pub struct FileSection {
     pub daemon: DaemonSection,
+    pub nginx: Option<super::nginx::NginxSection>,
     pub apps: Vec<(AppSection, Profiles)>,
 }
 

@@ -34,6 +34,7 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                     file.daemon = d;
                 }
             }
+            "nginx" => file.nginx = report.collect::<super::nginx::NginxSection>(value),
             "apps" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     report.push(value.span(), "`apps` must be an array of tables: write each app as [[apps]]");
@@ -48,7 +49,7 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                 }
             }
             other => {
-                report.push(key.span(), format!("unknown section `{other}`, expected `daemon` or `apps`"));
+                report.push(key.span(), format!("unknown section `{other}`, expected `daemon`, `apps` or `nginx`"));
             }
         }
     }
@@ -242,7 +243,8 @@ pub(super) fn resolve(
         // A typo in `--env` must not silently run the development environment.
         report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
     }
-    Some(Config { file: path.to_path_buf(), daemon, apps })
+    let nginx = file.nginx.and_then(|n| super::nginx::resolve(report, n, &apps, base, &daemon.home));
+    Some(Config { file: path.to_path_buf(), daemon, apps, nginx })
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -1,0 +1,95 @@
+//! `l4ctl nginx render [--stdout] | check | reload`, and the re-render after
+//! `l4ctl scale` when `[nginx] auto_reload` is on. The CLI does this, not the
+//! daemon: it reads `[nginx]` from the config file and the live worker table
+//! from the daemon, and runs `nginx` itself (the daemon reaps every child it
+//! has, so it runs no helper commands).
+
+use std::process::ExitCode;
+
+use super::{Cli, resolve};
+use crate::api::types::StatusReport;
+use crate::client::Client;
+use crate::config::{self, NginxSpec};
+use crate::nginx;
+
+/// What `l4ctl nginx` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum NginxCommand {
+    /// Render the config from the live worker table and install it at `[nginx] output`.
+    Render {
+        /// Print it instead of installing it.
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Render it and run `nginx -t` on it under a temporary prefix (nothing is installed).
+    Check,
+    /// Render, check, install (atomically) and run `[nginx] reload_command`.
+    Reload,
+}
+
+pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
+    match apply(cli, what).await {
+        Ok(message) => {
+            if !message.is_empty() {
+                eprintln!("l4ctl: {message}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("l4ctl: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// After a scale: the `reload` sequence when `auto_reload` is on.
+pub(super) async fn after_scale(cli: &Cli) -> Result<(), String> {
+    match spec_of(cli) {
+        Ok((spec, _)) if spec.auto_reload => apply(cli, NginxCommand::Reload).await.map(|m| eprintln!("l4ctl: {m}")),
+        _ => Ok(()),
+    }
+}
+
+async fn apply(cli: &Cli, what: NginxCommand) -> Result<String, String> {
+    let (spec, host) = spec_of(cli)?;
+    let client = Client::new(&resolve(cli, None).home);
+    let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
+    let rendered = nginx::render(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
+    let ready = status.instances.iter().filter(|i| i.app == spec.app && i.state == "online").count();
+    match what {
+        NginxCommand::Render { stdout: true } => {
+            print!("{rendered}");
+            Ok(String::new())
+        }
+        NginxCommand::Render { stdout: false } => {
+            nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
+            Ok(format!("{} written ({ready} ready instance(s) of {})", spec.output.display(), spec.app))
+        }
+        NginxCommand::Check => {
+            nginx::check(&spec, &rendered).map_err(|e| e.to_string())?;
+            Ok(format!("nginx -t accepts the config for {} ({ready} ready instance(s))", spec.app))
+        }
+        NginxCommand::Reload => {
+            nginx::check(&spec, &rendered)
+                .map_err(|e| format!("{e}\nthe installed config {} is unchanged", spec.output.display()))?;
+            nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
+            nginx::reload(&spec).map_err(|e| e.to_string())?;
+            Ok(format!("{} installed ({ready} ready instance(s)) and nginx reloaded", spec.output.display()))
+        }
+    }
+}
+
+/// `[nginx]` of the config file, and the address nginx reaches the workers on.
+fn spec_of(cli: &Cli) -> Result<(NginxSpec, String), String> {
+    let path = resolve(cli, None).config.ok_or("no config file: pass --config FILE (it holds the [nginx] section)")?;
+    let loaded = config::load(&path, None).map_err(|e| e.to_string())?;
+    let spec = loaded.nginx.ok_or_else(|| format!("{} has no [nginx] section", path.display()))?;
+    let host = loaded
+        .apps
+        .iter()
+        .find(|a| a.name == spec.app)
+        .and_then(|a| a.listen)
+        .filter(|ip| !ip.is_unspecified())
+        .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string());
+    Ok((spec, host))
+}

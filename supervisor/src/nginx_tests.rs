@@ -1,0 +1,125 @@
+//! Golden files of the built-in template with 1, 4 and 0 ready instances, and a
+//! real `nginx -t` of each when nginx is installed (`.ci/test` installs it).
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn spec() -> NginxSpec {
+    NginxSpec {
+        app: "layer4-chat".into(),
+        template: None,
+        output: PathBuf::from("/tmp/unused.conf"),
+        server_name: "chat.example.com".into(),
+        listen: "80".into(),
+        ssl_certificate: None,
+        ssl_certificate_key: None,
+        upstream_hosts: vec![],
+        max_fails: 3,
+        fail_timeout: Duration::from_secs(10),
+        proxy_read_timeout: Duration::from_secs(86_400),
+        proxy_send_timeout: Duration::from_secs(86_400),
+        proxy_connect_timeout: Duration::from_secs(5),
+        binary: "nginx".into(),
+        reload_command: vec!["nginx".into(), "-s".into(), "reload".into()],
+        auto_reload: false,
+    }
+}
+
+fn instance(app: &str, index: u32, state: &str) -> InstanceStatus {
+    InstanceStatus {
+        id: index,
+        app: app.into(),
+        instance: index,
+        pid: Some(100 + index),
+        port: Some(3001 + index as u16),
+        state: state.into(),
+        restarts: 0,
+        unstable_restarts: 0,
+        uptime_ms: None,
+        cpu_percent: None,
+        memory_bytes: None,
+        next_retry_ms: None,
+        last_exit: None,
+        threads: None,
+        open_fds: None,
+        restarts_by_reason: Default::default(),
+        memory_ceiling_bytes: None,
+    }
+}
+
+/// Compare with `golden/<name>`; `L4_BLESS=1` rewrites the file instead.
+fn golden(name: &str, got: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/golden").join(name);
+    if std::env::var_os("L4_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(got, want, "{} differs (L4_BLESS=1 to accept)", path.display());
+}
+
+/// `nginx -t` accepts it, when nginx is installed.
+fn accepted(rendered: &str) {
+    if Command::new("nginx").arg("-v").output().is_ok() {
+        check(&spec(), rendered).unwrap();
+    }
+}
+
+#[test]
+fn one_ready_instance() {
+    let got = render(&spec(), &[instance("layer4-chat", 0, "online")], "127.0.0.1").unwrap();
+    golden("nginx-1.conf", &got);
+    accepted(&got);
+}
+
+#[test]
+fn four_instances_only_ready_ones_and_only_this_app() {
+    let mut table: Vec<_> = (0..4).map(|i| instance("layer4-chat", i, "online")).collect();
+    table.push(instance("layer4-chat", 4, "starting"));
+    table.push(instance("other", 0, "online"));
+    let mut s = spec();
+    s.upstream_hosts = vec!["10.0.0.2:3001".into()];
+    s.ssl_certificate = Some("/etc/ssl/chat.pem".into());
+    s.ssl_certificate_key = Some("/etc/ssl/chat.key".into());
+    s.listen = "443 ssl".into();
+    let got = render(&s, &table, "127.0.0.1").unwrap();
+    golden("nginx-4.conf", &got);
+    assert_eq!(got.matches("server 127.0.0.1:").count(), 4, "{got}");
+}
+
+#[test]
+fn no_ready_instance_still_renders_a_valid_upstream() {
+    let got = render(&spec(), &[instance("layer4-chat", 0, "crash-loop")], "127.0.0.1").unwrap();
+    golden("nginx-0.conf", &got);
+    assert!(got.contains("server 127.0.0.1:65535 down;"), "{got}");
+    accepted(&got);
+}
+
+#[test]
+fn template_errors_name_the_file_and_line_and_unknown_variables_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.j2");
+    std::fs::write(&path, "upstream x {\n  server {{ nope }};\n}\n").unwrap();
+    let mut s = spec();
+    s.template = Some(path.clone());
+    let err = render(&s, &[], "127.0.0.1").unwrap_err().to_string();
+    assert!(err.starts_with(&format!("template {}: line 2:", path.display())), "{err}");
+    assert!(err.contains("undefined"), "{err}");
+}
+
+#[test]
+fn a_config_nginx_rejects_is_not_installed() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.output = dir.path().join("live.conf");
+    std::fs::write(&s.output, "# the live one\n").unwrap();
+    let err = check(&s, "upstream broken {\n").unwrap_err();
+    assert!(matches!(err, NginxError::Check(_)), "{err}");
+    assert!(err.to_string().contains("unexpected end of file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&s.output).unwrap(), "# the live one\n");
+}

@@ -1,0 +1,123 @@
+//! README "Nginx": a real nginx (Debian's, installed by `.ci/test`) in front of
+//! real workers on l4ctl's sockets; the config follows `l4ctl scale`, and a
+//! render that nginx rejects is never installed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helper::{Env, text, wait_for};
+
+/// A worker answering `instance <i>` to any GET, on the socket l4ctl passes as fd 3.
+const WORKER: &str = r#"import http.server, os, socket
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("instance %s\n" % os.environ["L4_INSTANCE"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+server.socket = socket.socket(fileno=3)
+server.serve_forever()
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET /` through nginx: the body, or `None` for anything but a 200.
+fn get(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nhost: chat.test\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then(|| out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_owned())
+}
+
+struct Nginx {
+    args: Vec<String>,
+}
+
+impl Nginx {
+    fn start(env: &Env, include: &str) -> Nginx {
+        let d = env.path("nginx-run");
+        std::fs::create_dir_all(&d).unwrap();
+        let d = d.display().to_string();
+        let conf = format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n include {include};\n}}\n"
+        );
+        std::fs::write(format!("{d}/nginx.conf"), conf).unwrap();
+        let args: Vec<String> =
+            ["-p", &format!("{d}/"), "-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf")]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let out = Command::new("nginx").args(&args).output().expect("nginx is installed (.ci/test installs it)");
+        assert!(out.status.success(), "nginx did not start: {}", text(&out));
+        Nginx { args }
+    }
+
+    fn reload_command(&self) -> String {
+        format!("nginx {} -s reload", self.args.join(" "))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx").args(&self.args).args(["-s", "stop"]).output();
+    }
+}
+
+#[test]
+fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
+    let (app_port, nginx_port) = (free_port(), free_port());
+    let app = format!(
+        "[[apps]]\nname = \"web\"\nscript = \"python3\"\nargs = [\"worker.py\"]\ninstances = 2\nport = {app_port}\nready = \"http:/\"\n"
+    );
+    let env = Env::new(&app);
+    std::fs::write(env.path("worker.py"), WORKER).unwrap();
+    let nginx_section = |reload: &str, template: &str| {
+        format!(
+            "[nginx]\nlisten = \"127.0.0.1:{nginx_port}\"\nserver_name = \"chat.test\"\noutput = \"nginx/layer4.conf\"\nauto_reload = true\nreload_command = {reload:?}\n{template}\n{app}"
+        )
+    };
+    env.write_config(&nginx_section("true", ""));
+    env.start();
+    let out = env.l4(&["nginx", "render"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let installed = env.path("nginx/layer4.conf");
+    let first = std::fs::read_to_string(&installed).unwrap();
+    assert_eq!(first.matches(&format!("server 127.0.0.1:{app_port} ")).count(), 1, "{first}");
+    assert_eq!(first.matches("server 127.0.0.1:").count(), 2, "{first}");
+
+    let nginx = Nginx::start(&env, &installed.display().to_string());
+    env.write_config(&nginx_section(&nginx.reload_command(), ""));
+    let body = wait_for(Duration::from_secs(10), "nginx to proxy", || get(nginx_port));
+    assert!(body.starts_with("instance "), "{body}");
+
+    let out = env.l4(&["scale", "web", "3"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), env.diagnose());
+    assert!(text(&out).contains("installed (3 ready instance(s)) and nginx reloaded"), "{}", text(&out));
+    let scaled = std::fs::read_to_string(&installed).unwrap();
+    assert_eq!(scaled.matches("server 127.0.0.1:").count(), 3, "{scaled}");
+    // least_conn spreads the requests: the new instance answers once nginx reloaded.
+    wait_for(Duration::from_secs(10), "the third instance behind nginx", || {
+        (get(nginx_port)? == "instance 2").then_some(())
+    });
+
+    std::fs::write(env.path("broken.j2"), "upstream {{ upstream }} {\n").unwrap();
+    env.write_config(&nginx_section(&nginx.reload_command(), "template = \"broken.j2\""));
+    let out = env.l4(&["nginx", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = env.l4(&["nginx", "reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nginx -t rejected the rendered config"), "{}", text(&out));
+    assert!(text(&out).contains("is unchanged"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), scaled, "the live config stays");
+    assert!(get(nginx_port).is_some(), "nginx still serves");
+}
