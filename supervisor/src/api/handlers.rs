@@ -99,7 +99,7 @@ pub(super) async fn start(
                 .await
                 .map_err(|e| bad_request(e.to_string()))?
                 .map_err(Error::Config)?;
-            ask(&s.tx, |reply| Msg::Apply { config, env: req.env, only: req.app, reply }).await??
+            ask(&s.tx, |reply| Msg::Apply { config: Box::new(config), env: req.env, only: req.app, reply }).await??
         }
         None => match req.app {
             Some(app) => ask(&s.tx, |reply| Msg::Control { target: Target::App(app), op: Op::Start, reply }).await??,

@@ -61,7 +61,7 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 #[derive(Debug)]
 pub enum Msg {
     Apply {
-        config: Config,
+        config: Box<Config>,
         env: Option<String>,
         only: Option<String>,
         reply: Reply<Vec<String>>,

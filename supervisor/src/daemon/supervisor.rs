@@ -132,7 +132,7 @@ impl Supervisor {
         let only_reaping = matches!(msg, Msg::Sigchld);
         match msg {
             Msg::Apply { config, env, only, reply } => {
-                let r = self.guard().and_then(|()| self.apply(config, env, only.as_deref(), Mode::Start));
+                let r = self.guard().and_then(|()| self.apply(*config, env, only.as_deref(), Mode::Start));
                 let _ = reply.send(r);
             }
             Msg::Control { target, op, reply } => {
