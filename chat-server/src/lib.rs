@@ -82,6 +82,8 @@ pub enum RunError {
     Key(#[from] jsonwebtoken::errors::Error),
     #[error("serving HTTP: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("REDIS_URL: cannot connect: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains: health turns 503
@@ -108,6 +110,10 @@ pub async fn run(
     });
     if ctx.settings.jwt_secret_generated {
         tracing::warn!("JWT_SECRET is not set: using a random per-process secret (APP_ENV=development)");
+    }
+    if let Some(url) = &ctx.settings.redis_url {
+        ctx.hub.connect_redis(url, ctx.settings.replay_limit).await?;
+        info!("connected to Redis: rooms are shared with the other workers");
     }
     let addr = listener.local_addr()?;
     info!(%addr, database, max_connections = ctx.settings.max_connections, "chat server listening");

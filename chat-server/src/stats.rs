@@ -74,6 +74,7 @@ pub struct Stats {
     /// Messages replayed on resume, from the room cache and from the database.
     pub replayed_from_cache: AtomicU64,
     pub replayed_from_db: AtomicU64,
+    pub replayed_from_redis: AtomicU64,
 }
 
 impl Default for Stats {
@@ -91,6 +92,7 @@ impl Default for Stats {
             resumes: AtomicU64::new(0),
             replayed_from_cache: AtomicU64::new(0),
             replayed_from_db: AtomicU64::new(0),
+            replayed_from_redis: AtomicU64::new(0),
         }
     }
 }
@@ -163,6 +165,7 @@ impl Stats {
         let replayed = vec![
             ("{source=\"cache\"}".to_string(), load(&self.replayed_from_cache)),
             ("{source=\"database\"}".to_string(), load(&self.replayed_from_db)),
+            ("{source=\"redis\"}".to_string(), load(&self.replayed_from_redis)),
         ];
         metric("chat_replayed_messages_total", "counter", "Messages replayed on resume.", &replayed);
         metric("chat_rooms", "gauge", "Rooms held in memory.", &one(g.rooms as u64));

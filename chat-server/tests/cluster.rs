@@ -11,7 +11,18 @@ use std::time::Duration;
 use layer4_chat_client::client::Event;
 use layer4_chat_client::protocol::Format;
 
-use crate::helper::{SECRET, free_port, joined, messages};
+use crate::helper::{SECRET, joined, messages};
+
+/// The first of `n` consecutive free ports.
+pub fn free_ports(n: u16) -> u16 {
+    loop {
+        let base = crate::helper::free_port();
+        if base.checked_add(n).is_some() && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
 
 /// `l4ctl`, built by `cargo test --workspace` next to `chat-server`.
 fn l4ctl() -> PathBuf {
@@ -29,13 +40,16 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(instances: u32, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("l4cluster").tempdir().unwrap();
-        let port = free_port();
-        let mut vars = vec![
-            ("JWT_SECRET".to_owned(), SECRET.to_owned()),
-            ("DATABASE_URL".to_owned(), format!("sqlite://{}/chat.db", dir.path().display())),
-            ("APP_ENV".to_owned(), "test".to_owned()),
-            ("DRAIN_WINDOW".to_owned(), "300".to_owned()),
-        ];
+        let port = free_ports(instances as u16);
+        let mut vars: std::collections::BTreeMap<String, String> = [
+            ("JWT_SECRET", SECRET.to_owned()),
+            ("DATABASE_URL", format!("sqlite://{}/chat.db", dir.path().display())),
+            ("APP_ENV", "test".to_owned()),
+            ("DRAIN_WINDOW", "300".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let env_lines: String = vars.iter().map(|(k, v)| format!("{k} = {v:?}\n")).collect();
         let config = format!(
@@ -74,6 +88,36 @@ impl Cluster {
 
     pub fn ws_url(&self, instance: u16) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port + instance)
+    }
+
+    /// A client of worker `instance` with quick reconnects.
+    pub fn client(&self, instance: u16, id: i64, name: &str) -> layer4_chat_client::client::Client {
+        let token =
+            layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap().issue(id, name);
+        let mut config =
+            layer4_chat_client::client::ClientConfig::new(self.ws_url(instance), token).format(Format::Json);
+        config.backoff_base = Duration::from_millis(20);
+        config.backoff_max = Duration::from_millis(200);
+        layer4_chat_client::client::Client::start(config)
+    }
+
+    /// A counter of worker `instance`'s `/metrics`, summed over the samples matching `labels`.
+    pub async fn metric(&self, instance: u16, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let base = format!("http://127.0.0.1:{}", self.port + instance);
+        let (_, _, body) = layer4_chat_client::http::get(&base, "/metrics").await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
     }
 
     /// The command's output and every log file, for failure messages.

@@ -7,6 +7,7 @@ mod helper;
 mod accounts;
 mod client;
 mod cluster;
+mod fanout;
 mod gateway;
 mod resume;
 mod rooms;

@@ -131,10 +131,11 @@ impl Conn {
             Joined::TooFar { .. } => {
                 ctx.stats.errors.fetch_add(1, Relaxed);
             }
-            Joined::NeedsReplay { after, head } => match ctx.hub.store.range(name, after, head).await {
-                Ok(messages) => {
+            Joined::NeedsReplay { after, head } => match self.replay(ctx, name, after, head).await {
+                Ok((messages, from_redis)) => {
                     let n = room.finish_join(self.id, head, messages) as u64;
-                    ctx.stats.replayed_from_db.fetch_add(n, Relaxed);
+                    let counter = if from_redis { &ctx.stats.replayed_from_redis } else { &ctx.stats.replayed_from_db };
+                    counter.fetch_add(n, Relaxed);
                 }
                 Err(e) => {
                     tracing::warn!(room = name, error = %e, "replay failed");
@@ -145,6 +146,23 @@ impl Conn {
         }
         self.rooms.insert(room.name.clone(), room);
         None
+    }
+
+    /// A resume's missed messages: from the Redis history when it holds them all (a
+    /// client that moved from another worker), else from the database. True: from Redis.
+    async fn replay(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        after: u64,
+        head: u64,
+    ) -> Result<(Vec<layer4_chat_client::protocol::ChatMessage>, bool), crate::store::StoreError> {
+        if let Some(fanout) = ctx.hub.fanout.get()
+            && let Some(messages) = fanout.recent(name, after, head).await
+        {
+            return Ok((messages, true));
+        }
+        Ok((ctx.hub.store.range(name, after, head).await?, false))
     }
 
     async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {

@@ -3,16 +3,19 @@
 //! Owns which rooms are in memory (created on first join, dropped a minute after their
 //! last member left) and the rule that a message is durable before anyone sees it:
 //! [`Hub::send`] (in [`send`]) stores a room's messages in batches by one writer at a
-//! time and queues them for every member in sequence order. Cross-worker fan-out
-//! (Redis) plugs in behind `publish` in the cluster work.
+//! time and queues them for every member in sequence order ([`order`]). With
+//! `REDIS_URL`, [`fanout`] carries each stored message to the other workers that
+//! have the room in memory.
 
+pub mod fanout;
+pub mod order;
 pub mod room;
 #[cfg(test)]
 mod room_tests;
 pub mod send;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::gateway::flush::Flushers;
@@ -23,12 +26,18 @@ pub use room::{Entry, Joined, Room};
 /// How long an empty room stays in memory (with its cache) after its last member left.
 const IDLE_ROOM: Duration = Duration::from_secs(60);
 
+/// The rooms in memory, by name (shared with the Redis receiver).
+pub type Rooms = Arc<Mutex<HashMap<Arc<str>, Arc<Room>>>>;
+
 #[derive(Debug)]
 pub struct Hub {
-    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    rooms: Rooms,
     pub store: Store,
     pub stats: Arc<Stats>,
     pub flushers: Arc<Flushers>,
+    pub deliverer: order::Deliverer,
+    /// Set by [`Hub::connect_redis`] when `REDIS_URL` is.
+    pub fanout: OnceLock<Arc<fanout::Fanout>>,
     cache_size: usize,
 }
 
@@ -45,7 +54,16 @@ impl Hub {
     /// Starts the flushers too: call it inside the runtime.
     pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize) -> Hub {
         let flushers = Flushers::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        Hub { rooms: Mutex::new(HashMap::new()), store, stats, flushers, cache_size }
+        let deliverer = order::Deliverer { store: store.clone(), flushers: flushers.clone(), stats: stats.clone() };
+        let rooms = Arc::new(Mutex::new(HashMap::new()));
+        Hub { rooms, store, stats, flushers, deliverer, fanout: OnceLock::new(), cache_size }
+    }
+
+    /// Connect to Redis for fan-out between workers; `history`: messages kept per room there.
+    pub async fn connect_redis(&self, url: &str, history: usize) -> redis::RedisResult<()> {
+        let fanout = fanout::Fanout::connect(url, history, self.rooms.clone(), self.deliverer.clone()).await?;
+        let _ = self.fanout.set(fanout);
+        Ok(())
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
@@ -68,18 +86,39 @@ impl Hub {
         };
         room.loaded
             .get_or_try_init(|| async {
+                // Subscribed before the head is read: a message stored after the read
+                // is published after it, so it arrives (held until the load is done).
+                if let Some(fanout) = self.fanout.get() {
+                    fanout.subscribe(&room.name).await;
+                }
                 let head = self.store.head(&room.name).await?;
-                room.set_head(head);
+                self.deliverer.loaded(&room, head);
                 Ok::<(), StoreError>(())
             })
             .await?;
         Ok(room)
     }
 
-    /// Drops rooms that have had no members for a minute and that nobody is joining.
+    /// Drops rooms that have had no members for a minute and that nobody is joining
+    /// (and their Redis subscriptions).
     pub fn sweep(&self) {
         let cutoff = Instant::now().checked_sub(IDLE_ROOM).unwrap_or_else(Instant::now);
-        self.rooms().retain(|_, room| Arc::strong_count(room) > 1 || !room.idle_since_before(cutoff));
+        let mut gone = Vec::new();
+        self.rooms().retain(|name, room| {
+            let keep = Arc::strong_count(room) > 1 || !room.idle_since_before(cutoff);
+            if !keep {
+                gone.push(name.clone());
+            }
+            keep
+        });
+        if let (Some(fanout), false) = (self.fanout.get(), gone.is_empty()) {
+            let fanout = fanout.clone();
+            tokio::spawn(async move {
+                for name in gone {
+                    fanout.unsubscribe(&name).await;
+                }
+            });
+        }
     }
 
     pub fn room_count(&self) -> usize {

@@ -6,8 +6,13 @@
 //! room's state lock, so a member sees each sequence number once and in order. A member
 //! whose replay must come from the database is held as *pending*: live messages are kept
 //! aside for it until the replay has been queued, then appended.
+//!
+//! Messages reach a room from its own writer and, with several workers, from Redis, in
+//! any order. A message past `head + 1` is *held* until the gap is filled (from the
+//! database, by [`super::order`]), so members never see a gap; one at or below `head`
+//! was delivered already and is dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -51,12 +56,31 @@ struct Member {
     pending: Option<Vec<Arc<Entry>>>,
 }
 
+/// Messages held past a gap at most; beyond this the newest are dropped (the fill
+/// fetches them from the database anyway).
+const MAX_HELD: usize = 10_000;
+
 #[derive(Debug, Default)]
 struct State {
     head: u64,
+    /// `head` was read from the database: until then everything is held.
+    loaded: bool,
     members: HashMap<u64, Member>,
     cache: VecDeque<Arc<Entry>>,
     empty_since: Option<Instant>,
+    /// Messages past a gap, by sequence number.
+    held: BTreeMap<u64, Arc<Entry>>,
+    /// A fill of the gap before `held` is under way.
+    filling: bool,
+}
+
+/// What [`Room::publish`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub delivered: u64,
+    pub overflowed: u64,
+    /// The caller must start a fill ([`super::order`]): a message is held past a gap.
+    pub fill: bool,
 }
 
 #[derive(Debug)]
@@ -100,9 +124,27 @@ impl Room {
         self.appends.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn set_head(&self, head: u64) {
+    /// The head read from the database on first use: held messages at or below it are
+    /// dropped, the ones right after it delivered. True when a fill must start.
+    pub(super) fn set_loaded(&self, head: u64, flushers: &Flushers) -> Published {
         let mut s = self.lock();
         s.head = s.head.max(head);
+        s.loaded = true;
+        let mut out = Published::default();
+        Self::drain_held(&mut s, self.cache_size, flushers, &mut out);
+        out
+    }
+
+    /// The gap to fill: `(head, last missing)`, or None (and the fill ends) when none is left.
+    pub(super) fn gap(&self) -> Option<(u64, u64)> {
+        let mut s = self.lock();
+        match s.held.keys().next() {
+            Some(&first) if s.loaded => Some((s.head, first - 1)),
+            _ => {
+                s.filling = false;
+                None
+            }
+        }
     }
 
     pub fn head(&self) -> u64 {
@@ -194,40 +236,73 @@ impl Room {
         was
     }
 
-    /// Records a newly stored message and queues it for every member. Returns
-    /// (deliveries, members that overflowed).
-    pub fn publish(&self, entry: Arc<Entry>, flushers: &Flushers) -> (u64, u64) {
+    /// Records a stored message and queues it for every member, in sequence order: one
+    /// past a gap is held (and `fill` asks the caller to fill the gap), one already
+    /// delivered is dropped.
+    pub fn publish(&self, entry: Arc<Entry>, flushers: &Flushers) -> Published {
         let mut s = self.lock();
-        if entry.msg.seq <= s.head {
-            return (0, 0);
+        let mut out = Published::default();
+        let seq = entry.msg.seq;
+        if seq <= s.head {
+            return out;
         }
-        s.head = s.head.max(entry.msg.seq);
-        if self.cache_size > 0 {
-            if s.cache.len() == self.cache_size {
+        if seq > s.head + 1 || !s.loaded {
+            if s.held.len() < MAX_HELD || s.held.keys().next_back().is_some_and(|&last| seq < last) {
+                s.held.insert(seq, entry);
+                if s.held.len() > MAX_HELD {
+                    s.held.pop_last();
+                }
+            }
+            out.fill = s.loaded && !std::mem::replace(&mut s.filling, true);
+            return out;
+        }
+        Self::deliver(&mut s, self.cache_size, entry, flushers, &mut out);
+        Self::drain_held(&mut s, self.cache_size, flushers, &mut out);
+        out
+    }
+
+    /// Delivers held messages that follow `head` without a gap; says whether a gap is left.
+    fn drain_held(s: &mut State, cache_size: usize, flushers: &Flushers, out: &mut Published) {
+        while let Some(entry) = s.held.first_entry() {
+            let seq = *entry.key();
+            if seq <= s.head {
+                entry.remove();
+            } else if seq == s.head + 1 {
+                let entry = entry.remove();
+                Self::deliver(s, cache_size, entry, flushers, out);
+            } else {
+                out.fill = !std::mem::replace(&mut s.filling, true);
+                return;
+            }
+        }
+    }
+
+    fn deliver(s: &mut State, cache_size: usize, entry: Arc<Entry>, flushers: &Flushers, out: &mut Published) {
+        s.head = entry.msg.seq;
+        if cache_size > 0 {
+            if s.cache.len() == cache_size {
                 s.cache.pop_front();
             }
             s.cache.push_back(entry.clone());
         }
-        let (mut delivered, mut overflowed) = (0, 0);
         for member in s.members.values_mut() {
             match &mut member.pending {
                 Some(waiting) if waiting.len() < MAX_PENDING => waiting.push(entry.clone()),
                 Some(_) => {
                     member.outbox.overflow();
-                    overflowed += 1;
+                    out.overflowed += 1;
                 }
                 None => match member.outbox.push_live(entry.frame(member.outbox.format)) {
                     Some(schedule) => {
-                        delivered += 1;
+                        out.delivered += 1;
                         if schedule {
                             flushers.schedule(&member.outbox);
                         }
                     }
-                    None => overflowed += 1,
+                    None => out.overflowed += 1,
                 },
             }
         }
-        (delivered, overflowed)
     }
 
     /// Whether the room can be dropped from memory: no members since `older_than`.

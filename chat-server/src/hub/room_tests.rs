@@ -16,15 +16,19 @@ fn msg(seq: u64) -> ChatMessage {
     ChatMessage { room: "r".into(), seq, id: format!("c{seq}"), user: "u".into(), body: seq.to_string(), ts: 0 }
 }
 
-fn publish(room: &Room, seqs: std::ops::RangeInclusive<u64>) {
-    thread_local! {
-        static FLUSHERS: Arc<Flushers> = Flushers::start(1);
-    }
-    FLUSHERS.with(|f| {
-        for seq in seqs {
-            room.publish(Arc::new(Entry::new(msg(seq))), f);
-        }
-    });
+thread_local! {
+    static FLUSHERS: Arc<Flushers> = Flushers::start(1);
+}
+
+/// A room whose head (0) was read from the database.
+fn loaded(cache: usize) -> Room {
+    let room = Room::new("r".into(), cache);
+    FLUSHERS.with(|f| room.set_loaded(0, f));
+    room
+}
+
+fn publish(room: &Room, seqs: impl IntoIterator<Item = u64>) -> Vec<super::room::Published> {
+    FLUSHERS.with(|f| seqs.into_iter().map(|seq| room.publish(Arc::new(Entry::new(msg(seq))), f)).collect())
 }
 
 /// An outbox on one end of a loopback connection, and the other end.
@@ -75,7 +79,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_fresh_join_gets_the_head_then_live_messages() {
-    let room = Room::new("r".into(), 8);
+    let room = loaded(8);
     publish(&room, 1..=3);
     let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, None, 100), Joined::Live { head: 3, replayed: 0 });
@@ -85,7 +89,7 @@ async fn a_fresh_join_gets_the_head_then_live_messages() {
 
 #[tokio::test]
 async fn a_resume_inside_the_cache_replays_in_order_before_live_messages() {
-    let room = Room::new("r".into(), 8);
+    let room = loaded(8);
     publish(&room, 1..=10);
     let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(6), 100), Joined::Live { head: 10, replayed: 4 });
@@ -95,7 +99,7 @@ async fn a_resume_inside_the_cache_replays_in_order_before_live_messages() {
 
 #[tokio::test]
 async fn a_resume_beyond_the_cache_holds_live_messages_until_the_database_replay_is_queued() {
-    let room = Room::new("r".into(), 2);
+    let room = loaded(2);
     publish(&room, 1..=10);
     let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(3), 100), Joined::NeedsReplay { after: 3, head: 10 });
@@ -110,7 +114,7 @@ async fn a_resume_beyond_the_cache_holds_live_messages_until_the_database_replay
 
 #[tokio::test]
 async fn a_gap_beyond_the_replay_limit_joins_live_and_says_so() {
-    let room = Room::new("r".into(), 0);
+    let room = loaded(0);
     publish(&room, 1..=50);
     let (out, mut far) = member().await;
     assert_eq!(room.join(1, &out, Some(5), 10), Joined::TooFar { head: 50 });
@@ -120,7 +124,7 @@ async fn a_gap_beyond_the_replay_limit_joins_live_and_says_so() {
 
 #[tokio::test]
 async fn a_message_is_published_once_and_leaving_stops_delivery() {
-    let room = Room::new("r".into(), 8);
+    let room = loaded(8);
     let (out, mut far) = member().await;
     room.join(1, &out, None, 100);
     publish(&room, 1..=2);
@@ -131,4 +135,31 @@ async fn a_message_is_published_once_and_leaving_stops_delivery() {
     out.reply(&ServerMsg::Joined { room: "marker".into(), seq: 99 });
     assert_eq!(received(&mut far, 4).await, strings(&["joined 0", "1", "2", "joined 99"]));
     assert_eq!(room.member_count(), 0);
+}
+
+#[tokio::test]
+async fn a_message_past_a_gap_is_held_until_the_gap_is_filled_and_duplicates_are_dropped() {
+    let room = loaded(8);
+    let (outbox, mut far) = member().await;
+    assert!(matches!(room.join(1, &outbox, None, 100), Joined::Live { head: 0, .. }));
+    let got = publish(&room, [1, 4, 3]);
+    assert!(!got[0].fill && got[1].fill && !got[2].fill, "one fill for the gap before 4: {got:?}");
+    assert_eq!(room.head(), 1);
+    assert_eq!(room.gap(), Some((1, 2)));
+    publish(&room, [2, 2, 1]);
+    assert_eq!(room.head(), 4, "2 released the held 3 and 4");
+    assert_eq!(room.gap(), None, "and the fill is over");
+    assert_eq!(received(&mut far, 5).await, ["joined 0", "1", "2", "3", "4"]);
+}
+
+#[tokio::test]
+async fn before_its_head_is_loaded_a_room_holds_everything() {
+    let room = Room::new("r".into(), 8);
+    let (outbox, mut far) = member().await;
+    room.join(1, &outbox, None, 100);
+    let got = publish(&room, [6, 7]);
+    assert!(got.iter().all(|p| !p.fill && p.delivered == 0), "{got:?}");
+    let loaded = FLUSHERS.with(|f| room.set_loaded(5, f));
+    assert_eq!((loaded.delivered, loaded.fill), (2, false));
+    assert_eq!(received(&mut far, 3).await, ["joined 0", "6", "7"]);
 }

@@ -20,9 +20,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use layer4_chat_client::protocol::ChatMessage;
 use tokio::sync::oneshot;
 
-use super::{Entry, Hub, Room, Sent};
+use super::{Hub, Room, Sent};
 use crate::auth::{User, now_ms};
-use crate::gateway::flush::Flushers;
 use crate::stats::Stats;
 use crate::store::{Appended, NewMessage, Store, StoreError};
 
@@ -61,7 +60,8 @@ pub struct Appends {
 #[derive(Debug, Clone)]
 struct Writer {
     store: Store,
-    flushers: Arc<Flushers>,
+    deliverer: super::order::Deliverer,
+    fanout: Option<Arc<super::fanout::Fanout>>,
     stats: Arc<Stats>,
 }
 
@@ -84,8 +84,12 @@ impl Hub {
             !std::mem::replace(&mut q.writing, true)
         };
         if start_writer {
-            let writer =
-                Writer { store: self.store.clone(), flushers: self.flushers.clone(), stats: self.stats.clone() };
+            let writer = Writer {
+                store: self.store.clone(),
+                deliverer: self.deliverer.clone(),
+                fanout: self.fanout.get().cloned(),
+                stats: self.stats.clone(),
+            };
             tokio::spawn(writer.run(room.clone()));
         }
         answer.await.unwrap_or_else(|_| Err(SendFailed("the send was interrupted; resend it".into())))
@@ -108,21 +112,23 @@ impl Writer {
         }
     }
 
-    fn publish(&self, room: &Room, msg: ChatMessage) {
-        let (delivered, overflowed) = room.publish(Arc::new(Entry::new(msg)), &self.flushers);
-        self.stats.messages_out.fetch_add(delivered, Relaxed);
-        self.stats.queue_drops.fetch_add(overflowed, Relaxed);
+    fn publish(&self, room: &Arc<Room>, msg: ChatMessage) {
+        self.deliverer.deliver(room, msg);
     }
 
-    /// Publishes a newly stored message and says so to its sender.
-    fn stored(&self, room: &Room, msg: ChatMessage) -> Sent {
+    /// Publishes a newly stored message (here and to the other workers) and says so to
+    /// its sender.
+    fn stored(&self, room: &Arc<Room>, msg: ChatMessage) -> Sent {
         let seq = msg.seq;
+        if let Some(fanout) = &self.fanout {
+            fanout.publish(&msg);
+        }
         self.publish(room, msg);
         self.stats.messages_in.fetch_add(1, Relaxed);
         Sent { room: room.name.clone(), seq, duplicate: false }
     }
 
-    async fn write_batch(&self, room: &Room, batch: Vec<Pending>) {
+    async fn write_batch(&self, room: &Arc<Room>, batch: Vec<Pending>) {
         let items: Vec<NewMessage<'_>> = batch
             .iter()
             .map(|p| NewMessage {
@@ -171,7 +177,7 @@ impl Writer {
 
     /// Publishes what the database holds beyond the room's head (a batch whose INSERT
     /// succeeded although the reply was lost), so members see no gap.
-    async fn catch_up(&self, room: &Room) -> Result<(), StoreError> {
+    async fn catch_up(&self, room: &Arc<Room>) -> Result<(), StoreError> {
         let head = room.head();
         let stored = self.store.head(&room.name).await?;
         if stored > head {

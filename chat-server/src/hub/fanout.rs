@@ -1,0 +1,201 @@
+//! Redis between workers (`REDIS_URL`): every stored message is published on its
+//! room's channel and kept in the room's recent history in Redis; a worker
+//! subscribes only to the rooms it has in memory (rooms with local members, and
+//! for a minute after the last one left), so a message reaches only the workers
+//! that need it.
+//!
+//! Correctness does not rest on Redis: a message received out of order or after
+//! a gap is held and the gap filled from the database ([`super::order`]); after
+//! Redis comes back (the connection manager reconnects and resubscribes), each
+//! room is brought up to the database's head. Redis being down delays delivery
+//! between workers; it never loses or reorders a message.
+//!
+//! Wire format: MessagePack of [`Wire`] (the sender's origin id, so a worker skips
+//! its own messages, and the message). Channel `l4:room:<room>`; history: sorted
+//! set `l4:hist:<room>` scored by sequence number, trimmed to `history` entries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use layer4_chat_client::protocol::ChatMessage;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use super::Rooms;
+use super::order::Deliverer;
+
+#[derive(Debug, serde::Deserialize)]
+struct Wire {
+    origin: u64,
+    msg: ChatMessage,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireRef<'a> {
+    origin: u64,
+    msg: &'a ChatMessage,
+}
+
+/// History kept per room in Redis lives this long after its last message.
+const HISTORY_TTL_S: i64 = 86_400;
+
+/// The connection to Redis shared by a worker's rooms.
+#[derive(Debug)]
+pub struct Fanout {
+    origin: u64,
+    con: ConnectionManager,
+    publish: mpsc::UnboundedSender<ChatMessage>,
+    history: usize,
+    /// The connection dropped; rooms are resynchronised once it is back.
+    lost: AtomicBool,
+    rooms: Rooms,
+    deliverer: Deliverer,
+}
+
+fn channel(room: &str) -> String {
+    format!("l4:room:{room}")
+}
+
+fn history_key(room: &str) -> String {
+    format!("l4:hist:{room}")
+}
+
+impl Fanout {
+    /// Connect (RESP3, pushes, automatic resubscription) and start the publisher and
+    /// the receiver. `history`: messages kept per room in Redis.
+    pub async fn connect(
+        url: &str,
+        history: usize,
+        rooms: Rooms,
+        deliverer: Deliverer,
+    ) -> redis::RedisResult<Arc<Fanout>> {
+        let url = if url.contains("protocol=") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&protocol=resp3")
+        } else {
+            format!("{url}?protocol=resp3")
+        };
+        let client = redis::Client::open(url)?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(1));
+        let con = ConnectionManager::new_with_config(client, config).await?;
+        let (publish, publish_rx) = mpsc::unbounded_channel();
+        let lost = AtomicBool::new(false);
+        let fanout = Arc::new(Fanout { origin: rand::random(), con, publish, history, lost, rooms, deliverer });
+        tokio::spawn(fanout.clone().publisher(publish_rx));
+        tokio::spawn(fanout.clone().receiver(push_rx));
+        Ok(fanout)
+    }
+
+    /// Publish a newly stored message to the other workers (in the order called).
+    pub fn publish(&self, msg: &ChatMessage) {
+        let _ = self.publish.send(msg.clone());
+    }
+
+    /// Subscribe to a room's channel; returns once Redis confirmed (or failed).
+    pub async fn subscribe(self: &Arc<Self>, room: &str) {
+        if let Err(e) = self.con.clone().subscribe(channel(room)).await {
+            tracing::warn!(room, error = %e, "cannot subscribe to the room on Redis; resubscribing when it is back");
+            self.mark_lost();
+        }
+    }
+
+    /// Redis failed: once it answers again, resubscribe and resynchronise every room.
+    fn mark_lost(self: &Arc<Self>) {
+        if !self.lost.swap(true, Ordering::Relaxed) {
+            tracing::warn!("lost Redis; messages between workers wait until it is back");
+            tokio::spawn(self.clone().recover());
+        }
+    }
+
+    pub async fn unsubscribe(&self, room: &str) {
+        let _ = self.con.clone().unsubscribe(channel(room)).await;
+    }
+
+    /// The messages `after < seq <= upto` of `room` from the Redis history, when it
+    /// holds all of them.
+    pub async fn recent(&self, room: &str, after: u64, upto: u64) -> Option<Vec<ChatMessage>> {
+        let mut con = self.con.clone();
+        let min = format!("({after}");
+        let raw: Vec<Vec<u8>> = con.zrangebyscore(history_key(room), min, upto).await.ok()?;
+        let msgs: Vec<ChatMessage> =
+            raw.iter().filter_map(|b| rmp_serde::from_slice::<Wire>(b).ok()).map(|w| w.msg).collect();
+        let complete = msgs.len() as u64 == upto - after && msgs.iter().zip(after + 1..).all(|(m, seq)| m.seq == seq);
+        complete.then_some(msgs)
+    }
+
+    /// Publishes in order, pipelining what is queued: PUBLISH, and the history entry.
+    async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ChatMessage>) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            let mut pipe = redis::pipe();
+            for msg in batch.drain(..) {
+                let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg: &msg }) else {
+                    continue;
+                };
+                let key = history_key(&msg.room);
+                pipe.publish(channel(&msg.room), &payload).ignore();
+                pipe.zadd(&key, &payload, msg.seq).ignore();
+                pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
+                pipe.expire(&key, HISTORY_TTL_S).ignore();
+            }
+            let mut con = self.con.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut con).await {
+                // Other workers fill the gap from the database when the next message
+                // arrives or when Redis is back.
+                tracing::warn!(error = %e, "cannot publish to Redis");
+                self.mark_lost();
+            }
+        }
+    }
+
+    /// Messages from other workers into local rooms; a dropped connection starts a recovery.
+    async fn receiver(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
+        while let Some(push) = rx.recv().await {
+            match push.kind {
+                PushKind::Message => {
+                    let Some(Value::BulkString(payload)) = push.data.get(1) else { continue };
+                    let Ok(wire) = rmp_serde::from_slice::<Wire>(payload) else { continue };
+                    if wire.origin == self.origin {
+                        continue;
+                    }
+                    let room =
+                        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(wire.msg.room.as_str()).cloned();
+                    if let Some(room) = room {
+                        self.deliverer.deliver(&room, wire.msg);
+                    }
+                }
+                PushKind::Disconnection => self.mark_lost(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Once Redis answers again: subscribe every room in memory and bring each up to
+    /// the database's head (messages published meanwhile were not received).
+    async fn recover(self: Arc<Self>) {
+        let mut con = self.con.clone();
+        while redis::cmd("PING").query_async::<String>(&mut con).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.lost.store(false, Ordering::Relaxed);
+        let list: Vec<_> = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for room in &list {
+            self.subscribe(&room.name).await;
+        }
+        for room in &list {
+            if let Err(e) = self.deliverer.sync(room).await {
+                tracing::warn!(room = %room.name, error = %e, "cannot resynchronise the room after Redis came back");
+            }
+        }
+        tracing::info!(rooms = list.len(), "Redis is back; rooms resubscribed and resynchronised");
+    }
+}

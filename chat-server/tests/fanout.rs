@@ -1,0 +1,184 @@
+//! README "Cluster": several chat-server workers under the real `l4ctl`, sharing
+//! rooms through a real Redis (a private `redis-server` per test, so tests never
+//! hear each other) and a real PostgreSQL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use layer4_chat_client::client::{Client, Event};
+use layer4_chat_client::protocol::{ClientMsg, Format, ServerMsg};
+
+use crate::cluster::Cluster;
+use crate::helper::{Backend, Database, free_port, joined, messages, raw, raw_next, raw_send};
+
+/// A `redis-server` of our own on a free port, keeping nothing on disk.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut redis = Redis { port: free_port(), child: None };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while redis::Client::open(self.url()).and_then(|c| c.get_connection()).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many workers are subscribed to `room`.
+    fn subscribers(&self, room: &str) -> i64 {
+        let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        let (_, n): (String, i64) =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("l4:room:{room}")).query(&mut con).unwrap();
+        n
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn cluster(instances: u32, redis: &Redis, db: &Database) -> Cluster {
+    let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    tokio::task::block_in_place(|| Cluster::start(instances, &env))
+}
+
+/// Drain a publisher's events (acks, echoes) so it can keep sending.
+fn drain(mut client: Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { while client.next_event().await.is_some() {} })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_to_any_worker_reaches_every_member_on_every_worker_once_in_order() {
+    let (redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let cluster = cluster(3, &redis, &db).await;
+    let mut members: Vec<Client> = (0..6).map(|k| cluster.client((k % 3) as u16, k, &format!("u{k}"))).collect();
+    for m in &mut members {
+        joined(m, "everyone").await;
+    }
+    let mut lonely = cluster.client(0, 50, "lonely");
+    joined(&mut lonely, "only-on-0").await;
+    assert_eq!(redis.subscribers("everyone"), 3, "every worker with members subscribes");
+    assert_eq!(redis.subscribers("only-on-0"), 1, "a worker without members does not");
+
+    let senders: Vec<_> = members.iter().map(Client::sender).collect();
+    let sending: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| {
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    s.send("everyone", &format!("{k}-{i}")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut expected_from = [0usize; 6];
+    for (k, m) in members.iter_mut().enumerate() {
+        let got = messages(m, 240).await;
+        let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=240).collect::<Vec<_>>(), "member {k} on worker {}", k % 3);
+        // Each sender's messages in the order it sent them.
+        expected_from.iter_mut().for_each(|n| *n = 0);
+        for msg in &got {
+            let (from, i) = msg.body.split_once('-').unwrap();
+            let from: usize = from.parse().unwrap();
+            assert_eq!(i.parse::<usize>().unwrap(), expected_from[from], "member {k}: {}", msg.body);
+            expected_from[from] += 1;
+        }
+    }
+    for s in sending {
+        s.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_another_worker_resumes_from_the_redis_history() {
+    let (redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let cluster = cluster(2, &redis, &db).await;
+    let mut publisher = cluster.client(0, 1, "pub");
+    joined(&mut publisher, "moving").await;
+    for i in 0..20 {
+        publisher.send("moving", &i.to_string()).await.unwrap();
+    }
+    messages(&mut publisher, 20).await;
+    // Seen up to 10 on worker 0; comes back on worker 1, which never had the room.
+    let token = layer4_chat_server::auth::Auth::new(crate::helper::SECRET.as_bytes(), Duration::from_secs(60))
+        .unwrap()
+        .issue(2, "mover");
+    let mut ws = raw(&cluster.ws_url(1), Some(&token), None).await.unwrap();
+    raw_next(&mut ws, Format::Json).await.unwrap(); // welcome
+    raw_send(&mut ws, Format::Json, &ClientMsg::Resume { rooms: [("moving".to_owned(), 10)].into() }).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 10 {
+        match raw_next(&mut ws, Format::Json).await.unwrap() {
+            ServerMsg::Message(m) => seqs.push(m.seq),
+            ServerMsg::Joined { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seqs, (11..=20).collect::<Vec<_>>());
+    assert_eq!(cluster.metric(1, "chat_replayed_messages_total", &[("source", "redis")]).await, 10.0);
+    assert_eq!(cluster.metric(1, "chat_replayed_messages_total", &[("source", "database")]).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_a_while_delays_messages_between_workers_but_loses_none() {
+    let (mut redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let cluster = cluster(2, &redis, &db).await;
+    let mut sub = cluster.client(1, 1, "sub");
+    let mut publisher = cluster.client(0, 2, "pub");
+    joined(&mut sub, "outage").await;
+    joined(&mut publisher, "outage").await;
+    let sender = publisher.sender();
+    let _drain = drain(publisher);
+    for i in 0..10 {
+        sender.send("outage", &i.to_string()).await.unwrap();
+    }
+    assert_eq!(messages(&mut sub, 10).await.len(), 10);
+    redis.kill();
+    for i in 10..20 {
+        sender.send("outage", &i.to_string()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // Redis stays away a while
+    redis.spawn();
+    let got = messages(&mut sub, 10).await;
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (11..=20).collect::<Vec<_>>(), "every message of the outage, in order, once");
+    // And live traffic flows through Redis again.
+    sender.send("outage", "after").await.unwrap();
+    assert_eq!(messages(&mut sub, 1).await[0].body, "after");
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), sub.next_event()).await {
+        assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "{e:?}");
+    }
+}
