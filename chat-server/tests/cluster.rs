@@ -39,6 +39,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(instances: u32, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(instances, env, "")
+    }
+
+    /// Like `start`, with `extra` (more sections, such as `[nginx]`) in the config file.
+    pub fn start_with(instances: u32, env: &[(&str, &str)], extra: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("l4cluster").tempdir().unwrap();
         let port = free_ports(instances as u16);
         let mut vars: std::collections::BTreeMap<String, String> = [
@@ -53,7 +58,7 @@ impl Cluster {
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let env_lines: String = vars.iter().map(|(k, v)| format!("{k} = {v:?}\n")).collect();
         let config = format!(
-            "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"off\"\n\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\ninstances = {instances}\nready = \"notify\"\nlisten_timeout = \"20s\"\nkill_timeout = \"10s\"\n[apps.env]\n{env_lines}",
+            "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"off\"\n{extra}\n\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\ninstances = {instances}\nready = \"notify\"\nlisten_timeout = \"20s\"\nkill_timeout = \"10s\"\n[apps.env]\n{env_lines}",
             env!("CARGO_BIN_EXE_chat-server"),
         );
         std::fs::write(dir.path().join("l4.toml"), config).unwrap();

@@ -12,13 +12,13 @@ use crate::cluster::Cluster;
 use crate::helper::{Backend, Database, free_port, joined, messages, raw, raw_next, raw_send};
 
 /// A `redis-server` of our own on a free port, keeping nothing on disk.
-struct Redis {
+pub struct Redis {
     port: u16,
     child: Option<Child>,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub fn start() -> Redis {
         let mut redis = Redis { port: free_port(), child: None };
         redis.spawn();
         redis
@@ -45,7 +45,7 @@ impl Redis {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -64,7 +64,7 @@ impl Drop for Redis {
     }
 }
 
-async fn cluster(instances: u32, redis: &Redis, db: &Database) -> Cluster {
+pub async fn cluster(instances: u32, redis: &Redis, db: &Database) -> Cluster {
     let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     tokio::task::block_in_place(|| Cluster::start(instances, &env))
