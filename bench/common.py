@@ -96,6 +96,34 @@ def descends_from(pid, ancestor):
 
 
 # ------------------------------------------------------------------ waits and commands
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def free_ports(n):
+    """The first of n consecutive TCP ports free on 127.0.0.1 right now."""
+    import socket
+    while True:
+        base = free_port()
+        ok = True
+        for p in range(base + 1, base + n):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok and base + n < 65536:
+            return base
+
+
 def wait_for(pred, timeout, interval=0.01, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -20,21 +20,12 @@ Both servers run on 127.0.0.1 with the same load generator (target/release/l4loa
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, PEERS, install_signal_handlers, node_version, print_markdown_table, rss_kib, wait_for, write_results
+from common import HERE, PEERS, free_port, install_signal_handlers, node_version, print_markdown_table, rss_kib, wait_for, write_results
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 REL = os.path.join(ROOT, "target", "release")
 SECRET = "bench-secret-0123456789abcdef"
 QUICK = "--quick" in sys.argv
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def port_open(port):

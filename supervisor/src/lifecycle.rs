@@ -308,13 +308,7 @@ impl Lifecycle {
                 vec![]
             }
             (Starting, Fact::SpawnFailed { error }) => {
-                self.last_exit = Some(LastExit {
-                    status: None,
-                    reason: "spawn-failed",
-                    error: Some(error),
-                    uptime: Duration::ZERO,
-                    at: ctx.wall,
-                });
+                self.spawn_failed(error, ctx);
                 self.after_exit(policy, None, Duration::ZERO, ctx)
             }
             // Not ready in time: killed, then treated as an unstable run.
@@ -387,13 +381,7 @@ impl Lifecycle {
             }
             Fact::Ready { pid } if self.pid == Some(pid) => self.promote(ctx),
             Fact::SpawnFailed { error } => {
-                self.last_exit = Some(LastExit {
-                    status: None,
-                    reason: "spawn-failed",
-                    error: Some(error),
-                    uptime: Duration::ZERO,
-                    at: ctx.wall,
-                });
+                self.spawn_failed(error, ctx);
                 self.revert()
             }
             Fact::Exited { status } if self.pid.is_some() => {
@@ -482,6 +470,12 @@ impl Lifecycle {
         self.epoch = self.epoch.wrapping_add(1);
         self.then = Then::StayStopped;
         vec![Action::Revert]
+    }
+
+    fn spawn_failed(&mut self, error: String, ctx: Ctx) {
+        let exit =
+            LastExit { status: None, reason: "spawn-failed", error: Some(error), uptime: Duration::ZERO, at: ctx.wall };
+        self.last_exit = Some(exit);
     }
 
     fn uptime(&self, now: Instant) -> Duration {
