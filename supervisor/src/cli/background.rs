@@ -1,31 +1,106 @@
-//! Running the daemon: `l4ctl daemon` in the foreground, and starting it in the
-//! background (detached, its own session) when a command needs one, as PM2 does.
+//! Running the daemon: the `l4ctl-daemon` binary in the foreground (`l4ctl daemon`
+//! execs it, so systemd units keep their pid), and starting it in the background
+//! (detached, its own session) when a command needs one, as PM2 does.
+//!
+//! The daemon is a binary of its own so that what stays resident carries no CLI
+//! code (tables, templates, log following): its RSS is mostly its own code pages.
 
 use std::os::unix::process::CommandExt;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Cli, Resolved, resolve};
+use std::path::PathBuf;
+
+use super::{Resolved, resolve_paths};
 use crate::client::Client;
 use crate::daemon::{self, Paths};
 
 /// How long `start` waits for a freshly started daemon to answer.
 const DAEMON_START_LIMIT: Duration = Duration::from_secs(10);
 
-/// `l4ctl daemon`: claim the home, then serve until SIGTERM/SIGINT or `l4ctl kill`.
-pub(super) fn run_daemon(
-    cli: &Cli,
-    log_file: bool,
-    log_dir: Option<std::path::PathBuf>,
-    env: Option<String>,
-    no_apps: bool,
-) -> ExitCode {
-    let resolved = resolve(cli, None);
+/// The daemon's arguments (those of `l4ctl daemon`, plus `--config` and `--home`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "l4ctl-daemon",
+    version,
+    about = "The l4ctl daemon (started by l4ctl; `l4ctl daemon` runs it in the foreground)."
+)]
+pub struct DaemonArgs {
+    /// Config file: its `[daemon]` settings, and (without --no-apps) its apps, loaded at start.
+    #[arg(short, long, env = "L4_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Daemon home [default: the config's `[daemon] home`, else ~/.layer4].
+    #[arg(long, env = "L4_HOME")]
+    pub home: Option<PathBuf>,
+    /// Log to <log_dir>/l4ctl.log (daily rotation) instead of stderr.
+    #[arg(long)]
+    pub log_file: bool,
+    /// Log folder [default: the config's `[daemon] log_dir`].
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// With `--config FILE`: load and start that file at once, with this env profile.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env_name: Option<String>,
+    /// Take only the `[daemon]` settings from `--config`; leave its apps to `l4ctl start`.
+    #[arg(long)]
+    pub no_apps: bool,
+}
+
+impl DaemonArgs {
+    fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(c) = &self.config {
+            argv.extend(["--config".into(), c.into()]);
+        }
+        if let Some(h) = &self.home {
+            argv.extend(["--home".into(), h.into()]);
+        }
+        if self.log_file {
+            argv.push("--log-file".into());
+        }
+        if let Some(d) = &self.log_dir {
+            argv.extend(["--log-dir".into(), d.into()]);
+        }
+        if let Some(e) = &self.env_name {
+            argv.extend(["--env".into(), e.into()]);
+        }
+        if self.no_apps {
+            argv.push("--no-apps".into());
+        }
+        argv
+    }
+}
+
+/// `l4ctl-daemon`, next to the running `l4ctl`.
+fn daemon_exe() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
+    let daemon = exe.with_file_name("l4ctl-daemon");
+    if daemon.is_file() {
+        Ok(daemon)
+    } else {
+        Err(format!("{} is missing: install it next to l4ctl (install.sh installs both)", daemon.display()))
+    }
+}
+
+/// `l4ctl daemon`: become `l4ctl-daemon` (same pid, for systemd).
+pub(super) fn exec_daemon(args: &DaemonArgs) -> ExitCode {
+    let err = match daemon_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(args.argv()).exec().to_string(),
+        Err(e) => e,
+    };
+    eprintln!("l4ctl: cannot run the daemon: {err}");
+    ExitCode::from(1)
+}
+
+/// The daemon: claim the home, then serve until SIGTERM/SIGINT or `l4ctl kill`.
+pub(super) fn run_daemon(args: &DaemonArgs) -> ExitCode {
+    let (log_file, log_dir, env, no_apps) = (args.log_file, args.log_dir.clone(), args.env_name.clone(), args.no_apps);
+    let resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
     let _ = std::fs::create_dir_all(&log_dir);
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
-    let initial = match cli.config.as_ref().filter(|_| !no_apps) {
+    let initial = match args.config.as_ref().filter(|_| !no_apps) {
         Some(path) => match crate::config::load(path, env.as_deref()) {
             Ok(c) => Some((c, env)),
             Err(e) => {
@@ -98,7 +173,7 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
     if client.is_up().await {
         return Ok(());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
+    let exe = daemon_exe()?;
     crate::fsutil::create_private_dir(&resolved.home)
         .map_err(|e| format!("cannot create {}: {e}", resolved.home.display()))?;
     let out_path = resolved.home.join("daemon.out");
@@ -109,7 +184,7 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("daemon").arg("--log-file").arg("--no-apps");
+    cmd.arg("--log-file").arg("--no-apps");
     if let Some(config) = &resolved.config {
         cmd.arg("--config").arg(config);
     }

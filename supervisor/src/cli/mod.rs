@@ -4,7 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
-mod background;
+pub mod background;
 mod logs;
 mod nginx;
 mod reload;
@@ -144,29 +144,45 @@ pub struct Resolved {
 
 /// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
 pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
-    let config = config_hint
+    resolve_paths(config_hint.or(cli.config.as_deref()), cli.home.as_deref())
+}
+
+/// [`resolve`] from a config file (else `config/layer4.toml` when it exists) and a home.
+pub fn resolve_paths(config: Option<&Path>, home: Option<&Path>) -> Resolved {
+    let config = config
         .map(Path::to_path_buf)
-        .or_else(|| cli.config.clone())
         .or_else(|| Path::new(DEFAULT_CONFIG).is_file().then(|| PathBuf::from(DEFAULT_CONFIG)))
         .map(|p| config::absolute(&p));
     let from_file = config.as_deref().and_then(config::peek_daemon);
-    let home = cli
-        .home
-        .as_deref()
-        .map(config::absolute)
+    let explicit_home = home.map(config::absolute);
+    let home = explicit_home
+        .clone()
         .or_else(|| from_file.as_ref().map(|d| d.home.clone()))
         .unwrap_or_else(config::default_home);
     let mut daemon = from_file.unwrap_or_else(|| config::DaemonSpec::defaults(home.clone()));
-    if cli.home.is_some() {
+    if explicit_home.is_some() {
         daemon.log_dir = home.join("logs");
     }
     daemon.home = home.clone();
     Resolved { home, log_dir: daemon.log_dir.clone(), config, daemon }
 }
 
+/// The daemon binary's entry point (`l4ctl-daemon`; `l4ctl daemon` execs it).
+pub fn run_daemon(args: &background::DaemonArgs) -> ExitCode {
+    background::run_daemon(args)
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     if let Command::Daemon { log_file, log_dir, env_name, no_apps } = &cli.command {
-        return background::run_daemon(&cli, *log_file, log_dir.clone(), env_name.clone(), *no_apps);
+        let args = background::DaemonArgs {
+            config: cli.config.clone(),
+            home: cli.home.clone(),
+            log_file: *log_file,
+            log_dir: log_dir.clone(),
+            env_name: env_name.clone(),
+            no_apps: *no_apps,
+        };
+        return background::exec_daemon(&args);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

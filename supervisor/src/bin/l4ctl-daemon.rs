@@ -1,0 +1,11 @@
+//! `l4ctl-daemon`: the daemon alone, so that what stays resident carries no CLI
+//! code. `l4ctl` starts it; `l4ctl daemon` execs it in the foreground.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use layer4_supervisor::cli::background::DaemonArgs;
+
+fn main() -> ExitCode {
+    layer4_supervisor::cli::run_daemon(&DaemonArgs::parse())
+}
