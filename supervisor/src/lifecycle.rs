@@ -263,8 +263,14 @@ impl Lifecycle {
             }
             (Starting | Online, Fact::Restart) | (Starting, Fact::Replace) => self.begin_stop(policy, Then::Start),
             (Online, Fact::Replace) => self.replace("reload"),
-            // Over the memory ceiling: replaced like a reload step, recorded as `memory`.
-            (Online, Fact::MemoryExceeded) => self.replace("memory"),
+            // Over the memory ceiling: with a readiness check, replaced like a reload step
+            // (the old run is still watched for the 1.5x backstop); without one nothing
+            // would say the new run serves, so a graceful restart. Recorded as `memory`.
+            (Online, Fact::MemoryExceeded) if policy.wait_ready => self.replace("memory"),
+            (Online, Fact::MemoryExceeded) => {
+                self.stop_reason = Some("memory");
+                self.begin_stop(policy, Then::Start)
+            }
             // Far over it: no grace (a stop already under way is cut short too).
             (Online | Stopping, Fact::MemoryKill) => {
                 if self.state == Online {

@@ -406,7 +406,7 @@ fn counters_saturate_instead_of_overflowing() {
 }
 
 #[test]
-fn memory_restarts_replace_the_run_and_are_counted_as_memory() {
+fn memory_restarts_are_graceful_recorded_as_memory_and_counted_by_reason() {
     let lc = run(
         &policy(),
         &[
@@ -415,10 +415,10 @@ fn memory_restarts_replace_the_run_and_are_counted_as_memory() {
             (10, CRASH, State::WaitingRestart, vec![Action::Cleanup, sched(50, 2)]),
             (50, Fact::Timer { epoch: 2 }, State::Starting, vec![Action::Spawn]),
             (0, Fact::Spawned { pid: 2 }, State::Online, vec![]),
-            // Replaced like a reload step: the new run must survive min_uptime first.
-            (5000, Fact::MemoryExceeded, State::Starting, vec![Action::Retire, Action::Spawn]),
-            (0, Fact::Spawned { pid: 3 }, State::Starting, vec![sched(1000, 4)]),
-            (1000, Fact::Timer { epoch: 4 }, State::Online, vec![Action::StopRetiree]),
+            (5000, Fact::MemoryExceeded, State::Stopping, vec![Action::Terminate, sched(5000, 4)]),
+            (10, Fact::Exited { status: ExitStatus::Signal(15) }, State::Stopping, vec![Action::AwaitGroup]),
+            (0, Fact::GroupGone, State::Starting, vec![Action::Cleanup, Action::Spawn]),
+            (0, Fact::Spawned { pid: 3 }, State::Online, vec![]),
             (0, Fact::MemoryKill, State::Stopping, vec![Action::Kill]),
             (1, Fact::Exited { status: ExitStatus::Signal(9) }, State::Stopping, vec![Action::AwaitGroup]),
             (0, Fact::GroupGone, State::Starting, vec![Action::Cleanup, Action::Spawn]),
@@ -578,4 +578,16 @@ fn stop_delete_or_restart_during_a_replace_stop_both_runs() {
         steps(&mut lc, &p, &mut clock, &[(10, Fact::Exited { status: ExitStatus::Signal(15) }), (0, Fact::GroupGone)]);
         assert_eq!(lc.state, then, "{fact:?}");
     }
+}
+
+#[test]
+fn with_readiness_the_memory_ceiling_replaces_the_run_like_a_reload_step() {
+    let p = ready_policy();
+    let mut clock = Clock::new();
+    let mut lc = online(&p, &mut clock);
+    assert_eq!(lc.step(&p, Fact::MemoryExceeded, clock.ctx(0.5)), vec![Action::Retire, Action::Spawn]);
+    steps(&mut lc, &p, &mut clock, &[(5, Fact::Spawned { pid: 2 })]);
+    assert_eq!(lc.step(&p, Fact::Ready { pid: 2 }, clock.ctx(0.5)), vec![Action::StopRetiree]);
+    assert_eq!(lc.last_exit.as_ref().map(|e| e.reason), Some("memory"));
+    assert_eq!(lc.restarts_by_reason.get("memory"), Some(&1));
 }

@@ -89,7 +89,20 @@ impl Supervisor {
                 inst.usage.record(t, ticks, true);
             }
         }
+        self.sample_retirees();
         self.check_memory();
+    }
+
+    /// Old runs still serving while their successors start (a memory replace): their
+    /// known processes, for the 1.5x backstop.
+    fn sample_retirees(&mut self) {
+        let ticks = self.ticks_per_sec;
+        for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
+            if let Some(old) = inst.retiree.as_mut() {
+                let t = self.sampler.resample(&old.usage.pids);
+                old.usage.record(&t, ticks, false);
+            }
+        }
     }
 
     /// The fast pass: only instances under watch, only their known processes.
@@ -102,6 +115,7 @@ impl Supervisor {
                 inst.usage.record(&t, ticks, false);
             }
         }
+        self.sample_retirees();
         self.check_memory();
     }
 
@@ -109,9 +123,19 @@ impl Supervisor {
         let mut facts = Vec::new();
         let mut watching = false;
         let horizon = self.sample_interval * 2;
+        let mut kill_retirees = Vec::new();
         for (name, app) in &mut self.apps {
             let Some(ceiling) = app.spec.max_memory_restart else { continue };
             for inst in &mut app.instances {
+                // The old run of a memory replace keeps serving until its successor is
+                // ready, but never past the 1.5x backstop.
+                if let Some(old) = &inst.retiree {
+                    watching = true;
+                    if old.usage.rss_bytes.is_some_and(|rss| rss.saturating_mul(2) >= ceiling.0.saturating_mul(3)) {
+                        tracing::warn!(app = %name, instance = inst.index, pid = old.pid, "the replaced run passed 1.5x the memory ceiling; SIGKILL");
+                        kill_retirees.push((old.pgid, old.tag.clone()));
+                    }
+                }
                 // A stop under way (a graceful memory restart included) is still watched
                 // for the 1.5x backstop: a leak that ignores SIGTERM is killed, not left
                 // to grow for the whole kill_timeout.
@@ -141,6 +165,11 @@ impl Supervisor {
                 tracing::warn!(app = %name, instance = inst.index, rss, ceiling = ceiling.0, action = ?verdict, "memory ceiling reached");
                 facts.push((name.clone(), inst.index, fact, rss, ceiling.0));
             }
+        }
+        for (pgid, tag) in kill_retirees {
+            super::procs::signal_all(pgid, &[], nix::sys::signal::Signal::SIGKILL);
+            let entry = format!("{}={tag}", super::procs::TAG_VAR);
+            self.strays.push(super::reaping::Stray { entry, pgid, signal: nix::sys::signal::Signal::SIGKILL });
         }
         for (name, index, fact, rss, ceiling) in facts {
             self.emit(super::Event::Memory {

@@ -54,6 +54,7 @@ impl Supervisor {
                     pid: old.pid as i32,
                     pgid: inst.pgid.take(),
                     tag: std::mem::take(&mut inst.tag),
+                    usage: std::mem::take(&mut inst.usage),
                 });
             }
             Action::StopRetiree => {
@@ -80,7 +81,7 @@ impl Supervisor {
                     tracing::warn!(app = %app_name, instance = index, pid = old.pid, "replacement failed; the old run keeps serving");
                     inst.pgid = old.pgid;
                     inst.tag = old.tag;
-                    inst.usage = super::monitor::Usage::fresh(old.pid, spec.max_memory_restart.is_some());
+                    inst.usage = old.usage;
                 }
             }
             _ => {}

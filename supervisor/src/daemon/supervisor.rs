@@ -53,6 +53,8 @@ pub(super) struct Retiring {
     pub pid: i32,
     pub pgid: Option<i32>,
     pub tag: String,
+    /// Its process tree, still sampled for the 1.5x memory backstop.
+    pub usage: super::monitor::Usage,
 }
 
 struct Waiter {
