@@ -16,7 +16,7 @@ use layer4_chat_client::protocol::Format;
 
 use crate::cluster::Cluster;
 use crate::fanout::Redis;
-use crate::helper::{Backend, Database, SECRET, free_port, joined};
+use crate::helper::{Backend, Database, SECRET, joined};
 
 const CLIENTS: usize = 200;
 const ROOMS: usize = 4;
@@ -82,7 +82,9 @@ fn collect(mut client: Client, room: usize, target: Arc<Vec<AtomicU64>>) -> toki
 async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_nothing() {
     let (redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
     let db = Database::create(Backend::Postgres, tmp.path()).await;
-    let nginx_port = free_port();
+    // Held until nginx starts, so the workers' ports cannot take it.
+    let nginx_hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nginx_port = nginx_hold.local_addr().unwrap().port();
     let nginx_dir = tmp.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir).unwrap();
     let output = nginx_dir.join("layer4.conf");
@@ -98,6 +100,7 @@ async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_noth
     let cluster = tokio::task::block_in_place(|| Cluster::start_with(3, &env, &section));
     let out = cluster.l4(&["nginx", "render"]);
     assert!(out.status.success(), "{}", cluster.diagnose(&out));
+    drop(nginx_hold);
     let _nginx = Nginx::start(&nginx_dir, &output);
 
     // 200 clients through nginx, 50 per room.

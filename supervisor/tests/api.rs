@@ -207,3 +207,28 @@ fn a_rolling_reload_stops_at_an_instance_whose_new_run_fails_and_the_old_run_kee
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), None).is_ok(), "and it still runs");
     assert_eq!(env.instance("web", 1).restarts, 0, "instance 1 was left alone");
 }
+
+#[test]
+fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_run() {
+    // Ready (READY=1 through NOTIFY_SOCKET) unless the file `mute` exists.
+    let script = "[ -f mute ] || python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(os.environ[\"NOTIFY_SOCKET\"]); s.send(b\"READY=1\")'; exec sleep 1000";
+    let env = Env::new(&sh_app(
+        "web",
+        script,
+        "ready = \"notify\"\nlisten_timeout = \"1s\"\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"",
+    ));
+    env.start();
+    let old = env.instance("web", 0).pid.unwrap();
+    std::fs::write(env.path("mute"), "").unwrap();
+    let out = env.l4(&["reload", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let expected =
+        format!("web:0 was not replaced: not ready within 1s (listen_timeout); the old run (pid {old}) keeps serving");
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+    assert_eq!(env.instance("web", 0).pid, Some(old));
+    // A fresh start that is never ready: killed and reported, with the reason.
+    env.l4(&["stop", "web"]);
+    let out = env.l4(&["start", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("web:0 is waiting-restart: not ready within 1s (listen_timeout)"), "{}", text(&out));
+}

@@ -25,8 +25,21 @@ server.socket = socket.socket(fileno=3)
 server.serve_forever()
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port held until the returned listener is dropped, so no other pick can take it.
+fn held_port() -> (u16, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (l.local_addr().unwrap().port(), l)
+}
+
+/// The first of `n` consecutive free ports.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let (base, _held) = held_port();
+        if base.checked_add(n).is_some() && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
 }
 
 /// `GET /` through nginx: the body, or `None` for anything but a 200.
@@ -75,7 +88,8 @@ impl Drop for Nginx {
 
 #[test]
 fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
-    let (app_port, nginx_port) = (free_port(), free_port());
+    let (nginx_port, nginx_hold) = held_port();
+    let app_port = free_ports(3);
     let app = format!(
         "[[apps]]\nname = \"web\"\nscript = \"python3\"\nargs = [\"worker.py\"]\ninstances = 2\nport = {app_port}\nready = \"http:/\"\n"
     );
@@ -95,6 +109,7 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
     assert_eq!(first.matches(&format!("server 127.0.0.1:{app_port} ")).count(), 1, "{first}");
     assert_eq!(first.matches("server 127.0.0.1:").count(), 2, "{first}");
 
+    drop(nginx_hold);
     let nginx = Nginx::start(&env, &installed.display().to_string());
     env.write_config(&nginx_section(&nginx.reload_command(), ""));
     let body = wait_for(Duration::from_secs(10), "nginx to proxy", || get(nginx_port));
