@@ -4,12 +4,14 @@
 //! - [`lifecycle`] is the pure state machine of one instance (no I/O).
 //! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
 //! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
+//! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod fsutil;
 pub mod lifecycle;

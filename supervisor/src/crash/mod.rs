@@ -1,0 +1,198 @@
+//! Crash reports (README, "Crash reports"): what the daemon knows about an
+//! abnormal end of a worker, built from outside the process — exit code or
+//! signal, reason, uptime, restarts, RSS at death, the last 64 KiB of stderr and
+//! the panic parsed from it — plus the episode rule that turns a crash loop into
+//! one report with a count.
+//!
+//! - [`Tail`]: the stderr ring buffer of one run, fed by the log pipeline.
+//! - [`panic`]: finding a Rust panic in that text.
+//! - [`Episodes`]: fingerprint -> episode; only an episode's first crash is sent.
+//! - [`journal`]: `<log_dir>/crashes.jsonl`.
+
+pub mod journal;
+pub mod panic;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use panic::{Frame, Panic};
+
+/// Bytes of stderr kept per run.
+pub const TAIL_BYTES: usize = 64 << 10;
+
+/// The last [`TAIL_BYTES`] a run wrote to stderr.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Mutex<VecDeque<u8>>,
+    closed: AtomicBool,
+    eof: tokio::sync::Notify,
+}
+
+impl Tail {
+    pub fn push(&self, data: &[u8]) {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let data = &data[data.len().saturating_sub(TAIL_BYTES)..];
+        let over = (buf.len() + data.len()).saturating_sub(TAIL_BYTES);
+        buf.drain(..over);
+        buf.extend(data);
+    }
+
+    /// The pipe reached its end: everything the run wrote is here.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.eof.notify_waiters();
+    }
+
+    /// Wait until the pipe ended, at most `limit`.
+    pub async fn ended(&self, limit: Duration) {
+        let wait = self.eof.notified();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+
+    pub fn text(&self) -> String {
+        let buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let (a, b) = buf.as_slices();
+        let mut bytes = a.to_vec();
+        bytes.extend_from_slice(b);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// One report, as `crashes.jsonl`, the API, Sentry and the webhook get it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrashReport {
+    /// Unique in this daemon.
+    pub id: u64,
+    /// RFC 3339, UTC: the first crash of the episode.
+    pub at: String,
+    pub app: String,
+    pub instance: u32,
+    pub pid: Option<u32>,
+    /// `fatal` (the process ended) or `error` (a panic it survived, a memory restart).
+    pub level: String,
+    /// `crashed`, `memory`, `not-ready` or `panic` (non-fatal).
+    pub reason: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub uptime_ms: u64,
+    pub restarts: u32,
+    pub rss_bytes: Option<u64>,
+    pub panic: Option<Panic>,
+    /// `app` + panic location, or `app` + exit reason.
+    pub fingerprint: String,
+    /// Crashes in this episode so far (the report is sent at the first).
+    pub count: u32,
+    /// The end of the run's stderr (up to 64 KiB).
+    pub stderr_tail: String,
+}
+
+impl CrashReport {
+    /// The fingerprint of a report: where it panicked, else how it ended.
+    pub fn fingerprint_of(
+        app: &str,
+        panic: Option<&Panic>,
+        reason: &str,
+        code: Option<i32>,
+        signal: Option<&str>,
+    ) -> String {
+        match (panic.and_then(|p| p.location.as_deref()), code, signal) {
+            (Some(loc), _, _) => format!("{app}:panic:{loc}"),
+            (None, _, Some(sig)) => format!("{app}:{reason}:{sig}"),
+            (None, Some(c), _) => format!("{app}:{reason}:exit {c}"),
+            (None, None, None) => format!("{app}:{reason}"),
+        }
+    }
+}
+
+/// What [`Episodes::observe`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The first crash of a new episode: send it.
+    First,
+    /// Another crash of the episode of report `id`, now `count` crashes.
+    Again { id: u64, count: u32 },
+}
+
+/// Crash episodes by fingerprint: one ends after `quiet` without that crash.
+#[derive(Debug)]
+pub struct Episodes {
+    quiet: Duration,
+    open: HashMap<String, (u64, u32, Instant)>,
+}
+
+impl Episodes {
+    pub fn new(quiet: Duration) -> Episodes {
+        Episodes { quiet, open: HashMap::new() }
+    }
+
+    /// A crash with `fingerprint` happened at `now`; `id` is the report it would be.
+    pub fn observe(&mut self, fingerprint: &str, id: u64, now: Instant) -> Seen {
+        self.open.retain(|_, (_, _, last)| now.saturating_duration_since(*last) < self.quiet);
+        match self.open.get_mut(fingerprint) {
+            Some((first, count, last)) => {
+                *count += 1;
+                *last = now;
+                Seen::Again { id: *first, count: *count }
+            }
+            None => {
+                self.open.insert(fingerprint.to_owned(), (id, 1, now));
+                Seen::First
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_64_kib() {
+        let t = Tail::default();
+        t.push(&vec![b'a'; 50 << 10]);
+        t.push(&vec![b'b'; 30 << 10]);
+        let text = t.text();
+        assert_eq!(text.len(), TAIL_BYTES);
+        assert!(text.starts_with('a') && text.ends_with(&"b".repeat(30 << 10)));
+        t.push(&vec![b'c'; 100 << 10]);
+        assert_eq!(t.text(), "c".repeat(TAIL_BYTES));
+    }
+
+    #[test]
+    fn a_crash_loop_is_one_episode_with_a_count_until_it_is_quiet() {
+        let mut e = Episodes::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(e.observe("web:crashed:exit 1", 7, t0), Seen::First);
+        for n in 2..=10 {
+            assert_eq!(
+                e.observe("web:crashed:exit 1", 99, t0 + Duration::from_secs(n)),
+                Seen::Again { id: 7, count: n as u32 }
+            );
+        }
+        assert_eq!(
+            e.observe("web:panic:src/a.rs:1:1", 8, t0 + Duration::from_secs(11)),
+            Seen::First,
+            "another fingerprint"
+        );
+        assert_eq!(
+            e.observe("web:crashed:exit 1", 9, t0 + Duration::from_secs(80)),
+            Seen::First,
+            "a new episode after a quiet minute"
+        );
+    }
+
+    #[test]
+    fn fingerprints_prefer_the_panic_location() {
+        let p = Panic { message: "m".into(), location: Some("src/a.rs:1:2".into()), thread: None, frames: vec![] };
+        assert_eq!(CrashReport::fingerprint_of("web", Some(&p), "crashed", Some(101), None), "web:panic:src/a.rs:1:2");
+        assert_eq!(CrashReport::fingerprint_of("web", None, "crashed", None, Some("SIGSEGV")), "web:crashed:SIGSEGV");
+        assert_eq!(CrashReport::fingerprint_of("web", None, "memory", None, None), "web:memory");
+    }
+}
