@@ -47,8 +47,13 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
 /// served by hyper directly (not `axum::serve`), so an upgraded connection hands back
 /// its plain `TcpStream` (see [`crate::gateway`]). Requests that are open when it
 /// returns finish on their own; idle keep-alive connections end with the runtime.
+/// Accept connections until `stop`, then let every plain HTTP connection finish
+/// its request in flight (idle keep-alive ones close) before returning. Upgraded
+/// WebSocket connections are not waited for: they drain on their own.
 pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) {
     let mut stop = std::pin::pin!(stop);
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,19 +65,34 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     continue;
                 }
             },
-            () = &mut stop => return,
+            () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let stop_now = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = stop_now => {}
+            }
+            connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         });
+        // Finished connections are collected here, so the set does not grow.
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    let _ = stopping.send(true);
+    while connections.join_next().await.is_some() {}
 }
 
 pub fn json_error(status: StatusCode, code: &str, text: &str) -> Response {

@@ -37,8 +37,8 @@ pub fn install_panic_hook() {
             "thread": thread,
             "backtrace": frames,
         });
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        // One write, so a reader of the pipe never sees half a line.
+        let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
     }));
 }
 

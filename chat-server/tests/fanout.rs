@@ -49,6 +49,12 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Messages of `room` in the Redis history.
+    fn history_len(&self, room: &str) -> i64 {
+        let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        redis::cmd("ZCARD").arg(format!("l4:hist:{room}")).query(&mut con).unwrap()
+    }
+
     /// How many workers are subscribed to `room`.
     fn subscribers(&self, room: &str) -> i64 {
         let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
@@ -131,6 +137,12 @@ async fn a_client_that_moves_to_another_worker_resumes_from_the_redis_history() 
         publisher.send("moving", &i.to_string()).await.unwrap();
     }
     messages(&mut publisher, 20).await;
+    // The history reaches Redis just after the members (one pipelined write per batch).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.history_len("moving") < 20 {
+        assert!(std::time::Instant::now() < deadline, "the history never reached Redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Seen up to 10 on worker 0; comes back on worker 1, which never had the room.
     let token = layer4_chat_server::auth::Auth::new(crate::helper::SECRET.as_bytes(), Duration::from_secs(60))
         .unwrap()

@@ -8,6 +8,7 @@ mod helper;
 
 mod api;
 mod cli;
+mod crashes;
 mod daemon;
 mod logs;
 mod memory;

@@ -168,3 +168,18 @@ pub async fn app_logs(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(serde_json::json!({ "schema": SCHEMA, "app": name, "lines": lines })))
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashesQuery {
+    pub app: Option<String>,
+}
+
+/// `GET /api/v1/crashes?app=NAME`: recent crash reports, newest first.
+pub async fn crashes(
+    State(s): State<ApiState>,
+    Query(q): Query<CrashesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = ask(&s.tx, |reply| Msg::Crashes { app: q.app, reply }).await?;
+    Ok(Json(serde_json::json!({ "schema": SCHEMA, "crashes": list })))
+}

@@ -10,6 +10,7 @@
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
 //! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?}`: rolling reload; 409 `reload_failed` names the instance |
 //! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`actions::Replaced`] once the new run is ready |
+//! | GET  | `/api/v1/crashes?app=NAME` | `{"schema","crashes":[crash::CrashReport]}`, newest first |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
 //! | POST | `/api/v1/kill` | stop every app, answer, then exit |
 //! | POST | `/api/v1/logs/reopen` | body `{"app"?}`: reopen log files (as SIGUSR1); `{"files_reopened"}` per writer |
@@ -77,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/apps/{name}", get(describe))
+        .route("/api/v1/crashes", get(actions::crashes))
         .route("/api/v1/apps/{name}/logs", get(actions::app_logs))
         .route("/api/v1/apps/{name}/scale", post(actions::scale))
         .route("/api/v1/apps/{name}/reload", post(actions::rolling_reload))

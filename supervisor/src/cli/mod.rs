@@ -62,6 +62,12 @@ pub enum Command {
     /// Set the number of instances of an app (until the config file is reloaded);
     /// with `[nginx] auto_reload`, nginx follows.
     Scale { app: String, instances: u32 },
+    /// Recent crash reports (crashes, memory restarts, failed readiness, survived panics).
+    Crashes {
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Render the Nginx config from the live worker table, check it, install it, reload nginx.
     Nginx {
         #[command(subcommand)]
@@ -220,6 +226,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::Nginx { what } => nginx::run(&cli, *what).await,
+        Command::Crashes { app, json } => {
+            let client = Client::new(&resolve(&cli, None).home);
+            let path = match app {
+                Some(a) => format!("/api/v1/crashes?app={a}"),
+                None => "/api/v1/crashes".to_owned(),
+            };
+            show(client.get::<serde_json::Value>(&path).await, *json, render::crashes)
+        }
         Command::Status { json } => status(&cli, *json).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
         Command::Logs { app, lines, follow, err, out, raw, json } => {

@@ -107,6 +107,43 @@ pub(super) fn description(d: &AppDescription) -> String {
     out
 }
 
+/// `l4ctl crashes`: one line per report, newest first.
+pub fn crashes(v: &serde_json::Value) -> String {
+    let list = v["crashes"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no crash reports\n".to_owned();
+    }
+    let mut out = String::new();
+    for r in list {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let how = match (r["exit_code"].as_i64(), r["signal"].as_str()) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(sig)) => sig.to_owned(),
+            _ => s("reason"),
+        };
+        let what = match r["panic"].as_object() {
+            Some(p) => format!(
+                "panicked at {}: {}",
+                p.get("location").and_then(|l| l.as_str()).unwrap_or("?"),
+                p.get("message").and_then(|m| m.as_str()).unwrap_or("").lines().next().unwrap_or("")
+            ),
+            None => s("reason"),
+        };
+        out.push_str(&format!(
+            "#{} {} {}:{} {} {} x{} {}\n",
+            r["id"],
+            s("at"),
+            s("app"),
+            r["instance"],
+            s("level"),
+            how,
+            r["count"],
+            what
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

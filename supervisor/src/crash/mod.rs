@@ -7,7 +7,7 @@
 //! - [`Tail`]: the stderr ring buffer of one run, fed by the log pipeline.
 //! - [`panic`]: finding a Rust panic in that text.
 //! - [`Episodes`]: fingerprint -> episode; only an episode's first crash is sent.
-//! - [`journal`]: `<log_dir>/crashes.jsonl`.
+//! - [`journal`] appends to `<log_dir>/crashes.jsonl`.
 
 pub mod journal;
 pub mod panic;

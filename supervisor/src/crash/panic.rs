@@ -67,7 +67,13 @@ pub fn structured(line: &str) -> Option<Panic> {
 fn rust_default(lines: &[&str]) -> Option<Panic> {
     let head = lines.first()?.trim_start();
     let rest = head.strip_prefix("thread '")?;
-    let (thread, rest) = rest.split_once("' panicked at ")?;
+    // `thread 'main' panicked at`, or since Rust 1.92 `thread 'main' (4242) panicked at`.
+    let (thread, rest) = rest.split_once("' ")?;
+    let rest = match rest.strip_prefix('(') {
+        Some(r) => r.split_once(") ")?.1,
+        None => rest,
+    };
+    let rest = rest.strip_prefix("panicked at ")?;
     let (location, inline_message) = match rest.strip_suffix(':') {
         // Since Rust 1.73: `panicked at src/main.rs:5:9:`, the message on the next lines.
         Some(loc) => (loc.to_owned(), None),
@@ -165,7 +171,8 @@ mod tests {
 
     #[test]
     fn the_structured_line_and_the_last_of_several() {
-        let line = r#"{"event":"panic","message":"task failed","location":"src/hub.rs:10:5","thread":"worker","backtrace":["0: l4::hub::run","at ./src/hub.rs:10:5"]}"#;
+        // serde_json writes keys in order: `event` is not first.
+        let line = r#"{"backtrace":["0: l4::hub::run","at ./src/hub.rs:10:5"],"event":"panic","location":"src/hub.rs:10:5","message":"task failed","thread":"worker"}"#;
         let text = format!("{DEFAULT}noise\n{line}\n");
         let p = last_panic(&text).unwrap();
         assert_eq!((p.message.as_str(), p.location.as_deref()), ("task failed", Some("src/hub.rs:10:5")));

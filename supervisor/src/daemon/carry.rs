@@ -47,7 +47,11 @@ impl Supervisor {
             let policy = app.spec.restart.clone();
             let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
             let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
+            let exit_before = inst.lc.last_exit.clone();
             let actions = inst.lc.step(&policy, fact, ctx);
+            if inst.lc.last_exit != exit_before {
+                super::crashes::on_exit(app_name, inst, &self.tx);
+            }
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
             let reason = inst.lc.restart_reason();
             if before != after {
@@ -108,10 +112,11 @@ impl Supervisor {
                 match spawn(&req) {
                     Ok(mut child) => {
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
-                            self.logs.attach(app_name, index, out.into(), err.into());
+                            inst.tail = Some(self.logs.attach(app_name, index, out.into(), err.into()));
                         }
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
+                        inst.run_pid = Some(pid);
                         inst.pgid = Some(pid as i32);
                         let watched = app.spec.max_memory_restart.is_some();
                         inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
@@ -190,6 +195,8 @@ impl Supervisor {
             removed: false,
             usage: Default::default(),
             retiree: None,
+            tail: None,
+            run_pid: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod apply;
 mod boot;
 mod carry;
+mod crashes;
 mod home;
 mod memory;
 mod monitor;
@@ -60,7 +61,22 @@ pub async fn run(
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     boot::spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
     boot::log_cgroup_support();
-    let mut sup = supervisor::Supervisor::new(settings.home.clone(), settings.sample_interval, tx.clone());
+    let mut sup = supervisor::Supervisor::new(
+        settings.home.clone(),
+        settings.log_dir.clone(),
+        settings.sample_interval,
+        tx.clone(),
+    );
+    let (panics, mut panic_rx) = mpsc::unbounded_channel::<crate::logs::PanicLine>();
+    sup.logs.panics = Some(panics);
+    let panic_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some((app, instance, line)) = panic_rx.recv().await {
+            if panic_tx.send(Msg::PanicLine { app, instance, line }).await.is_err() {
+                return;
+            }
+        }
+    });
     match ready::listen_notify(&settings.home, tx.clone()) {
         Ok(path) => sup.notify_path = Some(path),
         Err(e) => {

@@ -139,6 +139,28 @@ pub enum Msg {
     RetireeTimer {
         pid: i32,
     },
+    /// A crash report, built once the run's stderr ended.
+    Crash {
+        report: Box<crate::crash::CrashReport>,
+    },
+    /// A structured panic line on an instance's stderr.
+    PanicLine {
+        app: String,
+        instance: u32,
+        line: String,
+    },
+    /// A moment after a panic line: still running means the panic was survived.
+    PanicCheck {
+        app: String,
+        instance: u32,
+        pid: u32,
+        line: String,
+    },
+    /// Recent crash reports, newest first (of one app, or all).
+    Crashes {
+        app: Option<String>,
+        reply: oneshot::Sender<Vec<crate::crash::CrashReport>>,
+    },
     /// Set the number of instances of an app.
     Scale {
         app: String,
@@ -161,6 +183,8 @@ pub enum Event {
     Restart { app: String, instance: u32, reason: &'static str, restarts: u32 },
     /// An instance reached its memory ceiling (a restart or kill follows).
     Memory { app: String, instance: u32, rss_bytes: u64, ceiling_bytes: u64 },
+    /// A crash report was recorded (the first of its episode).
+    Crash { app: String, instance: u32, id: u64, level: String, reason: String, fingerprint: String },
 }
 
 /// Events waiting for slow subscribers; beyond this they miss events and are told so.

@@ -42,6 +42,10 @@ pub(super) struct Inst {
     pub usage: super::monitor::Usage,
     /// The old run that keeps serving while a replacement starts.
     pub retiree: Option<Retiring>,
+    /// The end of the current run's stderr, for its crash report.
+    pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
+    /// The main pid of the current (or last) run.
+    pub run_pid: Option<u32>,
 }
 
 /// An old run being replaced: kept serving until its successor is ready, then
@@ -96,10 +100,12 @@ pub(super) struct Supervisor {
     pub(super) notify_path: Option<PathBuf>,
     /// Old runs of finished replaces that are still stopping, by main pid.
     pub(super) retiring: HashMap<i32, Retiring>,
+    /// Crash reports: recent ones, episodes, where they are written.
+    pub(super) crashes: super::crashes::Crashes,
 }
 
 impl Supervisor {
-    pub fn new(home: PathBuf, sample_interval: std::time::Duration, tx: mpsc::Sender<Msg>) -> Self {
+    pub fn new(home: PathBuf, log_dir: PathBuf, sample_interval: std::time::Duration, tx: mpsc::Sender<Msg>) -> Self {
         let (ticks_per_sec, page_size) = procs::clock_ticks_and_page_size();
         let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Supervisor {
@@ -126,6 +132,7 @@ impl Supervisor {
             sockets: Default::default(),
             notify_path: None,
             retiring: HashMap::new(),
+            crashes: super::crashes::Crashes::new(log_dir),
         }
     }
 
@@ -205,6 +212,12 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Msg::Ready { pid } => self.ready(pid),
+            Msg::Crash { report } => self.record_crash(*report),
+            Msg::PanicLine { app, instance, line } => self.panic_line(app, instance, line),
+            Msg::PanicCheck { app, instance, pid, line } => self.panic_check(&app, instance, pid, &line),
+            Msg::Crashes { app, reply } => {
+                let _ = reply.send(self.crashes.list(app.as_deref()));
+            }
             Msg::RetireeTimer { pid } => self.retiree_timer(pid),
             Msg::Scale { app, instances, reply } => {
                 let r = self.guard().and_then(|()| self.scale(&app, instances));

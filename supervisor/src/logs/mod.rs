@@ -26,6 +26,7 @@ pub use format::Stream;
 pub use writer::{LogMsg, LogStats};
 
 use crate::config::LogSpec;
+use crate::crash::Tail;
 
 /// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`):
 /// with `READ_SIZE` this bounds the bytes in flight per app to 2 MiB.
@@ -53,9 +54,14 @@ pub struct LogCounters {
 }
 
 /// Every app's writer, and the readers feeding them.
+/// A structured panic line seen on a worker's stderr: (app, instance, line).
+pub type PanicLine = (String, u32, String);
+
 #[derive(Debug)]
 pub struct LogHub {
     apps: HashMap<String, AppLog>,
+    /// Where structured panic lines (`{"event":"panic",...}`) seen on stderr go.
+    pub panics: Option<mpsc::UnboundedSender<PanicLine>>,
     maint: rotate::Maint,
     readers: tokio::task::JoinSet<()>,
     /// Pipes attached so far (each gets the next number as its id).
@@ -70,13 +76,20 @@ impl Default for LogHub {
 
 impl LogHub {
     pub fn new() -> LogHub {
-        LogHub { apps: HashMap::new(), maint: rotate::Maint::start(), readers: tokio::task::JoinSet::new(), pipes: 0 }
+        LogHub {
+            apps: HashMap::new(),
+            panics: None,
+            maint: rotate::Maint::start(),
+            readers: tokio::task::JoinSet::new(),
+            pipes: 0,
+        }
     }
 
     /// A hub with no writers and no maintenance thread (what is left after `close`).
     pub fn closed() -> LogHub {
         LogHub {
             apps: HashMap::new(),
+            panics: None,
             maint: rotate::Maint::disconnected(),
             readers: tokio::task::JoinSet::new(),
             pipes: 0,
@@ -117,21 +130,29 @@ impl LogHub {
         self.apps.insert(app.to_owned(), AppLog { tx, stats, spec: spec.clone(), thread });
     }
 
-    /// Start reading a new process's pipes into `app`'s writer.
-    pub fn attach(&mut self, app: &str, instance: u32, stdout: OwnedFd, stderr: OwnedFd) {
-        let Some(log) = self.apps.get(app) else { return };
+    /// Start reading a new process's pipes into `app`'s writer; the returned tail
+    /// keeps the end of its stderr (for crash reports).
+    pub fn attach(&mut self, app: &str, instance: u32, stdout: OwnedFd, stderr: OwnedFd) -> Arc<Tail> {
+        let tail = Arc::new(Tail::default());
+        let Some(log) = self.apps.get(app) else { return tail };
         for (fd, stream) in [(stdout, Stream::Out), (stderr, Stream::Err)] {
             let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(pipe) => {
                     self.pipes += 1;
-                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), self.pipes, instance, stream));
+                    let err = (stream == Stream::Err).then(|| ErrTap {
+                        tail: tail.clone(),
+                        panics: self.panics.clone(),
+                        app: app.to_owned(),
+                    });
+                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), self.pipes, instance, stream, err));
                 }
                 Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
             }
         }
         // Finished readers are collected here, so the set does not grow.
         while self.readers.try_join_next().is_some() {}
+        tail
     }
 
     pub fn counters(&self, app: &str) -> LogCounters {
@@ -176,6 +197,30 @@ impl LogHub {
     }
 }
 
+/// What the stderr reader also feeds: the run's tail and the panic lines.
+struct ErrTap {
+    tail: Arc<Tail>,
+    panics: Option<mpsc::UnboundedSender<PanicLine>>,
+    app: String,
+}
+
+impl ErrTap {
+    fn feed(&self, instance: u32, data: &[u8]) {
+        self.tail.push(data);
+        let Some(panics) = &self.panics else { return };
+        // A structured panic line is one write; one split across reads is missed here
+        // (the crash report still parses it from the tail if the process dies).
+        const MARK: &[u8] = b"\"event\":\"panic\"";
+        let mut from = 0;
+        while let Some(at) = memchr::memmem::find(&data[from..], MARK).map(|i| from + i) {
+            let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
+            let _ = panics.send((self.app.clone(), instance, String::from_utf8_lossy(&data[start..end]).into_owned()));
+            from = end;
+        }
+    }
+}
+
 /// Read one pipe until EOF, in chunks, into the writer's bounded channel.
 async fn read_pipe(
     pipe: tokio::net::unix::pipe::Receiver,
@@ -183,6 +228,7 @@ async fn read_pipe(
     id: u64,
     instance: u32,
     stream: Stream,
+    err: Option<ErrTap>,
 ) {
     // The buffer is sized to what the pipe holds (FIONREAD) once it is readable: an idle
     // worker costs no 256 KiB buffer, a flood still reads in READ_SIZE chunks, and the
@@ -195,6 +241,9 @@ async fn read_pipe(
         match pipe.try_read_buf(&mut data) {
             Ok(0) => break,
             Ok(_) => {
+                if let Some(err) = &err {
+                    err.feed(instance, &data);
+                }
                 let msg = LogMsg::Chunk { pipe: id, instance, stream, at: SystemTime::now(), data };
                 if tx.send(msg).await.is_err() {
                     return;
@@ -203,6 +252,9 @@ async fn read_pipe(
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
             Err(_) => break,
         }
+    }
+    if let Some(err) = &err {
+        err.tail.close();
     }
     let _ = tx.send(LogMsg::Eof { pipe: id, instance, stream, at: SystemTime::now() }).await;
 }

@@ -1,0 +1,186 @@
+//! The daemon's side of crash reports (README, "Crash reports"): when a run ends
+//! abnormally (a crash, a memory restart, not ready in time) a task waits for the
+//! end of its stderr, parses it and sends the report back; a structured panic line
+//! from a run that is still alive half a second later is a non-fatal report. The
+//! actor keeps the recent reports, opens one episode per fingerprint (only its
+//! first crash is recorded and sent; the others raise its count) and appends
+//! recorded reports to `crashes.jsonl`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::supervisor::{Inst, Supervisor};
+use super::{Event, Msg};
+use crate::crash::{CrashReport, Episodes, Seen, journal, panic};
+use crate::lifecycle::{ExitStatus, State};
+
+/// Reports kept for the API.
+const RECENT: usize = 100;
+/// An episode ends after this long without its crash.
+const QUIET: Duration = Duration::from_secs(600);
+/// How long a report waits for the rest of the run's stderr.
+const TAIL_WAIT: Duration = Duration::from_millis(300);
+/// A run still alive this long after its panic line survived the panic.
+const SURVIVED: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub(super) struct Crashes {
+    log_dir: PathBuf,
+    recent: VecDeque<CrashReport>,
+    episodes: Episodes,
+    next_id: u64,
+}
+
+impl Crashes {
+    pub fn new(log_dir: PathBuf) -> Crashes {
+        Crashes { log_dir, recent: VecDeque::new(), episodes: Episodes::new(QUIET), next_id: 1 }
+    }
+
+    /// Newest first.
+    pub fn list(&self, app: Option<&str>) -> Vec<CrashReport> {
+        self.recent.iter().filter(|r| app.is_none_or(|a| r.app == a)).cloned().collect()
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// The run of `inst` just ended (its `last_exit` changed): report it if abnormal.
+pub(super) fn on_exit(app: &str, inst: &Inst, tx: &mpsc::Sender<Msg>) {
+    let Some(exit) = &inst.lc.last_exit else { return };
+    let (level, reason) = match exit.reason {
+        "crashed" => ("fatal", "crashed"),
+        "memory" => ("error", "memory"),
+        "not-ready" => ("error", "not-ready"),
+        _ => return,
+    };
+    // A memory replace records the old run's end without a status; its tail and pid
+    // are not the instance's current ones.
+    let own_run = exit.status.is_some();
+    let tail = inst.tail.clone().filter(|_| own_run);
+    let (exit_code, signal) = match exit.status {
+        Some(ExitStatus::Code(c)) => (Some(c), None),
+        Some(ExitStatus::Signal(s)) => (
+            None,
+            Some(
+                nix::sys::signal::Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |s| s.as_str().to_owned()),
+            ),
+        ),
+        None => (None, None),
+    };
+    let mut report = CrashReport {
+        id: 0,
+        at: now_rfc3339(),
+        app: app.to_owned(),
+        instance: inst.index,
+        pid: inst.run_pid.filter(|_| own_run),
+        level: level.to_owned(),
+        reason: reason.to_owned(),
+        exit_code,
+        signal,
+        uptime_ms: exit.uptime.as_millis() as u64,
+        restarts: inst.lc.restarts,
+        rss_bytes: inst.usage.rss_bytes,
+        panic: None,
+        fingerprint: String::new(),
+        count: 1,
+        stderr_tail: String::new(),
+    };
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        if let Some(tail) = tail {
+            tail.ended(TAIL_WAIT).await;
+            report.stderr_tail = tail.text();
+            report.panic = panic::last_panic(&report.stderr_tail);
+        }
+        report.fingerprint = CrashReport::fingerprint_of(
+            &report.app,
+            report.panic.as_ref(),
+            &report.reason,
+            report.exit_code,
+            report.signal.as_deref(),
+        );
+        let _ = tx.send(Msg::Crash { report: Box::new(report) }).await;
+    });
+}
+
+impl Supervisor {
+    /// Record a report: the first of its episode is kept, journaled and announced;
+    /// a later one only raises that report's count.
+    pub(super) fn record_crash(&mut self, mut report: CrashReport) {
+        let id = self.crashes.next_id;
+        match self.crashes.episodes.observe(&report.fingerprint, id, Instant::now()) {
+            Seen::First => {
+                self.crashes.next_id += 1;
+                report.id = id;
+                tracing::warn!(app = %report.app, instance = report.instance, reason = %report.reason, fingerprint = %report.fingerprint, "crash report");
+                self.emit(Event::Crash {
+                    app: report.app.clone(),
+                    instance: report.instance,
+                    id,
+                    level: report.level.clone(),
+                    reason: report.reason.clone(),
+                    fingerprint: report.fingerprint.clone(),
+                });
+                let (dir, line) = (self.crashes.log_dir.clone(), report.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = journal::append(&dir, &line) {
+                        tracing::error!(cause = %e, "cannot append to crashes.jsonl");
+                    }
+                });
+                self.crashes.recent.push_front(report);
+                self.crashes.recent.truncate(RECENT);
+            }
+            Seen::Again { id, count } => {
+                tracing::info!(app = %report.app, fingerprint = %report.fingerprint, count, "the same crash again (one report per episode)");
+                if let Some(first) = self.crashes.recent.iter_mut().find(|r| r.id == id) {
+                    first.count = count;
+                }
+            }
+        }
+    }
+
+    /// A structured panic line: check a moment later whether the run survived it.
+    pub(super) fn panic_line(&mut self, app: String, instance: u32, line: String) {
+        let Some(pid) = self.inst(&app, instance).and_then(|i| i.lc.pid) else { return };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SURVIVED).await;
+            let _ = tx.send(Msg::PanicCheck { app, instance, pid, line }).await;
+        });
+    }
+
+    /// Still the same run, still online: a panic it survived (a task's, say).
+    pub(super) fn panic_check(&mut self, app: &str, instance: u32, pid: u32, line: &str) {
+        let Some(inst) = self.inst(app, instance) else { return };
+        if inst.lc.pid != Some(pid) || inst.lc.state != State::Online {
+            return; // it died: the fatal report carries the panic
+        }
+        // The tail has the whole line by now even if it reached us in pieces.
+        let tail = inst.tail.as_ref().map(|t| t.text()).unwrap_or_default();
+        let parsed = panic::last_panic(&tail).or_else(|| panic::structured(line));
+        let report = CrashReport {
+            id: 0,
+            at: now_rfc3339(),
+            app: app.to_owned(),
+            instance,
+            pid: Some(pid),
+            level: "error".into(),
+            reason: "panic".into(),
+            exit_code: None,
+            signal: None,
+            uptime_ms: inst.lc.started_at.map_or(0, |t| t.elapsed().as_millis() as u64),
+            restarts: inst.lc.restarts,
+            rss_bytes: inst.usage.rss_bytes,
+            fingerprint: CrashReport::fingerprint_of(app, parsed.as_ref(), "panic", None, None),
+            panic: parsed,
+            count: 1,
+            stderr_tail: tail,
+        };
+        self.record_crash(report);
+    }
+}

@@ -1,0 +1,107 @@
+//! README "Crash reports": abnormal ends of real workers (a Rust panic, a signal,
+//! a crash loop) and a panic a worker survives become reports with the parsed
+//! panic, in `l4ctl crashes` and `crashes.jsonl`; a crash loop is one report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::helper::*;
+
+/// target/<profile>/examples/crasher, built on demand when `cargo test` did not.
+fn crasher() -> PathBuf {
+    let exe = PathBuf::from(BIN).with_file_name("examples").join("crasher");
+    if !exe.is_file() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "layer4-supervisor", "--example", "crasher"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    exe
+}
+
+fn reports(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.l4(&["crashes", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["crashes"].as_array().cloned().unwrap_or_default()
+}
+
+fn journal(env: &Env) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.path("logs/crashes.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_rust_panic_is_reported_with_its_message_location_and_frames() {
+    let app = format!(
+        "[[apps]]\nname = \"rusty\"\nscript = {:?}\nargs = [\"panic\"]\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"\n[apps.env]\nRUST_BACKTRACE = \"1\"\n",
+        crasher().display().to_string()
+    );
+    let env = Env::new(&app);
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let r = wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
+    assert_eq!(
+        (r["level"].as_str(), r["reason"].as_str(), r["exit_code"].as_i64()),
+        (Some("fatal"), Some("crashed"), Some(101)),
+        "{r}"
+    );
+    assert_eq!(r["panic"]["message"], "boom from crasher", "{r}");
+    assert!(r["panic"]["location"].as_str().unwrap().contains("examples/crasher.rs:"), "{r}");
+    assert_eq!(r["panic"]["thread"], "main");
+    let frames = r["panic"]["frames"].as_array().unwrap();
+    assert!(frames.iter().any(|f| f["function"].as_str().is_some_and(|n| n.contains("crasher::main"))), "{r}");
+    assert!(r["stderr_tail"].as_str().unwrap().contains("crasher: about to fail"));
+    assert!(r["fingerprint"].as_str().unwrap().starts_with("rusty:panic:"), "{r}");
+    assert!(r["pid"].as_u64().is_some() && r["restarts"].as_u64().is_some());
+    let lines = journal(&env);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["id"], r["id"]);
+}
+
+#[test]
+fn a_panic_the_worker_survives_is_a_non_fatal_report() {
+    let app = format!(
+        "[[apps]]\nname = \"tasky\"\nscript = {:?}\nargs = [\"task-panic\"]\n",
+        crasher().display().to_string()
+    );
+    let env = Env::new(&app);
+    env.start();
+    let pid = env.instance("tasky", 0).pid;
+    let r = wait_for(Duration::from_secs(10), "a non-fatal report", || reports(&env).into_iter().next());
+    assert_eq!((r["level"].as_str(), r["reason"].as_str()), (Some("error"), Some("panic")), "{r}");
+    assert_eq!(r["panic"]["message"], "a task failed");
+    let i = env.instance("tasky", 0);
+    assert_eq!((i.state.as_str(), i.pid), ("online", pid), "still the same run");
+}
+
+#[test]
+fn death_by_signal_names_the_signal() {
+    let env =
+        Env::new(&sh_app("segv", "sleep 0.3; kill -SEGV $$", "restart_delay = \"10s\"\nrestart_delay_max = \"10s\""));
+    env.start();
+    let r = wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
+    assert_eq!((r["signal"].as_str(), r["exit_code"].as_i64()), (Some("SIGSEGV"), None), "{r}");
+    assert_eq!(r["fingerprint"], "segv:crashed:SIGSEGV");
+}
+
+#[test]
+fn a_crash_loop_is_one_report_with_a_count() {
+    let env = Env::new(&sh_app(
+        "loop",
+        "echo failing >&2; exit 3",
+        "restart_delay = \"10ms\"\nrestart_delay_max = \"20ms\"\nmax_restarts = 1000",
+    ));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let r = wait_for(Duration::from_secs(20), "ten crashes in one report", || {
+        reports(&env).into_iter().find(|r| r["count"].as_u64().is_some_and(|c| c >= 10))
+    });
+    assert_eq!(reports(&env).len(), 1, "one report, not one per restart");
+    assert_eq!(r["fingerprint"], "loop:crashed:exit 3");
+    assert_eq!(journal(&env).len(), 1);
+    let out = env.l4(&["crashes", "loop"]);
+    assert!(text(&out).contains("loop:0 fatal exit 3 x"), "{}", text(&out));
+}
