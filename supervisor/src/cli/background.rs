@@ -99,6 +99,7 @@ pub(super) fn run_daemon(args: &DaemonArgs) -> ExitCode {
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
     let _ = std::fs::create_dir_all(&log_dir);
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
+    crate::crash::install_daemon_hook(log_dir.clone());
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
     let initial = match args.config.as_ref().filter(|_| !no_apps) {
         Some(path) => match crate::config::load(path, env.as_deref()) {

@@ -9,6 +9,7 @@ mod diag;
 mod listen;
 mod nginx;
 mod schema;
+mod tracking;
 mod units;
 mod validate;
 
@@ -22,6 +23,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use listen::{Ready, SocketOwner};
 pub use nginx::NginxSpec;
 pub use schema::{LogType, RotateInterval};
+pub use tracking::{ErrorTracking, ErrorTrackingSection};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};
 
 /// Errors from loading a config file.
@@ -56,6 +58,8 @@ pub struct DaemonSpec {
     pub api_token_env: Option<String>,
     #[serde(with = "duration_ms", rename = "sample_interval_ms")]
     pub sample_interval: Duration,
+    /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
+    pub error_tracking: ErrorTracking,
 }
 
 impl DaemonSpec {
@@ -69,12 +73,15 @@ impl DaemonSpec {
             api_listen: section.api_listen.0,
             api_token_env: section.api_token_env.clone().filter(|v| !v.is_empty()),
             sample_interval: section.sample_interval.0,
+            error_tracking: ErrorTracking::default(),
         }
     }
 
     /// The settings of a daemon without a config file.
     pub fn defaults(home: PathBuf) -> DaemonSpec {
         let mut spec = DaemonSpec::resolve(&schema::DaemonSection::default(), Path::new("/"));
+        spec.error_tracking =
+            ErrorTracking::resolve(&ErrorTrackingSection::default(), std::env::var("SENTRY_DSN").ok());
         spec.log_dir = home.join("logs");
         spec.home = home;
         spec
@@ -215,11 +222,15 @@ pub fn peek_daemon(path: &Path) -> Option<DaemonSpec> {
     struct Partial {
         #[serde(default)]
         daemon: schema::DaemonSection,
+        #[serde(default)]
+        error_tracking: ErrorTrackingSection,
     }
     let file = absolute(path);
     let text = std::fs::read_to_string(&file).ok()?;
     let partial: Partial = toml::from_str(&text).ok()?;
-    Some(DaemonSpec::resolve(&partial.daemon, file.parent().unwrap_or(Path::new("/"))))
+    let mut spec = DaemonSpec::resolve(&partial.daemon, file.parent().unwrap_or(Path::new("/")));
+    spec.error_tracking = ErrorTracking::resolve(&partial.error_tracking, std::env::var("SENTRY_DSN").ok());
+    Some(spec)
 }
 
 /// `path` made absolute against the current folder, without touching the file system.

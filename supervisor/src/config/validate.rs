@@ -35,6 +35,13 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                 }
             }
             "nginx" => file.nginx = report.collect::<super::nginx::NginxSection>(value),
+            "error_tracking" => {
+                if let Some(section) = report.collect::<super::tracking::ErrorTrackingSection>(value) {
+                    for problem in super::tracking::ErrorTracking::check(&section) {
+                        report.push(key.span(), problem);
+                    }
+                }
+            }
             "apps" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     report.push(value.span(), "`apps` must be an array of tables: write each app as [[apps]]");
@@ -49,7 +56,10 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                 }
             }
             other => {
-                report.push(key.span(), format!("unknown section `{other}`, expected `daemon`, `apps` or `nginx`"));
+                report.push(
+                    key.span(),
+                    format!("unknown section `{other}`, expected `daemon`, `apps`, `nginx` or `error_tracking`"),
+                );
             }
         }
     }

@@ -7,10 +7,11 @@
 //! - [`Tail`]: the stderr ring buffer of one run, fed by the log pipeline.
 //! - [`panic`]: finding a Rust panic in that text.
 //! - [`Episodes`]: fingerprint -> episode; only an episode's first crash is sent.
-//! - [`journal`] appends to `<log_dir>/crashes.jsonl`.
+//! - [`journal`] appends to `<log_dir>/crashes.jsonl`; [`sentry`] turns a report into an envelope.
 
 pub mod journal;
 pub mod panic;
+pub mod sentry;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,6 +24,44 @@ pub use panic::{Frame, Panic};
 
 /// Bytes of stderr kept per run.
 pub const TAIL_BYTES: usize = 64 << 10;
+
+/// The daemon's own panics (it should have none): logged, and recorded in
+/// `crashes.jsonl` as app `l4ctl-daemon`, before the default output.
+pub fn install_daemon_hook(log_dir: std::path::PathBuf) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+        let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        let thread = std::thread::current().name().map(str::to_owned);
+        tracing::error!(%message, location = ?location, "the daemon panicked");
+        let panic = Panic { message, location, thread, frames: vec![] };
+        let report = CrashReport {
+            id: 0,
+            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            app: "l4ctl-daemon".into(),
+            instance: 0,
+            pid: Some(std::process::id()),
+            level: "error".into(),
+            reason: "panic".into(),
+            exit_code: None,
+            signal: None,
+            uptime_ms: 0,
+            restarts: 0,
+            rss_bytes: None,
+            fingerprint: CrashReport::fingerprint_of("l4ctl-daemon", Some(&panic), "panic", None, None),
+            panic: Some(panic),
+            count: 1,
+            stderr_tail: String::new(),
+        };
+        let _ = journal::append(&log_dir, &report);
+        default(info);
+    }));
+}
 
 /// The last [`TAIL_BYTES`] a run wrote to stderr.
 #[derive(Debug, Default)]

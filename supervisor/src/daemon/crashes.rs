@@ -32,11 +32,19 @@ pub(super) struct Crashes {
     recent: VecDeque<CrashReport>,
     episodes: Episodes,
     next_id: u64,
+    /// Sentry and the webhook.
+    pub outbox: super::deliver::Outbox,
 }
 
 impl Crashes {
     pub fn new(log_dir: PathBuf) -> Crashes {
-        Crashes { log_dir, recent: VecDeque::new(), episodes: Episodes::new(QUIET), next_id: 1 }
+        Crashes {
+            log_dir,
+            recent: VecDeque::new(),
+            episodes: Episodes::new(QUIET),
+            next_id: 1,
+            outbox: Default::default(),
+        }
     }
 
     /// Newest first.
@@ -132,6 +140,7 @@ impl Supervisor {
                         tracing::error!(cause = %e, "cannot append to crashes.jsonl");
                     }
                 });
+                self.crashes.outbox.send(&report);
                 self.crashes.recent.push_front(report);
                 self.crashes.recent.truncate(RECENT);
             }

@@ -10,6 +10,7 @@ mod apply;
 mod boot;
 mod carry;
 mod crashes;
+mod deliver;
 mod home;
 mod memory;
 mod monitor;
@@ -67,6 +68,7 @@ pub async fn run(
         settings.sample_interval,
         tx.clone(),
     );
+    sup.crashes.outbox = deliver::Outbox::start(&settings.error_tracking);
     let (panics, mut panic_rx) = mpsc::unbounded_channel::<crate::logs::PanicLine>();
     sup.logs.panics = Some(panics);
     let panic_tx = tx.clone();

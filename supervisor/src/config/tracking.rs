@@ -1,0 +1,85 @@
+//! `[error_tracking]`: where crash reports go besides `crashes.jsonl` (README,
+//! "Crash reports"). The DSN and the webhook URL may carry credentials: they are
+//! never serialized into an API answer.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::Span;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorTrackingSection {
+    /// Sentry DSN; the daemon's `SENTRY_DSN` when unset.
+    pub sentry_dsn: Option<String>,
+    /// Each report is POSTed here as JSON.
+    pub webhook_url: Option<String>,
+    /// `release` of Sentry events.
+    pub release: Option<String>,
+    /// Reports waiting for delivery at most; more are dropped (and counted).
+    pub queue: Option<usize>,
+    /// Per attempt.
+    pub timeout: Option<Span>,
+    /// Attempts after the first.
+    pub retries: Option<u32>,
+}
+
+/// The resolved section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorTracking {
+    #[serde(skip)]
+    pub sentry_dsn: Option<String>,
+    #[serde(skip)]
+    pub webhook_url: Option<String>,
+    pub sentry: bool,
+    pub webhook: bool,
+    pub release: Option<String>,
+    pub queue: usize,
+    #[serde(skip)]
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl Default for ErrorTracking {
+    fn default() -> Self {
+        ErrorTracking::resolve(&ErrorTrackingSection::default(), None)
+    }
+}
+
+impl ErrorTracking {
+    /// `env_dsn`: the daemon's `SENTRY_DSN`, used when the file names none.
+    pub fn resolve(section: &ErrorTrackingSection, env_dsn: Option<String>) -> ErrorTracking {
+        let sentry_dsn = section.sentry_dsn.clone().or(env_dsn).filter(|d| !d.is_empty());
+        let webhook_url = section.webhook_url.clone().filter(|u| !u.is_empty());
+        ErrorTracking {
+            sentry: sentry_dsn.is_some(),
+            webhook: webhook_url.is_some(),
+            sentry_dsn,
+            webhook_url,
+            release: section.release.clone(),
+            queue: section.queue.unwrap_or(100).clamp(1, 10_000),
+            timeout: section.timeout.map_or(Duration::from_secs(5), |t| t.0),
+            retries: section.retries.unwrap_or(3).min(10),
+        }
+    }
+
+    /// Problems with the values, for the config report.
+    pub fn check(section: &ErrorTrackingSection) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(dsn) = section.sentry_dsn.as_deref().filter(|d| !d.is_empty())
+            && let Err(e) = crate::crash::sentry::Dsn::parse(dsn)
+        {
+            out.push(format!("`[error_tracking] sentry_dsn`: {e}"));
+        }
+        if let Some(url) = &section.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            out.push("`[error_tracking] webhook_url` must start with http:// or https://".to_owned());
+        }
+        if section.timeout.is_some_and(|t| t.0.is_zero() || t.0 > Duration::from_secs(60)) {
+            out.push("`[error_tracking] timeout` must be between 1ms and 60s".to_owned());
+        }
+        out
+    }
+}
