@@ -138,7 +138,12 @@ impl Supervisor {
 
     /// Handle one message.
     pub fn handle(&mut self, msg: Msg) {
-        let only_reaping = matches!(msg, Msg::Sigchld);
+        // Messages that follow a restart closely (its exit, its crash report, its
+        // readiness) leave the strays of the finished run to the next tick.
+        let light = matches!(
+            msg,
+            Msg::Sigchld | Msg::Crash { .. } | Msg::PanicLine { .. } | Msg::PanicCheck { .. } | Msg::Ready { .. }
+        );
         match msg {
             Msg::Apply { config, env, only, reply } => {
                 let r = self.guard().and_then(|()| self.apply(*config, env, only.as_deref(), Mode::Start));
@@ -242,9 +247,10 @@ impl Supervisor {
                 let _ = reply.send(std::mem::replace(&mut self.logs, LogHub::closed()));
             }
         }
-        // Only a restart just started by SIGCHLD may leave its strays for later; any
-        // other message (the next tick at the latest) serves them before waiters are answered.
-        if self.strays_now || !only_reaping {
+        // Only a restart just under way may leave its strays for later (the messages that
+        // follow it closely are `light`); any other message (the next tick at the latest)
+        // serves them before waiters are answered.
+        if self.strays_now || !light {
             self.signal_strays();
         }
         self.check_waiters();
