@@ -47,8 +47,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
 /// served by hyper directly (not `axum::serve`), so an upgraded connection hands back
 /// its plain `TcpStream` (see [`crate::gateway`]). Requests that are open when it
 /// returns finish on their own; idle keep-alive connections end with the runtime.
+/// How long a plain HTTP connection is still served after the accept loop stopped.
+const LAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// Accept connections until `stop`, then let every plain HTTP connection finish
-/// its request in flight (idle keep-alive ones close) before returning. Upgraded
+/// its request in flight (idle keep-alive ones close after a short grace) before returning. Upgraded
 /// WebSocket connections are not waited for: they drain on their own.
 pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) {
     let mut stop = std::pin::pin!(stop);
@@ -83,6 +86,12 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             tokio::select! {
                 _ = connection.as_mut() => return,
                 () = stop_now => {}
+            }
+            // A connection accepted just before the stop may not have sent its request
+            // yet: closing it now would fail that request. Serve for a moment more.
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = tokio::time::sleep(LAST_REQUEST_GRACE) => {}
             }
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
