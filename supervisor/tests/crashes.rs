@@ -118,8 +118,12 @@ struct Endpoint {
 
 impl Endpoint {
     fn start(hang: bool) -> Endpoint {
+        Endpoint::start_on(0, hang)
+    }
+
+    fn start_on(port: u16, hang: bool) -> Endpoint {
         use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -212,4 +216,21 @@ fn a_hanging_endpoint_never_slows_the_daemon() {
     times.sort();
     assert!(times[10] < Duration::from_millis(50), "status while the endpoint hangs: median {:?}", times[10]);
     assert!(endpoint.requests().is_empty());
+}
+
+#[test]
+fn a_report_waits_out_an_endpoint_that_is_down_and_arrives_when_it_is_back() {
+    // Reserve a port, then leave it closed: the first attempts are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = Env::new(&tracked_app(port, "timeout = \"1s\"\nretries = 5"));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
+    std::thread::sleep(Duration::from_millis(1500)); // down through the first retries
+    let endpoint = Endpoint::start_on(port, false);
+    let got = wait_for(Duration::from_secs(20), "the report after the endpoint came back", || {
+        let r = endpoint.requests();
+        (r.len() >= 2).then_some(r)
+    });
+    assert!(got.iter().any(|(p, _, _)| p == "/api/42/envelope/"), "{got:?}");
+    assert!(got.iter().any(|(p, _, _)| p == "/hook"));
 }

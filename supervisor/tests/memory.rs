@@ -23,6 +23,17 @@ fn a_leaking_child_makes_the_tree_pass_the_ceiling_and_the_worker_restarts_for_m
     assert!(i.pid != first.pid);
     let out = env.l4(&["describe", "leaky"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("memory"), "{}", text(&out));
+    // And a crash report with reason memory.
+    let report = wait_for(Duration::from_secs(10), "a memory crash report", || {
+        let out = env.l4(&["crashes", "leaky", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["crashes"].as_array()?.iter().find(|r| r["reason"] == "memory").cloned()
+    });
+    assert_eq!(
+        (report["level"].as_str(), report["fingerprint"].as_str()),
+        (Some("error"), Some("leaky:memory")),
+        "{report}"
+    );
 }
 
 #[test]

@@ -134,6 +134,8 @@ pub struct CrashReport {
 
 impl CrashReport {
     /// The fingerprint of a report: where it panicked, else how it ended.
+    /// A memory restart or a failed readiness is ended by the daemon's own signal,
+    /// which says nothing about the cause: those are fingerprinted by reason alone.
     pub fn fingerprint_of(
         app: &str,
         panic: Option<&Panic>,
@@ -141,6 +143,7 @@ impl CrashReport {
         code: Option<i32>,
         signal: Option<&str>,
     ) -> String {
+        let (code, signal) = if matches!(reason, "memory" | "not-ready") { (None, None) } else { (code, signal) };
         match (panic.and_then(|p| p.location.as_deref()), code, signal) {
             (Some(loc), _, _) => format!("{app}:panic:{loc}"),
             (None, _, Some(sig)) => format!("{app}:{reason}:{sig}"),
@@ -232,6 +235,7 @@ mod tests {
         let p = Panic { message: "m".into(), location: Some("src/a.rs:1:2".into()), thread: None, frames: vec![] };
         assert_eq!(CrashReport::fingerprint_of("web", Some(&p), "crashed", Some(101), None), "web:panic:src/a.rs:1:2");
         assert_eq!(CrashReport::fingerprint_of("web", None, "crashed", None, Some("SIGSEGV")), "web:crashed:SIGSEGV");
-        assert_eq!(CrashReport::fingerprint_of("web", None, "memory", None, None), "web:memory");
+        assert_eq!(CrashReport::fingerprint_of("web", None, "memory", None, Some("SIGKILL")), "web:memory");
+        assert_eq!(CrashReport::fingerprint_of("web", None, "not-ready", Some(0), None), "web:not-ready");
     }
 }
