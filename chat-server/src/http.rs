@@ -43,16 +43,14 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .with_state(ctx)
 }
 
-/// Accepts HTTP/1.1 connections on `listener` until `stop` resolves. Each connection is
-/// served by hyper directly (not `axum::serve`), so an upgraded connection hands back
-/// its plain `TcpStream` (see [`crate::gateway`]). Requests that are open when it
-/// returns finish on their own; idle keep-alive connections end with the runtime.
 /// How long a plain HTTP connection is still served after the accept loop stopped.
 const LAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Accept connections until `stop`, then let every plain HTTP connection finish
-/// its request in flight (idle keep-alive ones close after a short grace) before returning. Upgraded
-/// WebSocket connections are not waited for: they drain on their own.
+/// its request in flight (idle keep-alive ones close after a short grace) before
+/// returning. Each connection is served by hyper directly (not `axum::serve`), so an
+/// upgraded connection hands back its plain `TcpStream` (see [`crate::gateway`]);
+/// upgraded WebSocket connections are not waited for: they drain on their own.
 pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) {
     let mut stop = std::pin::pin!(stop);
     let (stopping, stopped) = tokio::sync::watch::channel(false);

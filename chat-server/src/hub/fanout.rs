@@ -137,13 +137,18 @@ impl Fanout {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 256).await > 0 {
             let mut pipe = redis::pipe();
+            let mut rooms = std::collections::BTreeSet::new();
             for msg in batch.drain(..) {
                 let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg: &msg }) else {
                     continue;
                 };
-                let key = history_key(&msg.room);
                 pipe.publish(channel(&msg.room), &payload).ignore();
-                pipe.zadd(&key, &payload, msg.seq).ignore();
+                pipe.zadd(history_key(&msg.room), &payload, msg.seq).ignore();
+                rooms.insert(msg.room);
+            }
+            // Trimmed and kept alive once per room of the batch, after its messages.
+            for room in rooms {
+                let key = history_key(&room);
                 pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
                 pipe.expire(&key, HISTORY_TTL_S).ignore();
             }
@@ -167,8 +172,7 @@ impl Fanout {
                     if wire.origin == self.origin {
                         continue;
                     }
-                    let room =
-                        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(wire.msg.room.as_str()).cloned();
+                    let room = super::lock_rooms(&self.rooms).get(wire.msg.room.as_str()).cloned();
                     if let Some(room) = room {
                         self.deliverer.deliver(&room, wire.msg);
                     }
@@ -187,7 +191,7 @@ impl Fanout {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.lost.store(false, Ordering::Relaxed);
-        let list: Vec<_> = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
         for room in &list {
             self.subscribe(&room.name).await;
         }

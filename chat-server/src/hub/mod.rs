@@ -29,12 +29,16 @@ const IDLE_ROOM: Duration = Duration::from_secs(60);
 /// The rooms in memory, by name (shared with the Redis receiver).
 pub type Rooms = Arc<Mutex<HashMap<Arc<str>, Arc<Room>>>>;
 
+/// The rooms map, also after a panic while it was held.
+pub fn lock_rooms(rooms: &Rooms) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
+    rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[derive(Debug)]
 pub struct Hub {
     rooms: Rooms,
     pub store: Store,
-    pub stats: Arc<Stats>,
-    pub flushers: Arc<Flushers>,
+    /// Delivers stored messages in order (holds the flushers and the counters).
     pub deliverer: order::Deliverer,
     /// Set by [`Hub::connect_redis`] when `REDIS_URL` is.
     pub fanout: OnceLock<Arc<fanout::Fanout>>,
@@ -54,9 +58,9 @@ impl Hub {
     /// Starts the flushers too: call it inside the runtime.
     pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize) -> Hub {
         let flushers = Flushers::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let deliverer = order::Deliverer { store: store.clone(), flushers: flushers.clone(), stats: stats.clone() };
+        let deliverer = order::Deliverer { store: store.clone(), flushers, stats };
         let rooms = Arc::new(Mutex::new(HashMap::new()));
-        Hub { rooms, store, stats, flushers, deliverer, fanout: OnceLock::new(), cache_size }
+        Hub { rooms, store, deliverer, fanout: OnceLock::new(), cache_size }
     }
 
     /// Connect to Redis for fan-out between workers; `history`: messages kept per room there.
@@ -67,7 +71,7 @@ impl Hub {
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
-        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_rooms(&self.rooms)
     }
 
     /// The room, created and loaded (its newest sequence number) on first use.

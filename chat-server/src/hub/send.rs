@@ -22,8 +22,7 @@ use tokio::sync::oneshot;
 
 use super::{Hub, Room, Sent};
 use crate::auth::{User, now_ms};
-use crate::stats::Stats;
-use crate::store::{Appended, NewMessage, Store, StoreError};
+use crate::store::{Appended, NewMessage, StoreError};
 
 /// Messages stored by one INSERT at most.
 pub const MAX_BATCH: usize = 256;
@@ -56,13 +55,12 @@ pub struct Appends {
     writing: bool,
 }
 
-/// What a writer task needs (it outlives no one: it ends when the queue is empty).
+/// What a writer task needs (it outlives no one: it ends when the queue is empty):
+/// the store and counters are the deliverer's.
 #[derive(Debug, Clone)]
 struct Writer {
-    store: Store,
     deliverer: super::order::Deliverer,
     fanout: Option<Arc<super::fanout::Fanout>>,
-    stats: Arc<Stats>,
 }
 
 impl Hub {
@@ -84,12 +82,7 @@ impl Hub {
             !std::mem::replace(&mut q.writing, true)
         };
         if start_writer {
-            let writer = Writer {
-                store: self.store.clone(),
-                deliverer: self.deliverer.clone(),
-                fanout: self.fanout.get().cloned(),
-                stats: self.stats.clone(),
-            };
+            let writer = Writer { deliverer: self.deliverer.clone(), fanout: self.fanout.get().cloned() };
             tokio::spawn(writer.run(room.clone()));
         }
         answer.await.unwrap_or_else(|_| Err(SendFailed("the send was interrupted; resend it".into())))
@@ -124,7 +117,7 @@ impl Writer {
             fanout.publish(&msg);
         }
         self.publish(room, msg);
-        self.stats.messages_in.fetch_add(1, Relaxed);
+        self.deliverer.stats.messages_in.fetch_add(1, Relaxed);
         Sent { room: room.name.clone(), seq, duplicate: false }
     }
 
@@ -140,51 +133,41 @@ impl Writer {
                 ts: p.ts,
             })
             .collect();
-        let answers: Vec<Result<Sent, SendFailed>> = match self.store.append_many(&items, room.head() + 1).await {
-            Ok(stored) => stored.into_iter().map(|m| Ok(self.stored(room, m))).collect(),
-            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                if let Err(e) = self.catch_up(room).await {
-                    // Appending now would number past rows no member has seen.
-                    let failed = SendFailed::from(e);
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(failed.clone()));
-                    }
-                    return;
-                }
-                let mut answers = Vec::with_capacity(items.len());
-                for item in &items {
-                    answers.push(match self.store.append(*item).await {
-                        // Published at once, so the room's head follows the database.
-                        Ok(Appended::Stored(msg)) => Ok(self.stored(room, msg)),
-                        Ok(Appended::Duplicate { room, seq }) => {
-                            Ok(Sent { room: Arc::from(room), seq, duplicate: true })
+        let answers: Vec<Result<Sent, SendFailed>> =
+            match self.deliverer.store.append_many(&items, room.head() + 1).await {
+                Ok(stored) => stored.into_iter().map(|m| Ok(self.stored(room, m))).collect(),
+                Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                    // Publish what the database holds beyond the room's head first (a batch
+                    // whose INSERT succeeded although the reply was lost), so members see no gap.
+                    if let Err(e) = self.deliverer.sync(room).await {
+                        // Appending now would number past rows no member has seen.
+                        let failed = SendFailed::from(e);
+                        for pending in batch {
+                            let _ = pending.reply.send(Err(failed.clone()));
                         }
-                        Err(e) => Err(e.into()),
-                    });
+                        return;
+                    }
+                    let mut answers = Vec::with_capacity(items.len());
+                    for item in &items {
+                        answers.push(match self.deliverer.store.append(*item).await {
+                            // Published at once, so the room's head follows the database.
+                            Ok(Appended::Stored(msg)) => Ok(self.stored(room, msg)),
+                            Ok(Appended::Duplicate { room, seq }) => {
+                                Ok(Sent { room: Arc::from(room), seq, duplicate: true })
+                            }
+                            Err(e) => Err(e.into()),
+                        });
+                    }
+                    answers
                 }
-                answers
-            }
-            Err(e) => {
-                let failed = SendFailed::from(e);
-                items.iter().map(|_| Err(failed.clone())).collect()
-            }
-        };
+                Err(e) => {
+                    let failed = SendFailed::from(e);
+                    items.iter().map(|_| Err(failed.clone())).collect()
+                }
+            };
         drop(items);
         for (pending, answer) in batch.into_iter().zip(answers) {
             let _ = pending.reply.send(answer);
         }
-    }
-
-    /// Publishes what the database holds beyond the room's head (a batch whose INSERT
-    /// succeeded although the reply was lost), so members see no gap.
-    async fn catch_up(&self, room: &Arc<Room>) -> Result<(), StoreError> {
-        let head = room.head();
-        let stored = self.store.head(&room.name).await?;
-        if stored > head {
-            for msg in self.store.range(&room.name, head, stored).await? {
-                self.publish(room, msg);
-            }
-        }
-        Ok(())
     }
 }
