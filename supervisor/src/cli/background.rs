@@ -184,15 +184,16 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         .open(&out_path)
         .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
+    let args = DaemonArgs {
+        config: resolved.config.clone(),
+        home: Some(resolved.home.clone()),
+        log_file: true,
+        log_dir: Some(resolved.log_dir.clone()),
+        env_name: None,
+        no_apps: true,
+    };
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--log-file").arg("--no-apps");
-    if let Some(config) = &resolved.config {
-        cmd.arg("--config").arg(config);
-    }
-    cmd.arg("--home")
-        .arg(&resolved.home)
-        .arg("--log-dir")
-        .arg(&resolved.log_dir)
+    cmd.args(args.argv())
         .env_remove("L4_CONFIG")
         .env_remove("L4_HOME")
         .env_remove(crate::daemon::SUPERVISOR_VAR)

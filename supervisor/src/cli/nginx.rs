@@ -28,7 +28,7 @@ pub enum NginxCommand {
 }
 
 pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
-    match apply(cli, what).await {
+    match async { apply(cli, spec_of(cli)?, what).await }.await {
         Ok(message) => {
             if !message.is_empty() {
                 eprintln!("l4ctl: {message}");
@@ -45,13 +45,13 @@ pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
 /// After a scale: the `reload` sequence when `auto_reload` is on.
 pub(super) async fn after_scale(cli: &Cli) -> Result<(), String> {
     match spec_of(cli) {
-        Ok((spec, _)) if spec.auto_reload => apply(cli, NginxCommand::Reload).await.map(|m| eprintln!("l4ctl: {m}")),
+        Ok(spec) if spec.0.auto_reload => apply(cli, spec, NginxCommand::Reload).await.map(|m| eprintln!("l4ctl: {m}")),
         _ => Ok(()),
     }
 }
 
-async fn apply(cli: &Cli, what: NginxCommand) -> Result<String, String> {
-    let (spec, host) = spec_of(cli)?;
+/// Carry out `what` with `[nginx]` and the workers' address from [`spec_of`].
+async fn apply(cli: &Cli, (spec, host): (NginxSpec, String), what: NginxCommand) -> Result<String, String> {
     let client = Client::new(&resolve(cli, None).home);
     let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
     let rendered = nginx::render(&spec, &status.instances, &host).map_err(|e| e.to_string())?;

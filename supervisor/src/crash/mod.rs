@@ -39,25 +39,12 @@ pub fn install_daemon_hook(log_dir: std::path::PathBuf) {
         let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         let thread = std::thread::current().name().map(str::to_owned);
         tracing::error!(%message, location = ?location, "the daemon panicked");
-        let panic = Panic { message, location, thread, frames: vec![] };
-        let report = CrashReport {
-            id: 0,
-            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            app: "l4ctl-daemon".into(),
-            instance: 0,
+        let mut report = CrashReport {
             pid: Some(std::process::id()),
-            level: "error".into(),
-            reason: "panic".into(),
-            exit_code: None,
-            signal: None,
-            uptime_ms: 0,
-            restarts: 0,
-            rss_bytes: None,
-            fingerprint: CrashReport::fingerprint_of("l4ctl-daemon", Some(&panic), "panic", None, None),
-            panic: Some(panic),
-            count: 1,
-            stderr_tail: String::new(),
+            panic: Some(Panic { message, location, thread, frames: vec![] }),
+            ..CrashReport::new("l4ctl-daemon", 0, "error", "panic")
         };
+        report.refingerprint();
         let _ = journal::append(&log_dir, &report);
         default(info);
     }));
@@ -132,7 +119,45 @@ pub struct CrashReport {
     pub stderr_tail: String,
 }
 
+/// Now, as reports write times (RFC 3339, UTC, milliseconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 impl CrashReport {
+    /// A report made now, with nothing known yet but who and why.
+    pub fn new(app: &str, instance: u32, level: &str, reason: &str) -> CrashReport {
+        CrashReport {
+            id: 0,
+            at: now_rfc3339(),
+            app: app.to_owned(),
+            instance,
+            pid: None,
+            level: level.to_owned(),
+            reason: reason.to_owned(),
+            exit_code: None,
+            signal: None,
+            uptime_ms: 0,
+            restarts: 0,
+            rss_bytes: None,
+            panic: None,
+            fingerprint: String::new(),
+            count: 1,
+            stderr_tail: String::new(),
+        }
+    }
+
+    /// Set the fingerprint from the report's own fields.
+    pub fn refingerprint(&mut self) {
+        self.fingerprint = CrashReport::fingerprint_of(
+            &self.app,
+            self.panic.as_ref(),
+            &self.reason,
+            self.exit_code,
+            self.signal.as_deref(),
+        );
+    }
+
     /// The fingerprint of a report: where it panicked, else how it ended.
     /// A memory restart or a failed readiness is ended by the daemon's own signal,
     /// which says nothing about the cause: those are fingerprinted by reason alone.

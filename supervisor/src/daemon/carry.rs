@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use super::reaping::Stray;
+use super::reaping::signal_run;
 use super::spawn::{SpawnRequest, spawn};
 use super::supervisor::{GROUP_POLL, Inst, Supervisor};
 use super::{Msg, procs};
@@ -136,18 +136,15 @@ impl Supervisor {
             Action::Terminate | Action::Kill => {
                 // The group now (one syscall); tagged processes outside it in one scan
                 // for the whole message (`signal_strays`), however many instances stop.
-                let entry = format!("{}={}", procs::TAG_VAR, inst.tag);
                 let signal = if action == Action::Terminate { app.spec.kill_signal.0 } else { Signal::SIGKILL };
-                procs::signal_all(inst.pgid, &[], signal);
-                self.strays.push(Stray { entry, pgid: inst.pgid, signal });
+                signal_run(&mut self.strays, inst.pgid, &inst.tag, signal);
                 self.strays_now = true;
                 None
             }
             Action::Cleanup => {
                 // The group at once (one syscall); strays outside it in `signal_strays`.
-                procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
-                let entry = format!("{}={}", procs::TAG_VAR, std::mem::take(&mut inst.tag));
-                self.strays.push(Stray { entry, pgid: inst.pgid.take(), signal: Signal::SIGKILL });
+                let (pgid, tag) = (inst.pgid.take(), std::mem::take(&mut inst.tag));
+                signal_run(&mut self.strays, pgid, &tag, Signal::SIGKILL);
                 self.strays_now |= !matches!(inst.lc.state, State::Starting | State::WaitingRestart | State::CrashLoop);
                 None
             }

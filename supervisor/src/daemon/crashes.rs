@@ -53,10 +53,6 @@ impl Crashes {
     }
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 /// The run of `inst` just ended (its `last_exit` changed): report it if abnormal.
 pub(super) fn on_exit(app: &str, inst: &Inst, tx: &mpsc::Sender<Msg>) {
     let Some(exit) = &inst.lc.last_exit else { return };
@@ -70,33 +66,15 @@ pub(super) fn on_exit(app: &str, inst: &Inst, tx: &mpsc::Sender<Msg>) {
     // are not the instance's current ones.
     let own_run = exit.status.is_some();
     let tail = inst.tail.clone().filter(|_| own_run);
-    let (exit_code, signal) = match exit.status {
-        Some(ExitStatus::Code(c)) => (Some(c), None),
-        Some(ExitStatus::Signal(s)) => (
-            None,
-            Some(
-                nix::sys::signal::Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |s| s.as_str().to_owned()),
-            ),
-        ),
-        None => (None, None),
-    };
+    let (exit_code, signal) = ExitStatus::parts(exit.status);
     let mut report = CrashReport {
-        id: 0,
-        at: now_rfc3339(),
-        app: app.to_owned(),
-        instance: inst.index,
         pid: inst.run_pid.filter(|_| own_run),
-        level: level.to_owned(),
-        reason: reason.to_owned(),
         exit_code,
         signal,
         uptime_ms: exit.uptime.as_millis() as u64,
         restarts: inst.lc.restarts,
         rss_bytes: inst.usage.rss_bytes,
-        panic: None,
-        fingerprint: String::new(),
-        count: 1,
-        stderr_tail: String::new(),
+        ..CrashReport::new(app, inst.index, level, reason)
     };
     let tx = tx.clone();
     tokio::spawn(async move {
@@ -105,13 +83,7 @@ pub(super) fn on_exit(app: &str, inst: &Inst, tx: &mpsc::Sender<Msg>) {
             report.stderr_tail = tail.text();
             report.panic = panic::last_panic(&report.stderr_tail);
         }
-        report.fingerprint = CrashReport::fingerprint_of(
-            &report.app,
-            report.panic.as_ref(),
-            &report.reason,
-            report.exit_code,
-            report.signal.as_deref(),
-        );
+        report.refingerprint();
         let _ = tx.send(Msg::Crash { report: Box::new(report) }).await;
     });
 }
@@ -172,24 +144,16 @@ impl Supervisor {
         // The tail has the whole line by now even if it reached us in pieces.
         let tail = inst.tail.as_ref().map(|t| t.text()).unwrap_or_default();
         let parsed = panic::last_panic(&tail).or_else(|| panic::structured(line));
-        let report = CrashReport {
-            id: 0,
-            at: now_rfc3339(),
-            app: app.to_owned(),
-            instance,
+        let mut report = CrashReport {
             pid: Some(pid),
-            level: "error".into(),
-            reason: "panic".into(),
-            exit_code: None,
-            signal: None,
             uptime_ms: inst.lc.started_at.map_or(0, |t| t.elapsed().as_millis() as u64),
             restarts: inst.lc.restarts,
             rss_bytes: inst.usage.rss_bytes,
-            fingerprint: CrashReport::fingerprint_of(app, parsed.as_ref(), "panic", None, None),
             panic: parsed,
-            count: 1,
             stderr_tail: tail,
+            ..CrashReport::new(app, instance, "error", "panic")
         };
+        report.refingerprint();
         self.record_crash(report);
     }
 }

@@ -84,7 +84,7 @@ impl Sender {
             if let Some(dsn) = &self.sentry {
                 let event_id = format!("{:032x}", rand_id(report.id));
                 let event = sentry::event(&report, &event_id, self.release.as_deref());
-                let sent_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+                let sent_at = crate::crash::now_rfc3339();
                 let body = sentry::envelope(dsn, &event, &sent_at);
                 let headers = [
                     ("content-type", "application/x-sentry-envelope".to_owned()),

@@ -167,9 +167,7 @@ impl Supervisor {
             }
         }
         for (pgid, tag) in kill_retirees {
-            super::procs::signal_all(pgid, &[], nix::sys::signal::Signal::SIGKILL);
-            let entry = format!("{}={tag}", super::procs::TAG_VAR);
-            self.strays.push(super::reaping::Stray { entry, pgid, signal: nix::sys::signal::Signal::SIGKILL });
+            super::reaping::signal_run(&mut self.strays, pgid, &tag, nix::sys::signal::Signal::SIGKILL);
         }
         for (name, index, fact, rss, ceiling) in facts {
             self.emit(super::Event::Memory {

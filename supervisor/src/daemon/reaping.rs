@@ -48,6 +48,13 @@ impl Supervisor {
     }
 }
 
+/// Signal one run: its process group now (one syscall), the processes carrying its
+/// `L4_TAG` outside the group in the next stray scan ([`Supervisor::signal_strays`]).
+pub(super) fn signal_run(strays: &mut Vec<Stray>, pgid: Option<i32>, tag: &str, signal: Signal) {
+    procs::signal_all(pgid, &[], signal);
+    strays.push(Stray { entry: format!("{}={tag}", procs::TAG_VAR), pgid, signal });
+}
+
 /// A signal still owed to the processes of one run that left its process group.
 #[derive(Debug)]
 pub(super) struct Stray {

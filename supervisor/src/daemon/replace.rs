@@ -5,7 +5,7 @@
 
 use nix::sys::signal::Signal;
 
-use super::reaping::Stray;
+use super::reaping::signal_run;
 use super::supervisor::{Retiring, Supervisor};
 use super::{Msg, procs};
 use crate::config::Ready;
@@ -55,14 +55,14 @@ impl Supervisor {
                     pgid: inst.pgid.take(),
                     tag: std::mem::take(&mut inst.tag),
                     usage: std::mem::take(&mut inst.usage),
+                    tail: inst.tail.take(),
                 });
             }
             Action::StopRetiree => {
                 let Some(old) = inst.retiree.take() else { return };
                 let (signal, limit) = (spec.kill_signal.0, spec.restart.kill_timeout);
                 tracing::info!(app = %app_name, instance = index, pid = old.pid, "stopping the replaced run");
-                procs::signal_all(old.pgid, &[], signal);
-                self.strays.push(Stray { entry: format!("{}={}", procs::TAG_VAR, old.tag), pgid: old.pgid, signal });
+                signal_run(&mut self.strays, old.pgid, &old.tag, signal);
                 self.strays_now = true;
                 let (tx, pid) = (self.tx.clone(), old.pid);
                 self.retiring.insert(pid, old);
@@ -73,15 +73,16 @@ impl Supervisor {
             }
             Action::Revert => {
                 // The failed run: its whole group, now; its strays in this message's scan.
-                procs::signal_all(inst.pgid, &[], Signal::SIGKILL);
-                let entry = format!("{}={}", procs::TAG_VAR, std::mem::take(&mut inst.tag));
-                self.strays.push(Stray { entry, pgid: inst.pgid.take(), signal: Signal::SIGKILL });
+                let (pgid, tag) = (inst.pgid.take(), std::mem::take(&mut inst.tag));
+                signal_run(&mut self.strays, pgid, &tag, Signal::SIGKILL);
                 self.strays_now = true;
                 if let Some(old) = inst.retiree.take() {
                     tracing::warn!(app = %app_name, instance = index, pid = old.pid, "replacement failed; the old run keeps serving");
                     inst.pgid = old.pgid;
                     inst.tag = old.tag;
                     inst.usage = old.usage;
+                    inst.tail = old.tail;
+                    inst.run_pid = Some(old.pid as u32);
                 }
             }
             _ => {}
@@ -105,12 +106,7 @@ impl Supervisor {
         // Still serving while its successor starts, and it died: clean up after it.
         let index = inst.index;
         if let Some(old) = inst.retiree.take() {
-            procs::signal_all(old.pgid, &[], Signal::SIGKILL);
-            self.strays.push(Stray {
-                entry: format!("{}={}", procs::TAG_VAR, old.tag),
-                pgid: old.pgid,
-                signal: Signal::SIGKILL,
-            });
+            signal_run(&mut self.strays, old.pgid, &old.tag, Signal::SIGKILL);
         }
         tracing::warn!(app = %app, instance = index, pid, ?status, "the old run ended while its replacement was starting");
         self.feed(&app, index, Fact::RetireeExited { status });
@@ -123,11 +119,6 @@ impl Supervisor {
         if procs::group_alive(old.pgid) || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
             tracing::warn!(app = %old.app, instance = old.index, pid, "the replaced run did not stop in time; SIGKILL");
         }
-        procs::signal_all(old.pgid, &[], Signal::SIGKILL);
-        self.strays.push(Stray {
-            entry: format!("{}={}", procs::TAG_VAR, old.tag),
-            pgid: old.pgid,
-            signal: Signal::SIGKILL,
-        });
+        signal_run(&mut self.strays, old.pgid, &old.tag, Signal::SIGKILL);
     }
 }

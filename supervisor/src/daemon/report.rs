@@ -1,8 +1,6 @@
 //! Turning the supervisor's live table into the API's status and describe answers.
 //! Read-only: nothing here changes an instance.
 
-use nix::sys::signal::Signal;
-
 use super::Error;
 use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
 use crate::api::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
@@ -32,13 +30,7 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
         memory_bytes: lc.pid.and(inst.usage.rss_bytes),
         next_retry_ms: lc.next_retry.map(ms_until),
         last_exit: lc.last_exit.as_ref().map(|e| {
-            let (code, signal) = match e.status {
-                Some(ExitStatus::Code(c)) => (Some(c), None),
-                Some(ExitStatus::Signal(s)) => {
-                    (None, Some(Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |s| s.as_str().to_owned())))
-                }
-                None => (None, None),
-            };
+            let (code, signal) = ExitStatus::parts(e.status);
             ExitReport {
                 reason: e.reason.to_owned(),
                 code,

@@ -59,6 +59,8 @@ pub(super) struct Retiring {
     pub tag: String,
     /// Its process tree, still sampled for the 1.5x memory backstop.
     pub usage: super::monitor::Usage,
+    /// Its stderr tail, back on the instance if the replacement fails.
+    pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
 }
 
 struct Waiter {

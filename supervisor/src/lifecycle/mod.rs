@@ -80,6 +80,24 @@ pub enum ExitStatus {
     Signal(i32),
 }
 
+impl ExitStatus {
+    /// `(exit code, signal name)` of an end, as reports show it (`SIGSEGV`, or
+    /// `signal N` for a number nix does not know).
+    pub fn parts(status: Option<ExitStatus>) -> (Option<i32>, Option<String>) {
+        match status {
+            Some(ExitStatus::Code(c)) => (Some(c), None),
+            Some(ExitStatus::Signal(s)) => (
+                None,
+                Some(
+                    nix::sys::signal::Signal::try_from(s)
+                        .map_or_else(|_| format!("signal {s}"), |s| s.as_str().to_owned()),
+                ),
+            ),
+            None => (None, None),
+        }
+    }
+}
+
 /// Why the last run ended, as shown by `describe` and the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LastExit {
