@@ -38,7 +38,7 @@ step "building release binaries (cargo build --release --locked)"
 
 step "installing into $BIN"
 mkdir -p "$BIN" || die "cannot create $BIN"
-for name in l4ctl l4ctl-daemon chat-server l4chat l4load; do
+for name in l4ctl l4ctl-daemon l4ctl-send chat-server l4chat l4load; do
   src="$ROOT/target/release/$name"
   [ -x "$src" ] || die "$src was not built"
   install -m 0755 "$src" "$BIN/$name.new" && mv -f "$BIN/$name.new" "$BIN/$name" || die "cannot install $name"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::helper::*;
 
 /// target/<profile>/examples/crasher, built on demand when `cargo test` did not.
-fn crasher() -> PathBuf {
+pub fn crasher() -> PathBuf {
     let exe = PathBuf::from(BIN).with_file_name("examples").join("crasher");
     if !exe.is_file() {
         let status = std::process::Command::new(env!("CARGO"))
@@ -20,7 +20,7 @@ fn crasher() -> PathBuf {
     exe
 }
 
-fn reports(env: &Env) -> Vec<serde_json::Value> {
+pub fn reports(env: &Env) -> Vec<serde_json::Value> {
     let out = env.l4(&["crashes", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -106,131 +106,80 @@ fn a_crash_loop_is_one_report_with_a_count() {
     assert!(text(&out).contains("loop:0 fatal exit 3 x"), "{}", text(&out));
 }
 
-/// One request an endpoint received: path, head, body.
-type Request = (String, String, Vec<u8>);
-
-/// A local HTTP endpoint recording every request, answering 200, or never
-/// answering when `hang`.
-struct Endpoint {
-    port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+/// A memory cgroup of the test's own, under this process's (needs root).
+struct MemCgroup {
+    dir: PathBuf,
 }
 
-impl Endpoint {
-    fn start(hang: bool) -> Endpoint {
-        Endpoint::start_on(0, hang)
-    }
-
-    fn start_on(port: u16, hang: bool) -> Endpoint {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                if hang {
-                    held.push(stream); // accepted, never answered
-                    continue;
-                }
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut head, mut length) = (String::new(), 0usize);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    head.push_str(&line);
-                }
-                let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
-                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                log.lock().unwrap().push((path, head, body));
-                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
-            }
+impl MemCgroup {
+    fn new(limit: u64) -> MemCgroup {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let name = format!("l4test-oom-{}", std::process::id());
+        let v1 = text.lines().find_map(|l| {
+            let mut p = l.splitn(3, ':').skip(1);
+            let (controllers, path) = (p.next()?, p.next()?);
+            controllers.split(',').any(|c| c == "memory").then(|| path.trim_start_matches('/').to_owned())
         });
-        Endpoint { port, seen }
+        let (dir, limit_file) = match v1 {
+            Some(rel) => (PathBuf::from("/sys/fs/cgroup/memory").join(rel).join(&name), "memory.limit_in_bytes"),
+            None => {
+                let rel = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap().trim_start_matches('/').to_owned();
+                (PathBuf::from("/sys/fs/cgroup").join(rel).join(&name), "memory.max")
+            }
+        };
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot make the memory cgroup {}: {e}", dir.display()));
+        std::fs::write(dir.join(limit_file), limit.to_string())
+            .unwrap_or_else(|e| panic!("cannot limit {}: {e} (is the memory controller delegated?)", dir.display()));
+        MemCgroup { dir }
     }
+}
 
-    fn requests(&self) -> Vec<Request> {
-        self.seen.lock().unwrap().clone()
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // Empty once the daemon and its workers are gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.dir).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
-fn tracked_app(endpoint: u16, extra: &str) -> String {
-    format!(
-        "[error_tracking]\nsentry_dsn = \"http://testkey@127.0.0.1:{endpoint}/42\"\nwebhook_url = \"http://127.0.0.1:{endpoint}/hook\"\nrelease = \"chat@1.2.3\"\n{extra}\n[[apps]]\nname = \"rusty\"\nscript = {:?}\nargs = [\"panic\"]\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"\n[apps.env]\nRUST_BACKTRACE = \"1\"\n",
-        crasher().display().to_string()
-    )
-}
-
 #[test]
-fn a_panic_reaches_sentry_as_an_envelope_and_the_webhook_as_json() {
-    let endpoint = Endpoint::start(false);
-    let env = Env::new(&tracked_app(endpoint.port, ""));
-    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
-    let got = wait_for(Duration::from_secs(15), "the envelope and the webhook", || {
-        let r = endpoint.requests();
-        (r.len() >= 2).then_some(r)
-    });
-    let (_, head, body) = got.iter().find(|(p, _, _)| p == "/api/42/envelope/").expect("an envelope");
-    assert!(head.to_ascii_lowercase().contains("x-sentry-auth: sentry sentry_version=7, sentry_key=testkey"), "{head}");
-    let text = String::from_utf8(body.clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 3, "{text}");
-    assert_eq!(lines[1]["type"], "event");
-    let event = &lines[2];
-    let ex = &event["exception"]["values"][0];
-    assert_eq!((ex["type"].as_str(), ex["value"].as_str()), (Some("panic"), Some("boom from crasher")), "{event}");
-    let frames = ex["stacktrace"]["frames"].as_array().unwrap();
-    assert!(frames.iter().any(|f| f["function"].as_str().is_some_and(|n| n.contains("crasher::main"))), "{event}");
-    assert_eq!((event["level"].as_str(), event["release"].as_str()), (Some("fatal"), Some("chat@1.2.3")));
-    assert_eq!(
-        (event["tags"]["app"].as_str(), event["tags"]["instance"].as_str(), event["tags"]["exit"].as_str()),
-        (Some("rusty"), Some("0"), Some("101"))
-    );
-    let (_, _, hook) = got.iter().find(|(p, _, _)| p == "/hook").expect("a webhook call");
-    let report: serde_json::Value = serde_json::from_slice(hook).unwrap();
-    assert_eq!(report["panic"]["message"], "boom from crasher");
-}
-
-#[test]
-fn a_hanging_endpoint_never_slows_the_daemon() {
-    let endpoint = Endpoint::start(true);
-    let env = Env::new(&tracked_app(endpoint.port, "timeout = \"30s\"\nretries = 0"));
-    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
-    wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
-    let client = layer4_supervisor::client::Client::new(&env.home());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut times: Vec<Duration> = (0..20)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            rt.block_on(client.get::<serde_json::Value>("/api/v1/status")).unwrap();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    assert!(times[10] < Duration::from_millis(50), "status while the endpoint hangs: median {:?}", times[10]);
-    assert!(endpoint.requests().is_empty());
-}
-
-#[test]
-fn a_report_waits_out_an_endpoint_that_is_down_and_arrives_when_it_is_back() {
-    // Reserve a port, then leave it closed: the first attempts are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let env = Env::new(&tracked_app(port, "timeout = \"1s\"\nretries = 5"));
-    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
-    wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
-    std::thread::sleep(Duration::from_millis(1500)); // down through the first retries
-    let endpoint = Endpoint::start_on(port, false);
-    let got = wait_for(Duration::from_secs(20), "the report after the endpoint came back", || {
-        let r = endpoint.requests();
-        (r.len() >= 2).then_some(r)
-    });
-    assert!(got.iter().any(|(p, _, _)| p == "/api/42/envelope/"), "{got:?}");
-    assert!(got.iter().any(|(p, _, _)| p == "/hook"));
+fn a_kernel_oom_kill_is_reported_as_oom_not_as_a_plain_sigkill() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: making a memory cgroup needs root (.ci/test runs as root)");
+        return;
+    }
+    let cgroup = MemCgroup::new(128 << 20);
+    let env = Env::new(&sh_app(
+        "hog",
+        "exec python3 -c \"x = b'x' * (400 << 20); import time; time.sleep(60)\"",
+        "restart_delay = \"30s\"\nrestart_delay_max = \"30s\"",
+    ));
+    {
+        let env = &env;
+        let _cleanup = &cgroup; // dropped after env: the daemon is gone by then
+        // The daemon (and so its workers) starts inside the limited cgroup.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+            .arg(cgroup.dir.join("cgroup.procs"))
+            .arg(BIN)
+            .arg("--config")
+            .arg(env.config())
+            .arg("start")
+            .arg(env.config())
+            .current_dir(env.dir.path())
+            .env_remove("L4_HOME")
+            .env_remove("L4_CONFIG")
+            .output()
+            .unwrap();
+        let r = wait_for(Duration::from_secs(20), "the OOM kill's report", || reports(env).into_iter().next());
+        assert_eq!((r["reason"].as_str(), r["signal"].as_str()), (Some("oom"), Some("SIGKILL")), "{r}\n{}", text(&out));
+        assert_eq!((r["level"].as_str(), r["fingerprint"].as_str()), (Some("fatal"), Some("hog:oom")));
+        let listed = env.l4(&["crashes"]);
+        assert!(text(&listed).contains("hog:0 fatal SIGKILL x1 oom"), "{}", text(&listed));
+        // The daemon itself, small, was not the victim.
+        assert!(env.l4(&["status"]).status.success());
+    }
+    drop(env);
 }

@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod crashes;
 mod daemon;
+mod delivery;
 mod logs;
 mod memory;
 mod nginx;

@@ -180,6 +180,6 @@ pub async fn crashes(
     State(s): State<ApiState>,
     Query(q): Query<CrashesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let list = ask(&s.tx, |reply| Msg::Crashes { app: q.app, reply }).await?;
-    Ok(Json(serde_json::json!({ "schema": SCHEMA, "crashes": list })))
+    let (list, delivery) = ask(&s.tx, |reply| Msg::Crashes { app: q.app, reply }).await?;
+    Ok(Json(serde_json::json!({ "schema": SCHEMA, "crashes": list, "delivery": delivery })))
 }

@@ -110,10 +110,10 @@ pub(super) fn description(d: &AppDescription) -> String {
 /// `l4ctl crashes`: one line per report, newest first.
 pub fn crashes(v: &serde_json::Value) -> String {
     let list = v["crashes"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
-        return "no crash reports\n".to_owned();
-    }
     let mut out = String::new();
+    if list.is_empty() {
+        out.push_str("no crash reports\n");
+    }
     for r in list {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
         let how = match (r["exit_code"].as_i64(), r["signal"].as_str()) {
@@ -139,6 +139,22 @@ pub fn crashes(v: &serde_json::Value) -> String {
             how,
             r["count"],
             what
+        ));
+    }
+    let d = &v["delivery"];
+    let sinks: Vec<&str> = [("sentry", "Sentry"), ("webhook", "webhook")]
+        .into_iter()
+        .filter(|(k, _)| d[*k].as_bool() == Some(true))
+        .map(|(_, name)| name)
+        .collect();
+    if !sinks.is_empty() {
+        out.push_str(&format!(
+            "delivery to {}: {} sent, {} failed, {} dropped (queue full), {} waiting\n",
+            sinks.join(" and "),
+            d["sent"],
+            d["failed"],
+            d["dropped"],
+            d["queued"]
         ));
     }
     out

@@ -81,7 +81,7 @@ impl DaemonSpec {
     pub fn defaults(home: PathBuf) -> DaemonSpec {
         let mut spec = DaemonSpec::resolve(&schema::DaemonSection::default(), Path::new("/"));
         spec.error_tracking =
-            ErrorTracking::resolve(&ErrorTrackingSection::default(), std::env::var("SENTRY_DSN").ok());
+            ErrorTracking::resolve(&ErrorTrackingSection::default(), std::env::var("SENTRY_DSN").ok(), Path::new("/"));
         spec.log_dir = home.join("logs");
         spec.home = home;
         spec
@@ -229,7 +229,11 @@ pub fn peek_daemon(path: &Path) -> Option<DaemonSpec> {
     let text = std::fs::read_to_string(&file).ok()?;
     let partial: Partial = toml::from_str(&text).ok()?;
     let mut spec = DaemonSpec::resolve(&partial.daemon, file.parent().unwrap_or(Path::new("/")));
-    spec.error_tracking = ErrorTracking::resolve(&partial.error_tracking, std::env::var("SENTRY_DSN").ok());
+    spec.error_tracking = ErrorTracking::resolve(
+        &partial.error_tracking,
+        std::env::var("SENTRY_DSN").ok(),
+        file.parent().unwrap_or(Path::new("/")),
+    );
     Some(spec)
 }
 

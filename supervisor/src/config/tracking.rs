@@ -2,6 +2,7 @@
 //! "Crash reports"). The DSN and the webhook URL may carry credentials: they are
 //! never serialized into an API answer.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,9 @@ pub struct ErrorTrackingSection {
     pub timeout: Option<Span>,
     /// Attempts after the first.
     pub retries: Option<u32>,
+    /// PEM certificates to trust for https instead of the bundled Mozilla roots
+    /// (a self-hosted Sentry with its own CA); relative to the config file.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The resolved section.
@@ -39,17 +43,19 @@ pub struct ErrorTracking {
     #[serde(skip)]
     pub timeout: Duration,
     pub retries: u32,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ErrorTracking {
     fn default() -> Self {
-        ErrorTracking::resolve(&ErrorTrackingSection::default(), None)
+        ErrorTracking::resolve(&ErrorTrackingSection::default(), None, Path::new("/"))
     }
 }
 
 impl ErrorTracking {
-    /// `env_dsn`: the daemon's `SENTRY_DSN`, used when the file names none.
-    pub fn resolve(section: &ErrorTrackingSection, env_dsn: Option<String>) -> ErrorTracking {
+    /// `env_dsn`: the daemon's `SENTRY_DSN`, used when the file names none;
+    /// `base`: the config file's folder.
+    pub fn resolve(section: &ErrorTrackingSection, env_dsn: Option<String>, base: &Path) -> ErrorTracking {
         let sentry_dsn = section.sentry_dsn.clone().or(env_dsn).filter(|d| !d.is_empty());
         let webhook_url = section.webhook_url.clone().filter(|u| !u.is_empty());
         ErrorTracking {
@@ -61,6 +67,7 @@ impl ErrorTracking {
             queue: section.queue.unwrap_or(100).clamp(1, 10_000),
             timeout: section.timeout.map_or(Duration::from_secs(5), |t| t.0),
             retries: section.retries.unwrap_or(3).min(10),
+            ca_file: section.ca_file.as_ref().map(|f| base.join(f)),
         }
     }
 

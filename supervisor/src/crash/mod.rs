@@ -10,6 +10,8 @@
 //! - [`journal`] appends to `<log_dir>/crashes.jsonl`; [`sentry`] turns a report into an envelope.
 
 pub mod journal;
+pub mod oom;
+pub mod outbound;
 pub mod panic;
 pub mod sentry;
 
@@ -46,6 +48,7 @@ pub fn install_daemon_hook(log_dir: std::path::PathBuf) {
         };
         report.refingerprint();
         let _ = journal::append(&log_dir, &report);
+        outbound::send_detached(&report);
         default(info);
     }));
 }
@@ -103,7 +106,7 @@ pub struct CrashReport {
     pub pid: Option<u32>,
     /// `fatal` (the process ended) or `error` (a panic it survived, a memory restart).
     pub level: String,
-    /// `crashed`, `memory`, `not-ready` or `panic` (non-fatal).
+    /// `crashed`, `oom` (the kernel's OOM killer), `memory`, `not-ready` or `panic` (non-fatal).
     pub reason: String,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
@@ -160,7 +163,8 @@ impl CrashReport {
 
     /// The fingerprint of a report: where it panicked, else how it ended.
     /// A memory restart or a failed readiness is ended by the daemon's own signal,
-    /// which says nothing about the cause: those are fingerprinted by reason alone.
+    /// an OOM kill by the kernel's, which say nothing about the cause: those are
+    /// fingerprinted by reason alone.
     pub fn fingerprint_of(
         app: &str,
         panic: Option<&Panic>,
@@ -168,7 +172,8 @@ impl CrashReport {
         code: Option<i32>,
         signal: Option<&str>,
     ) -> String {
-        let (code, signal) = if matches!(reason, "memory" | "not-ready") { (None, None) } else { (code, signal) };
+        let (code, signal) =
+            if matches!(reason, "memory" | "not-ready" | "oom") { (None, None) } else { (code, signal) };
         match (panic.and_then(|p| p.location.as_deref()), code, signal) {
             (Some(loc), _, _) => format!("{app}:panic:{loc}"),
             (None, _, Some(sig)) => format!("{app}:{reason}:{sig}"),

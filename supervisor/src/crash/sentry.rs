@@ -67,6 +67,9 @@ const TAIL_IN_EVENT: usize = 16 << 10;
 pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Value {
     let (kind, value) = match (&report.panic, &report.signal, report.exit_code) {
         (Some(p), _, _) => ("panic".to_owned(), p.message.clone()),
+        (None, _, _) if report.reason == "oom" => {
+            ("oom".to_owned(), format!("{} killed by the kernel's OOM killer (memory cgroup limit)", report.app))
+        }
         (None, Some(sig), _) => (sig.clone(), format!("{} killed by {sig}", report.app)),
         (None, None, Some(code)) => (report.reason.clone(), format!("{} exited with code {code}", report.app)),
         (None, None, None) => (report.reason.clone(), format!("{} {}", report.app, report.reason)),
@@ -86,8 +89,8 @@ pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Val
     if !frames.is_empty() {
         exception["stacktrace"] = json!({ "frames": frames });
     }
-    let tail = &report.stderr_tail[report.stderr_tail.len().saturating_sub(TAIL_IN_EVENT)..];
-    let tail = tail.char_indices().next().map_or("", |_| tail);
+    let tail = &report.stderr_tail
+        [report.stderr_tail.ceil_char_boundary(report.stderr_tail.len().saturating_sub(TAIL_IN_EVENT))..];
     let mut event = json!({
         "event_id": event_id,
         "timestamp": report.at,
@@ -218,5 +221,23 @@ mod tests {
         assert_eq!(item["length"].as_u64(), Some(lines[2].len() as u64));
         let head: Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(head["event_id"], "0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
+    fn a_long_tail_of_multibyte_text_is_cut_on_a_character_boundary() {
+        let mut r = report();
+        r.stderr_tail = format!("{}x", "é".repeat(20_000)); // the cut falls inside an 'é' 
+        let tail = event(&r, "e", None)["extra"]["stderr_tail"].as_str().unwrap().to_owned();
+        assert!(tail.len() <= TAIL_IN_EVENT && tail.len() >= TAIL_IN_EVENT - 1, "{}", tail.len());
+        assert!(tail.starts_with('é') && tail.ends_with("éx"));
+    }
+
+    #[test]
+    fn an_oom_kill_says_so() {
+        let mut r = report();
+        (r.panic, r.reason, r.exit_code, r.signal) = (None, "oom".into(), None, Some("SIGKILL".into()));
+        let ex = &event(&r, "e", None)["exception"]["values"][0];
+        assert_eq!(ex["type"], "oom");
+        assert!(ex["value"].as_str().unwrap().contains("OOM killer"), "{ex}");
     }
 }

@@ -1,5 +1,5 @@
 //! What `run` sets up around the actor: signal forwarders and timers, the TCP
-//! API token, the cgroup note, and the clean-up of a previous daemon's leftovers.
+//! API token, the OOM-kill counter, and the clean-up of a previous daemon's leftovers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,22 +77,17 @@ pub(super) fn api_token(settings: &crate::config::DaemonSpec) -> crate::api::Tok
     }
 }
 
-/// The memory ceiling is enforced from `/proc`; say once whether cgroup v2 could
-/// have added a hard `memory.max` backstop here.
-pub(super) fn log_cgroup_support() {
-    let root = Path::new("/sys/fs/cgroup");
-    let unified = root.join("cgroup.controllers").is_file();
-    let writable = unified && nix::unistd::access(root, nix::unistd::AccessFlags::W_OK).is_ok();
-    if writable {
-        tracing::info!(
-            "cgroup v2 is writable here; the memory ceiling is enforced from /proc samples (no memory.max backstop yet)"
-        );
-    } else {
-        tracing::info!(
-            unified,
-            "cgroup v2 is not writable here; the memory ceiling is enforced from /proc samples alone"
-        );
+/// The daemon's memory cgroup's OOM-kill counter (workers are forked into that
+/// cgroup), said once in the log.
+pub(super) fn oom_counter() -> Option<crate::crash::oom::OomCounter> {
+    let counter = crate::crash::oom::OomCounter::of_self();
+    match &counter {
+        Some(c) => {
+            tracing::info!(file = %c.file.display(), "OOM kills of workers are told apart by this cgroup counter")
+        }
+        None => tracing::info!("no memory cgroup counter is readable here: an OOM kill is reported as SIGKILL"),
     }
+    counter
 }
 
 /// End processes that an earlier daemon of this home left running (it was SIGKILLed).

@@ -50,7 +50,7 @@ impl Supervisor {
             let exit_before = inst.lc.last_exit.clone();
             let actions = inst.lc.step(&policy, fact, ctx);
             if inst.lc.last_exit != exit_before {
-                super::crashes::on_exit(app_name, inst, &self.tx);
+                super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx);
             }
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
             let reason = inst.lc.restart_reason();

@@ -1,5 +1,5 @@
 //! The daemon's side of crash reports (README, "Crash reports"): when a run ends
-//! abnormally (a crash, a memory restart, not ready in time) a task waits for the
+//! abnormally (a crash, an OOM kill, a memory restart, not ready in time) a task waits for the
 //! end of its stderr, parses it and sends the report back; a structured panic line
 //! from a run that is still alive half a second later is a non-fatal report. The
 //! actor keeps the recent reports, opens one episode per fingerprint (only its
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::supervisor::{Inst, Supervisor};
 use super::{Event, Msg};
+use crate::crash::oom::OomCounter;
 use crate::crash::{CrashReport, Episodes, Seen, journal, panic};
 use crate::lifecycle::{ExitStatus, State};
 
@@ -34,6 +35,8 @@ pub(super) struct Crashes {
     next_id: u64,
     /// Sentry and the webhook.
     pub outbox: super::deliver::Outbox,
+    /// The memory cgroup's OOM-kill counter, when readable.
+    pub oom: Option<OomCounter>,
 }
 
 impl Crashes {
@@ -44,6 +47,7 @@ impl Crashes {
             episodes: Episodes::new(QUIET),
             next_id: 1,
             outbox: Default::default(),
+            oom: None,
         }
     }
 
@@ -54,9 +58,12 @@ impl Crashes {
 }
 
 /// The run of `inst` just ended (its `last_exit` changed): report it if abnormal.
-pub(super) fn on_exit(app: &str, inst: &Inst, tx: &mpsc::Sender<Msg>) {
+/// A SIGKILL the memory cgroup counted as an OOM kill is reason `oom`.
+pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: &mpsc::Sender<Msg>) {
     let Some(exit) = &inst.lc.last_exit else { return };
+    let sigkill = exit.status == Some(ExitStatus::Signal(nix::libc::SIGKILL));
     let (level, reason) = match exit.reason {
+        "crashed" if sigkill && oom.is_some_and(OomCounter::explains_a_kill) => ("fatal", "oom"),
         "crashed" => ("fatal", "crashed"),
         "memory" => ("error", "memory"),
         "not-ready" => ("error", "not-ready"),

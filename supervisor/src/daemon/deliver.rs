@@ -1,147 +1,175 @@
-//! Sending recorded crash reports to Sentry (an envelope) and to the webhook (the
-//! report as JSON), off the actor: reports wait in a bounded queue (a full queue
-//! drops the newest and says so), each attempt has a timeout, failures are retried
-//! with backoff. A down or hanging endpoint therefore never slows the daemon.
-//!
-//! Plain `http://` endpoints only in this build: the daemon carries no TLS stack
-//! (its resident size is mostly code); an `https://` DSN or webhook is refused at
-//! start with that reason.
+//! Sending recorded crash reports to Sentry and the webhook, off the actor:
+//! reports wait in a bounded queue (a full queue drops the newest and counts it),
+//! one task turns each into jobs and hands them to an `l4ctl-send` process
+//! ([`crate::crash::outbound`]) started when there is work and ended (stdin
+//! closed) when the queue is empty. A down or hanging endpoint therefore never
+//! slows the daemon, and the daemon carries no TLS stack.
 
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use crate::config::ErrorTracking;
 use crate::crash::CrashReport;
-use crate::crash::sentry::{self, Dsn};
+use crate::crash::outbound::{Destinations, Job, Outcome, sender_program};
 
-/// Where recorded reports are handed over; `None` when no sink is configured.
+/// Delivery counters, for `l4ctl crashes` and the API.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// What the API shows of delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DeliveryStats {
+    pub sentry: bool,
+    pub webhook: bool,
+    /// POSTs answered 2xx.
+    pub sent: u64,
+    /// POSTs that failed every attempt (the report is in crashes.jsonl).
+    pub failed: u64,
+    /// Reports not queued because the queue was full.
+    pub dropped: u64,
+    /// Reports waiting or being sent.
+    pub queued: u64,
+}
+
+/// Where recorded reports are handed over; without a sender when no sink is configured.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Outbox {
     tx: Option<mpsc::Sender<CrashReport>>,
-    pub dropped: Arc<AtomicU64>,
+    sinks: (bool, bool),
+    counters: Arc<Counters>,
 }
 
 impl Outbox {
-    /// Start the sender task for the sinks `cfg` names.
-    pub fn start(cfg: &ErrorTracking) -> Outbox {
-        let sentry = cfg.sentry_dsn.as_deref().and_then(|d| match Dsn::parse(d) {
-            Ok(d) if d.scheme == "http" => Some(d),
-            Ok(_) => {
-                tracing::error!(
-                    "Sentry DSN is https: this build sends to http:// endpoints only (see README); Sentry is off"
-                );
-                None
-            }
-            Err(e) => {
-                tracing::error!(cause = %e, "Sentry is off");
-                None
-            }
-        });
-        let webhook = cfg.webhook_url.clone().filter(|u| {
-            let ok = u.starts_with("http://");
-            if !ok {
-                tracing::error!(
-                    "webhook_url is not http://: this build sends to http:// endpoints only; the webhook is off"
-                );
-            }
-            ok
-        });
-        if sentry.is_none() && webhook.is_none() {
-            return Outbox::default();
-        }
-        let (tx, rx) = mpsc::channel(cfg.queue);
-        let sender =
-            Sender { sentry, webhook, release: cfg.release.clone(), timeout: cfg.timeout, retries: cfg.retries };
-        tokio::spawn(sender.run(rx));
-        Outbox { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }
+    /// Start the delivery task for `dest` (`queue`: reports waiting at most).
+    pub fn start(dest: Option<Arc<Destinations>>, queue: usize) -> Outbox {
+        let Some(dest) = dest else { return Outbox::default() };
+        let (tx, rx) = mpsc::channel(queue);
+        let counters = Arc::new(Counters::default());
+        let sinks = (dest.sentry.is_some(), dest.webhook.is_some());
+        tokio::spawn(run(dest, rx, counters.clone()));
+        Outbox { tx: Some(tx), sinks, counters }
     }
 
     /// Queue a report; never waits.
     pub fn send(&self, report: &CrashReport) {
         let Some(tx) = &self.tx else { return };
-        if tx.try_send(report.clone()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if tx.try_send(report.clone()).is_ok() {
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(id = report.id, "the crash report queue is full; report not sent (it is in crashes.jsonl)");
         }
     }
+
+    pub fn stats(&self) -> DeliveryStats {
+        let c = &self.counters;
+        DeliveryStats {
+            sentry: self.sinks.0,
+            webhook: self.sinks.1,
+            sent: c.sent.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            queued: c.queued.load(Ordering::Relaxed),
+        }
+    }
 }
 
+async fn run(dest: Arc<Destinations>, mut rx: mpsc::Receiver<CrashReport>, counters: Arc<Counters>) {
+    let mut next_id = 0;
+    while let Some(first) = rx.recv().await {
+        let mut sender: Option<Sender> = None;
+        let mut report = Some(first);
+        // Every report queued meanwhile goes to the same sender process.
+        while let Some(r) = report.take().or_else(|| rx.try_recv().ok()) {
+            for job in dest.jobs(&r, &mut next_id) {
+                if sender.is_none() {
+                    sender =
+                        Sender::start(&dest).map_err(|e| tracing::error!(cause = %e, "cannot start l4ctl-send")).ok();
+                }
+                let outcome = match &mut sender {
+                    Some(s) => s.run(&job, dest.job_deadline()).await,
+                    None => Err("l4ctl-send is not running".to_owned()),
+                };
+                match outcome {
+                    Ok(o) if o.delivered => {
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(sink = %o.sink, attempts = o.attempts, "crash report delivered");
+                    }
+                    Ok(o) => {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(sink = %o.sink, attempts = o.attempts, cause = o.error.as_deref().unwrap_or("?"), "a crash report was not delivered (it is in crashes.jsonl)");
+                    }
+                    Err(e) => {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(sink = %job.sink, cause = %e, "a crash report was not delivered (it is in crashes.jsonl)");
+                        if let Some(s) = sender.take() {
+                            s.kill();
+                        }
+                    }
+                }
+            }
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Dropping the sender closes its stdin: it ends after the last job.
+    }
+}
+
+/// One running `l4ctl-send`.
 struct Sender {
-    sentry: Option<Dsn>,
-    webhook: Option<String>,
-    release: Option<String>,
-    timeout: Duration,
-    retries: u32,
+    child: Child,
+    stdin: pipe::Sender,
+    stdout: tokio::io::Lines<BufReader<pipe::Receiver>>,
 }
 
 impl Sender {
-    async fn run(self, mut rx: mpsc::Receiver<CrashReport>) {
-        while let Some(report) = rx.recv().await {
-            if let Some(dsn) = &self.sentry {
-                let event_id = format!("{:032x}", rand_id(report.id));
-                let event = sentry::event(&report, &event_id, self.release.as_deref());
-                let sent_at = crate::crash::now_rfc3339();
-                let body = sentry::envelope(dsn, &event, &sent_at);
-                let headers = [
-                    ("content-type", "application/x-sentry-envelope".to_owned()),
-                    ("x-sentry-auth", dsn.auth_header()),
-                ];
-                self.deliver("sentry", &dsn.envelope_url(), &headers, body).await;
-            }
-            if let Some(url) = &self.webhook {
-                let body = serde_json::to_vec(&report).unwrap_or_default();
-                self.deliver("webhook", url, &[("content-type", "application/json".to_owned())], body).await;
-            }
-        }
+    fn start(dest: &Destinations) -> std::io::Result<Sender> {
+        let mut child = Command::new(sender_program())
+            .args(dest.sender_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().map(OwnedFd::from).ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child.stdout.take().map(OwnedFd::from).ok_or_else(|| std::io::Error::other("no stdout"))?;
+        Ok(Sender {
+            stdin: pipe::Sender::from_owned_fd(stdin)?,
+            stdout: BufReader::new(pipe::Receiver::from_owned_fd(stdout)?).lines(),
+            child,
+        })
     }
 
-    /// POST with retries (1 s, 2 s, 4 s, ... apart).
-    async fn deliver(&self, sink: &str, url: &str, headers: &[(&str, String)], body: Vec<u8>) {
-        let mut delay = Duration::from_secs(1);
-        for attempt in 0..=self.retries {
-            match tokio::time::timeout(self.timeout, post(url, headers, body.clone())).await {
-                Ok(Ok(status)) if (200..300).contains(&status) => return,
-                Ok(Ok(status)) => tracing::warn!(sink, status, attempt, "crash report refused"),
-                Ok(Err(e)) => tracing::warn!(sink, cause = %e, attempt, "cannot send a crash report"),
-                Err(_) => tracing::warn!(sink, attempt, "sending a crash report timed out"),
+    /// Hand over one job and wait for its outcome, at most `deadline`.
+    async fn run(&mut self, job: &Job, deadline: Duration) -> Result<Outcome, String> {
+        let mut line = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let exchange = async {
+            self.stdin.write_all(&line).await.map_err(|e| format!("writing to l4ctl-send: {e}"))?;
+            match self.stdout.next_line().await {
+                Ok(Some(answer)) => {
+                    serde_json::from_str::<Outcome>(&answer).map_err(|e| format!("l4ctl-send said {answer:?}: {e}"))
+                }
+                Ok(None) => Err("l4ctl-send ended without an answer".to_owned()),
+                Err(e) => Err(format!("reading from l4ctl-send: {e}")),
             }
-            if attempt < self.retries {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        tracing::error!(sink, "a crash report was not delivered (it is in crashes.jsonl)");
+        };
+        tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| format!("no answer from l4ctl-send within {deadline:?}"))?
     }
-}
 
-/// A per-daemon-run unique event id from the report id.
-fn rand_id(id: u64) -> u128 {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    (seed << 16) ^ u128::from(id) ^ (u128::from(std::process::id()) << 96)
-}
-
-/// One HTTP/1.1 POST to an `http://host[:port]/path` URL; the status code.
-async fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> std::io::Result<u16> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("not an http:// URL"))?;
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let addr = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(conn);
-    let mut request = hyper::Request::post(path).header(hyper::header::HOST, authority);
-    for (k, v) in headers {
-        request = request.header(*k, v);
+    /// Stop a sender that is stuck (the daemon's reaper collects it).
+    fn kill(mut self) {
+        let _ = self.child.kill();
     }
-    let request =
-        request.body(http_body_util::Full::new(hyper::body::Bytes::from(body))).map_err(std::io::Error::other)?;
-    let response = send.send_request(request).await.map_err(std::io::Error::other)?;
-    let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    Ok(status)
 }

@@ -37,6 +37,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::Config;
 
+pub use deliver::DeliveryStats;
 pub use home::{Claimed, Paths, claim_home};
 pub use msg::*;
 pub use state::SavedState;
@@ -61,14 +62,21 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     boot::spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
-    boot::log_cgroup_support();
     let mut sup = supervisor::Supervisor::new(
         settings.home.clone(),
         settings.log_dir.clone(),
         settings.sample_interval,
         tx.clone(),
     );
-    sup.crashes.outbox = deliver::Outbox::start(&settings.error_tracking);
+    let destinations = crate::crash::outbound::Destinations::from_config(&settings.error_tracking).map(Arc::new);
+    crate::crash::outbound::set_hook_destinations(destinations.clone());
+    sup.crashes.oom = boot::oom_counter();
+    sup.crashes.outbox = deliver::Outbox::start(destinations, settings.error_tracking.queue);
+    // Fault injection for the test of the daemon's panic hook; not in release builds.
+    #[cfg(debug_assertions)]
+    if let Ok(message) = std::env::var("L4_FAILPOINT_DAEMON_PANIC") {
+        tokio::spawn(async move { panic!("{message}") });
+    }
     let (panics, mut panic_rx) = mpsc::unbounded_channel::<crate::logs::PanicLine>();
     sup.logs.panics = Some(panics);
     let panic_tx = tx.clone();

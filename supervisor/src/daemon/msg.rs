@@ -159,7 +159,7 @@ pub enum Msg {
     /// Recent crash reports, newest first (of one app, or all).
     Crashes {
         app: Option<String>,
-        reply: oneshot::Sender<Vec<crate::crash::CrashReport>>,
+        reply: oneshot::Sender<(Vec<crate::crash::CrashReport>, super::DeliveryStats)>,
     },
     /// Set the number of instances of an app.
     Scale {

@@ -223,7 +223,7 @@ impl Supervisor {
             Msg::PanicLine { app, instance, line } => self.panic_line(app, instance, line),
             Msg::PanicCheck { app, instance, pid, line } => self.panic_check(&app, instance, pid, &line),
             Msg::Crashes { app, reply } => {
-                let _ = reply.send(self.crashes.list(app.as_deref()));
+                let _ = reply.send((self.crashes.list(app.as_deref()), self.crashes.outbox.stats()));
             }
             Msg::RetireeTimer { pid } => self.retiree_timer(pid),
             Msg::Scale { app, instances, reply } => {

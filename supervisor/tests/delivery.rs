@@ -1,0 +1,300 @@
+//! README "Crash reports", delivery: reports reach Sentry (an envelope) and the
+//! webhook (JSON) over http and https through `l4ctl-send`, and a down, hanging
+//! or untrusted endpoint never slows the daemon or loses a report silently.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::crashes::{crasher, reports};
+use crate::helper::*;
+
+/// One request an endpoint received: path, head, body.
+type Request = (String, String, Vec<u8>);
+
+/// A local HTTP endpoint recording every request, answering 200, or never
+/// answering when `hang`.
+struct Endpoint {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+}
+
+impl Endpoint {
+    fn start(hang: bool) -> Endpoint {
+        Endpoint::start_on(0, hang)
+    }
+
+    fn start_on(port: u16, hang: bool) -> Endpoint {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                if hang {
+                    held.push(stream); // accepted, never answered
+                    continue;
+                }
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut head, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push((path, head, body));
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+            }
+        });
+        Endpoint { port, seen }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn tracked_app(endpoint: u16, extra: &str) -> String {
+    format!(
+        "[error_tracking]\nsentry_dsn = \"http://testkey@127.0.0.1:{endpoint}/42\"\nwebhook_url = \"http://127.0.0.1:{endpoint}/hook\"\nrelease = \"chat@1.2.3\"\n{extra}\n[[apps]]\nname = \"rusty\"\nscript = {:?}\nargs = [\"panic\"]\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"\n[apps.env]\nRUST_BACKTRACE = \"1\"\n",
+        crasher().display().to_string()
+    )
+}
+
+#[test]
+fn a_panic_reaches_sentry_as_an_envelope_and_the_webhook_as_json() {
+    let endpoint = Endpoint::start(false);
+    let env = Env::new(&tracked_app(endpoint.port, ""));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let got = wait_for(Duration::from_secs(15), "the envelope and the webhook", || {
+        let r = endpoint.requests();
+        (r.len() >= 2).then_some(r)
+    });
+    let (_, head, body) = got.iter().find(|(p, _, _)| p == "/api/42/envelope/").expect("an envelope");
+    assert!(head.to_ascii_lowercase().contains("x-sentry-auth: sentry sentry_version=7, sentry_key=testkey"), "{head}");
+    let text = String::from_utf8(body.clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[1]["type"], "event");
+    let event = &lines[2];
+    let ex = &event["exception"]["values"][0];
+    assert_eq!((ex["type"].as_str(), ex["value"].as_str()), (Some("panic"), Some("boom from crasher")), "{event}");
+    let frames = ex["stacktrace"]["frames"].as_array().unwrap();
+    assert!(frames.iter().any(|f| f["function"].as_str().is_some_and(|n| n.contains("crasher::main"))), "{event}");
+    assert_eq!((event["level"].as_str(), event["release"].as_str()), (Some("fatal"), Some("chat@1.2.3")));
+    assert_eq!(
+        (event["tags"]["app"].as_str(), event["tags"]["instance"].as_str(), event["tags"]["exit"].as_str()),
+        (Some("rusty"), Some("0"), Some("101"))
+    );
+    let (_, _, hook) = got.iter().find(|(p, _, _)| p == "/hook").expect("a webhook call");
+    let report: serde_json::Value = serde_json::from_slice(hook).unwrap();
+    assert_eq!(report["panic"]["message"], "boom from crasher");
+}
+
+#[test]
+fn a_hanging_endpoint_never_slows_the_daemon() {
+    let endpoint = Endpoint::start(true);
+    let env = Env::new(&tracked_app(endpoint.port, "timeout = \"30s\"\nretries = 0"));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
+    let client = layer4_supervisor::client::Client::new(&env.home());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut times: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            rt.block_on(client.get::<serde_json::Value>("/api/v1/status")).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    assert!(times[10] < Duration::from_millis(50), "status while the endpoint hangs: median {:?}", times[10]);
+    assert!(endpoint.requests().is_empty());
+}
+
+#[test]
+fn a_report_waits_out_an_endpoint_that_is_down_and_arrives_when_it_is_back() {
+    // Reserve a port, then leave it closed: the first attempts are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = Env::new(&tracked_app(port, "timeout = \"1s\"\nretries = 5"));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "a crash report", || reports(&env).into_iter().next());
+    std::thread::sleep(Duration::from_millis(1500)); // down through the first retries
+    let endpoint = Endpoint::start_on(port, false);
+    let got = wait_for(Duration::from_secs(20), "the report after the endpoint came back", || {
+        let r = endpoint.requests();
+        (r.len() >= 2).then_some(r)
+    });
+    assert!(got.iter().any(|(p, _, _)| p == "/api/42/envelope/"), "{got:?}");
+    assert!(got.iter().any(|(p, _, _)| p == "/hook"));
+}
+
+/// A real TLS endpoint (Python's ssl + http.server) with a fresh self-signed
+/// certificate for 127.0.0.1; it records every request.
+struct HttpsEndpoint {
+    port: u16,
+    cert: PathBuf,
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsEndpoint {
+    fn start() -> HttpsEndpoint {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (installed by .ci/test)");
+        assert!(out.status.success(), "{}", text(&out));
+        let mut child = std::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/https_endpoint.py"))
+            .args([&cert, &key])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                log.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        HttpsEndpoint { port, cert, child, seen, _dir: dir }
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpsEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_app(port: u16, extra: &str) -> String {
+    format!(
+        "[error_tracking]\nsentry_dsn = \"https://testkey@127.0.0.1:{port}/42\"\nwebhook_url = \"https://127.0.0.1:{port}/hook\"\n{extra}\n[[apps]]\nname = \"rusty\"\nscript = {:?}\nargs = [\"panic\"]\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\"\n",
+        crasher().display().to_string()
+    )
+}
+
+fn delivery(env: &Env) -> serde_json::Value {
+    let out = env.l4(&["crashes", "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["delivery"].clone()
+}
+
+#[test]
+fn a_report_reaches_an_https_endpoint_that_trusts_the_configured_ca() {
+    let endpoint = HttpsEndpoint::start();
+    let env = Env::new(&https_app(endpoint.port, &format!("ca_file = {:?}", endpoint.cert.display().to_string())));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let got = wait_for(Duration::from_secs(15), "the envelope and the webhook over https", || {
+        let r = endpoint.requests();
+        (r.len() >= 2).then_some(r)
+    });
+    let envelope = got.iter().find(|r| r["path"] == "/api/42/envelope/").expect("an envelope");
+    assert!(envelope["headers"]["x-sentry-auth"].as_str().unwrap().contains("sentry_key=testkey"), "{envelope}");
+    let event: serde_json::Value =
+        serde_json::from_str(envelope["body"].as_str().unwrap().lines().nth(2).unwrap()).unwrap();
+    assert_eq!(event["exception"]["values"][0]["value"], "boom from crasher", "{event}");
+    let hook = got.iter().find(|r| r["path"] == "/hook").expect("a webhook call");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(hook["body"].as_str().unwrap()).unwrap()["app"], "rusty");
+    let d = wait_for(Duration::from_secs(5), "both counted as sent", || {
+        let d = delivery(&env);
+        (d["sent"] == 2).then_some(d)
+    });
+    assert_eq!((d["failed"].as_u64(), d["dropped"].as_u64()), (Some(0), Some(0)), "{d}");
+}
+
+#[test]
+fn an_untrusted_https_endpoint_fails_the_delivery_and_says_so() {
+    // No ca_file: the bundled public roots do not trust a self-signed certificate.
+    let endpoint = HttpsEndpoint::start();
+    let env = Env::new(&https_app(endpoint.port, "retries = 0\ntimeout = \"2s\""));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let d = wait_for(Duration::from_secs(15), "two failed deliveries", || {
+        let d = delivery(&env);
+        (d["failed"] == 2).then_some(d)
+    });
+    assert_eq!(d["sent"], 0, "{d}");
+    assert!(endpoint.requests().is_empty(), "no request crosses an untrusted TLS handshake");
+    let out = env.l4(&["crashes"]);
+    assert!(text(&out).contains("delivery to Sentry and webhook: 0 sent, 2 failed"), "{}", text(&out));
+    let log = env.diagnose();
+    assert!(log.contains("was not delivered"), "{log}");
+}
+
+#[test]
+fn a_full_queue_drops_the_newest_reports_counts_them_and_keeps_them_in_the_journal() {
+    let endpoint = Endpoint::start(true);
+    let apps: String = ["a", "b", "c"]
+        .iter()
+        .map(|n| sh_app(n, "exit 3", "restart_delay = \"30s\"\nrestart_delay_max = \"30s\""))
+        .collect();
+    let env = Env::new(&format!(
+        "[error_tracking]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nqueue = 1\ntimeout = \"30s\"\nretries = 0\n\n{apps}",
+        endpoint.port
+    ));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]); // exits 1: the apps crash
+    let d = wait_for(Duration::from_secs(10), "three reports handed over or dropped", || {
+        let d = delivery(&env);
+        (d["queued"].as_u64().unwrap_or(0) + d["dropped"].as_u64().unwrap_or(0) == 3).then_some(d)
+    });
+    // One in flight (the endpoint never answers) and one waiting at most: the rest dropped.
+    assert!(d["dropped"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!((d["sent"].as_u64(), d["failed"].as_u64()), (Some(0), Some(0)), "{d}");
+    let out = env.l4(&["crashes"]);
+    assert!(text(&out).contains(&format!("{} dropped (queue full)", d["dropped"])), "{}", text(&out));
+    let journal = std::fs::read_to_string(env.path("logs/crashes.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 3, "every report is in crashes.jsonl: {journal}");
+}
+
+#[test]
+fn a_daemon_panic_is_journaled_and_reaches_sentry_and_the_daemon_goes_on() {
+    let endpoint = Endpoint::start(false);
+    let env = Env::new(&format!(
+        "[error_tracking]\nsentry_dsn = \"http://testkey@127.0.0.1:{}/42\"\n\n{}",
+        endpoint.port,
+        sh_app("idle", "exec sleep 60", "")
+    ));
+    let out = env
+        .cmd(&["start", env.config().to_str().unwrap()])
+        .env("L4_FAILPOINT_DAEMON_PANIC", "injected daemon panic")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let got = wait_for(Duration::from_secs(10), "the daemon's panic at the Sentry endpoint", || {
+        endpoint.requests().into_iter().find(|(p, _, _)| p == "/api/42/envelope/")
+    });
+    let body = String::from_utf8(got.2).unwrap();
+    let event: serde_json::Value = serde_json::from_str(body.lines().nth(2).unwrap()).unwrap();
+    assert_eq!(event["exception"]["values"][0]["value"], "injected daemon panic", "{event}");
+    assert_eq!(event["tags"]["app"], "l4ctl-daemon");
+    let journal = std::fs::read_to_string(env.path("logs/crashes.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!((line["app"].as_str(), line["reason"].as_str()), (Some("l4ctl-daemon"), Some("panic")), "{line}");
+    assert!(line["panic"]["location"].as_str().unwrap().contains("daemon/mod.rs"), "{line}");
+    // A panic in a task is caught by the runtime: the daemon still serves.
+    assert_eq!(env.instance("idle", 0).state, "online");
+}
