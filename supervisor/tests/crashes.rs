@@ -101,7 +101,14 @@ fn a_crash_loop_is_one_report_with_a_count() {
     });
     assert_eq!(reports(&env).len(), 1, "one report, not one per restart");
     assert_eq!(r["fingerprint"], "loop:crashed:exit 3");
-    assert_eq!(journal(&env).len(), 1);
+    // The first report, then the count at 10 as an update of it (same id).
+    let lines = wait_for(Duration::from_secs(5), "the count-10 update in crashes.jsonl", || {
+        let j = journal(&env);
+        (j.len() >= 2).then_some(j)
+    });
+    assert_eq!((lines[0]["count"].as_u64(), lines[0].get("episode")), (Some(1), None), "{lines:?}");
+    assert_eq!((lines[1]["count"].as_u64(), lines[1]["episode"].as_str()), (Some(10), Some("ongoing")));
+    assert_eq!(lines[0]["id"], lines[1]["id"]);
     let out = env.l4(&["crashes", "loop"]);
     assert!(text(&out).contains("loop:0 fatal exit 3 x"), "{}", text(&out));
 }

@@ -298,3 +298,41 @@ fn a_daemon_panic_is_journaled_and_reaches_sentry_and_the_daemon_goes_on() {
     // A panic in a task is caught by the runtime: the daemon still serves.
     assert_eq!(env.instance("idle", 0).state, "online");
 }
+
+#[test]
+fn an_episode_that_ends_sends_its_final_count() {
+    let endpoint = Endpoint::start(false);
+    // Crashes three times, then stays up: the episode goes quiet.
+    let script =
+        "n=$(cat runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > runs; [ $n -le 3 ] && exit 3; exec sleep 60";
+    let env = Env::new(&format!(
+        "[error_tracking]\nsentry_dsn = \"http://testkey@127.0.0.1:{0}/42\"\nwebhook_url = \"http://127.0.0.1:{0}/hook\"\nepisode_quiet = \"2s\"\n\n{1}",
+        endpoint.port,
+        sh_app("flaky", script, "restart_delay = \"50ms\"\nrestart_delay_max = \"50ms\"\nmax_restarts = 10")
+    ));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let hooks = wait_for(Duration::from_secs(15), "the first report and the final count", || {
+        let hooks: Vec<serde_json::Value> = endpoint
+            .requests()
+            .iter()
+            .filter(|(p, _, _)| p == "/hook")
+            .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
+            .collect();
+        (hooks.len() >= 2).then_some(hooks)
+    });
+    assert_eq!((hooks[0]["count"].as_u64(), hooks[0].get("episode")), (Some(1), None), "{hooks:?}");
+    assert_eq!((hooks[1]["count"].as_u64(), hooks[1]["episode"].as_str()), (Some(3), Some("ended")), "{hooks:?}");
+    assert_eq!(hooks[0]["id"], hooks[1]["id"]);
+    let events: Vec<serde_json::Value> = endpoint
+        .requests()
+        .iter()
+        .filter(|(p, _, _)| p == "/api/42/envelope/")
+        .map(|(_, _, b)| serde_json::from_str(std::str::from_utf8(b).unwrap().lines().nth(2).unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["fingerprint"], events[1]["fingerprint"], "one Sentry issue");
+    let value = events[1]["exception"]["values"][0]["value"].as_str().unwrap();
+    assert!(value.contains("ended: 3 crashes in this episode"), "{value}");
+    assert_eq!(events[1]["tags"]["episode"], "ended");
+    assert_eq!(reports(&env)[0]["count"], 3);
+}

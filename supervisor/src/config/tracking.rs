@@ -24,6 +24,9 @@ pub struct ErrorTrackingSection {
     pub timeout: Option<Span>,
     /// Attempts after the first.
     pub retries: Option<u32>,
+    /// A crash episode ends after this long without its crash (then its final
+    /// count is sent).
+    pub episode_quiet: Option<Span>,
     /// PEM certificates to trust for https instead of the bundled Mozilla roots
     /// (a self-hosted Sentry with its own CA); relative to the config file.
     pub ca_file: Option<PathBuf>,
@@ -43,6 +46,8 @@ pub struct ErrorTracking {
     #[serde(skip)]
     pub timeout: Duration,
     pub retries: u32,
+    #[serde(skip)]
+    pub episode_quiet: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -67,6 +72,7 @@ impl ErrorTracking {
             queue: section.queue.unwrap_or(100).clamp(1, 10_000),
             timeout: section.timeout.map_or(Duration::from_secs(5), |t| t.0),
             retries: section.retries.unwrap_or(3).min(10),
+            episode_quiet: section.episode_quiet.map_or(Duration::from_secs(600), |t| t.0),
             ca_file: section.ca_file.as_ref().map(|f| base.join(f)),
         }
     }
@@ -83,6 +89,9 @@ impl ErrorTracking {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             out.push("`[error_tracking] webhook_url` must start with http:// or https://".to_owned());
+        }
+        if section.episode_quiet.is_some_and(|t| t.0 < Duration::from_secs(1)) {
+            out.push("`[error_tracking] episode_quiet` must be at least 1s".to_owned());
         }
         if section.timeout.is_some_and(|t| t.0.is_zero() || t.0 > Duration::from_secs(60)) {
             out.push("`[error_tracking] timeout` must be between 1ms and 60s".to_owned());

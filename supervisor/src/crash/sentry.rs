@@ -74,6 +74,13 @@ pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Val
         (None, None, Some(code)) => (report.reason.clone(), format!("{} exited with code {code}", report.app)),
         (None, None, None) => (report.reason.clone(), format!("{} {}", report.app, report.reason)),
     };
+    // A count update of an episode: the same fingerprint, so the same Sentry issue.
+    let value = match (&report.episode, &report.last_at) {
+        (Some(state), Some(last)) => {
+            format!("{value} ({state}: {} crashes in this episode, the last at {last})", report.count)
+        }
+        _ => value,
+    };
     // Sentry lists frames oldest first; Rust prints the innermost first.
     let frames: Vec<Value> = report
         .panic
@@ -103,6 +110,7 @@ pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Val
             "instance": report.instance.to_string(),
             "reason": report.reason,
             "exit": report.exit_code.map(|c| c.to_string()).or_else(|| report.signal.clone()).unwrap_or_default(),
+            "episode": report.episode.as_deref().unwrap_or("first"),
         },
         "fingerprint": [report.fingerprint],
         "extra": {
@@ -111,6 +119,7 @@ pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Val
             "restarts": report.restarts,
             "rss_bytes": report.rss_bytes,
             "count": report.count,
+            "last_at": report.last_at,
             "thread": report.panic.as_ref().and_then(|p| p.thread.clone()),
             "location": report.panic.as_ref().and_then(|p| p.location.clone()),
             "stderr_tail": tail,
@@ -177,6 +186,8 @@ mod tests {
             fingerprint: "web:panic:src/main.rs:5:9".into(),
             count: 1,
             stderr_tail: "boom\n".into(),
+            episode: None,
+            last_at: None,
         }
     }
 

@@ -20,8 +20,6 @@ use crate::lifecycle::{ExitStatus, State};
 
 /// Reports kept for the API.
 const RECENT: usize = 100;
-/// An episode ends after this long without its crash.
-const QUIET: Duration = Duration::from_secs(600);
 /// How long a report waits for the rest of the run's stderr.
 const TAIL_WAIT: Duration = Duration::from_millis(300);
 /// A run still alive this long after its panic line survived the panic.
@@ -40,15 +38,43 @@ pub(super) struct Crashes {
 }
 
 impl Crashes {
+    /// Episodes end after 10 quiet minutes until [`Crashes::configure`] says otherwise.
     pub fn new(log_dir: PathBuf) -> Crashes {
         Crashes {
             log_dir,
             recent: VecDeque::new(),
-            episodes: Episodes::new(QUIET),
+            episodes: Episodes::new(Duration::from_secs(600)),
             next_id: 1,
             outbox: Default::default(),
             oom: None,
         }
+    }
+
+    /// `[error_tracking]`: where reports go, and when an episode ends.
+    pub fn configure(&mut self, outbox: super::deliver::Outbox, episode_quiet: Duration) {
+        self.outbox = outbox;
+        self.episodes = Episodes::new(episode_quiet);
+    }
+
+    /// Journal and send a recorded report (or an update of one).
+    fn publish(&self, report: &CrashReport) {
+        let (dir, line) = (self.log_dir.clone(), report.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = journal::append(&dir, &line) {
+                tracing::error!(cause = %e, "cannot append to crashes.jsonl");
+            }
+        });
+        self.outbox.send(report);
+    }
+
+    /// Journal and send the current count of report `id`'s episode.
+    fn update(&self, id: u64, episode: &str) {
+        let Some(first) = self.recent.iter().find(|r| r.id == id) else {
+            tracing::warn!(id, "the first report of an episode is no longer kept; its count is not sent");
+            return;
+        };
+        tracing::info!(app = %first.app, fingerprint = %first.fingerprint, count = first.count, episode, "crash episode count");
+        self.publish(&CrashReport { episode: Some(episode.to_owned()), ..first.clone() });
     }
 
     /// Newest first.
@@ -96,11 +122,18 @@ pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: 
 }
 
 impl Supervisor {
-    /// Record a report: the first of its episode is kept, journaled and announced;
-    /// a later one only raises that report's count.
+    /// Record a report: the first of its episode is kept, journaled, announced and
+    /// sent; a later one raises that report's count, which is sent again at 10,
+    /// 100, 1000 ... crashes and when the episode ends.
     pub(super) fn record_crash(&mut self, mut report: CrashReport) {
         let id = self.crashes.next_id;
-        match self.crashes.episodes.observe(&report.fingerprint, id, Instant::now()) {
+        // Look again once this crash's episode could have gone quiet.
+        let (tx, quiet) = (self.tx.clone(), self.crashes.episodes.quiet());
+        tokio::spawn(async move {
+            tokio::time::sleep(quiet + Duration::from_millis(10)).await;
+            let _ = tx.send(Msg::CloseEpisodes).await;
+        });
+        match self.crashes.episodes.observe(&report.fingerprint, id, Instant::now(), &report.at) {
             Seen::First => {
                 self.crashes.next_id += 1;
                 report.id = id;
@@ -113,22 +146,30 @@ impl Supervisor {
                     reason: report.reason.clone(),
                     fingerprint: report.fingerprint.clone(),
                 });
-                let (dir, line) = (self.crashes.log_dir.clone(), report.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = journal::append(&dir, &line) {
-                        tracing::error!(cause = %e, "cannot append to crashes.jsonl");
-                    }
-                });
-                self.crashes.outbox.send(&report);
+                self.crashes.publish(&report);
                 self.crashes.recent.push_front(report);
                 self.crashes.recent.truncate(RECENT);
             }
-            Seen::Again { id, count } => {
+            Seen::Again { id, count, milestone } => {
                 tracing::info!(app = %report.app, fingerprint = %report.fingerprint, count, "the same crash again (one report per episode)");
                 if let Some(first) = self.crashes.recent.iter_mut().find(|r| r.id == id) {
                     first.count = count;
+                    first.last_at = Some(report.at.clone());
+                }
+                if milestone {
+                    self.crashes.update(id, "ongoing");
                 }
             }
+        }
+    }
+
+    /// Send the final count of the episodes that went quiet.
+    pub(super) fn close_episodes(&mut self) {
+        for ended in self.crashes.episodes.expire(Instant::now()) {
+            if let Some(first) = self.crashes.recent.iter_mut().find(|r| r.id == ended.id) {
+                (first.count, first.last_at) = (ended.count, Some(ended.last_at));
+            }
+            self.crashes.update(ended.id, "ended");
         }
     }
 

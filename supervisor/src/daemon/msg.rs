@@ -156,6 +156,8 @@ pub enum Msg {
         pid: u32,
         line: String,
     },
+    /// A crash episode may have gone quiet: send the final counts of those that did.
+    CloseEpisodes,
     /// Recent crash reports, newest first (of one app, or all).
     Crashes {
         app: Option<String>,

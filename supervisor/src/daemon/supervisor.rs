@@ -144,7 +144,12 @@ impl Supervisor {
         // readiness) leave the strays of the finished run to the next tick.
         let light = matches!(
             msg,
-            Msg::Sigchld | Msg::Crash { .. } | Msg::PanicLine { .. } | Msg::PanicCheck { .. } | Msg::Ready { .. }
+            Msg::Sigchld
+                | Msg::Crash { .. }
+                | Msg::PanicLine { .. }
+                | Msg::PanicCheck { .. }
+                | Msg::CloseEpisodes
+                | Msg::Ready { .. }
         );
         match msg {
             Msg::Apply { config, env, only, reply } => {
@@ -222,6 +227,7 @@ impl Supervisor {
             Msg::Crash { report } => self.record_crash(*report),
             Msg::PanicLine { app, instance, line } => self.panic_line(app, instance, line),
             Msg::PanicCheck { app, instance, pid, line } => self.panic_check(&app, instance, pid, &line),
+            Msg::CloseEpisodes => self.close_episodes(),
             Msg::Crashes { app, reply } => {
                 let _ = reply.send((self.crashes.list(app.as_deref()), self.crashes.outbox.stats()));
             }
