@@ -211,7 +211,7 @@ fn a_rolling_reload_stops_at_an_instance_whose_new_run_fails_and_the_old_run_kee
 #[test]
 fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_run() {
     // Ready (READY=1 through NOTIFY_SOCKET) unless the file `mute` exists.
-    let script = "[ -f mute ] || python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(os.environ[\"NOTIFY_SOCKET\"]); s.send(b\"READY=1\")'; exec sleep 1000";
+    let script = "[ -f mute ] && echo \"muted run $$\" >&2; [ -f mute ] || python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(os.environ[\"NOTIFY_SOCKET\"]); s.send(b\"READY=1\")'; exec sleep 1000";
     let env = Env::new(&sh_app(
         "web",
         script,
@@ -226,6 +226,14 @@ fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_
         format!("web:0 was not replaced: not ready within 1s (listen_timeout); the old run (pid {old}) keeps serving");
     assert!(text(&out).contains(&expected), "{}", text(&out));
     assert_eq!(env.instance("web", 0).pid, Some(old));
+    // Its crash report is of the failed new run: its pid and its stderr.
+    let out = env.l4(&["crashes", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["crashes"][0];
+    assert_eq!(r["reason"], "not-ready", "{v}");
+    let pid = r["pid"].as_u64().expect("the failed run's pid");
+    assert_ne!(pid, u64::from(old));
+    assert!(r["stderr_tail"].as_str().unwrap().contains(&format!("muted run {pid}")), "{r}");
     // A fresh start that is never ready: killed and reported, with the reason.
     env.l4(&["stop", "web"]);
     let out = env.l4(&["start", "web"]);

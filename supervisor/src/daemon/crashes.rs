@@ -95,18 +95,23 @@ pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: 
         "not-ready" => ("error", "not-ready"),
         _ => return,
     };
-    // A memory replace records the old run's end without a status; its tail and pid
-    // are not the instance's current ones.
-    let own_run = exit.status.is_some();
-    let tail = inst.tail.clone().filter(|_| own_run);
+    // The run that ended: the instance's current one, or during a replace the old
+    // run beside it (memory replace, an old run that died) or the failed new one.
+    let (tail, rss_bytes, backstopped) = match (exit.pid, &inst.retiree) {
+        (Some(p), _) if inst.run_pid == Some(p) => (inst.tail.clone(), inst.usage.rss_bytes, false),
+        (Some(p), Some(old)) if old.pid as u32 == p => (old.tail.clone(), old.usage.rss_bytes, old.backstopped),
+        _ => (None, None, false),
+    };
+    // The old run of a memory replace killed at the 1.5x backstop.
+    let (level, reason) = if backstopped { ("error", "memory") } else { (level, reason) };
     let (exit_code, signal) = ExitStatus::parts(exit.status);
     let mut report = CrashReport {
-        pid: inst.run_pid.filter(|_| own_run),
+        pid: exit.pid,
         exit_code,
         signal,
         uptime_ms: exit.uptime.as_millis() as u64,
         restarts: inst.lc.restarts,
-        rss_bytes: inst.usage.rss_bytes,
+        rss_bytes,
         ..CrashReport::new(app, inst.index, level, reason)
     };
     let tx = tx.clone();

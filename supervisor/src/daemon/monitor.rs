@@ -129,9 +129,10 @@ impl Supervisor {
             for inst in &mut app.instances {
                 // The old run of a memory replace keeps serving until its successor is
                 // ready, but never past the 1.5x backstop.
-                if let Some(old) = &inst.retiree {
+                if let Some(old) = &mut inst.retiree {
                     watching = true;
                     if old.usage.rss_bytes.is_some_and(|rss| rss.saturating_mul(2) >= ceiling.0.saturating_mul(3)) {
+                        old.backstopped = true;
                         tracing::warn!(app = %name, instance = inst.index, pid = old.pid, "the replaced run passed 1.5x the memory ceiling; SIGKILL");
                         kill_retirees.push((old.pgid, old.tag.clone()));
                     }

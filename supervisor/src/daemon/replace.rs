@@ -56,6 +56,7 @@ impl Supervisor {
                     tag: std::mem::take(&mut inst.tag),
                     usage: std::mem::take(&mut inst.usage),
                     tail: inst.tail.take(),
+                    backstopped: false,
                 });
             }
             Action::StopRetiree => {
@@ -105,11 +106,15 @@ impl Supervisor {
         let Some((app, inst)) = serving else { return false };
         // Still serving while its successor starts, and it died: clean up after it.
         let index = inst.index;
-        if let Some(old) = inst.retiree.take() {
+        if let Some(old) = &inst.retiree {
             signal_run(&mut self.strays, old.pgid, &old.tag, Signal::SIGKILL);
         }
         tracing::warn!(app = %app, instance = index, pid, ?status, "the old run ended while its replacement was starting");
+        // Its crash report (made in `feed`) takes the old run's stderr tail from `retiree`.
         self.feed(&app, index, Fact::RetireeExited { status });
+        if let Some(inst) = self.apps.get_mut(&app).and_then(|a| a.instances.iter_mut().find(|i| i.index == index)) {
+            inst.retiree = None;
+        }
         true
     }
 

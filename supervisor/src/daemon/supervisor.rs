@@ -61,6 +61,8 @@ pub(super) struct Retiring {
     pub usage: super::monitor::Usage,
     /// Its stderr tail, back on the instance if the replacement fails.
     pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
+    /// SIGKILLed at 1.5x the memory ceiling (its end is a memory kill, not a crash).
+    pub backstopped: bool,
 }
 
 struct Waiter {

@@ -107,6 +107,9 @@ pub struct LastExit {
     pub error: Option<String>,
     pub uptime: Duration,
     pub at: SystemTime,
+    /// The main pid of the run this end is of (during a replace, the old run's or
+    /// the new one's); `None` when nothing ran.
+    pub pid: Option<u32>,
 }
 
 /// Something that happened to an instance.
@@ -391,8 +394,14 @@ impl Lifecycle {
     }
 
     fn spawn_failed(&mut self, error: String, ctx: Ctx) {
-        let exit =
-            LastExit { status: None, reason: "spawn-failed", error: Some(error), uptime: Duration::ZERO, at: ctx.wall };
+        let exit = LastExit {
+            status: None,
+            reason: "spawn-failed",
+            error: Some(error),
+            uptime: Duration::ZERO,
+            at: ctx.wall,
+            pid: None,
+        };
         self.last_exit = Some(exit);
     }
 
@@ -401,9 +410,9 @@ impl Lifecycle {
     }
 
     fn record_exit(&mut self, status: ExitStatus, reason: &'static str, uptime: Duration, ctx: Ctx) {
-        self.pid = None;
+        let pid = self.pid.take();
         self.started_at = None;
-        self.last_exit = Some(LastExit { status: Some(status), reason, error: None, uptime, at: ctx.wall });
+        self.last_exit = Some(LastExit { status: Some(status), reason, error: None, uptime, at: ctx.wall, pid });
     }
 
     /// Start a run; `restart` is why, when it is not the first.

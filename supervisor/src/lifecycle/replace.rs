@@ -42,6 +42,7 @@ impl Lifecycle {
                     error: Some(format!("not ready within {limit} (listen_timeout)")),
                     uptime,
                     at: ctx.wall,
+                    pid: self.pid,
                 });
                 self.revert()
             }
@@ -49,8 +50,14 @@ impl Lifecycle {
             Fact::RetireeExited { status } => {
                 if let Some(old) = self.retiree.take() {
                     let uptime = ctx.now.saturating_duration_since(old.started_at);
-                    self.last_exit =
-                        Some(LastExit { status: Some(status), reason: "crashed", error: None, uptime, at: ctx.wall });
+                    self.last_exit = Some(LastExit {
+                        status: Some(status),
+                        reason: "crashed",
+                        error: None,
+                        uptime,
+                        at: ctx.wall,
+                        pid: Some(old.pid),
+                    });
                 }
                 vec![]
             }
@@ -96,7 +103,8 @@ impl Lifecycle {
         if let Some(old) = self.retiree.take() {
             let uptime = ctx.now.saturating_duration_since(old.started_at);
             let reason = if old.reason == "memory" { "memory" } else { "reloaded" };
-            self.last_exit = Some(LastExit { status: None, reason, error: None, uptime, at: ctx.wall });
+            self.last_exit =
+                Some(LastExit { status: None, reason, error: None, uptime, at: ctx.wall, pid: Some(old.pid) });
         }
         vec![Action::StopRetiree]
     }
