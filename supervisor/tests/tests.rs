@@ -11,6 +11,7 @@ mod cli;
 mod crashes;
 mod daemon;
 mod delivery;
+mod delivery_https;
 mod logs;
 mod memory;
 mod nginx;
