@@ -137,6 +137,10 @@ impl MemCgroup {
         std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot make the memory cgroup {}: {e}", dir.display()));
         std::fs::write(dir.join(limit_file), limit.to_string())
             .unwrap_or_else(|e| panic!("cannot limit {}: {e} (is the memory controller delegated?)", dir.display()));
+        // No swap to escape to: past the limit the kernel OOM-kills (v1: memory + swap
+        // at the same limit; v2: no swap at all). Absent when the machine has no swap.
+        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), limit.to_string());
+        let _ = std::fs::write(dir.join("memory.swap.max"), "0");
         MemCgroup { dir }
     }
 }

@@ -259,3 +259,37 @@ fn a_bad_env_file_line_is_not_echoed() {
     assert!(err.contains("cannot parse"), "{err}");
     assert!(!err.contains("hunter2"), "the secret leaked: {err}");
 }
+
+#[test]
+fn error_tracking_values_are_checked_with_the_file_s_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a certificate").unwrap();
+    let src = "\
+[error_tracking]
+sentry_dsn = \"https://key@sentry.example.com/notanumber\"
+webhook_url = \"https:///hook?token=secret\"
+ca_file = \"notes.txt\"
+timeout = \"500us\"
+episode_quiet = \"10ms\"
+[[apps]]
+name = \"a\"
+script = \"x\"
+";
+    let file = dir.path().join("l4.toml");
+    let joined = match parse(&file, src, None) {
+        Err(ConfigError::Invalid(d)) => d.to_string(),
+        other => panic!("expected diagnostics, got {other:?}"),
+    };
+    for expected in [
+        "`[error_tracking] sentry_dsn`: invalid Sentry DSN",
+        "`[error_tracking] webhook_url` must be an http:// or https:// URL with a host",
+        &format!("`[error_tracking] ca_file`: {} holds no PEM certificate", dir.path().join("notes.txt").display()),
+        "`[error_tracking] timeout` must be between 1ms and 60s",
+        "`[error_tracking] episode_quiet` must be at least 1s",
+    ] {
+        assert!(joined.contains(expected), "missing {expected:?} in\n{joined}");
+    }
+    assert!(!joined.contains("secret"), "a URL's token is never echoed: {joined}");
+    let missing = parse(&file, "[error_tracking]\nca_file = \"nope.pem\"\n", None).unwrap_err().to_string();
+    assert!(missing.contains("cannot read") && missing.contains("nope.pem"), "{missing}");
+}

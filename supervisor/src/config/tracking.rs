@@ -77,23 +77,33 @@ impl ErrorTracking {
         }
     }
 
-    /// Problems with the values, for the config report.
-    pub fn check(section: &ErrorTrackingSection) -> Vec<String> {
+    /// Problems with the values, for the config report (`base`: the file's folder).
+    pub fn check(section: &ErrorTrackingSection, base: &Path) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(dsn) = section.sentry_dsn.as_deref().filter(|d| !d.is_empty())
             && let Err(e) = crate::crash::sentry::Dsn::parse(dsn)
         {
             out.push(format!("`[error_tracking] sentry_dsn`: {e}"));
         }
-        if let Some(url) = &section.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            out.push("`[error_tracking] webhook_url` must start with http:// or https://".to_owned());
+        if let Some(url) = section.webhook_url.as_deref().filter(|u| !u.is_empty()) {
+            let uri = url.parse::<ureq::http::Uri>().ok();
+            let scheme_ok = uri.as_ref().and_then(|u| u.scheme_str()).is_some_and(|s| s == "http" || s == "https");
+            if !scheme_ok || uri.as_ref().and_then(|u| u.host()).is_none_or(str::is_empty) {
+                out.push("`[error_tracking] webhook_url` must be an http:// or https:// URL with a host".to_owned());
+            }
+        }
+        if let Some(ca) = &section.ca_file {
+            let path = base.join(ca);
+            match std::fs::read_to_string(&path) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => out.push(format!("`[error_tracking] ca_file`: {} holds no PEM certificate", path.display())),
+                Err(e) => out.push(format!("`[error_tracking] ca_file`: cannot read {}: {e}", path.display())),
+            }
         }
         if section.episode_quiet.is_some_and(|t| t.0 < Duration::from_secs(1)) {
             out.push("`[error_tracking] episode_quiet` must be at least 1s".to_owned());
         }
-        if section.timeout.is_some_and(|t| t.0.is_zero() || t.0 > Duration::from_secs(60)) {
+        if section.timeout.is_some_and(|t| t.0 < Duration::from_millis(1) || t.0 > Duration::from_secs(60)) {
             out.push("`[error_tracking] timeout` must be between 1ms and 60s".to_owned());
         }
         out

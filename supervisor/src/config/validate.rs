@@ -37,7 +37,8 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
             "nginx" => file.nginx = report.collect::<super::nginx::NginxSection>(value),
             "error_tracking" => {
                 if let Some(section) = report.collect::<super::tracking::ErrorTrackingSection>(value) {
-                    for problem in super::tracking::ErrorTracking::check(&section) {
+                    let base = report.file.parent().unwrap_or(std::path::Path::new("/")).to_path_buf();
+                    for problem in super::tracking::ErrorTracking::check(&section, &base) {
                         report.push(key.span(), problem);
                     }
                 }

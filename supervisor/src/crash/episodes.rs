@@ -45,8 +45,9 @@ impl Episodes {
         Episodes { quiet, open: HashMap::new() }
     }
 
-    pub fn quiet(&self) -> Duration {
-        self.quiet
+    /// The earliest moment an open episode can end.
+    pub fn next_end(&self) -> Option<Instant> {
+        self.open.values().map(|e| e.last + self.quiet).min()
     }
 
     /// A crash with `fingerprint` happened at `now` (`at`: the same, as text);
@@ -106,7 +107,7 @@ mod tests {
         );
         assert_eq!(e.expire(at(200)), vec![]);
         assert_eq!(e.observe("web:crashed:exit 1", 9, at(201), "t201"), Seen::First, "a new episode");
-        assert_eq!(e.observe("web:crashed:exit 1", 10, at(400), "t400"), Seen::First, "quiet, not yet collected");
+        assert_eq!(e.next_end(), Some(at(261)));
     }
 
     #[test]

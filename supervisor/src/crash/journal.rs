@@ -1,5 +1,5 @@
-//! `<log_dir>/crashes.jsonl`: one JSON object per sent report, appended with one
-//! write each; at 10 MiB the file moves to `crashes.jsonl.1` (3 kept).
+//! `<log_dir>/crashes.jsonl`: one JSON object per report and per count update of
+//! one (same `id`, with `episode`), appended with one write each; at 10 MiB the file moves to `crashes.jsonl.1` (3 kept).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,8 @@
 //! (`oom_kill` in `memory.events` on cgroup v2, in `memory.oom_control` on v1).
 //! Workers are forked into the daemon's cgroup, so the daemon watches its own
 //! cgroup's counter: a worker that died of SIGKILL while the counter moved past
-//! what earlier deaths accounted for was OOM-killed.
+//! what earlier deaths accounted for (and past its value at the last half-minute
+//! resync) was OOM-killed.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,15 @@ impl OomCounter {
         let file = counter_file(&text, Path::new("/sys/fs/cgroup"))?;
         let seen = read(&file)?;
         Some(OomCounter { file, seen })
+    }
+
+    /// Forget kills nobody's death claimed (a worker's child, a process being
+    /// stopped): called every half minute, so such a kill cannot be pinned on an
+    /// unrelated `kill -9` much later.
+    pub fn resync(&mut self) {
+        if let Some(now) = read(&self.file) {
+            self.seen = now;
+        }
     }
 
     /// A worker died of SIGKILL: was it the OOM killer? One counted kill explains
@@ -102,5 +112,8 @@ mod tests {
         assert!(c.explains_a_kill());
         assert!(c.explains_a_kill());
         assert!(!c.explains_a_kill(), "two kills, two deaths");
+        std::fs::write(&file, "oom_kill 4\n").unwrap();
+        c.resync();
+        assert!(!c.explains_a_kill(), "a kill no death claimed before the resync");
     }
 }

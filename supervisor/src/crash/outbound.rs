@@ -143,9 +143,21 @@ pub fn set_hook_destinations(d: Option<Arc<Destinations>>) {
     *HOOK_DESTINATIONS.lock().unwrap_or_else(|p| p.into_inner()) = d;
 }
 
-/// From the panic hook: start a sender, hand it the report's jobs, do not wait.
+/// Daemon panics handed to a sender at most (a panic storm must not become a
+/// process storm); later ones are only journaled.
+const DETACHED_MAX: u32 = 10;
+
+/// From the panic hook: start a sender and hand it the report's jobs. A panic
+/// inside a task is caught by the runtime and the daemon goes on: do not wait.
+/// One outside any task ends the daemon (and a service manager then kills what
+/// is left in its cgroup): wait for the sender, at most one attempt's timeout.
 pub(super) fn send_detached(report: &CrashReport) {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let Some(dest) = HOOK_DESTINATIONS.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+    if STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= DETACHED_MAX {
+        return;
+    }
+    let fatal = tokio::task::try_id().is_none();
     let mut id = 0;
     let jobs = dest.jobs(report, &mut id);
     let child = std::process::Command::new(sender_program())
@@ -160,6 +172,12 @@ pub(super) fn send_detached(report: &CrashReport) {
                     let _ = writeln!(stdin, "{}", serde_json::to_string(&job).unwrap_or_default());
                 }
             } // closed here: the sender ends after the last job
+            if fatal {
+                let deadline = std::time::Instant::now() + dest.timeout + Duration::from_secs(1);
+                while std::time::Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
         Err(e) => tracing::error!(cause = %e, "cannot start l4ctl-send for the daemon's panic report"),
     }
@@ -255,12 +273,14 @@ fn deliver(agent: &ureq::Agent, settings: &SenderSettings, job: &Job) -> Outcome
                     return outcome;
                 }
                 outcome.error = Some(format!("HTTP {status}"));
-                // 4xx other than 429 will not change on a retry.
-                if (400..500).contains(&status) && status != 429 {
+                // A redirect (not followed) or a 4xx other than 408/429 will not
+                // change on a retry.
+                if status < 500 && status != 408 && status != 429 {
                     return outcome;
                 }
             }
-            Err(e) => outcome.error = Some(e.to_string()),
+            // The URL may carry a token: never repeat it.
+            Err(e) => outcome.error = Some(e.to_string().replace(&job.url, "<url>")),
         }
         if attempt < settings.retries {
             std::thread::sleep(delay);

@@ -3,8 +3,9 @@
 //! end of its stderr, parses it and sends the report back; a structured panic line
 //! from a run that is still alive half a second later is a non-fatal report. The
 //! actor keeps the recent reports, opens one episode per fingerprint (only its
-//! first crash is recorded and sent; the others raise its count) and appends
-//! recorded reports to `crashes.jsonl`.
+//! first crash is a new report; the others raise its count, sent again at 10,
+//! 100, 1000 ... and when the episode ends) and appends reports and count
+//! updates to `crashes.jsonl`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub(super) struct Crashes {
     pub outbox: super::deliver::Outbox,
     /// The memory cgroup's OOM-kill counter, when readable.
     pub oom: Option<OomCounter>,
+    /// A `CloseEpisodes` is on its way.
+    timer_armed: bool,
 }
 
 impl Crashes {
@@ -47,6 +50,7 @@ impl Crashes {
             next_id: 1,
             outbox: Default::default(),
             oom: None,
+            timer_armed: false,
         }
     }
 
@@ -56,14 +60,12 @@ impl Crashes {
         self.episodes = Episodes::new(episode_quiet);
     }
 
-    /// Journal and send a recorded report (or an update of one).
+    /// Journal and send a recorded report (or an update of one). The journal is
+    /// written here, in order (one small append; reports are rare).
     fn publish(&self, report: &CrashReport) {
-        let (dir, line) = (self.log_dir.clone(), report.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = journal::append(&dir, &line) {
-                tracing::error!(cause = %e, "cannot append to crashes.jsonl");
-            }
-        });
+        if let Err(e) = journal::append(&self.log_dir, report) {
+            tracing::error!(cause = %e, "cannot append to crashes.jsonl");
+        }
         self.outbox.send(report);
     }
 
@@ -87,14 +89,6 @@ impl Crashes {
 /// A SIGKILL the memory cgroup counted as an OOM kill is reason `oom`.
 pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: &mpsc::Sender<Msg>) {
     let Some(exit) = &inst.lc.last_exit else { return };
-    let sigkill = exit.status == Some(ExitStatus::Signal(nix::libc::SIGKILL));
-    let (level, reason) = match exit.reason {
-        "crashed" if sigkill && oom.is_some_and(OomCounter::explains_a_kill) => ("fatal", "oom"),
-        "crashed" => ("fatal", "crashed"),
-        "memory" => ("error", "memory"),
-        "not-ready" => ("error", "not-ready"),
-        _ => return,
-    };
     // The run that ended: the instance's current one, or during a replace the old
     // run beside it (memory replace, an old run that died) or the failed new one.
     let (tail, rss_bytes, backstopped) = match (exit.pid, &inst.retiree) {
@@ -102,8 +96,16 @@ pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: 
         (Some(p), Some(old)) if old.pid as u32 == p => (old.tail.clone(), old.usage.rss_bytes, old.backstopped),
         _ => (None, None, false),
     };
-    // The old run of a memory replace killed at the 1.5x backstop.
-    let (level, reason) = if backstopped { ("error", "memory") } else { (level, reason) };
+    let sigkill = exit.status == Some(ExitStatus::Signal(nix::libc::SIGKILL));
+    let (level, reason) = match exit.reason {
+        // The old run of a memory replace, killed by us at the 1.5x backstop.
+        "crashed" if backstopped => ("error", "memory"),
+        "crashed" if sigkill && oom.is_some_and(OomCounter::explains_a_kill) => ("fatal", "oom"),
+        "crashed" => ("fatal", "crashed"),
+        "memory" => ("error", "memory"),
+        "not-ready" => ("error", "not-ready"),
+        _ => return,
+    };
     let (exit_code, signal) = ExitStatus::parts(exit.status);
     let mut report = CrashReport {
         pid: exit.pid,
@@ -132,13 +134,13 @@ impl Supervisor {
     /// 100, 1000 ... crashes and when the episode ends.
     pub(super) fn record_crash(&mut self, mut report: CrashReport) {
         let id = self.crashes.next_id;
-        // Look again once this crash's episode could have gone quiet.
-        let (tx, quiet) = (self.tx.clone(), self.crashes.episodes.quiet());
-        tokio::spawn(async move {
-            tokio::time::sleep(quiet + Duration::from_millis(10)).await;
-            let _ = tx.send(Msg::CloseEpisodes).await;
-        });
-        match self.crashes.episodes.observe(&report.fingerprint, id, Instant::now(), &report.at) {
+        // An episode that went quiet sends its final count before a crash of the
+        // same fingerprint opens the next one.
+        let now = Instant::now();
+        self.close_episodes_at(now);
+        let seen = self.crashes.episodes.observe(&report.fingerprint, id, now, &report.at);
+        self.arm_episode_timer();
+        match seen {
             Seen::First => {
                 self.crashes.next_id += 1;
                 report.id = id;
@@ -168,9 +170,30 @@ impl Supervisor {
         }
     }
 
-    /// Send the final count of the episodes that went quiet.
+    /// The episode timer fired: send the final counts of the episodes that went
+    /// quiet, and look again when the next one could.
     pub(super) fn close_episodes(&mut self) {
-        for ended in self.crashes.episodes.expire(Instant::now()) {
+        self.crashes.timer_armed = false;
+        self.close_episodes_at(Instant::now());
+        self.arm_episode_timer();
+    }
+
+    /// One timer for all episodes, at the earliest moment one can end.
+    fn arm_episode_timer(&mut self) {
+        let Some(at) = self.crashes.episodes.next_end() else { return };
+        if self.crashes.timer_armed {
+            return; // it fires no later than `at`, and re-arms
+        }
+        self.crashes.timer_armed = true;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((at + Duration::from_millis(10)).into()).await;
+            let _ = tx.send(Msg::CloseEpisodes).await;
+        });
+    }
+
+    fn close_episodes_at(&mut self, now: Instant) {
+        for ended in self.crashes.episodes.expire(now) {
             if let Some(first) = self.crashes.recent.iter_mut().find(|r| r.id == ended.id) {
                 (first.count, first.last_at) = (ended.count, Some(ended.last_at));
             }

@@ -65,9 +65,10 @@ impl Outbox {
     /// Queue a report; never waits.
     pub fn send(&self, report: &CrashReport) {
         let Some(tx) = &self.tx else { return };
-        if tx.try_send(report.clone()).is_ok() {
-            self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        } else {
+        // Counted before it can be dequeued, so the task's decrement never comes first.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if tx.try_send(report.clone()).is_err() {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(id = report.id, "the crash report queue is full; report not sent (it is in crashes.jsonl)");
         }
@@ -100,7 +101,7 @@ async fn run(dest: Arc<Destinations>, mut rx: mpsc::Receiver<CrashReport>, count
                 }
                 let outcome = match &mut sender {
                     Some(s) => s.run(&job, dest.job_deadline()).await,
-                    None => Err("l4ctl-send is not running".to_owned()),
+                    None => Err(Failure { cause: "l4ctl-send is not running".to_owned(), stuck: false }),
                 };
                 match outcome {
                     Ok(o) if o.delivered => {
@@ -114,7 +115,12 @@ async fn run(dest: Arc<Destinations>, mut rx: mpsc::Receiver<CrashReport>, count
                     Err(e) => {
                         counters.failed.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(sink = %job.sink, cause = %e, "a crash report was not delivered (it is in crashes.jsonl)");
-                        if let Some(s) = sender.take() {
+                        // A sender that timed out is stuck: kill it (it has not answered,
+                        // so it has not exited and its pid is still its own). One that
+                        // ended is only dropped: the reaper has its pid.
+                        if let Some(s) = sender.take()
+                            && e.stuck
+                        {
                             s.kill();
                         }
                     }
@@ -126,11 +132,25 @@ async fn run(dest: Arc<Destinations>, mut rx: mpsc::Receiver<CrashReport>, count
     }
 }
 
+/// Why a job got no outcome.
+struct Failure {
+    cause: String,
+    /// The sender did not answer in time (rather than ending).
+    stuck: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.cause)
+    }
+}
+
 /// One running `l4ctl-send`.
 struct Sender {
     child: Child,
     stdin: pipe::Sender,
     stdout: tokio::io::Lines<BufReader<pipe::Receiver>>,
+    stderr: pipe::Receiver,
 }
 
 impl Sender {
@@ -139,19 +159,23 @@ impl Sender {
             .args(dest.sender_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()?;
-        let stdin = child.stdin.take().map(OwnedFd::from).ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = child.stdout.take().map(OwnedFd::from).ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let fd = |f: Option<OwnedFd>| f.ok_or_else(|| std::io::Error::other("no pipe"));
+        let stdin = fd(child.stdin.take().map(OwnedFd::from))?;
+        let stdout = fd(child.stdout.take().map(OwnedFd::from))?;
+        let stderr = fd(child.stderr.take().map(OwnedFd::from))?;
         Ok(Sender {
             stdin: pipe::Sender::from_owned_fd(stdin)?,
             stdout: BufReader::new(pipe::Receiver::from_owned_fd(stdout)?).lines(),
+            stderr: pipe::Receiver::from_owned_fd(stderr)?,
             child,
         })
     }
 
     /// Hand over one job and wait for its outcome, at most `deadline`.
-    async fn run(&mut self, job: &Job, deadline: Duration) -> Result<Outcome, String> {
-        let mut line = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    async fn run(&mut self, job: &Job, deadline: Duration) -> Result<Outcome, Failure> {
+        let mut line = serde_json::to_vec(job).map_err(|e| Failure { cause: e.to_string(), stuck: false })?;
         line.push(b'\n');
         let exchange = async {
             self.stdin.write_all(&line).await.map_err(|e| format!("writing to l4ctl-send: {e}"))?;
@@ -163,9 +187,22 @@ impl Sender {
                 Err(e) => Err(format!("reading from l4ctl-send: {e}")),
             }
         };
-        tokio::time::timeout(deadline, exchange)
-            .await
-            .map_err(|_| format!("no answer from l4ctl-send within {deadline:?}"))?
+        match tokio::time::timeout(deadline, exchange).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(cause)) => Err(Failure { cause: format!("{cause}{}", self.said().await), stuck: false }),
+            Err(_) => Err(Failure { cause: format!("no answer from l4ctl-send within {deadline:?}"), stuck: true }),
+        }
+    }
+
+    /// What an ended sender wrote to stderr (why it ended: a bad `ca_file`, say).
+    async fn said(&mut self) -> String {
+        let mut text = String::new();
+        let read = tokio::io::AsyncReadExt::read_to_string(&mut self.stderr, &mut text);
+        let _ = tokio::time::timeout(Duration::from_millis(200), read).await;
+        match text.trim() {
+            "" => String::new(),
+            said => format!(": {said}"),
+        }
     }
 
     /// Stop a sender that is stuck (the daemon's reaper collects it).

@@ -238,7 +238,12 @@ impl Supervisor {
                 let r = self.guard().and_then(|()| self.scale(&app, instances));
                 let _ = reply.send(r);
             }
-            Msg::Summary => self.summary(),
+            Msg::Summary => {
+                self.summary();
+                if let Some(oom) = self.crashes.oom.as_mut() {
+                    oom.resync();
+                }
+            }
             Msg::Sigchld => self.reap(),
             Msg::LogCommand { app, truncate, reply } => {
                 let r = match &app {
