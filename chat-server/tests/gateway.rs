@@ -277,3 +277,20 @@ async fn a_client_that_sends_without_reading_is_not_read_until_it_catches_up() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_expiring_token_closes_with_4002_when_it_expires_not_at_the_next_heartbeat() {
+    // Heartbeat and timeout far away: only the token's expiry can end this connection soon.
+    let server = Server::start(&[("HEARTBEAT_INTERVAL", "60000"), ("CONNECTION_TIMEOUT", "120000")]).await;
+    let f = Format::Json;
+    let token =
+        layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(1)).unwrap().issue(1, "brief");
+    let started = std::time::Instant::now();
+    let mut ws = raw(&server.ws_url(), Some(&token), None).await.unwrap();
+    raw_next(&mut ws, f).await.unwrap();
+    let code =
+        tokio::time::timeout(Duration::from_secs(5), raw_close_code(&mut ws, f)).await.expect("closed within 5 s");
+    assert_eq!(code, Some(close::TOKEN_EXPIRED));
+    assert!(started.elapsed() < Duration::from_millis(2600), "closed {:?} after connecting", started.elapsed());
+    server.wait_metric("chat_disconnections_total", &[("reason", "token_expired")], |v| v == 1.0).await;
+}

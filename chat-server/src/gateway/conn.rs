@@ -120,6 +120,9 @@ async fn goodbye(ws: &mut Ws, outbox: &Outbox, frame: Option<(u16, &'static str)
     }
 }
 
+/// Far enough for a token that never expires in practice (and an `Instant` that cannot overflow).
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
 const SLOW: Exit = (Reason::SlowConsumer, Some((close::RESUME, "too far behind: reconnect and resume")));
 
 async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
@@ -127,6 +130,10 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let outbox = conn.outbox.clone();
     let mut last_seen = Instant::now();
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
+    // The token is expired once the clock passes `exp` (whole seconds): close then,
+    // not at the next heartbeat tick.
+    let left = Duration::from_secs(conn.user.exp.saturating_add(1).saturating_sub(now_secs()));
+    let expires_at = last_seen.checked_add(left).unwrap_or(last_seen + YEAR);
     let mut drain_at: Option<Instant> = None;
     // Each connection closes at its own random point of the drain window.
     let drain_deadline = || Some(Instant::now() + s.drain_window.mul_f64(rand::random_range(0.0..1.0)));
@@ -139,7 +146,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
     loop {
-        let mut deadline = next_ping.min(last_seen + s.connection_timeout);
+        let mut deadline = next_ping.min(last_seen + s.connection_timeout).min(expires_at);
         if let Some(at) = drain_at {
             deadline = deadline.min(at);
         }
@@ -177,7 +184,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 if now >= last_seen + s.connection_timeout {
                     return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
                 }
-                if conn.user.exp < now_secs() {
+                if now >= expires_at || conn.user.exp < now_secs() {
                     return (Reason::TokenExpired, Some((close::TOKEN_EXPIRED, "token expired")));
                 }
                 if now >= next_ping {
