@@ -259,3 +259,33 @@ fn an_episode_that_ends_sends_its_final_count() {
     assert_eq!(events[1]["tags"]["episode"], "ended");
     assert_eq!(reports(&env)[0]["count"], 3);
 }
+
+#[test]
+fn a_changed_error_tracking_section_takes_effect_when_its_file_is_applied_again() {
+    let (first, second) = (Endpoint::start(false), Endpoint::start(false));
+    let section = |port: u16| format!("[error_tracking]\nwebhook_url = \"http://127.0.0.1:{port}/hook\"\n\n");
+    let app = |name: &str| sh_app(name, "exec sleep 60", "restart_delay = \"30s\"\nrestart_delay_max = \"30s\"");
+    let env = Env::new(&format!("{}{}", section(first.port), app("one")));
+    env.start();
+    // A broken [error_tracking] is refused whole and changes nothing.
+    env.write_config(&format!("[error_tracking]\nwebhook_url = \"ftp://x\"\n\n{}", app("one")));
+    let out = env.l4(&["start", env.config().to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("webhook_url"), "{}", text(&out));
+    let kill = |name: &str| {
+        let pid = env.instance(name, 0).pid.unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    };
+    kill("one");
+    wait_for(Duration::from_secs(10), "one's report at the first endpoint", || {
+        (!first.requests().is_empty()).then_some(())
+    });
+    // Now to the second endpoint: `l4ctl start FILE` applies the file's section.
+    env.write_config(&format!("{}{}{}", section(second.port), app("one"), app("two")));
+    env.start();
+    kill("two");
+    let got = wait_for(Duration::from_secs(10), "two's report at the second endpoint", || {
+        second.requests().into_iter().next()
+    });
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&got.2).unwrap()["app"], "two");
+    assert_eq!(first.requests().len(), 1, "nothing more went to the old endpoint");
+}

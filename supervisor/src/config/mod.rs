@@ -46,6 +46,9 @@ pub struct Config {
     pub apps: Vec<AppSpec>,
     /// `[nginx]`, when the file has one.
     pub nginx: Option<NginxSpec>,
+    /// `[error_tracking]` (with the loading process's `SENTRY_DSN`), when the file
+    /// has one: applying the file makes it the daemon's.
+    pub error_tracking: Option<ErrorTracking>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

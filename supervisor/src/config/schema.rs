@@ -197,6 +197,7 @@ impl Default for DaemonSection {
 pub struct FileSection {
     pub daemon: DaemonSection,
     pub nginx: Option<super::nginx::NginxSection>,
+    pub error_tracking: Option<super::tracking::ErrorTrackingSection>,
     pub apps: Vec<(AppSection, Profiles)>,
 }
 

@@ -14,7 +14,7 @@ use super::diag::Report;
 use super::listen::{Ready, SocketOwner};
 use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
-use super::{AppSpec, Config, DaemonSpec, LogFiles, LogSpec, RestartPolicy, normalize};
+use super::{AppSpec, Config, DaemonSpec, ErrorTracking, LogFiles, LogSpec, RestartPolicy, normalize};
 
 /// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
 pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
@@ -41,6 +41,7 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                     for problem in super::tracking::ErrorTracking::check(&section, &base) {
                         report.push(key.span(), problem);
                     }
+                    file.error_tracking = Some(section);
                 }
             }
             "apps" => {
@@ -255,7 +256,9 @@ pub(super) fn resolve(
         report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
     }
     let nginx = file.nginx.and_then(|n| super::nginx::resolve(report, n, &apps, base, &daemon.home));
-    Some(Config { file: path.to_path_buf(), daemon, apps, nginx })
+    let error_tracking =
+        file.error_tracking.map(|s| ErrorTracking::resolve(&s, std::env::var("SENTRY_DSN").ok(), base));
+    Some(Config { file: path.to_path_buf(), daemon, apps, nginx, error_tracking })
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -45,6 +45,11 @@ impl Episodes {
         Episodes { quiet, open: HashMap::new() }
     }
 
+    /// A new `quiet`; open episodes stay open.
+    pub fn set_quiet(&mut self, quiet: Duration) {
+        self.quiet = quiet;
+    }
+
     /// The earliest moment an open episode can end.
     pub fn next_end(&self) -> Option<Instant> {
         self.open.values().map(|e| e.last + self.quiet).min()

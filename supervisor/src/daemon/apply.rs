@@ -30,6 +30,11 @@ impl Supervisor {
         {
             return Err(Error::UnknownApp(o.to_owned()));
         }
+        if let Some(tracking) = &config.error_tracking
+            && self.crashes.configure(tracking)
+        {
+            tracing::info!(file = %config.file.display(), sentry = tracking.sentry, webhook = tracking.webhook, "error tracking set from this file's [error_tracking]");
+        }
         let mut touched = Vec::new();
         for spec in config.apps.iter().filter(|a| only.is_none_or(|o| a.name == o)) {
             let name = spec.name.clone();

@@ -15,7 +15,11 @@ use tokio::sync::mpsc;
 
 use super::supervisor::{Inst, Supervisor};
 use super::{Event, Msg};
+use std::sync::Arc;
+
+use crate::config::ErrorTracking;
 use crate::crash::oom::OomCounter;
+use crate::crash::outbound::Destinations;
 use crate::crash::{CrashReport, Episodes, Seen, journal, panic};
 use crate::lifecycle::{ExitStatus, State};
 
@@ -38,6 +42,8 @@ pub(super) struct Crashes {
     pub oom: Option<OomCounter>,
     /// A `CloseEpisodes` is on its way.
     timer_armed: bool,
+    /// The `[error_tracking]` in force.
+    tracking: Option<ErrorTracking>,
 }
 
 impl Crashes {
@@ -51,13 +57,23 @@ impl Crashes {
             outbox: Default::default(),
             oom: None,
             timer_armed: false,
+            tracking: None,
         }
     }
 
-    /// `[error_tracking]`: where reports go, and when an episode ends.
-    pub fn configure(&mut self, outbox: super::deliver::Outbox, episode_quiet: Duration) {
-        self.outbox = outbox;
-        self.episodes = Episodes::new(episode_quiet);
+    /// `[error_tracking]`: where reports go, and when an episode ends. A change
+    /// starts a new sender task (the old one finishes what it has queued) and keeps
+    /// the open episodes. Returns whether anything changed.
+    pub fn configure(&mut self, cfg: &ErrorTracking) -> bool {
+        if self.tracking.as_ref() == Some(cfg) {
+            return false;
+        }
+        let destinations = Destinations::from_config(cfg).map(Arc::new);
+        crate::crash::outbound::set_hook_destinations(destinations.clone());
+        self.outbox = super::deliver::Outbox::start(destinations, cfg.queue);
+        self.episodes.set_quiet(cfg.episode_quiet);
+        self.tracking = Some(cfg.clone());
+        true
     }
 
     /// Journal and send a recorded report (or an update of one). The journal is

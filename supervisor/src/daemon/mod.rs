@@ -68,11 +68,8 @@ pub async fn run(
         settings.sample_interval,
         tx.clone(),
     );
-    let destinations = crate::crash::outbound::Destinations::from_config(&settings.error_tracking).map(Arc::new);
-    crate::crash::outbound::set_hook_destinations(destinations.clone());
+    sup.crashes.configure(&settings.error_tracking);
     sup.crashes.oom = boot::oom_counter();
-    let outbox = deliver::Outbox::start(destinations, settings.error_tracking.queue);
-    sup.crashes.configure(outbox, settings.error_tracking.episode_quiet);
     // Fault injection for the test of the daemon's panic hook; not in release builds.
     #[cfg(debug_assertions)]
     if let Ok(message) = std::env::var("L4_FAILPOINT_DAEMON_PANIC") {
