@@ -112,7 +112,7 @@ pub async fn run(
         tracing::warn!("JWT_SECRET is not set: using a random per-process secret (APP_ENV=development)");
     }
     if let Some(url) = &ctx.settings.redis_url {
-        ctx.hub.connect_redis(url, ctx.settings.replay_limit).await?;
+        ctx.hub.connect_redis(url, &ctx.settings.redis_prefix, ctx.settings.replay_limit).await?;
         info!("connected to Redis: rooms are shared with the other workers");
     }
     let addr = listener.local_addr()?;

@@ -194,3 +194,37 @@ async fn redis_down_for_a_while_delays_messages_between_workers_but_loses_none()
         assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "{e:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_on_one_redis_with_different_prefixes_never_hear_each_other() {
+    let redis = Redis::start();
+    let (tmp_a, tmp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (db_a, db_b) =
+        (Database::create(Backend::Sqlite, tmp_a.path()).await, Database::create(Backend::Sqlite, tmp_b.path()).await);
+    let deployment = |db: &Database, prefix: &str| {
+        let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone()), ("REDIS_PREFIX", prefix.to_owned())];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        tokio::task::block_in_place(|| Cluster::start(1, &env))
+    };
+    let (staging, prod) = (deployment(&db_a, "staging"), deployment(&db_b, "prod"));
+    let (mut a, mut b) = (staging.client(0, 1, "ann"), prod.client(0, 2, "bob"));
+    joined(&mut a, "general").await;
+    joined(&mut b, "general").await;
+    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    for channel in ["staging:room:general", "prod:room:general"] {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(&mut con).unwrap();
+        assert_eq!(n, 1, "{channel}");
+    }
+    for i in 0..5 {
+        a.send("general", &format!("staging {i}")).await.unwrap();
+    }
+    assert_eq!(messages(&mut a, 5).await.len(), 5);
+    b.send("general", "prod only").await.unwrap();
+    let got = messages(&mut b, 1).await;
+    assert_eq!((got[0].body.as_str(), got[0].seq), ("prod only", 1), "prod's room knows nothing of staging's");
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), b.next_event()).await {
+        assert!(!matches!(e, Event::Message(_)), "staging's message reached prod: {e:?}");
+    }
+    let staging_history: i64 = redis::cmd("ZCARD").arg("staging:hist:general").query(&mut con).unwrap();
+    assert_eq!(staging_history, 5);
+}

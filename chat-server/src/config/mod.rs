@@ -24,6 +24,9 @@ pub struct Settings {
     pub port: u16,
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis channels and keys (pub/sub ignores the
+    /// database index, so two deployments on one Redis need different prefixes).
+    pub redis_prefix: String,
     /// The HS256 key; random per process when `APP_ENV=development` and no secret is set.
     pub jwt_secret: Vec<u8>,
     pub jwt_secret_generated: bool,
@@ -56,6 +59,7 @@ impl fmt::Debug for Settings {
             .field("port", &self.port)
             .field("database", &redact_url(&self.database_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("jwt_secret", &"<redacted>")
             .field("app_env", &self.app_env)
             .field("max_connections", &self.max_connections)
@@ -84,6 +88,7 @@ pub const VARIABLES: &[&str] = &[
     "WEBSOCKET_PORT",
     "DATABASE_URL",
     "REDIS_URL",
+    "REDIS_PREFIX",
     "JWT_SECRET",
     "JWT_TTL",
     "APP_ENV",
@@ -168,6 +173,13 @@ impl Parser {
         {
             self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
         }
+        let redis_prefix = self.text("REDIS_PREFIX").unwrap_or_else(|| "l4".to_string());
+        if redis_prefix.is_empty()
+            || redis_prefix.len() > 64
+            || !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            self.fail("REDIS_PREFIX", "must be 1 to 64 letters, digits, '_', '-' or '.'".to_string());
+        }
         let instances = self.number("L4_INSTANCES", 1, 1, 1024) as u32;
         if instances > 1 && redis_url.is_none() {
             self.fail(
@@ -209,6 +221,7 @@ impl Parser {
             port,
             database_url,
             redis_url,
+            redis_prefix,
             jwt_secret,
             jwt_secret_generated,
             jwt_ttl: Duration::from_secs(self.number("JWT_TTL", 86_400, 1, 365 * 86_400)),

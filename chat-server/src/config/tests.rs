@@ -117,3 +117,16 @@ fn more_than_one_worker_needs_redis_and_a_shared_secret() {
     assert_eq!(Settings::from_sources(None, ok).unwrap().instances, 3);
     assert_eq!(Settings::from_sources(None, env(&[("L4_INSTANCES", "1")])).unwrap().instances, 1);
 }
+
+#[test]
+fn the_redis_prefix_defaults_to_l4_and_must_be_a_plain_name() {
+    assert_eq!(Settings::from_sources(None, env(&[])).unwrap().redis_prefix, "l4");
+    assert_eq!(
+        Settings::from_sources(None, env(&[("REDIS_PREFIX", "chat-prod.eu_1")])).unwrap().redis_prefix,
+        "chat-prod.eu_1"
+    );
+    for bad in ["", "has space", "a:b", &"x".repeat(65)] {
+        let err = Settings::from_sources(None, env(&[("REDIS_PREFIX", bad)])).unwrap_err().to_string();
+        assert!(err.contains("REDIS_PREFIX") && err.contains("must be 1 to 64 letters"), "{bad:?}: {err}");
+    }
+}

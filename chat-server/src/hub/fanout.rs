@@ -11,8 +11,9 @@
 //! between workers; it never loses or reorders a message.
 //!
 //! Wire format: MessagePack of [`Wire`] (the sender's origin id, so a worker skips
-//! its own messages, and the message). Channel `l4:room:<room>`; history: sorted
-//! set `l4:hist:<room>` scored by sequence number, trimmed to `history` entries.
+//! its own messages, and the message). Channel `<prefix>:room:<room>`; history:
+//! sorted set `<prefix>:hist:<room>` scored by sequence number, trimmed to `history`
+//! entries (`REDIS_PREFIX`, default `l4`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,14 +53,8 @@ pub struct Fanout {
     lost: AtomicBool,
     rooms: Rooms,
     deliverer: Deliverer,
-}
-
-fn channel(room: &str) -> String {
-    format!("l4:room:{room}")
-}
-
-fn history_key(room: &str) -> String {
-    format!("l4:hist:{room}")
+    /// `REDIS_PREFIX`: `<prefix>:room:<room>`, `<prefix>:hist:<room>`.
+    prefix: String,
 }
 
 impl Fanout {
@@ -67,6 +62,7 @@ impl Fanout {
     /// the receiver. `history`: messages kept per room in Redis.
     pub async fn connect(
         url: &str,
+        prefix: &str,
         history: usize,
         rooms: Rooms,
         deliverer: Deliverer,
@@ -89,10 +85,27 @@ impl Fanout {
         let con = ConnectionManager::new_with_config(client, config).await?;
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let lost = AtomicBool::new(false);
-        let fanout = Arc::new(Fanout { origin: rand::random(), con, publish, history, lost, rooms, deliverer });
+        let fanout = Arc::new(Fanout {
+            origin: rand::random(),
+            con,
+            publish,
+            history,
+            lost,
+            rooms,
+            deliverer,
+            prefix: prefix.to_owned(),
+        });
         tokio::spawn(fanout.clone().publisher(publish_rx));
         tokio::spawn(fanout.clone().receiver(push_rx));
         Ok(fanout)
+    }
+
+    fn channel(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.prefix)
+    }
+
+    fn history_key(&self, room: &str) -> String {
+        format!("{}:hist:{room}", self.prefix)
     }
 
     /// Publish a newly stored message to the other workers (in the order called).
@@ -102,7 +115,7 @@ impl Fanout {
 
     /// Subscribe to a room's channel; returns once Redis confirmed (or failed).
     pub async fn subscribe(self: &Arc<Self>, room: &str) {
-        if let Err(e) = self.con.clone().subscribe(channel(room)).await {
+        if let Err(e) = self.con.clone().subscribe(self.channel(room)).await {
             tracing::warn!(room, error = %e, "cannot subscribe to the room on Redis; resubscribing when it is back");
             self.mark_lost();
         }
@@ -117,7 +130,7 @@ impl Fanout {
     }
 
     pub async fn unsubscribe(&self, room: &str) {
-        let _ = self.con.clone().unsubscribe(channel(room)).await;
+        let _ = self.con.clone().unsubscribe(self.channel(room)).await;
     }
 
     /// The messages `after < seq <= upto` of `room` from the Redis history, when it
@@ -125,7 +138,7 @@ impl Fanout {
     pub async fn recent(&self, room: &str, after: u64, upto: u64) -> Option<Vec<ChatMessage>> {
         let mut con = self.con.clone();
         let min = format!("({after}");
-        let raw: Vec<Vec<u8>> = con.zrangebyscore(history_key(room), min, upto).await.ok()?;
+        let raw: Vec<Vec<u8>> = con.zrangebyscore(self.history_key(room), min, upto).await.ok()?;
         let msgs: Vec<ChatMessage> =
             raw.iter().filter_map(|b| rmp_serde::from_slice::<Wire>(b).ok()).map(|w| w.msg).collect();
         let complete = msgs.len() as u64 == upto - after && msgs.iter().zip(after + 1..).all(|(m, seq)| m.seq == seq);
@@ -142,13 +155,13 @@ impl Fanout {
                 let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg: &msg }) else {
                     continue;
                 };
-                pipe.publish(channel(&msg.room), &payload).ignore();
-                pipe.zadd(history_key(&msg.room), &payload, msg.seq).ignore();
+                pipe.publish(self.channel(&msg.room), &payload).ignore();
+                pipe.zadd(self.history_key(&msg.room), &payload, msg.seq).ignore();
                 rooms.insert(msg.room);
             }
             // Trimmed and kept alive once per room of the batch, after its messages.
             for room in rooms {
-                let key = history_key(&room);
+                let key = self.history_key(&room);
                 pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
                 pipe.expire(&key, HISTORY_TTL_S).ignore();
             }
