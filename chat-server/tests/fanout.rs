@@ -170,8 +170,12 @@ async fn redis_down_for_a_while_delays_messages_between_workers_but_loses_none()
     let cluster = cluster(2, &redis, &db).await;
     let mut sub = cluster.client(1, 1, "sub");
     let mut publisher = cluster.client(0, 2, "pub");
-    joined(&mut sub, "outage").await;
-    joined(&mut publisher, "outage").await;
+    // Three rooms: the recovery resubscribes them all (one SUBSCRIBE) and syncs each.
+    let rooms = ["outage", "outage-b", "outage-c"];
+    for room in rooms {
+        joined(&mut sub, room).await;
+        joined(&mut publisher, room).await;
+    }
     let sender = publisher.sender();
     let _drain = drain(publisher);
     for i in 0..10 {
@@ -182,11 +186,23 @@ async fn redis_down_for_a_while_delays_messages_between_workers_but_loses_none()
     for i in 10..20 {
         sender.send("outage", &i.to_string()).await.unwrap();
     }
+    for room in &rooms[1..] {
+        sender.send(room, "during").await.unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(300)).await; // Redis stays away a while
     redis.spawn();
-    let got = messages(&mut sub, 10).await;
-    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    let got = messages(&mut sub, 12).await;
+    let seqs: Vec<u64> = got.iter().filter(|m| m.room == "outage").map(|m| m.seq).collect();
     assert_eq!(seqs, (11..=20).collect::<Vec<_>>(), "every message of the outage, in order, once");
+    for room in &rooms[1..] {
+        let of_room: Vec<_> = got.iter().filter(|m| m.room == *room).map(|m| (m.seq, m.body.as_str())).collect();
+        assert_eq!(of_room, vec![(1, "during")], "{room}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.subscribers("outage-c") < 2 {
+        assert!(std::time::Instant::now() < deadline, "both workers resubscribe every room");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // And live traffic flows through Redis again.
     sender.send("outage", "after").await.unwrap();
     assert_eq!(messages(&mut sub, 1).await[0].body, "after");

@@ -205,8 +205,14 @@ impl Fanout {
         }
         self.lost.store(false, Ordering::Relaxed);
         let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
-        for room in &list {
-            self.subscribe(&room.name).await;
+        // One SUBSCRIBE for every room (in slices, so one command stays small).
+        for slice in list.chunks(1000) {
+            let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
+            if let Err(e) = self.con.clone().subscribe(channels).await {
+                tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again when it is back");
+                self.mark_lost(); // a new recovery does all of it again
+                return;
+            }
         }
         for room in &list {
             if let Err(e) = self.deliverer.sync(room).await {
