@@ -96,6 +96,18 @@ fn a_panic_reaches_sentry_as_an_envelope_and_the_webhook_as_json() {
         (event["tags"]["app"].as_str(), event["tags"]["instance"].as_str(), event["tags"]["exit"].as_str()),
         (Some("rusty"), Some("0"), Some("101"))
     );
+    // Sentry's own Rust types parse the envelope the same way.
+    let envelope = sentry_types::protocol::v7::Envelope::from_slice(body).expect("a valid Sentry envelope");
+    let parsed = envelope.event().expect("an event item");
+    assert_eq!(format!("{}", parsed.event_id.simple()), event["event_id"].as_str().unwrap());
+    assert_eq!(parsed.level, sentry_types::protocol::v7::Level::Fatal);
+    assert_eq!(parsed.release.as_deref(), Some("chat@1.2.3"));
+    assert_eq!(parsed.tags.get("app").map(String::as_str), Some("rusty"));
+    let ex = &parsed.exception.values[0];
+    assert_eq!((ex.ty.as_str(), ex.value.as_deref()), ("panic", Some("boom from crasher")));
+    let frames = &ex.stacktrace.as_ref().expect("frames").frames;
+    assert!(frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("crasher::main"))));
+    assert_eq!(parsed.fingerprint.len(), 1);
     let (_, _, hook) = got.iter().find(|(p, _, _)| p == "/hook").expect("a webhook call");
     let report: serde_json::Value = serde_json::from_slice(hook).unwrap();
     assert_eq!(report["panic"]["message"], "boom from crasher");
