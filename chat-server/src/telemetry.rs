@@ -1,7 +1,8 @@
 //! Logging for a worker, and its panic report.
 //!
 //! Logs go to stdout (the supervisor captures and rotates them); `RUST_LOG` overrides
-//! the default `info`. A panic, in any thread or tokio task, is written to stderr as
+//! the default `info`; without a timestamp of their own when l4ctl stamps each line
+//! (`L4_LOG_TIME=1`). A panic, in any thread or tokio task, is written to stderr as
 //! one JSON line the supervisor can recognise without parsing free text:
 //! `{"event":"panic","message":...,"location":"file:line:col","thread":...,"backtrace":[...]}`.
 
@@ -12,8 +13,15 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_target(false).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_target(false);
+    // Under l4ctl with `time = true` every line is stamped there: one timestamp, not two.
+    let _ = if supervisor_stamps_lines() { fmt.without_time().try_init() } else { fmt.try_init() };
     install_panic_hook();
+}
+
+/// `L4_LOG_TIME=1`: set by l4ctl when it prefixes each captured line with the time.
+fn supervisor_stamps_lines() -> bool {
+    std::env::var("L4_LOG_TIME").is_ok_and(|v| v == "1")
 }
 
 /// Replaces the default panic output with the structured line.

@@ -261,3 +261,39 @@ async fn a_port_held_by_another_process_is_named_in_the_error() {
     let expected = format!("port {port} is already in use by pid {} (", std::process::id());
     assert!(text.contains(&expected), "{text}");
 }
+
+/// Where `text` holds an ISO 8601 date-time (`2026-11-29T...`), by byte offset.
+fn timestamps(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    (0..b.len().saturating_sub(10))
+        .filter(|&i| {
+            (0..4).all(|k| digit(i + k))
+                && b[i + 4] == b'-'
+                && digit(i + 5)
+                && digit(i + 6)
+                && b[i + 7] == b'-'
+                && digit(i + 8)
+                && digit(i + 9)
+                && b[i + 10] == b'T'
+        })
+        .collect()
+}
+
+#[test]
+fn under_l4ctl_a_log_line_carries_one_timestamp_not_two() {
+    let cluster = Cluster::start(1, &[]);
+    let path = cluster.dir.path().join("logs/chat-out.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("chat server listening")) {
+            break line.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no listening line in {}:\n{text}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let line = line.as_str();
+    assert_eq!(timestamps(line), vec![0], "l4ctl's prefix only: {line}");
+    assert!(line.contains("INFO"), "{line}");
+}

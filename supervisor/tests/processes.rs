@@ -33,6 +33,7 @@ fn instances_get_port_env_layers_and_l4_variables() {
             "FROM_FILE=file".into(),
             "LAYER=env".into(),
             "PROFILE=prod".into(),
+            "L4_LOG_TIME=1".into(),
         ] {
             assert!(vars.lines().any(|l| l == expected), "instance {i} lacks {expected}:\n{vars}");
         }

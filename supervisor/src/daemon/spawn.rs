@@ -57,6 +57,10 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     if let Some(port) = spec.port_of(req.index) {
         cmd.env("PORT", port.to_string());
     }
+    // Every line gets l4ctl's timestamp: a worker that reads this leaves out its own.
+    if spec.logs.time {
+        cmd.env("L4_LOG_TIME", "1");
+    }
     if let Some(path) = req.notify_socket {
         cmd.env("NOTIFY_SOCKET", path);
     }
