@@ -160,25 +160,26 @@ impl Outbox {
         true
     }
 
-    /// Queues a room broadcast for the flushers. `None` if the connection overflowed (now
-    /// or before) and the frame was dropped; `Some(true)` if a flusher must be told.
-    pub fn push_live(&self, frame: Bytes) -> Option<bool> {
+    /// Queues a room broadcast for the flushers: `Ok(true)` if a flusher must be told.
+    /// The frame is dropped when the connection overflowed, now or before (a queue
+    /// drop), or when its socket already failed (the client is gone: not a drop).
+    pub fn push_live(&self, frame: Bytes) -> Result<bool, Stopped> {
         let mut inner = self.lock();
-        if inner.stopped.is_some() {
-            return None;
+        if let Some(stopped) = inner.stopped {
+            return Err(stopped);
         }
         if inner.live_bytes + frame.len() > self.max_live_bytes {
             self.overflow_locked(&mut inner);
-            return None;
+            return Err(Stopped::Overflowed);
         }
         inner.live_bytes += frame.len();
         inner.queued_bytes += frame.len();
         inner.queue.push_back((frame, true));
         if inner.blocked {
-            return Some(false); // the connection task is waiting for writability
+            return Ok(false); // the connection task is waiting for writability
         }
         drop(inner);
-        Some(!self.scheduled.swap(true, Ordering::AcqRel))
+        Ok(!self.scheduled.swap(true, Ordering::AcqRel))
     }
 
     /// Called by a flusher before it writes: later broadcasts schedule it again.
@@ -319,8 +320,8 @@ mod tests {
         let o = Outbox::new(Format::Json, 1 << 20, 100, near, 0);
         o.push(Bytes::from_static(b"ab"));
         assert!(o.is_empty(), "a reply is written at once");
-        assert_eq!(o.push_live(Bytes::from_static(b"c")), Some(true), "a broadcast asks for a flusher");
-        assert_eq!(o.push_live(Bytes::from_static(b"!")), Some(false), "once");
+        assert_eq!(o.push_live(Bytes::from_static(b"c")), Ok(true), "a broadcast asks for a flusher");
+        assert_eq!(o.push_live(Bytes::from_static(b"!")), Ok(false), "once");
         o.unschedule();
         assert_eq!(o.write_queued(), Ok(false));
         let mut buf = [0u8; 4];
@@ -347,19 +348,20 @@ mod tests {
         let mut i = 0u8;
         // Fill the socket: broadcasts written by a "flusher" until the socket is full.
         loop {
-            assert!(o.push_live(frame(i)).is_some());
+            assert!(o.push_live(frame(i)).is_ok());
             i = i.wrapping_add(1);
             if o.write_queued().unwrap() {
                 break;
             }
         }
         let mut accepted = 0;
-        while o.push_live(frame(i)).is_some() {
+        while o.push_live(frame(i)).is_ok() {
             i = i.wrapping_add(1);
             accepted += 1;
         }
         assert!(accepted > 100, "the bound is in bytes: {accepted} frames were queued");
         assert_eq!(o.stopped(), Some(Stopped::Overflowed));
+        assert_eq!(o.push_live(frame(0)), Err(Stopped::Overflowed), "counted as a queue drop");
         assert!(o.push_control(Bytes::from_static(b"CLOSE")), "control frames still go out");
         // Drain: the bytes the far end reads are whole 1000-byte frames, then CLOSE.
         let reader = tokio::spawn(async move {
@@ -378,5 +380,20 @@ mod tests {
         for (n, chunk) in body.chunks(1000).enumerate() {
             assert!(chunk.iter().all(|b| *b == n as u8), "frame {n} in order and whole");
         }
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_to_a_broken_socket_is_not_a_queue_drop() {
+        let (near, far) = pair().await;
+        let o = Outbox::new(Format::Json, 1 << 20, 100, near, 0);
+        drop(far);
+        // Writes to a peer that closed fail once its reset came back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while o.stopped() != Some(Stopped::Broken) {
+            assert!(std::time::Instant::now() < deadline, "the socket never failed");
+            o.push(Bytes::from_static(b"ping"));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(o.push_live(Bytes::from_static(b"late")), Err(Stopped::Broken));
     }
 }

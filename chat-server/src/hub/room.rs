@@ -20,7 +20,7 @@ use bytes::Bytes;
 use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, ServerMsg};
 
 use crate::gateway::flush::Flushers;
-use crate::gateway::outbox::{Outbox, frame};
+use crate::gateway::outbox::{Outbox, Stopped, frame};
 
 /// A stored message with its frames, encoded at most once per format and shared by
 /// every recipient (the bytes are reference-counted).
@@ -293,13 +293,15 @@ impl Room {
                     out.overflowed += 1;
                 }
                 None => match member.outbox.push_live(entry.frame(member.outbox.format)) {
-                    Some(schedule) => {
+                    Ok(schedule) => {
                         out.delivered += 1;
                         if schedule {
                             flushers.schedule(&member.outbox);
                         }
                     }
-                    None => out.overflowed += 1,
+                    Err(Stopped::Overflowed) => out.overflowed += 1,
+                    // The client is gone; its connection task is leaving the room.
+                    Err(Stopped::Broken) => {}
                 },
             }
         }
