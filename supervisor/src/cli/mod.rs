@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
+mod args;
 pub mod background;
 mod logs;
 mod nginx;
@@ -13,130 +14,13 @@ mod render;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::api::types::{ActionReport, AppDescription, StatusReport};
 use crate::client::{Client, ClientError};
 use crate::config;
 
-/// The config file used when none is named.
-pub const DEFAULT_CONFIG: &str = "config/layer4.toml";
-
-#[derive(Debug, Parser)]
-#[command(name = "l4ctl", version, about = "Run and supervise layer4 apps: a small, fast PM2-like process manager.")]
-pub struct Cli {
-    /// Config file [default: config/layer4.toml, when it exists].
-    #[arg(short, long, global = true, env = "L4_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Daemon home (socket, pid file, saved state) [default: the config's `[daemon] home`, else ~/.layer4].
-    #[arg(long, global = true, env = "L4_HOME")]
-    pub home: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Start the apps of a config file, or one loaded app; with no argument, restore the saved apps.
-    Start {
-        /// A config file (`*.toml`) or the name of a loaded app.
-        target: Option<String>,
-        /// Use each app's `[apps.env_NAME]` table.
-        #[arg(long = "env", value_name = "NAME")]
-        env_name: Option<String>,
-    },
-    /// Stop an app (or `all`): kill_signal to every process, SIGKILL after kill_timeout.
-    Stop { app: String },
-    /// Stop then start an app (or `all`).
-    Restart { app: String },
-    /// Replace an app's instances without downtime (or every app's, with `all`): a new
-    /// run starts beside each old one, which stops only once the new one is ready;
-    /// stops at the first instance whose new run fails (the old run keeps serving).
-    Reload {
-        app: String,
-        /// Instances replaced at a time (default: the app's `reload_parallel`, 1).
-        #[arg(long)]
-        parallel: Option<u32>,
-    },
-    /// Set the number of instances of an app (until the config file is reloaded);
-    /// with `[nginx] auto_reload`, nginx follows.
-    Scale { app: String, instances: u32 },
-    /// Recent crash reports (crashes, memory restarts, failed readiness, survived panics).
-    Crashes {
-        app: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Render the Nginx config from the live worker table, check it, install it, reload nginx.
-    Nginx {
-        #[command(subcommand)]
-        what: nginx::NginxCommand,
-    },
-    /// Stop an app (or `all`) and forget it.
-    #[command(alias = "del")]
-    Delete { app: String },
-    /// Stop every app, then the daemon.
-    Kill,
-    /// Show every instance: pid, port, state, restarts, uptime, CPU, memory.
-    #[command(aliases = ["ls", "list", "ps"])]
-    Status {
-        /// Print the stable JSON schema (documented in README.md) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show an app's config, state, last exit and next retry.
-    #[command(aliases = ["desc", "info", "show"])]
-    Describe {
-        app: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show the last lines of an app's logs (or all apps'), and follow new ones.
-    Logs {
-        /// An app name, or `all` [default: all].
-        app: Option<String>,
-        /// How many lines of history to show per file.
-        #[arg(long, default_value_t = 15)]
-        lines: usize,
-        /// Keep printing new lines as they are written (across rotations).
-        #[arg(short, long)]
-        follow: bool,
-        /// Only stderr (the error file) instead of the combined file.
-        #[arg(long, conflicts_with = "out")]
-        err: bool,
-        /// Only stdout (the out file) instead of the combined file.
-        #[arg(long)]
-        out: bool,
-        /// Lines exactly as in the files, without the `app|instance` prefix.
-        #[arg(long)]
-        raw: bool,
-        /// One JSON object per line: {"app", "instance", "line"}.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Empty the current log files of an app (or all apps).
-    Flush { app: Option<String> },
-    /// Reopen every log file (as SIGUSR1), for users of an outside logrotate.
-    ReloadLogs,
-    /// Read every loaded config file again (as SIGHUP): changed apps restart, an invalid file changes nothing.
-    ReloadConfig,
-    /// Run the daemon in the foreground (for systemd and containers).
-    Daemon {
-        /// Log to <log_dir>/l4ctl.log (daily rotation) instead of stderr.
-        #[arg(long)]
-        log_file: bool,
-        /// Log folder [default: the config's `[daemon] log_dir`].
-        #[arg(long)]
-        log_dir: Option<PathBuf>,
-        /// With `--config FILE`: load and start that file at once, with this env profile.
-        #[arg(long = "env", value_name = "NAME")]
-        env_name: Option<String>,
-        /// Take only the `[daemon]` settings from `--config`; leave its apps to `l4ctl start`.
-        #[arg(long)]
-        no_apps: bool,
-    },
-}
+pub use args::{Cli, Command, DEFAULT_CONFIG};
 
 /// Where the daemon lives, and which config file (if any) applies.
 #[derive(Debug, Clone)]
