@@ -5,6 +5,7 @@
 //! with `file:line:col`. It never starts, stops or changes anything; callers
 //! apply a config only when it loaded without a single diagnostic.
 
+mod app_rules;
 mod diag;
 mod listen;
 mod nginx;
