@@ -22,7 +22,7 @@ import argparse, http.server, json, os, subprocess, sys, tempfile, threading, ti
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (HERE, L4CTL, PM2Daemon, L4Daemon, install_signal_handlers, measure_and_clean_up,  # noqa: E402
-                    node_version, print_markdown_table, run, wait_for, write_results)
+                    node_version, print_markdown_table, run, sweep, wait_for, write_results)
 
 SCRIPT = ("sleep 1.2; n=$(wc -l < exits 2>/dev/null || echo 0); "
           "echo \"thread 'main' panicked at src/main.rs:3:5:\" >&2; echo \"boom $n\" >&2; "
@@ -59,25 +59,42 @@ def exits(d):
         return []
 
 
+def parse(body):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {}
+
+
 def pair(exit_times, posts):
-    """The latency of the first POST after each exit (and before the next one), ms."""
+    """The latency of the notification of each exit, ms: a report that names crash k
+    (`boom k`) for l4ctl, count updates of an episode excluded; for PM2, whose events do not
+    say which crash they are, the first POST after the exit and before the next one."""
     out = []
     for k, e in enumerate(exit_times):
         nxt = exit_times[k + 1] if k + 1 < len(exit_times) else float("inf")
-        after = [t for t, _, _ in posts if e <= t < nxt]
+        named = [t for t, _, b in posts
+                 if (parse(b).get("panic") or {}).get("message") == "boom %d" % k and not parse(b).get("episode")]
+        unnamed = [t for t, _, b in posts if e <= t < nxt and "panic" not in parse(b)]
+        after = named or unnamed
         out.append((min(after) - e) * 1000 if after else None)
     return out
 
 
 def carries(body):
-    return {"exit_code": "101" in body, "panic": "src/main.rs:3:5" in body and "boom" in body,
-            "stderr": "panicked at" in body}
+    """What one notification says: the exit code, the panic (message and location), stderr."""
+    b = parse(body)
+    panic = b.get("panic") or {}
+    return {"exit_code": b.get("exit_code") == 101,
+            "panic": panic.get("location") == "src/main.rs:3:5" and str(panic.get("message", "")).startswith("boom"),
+            "stderr": "panicked at" in str(b.get("stderr_tail", ""))}
 
 
-def run_l4(tmp, n, endpoint):
+def run_l4(tmp, n, endpoint, daemons):
     d = os.path.join(tmp, "l4")
     os.makedirs(d)
     l4 = L4Daemon(d)
+    daemons.append(l4)
     l4.daemon_extra = 'api_listen = "off"\n'
     l4.cfg0 = l4.write_config("daemon", "")
     cfg = l4.write_config("crash", (
@@ -94,10 +111,11 @@ def run_l4(tmp, n, endpoint):
     return exits(d)[:n]
 
 
-def run_pm2(tmp, n, endpoint):
+def run_pm2(tmp, n, endpoint, daemons):
     d = os.path.join(tmp, "pm2")
     os.makedirs(d)
     pm2 = PM2Daemon(os.path.join(tmp, "pm2-home"))
+    daemons.append(pm2)
     pm2.start_daemon()
     eco = os.path.join(d, "ecosystem.json")
     with open(eco, "w") as f:
@@ -114,7 +132,10 @@ def run_pm2(tmp, n, endpoint):
         pm2.ctl("delete", "crashy", check=False)
     finally:
         listener.terminate()
-        listener.wait(5)
+        try:
+            listener.wait(5)
+        except subprocess.TimeoutExpired:
+            listener.kill()
         pm2.shutdown()
     return exits(d)[:n]
 
@@ -139,11 +160,13 @@ def main():
     print("l4ctl: %s (%s)  node %s  cpus %d  load %.2f" % (
         meta["l4ctl"], meta["l4ctl_version"], meta["node_version"], meta["cpus"], meta["loadavg_start"][0]), flush=True)
 
+    daemons = []
+
     def measure():
         raw = {}
         for name, fn in (("l4ctl", run_l4), ("PM2", run_pm2)):
             endpoint = Endpoint()
-            ex = fn(tmp, a.crashes, endpoint)
+            ex = fn(tmp, a.crashes, endpoint, daemons)
             posts = [p for p in endpoint.seen if ex and p[0] >= ex[0] - 1]
             endpoint.server.shutdown()
             lat = pair(ex, posts)
@@ -151,7 +174,11 @@ def main():
             print("%s: %d crashes, %d POSTs, latency ms: %s" % (
                 name, len(ex), len(posts), " ".join("%.1f" % x if x is not None else "none" for x in lat)), flush=True)
         return raw
-    raw = measure_and_clean_up(measure, [], tmp, "temp dir kept:")
+    # Every process of this run carries the temp dir in its environment (L4_SUPERVISOR, PM2_HOME).
+    mark = tmp.encode()
+    raw = measure_and_clean_up(measure, daemons, tmp, "temp dir kept:",
+                               lambda: sweep(lambda env: any(mark in e for e in env)),
+                               "killed %d process(es) of this run still alive: %s")
     meta["loadavg_end"] = os.getloadavg()
     rows, s = [], {k: stats(v["latency_ms"]) for k, v in raw.items()}
     fmt = lambda x: "%.1f" % x if x is not None else "-"

@@ -107,7 +107,11 @@ fn a_panic_reaches_sentry_as_an_envelope_and_the_webhook_as_json() {
     assert_eq!((ex.ty.as_str(), ex.value.as_deref()), ("panic", Some("boom from crasher")));
     let frames = &ex.stacktrace.as_ref().expect("frames").frames;
     assert!(frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("crasher::main"))));
-    assert_eq!(parsed.fingerprint.len(), 1);
+    assert_eq!(
+        parsed.fingerprint.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+        vec![event["fingerprint"][0].as_str().unwrap().to_owned()]
+    );
+    assert!(parsed.fingerprint[0].starts_with("rusty:panic:"), "{:?}", parsed.fingerprint);
     let (_, _, hook) = got.iter().find(|(p, _, _)| p == "/hook").expect("a webhook call");
     let report: serde_json::Value = serde_json::from_slice(hook).unwrap();
     assert_eq!(report["panic"]["message"], "boom from crasher");
@@ -283,6 +287,10 @@ fn a_changed_error_tracking_section_takes_effect_when_its_file_is_applied_again(
     env.write_config(&format!("[error_tracking]\nwebhook_url = \"ftp://x\"\n\n{}", app("one")));
     let out = env.l4(&["start", env.config().to_str().unwrap()]);
     assert!(!out.status.success() && text(&out).contains("webhook_url"), "{}", text(&out));
+    // The same file reloaded by the daemon itself (as SIGHUP does): refused, kept.
+    let out = env.l4(&["reload-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("webhook_url"), "{}", text(&out));
     let kill = |name: &str| {
         let pid = env.instance(name, 0).pid.unwrap() as i32;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -300,4 +308,6 @@ fn a_changed_error_tracking_section_takes_effect_when_its_file_is_applied_again(
     });
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&got.2).unwrap()["app"], "two");
     assert_eq!(first.requests().len(), 1, "nothing more went to the old endpoint");
+    // The delivery counters carry over the change.
+    wait_for(Duration::from_secs(5), "both deliveries counted", || (delivery(&env)["sent"] == 2).then_some(()));
 }

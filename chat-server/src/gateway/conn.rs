@@ -132,7 +132,8 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
     // The token is expired once the clock passes `exp` (whole seconds): close then,
     // not at the next heartbeat tick.
-    let left = Duration::from_secs(conn.user.exp.saturating_add(1).saturating_sub(now_secs()));
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let left = Duration::from_secs(conn.user.exp.saturating_add(1)).saturating_sub(since_epoch);
     let expires_at = last_seen.checked_add(left).unwrap_or(last_seen + YEAR);
     let mut drain_at: Option<Instant> = None;
     // Each connection closes at its own random point of the drain window.

@@ -209,7 +209,9 @@ impl Fanout {
         for slice in list.chunks(1000) {
             let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
             if let Err(e) = self.con.clone().subscribe(channels).await {
-                tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again when it is back");
+                tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
+                // Redis answers PING but refuses SUBSCRIBE (an ACL, say): do not spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 self.mark_lost(); // a new recovery does all of it again
                 return;
             }

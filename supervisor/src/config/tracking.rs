@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::units::Span;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorTrackingSection {
     /// Sentry DSN; the daemon's `SENTRY_DSN` when unset.
@@ -33,7 +33,7 @@ pub struct ErrorTrackingSection {
 }
 
 /// The resolved section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorTracking {
     #[serde(skip)]
     pub sentry_dsn: Option<String>,
@@ -49,6 +49,31 @@ pub struct ErrorTracking {
     #[serde(skip)]
     pub episode_quiet: Duration,
     pub ca_file: Option<PathBuf>,
+}
+
+/// The DSN and the webhook URL may carry keys: Debug says only whether they are set.
+impl std::fmt::Debug for ErrorTracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorTracking")
+            .field("sentry", &self.sentry)
+            .field("webhook", &self.webhook)
+            .field("release", &self.release)
+            .field("queue", &self.queue)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("episode_quiet", &self.episode_quiet)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ErrorTrackingSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorTrackingSection")
+            .field("sentry_dsn", &self.sentry_dsn.as_ref().map(|_| "<set>"))
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ErrorTracking {
@@ -107,5 +132,21 @@ impl ErrorTracking {
             out.push("`[error_tracking] timeout` must be between 1ms and 60s".to_owned());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_output_never_shows_the_dsn_or_the_webhook_url() {
+        let section = super::ErrorTrackingSection {
+            sentry_dsn: Some("https://secretkey@sentry.example.com/1".into()),
+            webhook_url: Some("https://hooks.example.com/x?token=secret-token".into()),
+            ..Default::default()
+        };
+        let resolved = super::ErrorTracking::resolve(&section, None, std::path::Path::new("/"));
+        for text in [format!("{section:?}"), format!("{resolved:?}")] {
+            assert!(!text.contains("secret"), "{text}");
+        }
     }
 }

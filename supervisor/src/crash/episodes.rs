@@ -45,9 +45,11 @@ impl Episodes {
         Episodes { quiet, open: HashMap::new() }
     }
 
-    /// A new `quiet`; open episodes stay open.
-    pub fn set_quiet(&mut self, quiet: Duration) {
+    /// A new `quiet`; open episodes stay open. True when it is shorter than before.
+    pub fn set_quiet(&mut self, quiet: Duration) -> bool {
+        let shorter = quiet < self.quiet;
         self.quiet = quiet;
+        shorter
     }
 
     /// The earliest moment an open episode can end.

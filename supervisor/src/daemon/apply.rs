@@ -34,6 +34,7 @@ impl Supervisor {
             && self.crashes.configure(tracking)
         {
             tracing::info!(file = %config.file.display(), sentry = tracking.sentry, webhook = tracking.webhook, "error tracking set from this file's [error_tracking]");
+            self.arm_episode_timer();
         }
         let mut touched = Vec::new();
         for spec in config.apps.iter().filter(|a| only.is_none_or(|o| a.name == o)) {

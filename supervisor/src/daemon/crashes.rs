@@ -70,8 +70,11 @@ impl Crashes {
         }
         let destinations = Destinations::from_config(cfg).map(Arc::new);
         crate::crash::outbound::set_hook_destinations(destinations.clone());
-        self.outbox = super::deliver::Outbox::start(destinations, cfg.queue);
-        self.episodes.set_quiet(cfg.episode_quiet);
+        self.outbox = super::deliver::Outbox::start(destinations, cfg.queue, &self.outbox);
+        if self.episodes.set_quiet(cfg.episode_quiet) {
+            // A shorter window: the pending timer may fire too late for it.
+            self.timer_armed = false;
+        }
         self.tracking = Some(cfg.clone());
         true
     }
@@ -195,7 +198,7 @@ impl Supervisor {
     }
 
     /// One timer for all episodes, at the earliest moment one can end.
-    fn arm_episode_timer(&mut self) {
+    pub(super) fn arm_episode_timer(&mut self) {
         let Some(at) = self.crashes.episodes.next_end() else { return };
         if self.crashes.timer_armed {
             return; // it fires no later than `at`, and re-arms

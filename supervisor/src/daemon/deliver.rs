@@ -52,11 +52,13 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Start the delivery task for `dest` (`queue`: reports waiting at most).
-    pub fn start(dest: Option<Arc<Destinations>>, queue: usize) -> Outbox {
-        let Some(dest) = dest else { return Outbox::default() };
+    /// Start the delivery task for `dest` (`queue`: reports waiting at most). The
+    /// counters carry over from `previous` (a changed `[error_tracking]`), whose task
+    /// finishes what it has queued.
+    pub fn start(dest: Option<Arc<Destinations>>, queue: usize, previous: &Outbox) -> Outbox {
+        let counters = previous.counters.clone();
+        let Some(dest) = dest else { return Outbox { tx: None, sinks: (false, false), counters } };
         let (tx, rx) = mpsc::channel(queue);
-        let counters = Arc::new(Counters::default());
         let sinks = (dest.sentry.is_some(), dest.webhook.is_some());
         tokio::spawn(run(dest, rx, counters.clone()));
         Outbox { tx: Some(tx), sinks, counters }

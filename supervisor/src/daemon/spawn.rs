@@ -60,6 +60,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     // Every line gets l4ctl's timestamp: a worker that reads this leaves out its own.
     if spec.logs.time {
         cmd.env("L4_LOG_TIME", "1");
+    } else {
+        cmd.env_remove("L4_LOG_TIME"); // not from the daemon's own environment either
     }
     if let Some(path) = req.notify_socket {
         cmd.env("NOTIFY_SOCKET", path);
