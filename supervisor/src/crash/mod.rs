@@ -218,4 +218,15 @@ mod tests {
         assert_eq!(CrashReport::fingerprint_of("web", None, "memory", None, Some("SIGKILL")), "web:memory");
         assert_eq!(CrashReport::fingerprint_of("web", None, "not-ready", Some(0), None), "web:not-ready");
     }
+
+    #[test]
+    fn the_readme_s_example_report_is_a_report() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("A report, as `crashes.jsonl`").expect("the README section");
+        let json =
+            readme[start..].split("```json\n").nth(1).and_then(|r| r.split("\n```").next()).expect("the example");
+        let report: CrashReport = serde_json::from_str(json).expect("the README's example parses as a report");
+        assert_eq!((report.reason.as_str(), report.exit_code), ("crashed", Some(101)));
+        assert_eq!(report.panic.map(|p| p.frames.len()), Some(1));
+    }
 }
