@@ -1,6 +1,6 @@
 //! README "Nginx": a real nginx (Debian's, installed by `.ci/test`) in front of
-//! real workers on l4ctl's sockets; the config follows `l4ctl scale`, and a
-//! render that nginx rejects is never installed.
+//! real workers on l4ctl's sockets; the config follows `l4ctl scale` and a scale
+//! through the API, and a render that nginx rejects is never installed.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -124,6 +124,20 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
     wait_for(Duration::from_secs(10), "the third instance behind nginx", || {
         (get(nginx_port)? == "instance 2").then_some(())
     });
+
+    // A scale through the API itself (a dashboard, say; here its Unix socket): the
+    // daemon re-renders nginx too, and says so in its answer.
+    let client = layer4_supervisor::client::Client::new(&env.home());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer: serde_json::Value =
+        rt.block_on(client.post("/api/v1/apps/web/scale", serde_json::json!({ "instances": 2 }))).unwrap();
+    assert_eq!(answer["nginx"]["ok"], true, "{answer}");
+    assert!(
+        answer["nginx"]["message"].as_str().unwrap().contains("(2 ready instance(s)) and nginx reloaded"),
+        "{answer}"
+    );
+    let scaled = std::fs::read_to_string(&installed).unwrap();
+    assert_eq!(scaled.matches("server 127.0.0.1:").count(), 2, "{scaled}");
 
     std::fs::write(env.path("broken.j2"), "upstream {{ upstream }} {\n").unwrap();
     env.write_config(&nginx_section(&nginx.reload_command(), "template = \"broken.j2\""));

@@ -22,9 +22,13 @@ pub async fn scale(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> Result<Json<ActionReport>, ApiError> {
-    let apps = ask(&s.tx, |reply| Msg::Scale { app: name, instances: req.instances, reply }).await??;
+    let apps = ask(&s.tx, |reply| Msg::Scale { app: name.clone(), instances: req.instances, reply }).await??;
     confirm_started(&s, &apps).await?;
-    report(&s, apps, true).await
+    let Json(mut answer) = report(&s, apps, true).await?;
+    if answer.failed.is_empty() {
+        answer.nginx = super::follow::nginx_after_scale(&s, &name).await;
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -57,7 +57,7 @@ pub(super) async fn report(s: &ApiState, apps: Vec<String>, started: bool) -> Re
             }
         })
         .collect();
-    Ok(Json(ActionReport { schema: SCHEMA, apps, failed, status }))
+    Ok(Json(ActionReport { schema: SCHEMA, apps, failed, status, nginx: None }))
 }
 
 /// Wait until no instance of `apps` is starting or stopping and every online one has

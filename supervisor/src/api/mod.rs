@@ -23,6 +23,7 @@
 pub mod actions;
 mod auth;
 mod events;
+mod follow;
 mod handlers;
 pub mod metrics;
 pub mod types;

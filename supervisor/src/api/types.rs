@@ -121,6 +121,16 @@ pub struct ActionReport {
     pub apps: Vec<String>,
     pub failed: Vec<String>,
     pub status: StatusReport,
+    /// After a scale, with `[nginx] auto_reload` for the app: what the re-render did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxOutcome>,
+}
+
+/// The outcome of `l4ctl nginx reload` (render, `nginx -t`, install, reload command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NginxOutcome {
+    pub ok: bool,
+    pub message: String,
 }
 
 /// Every error answer: `{"error": {...}}`.

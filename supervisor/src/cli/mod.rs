@@ -96,18 +96,18 @@ async fn dispatch(cli: Cli) -> ExitCode {
             let client = Client::new(&resolve(&cli, None).home);
             let path = format!("/api/v1/apps/{app}/scale");
             let result = client.post::<ActionReport>(&path, json!({ "instances": instances })).await;
-            let scaled = matches!(&result, Ok(r) if r.failed.is_empty());
+            // With `[nginx] auto_reload`, the daemon re-rendered nginx after the scale.
+            let nginx = result.as_ref().ok().and_then(|r| r.nginx.clone());
             let code = finish(result);
-            if !scaled {
-                return code;
-            }
-            match nginx::after_scale(&cli).await {
-                Ok(()) => code,
-                Err(message) => {
-                    eprintln!("l4ctl: scaled, but nginx was not updated: {message}");
-                    ExitCode::from(1)
+            match nginx {
+                Some(n) if n.ok => eprintln!("l4ctl: {}", n.message),
+                Some(n) => {
+                    eprintln!("l4ctl: scaled, but nginx was not updated: {}", n.message);
+                    return ExitCode::from(1);
                 }
+                None => {}
             }
+            code
         }
         Command::Nginx { what } => nginx::run(&cli, *what).await,
         Command::Crashes { app, json } => {

@@ -1,8 +1,7 @@
-//! `l4ctl nginx render [--stdout] | check | reload`, and the re-render after
-//! `l4ctl scale` when `[nginx] auto_reload` is on. The CLI does this, not the
-//! daemon: it reads `[nginx]` from the config file and the live worker table
-//! from the daemon, and runs `nginx` itself (the daemon reaps every child it
-//! has, so it runs no helper commands).
+//! `l4ctl nginx render [--stdout] | check | reload`: the CLI reads `[nginx]` from
+//! the config file and the live worker table from the daemon, and runs `nginx`
+//! itself. After a scale with `[nginx] auto_reload`, the daemon runs `l4ctl nginx
+//! reload --json` as a helper (api/follow.rs).
 
 use std::process::ExitCode;
 
@@ -24,11 +23,24 @@ pub enum NginxCommand {
     /// Render it and run `nginx -t` on it under a temporary prefix (nothing is installed).
     Check,
     /// Render, check, install (atomically) and run `[nginx] reload_command`.
-    Reload,
+    Reload {
+        /// Print the outcome as `{"ok":..,"message":..}` on stdout (for the daemon).
+        #[arg(long, hide = true)]
+        json: bool,
+    },
 }
 
 pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
-    match async { apply(cli, spec_of(cli)?, what).await }.await {
+    let result = async { apply(cli, spec_of(cli)?, what).await }.await;
+    if let NginxCommand::Reload { json: true } = what {
+        let (ok, message) = match &result {
+            Ok(m) => (true, m.clone()),
+            Err(m) => (false, m.clone()),
+        };
+        println!("{}", serde_json::json!({ "ok": ok, "message": message }));
+        return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    match result {
         Ok(message) => {
             if !message.is_empty() {
                 eprintln!("l4ctl: {message}");
@@ -39,14 +51,6 @@ pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
             eprintln!("l4ctl: {message}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// After a scale: the `reload` sequence when `auto_reload` is on.
-pub(super) async fn after_scale(cli: &Cli) -> Result<(), String> {
-    match spec_of(cli) {
-        Ok(spec) if spec.0.auto_reload => apply(cli, spec, NginxCommand::Reload).await.map(|m| eprintln!("l4ctl: {m}")),
-        _ => Ok(()),
     }
 }
 
@@ -69,7 +73,7 @@ async fn apply(cli: &Cli, (spec, host): (NginxSpec, String), what: NginxCommand)
             nginx::check(&spec, &rendered).map_err(|e| e.to_string())?;
             Ok(format!("nginx -t accepts the config for {} ({ready} ready instance(s))", spec.app))
         }
-        NginxCommand::Reload => {
+        NginxCommand::Reload { .. } => {
             nginx::check(&spec, &rendered)
                 .map_err(|e| format!("{e}\nthe installed config {} is unchanged", spec.output.display()))?;
             nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
