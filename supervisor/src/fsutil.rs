@@ -5,6 +5,12 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// The program `name` installed next to the running one (`l4ctl`, `l4ctl-daemon`
+/// and `l4ctl-send` are installed together).
+pub fn sibling_exe(name: &str) -> std::io::Result<std::path::PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(name))
+}
+
 /// Create `dir` and missing parents with mode 0700 (umask permitting). An existing
 /// folder is left as it is: `--home /tmp` must not change /tmp.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {

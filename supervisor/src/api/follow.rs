@@ -50,8 +50,8 @@ pub(super) async fn nginx_after_scale(s: &ApiState, app: &str) -> Option<NginxOu
 
 async fn reload(file: &Path) -> NginxOutcome {
     let failed = |message: String| NginxOutcome { ok: false, message };
-    let exe = match std::env::current_exe() {
-        Ok(p) => p.with_file_name("l4ctl"),
+    let exe = match crate::fsutil::sibling_exe("l4ctl") {
+        Ok(p) => p,
         Err(e) => return failed(format!("cannot find l4ctl: {e}")),
     };
     let child = Command::new(&exe)

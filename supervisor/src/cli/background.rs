@@ -73,8 +73,8 @@ impl DaemonArgs {
 
 /// `l4ctl-daemon`, next to the running `l4ctl`.
 fn daemon_exe() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
-    let daemon = exe.with_file_name("l4ctl-daemon");
+    let daemon =
+        crate::fsutil::sibling_exe("l4ctl-daemon").map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
     if daemon.is_file() {
         Ok(daemon)
     } else {

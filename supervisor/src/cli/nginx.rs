@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use super::{Cli, resolve};
-use crate::api::types::StatusReport;
+use super::{Cli, Resolved, resolve};
+use crate::api::types::{NginxOutcome, StatusReport};
 use crate::client::Client;
 use crate::config::{self, NginxSpec};
 use crate::nginx;
@@ -31,14 +31,15 @@ pub enum NginxCommand {
 }
 
 pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
-    let result = async { apply(cli, spec_of(cli)?, what).await }.await;
+    let resolved = resolve(cli, None);
+    let result = async { apply(&resolved, spec_of(&resolved)?, what).await }.await;
     if let NginxCommand::Reload { json: true } = what {
-        let (ok, message) = match &result {
-            Ok(m) => (true, m.clone()),
-            Err(m) => (false, m.clone()),
+        let outcome = match result {
+            Ok(message) => NginxOutcome { ok: true, message },
+            Err(message) => NginxOutcome { ok: false, message },
         };
-        println!("{}", serde_json::json!({ "ok": ok, "message": message }));
-        return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+        return if outcome.ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
     match result {
         Ok(message) => {
@@ -55,8 +56,8 @@ pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
 }
 
 /// Carry out `what` with `[nginx]` and the workers' address from [`spec_of`].
-async fn apply(cli: &Cli, (spec, host): (NginxSpec, String), what: NginxCommand) -> Result<String, String> {
-    let client = Client::new(&resolve(cli, None).home);
+async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: NginxCommand) -> Result<String, String> {
+    let client = Client::new(&resolved.home);
     let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
     let rendered = nginx::render(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
     let ready = status.instances.iter().filter(|i| i.app == spec.app && i.state == "online").count();
@@ -84,8 +85,8 @@ async fn apply(cli: &Cli, (spec, host): (NginxSpec, String), what: NginxCommand)
 }
 
 /// `[nginx]` of the config file, and the address nginx reaches the workers on.
-fn spec_of(cli: &Cli) -> Result<(NginxSpec, String), String> {
-    let path = resolve(cli, None).config.ok_or("no config file: pass --config FILE (it holds the [nginx] section)")?;
+fn spec_of(resolved: &Resolved) -> Result<(NginxSpec, String), String> {
+    let path = resolved.config.clone().ok_or("no config file: pass --config FILE (it holds the [nginx] section)")?;
     let loaded = config::load(&path, None).map_err(|e| e.to_string())?;
     let spec = loaded.nginx.ok_or_else(|| format!("{} has no [nginx] section", path.display()))?;
     let host = loaded

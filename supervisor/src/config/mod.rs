@@ -52,7 +52,7 @@ pub struct Config {
     pub error_tracking: Option<ErrorTracking>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonSpec {
     pub home: PathBuf,
     pub log_dir: PathBuf,
@@ -60,15 +60,15 @@ pub struct DaemonSpec {
     pub api_listen: Option<std::net::SocketAddr>,
     /// Name of the environment variable holding the API token.
     pub api_token_env: Option<String>,
-    #[serde(with = "duration_ms", rename = "sample_interval_ms")]
     pub sample_interval: Duration,
     /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
     pub error_tracking: ErrorTracking,
 }
 
 impl DaemonSpec {
-    /// Resolve `[daemon]` against the folder of the config file.
-    fn resolve(section: &schema::DaemonSection, base: &Path) -> DaemonSpec {
+    /// Resolve `[daemon]` and `[error_tracking]` (absent: the `SENTRY_DSN` of this
+    /// process alone) against the folder of the config file.
+    fn resolve(section: &schema::DaemonSection, tracking: Option<&ErrorTrackingSection>, base: &Path) -> DaemonSpec {
         let home = section.home.as_ref().map_or_else(default_home, |h| normalize(&base.join(h)));
         let log_dir = section.log_dir.as_ref().map_or_else(|| home.join("logs"), |l| normalize(&base.join(l)));
         DaemonSpec {
@@ -77,15 +77,17 @@ impl DaemonSpec {
             api_listen: section.api_listen.0,
             api_token_env: section.api_token_env.clone().filter(|v| !v.is_empty()),
             sample_interval: section.sample_interval.0,
-            error_tracking: ErrorTracking::default(),
+            error_tracking: ErrorTracking::resolve(
+                tracking.unwrap_or(&ErrorTrackingSection::default()),
+                std::env::var("SENTRY_DSN").ok(),
+                base,
+            ),
         }
     }
 
     /// The settings of a daemon without a config file.
     pub fn defaults(home: PathBuf) -> DaemonSpec {
-        let mut spec = DaemonSpec::resolve(&schema::DaemonSection::default(), Path::new("/"));
-        spec.error_tracking =
-            ErrorTracking::resolve(&ErrorTrackingSection::default(), std::env::var("SENTRY_DSN").ok(), Path::new("/"));
+        let mut spec = DaemonSpec::resolve(&schema::DaemonSection::default(), None, Path::new("/"));
         spec.log_dir = home.join("logs");
         spec.home = home;
         spec
@@ -226,19 +228,15 @@ pub fn peek_daemon(path: &Path) -> Option<DaemonSpec> {
     struct Partial {
         #[serde(default)]
         daemon: schema::DaemonSection,
-        #[serde(default)]
-        error_tracking: ErrorTrackingSection,
+        // Read leniently: a mistake there must not hide `[daemon] home` (a full
+        // `load` reports it).
+        error_tracking: Option<toml::Value>,
     }
     let file = absolute(path);
     let text = std::fs::read_to_string(&file).ok()?;
     let partial: Partial = toml::from_str(&text).ok()?;
-    let mut spec = DaemonSpec::resolve(&partial.daemon, file.parent().unwrap_or(Path::new("/")));
-    spec.error_tracking = ErrorTracking::resolve(
-        &partial.error_tracking,
-        std::env::var("SENTRY_DSN").ok(),
-        file.parent().unwrap_or(Path::new("/")),
-    );
-    Some(spec)
+    let tracking = partial.error_tracking.and_then(|v| v.try_into::<ErrorTrackingSection>().ok());
+    Some(DaemonSpec::resolve(&partial.daemon, tracking.as_ref(), file.parent().unwrap_or(Path::new("/"))))
 }
 
 /// `path` made absolute against the current folder, without touching the file system.

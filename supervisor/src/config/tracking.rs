@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::units::Span;
 
@@ -33,20 +33,14 @@ pub struct ErrorTrackingSection {
 }
 
 /// The resolved section.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ErrorTracking {
-    #[serde(skip)]
     pub sentry_dsn: Option<String>,
-    #[serde(skip)]
     pub webhook_url: Option<String>,
-    pub sentry: bool,
-    pub webhook: bool,
     pub release: Option<String>,
     pub queue: usize,
-    #[serde(skip)]
     pub timeout: Duration,
     pub retries: u32,
-    #[serde(skip)]
     pub episode_quiet: Duration,
     pub ca_file: Option<PathBuf>,
 }
@@ -55,8 +49,8 @@ pub struct ErrorTracking {
 impl std::fmt::Debug for ErrorTracking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ErrorTracking")
-            .field("sentry", &self.sentry)
-            .field("webhook", &self.webhook)
+            .field("sentry", &self.sentry_dsn.is_some())
+            .field("webhook", &self.webhook_url.is_some())
             .field("release", &self.release)
             .field("queue", &self.queue)
             .field("timeout", &self.timeout)
@@ -76,12 +70,6 @@ impl std::fmt::Debug for ErrorTrackingSection {
     }
 }
 
-impl Default for ErrorTracking {
-    fn default() -> Self {
-        ErrorTracking::resolve(&ErrorTrackingSection::default(), None, Path::new("/"))
-    }
-}
-
 impl ErrorTracking {
     /// `env_dsn`: the daemon's `SENTRY_DSN`, used when the file names none;
     /// `base`: the config file's folder.
@@ -89,8 +77,6 @@ impl ErrorTracking {
         let sentry_dsn = section.sentry_dsn.clone().or(env_dsn).filter(|d| !d.is_empty());
         let webhook_url = section.webhook_url.clone().filter(|u| !u.is_empty());
         ErrorTracking {
-            sentry: sentry_dsn.is_some(),
-            webhook: webhook_url.is_some(),
             sentry_dsn,
             webhook_url,
             release: section.release.clone(),

@@ -16,7 +16,7 @@ use super::diag::Report;
 use super::listen::SocketOwner;
 use super::schema::{AppSection, DaemonSection, FileSection, Profiles};
 use super::units::EnvValue;
-use super::{AppSpec, Config, DaemonSpec, ErrorTracking, RestartPolicy, normalize};
+use super::{AppSpec, Config, DaemonSpec, RestartPolicy, normalize};
 
 /// Parse the document and deserialize `[daemon]` and each `[[apps]]`, collecting errors.
 pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
@@ -127,7 +127,7 @@ pub(super) fn resolve(
     path: &Path,
     env_name: Option<&str>,
 ) -> Option<Config> {
-    let daemon = DaemonSpec::resolve(&file.daemon, base);
+    let daemon = DaemonSpec::resolve(&file.daemon, file.error_tracking.as_ref(), base);
     let log_dir = daemon.log_dir.clone();
     if daemon.sample_interval < Duration::from_millis(100) || daemon.sample_interval > Duration::from_secs(60) {
         report.push(0..0, "`[daemon] sample_interval` must be between 100ms and 60s");
@@ -258,7 +258,6 @@ pub(super) fn resolve(
         report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
     }
     let nginx = file.nginx.and_then(|n| super::nginx::resolve(report, n, &apps, base, &daemon.home));
-    let error_tracking =
-        file.error_tracking.map(|s| ErrorTracking::resolve(&s, std::env::var("SENTRY_DSN").ok(), base));
+    let error_tracking = file.error_tracking.is_some().then(|| daemon.error_tracking.clone());
     Some(Config { file: path.to_path_buf(), daemon, apps, nginx, error_tracking })
 }

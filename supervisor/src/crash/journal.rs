@@ -9,7 +9,7 @@ use super::CrashReport;
 const MAX_BYTES: u64 = 10 << 20;
 const KEEP: u32 = 3;
 
-pub fn path(log_dir: &Path) -> PathBuf {
+fn path(log_dir: &Path) -> PathBuf {
     log_dir.join("crashes.jsonl")
 }
 

@@ -111,7 +111,7 @@ impl Destinations {
     }
 
     /// The sender's command line (no secrets: they travel in the jobs, on a pipe).
-    pub fn sender_args(&self) -> Vec<String> {
+    fn sender_args(&self) -> Vec<String> {
         let mut args = vec![
             "--timeout-ms".to_owned(),
             self.timeout.as_millis().to_string(),
@@ -125,9 +125,14 @@ impl Destinations {
     }
 }
 
-/// `l4ctl-send` beside the running binary.
-pub fn sender_program() -> PathBuf {
-    std::env::current_exe().map_or_else(|_| PathBuf::from("l4ctl-send"), |p| p.with_file_name("l4ctl-send"))
+impl Destinations {
+    /// `l4ctl-send` beside the running binary, with these settings, jobs on stdin.
+    pub fn sender_command(&self) -> std::process::Command {
+        let program = crate::fsutil::sibling_exe("l4ctl-send").unwrap_or_else(|_| PathBuf::from("l4ctl-send"));
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(self.sender_args()).stdin(std::process::Stdio::piped());
+        cmd
+    }
 }
 
 /// A unique Sentry event id per report and daemon run.
@@ -160,11 +165,7 @@ pub(super) fn send_detached(report: &CrashReport) {
     let fatal = tokio::task::try_id().is_none();
     let mut id = 0;
     let jobs = dest.jobs(report, &mut id);
-    let child = std::process::Command::new(sender_program())
-        .args(dest.sender_args())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn();
+    let child = dest.sender_command().stdout(std::process::Stdio::null()).spawn();
     match child {
         Ok(mut child) => {
             if let Some(mut stdin) = child.stdin.take() {

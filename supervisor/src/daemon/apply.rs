@@ -33,7 +33,7 @@ impl Supervisor {
         if let Some(tracking) = &config.error_tracking
             && self.crashes.configure(tracking)
         {
-            tracing::info!(file = %config.file.display(), sentry = tracking.sentry, webhook = tracking.webhook, "error tracking set from this file's [error_tracking]");
+            tracing::info!(file = %config.file.display(), sentry = tracking.sentry_dsn.is_some(), webhook = tracking.webhook_url.is_some(), "error tracking set from this file's [error_tracking]");
             self.arm_episode_timer();
         }
         let mut touched = Vec::new();

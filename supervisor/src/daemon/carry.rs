@@ -47,9 +47,11 @@ impl Supervisor {
             let policy = app.spec.restart.clone();
             let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };
             let (before, restarts_before) = (inst.lc.state, inst.lc.restarts);
-            let exit_before = inst.lc.last_exit.clone();
+            // A new end is a new (time, pid): no need to copy the whole record per fact.
+            let exit_key = |lc: &crate::lifecycle::Lifecycle| lc.last_exit.as_ref().map(|e| (e.at, e.pid, e.reason));
+            let exit_before = exit_key(&inst.lc);
             let actions = inst.lc.step(&policy, fact, ctx);
-            if inst.lc.last_exit != exit_before {
+            if exit_key(&inst.lc) != exit_before {
                 super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx);
             }
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
@@ -116,7 +118,6 @@ impl Supervisor {
                         }
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
-                        inst.run_pid = Some(pid);
                         inst.pgid = Some(pid as i32);
                         let watched = app.spec.max_memory_restart.is_some();
                         inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
@@ -193,7 +194,6 @@ impl Supervisor {
             usage: Default::default(),
             retiree: None,
             tail: None,
-            run_pid: None,
         }
     }
 }

@@ -108,12 +108,13 @@ impl Crashes {
 /// A SIGKILL the memory cgroup counted as an OOM kill is reason `oom`.
 pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: &mpsc::Sender<Msg>) {
     let Some(exit) = &inst.lc.last_exit else { return };
-    // The run that ended: the instance's current one, or during a replace the old
-    // run beside it (memory replace, an old run that died) or the failed new one.
+    // The run that ended: during a replace the old run beside it (memory replace,
+    // an old run that died), else the instance's current one (a failed new run
+    // included: this runs before the actions of the step that ended it).
     let (tail, rss_bytes, backstopped) = match (exit.pid, &inst.retiree) {
-        (Some(p), _) if inst.run_pid == Some(p) => (inst.tail.clone(), inst.usage.rss_bytes, false),
         (Some(p), Some(old)) if old.pid as u32 == p => (old.tail.clone(), old.usage.rss_bytes, old.backstopped),
-        _ => (None, None, false),
+        (Some(_), _) => (inst.tail.clone(), inst.usage.rss_bytes, false),
+        (None, _) => (None, None, false),
     };
     let sigkill = exit.status == Some(ExitStatus::Signal(nix::libc::SIGKILL));
     let (level, reason) = match exit.reason {
@@ -212,10 +213,8 @@ impl Supervisor {
     }
 
     fn close_episodes_at(&mut self, now: Instant) {
+        // The report already has the episode's count and last time (each crash set them).
         for ended in self.crashes.episodes.expire(now) {
-            if let Some(first) = self.crashes.recent.iter_mut().find(|r| r.id == ended.id) {
-                (first.count, first.last_at) = (ended.count, Some(ended.last_at));
-            }
             self.crashes.update(ended.id, "ended");
         }
     }

@@ -6,7 +6,7 @@
 //! slows the daemon, and the daemon carries no TLS stack.
 
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use crate::crash::CrashReport;
-use crate::crash::outbound::{Destinations, Job, Outcome, sender_program};
+use crate::crash::outbound::{Destinations, Job, Outcome};
 
 /// Delivery counters, for `l4ctl crashes` and the API.
 #[derive(Debug, Default)]
@@ -47,7 +47,7 @@ pub struct DeliveryStats {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Outbox {
     tx: Option<mpsc::Sender<CrashReport>>,
-    sinks: (bool, bool),
+    dest: Option<Arc<Destinations>>,
     counters: Arc<Counters>,
 }
 
@@ -57,11 +57,10 @@ impl Outbox {
     /// finishes what it has queued.
     pub fn start(dest: Option<Arc<Destinations>>, queue: usize, previous: &Outbox) -> Outbox {
         let counters = previous.counters.clone();
-        let Some(dest) = dest else { return Outbox { tx: None, sinks: (false, false), counters } };
+        let Some(d) = dest.clone() else { return Outbox { tx: None, dest, counters } };
         let (tx, rx) = mpsc::channel(queue);
-        let sinks = (dest.sentry.is_some(), dest.webhook.is_some());
-        tokio::spawn(run(dest, rx, counters.clone()));
-        Outbox { tx: Some(tx), sinks, counters }
+        tokio::spawn(run(d, rx, counters.clone()));
+        Outbox { tx: Some(tx), dest, counters }
     }
 
     /// Queue a report; never waits.
@@ -79,8 +78,8 @@ impl Outbox {
     pub fn stats(&self) -> DeliveryStats {
         let c = &self.counters;
         DeliveryStats {
-            sentry: self.sinks.0,
-            webhook: self.sinks.1,
+            sentry: self.dest.as_ref().is_some_and(|d| d.sentry.is_some()),
+            webhook: self.dest.as_ref().is_some_and(|d| d.webhook.is_some()),
             sent: c.sent.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
@@ -157,12 +156,7 @@ struct Sender {
 
 impl Sender {
     fn start(dest: &Destinations) -> std::io::Result<Sender> {
-        let mut child = Command::new(sender_program())
-            .args(dest.sender_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut child = dest.sender_command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let fd = |f: Option<OwnedFd>| f.ok_or_else(|| std::io::Error::other("no pipe"));
         let stdin = fd(child.stdin.take().map(OwnedFd::from))?;
         let stdout = fd(child.stdout.take().map(OwnedFd::from))?;

@@ -83,7 +83,6 @@ impl Supervisor {
                     inst.tag = old.tag;
                     inst.usage = old.usage;
                     inst.tail = old.tail;
-                    inst.run_pid = Some(old.pid as u32);
                 }
             }
             _ => {}
@@ -112,7 +111,7 @@ impl Supervisor {
         tracing::warn!(app = %app, instance = index, pid, ?status, "the old run ended while its replacement was starting");
         // Its crash report (made in `feed`) takes the old run's stderr tail from `retiree`.
         self.feed(&app, index, Fact::RetireeExited { status });
-        if let Some(inst) = self.apps.get_mut(&app).and_then(|a| a.instances.iter_mut().find(|i| i.index == index)) {
+        if let Some(inst) = self.inst_mut(&app, index) {
             inst.retiree = None;
         }
         true

@@ -44,8 +44,6 @@ pub(super) struct Inst {
     pub retiree: Option<Retiring>,
     /// The end of the current run's stderr, for its crash report.
     pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
-    /// The main pid of the current (or last) run.
-    pub run_pid: Option<u32>,
 }
 
 /// An old run being replaced: kept serving until its successor is ready, then
@@ -298,6 +296,10 @@ impl Supervisor {
 
     pub(super) fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
         self.apps.get(app)?.instances.iter().find(|i| i.index == index)
+    }
+
+    pub(super) fn inst_mut(&mut self, app: &str, index: u32) -> Option<&mut Inst> {
+        self.apps.get_mut(app)?.instances.iter_mut().find(|i| i.index == index)
     }
 
     pub(super) fn delete(&mut self, name: &str) {

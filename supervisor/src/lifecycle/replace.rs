@@ -35,11 +35,10 @@ impl Lifecycle {
             }
             Fact::Timer { epoch } if epoch == self.epoch && self.pid.is_some() => {
                 let uptime = self.uptime(ctx.now);
-                let limit = humantime::format_duration(policy.listen_timeout);
                 self.last_exit = Some(LastExit {
                     status: None,
                     reason: "not-ready",
-                    error: Some(format!("not ready within {limit} (listen_timeout)")),
+                    error: Some(super::step::not_ready(policy)),
                     uptime,
                     at: ctx.wall,
                     pid: self.pid,

@@ -113,11 +113,10 @@ impl Lifecycle {
                 // shutting down gracefully (`sh start.sh` without exec): wait for it.
                 let uptime = self.uptime(ctx.now);
                 self.record_exit(status, self.stop_reason.unwrap_or("stopped"), uptime, ctx);
-                if self.stop_reason == Some("not-ready") {
-                    let limit = humantime::format_duration(policy.listen_timeout);
-                    if let Some(e) = self.last_exit.as_mut() {
-                        e.error = Some(format!("not ready within {limit} (listen_timeout)"));
-                    }
+                if self.stop_reason == Some("not-ready")
+                    && let Some(e) = self.last_exit.as_mut()
+                {
+                    e.error = Some(not_ready(policy));
                 }
                 vec![Action::AwaitGroup]
             }
@@ -255,4 +254,9 @@ impl Lifecycle {
         self.next_retry = ctx.now.checked_add(delay);
         vec![Action::Schedule { after: delay, epoch: self.epoch }]
     }
+}
+
+/// Why a run that never said it was ready was ended.
+pub(super) fn not_ready(policy: &RestartPolicy) -> String {
+    format!("not ready within {} (listen_timeout)", humantime::format_duration(policy.listen_timeout))
 }

@@ -53,9 +53,10 @@ pub struct LogCounters {
     pub cut_lines: u64,
 }
 
-/// Every app's writer, and the readers feeding them.
 /// A structured panic line seen on a worker's stderr: (app, instance, line).
 pub type PanicLine = (String, u32, String);
+
+/// Every app's writer, and the readers feeding them.
 
 #[derive(Debug)]
 pub struct LogHub {
