@@ -33,7 +33,7 @@ use super::Slot;
 use super::io::ConnIo;
 use super::outbox::{Outbox, Stopped};
 use crate::Ctx;
-use crate::auth::{User, now_secs};
+use crate::auth::{User, now_ms, now_secs};
 use crate::hub::Room;
 use crate::stats::Reason;
 
@@ -132,8 +132,8 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     let mut next_ping = last_seen + s.heartbeat_interval.mul_f64(rand::random_range(0.1..1.0));
     // The token is expired once the clock passes `exp` (whole seconds): close then,
     // not at the next heartbeat tick.
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let left = Duration::from_secs(conn.user.exp.saturating_add(1)).saturating_sub(since_epoch);
+    let left =
+        Duration::from_secs(conn.user.exp.saturating_add(1)).saturating_sub(Duration::from_millis(now_ms() as u64));
     let expires_at = last_seen.checked_add(left).unwrap_or(last_seen + YEAR);
     let mut drain_at: Option<Instant> = None;
     // Each connection closes at its own random point of the drain window.
@@ -185,6 +185,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 if now >= last_seen + s.connection_timeout {
                     return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
                 }
+                // The wall clock too: it may have jumped since the timer was set.
                 if now >= expires_at || conn.user.exp < now_secs() {
                     return (Reason::TokenExpired, Some((close::TOKEN_EXPIRED, "token expired")));
                 }

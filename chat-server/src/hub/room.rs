@@ -125,7 +125,7 @@ impl Room {
     }
 
     /// The head read from the database on first use: held messages at or below it are
-    /// dropped, the ones right after it delivered. True when a fill must start.
+    /// dropped, the ones right after it delivered (`fill`: a gap is left to fetch).
     pub(super) fn set_loaded(&self, head: u64, flushers: &Flushers) -> Published {
         let mut s = self.lock();
         s.head = s.head.max(head);
@@ -261,7 +261,7 @@ impl Room {
         out
     }
 
-    /// Delivers held messages that follow `head` without a gap; says whether a gap is left.
+    /// Delivers held messages that follow `head` without a gap (`out.fill`: a gap is left).
     fn drain_held(s: &mut State, cache_size: usize, flushers: &Flushers, out: &mut Published) {
         while let Some(entry) = s.held.first_entry() {
             let seq = *entry.key();

@@ -105,10 +105,6 @@ impl Writer {
         }
     }
 
-    fn publish(&self, room: &Arc<Room>, msg: ChatMessage) {
-        self.deliverer.deliver(room, msg);
-    }
-
     /// Publishes a newly stored message (here and to the other workers) and says so to
     /// its sender.
     fn stored(&self, room: &Arc<Room>, msg: ChatMessage) -> Sent {
@@ -116,7 +112,7 @@ impl Writer {
         if let Some(fanout) = &self.fanout {
             fanout.publish(&msg);
         }
-        self.publish(room, msg);
+        self.deliverer.deliver(room, msg);
         self.deliverer.stats.messages_in.fetch_add(1, Relaxed);
         Sent { room: room.name.clone(), seq, duplicate: false }
     }
