@@ -90,13 +90,15 @@ def carries(body):
             "stderr": "panicked at" in str(b.get("stderr_tail", ""))}
 
 
+class L4(L4Daemon):
+    daemon_extra = 'api_listen = "off"\n'
+
+
 def run_l4(tmp, n, endpoint, daemons):
     d = os.path.join(tmp, "l4")
     os.makedirs(d)
-    l4 = L4Daemon(d)
+    l4 = L4(d)
     daemons.append(l4)
-    l4.daemon_extra = 'api_listen = "off"\n'
-    l4.cfg0 = l4.write_config("daemon", "")
     cfg = l4.write_config("crash", (
         '[error_tracking]\nwebhook_url = "%s"\nepisode_quiet = "1s"\n\n[[apps]]\nname = "crashy"\nscript = "sh"\n'
         'args = ["-c", %s]\nmin_uptime = "5s"\nrestart_delay = "1500ms"\nrestart_delay_max = "1500ms"\n'

@@ -179,18 +179,8 @@ fn health_loop(
 async fn a_reload_under_l4ctl_refuses_no_connection_and_loses_no_message() {
     let cluster = Cluster::start(1, &[]);
     let before = cluster.pids();
-    let token = |id: i64, name: &str| {
-        layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap().issue(id, name)
-    };
-    let client = |id: i64, name: &str| {
-        let mut config =
-            layer4_chat_client::client::ClientConfig::new(cluster.ws_url(0), token(id, name)).format(Format::Json);
-        config.backoff_base = Duration::from_millis(20);
-        config.backoff_max = Duration::from_millis(200);
-        layer4_chat_client::client::Client::start(config)
-    };
-    let mut sub = client(1, "sub");
-    let mut publisher = client(2, "pub");
+    let mut sub = cluster.client(0, 1, "sub");
+    let mut publisher = cluster.client(0, 2, "pub");
     joined(&mut sub, "room").await;
     joined(&mut publisher, "room").await;
 

@@ -51,15 +51,25 @@ impl Redis {
 
     /// Messages of `room` in the Redis history.
     fn history_len(&self, room: &str) -> i64 {
+        self.history_len_in("l4", room)
+    }
+
+    /// Messages of `room` in the Redis history of deployment `prefix`.
+    fn history_len_in(&self, prefix: &str, room: &str) -> i64 {
         let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
-        redis::cmd("ZCARD").arg(format!("l4:hist:{room}")).query(&mut con).unwrap()
+        redis::cmd("ZCARD").arg(format!("{prefix}:hist:{room}")).query(&mut con).unwrap()
     }
 
     /// How many workers are subscribed to `room`.
     fn subscribers(&self, room: &str) -> i64 {
+        self.subscribers_in("l4", room)
+    }
+
+    /// How many workers of deployment `prefix` are subscribed to `room`.
+    fn subscribers_in(&self, prefix: &str, room: &str) -> i64 {
         let mut con = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
         let (_, n): (String, i64) =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("l4:room:{room}")).query(&mut con).unwrap();
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{prefix}:room:{room}")).query(&mut con).unwrap();
         n
     }
 }
@@ -71,8 +81,14 @@ impl Drop for Redis {
 }
 
 pub async fn cluster(instances: u32, redis: &Redis, db: &Database) -> Cluster {
+    cluster_with(instances, redis, db, &[]).await
+}
+
+/// Like `cluster`, with more variables for the workers.
+pub async fn cluster_with(instances: u32, redis: &Redis, db: &Database, extra: &[(&str, &str)]) -> Cluster {
     let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone())];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(extra);
     tokio::task::block_in_place(|| Cluster::start(instances, &env))
 }
 
@@ -217,19 +233,13 @@ async fn two_deployments_on_one_redis_with_different_prefixes_never_hear_each_ot
     let (tmp_a, tmp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (db_a, db_b) =
         (Database::create(Backend::Sqlite, tmp_a.path()).await, Database::create(Backend::Sqlite, tmp_b.path()).await);
-    let deployment = |db: &Database, prefix: &str| {
-        let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone()), ("REDIS_PREFIX", prefix.to_owned())];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        tokio::task::block_in_place(|| Cluster::start(1, &env))
-    };
-    let (staging, prod) = (deployment(&db_a, "staging"), deployment(&db_b, "prod"));
+    let staging = cluster_with(1, &redis, &db_a, &[("REDIS_PREFIX", "staging")]).await;
+    let prod = cluster_with(1, &redis, &db_b, &[("REDIS_PREFIX", "prod")]).await;
     let (mut a, mut b) = (staging.client(0, 1, "ann"), prod.client(0, 2, "bob"));
     joined(&mut a, "general").await;
     joined(&mut b, "general").await;
-    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
-    for channel in ["staging:room:general", "prod:room:general"] {
-        let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query(&mut con).unwrap();
-        assert_eq!(n, 1, "{channel}");
+    for prefix in ["staging", "prod"] {
+        assert_eq!(redis.subscribers_in(prefix, "general"), 1, "{prefix}");
     }
     for i in 0..5 {
         a.send("general", &format!("staging {i}")).await.unwrap();
@@ -241,6 +251,5 @@ async fn two_deployments_on_one_redis_with_different_prefixes_never_hear_each_ot
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), b.next_event()).await {
         assert!(!matches!(e, Event::Message(_)), "staging's message reached prod: {e:?}");
     }
-    let staging_history: i64 = redis::cmd("ZCARD").arg("staging:hist:general").query(&mut con).unwrap();
-    assert_eq!(staging_history, 5);
+    assert_eq!(redis.history_len_in("staging", "general"), 5);
 }

@@ -227,10 +227,8 @@ fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_
     assert!(text(&out).contains(&expected), "{}", text(&out));
     assert_eq!(env.instance("web", 0).pid, Some(old));
     // Its crash report is of the failed new run: its pid and its stderr.
-    let out = env.l4(&["crashes", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = &v["crashes"][0];
-    assert_eq!(r["reason"], "not-ready", "{v}");
+    let r = &reports(&env)[0];
+    assert_eq!(r["reason"], "not-ready", "{r}");
     let pid = r["pid"].as_u64().expect("the failed run's pid");
     assert_ne!(pid, u64::from(old));
     assert!(r["stderr_tail"].as_str().unwrap().contains(&format!("muted run {pid}")), "{r}");

@@ -20,21 +20,6 @@ pub fn crasher() -> PathBuf {
     exe
 }
 
-pub fn reports(env: &Env) -> Vec<serde_json::Value> {
-    let out = env.l4(&["crashes", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["crashes"].as_array().cloned().unwrap_or_default()
-}
-
-fn journal(env: &Env) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(env.path("logs/crashes.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_rust_panic_is_reported_with_its_message_location_and_frames() {
     let app = format!(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::crashes::{crasher, reports};
+use crate::crashes::crasher;
 use crate::helper::*;
 
 /// One request an endpoint received: path, head, body.
@@ -128,8 +128,7 @@ fn a_panic_the_worker_survives_reaches_sentry_as_a_handled_error() {
     env.start();
     let (_, _, body) =
         wait_for(Duration::from_secs(10), "the non-fatal event", || endpoint.requests().into_iter().next());
-    let event: serde_json::Value =
-        serde_json::from_str(std::str::from_utf8(&body).unwrap().lines().nth(2).unwrap()).unwrap();
+    let event = envelope_event(&body);
     let ex = &event["exception"]["values"][0];
     assert_eq!((event["level"].as_str(), ex["value"].as_str()), (Some("error"), Some("a task failed")), "{event}");
     assert_eq!(ex["mechanism"]["handled"], true);
@@ -178,12 +177,6 @@ fn a_report_waits_out_an_endpoint_that_is_down_and_arrives_when_it_is_back() {
     assert!(got.iter().any(|(p, _, _)| p == "/hook"));
 }
 
-/// The delivery counters of `l4ctl crashes --json`.
-pub fn delivery(env: &Env) -> serde_json::Value {
-    let out = env.l4(&["crashes", "--json"]);
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["delivery"].clone()
-}
-
 #[test]
 fn a_full_queue_drops_the_newest_reports_counts_them_and_keeps_them_in_the_journal() {
     let endpoint = Endpoint::start(true);
@@ -205,8 +198,8 @@ fn a_full_queue_drops_the_newest_reports_counts_them_and_keeps_them_in_the_journ
     assert_eq!((d["sent"].as_u64(), d["failed"].as_u64()), (Some(0), Some(0)), "{d}");
     let out = env.l4(&["crashes"]);
     assert!(text(&out).contains(&format!("{} dropped (queue full)", d["dropped"])), "{}", text(&out));
-    let journal = std::fs::read_to_string(env.path("logs/crashes.jsonl")).unwrap();
-    assert_eq!(journal.lines().count(), 3, "every report is in crashes.jsonl: {journal}");
+    let journal = journal(&env);
+    assert_eq!(journal.len(), 3, "every report is in crashes.jsonl: {journal:?}");
 }
 
 #[test]
@@ -226,12 +219,10 @@ fn a_daemon_panic_is_journaled_and_reaches_sentry_and_the_daemon_goes_on() {
     let got = wait_for(Duration::from_secs(10), "the daemon's panic at the Sentry endpoint", || {
         endpoint.requests().into_iter().find(|(p, _, _)| p == "/api/42/envelope/")
     });
-    let body = String::from_utf8(got.2).unwrap();
-    let event: serde_json::Value = serde_json::from_str(body.lines().nth(2).unwrap()).unwrap();
+    let event = envelope_event(&got.2);
     assert_eq!(event["exception"]["values"][0]["value"], "injected daemon panic", "{event}");
     assert_eq!(event["tags"]["app"], "l4ctl-daemon");
-    let journal = std::fs::read_to_string(env.path("logs/crashes.jsonl")).unwrap();
-    let line: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    let line = journal(&env).into_iter().next().expect("a line in crashes.jsonl");
     assert_eq!((line["app"].as_str(), line["reason"].as_str()), (Some("l4ctl-daemon"), Some("panic")), "{line}");
     assert!(line["panic"]["location"].as_str().unwrap().contains("daemon/mod.rs"), "{line}");
     // A panic in a task is caught by the runtime: the daemon still serves.
@@ -266,7 +257,7 @@ fn an_episode_that_ends_sends_its_final_count() {
         .requests()
         .iter()
         .filter(|(p, _, _)| p == "/api/42/envelope/")
-        .map(|(_, _, b)| serde_json::from_str(std::str::from_utf8(b).unwrap().lines().nth(2).unwrap()).unwrap())
+        .map(|(_, _, b)| envelope_event(b))
         .collect();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["fingerprint"], events[1]["fingerprint"], "one Sentry issue");

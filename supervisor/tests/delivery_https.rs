@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crashes::crasher;
-use crate::delivery::delivery;
 use crate::helper::*;
 
 /// A real TLS endpoint (Python's ssl + http.server) with a fresh self-signed
@@ -82,8 +81,7 @@ fn a_report_reaches_an_https_endpoint_that_trusts_the_configured_ca() {
     });
     let envelope = got.iter().find(|r| r["path"] == "/api/42/envelope/").expect("an envelope");
     assert!(envelope["headers"]["x-sentry-auth"].as_str().unwrap().contains("sentry_key=testkey"), "{envelope}");
-    let event: serde_json::Value =
-        serde_json::from_str(envelope["body"].as_str().unwrap().lines().nth(2).unwrap()).unwrap();
+    let event = envelope_event(envelope["body"].as_str().unwrap().as_bytes());
     assert_eq!(event["exception"]["values"][0]["value"], "boom from crasher", "{event}");
     let hook = got.iter().find(|r| r["path"] == "/hook").expect("a webhook call");
     assert_eq!(serde_json::from_str::<serde_json::Value>(hook["body"].as_str().unwrap()).unwrap()["app"], "rusty");

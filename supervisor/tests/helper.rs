@@ -170,3 +170,34 @@ pub fn alive(pid: i32) -> bool {
 pub fn sh_app(name: &str, script: &str, extra: &str) -> String {
     format!("[[apps]]\nname = \"{name}\"\nscript = \"sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n")
 }
+
+/// `l4ctl crashes --json`: the recent reports and the delivery counters.
+pub fn crashes_json(env: &Env) -> serde_json::Value {
+    let out = env.l4(&["crashes", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The recent crash reports, newest first.
+pub fn reports(env: &Env) -> Vec<serde_json::Value> {
+    crashes_json(env)["crashes"].as_array().cloned().unwrap_or_default()
+}
+
+/// The delivery counters of `l4ctl crashes --json`.
+pub fn delivery(env: &Env) -> serde_json::Value {
+    crashes_json(env)["delivery"].clone()
+}
+
+/// Every line of `logs/crashes.jsonl`.
+pub fn journal(env: &Env) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.path("logs/crashes.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The event of a Sentry envelope: its third line.
+pub fn envelope_event(body: &[u8]) -> serde_json::Value {
+    serde_json::from_str(std::str::from_utf8(body).unwrap().lines().nth(2).expect("an event line")).unwrap()
+}

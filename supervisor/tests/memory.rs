@@ -93,7 +93,7 @@ fn with_readiness_a_worker_over_its_ceiling_is_replaced_and_stopped_only_once_th
     assert_eq!(i.last_exit.as_ref().map(|e| e.reason.as_str()), Some("memory"));
     wait_for(Duration::from_secs(5), "the old run to stop", || (!alive(first as i32)).then_some(()));
     // The report is of the old run: its pid, its RSS over the ceiling.
-    let r = crate::crashes::reports(&env).into_iter().next().expect("a memory report");
+    let r = reports(&env).into_iter().next().expect("a memory report");
     assert_eq!((r["reason"].as_str(), r["pid"].as_u64()), (Some("memory"), Some(u64::from(first))), "{r}");
     assert!(r["rss_bytes"].as_u64().unwrap() >= 64 << 20, "{r}");
 }
@@ -108,8 +108,7 @@ fn the_old_run_of_a_memory_replace_is_killed_at_the_backstop_without_waiting_for
     wait_for(Duration::from_secs(10), "the old run to be killed at 1.5x", || (!alive(first as i32)).then_some(()));
     let i = env.instance("ready", 0);
     assert_eq!(i.state, "starting", "killed before its successor was ready: {i:?}");
-    let r =
-        wait_for(Duration::from_secs(5), "the old run's report", || crate::crashes::reports(&env).into_iter().next());
+    let r = wait_for(Duration::from_secs(5), "the old run's report", || reports(&env).into_iter().next());
     assert_eq!((r["reason"].as_str(), r["signal"].as_str()), (Some("memory"), Some("SIGKILL")), "a memory kill: {r}");
     assert_eq!(r["pid"].as_u64(), Some(u64::from(first)));
     wait_for(Duration::from_secs(20), "the successor to be online", || {
