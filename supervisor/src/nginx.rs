@@ -30,6 +30,14 @@ pub enum NginxError {
     Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
+/// The instances of `[nginx] app` that get traffic: online ones.
+pub fn ready_instances<'a>(
+    spec: &'a NginxSpec,
+    instances: &'a [InstanceStatus],
+) -> impl Iterator<Item = &'a InstanceStatus> + 'a {
+    instances.iter().filter(move |i| i.app == spec.app && i.state == "online")
+}
+
 /// Render the config for `spec.app` with one `server` per online instance.
 pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str) -> Result<String, NginxError> {
     let (name, source) = match &spec.template {
@@ -52,9 +60,7 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
     let syntax = SyntaxConfig::builder().keep_trailing_newline(true).trim_blocks(true).lstrip_blocks(true).build();
     env.set_syntax(syntax.map_err(render_error)?);
     env.add_template_owned("nginx", source).map_err(render_error)?;
-    let servers: Vec<_> = instances
-        .iter()
-        .filter(|i| i.app == spec.app && i.state == "online")
+    let servers: Vec<_> = ready_instances(spec, instances)
         .filter_map(|i| i.port.map(|port| context! { host => listen_host, port => port, instance => i.instance }))
         .collect();
     let secs = |d: std::time::Duration| format!("{}s", d.as_secs().max(1));

@@ -60,7 +60,7 @@ async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: Ngi
     let client = Client::new(&resolved.home);
     let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
     let rendered = nginx::render(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
-    let ready = status.instances.iter().filter(|i| i.app == spec.app && i.state == "online").count();
+    let ready = nginx::ready_instances(&spec, &status.instances).count();
     match what {
         NginxCommand::Render { stdout: true } => {
             print!("{rendered}");
