@@ -17,3 +17,4 @@ mod memory;
 mod nginx;
 mod processes;
 mod restart;
+mod security;

@@ -95,10 +95,12 @@ pub(super) async fn start(
                 return Err(bad_request("config path must be absolute"));
             }
             let env = req.env.clone();
-            let config = tokio::task::spawn_blocking(move || crate::config::load(&path, env.as_deref()))
-                .await
-                .map_err(|e| bad_request(e.to_string()))?
-                .map_err(Error::Config)?;
+            let log_dir = s.log_dir.clone();
+            let config =
+                tokio::task::spawn_blocking(move || crate::config::load_under(&path, env.as_deref(), &log_dir))
+                    .await
+                    .map_err(|e| bad_request(e.to_string()))?
+                    .map_err(Error::Config)?;
             ask(&s.tx, |reply| Msg::Apply { config: Box::new(config), env: req.env, only: req.app, reply }).await??
         }
         None => match req.app {

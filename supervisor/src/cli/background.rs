@@ -97,12 +97,23 @@ pub(super) fn run_daemon(args: &DaemonArgs) -> ExitCode {
     let (log_file, log_dir, env, no_apps) = (args.log_file, args.log_dir.clone(), args.env_name.clone(), args.no_apps);
     let resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
-    let _ = std::fs::create_dir_all(&log_dir);
+    // Nothing is written, read back or run before the folders are known to be ours.
+    if let Err(e) = daemon::check_folders(&resolved.home, &log_dir) {
+        eprintln!("l4ctl: {e}");
+        return ExitCode::from(2);
+    }
+    let saved = match daemon::SavedState::load(&resolved.home) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("l4ctl: {e}; nothing from it was started");
+            return ExitCode::from(2);
+        }
+    };
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     crate::crash::install_daemon_hook(log_dir.clone());
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
     let initial = match args.config.as_ref().filter(|_| !no_apps) {
-        Some(path) => match crate::config::load(path, env.as_deref()) {
+        Some(path) => match crate::config::load_under(path, env.as_deref(), &log_dir) {
             Ok(c) => Some((c, env)),
             Err(e) => {
                 eprintln!("l4ctl: {e}");
@@ -140,7 +151,7 @@ pub(super) fn run_daemon(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(daemon::run(settings, claimed.listener, initial, shutdown));
+    let result = runtime.block_on(daemon::run(settings, claimed.listener, initial, saved, shutdown));
     // Blocking tasks (a log writer stuck on a dead disk) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // The pid-file lock is released by the kernel as the process exits, so a
@@ -169,19 +180,29 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
     })
 }
 
+/// Why no daemon could be started: a refused folder (exit 2, as the daemon's own
+/// refusal) or anything else (exit 1).
+#[derive(Debug)]
+pub(super) enum NoDaemon {
+    Refused(String),
+    Failed(String),
+}
+
+impl From<String> for NoDaemon {
+    fn from(message: String) -> Self {
+        NoDaemon::Failed(message)
+    }
+}
+
 /// Start a daemon in the background unless one answers; wait until it does.
-pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Result<(), String> {
+pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Result<(), NoDaemon> {
     if client.is_up().await {
         return Ok(());
     }
     let exe = daemon_exe()?;
-    crate::fsutil::create_private_dir(&resolved.home)
-        .map_err(|e| format!("cannot create {}: {e}", resolved.home.display()))?;
+    daemon::check_folders(&resolved.home, &resolved.log_dir).map_err(|e| NoDaemon::Refused(e.to_string()))?;
     let out_path = resolved.home.join("daemon.out");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out_path)
+    let out = crate::trust::open_append_nofollow(&out_path, 0o600)
         .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let args = DaemonArgs {
@@ -217,14 +238,17 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         if let Ok(Some(status)) = child.try_wait() {
             let tail = std::fs::read_to_string(&out_path).unwrap_or_default();
             let last = tail.lines().last().unwrap_or("").to_owned();
-            return Err(format!("the daemon exited at start ({status}): {last}"));
+            if status.code() == Some(2) {
+                return Err(NoDaemon::Refused(last.trim_start_matches("l4ctl: ").to_owned()));
+            }
+            return Err(NoDaemon::Failed(format!("the daemon exited at start ({status}): {last}")));
         }
         if Instant::now() > deadline {
-            return Err(format!(
+            return Err(NoDaemon::Failed(format!(
                 "the daemon did not answer within {}s; see {}",
                 DAEMON_START_LIMIT.as_secs(),
                 out_path.display()
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -207,7 +207,7 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
     };
     // Check the file before starting a daemon for it, so a bad config changes nothing.
     if let Some(path) = &config
-        && let Err(e) = config::load(path, env.as_deref())
+        && let Err(e) = config::load_under(path, env.as_deref(), &resolved.log_dir)
     {
         match e {
             config::ConfigError::Invalid(d) => {
@@ -222,9 +222,16 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
         }
         return ExitCode::from(2);
     }
-    if let Err(msg) = background::ensure_daemon(&client, &resolved).await {
-        eprintln!("l4ctl: {msg}");
-        return ExitCode::from(1);
+    match background::ensure_daemon(&client, &resolved).await {
+        Ok(()) => {}
+        Err(background::NoDaemon::Refused(msg)) => {
+            eprintln!("l4ctl: {msg}");
+            return ExitCode::from(2);
+        }
+        Err(background::NoDaemon::Failed(msg)) => {
+            eprintln!("l4ctl: {msg}");
+            return ExitCode::from(1);
+        }
     }
     finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)
 }

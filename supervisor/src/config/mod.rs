@@ -199,21 +199,41 @@ pub fn default_home() -> PathBuf {
 
 /// Load and validate `path`. `env_name` picks the `[apps.env_NAME]` tables (`--env NAME`).
 pub fn load(path: &Path, env_name: Option<&str>) -> Result<Config, ConfigError> {
+    load_with(path, env_name, None)
+}
+
+/// [`load`] as the daemon whose log folder is `log_dir` reads it: apps of a file
+/// without `[daemon] log_dir` log there, so a daemon started with `--home DIR`
+/// keeps them under DIR rather than in the default home.
+pub fn load_under(path: &Path, env_name: Option<&str>, log_dir: &Path) -> Result<Config, ConfigError> {
+    load_with(path, env_name, Some(log_dir))
+}
+
+fn load_with(path: &Path, env_name: Option<&str>, log_dir: Option<&Path>) -> Result<Config, ConfigError> {
     let file = absolute(path);
     let source = match std::fs::read_to_string(&file) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotFound { path: file }),
         Err(e) => return Err(ConfigError::Read { path: file, source: e }),
     };
-    parse(&file, &source, env_name)
+    parse_with(&file, &source, env_name, log_dir)
 }
 
 /// Validate `source` as if read from `file` (which is used for relative paths and messages).
 pub fn parse(file: &Path, source: &str, env_name: Option<&str>) -> Result<Config, ConfigError> {
+    parse_with(file, source, env_name, None)
+}
+
+fn parse_with(
+    file: &Path,
+    source: &str,
+    env_name: Option<&str>,
+    log_dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let mut report = diag::Report::new(file, source);
     let raw = validate::read_sections(&mut report);
     let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let config = raw.and_then(|raw| validate::resolve(&mut report, raw, &base, file, env_name));
+    let config = raw.and_then(|raw| validate::resolve(&mut report, raw, &base, file, env_name, log_dir));
     match config {
         Some(c) if report.diagnostics.is_empty() => Ok(c),
         _ => Err(ConfigError::Invalid(Diagnostics(report.diagnostics))),

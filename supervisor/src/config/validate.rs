@@ -126,8 +126,12 @@ pub(super) fn resolve(
     base: &Path,
     path: &Path,
     env_name: Option<&str>,
+    daemon_log_dir: Option<&Path>,
 ) -> Option<Config> {
-    let daemon = DaemonSpec::resolve(&file.daemon, file.error_tracking.as_ref(), base);
+    let mut daemon = DaemonSpec::resolve(&file.daemon, file.error_tracking.as_ref(), base);
+    if let Some(dir) = daemon_log_dir.filter(|_| file.daemon.log_dir.is_none()) {
+        daemon.log_dir = dir.to_path_buf();
+    }
     let log_dir = daemon.log_dir.clone();
     if daemon.sample_interval < Duration::from_millis(100) || daemon.sample_interval > Duration::from_secs(60) {
         report.push(0..0, "`[daemon] sample_interval` must be between 100ms and 60s");

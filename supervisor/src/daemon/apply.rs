@@ -146,7 +146,8 @@ impl Supervisor {
     pub(super) fn reload(&mut self) -> Result<Vec<String>, Error> {
         let mut configs = Vec::new();
         for source in &self.saved.sources {
-            let config = crate::config::load(&source.config, source.env.as_deref()).map_err(Error::Config)?;
+            let config = crate::config::load_under(&source.config, source.env.as_deref(), &self.log_dir)
+                .map_err(Error::Config)?;
             configs.push((config, source.env.clone()));
         }
         let mut touched = Vec::new();
@@ -165,7 +166,7 @@ impl Supervisor {
             let loaded = if source.config == config.file {
                 Ok(config.clone())
             } else {
-                crate::config::load(&source.config, source.env.as_deref())
+                crate::config::load_under(&source.config, source.env.as_deref(), &self.log_dir)
             };
             match loaded {
                 Ok(c) => {

@@ -1,5 +1,6 @@
-//! Claiming a home folder: the private folder, the pid-file lock that makes one
-//! daemon per home, and the control socket (mode 0600).
+//! Claiming a home folder: the checks of the home and log folders (see
+//! [`crate::trust`]), the pid-file lock that makes one daemon per home, and the
+//! control socket (mode 0600).
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -35,18 +36,21 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error +
     move |source| Error::Io { what, path, source }
 }
 
-/// Create `home` (0700), take its pid-file lock, and bind the control socket (0600).
-/// Fails with [`Error::AlreadyRunning`] when another daemon holds the lock.
+/// Create the home (0700) and the log folder (0750) when missing, and refuse either
+/// when someone else owns it, a folder above it, or can write to it. The daemon and
+/// the CLI (before it starts one) both check.
+pub fn check_folders(home: &Path, log_dir: &Path) -> Result<(), crate::trust::Refused> {
+    use crate::trust::{HOME_MODE, LOG_DIR_MODE, private_dir};
+    private_dir(home, HOME_MODE, "home folder")?;
+    private_dir(log_dir, LOG_DIR_MODE, "log folder")
+}
+
+/// Take the pid-file lock of `home` (checked by [`check_folders`]) and bind the
+/// control socket (0600). Fails with [`Error::AlreadyRunning`] when another daemon
+/// holds the lock.
 pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
-    crate::fsutil::create_private_dir(home).map_err(io("cannot create home", home))?;
     let pid_path = Paths::pid_file(home);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&pid_path)
-        .map_err(io("cannot open pid file", &pid_path))?;
+    let file = crate::trust::open_rw_nofollow(&pid_path, 0o600).map_err(io("cannot open pid file", &pid_path))?;
     let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, _)| Error::AlreadyRunning {
         home: home.to_path_buf(),
         pid: std::fs::read_to_string(&pid_path).unwrap_or_default().trim().to_owned(),

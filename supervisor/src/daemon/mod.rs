@@ -38,7 +38,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::config::Config;
 
 pub use deliver::DeliveryStats;
-pub use home::{Claimed, Paths, claim_home};
+pub use home::{Claimed, Paths, check_folders, claim_home};
 pub use msg::*;
 pub use state::SavedState;
 
@@ -53,6 +53,7 @@ pub async fn run(
     settings: crate::config::DaemonSpec,
     listener: UnixListener,
     initial: Option<(Config, Option<String>)>,
+    saved: SavedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     if let Err(e) = procs::become_subreaper() {
@@ -65,6 +66,7 @@ pub async fn run(
     let mut sup = supervisor::Supervisor::new(
         settings.home.clone(),
         settings.log_dir.clone(),
+        saved,
         settings.sample_interval,
         tx.clone(),
     );

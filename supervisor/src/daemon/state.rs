@@ -1,7 +1,8 @@
 //! The daemon's saved state (`<home>/state.json`): which config files are loaded
 //! with which `--env`, and which apps a user stopped or deleted. Written
 //! atomically after every change, read when `l4ctl start` restores the apps of a
-//! daemon that died. Holds no environment values.
+//! daemon that died. Holds no environment values. Trusted only when it is the
+//! daemon's user's own file (see [`crate::trust`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -31,16 +32,22 @@ impl SavedState {
         home.join("state.json")
     }
 
-    /// The saved state, or an empty one when there is none (or it cannot be read: logged).
-    pub fn load(home: &Path) -> SavedState {
+    /// The saved state, or an empty one when there is none (or it is not valid JSON:
+    /// logged). A file that is a symbolic link, is not the daemon's user's, or that
+    /// group or others could have written is refused: it names programs to run.
+    pub fn load(home: &Path) -> Result<SavedState, crate::trust::Refused> {
         let path = Self::path(home);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), cause = %e, "ignoring unreadable saved state");
-                SavedState::default()
-            }),
-            Err(_) => SavedState::default(),
-        }
+        let Some(mut file) = crate::trust::open_owned(&path, "saved state")? else { return Ok(SavedState::default()) };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|source| crate::trust::Refused::Io {
+            what: "saved state",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), cause = %e, "ignoring unreadable saved state");
+            SavedState::default()
+        }))
     }
 
     pub fn save(&self, home: &Path) -> std::io::Result<()> {

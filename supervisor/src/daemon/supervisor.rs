@@ -70,6 +70,8 @@ struct Waiter {
 
 pub(super) struct Supervisor {
     pub home: PathBuf,
+    /// The daemon's log folder: where the apps of a file without `[daemon] log_dir` log.
+    pub(super) log_dir: PathBuf,
     pub apps: BTreeMap<String, App>,
     pub saved: SavedState,
     pub logs: LogHub,
@@ -107,11 +109,17 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(home: PathBuf, log_dir: PathBuf, sample_interval: std::time::Duration, tx: mpsc::Sender<Msg>) -> Self {
+    pub fn new(
+        home: PathBuf,
+        log_dir: PathBuf,
+        saved: SavedState,
+        sample_interval: std::time::Duration,
+        tx: mpsc::Sender<Msg>,
+    ) -> Self {
         let (ticks_per_sec, page_size) = procs::clock_ticks_and_page_size();
         let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Supervisor {
-            saved: SavedState::load(&home),
+            saved,
             logs: LogHub::new(),
             home,
             apps: BTreeMap::new(),
@@ -134,7 +142,8 @@ impl Supervisor {
             sockets: Default::default(),
             notify_path: None,
             retiring: HashMap::new(),
-            crashes: super::crashes::Crashes::new(log_dir),
+            crashes: super::crashes::Crashes::new(log_dir.clone()),
+            log_dir,
         }
     }
 
