@@ -65,11 +65,41 @@ fn tcp_is_read_only_without_a_token_and_never_returns_environment_values() {
     let (code, body) = http(&addr, "POST", "/api/v1/apps/web/stop", &[], "{}");
     assert_eq!((code, error_code(&body).as_str()), (403, "read_only"), "{body}");
     assert_eq!(env.instance("web", 0).state, "online", "nothing was stopped");
-    for path in ["/api/v1/status", "/api/v1/apps/web", "/api/v1/health", "/metrics", "/api/v1/apps/web/logs?lines=5"] {
+    for path in ["/api/v1/status", "/api/v1/apps/web", "/api/v1/health", "/metrics"] {
         let (code, body) = http(&addr, "GET", path, &[], "");
         assert_eq!(code, 200, "{path}: {body}");
         assert!(!body.contains("s3cr3t-value"), "{path} returned an environment value");
     }
+    // What workers print (log lines, crash tails) is not shown without the token.
+    for path in ["/api/v1/apps/web/logs?lines=5", "/api/v1/crashes", "/api/v1/apps/web/logs"] {
+        let (code, body) = http(&addr, "GET", path, &[], "");
+        assert_eq!((code, error_code(&body).as_str()), (403, "read_only"), "{path}: {body}");
+        assert!(!body.contains("started"), "{path}: {body}");
+    }
+}
+
+#[test]
+fn logs_and_crash_reports_over_tcp_need_the_token() {
+    let env = Env::with_daemon(TCP, &sh_app("web", "echo password=hunter2; exec sleep 1000", ""));
+    start_with_token(&env, Some("tok-123"));
+    let addr = api_addr(&env);
+    for path in ["/api/v1/apps/web/logs?lines=5", "/api/v1/crashes"] {
+        let (code, body) = http(&addr, "GET", path, &[], "");
+        assert_eq!((code, error_code(&body).as_str()), (401, "unauthorized"), "{path}: {body}");
+        let (code, body) = http(&addr, "GET", path, &[("Authorization", "Bearer tok-12")], "");
+        assert_eq!(code, 401, "{path}: {body}");
+    }
+    let logs = wait_for(Duration::from_secs(5), "the line over TCP with the token", || {
+        let (code, body) =
+            http(&addr, "GET", "/api/v1/apps/web/logs?lines=5", &[("Authorization", "Bearer tok-123")], "");
+        (code == 200 && body.contains("hunter2")).then_some(body)
+    });
+    assert!(logs.contains("password=hunter2"), "{logs}");
+    let (code, body) = http(&addr, "GET", "/api/v1/crashes", &[("Authorization", "Bearer tok-123")], "");
+    assert_eq!(code, 200, "{body}");
+    // The Unix socket (0600) keeps them without a token.
+    let out = env.l4(&["logs", "web", "--lines", "5"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hunter2"), "{}", text(&out));
 }
 
 #[test]
