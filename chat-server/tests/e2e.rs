@@ -57,7 +57,8 @@ impl Drop for Nginx {
 #[derive(Default)]
 struct Seen {
     seqs: Vec<u64>,
-    /// Disconnections: when, the close code (None: no close frame, or a failed attempt) and why.
+    /// Disconnections: when they happened (not when this test read them), the close
+    /// code (None: no close frame, or a failed attempt) and why.
     drops: Vec<(Instant, Option<u16>, String)>,
 }
 
@@ -68,7 +69,7 @@ fn collect(mut client: Client, room: usize, target: Arc<Vec<AtomicU64>>) -> toki
         while (seen.seqs.len() as u64) < target[room].load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_millis(200), client.next_event()).await {
                 Ok(Some(Event::Message(m))) => seen.seqs.push(m.seq),
-                Ok(Some(Event::Disconnected { code, reason, .. })) => seen.drops.push((Instant::now(), code, reason)),
+                Ok(Some(Event::Disconnected { code, reason, at, .. })) => seen.drops.push((at, code, reason)),
                 Ok(Some(Event::Closed { reason })) => panic!("client closed: {reason}"),
                 Ok(Some(_)) | Err(_) => {}
                 Ok(None) => break,
@@ -167,9 +168,14 @@ async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_noth
         before.iter().zip(&after).all(|(b, a)| b != a && a.is_some()),
         "every worker replaced: {before:?} -> {after:?}"
     );
+    // The old workers drain after the reload answers (each over DRAIN_WINDOW): the
+    // reload's window ends when the last of them is gone, and only then is a worker killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while before.iter().flatten().any(|&pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+        assert!(Instant::now() < deadline, "the old workers did not end: {before:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let health_after_reload = health_failed.load(Ordering::Relaxed);
-
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let victim = after[1].unwrap() as i32;
     let killed_at = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::Signal::SIGKILL).unwrap();

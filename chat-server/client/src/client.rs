@@ -124,6 +124,8 @@ pub enum Event {
         code: Option<u16>,
         reason: String,
         retry_in: Duration,
+        /// When the connection ended: the application may read this event much later.
+        at: std::time::Instant,
     },
     /// The client stopped for good (closed by the application, bad token, policy close,
     /// or `max_attempts` reached).

@@ -68,6 +68,7 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
             }
             Err(end) => end,
         };
+        let at = std::time::Instant::now();
         let (code, reason, at_least) = match end {
             End::Stop(reason) => {
                 let _ = events.send(Event::Closed { reason }).await;
@@ -82,7 +83,7 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
         }
         let ceiling = config.backoff_max.min(config.backoff_base.saturating_mul(1 << attempt.min(16)));
         let retry_in = ceiling.mul_f64(rand::random_range(0.0..1.0)).max(at_least);
-        if events.send(Event::Disconnected { code, reason, retry_in }).await.is_err() {
+        if events.send(Event::Disconnected { code, reason, retry_in, at }).await.is_err() {
             return;
         }
         let wake = Instant::now() + retry_in;
