@@ -7,6 +7,7 @@
 mod helper;
 
 mod api;
+mod api_limits;
 mod cli;
 mod crashes;
 mod daemon;

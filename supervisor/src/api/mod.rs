@@ -26,6 +26,7 @@ mod events;
 mod follow;
 mod handlers;
 pub mod metrics;
+pub mod serve;
 pub mod types;
 
 use std::path::PathBuf;

@@ -61,6 +61,8 @@ pub struct DaemonSpec {
     /// Name of the environment variable holding the API token.
     pub api_token_env: Option<String>,
     pub sample_interval: Duration,
+    /// Open TCP API connections at most (`[daemon] api_max_connections`).
+    pub api_max_connections: usize,
     /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
     pub error_tracking: ErrorTracking,
 }
@@ -77,6 +79,7 @@ impl DaemonSpec {
             api_listen: section.api_listen.0,
             api_token_env: section.api_token_env.clone().filter(|v| !v.is_empty()),
             sample_interval: section.sample_interval.0,
+            api_max_connections: section.api_max_connections,
             error_tracking: ErrorTracking::resolve(
                 tracking.unwrap_or(&ErrorTrackingSection::default()),
                 std::env::var("SENTRY_DSN").ok(),

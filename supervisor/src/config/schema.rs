@@ -30,6 +30,10 @@ pub struct DaemonSection {
     /// How often every instance is sampled (CPU, tree RSS, threads, fds).
     #[serde(default = "default_sample_interval")]
     pub sample_interval: Span,
+    /// Open TCP API connections (SSE streams included) at most; past it a new
+    /// connection is closed at once.
+    #[serde(default = "default_api_max_connections")]
+    pub api_max_connections: usize,
 }
 
 /// `api_listen`: an address, or `"off"`.
@@ -188,6 +192,7 @@ impl Default for DaemonSection {
             api_listen: default_api_listen(),
             api_token_env: None,
             sample_interval: default_sample_interval(),
+            api_max_connections: default_api_max_connections(),
         }
     }
 }
@@ -204,6 +209,9 @@ pub struct FileSection {
 /// A default value: its span is empty, so diagnostics point at the app's name instead.
 fn unset(d: Duration) -> Spanned<Span> {
     Spanned::new(0..0, Span(d))
+}
+fn default_api_max_connections() -> usize {
+    256
 }
 fn default_api_listen() -> ApiListen {
     ApiListen(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9615))))

@@ -136,6 +136,9 @@ pub(super) fn resolve(
     if daemon.sample_interval < Duration::from_millis(100) || daemon.sample_interval > Duration::from_secs(60) {
         report.push(0..0, "`[daemon] sample_interval` must be between 100ms and 60s");
     }
+    if !(1..=65536).contains(&daemon.api_max_connections) {
+        report.push(0..0, "`[daemon] api_max_connections` must be between 1 and 65536");
+    }
     let mut apps = Vec::new();
     let mut ports: Vec<(Range<u32>, String)> = Vec::new();
     let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();

@@ -101,6 +101,8 @@ pub async fn run(
             sup.handle(msg);
         }
     });
+    let (tcp_budget, nofile) = crate::api::serve::fd_budget(settings.api_max_connections);
+    tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let tcp = match settings.api_listen {
@@ -131,13 +133,9 @@ pub async fn run(
         }
         let router = crate::api::tcp(state.clone(), token);
         let mut stop = state.stopping.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        })
+        tokio::spawn(crate::api::serve::serve(listener, router, tcp_budget, "tcp", async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
     });
     let app = crate::api::router(state);
     let stop_tx = tx.clone();
@@ -155,7 +153,7 @@ pub async fn run(
         // Ends event streams and the TCP server, so the servers can finish.
         let _ = stopping_tx.send(true);
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    crate::api::serve::serve(listener, app, crate::api::serve::UNIX_CONNECTIONS, "unix", graceful).await;
     if let Some(t) = tcp_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
@@ -171,5 +169,5 @@ pub async fn run(
     let _ = std::fs::remove_file(Paths::socket(&settings.home));
     let _ = std::fs::remove_file(ready::notify_path(&settings.home));
     tracing::info!("daemon stopped");
-    served.map_err(|source| Error::Io { what: "serving on", path: Paths::socket(&settings.home), source })
+    Ok(())
 }
