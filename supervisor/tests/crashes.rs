@@ -179,3 +179,50 @@ fn a_kernel_oom_kill_is_reported_as_oom_not_as_a_plain_sigkill() {
     }
     drop(env);
 }
+
+#[test]
+fn crash_history_ids_and_episodes_survive_a_daemon_restart() {
+    let env = Env::new(&format!(
+        "{}{}",
+        sh_app(
+            "loop",
+            "echo failing >&2; exit 3",
+            "restart_delay = \"50ms\"\nrestart_delay_max = \"50ms\"\nmax_restarts = 1000"
+        ),
+        sh_app(
+            "later",
+            "echo other >&2; exit 4",
+            "autostart = false\nrestart_delay = \"10s\"\nrestart_delay_max = \"10s\""
+        ),
+    ));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    let first = wait_for(Duration::from_secs(10), "a crash loop of 3", || {
+        reports(&env).into_iter().find(|r| r["count"].as_u64().is_some_and(|c| c >= 3))
+    });
+    let id = first["id"].as_u64().unwrap();
+    assert!(id > 1_600_000_000_000, "ids are milliseconds since the epoch: {id}");
+    let out = env.l4(&["kill"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    // The report is listed again, and the loop goes on counting in the same episode.
+    let again = wait_for(Duration::from_secs(10), "the loop counted on in its old report", || {
+        reports(&env).into_iter().find(|r| r["id"].as_u64() == Some(id) && r["count"].as_u64().is_some_and(|c| c >= 5))
+    });
+    assert_eq!(again["fingerprint"], "loop:crashed:exit 3");
+    assert_eq!(reports(&env).len(), 1, "no new report for the same episode: {:?}", reports(&env));
+    // A new crash after the restart gets a new, later id.
+    let out = env.l4(&["start", "later"]);
+    assert!(!text(&out).is_empty());
+    let other = wait_for(Duration::from_secs(10), "the other app's report", || {
+        reports(&env).into_iter().find(|r| r["app"] == "later")
+    });
+    assert!(other["id"].as_u64().unwrap() > id, "{other}");
+    let mut ids: Vec<(u64, String)> = journal(&env)
+        .iter()
+        .map(|l| (l["id"].as_u64().unwrap(), l["fingerprint"].as_str().unwrap().to_owned()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "one id per report across both daemon runs: {ids:?}");
+}

@@ -74,6 +74,12 @@ impl Episodes {
         Seen::First
     }
 
+    /// An episode of an earlier daemon run that had not ended (read back from the
+    /// journal): a crash with its fingerprint before `last + quiet` goes on counting it.
+    pub fn resume(&mut self, fingerprint: &str, id: u64, count: u32, last: Instant, last_at: &str) {
+        self.open.entry(fingerprint.to_owned()).or_insert(Episode { id, count, last, last_at: last_at.to_owned() });
+    }
+
     /// Close the episodes quiet since `quiet`; those with more than one crash are returned.
     pub fn expire(&mut self, now: Instant) -> Vec<Ended> {
         let mut ended = Vec::new();

@@ -1,5 +1,6 @@
 //! `<log_dir>/crashes.jsonl`: one JSON object per report and per count update of
 //! one (same `id`, with `episode`), appended with one write each; at 10 MiB the file moves to `crashes.jsonl.1` (3 kept).
+//! Read back at start ([`recent`]) so that reports, ids and episodes outlive a daemon.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,4 +30,36 @@ pub fn append(log_dir: &Path, report: &CrashReport) -> std::io::Result<()> {
     line.push(b'\n');
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
     f.write_all(&line)
+}
+
+/// The newest `max` reports of the current file, newest first, each as its latest
+/// line says (an update carries the episode's count). Bounded: the file is rotated
+/// at 10 MiB. Unreadable lines are skipped; a file that is a symbolic link or that
+/// someone else could have written is ignored (logged).
+pub fn recent(log_dir: &Path, max: usize) -> Vec<CrashReport> {
+    let file = path(log_dir);
+    let mut text = Vec::new();
+    match crate::trust::open_owned(&file, "crash journal") {
+        Ok(Some(f)) => {
+            use std::io::Read;
+            let _ = f.take(MAX_BYTES + (1 << 20)).read_to_end(&mut text);
+        }
+        Ok(None) => return vec![],
+        Err(e) => {
+            tracing::warn!(cause = %e, "earlier crash reports are not read back");
+            return vec![];
+        }
+    }
+    let mut newest: Vec<CrashReport> = Vec::new();
+    for line in text.split(|b| *b == b'\n').rev() {
+        let Ok(report) = serde_json::from_slice::<CrashReport>(line) else { continue };
+        if !newest.iter().any(|r| r.id == report.id) {
+            newest.push(report);
+            if newest.len() == max {
+                break;
+            }
+        }
+    }
+    newest.sort_by(|a, b| b.id.cmp(&a.id));
+    newest
 }

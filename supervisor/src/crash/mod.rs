@@ -99,7 +99,8 @@ impl Tail {
 /// One report, as `crashes.jsonl`, the API, Sentry and the webhook get it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrashReport {
-    /// Unique in this daemon.
+    /// Unique across daemon runs and ordered in time: milliseconds since the Unix
+    /// epoch when the report was made (one more when two fall in one millisecond).
     pub id: u64,
     /// RFC 3339, UTC: the first crash of the episode.
     pub at: String,

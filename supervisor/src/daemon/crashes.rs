@@ -79,6 +79,37 @@ impl Crashes {
         true
     }
 
+    /// The reports of earlier daemon runs, from `crashes.jsonl`: the recent ones are
+    /// listed again, ids go on after the last, and an episode that had not ended goes
+    /// on counting (its final count is sent when it goes quiet). Call after [`Crashes::configure`].
+    pub fn restore(&mut self) {
+        let reports = journal::recent(&self.log_dir, RECENT);
+        let (wall, now) = (std::time::SystemTime::now(), Instant::now());
+        for r in &reports {
+            self.next_id = self.next_id.max(r.id + 1);
+            if r.episode.as_deref() == Some("ended") {
+                continue;
+            }
+            let last_at = r.last_at.as_deref().unwrap_or(&r.at);
+            let ago = humantime::parse_rfc3339_weak(last_at).ok().and_then(|t| wall.duration_since(t).ok());
+            if let Some(last) = ago.and_then(|ago| now.checked_sub(ago)) {
+                self.episodes.resume(&r.fingerprint, r.id, r.count, last, last_at);
+            }
+        }
+        if !reports.is_empty() {
+            tracing::info!(reports = reports.len(), "earlier crash reports read back from crashes.jsonl");
+        }
+        self.recent = reports.into();
+    }
+
+    /// The id of the next report: the time in milliseconds since the Unix epoch, so
+    /// ids are unique across daemon runs and ordered in time (one more than the last
+    /// when two fall in one millisecond or the clock went back).
+    fn next_id(&self) -> u64 {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.next_id.max(ms)
+    }
+
     /// Journal and send a recorded report (or an update of one). The journal is
     /// written here, in order (one small append; reports are rare).
     fn publish(&self, report: &CrashReport) {
@@ -153,7 +184,7 @@ impl Supervisor {
     /// sent; a later one raises that report's count, which is sent again at 10,
     /// 100, 1000 ... crashes and when the episode ends.
     pub(super) fn record_crash(&mut self, mut report: CrashReport) {
-        let id = self.crashes.next_id;
+        let id = self.crashes.next_id();
         // An episode that went quiet sends its final count before a crash of the
         // same fingerprint opens the next one.
         let now = Instant::now();
@@ -162,7 +193,7 @@ impl Supervisor {
         self.arm_episode_timer();
         match seen {
             Seen::First => {
-                self.crashes.next_id += 1;
+                self.crashes.next_id = id + 1;
                 report.id = id;
                 tracing::warn!(app = %report.app, instance = report.instance, reason = %report.reason, fingerprint = %report.fingerprint, "crash report");
                 self.emit(Event::Crash {

@@ -71,6 +71,8 @@ pub async fn run(
         tx.clone(),
     );
     sup.crashes.configure(&settings.error_tracking);
+    sup.crashes.restore();
+    sup.arm_episode_timer();
     sup.crashes.oom = boot::oom_counter();
     // Fault injection for the test of the daemon's panic hook; not in release builds.
     #[cfg(debug_assertions)]
