@@ -22,6 +22,8 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 server = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
 server.socket = socket.socket(fileno=3)
+ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ready.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
 server.serve_forever()
 "#;
 
@@ -91,7 +93,7 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
     let (nginx_port, nginx_hold) = held_port();
     let app_port = free_ports(3);
     let app = format!(
-        "[[apps]]\nname = \"web\"\nscript = \"python3\"\nargs = [\"worker.py\"]\ninstances = 2\nport = {app_port}\nready = \"http:/\"\n"
+        "[[apps]]\nname = \"web\"\nscript = \"python3\"\nargs = [\"worker.py\"]\ninstances = 2\nport = {app_port}\nready = \"notify\"\n"
     );
     let env = Env::new(&app);
     std::fs::write(env.path("worker.py"), WORKER).unwrap();

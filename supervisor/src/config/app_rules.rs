@@ -67,11 +67,22 @@ pub(super) fn check_app_values(report: &mut Report<'_>, app: &AppSection) {
     if let (Some(kind), None) = (needs_port, &app.port) {
         report.push(at(&app.ready, app), format!("`ready = \"{kind}...\"` of `{name}` needs `port`"));
     }
-    if *app.ready.get_ref() == Ready::Tcp && app.port.is_some() && *app.socket.get_ref() == SocketOwner::Supervisor {
+    let shared = app.port.is_some() && *app.socket.get_ref() == SocketOwner::Supervisor;
+    if *app.ready.get_ref() == Ready::Tcp && shared {
         report.push(
             app.ready.span(),
             format!(
-                "`ready = \"tcp\"` of `{name}` cannot work while l4ctl holds the socket (the kernel accepts connections before the worker is ready): use \"notify\" or \"http:/path\", or `socket = \"app\"`"
+                "`ready = \"tcp\"` of `{name}` cannot work while l4ctl holds the socket (the kernel accepts connections before the worker is ready): use \"notify\", or `socket = \"app\"`"
+            ),
+        );
+    }
+    if matches!(app.ready.get_ref(), Ready::Http(_)) && shared {
+        // During a reload the old run answers on the same socket: a probe would say a
+        // new run that never serves is ready.
+        report.push(
+            app.ready.span(),
+            format!(
+                "`ready = \"http:...\"` of `{name}` cannot tell a new run from the old one while l4ctl holds the socket (during a reload both answer on it): use \"notify\" (send READY=1 to NOTIFY_SOCKET once serving), or `socket = \"app\"`"
             ),
         );
     }

@@ -293,3 +293,17 @@ script = \"x\"
     let missing = parse(&file, "[error_tracking]\nca_file = \"nope.pem\"\n", None).unwrap_err().to_string();
     assert!(missing.contains("cannot read") && missing.contains("nope.pem"), "{missing}");
 }
+
+#[test]
+fn readiness_that_cannot_name_the_run_is_refused_with_a_shared_socket() {
+    for ready in ["tcp", "http:/health"] {
+        let src = format!("[[apps]]\nname = \"web\"\nscript = \"x\"\nport = 3000\nready = \"{ready}\"\n");
+        let joined = diagnostics(&src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(joined.contains(":5:9:") && joined.contains("while l4ctl holds the socket"), "{ready}: {joined}");
+        assert!(joined.contains("use \"notify\""), "{joined}");
+    }
+    for ok in ["ready = \"notify\"", "ready = \"http:/health\"\nsocket = \"app\"", "ready = \"tcp\"\nsocket = \"app\""] {
+        let src = format!("[[apps]]\nname = \"web\"\nscript = \"x\"\nport = 3000\n{ok}\n");
+        assert!(parse_str(&src).is_ok(), "{ok}");
+    }
+}
