@@ -302,7 +302,8 @@ fn readiness_that_cannot_name_the_run_is_refused_with_a_shared_socket() {
         assert!(joined.contains(":5:9:") && joined.contains("while l4ctl holds the socket"), "{ready}: {joined}");
         assert!(joined.contains("use \"notify\""), "{joined}");
     }
-    for ok in ["ready = \"notify\"", "ready = \"http:/health\"\nsocket = \"app\"", "ready = \"tcp\"\nsocket = \"app\""] {
+    for ok in ["ready = \"notify\"", "ready = \"http:/health\"\nsocket = \"app\"", "ready = \"tcp\"\nsocket = \"app\""]
+    {
         let src = format!("[[apps]]\nname = \"web\"\nscript = \"x\"\nport = 3000\n{ok}\n");
         assert!(parse_str(&src).is_ok(), "{ok}");
     }

@@ -60,6 +60,6 @@ pub fn recent(log_dir: &Path, max: usize) -> Vec<CrashReport> {
             }
         }
     }
-    newest.sort_by(|a, b| b.id.cmp(&a.id));
+    newest.sort_by_key(|r| std::cmp::Reverse(r.id));
     newest
 }

@@ -109,8 +109,16 @@ impl Supervisor {
                 };
                 let notify_socket =
                     self.notify_path.as_deref().filter(|_| app.spec.ready == crate::config::Ready::Notify);
-                let req =
-                    SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag, listen_fd, notify_socket };
+                let cgroup = self.cgroups.as_ref().and_then(|c| c.enter(&inst.tag));
+                let req = SpawnRequest {
+                    spec: &app.spec,
+                    index,
+                    home: &self.home,
+                    tag: &inst.tag,
+                    listen_fd,
+                    notify_socket,
+                    cgroup_procs: cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                };
                 match spawn(&req) {
                     Ok(mut child) => {
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {

@@ -9,6 +9,7 @@
 mod apply;
 mod boot;
 mod carry;
+mod cgroup;
 mod crashes;
 mod deliver;
 mod home;
@@ -71,6 +72,7 @@ pub async fn run(
         tx.clone(),
     );
     sup.crashes.configure(&settings.error_tracking);
+    sup.cgroups = cgroup::Cgroups::start(&settings.home, &sup.run_id);
     sup.crashes.restore();
     sup.arm_episode_timer();
     sup.crashes.oom = boot::oom_counter();

@@ -38,6 +38,15 @@ impl Supervisor {
             return;
         }
         let strays = std::mem::take(&mut self.strays);
+        // A run being killed: everything in its cgroup ends, whatever group or
+        // environment it moved to.
+        if let Some(cgroups) = &mut self.cgroups {
+            for s in strays.iter().filter(|s| s.signal == Signal::SIGKILL) {
+                if let Some(tag) = s.entry.strip_prefix(&format!("{}=", procs::TAG_VAR)) {
+                    cgroups.kill(tag);
+                }
+            }
+        }
         let entries: Vec<String> = strays.iter().map(|s| s.entry.clone()).collect();
         for (pid, i) in procs::tagged_pids(&entries) {
             let Stray { pgid, signal, .. } = strays[i];

@@ -37,6 +37,8 @@ pub struct SpawnRequest<'a> {
     pub listen_fd: Option<RawFd>,
     /// `NOTIFY_SOCKET` for `ready = "notify"`.
     pub notify_socket: Option<&'a Path>,
+    /// The run's `cgroup.procs`, which the child joins before exec (see `cgroup`).
+    pub cgroup_procs: Option<RawFd>,
 }
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
@@ -74,9 +76,13 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         None => None,
     };
     let daemon = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (setsid, prctl, getppid) between fork and exec.
+    let cgroup = req.cgroup_procs;
+    // SAFETY: only async-signal-safe calls (write, setsid, prctl, getppid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = cgroup {
+                super::cgroup::join_in_child(fd);
+            }
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
             // The daemon may have died before the parent-death signal was armed.

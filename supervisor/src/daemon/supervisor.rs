@@ -85,6 +85,8 @@ pub(super) struct Supervisor {
     pub(super) owned: HashMap<i32, (String, u32)>,
     /// Signals owed to processes that left their instance's group (see `signal_strays`).
     pub(super) strays: Vec<super::reaping::Stray>,
+    /// One cgroup per run, when cgroup v2 is writable (see `cgroup`).
+    pub(super) cgroups: Option<super::cgroup::Cgroups>,
     /// `strays` must be served before this message is done (not only at the next one).
     pub(super) strays_now: bool,
     waiters: Vec<Waiter>,
@@ -130,6 +132,7 @@ impl Supervisor {
             rng: seed | 1,
             owned: HashMap::new(),
             strays: Vec::new(),
+            cgroups: None,
             strays_now: false,
             waiters: Vec::new(),
             shutting_down: false,
@@ -212,6 +215,9 @@ impl Supervisor {
             Msg::Tick => {
                 self.reap();
                 self.sample_all();
+                if let Some(cgroups) = &mut self.cgroups {
+                    cgroups.sweep();
+                }
             }
             Msg::FastSample => self.sample_watched(),
             Msg::Subscribe { reply } => {
@@ -266,6 +272,10 @@ impl Supervisor {
                 tokio::spawn(super::run_log_commands(commands));
             }
             Msg::TakeLogs { reply } => {
+                // The daemon's last message: every app is stopped.
+                if let Some(cgroups) = self.cgroups.take() {
+                    cgroups.close();
+                }
                 let _ = reply.send(std::mem::replace(&mut self.logs, LogHub::closed()));
             }
         }
