@@ -5,6 +5,7 @@
 //! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
 //! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
 //! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
+//! - [`nofollow`] opens files in log folders without following symlinks.
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod fsutil;
 pub mod lifecycle;
 pub mod logs;
 pub mod nginx;
+pub mod nofollow;
 pub mod telemetry;
