@@ -12,6 +12,7 @@ mod crashes;
 mod daemon;
 mod delivery;
 mod delivery_https;
+mod disk;
 mod logs;
 mod memory;
 mod nginx;

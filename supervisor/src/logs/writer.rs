@@ -4,26 +4,26 @@
 //!
 //! It is fed by a bounded channel. The pipe readers wait when it is full, so a
 //! worker that writes faster than the disk blocks in `write` and nothing is
-//! dropped; the daemon's memory stays bounded by the channel's capacity.
+//! dropped; the daemon's memory stays bounded by the channel's capacity. When
+//! writing fails (a full disk) the writer keeps reading and drops, counted, what
+//! its files cannot hold ([`super::sink`]): a full disk must not stop the apps.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::{Stamp, Stream, is_json, json_line, prefixes};
 use super::rotate::{Job, Maint, rotated_name};
+use super::sink::{BACKOFF, FLUSH_AT, HELD, Sink};
 use crate::config::{LogSpec, RotateInterval};
 
-/// A buffer is written to its file once it holds this much.
-const FLUSH_AT: usize = 1 << 20;
 /// Messages handled before buffers are written even if more are queued.
 const BATCH: usize = 64;
 const CUT_MARKER: &[u8] = b" [l4ctl: line cut at max_line]";
+/// While writes fail, the daemon's log says so once when it starts, then once per this.
+const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// What the pipe readers and the daemon send to a writer.
 #[derive(Debug)]
@@ -58,22 +58,9 @@ pub struct LogStats {
     pub bytes: AtomicU64,
     pub rotations: AtomicU64,
     pub cut_lines: AtomicU64,
-}
-
-/// One open file and the bytes waiting for it.
-#[derive(Debug)]
-struct Sink {
-    path: PathBuf,
-    file: Option<File>,
-    size: u64,
-    buf: Vec<u8>,
-    /// Hour or day number of the content, for interval rotation.
-    period: i64,
-    /// A regular file. Anything else (`/dev/null`, a FIFO, a terminal) is written
-    /// to but never renamed, removed or measured.
-    regular: bool,
-    /// `/dev/null`: lines for it are not even formatted.
-    discard: bool,
+    /// Bytes of lines (as they would be in the file) that could not be written and
+    /// did not fit in what a failing file holds.
+    pub dropped_bytes: AtomicU64,
 }
 
 /// Where the lines of one chunk go and how they are prefixed.
@@ -110,58 +97,31 @@ pub(super) struct Writer {
     stats: Arc<LogStats>,
     maint: Maint,
     last_rotation: String,
+    /// Since when some file of the app fails, and the last time the daemon's log said so.
+    outage: Option<Outage>,
+    /// A timer for waiting on the channel with a deadline, made the first time a
+    /// failing file holds bytes to retry (an app whose disk never fills has none).
+    timer: Option<tokio::runtime::Runtime>,
 }
 
-fn open(path: &Path) -> Option<File> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    // Logs may hold what apps print about users and secrets: not world-readable.
-    match OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(nix::libc::O_NONBLOCK).open(path) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(file = %path.display(), cause = %e, "cannot open log file; its lines are dropped until it can");
-            None
-        }
-    }
+/// `d` in whole seconds, for the log.
+fn secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
-fn period_of(interval: RotateInterval, at: SystemTime) -> i64 {
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    reported: Instant,
+    dropped_before: u64,
+}
+
+pub(super) fn period_of(interval: RotateInterval, at: SystemTime) -> i64 {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     match interval {
         RotateInterval::None => 0,
         RotateInterval::Hourly => secs / 3600,
         RotateInterval::Daily => secs / 86_400,
-    }
-}
-
-impl Sink {
-    fn new(path: PathBuf, interval: RotateInterval) -> Sink {
-        let file = open(&path);
-        let meta = file.as_ref().and_then(|f| f.metadata().ok());
-        let size = meta.as_ref().map_or(0, |m| m.len());
-        let regular = meta.as_ref().is_none_or(|m| m.is_file());
-        let discard = path == Path::new("/dev/null");
-        let mtime = meta.and_then(|m| m.modified().ok()).unwrap_or_else(SystemTime::now);
-        let buf = if discard { Vec::new() } else { Vec::with_capacity(64 << 10) };
-        Sink { path, file, size, buf, period: period_of(interval, mtime), regular, discard }
-    }
-
-    fn write_out(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        if self.file.is_none() {
-            self.file = open(&self.path);
-        }
-        if let Some(f) = &mut self.file
-            && let Err(e) = f.write_all(&self.buf)
-        {
-            tracing::error!(file = %self.path.display(), cause = %e, "log write failed");
-        }
-        self.size += self.buf.len() as u64;
-        self.buf.clear();
     }
 }
 
@@ -177,12 +137,17 @@ impl Writer {
             stats,
             maint,
             last_rotation: String::new(),
+            outage: None,
+            timer: None,
         };
         w.open_all();
+        w.watch(Instant::now());
         w
     }
 
     fn open_all(&mut self) {
+        let lost: u64 = self.sinks.iter_mut().map(Sink::abandon).sum();
+        self.stats.dropped_bytes.fetch_add(lost, Ordering::Relaxed);
         let interval = self.spec.interval;
         self.sinks = self
             .spec
@@ -195,22 +160,83 @@ impl Writer {
 
     /// Run until every sender is gone.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<LogMsg>) {
-        while let Some(msg) = rx.blocking_recv() {
-            self.handle(msg);
-            for _ in 0..BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => self.handle(msg),
-                    Err(_) => break,
+        while let Some(msg) = self.next(&mut rx) {
+            if let Some(msg) = msg {
+                self.handle(msg);
+                for _ in 0..BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => self.handle(msg),
+                        Err(_) => break,
+                    }
                 }
             }
             self.write_all();
         }
-        self.write_all();
+        // Last attempt, whatever the backoff: the daemon is exiting or the app is gone.
+        let now = Instant::now();
+        for s in &mut self.sinks {
+            s.retry_now();
+            s.write_out(now);
+        }
+        let lost: u64 = self.sinks.iter_mut().map(Sink::abandon).sum();
+        self.stats.dropped_bytes.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    /// The next message (`Some(None)` when a failing file's retry is due first), or
+    /// `None` when every sender is gone.
+    fn next(&mut self, rx: &mut mpsc::Receiver<LogMsg>) -> Option<Option<LogMsg>> {
+        let Some(due) = self.sinks.iter().filter_map(Sink::retry_due).min() else {
+            return rx.blocking_recv().map(Some);
+        };
+        let timer = match &mut self.timer {
+            Some(t) => t,
+            None => match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) => self.timer.insert(rt),
+                // Without a timer the retry waits for the app's next line.
+                Err(_) => return rx.blocking_recv().map(Some),
+            },
+        };
+        // The timeout is made inside `block_on`: a tokio timer needs its runtime's context.
+        match timer.block_on(async { tokio::time::timeout_at(due.into(), rx.recv()).await }) {
+            Ok(msg) => msg.map(Some),
+            Err(_) => Some(None),
+        }
     }
 
     fn write_all(&mut self) {
+        let now = Instant::now();
         for s in &mut self.sinks {
-            s.write_out();
+            s.write_out(now);
+        }
+        self.watch(now);
+    }
+
+    /// Say in the daemon's log when writing starts failing, once a minute while it
+    /// lasts, and when it works again: never once per write.
+    fn watch(&mut self, now: Instant) {
+        let dropped = self.stats.dropped_bytes.load(Ordering::Relaxed);
+        let failing = self.sinks.iter().find(|s| s.failing());
+        match (failing, &mut self.outage) {
+            (Some(s), None) => {
+                let (file, cause) = (s.path.display(), s.cause.as_deref().unwrap_or("?"));
+                let (held_limit, retry_every) = (HELD, humantime::format_duration(BACKOFF));
+                tracing::error!(app = %self.app, file = %file, cause, held_limit, %retry_every, "cannot write log file; holding what fits, dropping lines beyond it, retrying");
+                self.outage = Some(Outage { since: now, reported: now, dropped_before: dropped });
+            }
+            (Some(s), Some(o)) if now.duration_since(o.reported) >= OUTAGE_REPORT_EVERY => {
+                let (file, cause) = (s.path.display(), s.cause.as_deref().unwrap_or("?"));
+                let (failing_for, dropped_bytes) =
+                    (humantime::format_duration(secs(now - o.since)), dropped - o.dropped_before);
+                tracing::error!(app = %self.app, file = %file, cause, %failing_for, dropped_bytes, "log writes still failing");
+                o.reported = now;
+            }
+            (None, Some(o)) => {
+                let (failed_for, dropped_bytes) =
+                    (humantime::format_duration(secs(now - o.since)), dropped - o.dropped_before);
+                tracing::info!(app = %self.app, %failed_for, dropped_bytes, "log writes work again");
+                self.outage = None;
+            }
+            _ => {}
         }
     }
 
@@ -226,20 +252,24 @@ impl Writer {
                 self.partials.remove(&pipe);
             }
             LogMsg::Reopen(done) => {
-                self.write_all();
+                // Also the operator's way to retry at once after freeing space.
+                let now = Instant::now();
                 for s in &mut self.sinks {
-                    s.file = open(&s.path);
+                    s.write_out(now);
+                    s.open(now);
                     s.size = s.file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
                 }
+                self.write_all();
                 let _ = done.send(());
             }
             LogMsg::Truncate(done) => {
                 // A new, empty file rather than truncating in place: a follower notices
                 // the new inode even when the file refills past its old offset.
                 self.write_all();
+                let now = Instant::now();
                 for s in self.sinks.iter_mut().filter(|s| s.regular) {
-                    let _ = std::fs::remove_file(&s.path);
-                    s.file = open(&s.path);
+                    let _ = crate::nofollow::remove_regular(&s.path);
+                    s.open(now);
                     s.size = 0;
                 }
                 let _ = done.send(());
@@ -272,8 +302,9 @@ impl Writer {
         for idx in [ctx.own, ctx.comb] {
             let sink = &self.sinks[idx];
             if self.spec.interval != RotateInterval::None && sink.regular && sink.period != period {
-                if sink.size + sink.buf.len() as u64 > 0 {
-                    self.rotate(idx, at);
+                // A file that could not be rotated keeps its period: tried again next line.
+                if sink.size + sink.buf.len() as u64 > 0 && !self.rotate(idx, at) {
+                    continue;
                 }
                 self.sinks[idx].period = period;
             }
@@ -353,25 +384,33 @@ impl Writer {
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let used = sink.size + sink.buf.len() as u64;
-        if sink.regular && used > 0 && used + len as u64 > self.spec.max_size {
+        // A failing file is not rotated: held bytes are not in it, and rotating an
+        // unwritable file only makes empty files for retention to count.
+        if sink.regular && !sink.failing() && used > 0 && used + len as u64 > self.spec.max_size {
             self.rotate(idx, at);
         }
         let sink = &mut self.sinks[idx];
-        for p in parts {
-            sink.buf.extend_from_slice(p);
+        let dropped = sink.push(parts, len);
+        if dropped > 0 {
+            self.stats.dropped_bytes.fetch_add(dropped, Ordering::Relaxed);
         }
-        if sink.buf.len() >= FLUSH_AT {
-            sink.write_out();
+        // A failing file is retried by the run loop once its backoff ends, not per line.
+        if sink.buf.len() >= FLUSH_AT && !sink.failing() {
+            sink.write_out(Instant::now());
         }
     }
 
     /// Rename the file aside and reopen its path: between two lines, nothing copied.
-    fn rotate(&mut self, idx: usize, at: SystemTime) {
+    /// False when the file cannot be written (then it is not rotated).
+    fn rotate(&mut self, idx: usize, at: SystemTime) -> bool {
         let sink = &mut self.sinks[idx];
-        sink.write_out();
+        sink.write_out(Instant::now());
+        if sink.failing() {
+            return false;
+        }
         if !sink.regular {
             sink.size = 0;
-            return;
+            return true;
         }
         let target = rotated_name(&sink.path, at, &mut self.last_rotation);
         if let Err(e) = std::fs::rename(&sink.path, &target) {
@@ -379,9 +418,9 @@ impl Writer {
             // not on every line.
             tracing::error!(file = %sink.path.display(), cause = %e, "log rotation failed; writing on");
             sink.size = 0;
-            return;
+            return true;
         }
-        sink.file = open(&sink.path);
+        sink.open(Instant::now());
         sink.size = 0;
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
         let (current, retain) = (sink.path.clone(), self.spec.retain);
@@ -390,6 +429,7 @@ impl Writer {
         } else {
             self.maint.submit(Job::Retain { current, retain });
         }
+        true
     }
 }
 
