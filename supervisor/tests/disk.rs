@@ -88,14 +88,19 @@ fn a_full_disk_drops_new_lines_but_never_rotated_files_and_writing_resumes_when_
     let disk = env.path("disk");
     // ~4 KB lines, 8 every 80 ms (~350 KiB/s in ~100 writes a second): what a failing
     // file holds (1 MiB) is full after a few seconds of outage, so lines are dropped.
-    let script = "pad=$(head -c 4000 /dev/zero | tr '\\0' x); i=0; while :; do j=0; \
-                  while [ $j -lt 8 ]; do i=$((i+1)); j=$((j+1)); echo \"$pad n$i\"; done; sleep 0.08; done";
+    // While the file `flood` exists the app writes as fast as it can.
+    let flood = env.path("flood");
+    let script = format!(
+        "pad=$(head -c 4000 /dev/zero | tr '\\0' x); i=0; while :; do j=0; \
+         while [ $j -lt 8 ]; do i=$((i+1)); j=$((j+1)); echo \"$pad n$i\"; done; [ -e {} ] || sleep 0.08; done",
+        flood.display()
+    );
     let files = format!(
         "time = false\nout_file = \"{d}/full-out.log\"\nerror_file = \"{d}/full-err.log\"\nlog_file = \"{d}/full.log\"\n\
          [apps.log_rotate]\nmax_size = \"64K\"\ncompress = true\nretain = 1000",
         d = disk.display()
     );
-    env.write_config(&sh_app("full", script, &files));
+    env.write_config(&sh_app("full", &script, &files));
     // 8 MiB: room for both current files plus the 1 MiB each holds when space returns.
     let _tmpfs = Tmpfs::mount(&disk, "8m");
     env.start();
@@ -117,22 +122,28 @@ fn a_full_disk_drops_new_lines_but_never_rotated_files_and_writing_resumes_when_
     });
     // Whatever a compression under way when the disk filled has freed since.
     fill(&filler);
+    // The daemon must stay idle even when the app floods it with lines it cannot write.
+    std::fs::write(&flood, "").unwrap();
 
     let pid = env.daemon_pid();
-    let (rotations_0, cpu_0, t_0) =
-        (counters(&env, "full")["rotations"].as_u64().unwrap(), cpu_seconds(pid), Instant::now());
+    let c_0 = counters(&env, "full");
+    let (cpu_0, t_0) = (cpu_seconds(pid), Instant::now());
     // A measurement window, not a wait for an event: the app keeps writing throughout.
     std::thread::sleep(CPU_WINDOW);
-    let (rotations_1, cpu_1, wall) =
-        (counters(&env, "full")["rotations"].as_u64().unwrap(), cpu_seconds(pid), t_0.elapsed());
+    let (cpu_1, wall, c_1) = (cpu_seconds(pid), t_0.elapsed(), counters(&env, "full"));
+    let number = |c: &serde_json::Value, k: &str| c[k].as_u64().unwrap_or_else(|| panic!("no {k} in {c}"));
+    let (rotations_0, rotations_1) = (number(&c_0, "rotations"), number(&c_1, "rotations"));
+    let (dropped_0, dropped_1) = (number(&c_0, "dropped_bytes"), number(&c_1, "dropped_bytes"));
     let cpu_percent = 100.0 * (cpu_1 - cpu_0) / wall.as_secs_f64();
     eprintln!(
         "full disk: daemon CPU {cpu_percent:.2}% over {wall:?}; rotations {rotations_at_fill} at the fill, \
-         {rotations_0}..{rotations_1} in the window"
+         {rotations_0}..{rotations_1} in the window; dropped bytes {dropped_0}..{dropped_1}"
     );
     assert!(cpu_percent < IDLE_CPU_PERCENT, "the daemon used {cpu_percent:.1}% of a core while the disk was full");
     assert_eq!(rotations_1, rotations_0, "no rotation while every write fails");
+    assert!(dropped_1 > dropped_0, "the app is slowed, not stopped: its output is still read, and dropped");
     assert!(rotations_1 <= rotations_at_fill + 4, "rotations exploded: {rotations_at_fill} -> {rotations_1}");
+    std::fs::remove_file(&flood).unwrap();
 
     // Dropped bytes show in describe (above), status, the status table and /metrics.
     assert!(env.status().log_dropped_bytes.get("full").is_some_and(|d| *d > 0), "{:?}", env.status());

@@ -13,6 +13,7 @@ mod daemon;
 mod delivery;
 mod delivery_https;
 mod disk;
+mod log_folder;
 mod logs;
 mod memory;
 mod nginx;

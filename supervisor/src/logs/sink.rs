@@ -6,8 +6,10 @@
 //! partial write counts what it wrote. The bytes not written stay in the buffer and
 //! are tried again after [`BACKOFF`], so a full disk costs one attempt a second, not
 //! one per line. While the file fails the buffer holds at most [`HELD`] bytes; whole
-//! lines beyond that are dropped and counted. The writer does not rotate a failing
-//! file, so rotation and retention never run, and never delete, because of it.
+//! lines beyond that are dropped and counted, and the file is [`Sink::full`]: the
+//! writer then reads the app's output once per backoff only. The writer does not
+//! rotate a failing file, so rotation and retention never run, and never delete,
+//! because of it.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -47,14 +49,26 @@ pub(super) struct Sink {
     retry_at: Option<Instant>,
     /// Why the last attempt failed.
     pub(super) cause: Option<String>,
+    /// The last line offered was refused: the held bytes reached `HELD`.
+    dropping: bool,
 }
 
 impl Sink {
     pub(super) fn new(path: PathBuf, interval: RotateInterval) -> Sink {
         let discard = path == Path::new("/dev/null");
         let buf = if discard { Vec::new() } else { Vec::with_capacity(64 << 10) };
-        let mut sink =
-            Sink { path, file: None, size: 0, buf, period: 0, regular: true, discard, retry_at: None, cause: None };
+        let mut sink = Sink {
+            path,
+            file: None,
+            size: 0,
+            buf,
+            period: 0,
+            regular: true,
+            discard,
+            retry_at: None,
+            cause: None,
+            dropping: false,
+        };
         sink.open(Instant::now());
         let meta = sink.file.as_ref().and_then(|f| f.metadata().ok());
         sink.size = meta.as_ref().map_or(0, |m| m.len());
@@ -104,16 +118,22 @@ impl Sink {
         self.retry_at.filter(|_| !self.buf.is_empty())
     }
 
+    /// Takes no more lines: `/dev/null`, or a failing file whose held bytes reached `HELD`.
+    pub(super) fn full(&self) -> bool {
+        self.discard || (self.dropping && self.failing())
+    }
+
     /// Queue one whole line (`len` bytes in `parts`). A failing file that would pass
-    /// `HELD` drops it instead: the number of bytes dropped is returned.
-    pub(super) fn push(&mut self, parts: &[&[u8]], len: usize) -> u64 {
-        if self.failing() && self.buf.len() + len > HELD {
-            return len as u64;
+    /// `HELD` refuses it instead: false when the line is dropped.
+    pub(super) fn push(&mut self, parts: &[&[u8]], len: usize) -> bool {
+        self.dropping = self.failing() && self.buf.len() + len > HELD;
+        if self.dropping {
+            return false;
         }
         for p in parts {
             self.buf.extend_from_slice(p);
         }
-        0
+        true
     }
 
     /// Write the buffer, unless an earlier failure's backoff runs past `now`.
@@ -153,6 +173,7 @@ impl Sink {
     pub(super) fn abandon(&mut self) -> u64 {
         let lost = self.buf.len() as u64;
         self.buf.clear();
+        self.dropping = false;
         lost
     }
 }
@@ -171,18 +192,16 @@ mod tests {
         let mut s = full();
         let t0 = Instant::now();
         let line = [b'x'; 1000];
-        assert_eq!(s.push(&[&line, b"\n"], 1001), 0);
+        assert!(s.push(&[&line, b"\n"], 1001));
         s.write_out(t0);
         assert!(s.failing(), "ENOSPC is a failed write");
         assert!(s.cause.as_deref().is_some_and(|c| c.contains("No space left")), "{:?}", s.cause);
         assert_eq!((s.size, s.buf.len()), (0, 1001), "nothing counted as written, the line held");
-        let mut dropped = 0;
-        for _ in 0..2000 {
-            dropped += s.push(&[&line, b"\n"], 1001);
-        }
+        assert!(!s.full());
+        let refused = (0..2000).filter(|_| !s.push(&[&line, b"\n"], 1001)).count();
         assert!(s.buf.len() <= HELD, "held {} bytes", s.buf.len());
-        assert_eq!(dropped + s.buf.len() as u64, 2001 * 1001, "every byte either held or counted as dropped");
-        assert_eq!(s.buf.len() % 1001, 0, "only whole lines are dropped");
+        assert_eq!(s.buf.len(), (2001 - refused) * 1001, "whole lines held, whole lines refused");
+        assert!(refused > 0 && s.full());
         assert_eq!(s.retry_due(), Some(t0 + BACKOFF));
         // Before the backoff ends nothing is tried; after it, the next attempt fails again.
         s.write_out(t0 + BACKOFF / 2);
@@ -202,7 +221,7 @@ mod tests {
         let mut s = Sink::new(path.clone(), RotateInterval::None);
         assert!(s.failing());
         assert_eq!(s.cause, Some(format!("{} is a symbolic link; refusing to follow it", path.display())));
-        s.push(&[b"kept\n"], 5);
+        assert!(s.push(&[b"kept\n"], 5));
         std::fs::remove_file(&path).unwrap();
         let later = Instant::now() + BACKOFF;
         s.write_out(later);

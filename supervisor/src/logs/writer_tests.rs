@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::lines::CUT_MARKER;
+use super::outage::OUTAGE_REPORT_EVERY;
 use super::*;
 use crate::config::{LogFiles, LogType};
 
@@ -192,4 +194,31 @@ fn a_failing_file_is_reported_when_it_starts_then_once_a_minute_then_when_it_rec
     w.sinks[0].retry_now();
     w.write_all();
     assert!(w.outage.is_none(), "writing works again");
+}
+
+#[test]
+fn a_chunk_neither_full_file_takes_is_dropped_whole_and_counted_without_tearing_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), RotateInterval::None);
+    s.max_line = 1 << 20;
+    (s.files[0].out, s.files[0].combined) = (PathBuf::from("/dev/full"), PathBuf::from("/dev/full"));
+    let mut w = Writer::new("a".into(), s, Arc::default(), Maint::disconnected());
+    let line = [[b'x'; 1023].as_slice(), b"\n"].concat();
+    chunk(&mut w, SystemTime::now(), Stream::Out, &line.repeat(1100));
+    assert!(w.sinks[0].full() && w.sinks[2].full(), "1.1 MiB of lines on a full disk: both files hold all they may");
+    let dropped = w.stats.dropped_bytes.load(Ordering::Relaxed);
+    assert!(dropped > 0 && dropped % 1024 == 0, "whole lines, once per file: {dropped}");
+    let lost = b"gone\nhead of a line";
+    chunk(&mut w, SystemTime::now(), Stream::Out, lost);
+    assert_eq!(w.stats.dropped_bytes.load(Ordering::Relaxed), dropped + 2 * lost.len() as u64, "once per file");
+    // Space returns before the rest of that line arrives: the rest is not written as a line.
+    for i in [0, 2] {
+        w.sinks[i].file = Some(std::fs::File::create(dir.path().join(format!("space-{i}"))).unwrap());
+        w.sinks[i].retry_now();
+    }
+    w.write_all();
+    chunk(&mut w, SystemTime::now(), Stream::Out, b" and its tail\nnext\n");
+    let out = std::fs::read_to_string(dir.path().join("space-0")).unwrap();
+    assert!(out.ends_with("x\n[0] next\n"), "{}", &out[out.len() - 40..]);
+    assert!(!out.contains("tail") && !out.contains("gone"));
 }
