@@ -121,22 +121,21 @@ impl Writer {
         if cut {
             self.stats.cut_lines.fetch_add(1, Ordering::Relaxed);
         }
-        let kept: [bool; 2];
-        if is_json(&self.spec) {
+        let kept = if is_json(&self.spec) {
             let mut obj = Vec::with_capacity(line.len() + 96);
             let mut text = line.to_vec();
             if cut {
                 text.extend_from_slice(CUT_MARKER);
             }
             json_line(&mut obj, &ctx.ts, &self.app, ctx.instance, ctx.stream, &text);
-            kept = [self.append(ctx.own, &[&obj], ctx.at), self.append(ctx.comb, &[&obj], ctx.at)];
+            [self.append(ctx.own, &[&obj], ctx.at), self.append(ctx.comb, &[&obj], ctx.at)]
         } else {
             let marker: &[u8] = if cut { CUT_MARKER } else { b"" };
-            kept = [
+            [
                 self.append(ctx.own, &[&ctx.p_own, line, marker, b"\n"], ctx.at),
                 self.append(ctx.comb, &[&ctx.p_comb, line, marker, b"\n"], ctx.at),
-            ];
-        }
+            ]
+        };
         // The app's bytes (line and newline) count once per file that lost them.
         let lost = kept.iter().filter(|k| !**k).count() as u64 * (line.len() as u64 + 1);
         if lost > 0 {

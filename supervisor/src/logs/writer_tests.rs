@@ -207,7 +207,7 @@ fn a_chunk_neither_full_file_takes_is_dropped_whole_and_counted_without_tearing_
     chunk(&mut w, SystemTime::now(), Stream::Out, &line.repeat(1100));
     assert!(w.sinks[0].full() && w.sinks[2].full(), "1.1 MiB of lines on a full disk: both files hold all they may");
     let dropped = w.stats.dropped_bytes.load(Ordering::Relaxed);
-    assert!(dropped > 0 && dropped % 1024 == 0, "whole lines, once per file: {dropped}");
+    assert!(dropped > 0 && dropped.is_multiple_of(1024), "whole lines, once per file: {dropped}");
     let lost = b"gone\nhead of a line";
     chunk(&mut w, SystemTime::now(), Stream::Out, lost);
     assert_eq!(w.stats.dropped_bytes.load(Ordering::Relaxed), dropped + 2 * lost.len() as u64, "once per file");
