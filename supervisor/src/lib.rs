@@ -5,7 +5,8 @@
 //! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
 //! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
 //! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
-//! - [`trust`] decides which home and log folders, and which files in them, the daemon uses.
+//! - [`trust`] decides which home and log folders, and which files in them, the daemon uses;
+//!   [`nofollow`] opens the files there without following symlinks.
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
 
 pub mod api;
@@ -18,5 +19,6 @@ pub mod fsutil;
 pub mod lifecycle;
 pub mod logs;
 pub mod nginx;
+pub mod nofollow;
 pub mod telemetry;
 pub mod trust;

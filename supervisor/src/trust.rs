@@ -153,40 +153,6 @@ pub fn open_owned(path: &Path, what: &'static str) -> Result<Option<File>, Refus
     Ok(Some(file))
 }
 
-/// Open (create 0600 when missing) `path` for reading and writing without following
-/// a symbolic link; a link there is named in the error.
-pub fn open_rw_nofollow(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| named_link(e, path))
-}
-
-/// Open `path` to append (created with `mode`) without following a symbolic link.
-pub fn open_append_nofollow(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(mode)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| named_link(e, path))
-}
-
-/// ELOOP from an `O_NOFOLLOW` open, as a sentence naming the link.
-pub fn named_link(e: io::Error, path: &Path) -> io::Error {
-    if e.raw_os_error() == Some(nix::libc::ELOOP) {
-        io::Error::other(format!("{} is a symbolic link; refusing to follow it", path.display()))
-    } else {
-        e
-    }
-}
-
 #[cfg(test)]
 #[path = "trust_tests.rs"]
 mod tests;

@@ -115,17 +115,3 @@ fn a_file_read_back_is_never_a_link_nor_someone_else_s() {
         assert!(matches!(open_owned(&state, "saved state"), Err(Refused::Owner { owner: NOBODY, .. })));
     }
 }
-
-#[test]
-fn opens_for_writing_never_follow_a_link() {
-    let t = tempfile::tempdir().unwrap();
-    let victim = t.path().join("victim");
-    std::fs::write(&victim, "keep").unwrap();
-    let pid = t.path().join("l4ctl.pid");
-    std::os::unix::fs::symlink(&victim, &pid).unwrap();
-    let e = open_rw_nofollow(&pid, 0o600).unwrap_err().to_string();
-    assert!(e.contains("l4ctl.pid is a symbolic link"), "{e}");
-    let e = open_append_nofollow(&pid, 0o600).unwrap_err().to_string();
-    assert!(e.contains("symbolic link"), "{e}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-}

@@ -23,7 +23,7 @@ fn all_lines(current: &Path) -> Vec<String> {
 }
 
 /// The numbers after `tag` in `lines` (the payload after the last space).
-fn numbers(lines: &[String], tag: char) -> Vec<u64> {
+pub fn numbers(lines: &[String], tag: char) -> Vec<u64> {
     lines
         .iter()
         .filter_map(|l| l.rsplit(' ').next())
@@ -32,7 +32,7 @@ fn numbers(lines: &[String], tag: char) -> Vec<u64> {
         .collect()
 }
 
-fn counters(env: &Env, app: &str) -> serde_json::Value {
+pub fn counters(env: &Env, app: &str) -> serde_json::Value {
     let out = env.l4(&["describe", app, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -13,6 +13,8 @@ mod crashes;
 mod daemon;
 mod delivery;
 mod delivery_https;
+mod disk;
+mod log_folder;
 mod logs;
 mod memory;
 mod nginx;

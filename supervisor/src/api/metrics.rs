@@ -86,6 +86,15 @@ pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
     for (app, c) in &snap.logs {
         let _ = writeln!(out, "l4_app_log_rotations_total{{app=\"{app}\"}} {}", c.rotations);
     }
+    family(
+        &mut out,
+        "l4_app_log_dropped_bytes_total",
+        "counter",
+        "Bytes of log lines dropped because a log file could not be written (a full disk).",
+    );
+    for (app, c) in &snap.logs {
+        let _ = writeln!(out, "l4_app_log_dropped_bytes_total{{app=\"{app}\"}} {}", c.dropped_bytes);
+    }
     let (ticks, page) = crate::daemon::clock_ticks_and_page_size();
     if let Some(me) = crate::daemon::read_stat(std::process::id() as i32) {
         family(&mut out, "l4_daemon_memory_bytes", "gauge", "RSS of the l4ctl daemon.");

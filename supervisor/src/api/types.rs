@@ -32,6 +32,10 @@ pub struct Health {
 pub struct StatusReport {
     pub schema: u32,
     pub instances: Vec<InstanceStatus>,
+    /// Per app: bytes of log lines dropped because a log file could not be written
+    /// (a full disk), as `describe`'s `log_counters.dropped_bytes`.
+    #[serde(default)]
+    pub log_dropped_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// One row of the status table.
@@ -98,7 +102,8 @@ pub struct AppDescription {
     pub env_names: Vec<String>,
     /// out, err and combined files: one set, or one per instance (`merge_logs = false`).
     pub log_files: Vec<crate::config::LogFiles>,
-    /// Lines and bytes written, rotations, lines cut at `max_line`.
+    /// Lines and bytes written, rotations, lines cut at `max_line`, bytes dropped
+    /// because a log file could not be written.
     pub log_counters: crate::logs::LogCounters,
     pub instances: Vec<InstanceStatus>,
 }

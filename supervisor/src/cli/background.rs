@@ -202,8 +202,8 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
     let exe = daemon_exe()?;
     daemon::check_folders(&resolved.home, &resolved.log_dir).map_err(|e| NoDaemon::Refused(e.to_string()))?;
     let out_path = resolved.home.join("daemon.out");
-    let out = crate::trust::open_append_nofollow(&out_path, 0o600)
-        .map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
+    let out =
+        crate::nofollow::append(&out_path, 0o600, 0).map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let args = DaemonArgs {
         config: resolved.config.clone(),

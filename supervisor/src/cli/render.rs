@@ -26,7 +26,14 @@ pub(super) fn table(report: &StatusReport) -> String {
     if report.instances.is_empty() {
         return "no apps are loaded (l4ctl start path/to/layer4.toml)".into();
     }
-    t.to_string()
+    let mut out = t.to_string();
+    for (app, dropped) in report.log_dropped_bytes.iter().filter(|(_, d)| **d > 0) {
+        out.push_str(&format!(
+            "\n{app}: {} of log lines dropped: a log file could not be written (full disk?); see the daemon's log",
+            bytes(*dropped)
+        ));
+    }
+    out
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -85,7 +92,10 @@ pub(super) fn description(d: &AppDescription) -> String {
     let c = &d.log_counters;
     line(
         "log counters",
-        format!("{} lines, {} bytes, {} rotations, {} cut", c.lines, c.bytes, c.rotations, c.cut_lines),
+        format!(
+            "{} lines, {} bytes, {} rotations, {} cut, {} bytes dropped",
+            c.lines, c.bytes, c.rotations, c.cut_lines, c.dropped_bytes
+        ),
     );
     for i in &d.instances {
         line(

@@ -12,16 +12,13 @@ use super::{Error, Msg, SUMMARY_INTERVAL, procs};
 
 /// SIGHUP reloads the config; SIGUSR1 reopens log files; SIGCHLD drives reaping; a
 /// `sample_interval` tick samples (and reaps, in case a coalesced SIGCHLD was missed);
-/// a 30 s tick logs the summary line and keeps `l4ctl.log` pointing at today's file.
+/// a 30 s tick logs the summary line.
 pub(super) fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Duration) -> Result<(), Error> {
     forward(SignalKind::hangup(), &tx, Some("SIGHUP: reloading config"), || Msg::Reload { reply: None })?;
     forward(SignalKind::user_defined1(), &tx, Some("SIGUSR1: reopening log files"), || Msg::ReopenLogs)?;
     forward(SignalKind::child(), &tx, None, || Msg::Sigchld)?;
     every(sample_interval, Duration::ZERO, &tx, || Msg::Tick);
-    every(SUMMARY_INTERVAL, SUMMARY_INTERVAL, &tx, || {
-        crate::telemetry::refresh_link();
-        Msg::Summary
-    });
+    every(SUMMARY_INTERVAL, SUMMARY_INTERVAL, &tx, || Msg::Summary);
     Ok(())
 }
 

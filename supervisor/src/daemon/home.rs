@@ -50,7 +50,7 @@ pub fn check_folders(home: &Path, log_dir: &Path) -> Result<(), crate::trust::Re
 /// holds the lock.
 pub fn claim_home(home: &Path) -> Result<Claimed, Error> {
     let pid_path = Paths::pid_file(home);
-    let file = crate::trust::open_rw_nofollow(&pid_path, 0o600).map_err(io("cannot open pid file", &pid_path))?;
+    let file = crate::nofollow::read_write(&pid_path, 0o600).map_err(io("cannot open pid file", &pid_path))?;
     let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, _)| Error::AlreadyRunning {
         home: home.to_path_buf(),
         pid: std::fs::read_to_string(&pid_path).unwrap_or_default().trim().to_owned(),

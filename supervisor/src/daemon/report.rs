@@ -11,7 +11,8 @@ pub(super) fn status(sup: &Supervisor) -> StatusReport {
     let mut instances: Vec<InstanceStatus> =
         sup.apps.values().flat_map(|a| a.instances.iter().map(move |i| row(&a.spec, i))).collect();
     instances.sort_by_key(|i| i.id);
-    StatusReport { schema: SCHEMA, instances }
+    let log_dropped_bytes = sup.apps.keys().map(|name| (name.clone(), sup.logs.counters(name).dropped_bytes)).collect();
+    StatusReport { schema: SCHEMA, instances, log_dropped_bytes }
 }
 
 fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {

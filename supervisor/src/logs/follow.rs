@@ -4,6 +4,9 @@
 //! file at its start: no line is missed or repeated across a rotation. `l4ctl
 //! flush` also replaces the file (a new inode); a file truncated in place by
 //! someone else is noticed when it is shorter than what was read.
+//!
+//! The daemon serves these reads over its API: a symlink at a log's path is never
+//! followed, so no one who can write the log folder can read another file through it.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -16,7 +19,7 @@ use super::rotate::rotated_files;
 /// current one holds fewer (compressed ones included). Only regular files are read,
 /// and only their end: a FIFO or a device named as a log file is never read here.
 pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
-    let tail = File::open(path)
+    let tail = crate::nofollow::read(path)
         .ok()
         .and_then(|f| f.metadata().ok().filter(|m| m.is_file()).map(|m| read_tail(&f, m.len(), n)))
         .unwrap_or_default();
@@ -59,9 +62,9 @@ fn read_tail(file: &File, end: u64, n: usize) -> Vec<u8> {
 pub fn read_maybe_gz(path: &Path) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::MultiGzDecoder::new(File::open(path)?).read_to_end(&mut out)?;
+        flate2::read::MultiGzDecoder::new(crate::nofollow::read(path)?).read_to_end(&mut out)?;
     } else {
-        File::open(path)?.read_to_end(&mut out)?;
+        crate::nofollow::read(path)?.read_to_end(&mut out)?;
     }
     Ok(out)
 }
@@ -90,7 +93,7 @@ impl Follower {
     /// Start at the current end of `path` (lines before it were printed by `last_lines`).
     pub fn at_end(path: &Path) -> Follower {
         let mut f = Follower { path: path.to_path_buf(), file: None, inode: 0, offset: 0, partial: Vec::new() };
-        if let Ok(file) = File::open(path) {
+        if let Ok(file) = crate::nofollow::read(path) {
             if let Ok(meta) = file.metadata() {
                 f.inode = meta.ino();
                 // Start after the last whole line; a partial one is completed by `poll`.
@@ -121,7 +124,7 @@ impl Follower {
                 // The writer may have flushed into the old file between our read and
                 // its rename; nothing is written to it after the rename: read it once more.
                 self.drain(&mut out);
-                if let Ok(file) = File::open(&self.path) {
+                if let Ok(file) = crate::nofollow::read(&self.path) {
                     self.inode = meta.ino();
                     self.offset = 0;
                     self.file = Some(file);

@@ -4,7 +4,9 @@
 //! - `LogHub` owns one writer thread per app ([`writer`]) and spawns the pipe
 //!   readers (tokio tasks) of every instance. Readers and writer are joined by a
 //!   bounded channel: backpressure reaches the worker through its pipe, so no
-//!   line is dropped and the daemon's memory stays bounded.
+//!   line is dropped and the daemon's memory stays bounded. Only a file that
+//!   cannot be written (a full disk) drops lines, counted (`dropped_bytes`).
+//! - [`sink`] is one file and its buffer, and what a failed write (a full disk) does.
 //! - [`rotate`] names rotated files and compresses and prunes them off the write path.
 //! - [`format`] is how a line looks on disk.
 //! - [`follow`] reads the files back for `l4ctl logs`.
@@ -12,6 +14,7 @@
 pub mod follow;
 pub mod format;
 pub mod rotate;
+mod sink;
 mod writer;
 
 use std::collections::HashMap;
@@ -51,6 +54,10 @@ pub struct LogCounters {
     pub bytes: u64,
     pub rotations: u64,
     pub cut_lines: u64,
+    /// Bytes of lines dropped because their file could not be written (a full disk)
+    /// and held more than it may keep; a line lost from two files counts twice.
+    #[serde(default)]
+    pub dropped_bytes: u64,
 }
 
 /// A structured panic line seen on a worker's stderr: (app, instance, line).
@@ -162,6 +169,7 @@ impl LogHub {
             bytes: l.stats.bytes.load(Ordering::Relaxed),
             rotations: l.stats.rotations.load(Ordering::Relaxed),
             cut_lines: l.stats.cut_lines.load(Ordering::Relaxed),
+            dropped_bytes: l.stats.dropped_bytes.load(Ordering::Relaxed),
         })
     }
 

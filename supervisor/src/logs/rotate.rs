@@ -6,6 +6,9 @@
 //! second. Compression and deleting old files run on one maintenance thread, fed
 //! by a bounded queue: the writers never wait for them. When the queue is full a
 //! rotated file stays uncompressed (logged); nothing is lost.
+//!
+//! Only regular files count as rotated files: a symlink or a folder named like one
+//! is never read, compressed or deleted. A compressed file keeps its source's mode.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader};
@@ -58,6 +61,8 @@ pub fn rotated_files(current: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else { return vec![] };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
+        // The entry's own type: a symlink is not followed.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let rest = name.strip_prefix(&prefix)?;
@@ -138,24 +143,29 @@ fn run(rx: Receiver<Job>) {
     }
 }
 
-/// `x.log` -> `x.log.gz` (through a temp file, fsynced), then remove `x.log`.
+/// `x.log` -> `x.log.gz` (through a temp file, fsynced, with the mode of `x.log`),
+/// then remove `x.log`.
 pub fn compress(path: &Path) -> io::Result<()> {
     let target = gz(path);
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let result = (|| {
-        let mut input = BufReader::with_capacity(256 << 10, File::open(path)?);
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let source = crate::nofollow::read(path)?;
+        let mode = source.metadata()?.permissions().mode() & 0o777;
+        let mut input = BufReader::with_capacity(256 << 10, source);
         // A new file, never through a symlink someone left at the temp name (a stale
         // temp file of a crash is removed first; removing a symlink does not follow it).
+        // Created owner-only, then given the source's mode, which no umask narrows.
         let _ = fs::remove_file(&tmp);
         let out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o640)
+            .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)?;
+        out.set_permissions(fs::Permissions::from_mode(mode))?;
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         io::copy(&mut input, &mut enc)?;
         let file = enc.finish()?;
@@ -173,8 +183,8 @@ fn retain_newest(current: &Path, retain: u32) {
     let files = rotated_files(current);
     let excess = files.len().saturating_sub(retain as usize);
     for old in &files[..excess] {
-        let _ = fs::remove_file(old);
-        let _ = fs::remove_file(gz(old));
+        let _ = crate::nofollow::remove_regular(old);
+        let _ = crate::nofollow::remove_regular(&gz(old));
     }
 }
 
@@ -230,5 +240,37 @@ mod tests {
             .unwrap();
         assert_eq!(text, "line 3\n");
         assert!(dir.path().join("a-out.log").exists(), "another log's file is not touched");
+    }
+
+    #[test]
+    fn a_compressed_file_keeps_its_source_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o640, 0o644] {
+            let plain = dir.path().join(format!("a.20260101-000000-000000-{mode:03o}.log"));
+            fs::write(&plain, "line\n").unwrap();
+            fs::set_permissions(&plain, fs::Permissions::from_mode(mode)).unwrap();
+            compress(&plain).unwrap();
+            assert_eq!(fs::metadata(gz(&plain)).unwrap().permissions().mode() & 0o777, mode);
+        }
+    }
+
+    #[test]
+    fn a_symlink_named_like_a_rotated_file_is_never_read_compressed_or_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("a.log");
+        let outside = dir.path().join("outside.txt");
+        fs::write(&outside, "secret\n").unwrap();
+        let link = dir.path().join("a.20260101-000000-000000-000.log");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let real = dir.path().join("a.20260101-000001-000000-000.log");
+        fs::write(&real, "line\n").unwrap();
+        assert_eq!(rotated_files(&current), vec![real.clone()]);
+        let err = compress(&link).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(!gz(&link).exists());
+        retain_newest(&current, 0);
+        assert!(fs::symlink_metadata(&link).is_ok() && !real.exists(), "only the regular file is deleted");
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "secret\n");
     }
 }

@@ -1,7 +1,10 @@
 //! Unit tests of the log writer: reassembly, cuts, rotation, /dev/null.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::lines::CUT_MARKER;
+use super::outage::OUTAGE_REPORT_EVERY;
 use super::*;
 use crate::config::{LogFiles, LogType};
 
@@ -146,4 +149,76 @@ fn an_unfinished_line_of_an_ended_run_is_not_joined_to_the_next_run() {
     w.write_all();
     let out = std::fs::read_to_string(dir.path().join("a-out.log")).unwrap();
     assert_eq!(out, "[0] listening\n[0] progress 50%\n");
+}
+
+#[test]
+fn failed_writes_never_count_toward_max_size_nor_rotate_and_held_lines_arrive_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), RotateInterval::None);
+    (s.max_size, s.max_line, s.files[0].combined) = (1024, 1024, PathBuf::from("/dev/null"));
+    let mut w = Writer::new("a".into(), s, Arc::default(), Maint::disconnected());
+    let out = dir.path().join("a-out.log");
+    // A read-only descriptor: every write fails (EBADF), as every write does on a full disk.
+    w.sinks[0].file = Some(std::fs::File::open(&out).unwrap());
+    let data: Vec<u8> = [[b'x'; 99].as_slice(), b"\n"].concat().repeat(100);
+    chunk(&mut w, SystemTime::now(), Stream::Out, &data);
+    assert!(w.sinks[0].failing());
+    assert_eq!((w.sinks[0].size, w.sinks[0].buf.len()), (0, 100 * 104), "nothing counted, every line held");
+    assert_eq!(w.stats.rotations.load(Ordering::Relaxed), 0, "10 KiB of failed writes past a 1K max_size");
+    assert!(super::super::rotate::rotated_files(&out).is_empty());
+    // `l4ctl reload-logs` retries at once: the held lines arrive, in order.
+    let (done, _wait) = tokio::sync::oneshot::channel();
+    w.handle(LogMsg::Reopen(done));
+    assert!(!w.sinks[0].failing());
+    assert_eq!(std::fs::read(&out).unwrap().len(), 100 * 104);
+    // Rotation resumes with the next line.
+    chunk(&mut w, SystemTime::now(), Stream::Out, b"next\n");
+    assert_eq!(w.stats.rotations.load(Ordering::Relaxed), 1);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "[0] next\n");
+    assert_eq!(w.stats.dropped_bytes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_failing_file_is_reported_when_it_starts_then_once_a_minute_then_when_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), RotateInterval::None);
+    s.files[0].out = PathBuf::from("/dev/full");
+    let mut w = Writer::new("a".into(), s, Arc::default(), Maint::disconnected());
+    chunk(&mut w, SystemTime::now(), Stream::Out, b"lost\n");
+    let since = w.outage.as_ref().expect("an outage").since;
+    w.watch(since + OUTAGE_REPORT_EVERY / 2);
+    assert_eq!(w.outage.as_ref().unwrap().reported, since, "not reported again within a minute");
+    w.watch(since + OUTAGE_REPORT_EVERY);
+    assert_eq!(w.outage.as_ref().unwrap().reported, since + OUTAGE_REPORT_EVERY);
+    w.sinks[0].file = Some(std::fs::File::create(dir.path().join("space")).unwrap());
+    w.sinks[0].retry_now();
+    w.write_all();
+    assert!(w.outage.is_none(), "writing works again");
+}
+
+#[test]
+fn a_chunk_neither_full_file_takes_is_dropped_whole_and_counted_without_tearing_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), RotateInterval::None);
+    s.max_line = 1 << 20;
+    (s.files[0].out, s.files[0].combined) = (PathBuf::from("/dev/full"), PathBuf::from("/dev/full"));
+    let mut w = Writer::new("a".into(), s, Arc::default(), Maint::disconnected());
+    let line = [[b'x'; 1023].as_slice(), b"\n"].concat();
+    chunk(&mut w, SystemTime::now(), Stream::Out, &line.repeat(1100));
+    assert!(w.sinks[0].full() && w.sinks[2].full(), "1.1 MiB of lines on a full disk: both files hold all they may");
+    let dropped = w.stats.dropped_bytes.load(Ordering::Relaxed);
+    assert!(dropped > 0 && dropped.is_multiple_of(1024), "whole lines, once per file: {dropped}");
+    let lost = b"gone\nhead of a line";
+    chunk(&mut w, SystemTime::now(), Stream::Out, lost);
+    assert_eq!(w.stats.dropped_bytes.load(Ordering::Relaxed), dropped + 2 * lost.len() as u64, "once per file");
+    // Space returns before the rest of that line arrives: the rest is not written as a line.
+    for i in [0, 2] {
+        w.sinks[i].file = Some(std::fs::File::create(dir.path().join(format!("space-{i}"))).unwrap());
+        w.sinks[i].retry_now();
+    }
+    w.write_all();
+    chunk(&mut w, SystemTime::now(), Stream::Out, b" and its tail\nnext\n");
+    let out = std::fs::read_to_string(dir.path().join("space-0")).unwrap();
+    assert!(out.ends_with("x\n[0] next\n"), "{}", &out[out.len() - 40..]);
+    assert!(!out.contains("tail") && !out.contains("gone"));
 }
