@@ -12,6 +12,7 @@ mod crashes;
 mod daemon;
 mod delivery;
 mod delivery_https;
+mod log_reads;
 mod logs;
 mod memory;
 mod nginx;

@@ -1,5 +1,7 @@
 //! `l4ctl logs`, `flush` and `reload-logs`: the log files of the daemon's apps,
-//! read directly from disk (the daemon only says where they are).
+//! read directly from disk (the daemon only says where they are), with the same
+//! bounds as the API's log reads: at most `MAX_LINES` lines per file (clap refuses
+//! more) and `MAX_BYTES` of history in all, the newest lines that fit.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use super::{Cli, fail, resolve};
 use crate::api::types::AppDescription;
 use crate::client::Client;
 use crate::logs::follow::Follower;
+use crate::logs::tail::MAX_BYTES;
 
 /// Which files `logs` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +66,20 @@ pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
     }
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
+    let budget = MAX_BYTES / sources.len().max(1);
+    let mut cut = false;
     for (i, s) in sources.iter().enumerate() {
-        for line in s.follower.history(args.lines) {
+        let history = s.follower.history(args.lines, budget);
+        cut |= history.cut;
+        for line in history.lines {
             print_line(&mut out, &args, tty, i, s, &line);
         }
     }
     let _ = out.flush();
     drop(out);
+    if cut {
+        eprintln!("l4ctl: older lines left out: the history shown is at most {} MiB", MAX_BYTES >> 20);
+    }
     if !args.follow {
         return ExitCode::SUCCESS;
     }

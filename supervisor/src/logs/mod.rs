@@ -7,11 +7,13 @@
 //!   line is dropped and the daemon's memory stays bounded.
 //! - [`rotate`] names rotated files and compresses and prunes them off the write path.
 //! - [`format`] is how a line looks on disk.
-//! - [`follow`] reads the files back for `l4ctl logs`.
+//! - [`tail`] reads the newest lines back, bounded; [`follow`] follows a file
+//!   across rotations for `l4ctl logs -f`.
 
 pub mod follow;
 pub mod format;
 pub mod rotate;
+pub mod tail;
 mod writer;
 
 use std::collections::HashMap;
