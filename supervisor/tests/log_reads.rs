@@ -2,10 +2,12 @@
 //! 1000 lines of 60 KB (60 MB) is read through the API and `l4ctl logs`: the
 //! newest lines that fit in 8 MiB, in order; more than 10,000 lines is refused;
 //! a third read at once gets 429; the daemon's memory comes back afterwards.
+//! On a terminal, `l4ctl logs` shows control sequences other than colours as text.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::helper::*;
@@ -150,4 +152,53 @@ fn a_third_log_read_at_once_is_answered_429_with_retry_after() {
     wait_for(Duration::from_secs(10), "a read served after the held ones", || {
         (get(&sock, "/api/v1/apps/big/logs?lines=1").0 == 200).then_some(())
     });
+}
+
+/// Run `l4ctl` with `args` on a pseudo-terminal (python3's `pty`); its output as the terminal got it.
+fn on_a_terminal(env: &Env, args: &[&str]) -> Vec<u8> {
+    const PTY: &str = "import os, pty, sys\n\
+        pid, fd = pty.fork()\n\
+        if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
+        out = b''\n\
+        while True:\n    try:\n        c = os.read(fd, 65536)\n    except OSError:\n        break\n    if not c:\n        break\n    out += c\n\
+        os.waitpid(pid, 0)\n\
+        sys.stdout.buffer.write(out)\n";
+    let out = Command::new("python3")
+        .args(["-c", PTY, BIN, "--config", env.config().to_str().unwrap()])
+        .args(args)
+        .current_dir(env.dir.path())
+        .env_remove("L4_HOME")
+        .env_remove("L4_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    out.stdout
+}
+
+fn has(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn logs_on_a_terminal_show_osc52_as_text_and_keep_colours_and_raw_keeps_the_bytes() {
+    let env = Env::new(&sh_app(
+        "esc",
+        "printf 'clip \\033]52;c;SGVsbG8=\\007 end\\n'; printf '\\033[31mred\\033[0m\\n'; exec sleep 1000",
+        "",
+    ));
+    env.start();
+    wait_for(Duration::from_secs(10), "two lines", || {
+        std::fs::read(env.path("logs/esc-out.log")).ok().filter(|b| b.iter().filter(|c| **c == b'\n').count() == 2)
+    });
+    let (osc, osc_text, red) =
+        (&b"\x1b]52;c;SGVsbG8=\x07"[..], &b"\\x1b]52;c;SGVsbG8=\\x07 end"[..], &b"\x1b[31mred\x1b[0m"[..]);
+    let shown = on_a_terminal(&env, &["logs", "esc", "--out"]);
+    assert!(has(&shown, b"\x1b[36mesc|0\x1b[0m "), "a terminal: the prefix is coloured");
+    assert!(has(&shown, osc_text) && !has(&shown, osc), "{}", String::from_utf8_lossy(&shown));
+    assert!(has(&shown, red), "SGR kept: {}", String::from_utf8_lossy(&shown));
+    let raw = on_a_terminal(&env, &["logs", "esc", "--out", "--raw"]);
+    assert!(has(&raw, osc) && has(&raw, red), "--raw: bytes as written");
+    // Not a terminal (a pipe): escaped too, so `l4ctl logs | less -R` is safe.
+    let piped = env.l4(&["logs", "esc", "--out"]).stdout;
+    assert!(has(&piped, osc_text) && !has(&piped, osc) && has(&piped, red));
 }

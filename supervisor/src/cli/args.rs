@@ -93,7 +93,8 @@ pub enum Command {
         /// Only stdout (the out file) instead of the combined file.
         #[arg(long)]
         out: bool,
-        /// Lines exactly as in the files, without the `app|instance` prefix.
+        /// Lines exactly as in the files: no `app|instance` prefix, and control
+        /// characters are not escaped (without it, all but colours show as `\xNN`).
         #[arg(long)]
         raw: bool,
         /// One JSON object per line: {"app", "instance", "line"}.

@@ -2,6 +2,11 @@
 //! read directly from disk (the daemon only says where they are), with the same
 //! bounds as the API's log reads: at most `MAX_LINES` lines per file (clap refuses
 //! more) and `MAX_BYTES` of history in all, the newest lines that fit.
+//!
+//! Lines are printed with their control characters escaped ([`super::terminal`]),
+//! whether stdout is a terminal or not: `l4ctl logs | less -R`, `| tee` or a
+//! `grep --color` still reach a terminal, and the escaping only touches bytes that
+//! nobody greps for. `--raw` prints the bytes as they are (and no prefix).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -126,15 +131,20 @@ fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &So
         None => s.app.clone(),
     };
     let _ = if args.json {
+        // JSON escapes every control character itself.
         let obj = json!({ "app": s.app, "instance": instance, "line": String::from_utf8_lossy(line) });
         writeln!(out, "{obj}")
     } else if args.raw {
         out.write_all(line).and_then(|()| out.write_all(b"\n"))
-    } else if tty {
-        let c = COLOURS[i % COLOURS.len()];
-        write!(out, "\x1b[{c}m{who}\x1b[0m ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
     } else {
-        write!(out, "{who} ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
+        let mut text = if tty {
+            format!("\x1b[{}m{who}\x1b[0m ", COLOURS[i % COLOURS.len()]).into_bytes()
+        } else {
+            format!("{who} ").into_bytes()
+        };
+        super::terminal::escape_controls(line, &mut text);
+        text.push(b'\n');
+        out.write_all(&text)
     };
 }
 
