@@ -148,9 +148,24 @@ fn send(json: Bytes, mut permit: Permit) -> Response {
         .into_response()
 }
 
-/// Give freed heap memory back to the OS. glibc keeps freed memory below its mmap
-/// threshold (which grows after large frees) in the heap; trimming after a large
-/// answer brings the daemon's RSS back to its idle figure.
+/// Allocations this large or larger get pages of their own, unmapped when freed.
+const MMAP_THRESHOLD: i32 = 512 << 10;
+
+/// Make freed memory go back to the OS (called once, at the daemon's start). glibc
+/// raises its mmap threshold up to 32 MiB each time a large block is freed, after
+/// which a read's 8 MiB buffers come from a heap whose free top it keeps; and a
+/// thread's heap top is not released by `malloc_trim`. Fixing the threshold (above
+/// the log writers' 256 KiB chunks) turns that adjustment off.
+pub fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator settings, under the allocator's own lock.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+/// Give freed heap memory back to the OS: free chunks inside the heaps, which stay
+/// resident otherwise, after a large answer.
 fn give_back_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory; it takes no pointer.

@@ -44,7 +44,7 @@ use axum::{Json, Router};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use auth::Token;
-pub use logs::{LOG_READS, LogReads};
+pub use logs::{LOG_READS, LogReads, return_freed_memory};
 
 use crate::config::ConfigError;
 use crate::daemon::{Error, Msg, Want};
