@@ -69,8 +69,13 @@ fn lines_of(head: &str, body: &[u8]) -> (Vec<String>, bool) {
 fn newest_that_fit(file: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap();
     let mut budget = 8 * MIB;
-    let mut out: Vec<String> =
-        text.lines().rev().take(n).take_while(|l| budget.checked_sub(l.len() + 1).map(|b| budget = b).is_some()).map(str::to_owned).collect();
+    let mut out: Vec<String> = text
+        .lines()
+        .rev()
+        .take(n)
+        .take_while(|l| budget.checked_sub(l.len() + 1).map(|b| budget = b).is_some())
+        .map(str::to_owned)
+        .collect();
     out.reverse();
     out
 }

@@ -154,7 +154,9 @@ pub(super) fn resolve(
         if name.is_empty() || reserved || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             report.push(
                 name_span,
-                format!("invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\", \".\" or \"..\""),
+                format!(
+                    "invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\", \".\" or \"..\""
+                ),
             );
         }
         if app.script.get_ref().trim().is_empty() {
