@@ -1,9 +1,10 @@
-//! Reading log files back for `l4ctl logs`: the last N lines, then new lines as
-//! they are written. The writer rotates by renaming, so a follower keeps reading
-//! the renamed file through its open descriptor to the end, then opens the new
-//! file at its start: no line is missed or repeated across a rotation. `l4ctl
-//! flush` also replaces the file (a new inode); a file truncated in place by
-//! someone else is noticed when it is shorter than what was read.
+//! Following log files for `l4ctl logs`: the history before the follow point
+//! (read by [`super::tail`], bounded), then new lines as they are written. The
+//! writer rotates by renaming, so a follower keeps reading the renamed file through
+//! its open descriptor to the end, then opens the new file at its start: no line is
+//! missed or repeated across a rotation. `l4ctl flush` also replaces the file (a
+//! new inode); a file truncated in place by someone else is noticed when it is
+//! shorter than what was read.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -1,9 +1,10 @@
 //! The newest lines of a log, bounded: what `GET /api/v1/apps/{name}/logs` and
-//! `l4ctl logs` print before following. A read never holds more than its byte
-//! budget (plus one block) and costs time linear in the bytes it returns, however
-//! large the files are: the current file is read backwards from its end, a plain
-//! rotated file the same way, and a compressed one is streamed through once,
-//! keeping only the newest lines that fit.
+//! `l4ctl logs` print before following. A read holds at most twice its byte
+//! budget at once (the bytes read, then the lines cut from them) and costs time
+//! linear in the bytes it returns, however large the files are: the current file
+//! is read backwards from its end, a plain rotated file the same way, and a
+//! compressed one is streamed through once (time linear in its size), keeping
+//! only the newest lines that fit.
 //!
 //! This module owns the limits of one read ([`MAX_LINES`], [`MAX_BYTES`]); the
 //! callers refuse a larger `lines` and share the bytes among the files they read.
