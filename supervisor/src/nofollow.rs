@@ -36,9 +36,14 @@ pub fn read_write(path: &Path, mode: u32) -> io::Result<File> {
         .map_err(|e| name_the_link(path, e))
 }
 
-/// Open `path` for reading.
+/// Open `path` for reading (`O_NONBLOCK`: a FIFO named as a log file must not block
+/// the reader in `open`; only regular files are read back).
 pub fn read(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path).map_err(|e| name_the_link(path, e))
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| name_the_link(path, e))
 }
 
 /// ELOOP from an `O_NOFOLLOW` open, said in words that name the link.

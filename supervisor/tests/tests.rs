@@ -15,6 +15,7 @@ mod delivery;
 mod delivery_https;
 mod disk;
 mod log_folder;
+mod log_reads;
 mod logs;
 mod memory;
 mod nginx;

@@ -1,12 +1,12 @@
-//! App actions beyond start/stop: scale, rolling reload, and recent log lines.
+//! App actions beyond start/stop: scale, rolling reload, and crash reports.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::handlers::{confirm_started, report};
 use super::types::{ActionReport, AppDescription, SCHEMA, StatusReport};
-use super::{ApiError, ApiJson, ApiState, ask};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, ask};
 use crate::daemon::Msg;
 
 #[derive(Debug, serde::Deserialize)]
@@ -130,51 +130,6 @@ fn failed(r: &Replaced) -> ApiError {
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogsQuery {
-    /// How many lines per file (at most 1000; default 15).
-    pub lines: Option<usize>,
-    /// `combined` (default), `out` or `err`.
-    pub stream: Option<String>,
-}
-
-/// `GET /api/v1/apps/{name}/logs?lines=N&stream=combined|out|err`: recent lines.
-pub async fn app_logs(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let n = q.lines.unwrap_or(15).min(1000);
-    let d: AppDescription = ask(&s.tx, |reply| Msg::Describe { app: name.clone(), reply }).await??;
-    let pick = match q.stream.as_deref().unwrap_or("combined") {
-        "combined" => |f: &crate::config::LogFiles| f.combined.clone(),
-        "out" => |f: &crate::config::LogFiles| f.out.clone(),
-        "err" => |f: &crate::config::LogFiles| f.err.clone(),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("unknown stream `{other}`: use combined, out or err"),
-            ));
-        }
-    };
-    let files: Vec<(Option<u32>, std::path::PathBuf)> = d.log_files.iter().map(|f| (f.instance, pick(f))).collect();
-    let lines = tokio::task::spawn_blocking(move || {
-        files
-            .into_iter()
-            .flat_map(|(instance, path)| {
-                crate::logs::follow::last_lines(&path, n)
-                    .into_iter()
-                    .map(move |l| serde_json::json!({ "instance": instance, "line": String::from_utf8_lossy(&l) }))
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok(Json(serde_json::json!({ "schema": SCHEMA, "app": name, "lines": lines })))
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CrashesQuery {
     pub app: Option<String>,
 }
@@ -182,7 +137,7 @@ pub struct CrashesQuery {
 /// `GET /api/v1/crashes?app=NAME`: recent crash reports, newest first.
 pub async fn crashes(
     State(s): State<ApiState>,
-    Query(q): Query<CrashesQuery>,
+    ApiQuery(q): ApiQuery<CrashesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (list, delivery) = ask(&s.tx, |reply| Msg::Crashes { app: q.app, reply }).await?;
     Ok(Json(serde_json::json!({ "schema": SCHEMA, "crashes": list, "delivery": delivery })))

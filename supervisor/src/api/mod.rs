@@ -10,6 +10,7 @@
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
 //! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?}`: rolling reload; 409 `reload_failed` names the instance |
 //! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`actions::Replaced`] once the new run is ready |
+//! | GET  | `/api/v1/apps/{name}/logs?lines=N&stream=S` | the newest lines, bounded ([`logs`]) |
 //! | GET  | `/api/v1/crashes?app=NAME` | `{"schema","crashes":[crash::CrashReport],"delivery":daemon::DeliveryStats}`, newest first |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
 //! | POST | `/api/v1/kill` | stop every app, answer, then exit |
@@ -17,14 +18,16 @@
 //! | POST | `/api/v1/logs/flush` | body `{"app"?}`: empty the current log files |
 //!
 //! Errors are `{"error": {"code", "message", "diagnostics"?}}` with 400 (bad
-//! config or request), 404 (unknown app), 409 (nothing to start) or
-//! 503 (shutting down). No answer ever includes an environment value.
+//! config or request), 404 (unknown app), 409 (nothing to start), 429 (too many
+//! log reads at once, with `Retry-After`) or 503 (shutting down). No answer ever
+//! includes an environment value.
 
 pub mod actions;
 mod auth;
 mod events;
 mod follow;
 mod handlers;
+mod logs;
 pub mod metrics;
 pub mod serve;
 pub mod types;
@@ -33,14 +36,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use auth::Token;
+pub use logs::{LOG_READS, LogReads, return_freed_memory};
 
 use crate::config::ConfigError;
 use crate::daemon::{Error, Msg, Want};
@@ -69,6 +74,8 @@ pub struct ApiState {
     pub stopping: watch::Receiver<bool>,
     /// Where the TCP API listens, if it does.
     pub api_addr: Option<std::net::SocketAddr>,
+    /// Log reads in progress, at most `LOG_READS`.
+    pub log_reads: LogReads,
 }
 
 /// The one router: served on the Unix socket as is, and on TCP behind [`tcp`].
@@ -81,7 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/apps/{name}", get(describe))
         .route("/api/v1/crashes", get(actions::crashes))
-        .route("/api/v1/apps/{name}/logs", get(actions::app_logs))
+        .route("/api/v1/apps/{name}/logs", get(logs::app_logs))
         .route("/api/v1/apps/{name}/scale", post(actions::scale))
         .route("/api/v1/apps/{name}/reload", post(actions::rolling_reload))
         .route("/api/v1/apps/{name}/instances/{index}/replace", post(actions::replace_instance))
@@ -126,6 +133,22 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_request" };
                 Err(ApiError::new(status, code, r.body_text()))
             }
+        }
+    }
+}
+
+/// `Query`, with its rejections (a malformed or out-of-range value, an unknown
+/// parameter) as JSON errors.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(ApiError::new(r.status(), "bad_request", r.body_text())),
         }
     }
 }

@@ -147,7 +147,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// `config_invalid`, `config_not_found`, `config_unreadable`, `unknown_app`, `nothing_to_start`,
-    /// `bad_request`, `shutting_down`, `internal`.
+    /// `bad_request`, `busy`, `shutting_down`, `internal`.
     pub code: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

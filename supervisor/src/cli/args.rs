@@ -81,8 +81,8 @@ pub enum Command {
     Logs {
         /// An app name, or `all` [default: all].
         app: Option<String>,
-        /// How many lines of history to show per file.
-        #[arg(long, default_value_t = 15)]
+        /// How many lines of history to show per file (at most 10000; 8 MiB in all).
+        #[arg(long, default_value_t = 15, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=crate::logs::tail::MAX_LINES as u64))]
         lines: usize,
         /// Keep printing new lines as they are written (across rotations).
         #[arg(short, long)]
@@ -93,7 +93,8 @@ pub enum Command {
         /// Only stdout (the out file) instead of the combined file.
         #[arg(long)]
         out: bool,
-        /// Lines exactly as in the files, without the `app|instance` prefix.
+        /// Lines exactly as in the files: no `app|instance` prefix, and control
+        /// characters are not escaped (without it, all but colours show as `\xNN`).
         #[arg(long)]
         raw: bool,
         /// One JSON object per line: {"app", "instance", "line"}.

@@ -94,6 +94,7 @@ pub(super) fn exec_daemon(args: &DaemonArgs) -> ExitCode {
 
 /// The daemon: claim the home, then serve until SIGTERM/SIGINT or `l4ctl kill`.
 pub(super) fn run_daemon(args: &DaemonArgs) -> ExitCode {
+    crate::api::return_freed_memory();
     let (log_file, log_dir, env, no_apps) = (args.log_file, args.log_dir.clone(), args.env_name.clone(), args.no_apps);
     let resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
     let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());

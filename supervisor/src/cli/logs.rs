@@ -1,5 +1,12 @@
 //! `l4ctl logs`, `flush` and `reload-logs`: the log files of the daemon's apps,
-//! read directly from disk (the daemon only says where they are).
+//! read directly from disk (the daemon only says where they are), with the same
+//! bounds as the API's log reads: at most `MAX_LINES` lines per file (clap refuses
+//! more) and `MAX_BYTES` of history in all, the newest lines that fit.
+//!
+//! Lines are printed with their control characters escaped ([`super::terminal`]),
+//! whether stdout is a terminal or not: `l4ctl logs | less -R`, `| tee` or a
+//! `grep --color` still reach a terminal, and the escaping only touches bytes that
+//! nobody greps for. `--raw` prints the bytes as they are (and no prefix).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,6 +19,7 @@ use super::{Cli, fail, resolve};
 use crate::api::types::AppDescription;
 use crate::client::Client;
 use crate::logs::follow::Follower;
+use crate::logs::tail::MAX_BYTES;
 
 /// Which files `logs` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +71,20 @@ pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
     }
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
+    let budget = MAX_BYTES / sources.len().max(1);
+    let mut cut = false;
     for (i, s) in sources.iter().enumerate() {
-        for line in s.follower.history(args.lines) {
+        let history = s.follower.history(args.lines, budget);
+        cut |= history.cut;
+        for line in history.lines {
             print_line(&mut out, &args, tty, i, s, &line);
         }
     }
     let _ = out.flush();
     drop(out);
+    if cut {
+        eprintln!("l4ctl: older lines left out: the history shown is at most {} MiB", MAX_BYTES >> 20);
+    }
     if !args.follow {
         return ExitCode::SUCCESS;
     }
@@ -116,15 +131,20 @@ fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &So
         None => s.app.clone(),
     };
     let _ = if args.json {
+        // JSON escapes every control character itself.
         let obj = json!({ "app": s.app, "instance": instance, "line": String::from_utf8_lossy(line) });
         writeln!(out, "{obj}")
     } else if args.raw {
         out.write_all(line).and_then(|()| out.write_all(b"\n"))
-    } else if tty {
-        let c = COLOURS[i % COLOURS.len()];
-        write!(out, "\x1b[{c}m{who}\x1b[0m ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
     } else {
-        write!(out, "{who} ").and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
+        let mut text = if tty {
+            format!("\x1b[{}m{who}\x1b[0m ", COLOURS[i % COLOURS.len()]).into_bytes()
+        } else {
+            format!("{who} ").into_bytes()
+        };
+        super::terminal::escape_controls(line, &mut text);
+        text.push(b'\n');
+        out.write_all(&text)
     };
 }
 

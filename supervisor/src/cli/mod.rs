@@ -10,6 +10,7 @@ mod logs;
 mod nginx;
 mod reload;
 mod render;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

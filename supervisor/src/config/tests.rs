@@ -180,6 +180,18 @@ fn shipped_env_example_parses_as_dotenv() {
 }
 
 #[test]
+fn dot_and_dot_dot_are_not_app_names() {
+    for name in [".", ".."] {
+        let d = diagnostics(&format!("[[apps]]\nname = \"{name}\"\nscript = \"x\"\n"));
+        let joined = d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(joined.contains(&format!(":2:8: invalid app name \"{name}\"")), "{joined}");
+    }
+    // Dots inside a name stay allowed.
+    assert!(parse_str("[[apps]]\nname = \"api.v2\"\nscript = \"x\"\n").is_ok());
+    assert!(parse_str("[[apps]]\nname = \"...\"\nscript = \"x\"\n").is_ok());
+}
+
+#[test]
 fn values_out_of_range_are_reported_at_the_value() {
     let src = "\
 [[apps]]

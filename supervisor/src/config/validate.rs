@@ -155,10 +155,15 @@ pub(super) fn resolve(
         } else {
             names.insert(name.clone(), name_span.clone());
         }
-        if name.is_empty() || name == "all" || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        // `.` and `..` are path segments: HTTP clients resolve `/api/v1/apps/../logs`
+        // before sending it, so such an app could not be reached through the API.
+        let reserved = ["all", ".", ".."].contains(&name.as_str());
+        if name.is_empty() || reserved || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             report.push(
                 name_span,
-                format!("invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\""),
+                format!(
+                    "invalid app name {name:?}: use letters, digits, '.', '_' or '-', and not \"all\", \".\" or \"..\""
+                ),
             );
         }
         if app.script.get_ref().trim().is_empty() {

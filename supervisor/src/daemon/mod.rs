@@ -128,6 +128,7 @@ pub async fn run(
         kill: kill.clone(),
         stopping,
         api_addr,
+        log_reads: crate::api::LogReads::default(),
     };
     let tcp_task = tcp.map(|listener| {
         let token = boot::api_token(&settings);

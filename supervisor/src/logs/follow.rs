@@ -1,9 +1,10 @@
-//! Reading log files back for `l4ctl logs`: the last N lines, then new lines as
-//! they are written. The writer rotates by renaming, so a follower keeps reading
-//! the renamed file through its open descriptor to the end, then opens the new
-//! file at its start: no line is missed or repeated across a rotation. `l4ctl
-//! flush` also replaces the file (a new inode); a file truncated in place by
-//! someone else is noticed when it is shorter than what was read.
+//! Following log files for `l4ctl logs`: the history before the follow point
+//! (read by [`super::tail`], bounded), then new lines as they are written. The
+//! writer rotates by renaming, so a follower keeps reading the renamed file through
+//! its open descriptor to the end, then opens the new file at its start: no line is
+//! missed or repeated across a rotation. `l4ctl flush` also replaces the file (a
+//! new inode); a file truncated in place by someone else is noticed when it is
+//! shorter than what was read.
 //!
 //! The daemon serves these reads over its API: a symlink at a log's path is never
 //! followed, so no one who can write the log folder can read another file through it.
@@ -13,52 +14,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::rotate::rotated_files;
+use super::tail::{Tail, after_last_newline, newest};
 
-/// The last `n` lines of `path`, continuing into its newest rotated files when the
-/// current one holds fewer (compressed ones included). Only regular files are read,
-/// and only their end: a FIFO or a device named as a log file is never read here.
-pub fn last_lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
-    let tail = crate::nofollow::read(path)
-        .ok()
-        .and_then(|f| f.metadata().ok().filter(|m| m.is_file()).map(|m| read_tail(&f, m.len(), n)))
-        .unwrap_or_default();
-    with_older_lines(path, tail_of_bytes(&tail, n), n)
-}
-
-/// `lines` (the newest), preceded by lines of the newest rotated files of `path`
-/// until there are `n`.
-fn with_older_lines(path: &Path, mut lines: Vec<Vec<u8>>, n: usize) -> Vec<Vec<u8>> {
-    let mut older = rotated_files(path);
-    while lines.len() < n {
-        let Some(prev) = older.pop() else { break };
-        let mut more = tail_of_bytes(&read_maybe_gz(&prev).unwrap_or_default(), n - lines.len());
-        more.append(&mut lines);
-        lines = more;
-    }
-    lines
-}
-
-/// The bytes of `file` before `end`, read backwards in 64 KiB blocks until they hold
-/// more than `n` newlines (or the file's start is reached).
-fn read_tail(file: &File, end: u64, n: usize) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let (mut start, mut buf, mut newlines) = (end, Vec::new(), 0);
-    while start > 0 && newlines <= n {
-        let step = (64u64 << 10).min(start);
-        start -= step;
-        let mut block = vec![0; step as usize];
-        if file.read_exact_at(&mut block, start).is_err() {
-            return buf;
-        }
-        newlines += memchr::memchr_iter(b'\n', &block).count();
-        block.extend_from_slice(&buf);
-        buf = block;
-    }
-    buf
-}
-
-/// A file's content, gunzipped when its name ends in `.gz`.
+/// A whole file's content, gunzipped when its name ends in `.gz` (for tests and
+/// tools that check every line; `l4ctl logs` reads bounded tails, see [`super::tail`]).
 pub fn read_maybe_gz(path: &Path) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if path.extension().is_some_and(|e| e == "gz") {
@@ -67,16 +26,6 @@ pub fn read_maybe_gz(path: &Path) -> io::Result<Vec<u8>> {
         crate::nofollow::read(path)?.read_to_end(&mut out)?;
     }
     Ok(out)
-}
-
-fn tail_of_bytes(bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    if body.is_empty() || n == 0 {
-        return vec![];
-    }
-    let mut lines: Vec<Vec<u8>> = body.rsplit(|b| *b == b'\n').take(n).map(<[u8]>::to_vec).collect();
-    lines.reverse();
-    lines
 }
 
 /// Follows one file across rotations and truncations.
@@ -90,16 +39,14 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Start at the current end of `path` (lines before it were printed by `last_lines`).
+    /// Start at the current end of `path` (lines before it come from `history`).
     pub fn at_end(path: &Path) -> Follower {
         let mut f = Follower { path: path.to_path_buf(), file: None, inode: 0, offset: 0, partial: Vec::new() };
         if let Ok(file) = crate::nofollow::read(path) {
             if let Ok(meta) = file.metadata() {
                 f.inode = meta.ino();
                 // Start after the last whole line; a partial one is completed by `poll`.
-                let tail = read_tail(&file, meta.len(), 0);
-                let before = meta.len() - tail.len() as u64;
-                f.offset = memchr::memrchr(b'\n', &tail).map_or(before, |i| before + i as u64 + 1);
+                f.offset = after_last_newline(&file, meta.len());
             }
             f.file = Some(file);
         }
@@ -107,10 +54,11 @@ impl Follower {
     }
 
     /// The `n` lines before the point where following starts (older ones from
-    /// rotated files), so that history and followed lines neither overlap nor gap.
-    pub fn history(&self, n: usize) -> Vec<Vec<u8>> {
-        let tail = self.file.as_ref().map(|f| read_tail(f, self.offset, n)).unwrap_or_default();
-        with_older_lines(&self.path, tail_of_bytes(&tail, n), n)
+    /// rotated files), at most `budget` bytes, so that history and followed lines
+    /// neither overlap nor gap.
+    pub fn history(&self, n: usize, budget: usize) -> Tail {
+        let current = self.file.as_ref().filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+        newest(&self.path, current.map(|f| (f, self.offset)), n, budget)
     }
 
     /// Complete new lines since the last call.
@@ -184,6 +132,7 @@ mod tests {
         writeln!(g, "4").unwrap();
         assert_eq!(follower.poll(), vec![b"4".to_vec()]);
         // The current file has one line; the rest comes from the newest rotated file.
-        assert_eq!(last_lines(&path, 3), vec![b"2".to_vec(), b"partial".to_vec(), b"4".to_vec()]);
+        let last = super::super::tail::last_lines(&path, 3, super::super::tail::MAX_BYTES);
+        assert_eq!(last.lines, vec![b"2".to_vec(), b"partial".to_vec(), b"4".to_vec()]);
     }
 }

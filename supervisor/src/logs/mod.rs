@@ -9,12 +9,14 @@
 //! - [`sink`] is one file and its buffer, and what a failed write (a full disk) does.
 //! - [`rotate`] names rotated files and compresses and prunes them off the write path.
 //! - [`format`] is how a line looks on disk.
-//! - [`follow`] reads the files back for `l4ctl logs`.
+//! - [`tail`] reads the newest lines back, bounded; [`follow`] follows a file
+//!   across rotations for `l4ctl logs -f`.
 
 pub mod follow;
 pub mod format;
 pub mod rotate;
 mod sink;
+pub mod tail;
 mod writer;
 
 use std::collections::HashMap;
