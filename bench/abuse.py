@@ -25,16 +25,40 @@ log-reads  An app writes 1000 numbered lines of 60,000 bytes ("L<i> " + 'x' * 60
            Targets: median read < 100 ms; RSS after - idle <= 2 MiB; 4 at once all answered in
            < 1 s (context: the statuses).
 
+tcp-flood  The daemon runs under `ulimit -n 1024` with the TCP API on and one app that crashes
+           every --crash-every s (exit 1; restart_delay 0).  For --flood s (default 60) this
+           script keeps --slow (2000) connections that sent half a request head and --idle (200)
+           that sent nothing open to the TCP API, opening a new one whenever the daemon closes
+           one.  Meanwhile every 0.25 s: `l4ctl status --json` (a whole CLI run, over the Unix
+           socket) is timed, and every second /proc/net/tcp tells which of our connections the
+           daemon has not closed yet (ESTABLISHED on our side, where a closed one is CLOSE_WAIT):
+           the oldest of them is the longest any connection stayed open (this does not depend
+           on how fast this script notices the closes).  The app's restarts are counted from
+           `status` before and after.
+           Targets: status median < 50 ms during the flood; no connection open longer than the
+           header timeout (10 s) + 1 s; the crashing app restarted every time
+           (restarts rose by at least --flood / --crash-every - 2) and no "Too many open files"
+           in the daemon's log.
+
+full-disk  Root only (it mounts a 5 MiB tmpfs as the log folder; skipped otherwise).  An app
+           floods numbered 100-byte lines (rotation at 256 KiB, 3 kept, compressed).  The disk is
+           filled with a filler file until ENOSPC; then the daemon's CPU is measured over --full
+           s (10) with the app still writing; then the filler is removed and new lines must
+           arrive.  Rotations during the full disk are read from `describe`.
+           Targets: daemon CPU while full < 5 % of a core; 0 rotations while full; lines arrive
+           again within 5 s of space returning; every rotated file still on disk.
+
 Every wait has a deadline; only the daemons this run started are signalled (`l4ctl kill`, then
 SIGTERM by pid); their workers die with them.  The temp dir is removed after a complete run and
 kept (and named) otherwise.  On a 2-core box expect +-20 %.  Exit status 0 when every
 measurement ran; with --strict, 1 if a target is missed.
 """
-import argparse, json, os, re, socket, statistics, sys, tempfile, threading, time
+import argparse, json, os, re, socket, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (L4CTL, L4Daemon, install_signal_handlers, measure_and_clean_up,  # noqa: E402
-                    print_markdown_table, require_executables, rss_kib, wait_for, write_results)
+from common import (L4CTL, L4Daemon, cpu_window, install_signal_handlers,  # noqa: E402
+                    measure_and_clean_up, print_markdown_table, require_executables, rss_kib, wait_for,
+                    write_results)
 
 
 # ------------------------------------------------------------------ HTTP over the Unix socket
@@ -169,7 +193,201 @@ def log_reads(a, tmp, daemons):
     return rows, raw
 
 
-SECTIONS = [("log-reads", log_reads)]
+# ------------------------------------------------------------------ section: TCP flood
+STATUS_TARGET_S, HEADER_TIMEOUT_S = 0.05, 10.0
+
+
+class Flooded(L4Daemon):
+    """The TCP API on, under a 1024-descriptor limit, one app that crashes periodically."""
+    daemon_extra = 'api_listen = "127.0.0.1:0"\n'
+
+    @staticmethod
+    def preexec():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def tcp_flood(a, tmp, daemons):
+    import resource, selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    d = os.path.join(tmp, "tcp-flood")
+    os.makedirs(d)
+    l4 = Flooded(d)
+    daemons.append(l4)
+    l4.start_daemon()
+    cfg = l4.write_config("crashy", '[[apps]]\nname = "crashy"\nscript = "sh"\nargs = ["-c", "sleep %s; exit 1"]\n'
+                          'restart_delay = "0s"\nmax_restarts = 100000\nmin_uptime = "100ms"\n' % a.crash_every)
+    l4.ctl("start", cfg, check=False)
+    with open(os.path.join(d, "run", "api.addr")) as f:
+        host, port = f.read().strip().rsplit(":", 1)
+    addr = (host, int(port))
+
+    def restarts():
+        st = json.loads(l4.ctl("status", "--json").stdout)
+        return sum(i["restarts"] for i in st["instances"])
+    restarts0 = restarts()
+    sel = selectors.DefaultSelector()
+    opened = {}  # socket -> (kind, time opened)
+    born = {}  # our local port -> time opened
+    closes, open_fail = 0, 0
+
+    def open_one(kind):
+        nonlocal open_fail
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(addr)
+        except BlockingIOError:
+            pass
+        except OSError:
+            open_fail += 1
+            s.close()
+            return
+        if kind == "slow":
+            try:
+                s.send(("GET /api/v1/status HTTP/1.1\r\nHost: %s\r\nX-Slow:" % host).encode())
+            except OSError:
+                pass
+        opened[s] = (kind, time.monotonic())
+        born[s.getsockname()[1]] = opened[s][1]
+        sel.register(s, selectors.EVENT_READ)
+
+    for _ in range(a.slow):
+        open_one("slow")
+    for _ in range(a.idle):
+        open_one("idle")
+    def oldest_unclosed():
+        """Age of the oldest connection of ours the daemon has not closed (kernel's view)."""
+        now, oldest = time.monotonic(), 0.0
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                if state == "01" and int(remote.split(":")[1], 16) == addr[1]:
+                    t0 = born.get(int(local.split(":")[1], 16))
+                    if t0 is not None:
+                        oldest = max(oldest, now - t0)
+        return oldest
+    ages = []
+    status_s, end, next_status, next_age = [], time.monotonic() + a.flood, time.monotonic(), time.monotonic() + 1
+    while time.monotonic() < end:
+        for key, _ in sel.select(timeout=0.05):
+            s = key.fileobj
+            try:
+                data = s.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if data:
+                continue
+            kind, _ = opened.pop(s)
+            born.pop(s.getsockname()[1], None)
+            sel.unregister(s)
+            s.close()
+            closes += 1
+            open_one(kind)  # the attacker comes back at once
+        if time.monotonic() >= next_age:
+            next_age += 1
+            ages.append(oldest_unclosed())
+        if time.monotonic() >= next_status:
+            next_status += 0.25
+            t0 = time.perf_counter()
+            l4.ctl("status", "--json")
+            status_s.append(time.perf_counter() - t0)
+    for s in list(opened):
+        sel.unregister(s)
+        s.close()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    restarts1 = restarts()
+    with open(os.path.join(d, "logs", "l4ctl.log"), errors="replace") as f:
+        emfile = f.read().count("Too many open files")
+    med = statistics.median(status_s)
+    worst_life = max(ages or [0])
+    wanted = int(a.flood / a.crash_every) - 2
+    rows = [
+        {"label": "`l4ctl status` during the flood, median (p90) of %d" % len(status_s),
+         "value": "%.1f ms (%.1f)" % (med * 1e3, sorted(status_s)[int(len(status_s) * 0.9)] * 1e3),
+         "target": "< 50 ms", "pass": med < STATUS_TARGET_S},
+        {"label": "longest a connection stayed open (sampled each second)", "value": "%.2f s" % worst_life,
+         "target": "<= %.0f s" % (HEADER_TIMEOUT_S + 1), "pass": worst_life <= HEADER_TIMEOUT_S + 1},
+        {"label": "connections the daemon closed (the script reopened each)", "value": "%d" % closes,
+         "target": "", "pass": None},
+        {"label": "crashing app restarts during the flood (EMFILE in the log)",
+         "value": "%d (%d)" % (restarts1 - restarts0, emfile),
+         "target": ">= %d (0)" % wanted, "pass": restarts1 - restarts0 >= wanted and emfile == 0},
+    ]
+    raw = {"status_s": status_s, "oldest_unclosed_s": ages, "closes": closes, "open_fail": open_fail,
+           "restarts": [restarts0, restarts1], "emfile_lines": emfile}
+    return rows, raw
+
+
+# ------------------------------------------------------------------ section: full disk
+class FullDisk(L4Daemon):
+    """Its log folder is a small tmpfs."""
+
+
+def full_disk(a, tmp, daemons):
+    if os.geteuid() != 0:
+        print("  skipped: mounting a tmpfs needs root", flush=True)
+        return [{"label": "full disk", "value": "skipped (not root)", "target": "", "pass": None}], {}
+    d = os.path.join(tmp, "full-disk")
+    os.makedirs(os.path.join(d, "logs"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m,mode=0750", "tmpfs", os.path.join(d, "logs")], check=True)
+    try:
+        l4 = FullDisk(d)
+        daemons.append(l4)
+        l4.start_daemon()
+        script = 'i=0; while :; do i=$((i+1)); echo "line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"; done'
+        cfg = l4.write_config("flood", ('[[apps]]\nname = "flood"\nscript = "sh"\nargs = ["-c", %s]\n'
+                                        '[apps.log_rotate]\nmax_size = "256K"\nretain = 3\ncompress = true\n')
+                              % json.dumps(script))
+        l4.ctl("start", cfg)
+
+        def counters():
+            return json.loads(l4.ctl("describe", "flood", "--json").stdout)["log_counters"]
+        wait_for(lambda: counters()["rotations"] >= 2, 30, 0.1, what="two rotations")
+        filler = os.path.join(d, "logs", "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        wait_for(lambda: counters()["dropped_bytes"] > 0, 30, 0.1, what="lines dropped on the full disk")
+        rot0 = counters()["rotations"]
+        rotated0 = sorted(n for n in os.listdir(os.path.join(d, "logs")) if n.startswith("flood.") and n != "flood.log")
+        window, cpu = cpu_window([l4.pid], a.full)
+        pct = cpu[l4.pid]["ms"] / (window * 1e3) * 100
+        rot1 = counters()["rotations"]
+        rotated1 = sorted(n for n in os.listdir(os.path.join(d, "logs")) if n.startswith("flood.") and n != "flood.log")
+        lines0 = counters()["bytes"]
+        os.remove(filler)
+        t0 = time.monotonic()
+        wait_for(lambda: counters()["bytes"] > lines0, 10, 0.05, what="lines after space returned")
+        back_s = time.monotonic() - t0
+        kept = all(n in rotated1 or n + ".gz" in rotated1 for n in rotated0)
+        rows = [
+            {"label": "daemon CPU while the disk is full, %.0f s" % window, "value": "%.2f %%" % pct,
+             "target": "< 5 %", "pass": pct < 5},
+            {"label": "rotations while full", "value": "%d" % (rot1 - rot0), "target": "0", "pass": rot1 == rot0},
+            {"label": "rotated files kept through the full disk", "value": "%d of %d" % (
+                sum(1 for n in rotated0 if n in rotated1 or n + ".gz" in rotated1), len(rotated0)),
+             "target": "all", "pass": kept},
+            {"label": "lines again after space returned", "value": "%.2f s" % back_s, "target": "< 5 s",
+             "pass": back_s < 5},
+        ]
+        return rows, {"cpu": cpu, "window_s": window, "rotations": [rot0, rot1], "rotated": [rotated0, rotated1],
+                      "back_s": back_s}
+    finally:
+        for t in daemons:
+            t.shutdown()
+        subprocess.run(["umount", "-l", os.path.join(d, "logs")], check=False)
+
+
+SECTIONS = [("log-reads", log_reads), ("tcp-flood", tcp_flood), ("full-disk", full_disk)]
 
 
 # ------------------------------------------------------------------ main
@@ -180,6 +398,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds of quiet before the idle RSS")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--flood", type=float, default=60, help="seconds of the TCP flood")
+    ap.add_argument("--slow", type=int, default=2000, help="slow-header connections kept open")
+    ap.add_argument("--idle", type=int, default=200, help="idle connections kept open")
+    ap.add_argument("--crash-every", type=float, default=2, help="seconds between the crashing app's exits")
+    ap.add_argument("--full", type=float, default=10, help="seconds of CPU measured while the disk is full")
     a = ap.parse_args()
     require_executables(((L4CTL, "L4CTL"),))
     install_signal_handlers()  # every daemon is stopped on SIGINT/SIGTERM too

@@ -176,6 +176,7 @@ class L4Daemon(ChildDaemon):
     relative to it, so they talk to one daemon."""
     name = "l4ctl"
     daemon_extra = ""  # more [daemon] keys, one "key = value\n" each
+    preexec = None  # run in the daemon's process before exec (e.g. a resource limit)
 
     def __init__(self, d):
         self.dir = d
@@ -198,7 +199,8 @@ class L4Daemon(ChildDaemon):
     def start_daemon(self):
         with open(os.path.join(self.dir, "daemon.stderr"), "w") as log:  # the child keeps its own fd
             self.proc = subprocess.Popen([L4CTL, "-c", self.cfg0, "daemon", "--log-file"],
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         preexec_fn=self.preexec)
         self.pid = self.proc.pid
         pidfile = os.path.join(self.dir, "run", "l4ctl.pid")
 

@@ -38,9 +38,10 @@ impl Client {
         ClientError::Protocol { socket: self.socket.clone(), message: message.to_string() }
     }
 
-    /// Whether a daemon answers on the socket.
+    /// Whether a daemon listens on the socket (one whose connection budget is full
+    /// still does: starting another would only fail on its lock).
     pub async fn is_up(&self) -> bool {
-        self.call::<serde_json::Value>(Method::GET, "/api/v1/health", None).await.is_ok()
+        UnixStream::connect(&self.socket).await.is_ok()
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -3,8 +3,10 @@
 //! symbolic link (root then writes through it) or a `state.json` (root then runs
 //! their program). So, as sshd's StrictModes does:
 //!
-//! - a folder the daemon keeps its files in must belong to the daemon's user and be
-//!   writable by nobody else; it is created 0700 (home) or 0750 (logs) when missing;
+//! - a folder the daemon keeps its files in must belong to the daemon's user (or root)
+//!   and be writable by nobody else; it is created 0700 (home) or 0750 (logs) when
+//!   missing; this holds for the daemon's log folder and for the folder of every log
+//!   file an app names (`out_file` in `/srv/app/logs`, say);
 //! - every existing parent must belong to root or to that user and be writable by
 //!   nobody else, unless it is sticky (`/tmp`: nobody can rename or remove another
 //!   user's entries there); a symbolic link on the way must belong to root or that user;
@@ -28,11 +30,11 @@ pub const LOG_DIR_MODE: u32 = 0o750;
 pub enum Refused {
     #[error("refusing {what} {}: it belongs to {}, not to {} that runs the daemon; chown it or choose another folder", path.display(), who(*owner), who(*me))]
     Owner { what: &'static str, path: PathBuf, owner: u32, me: u32 },
-    #[error("refusing {what} {}: its mode {mode:04o} lets group or others write to it; run chmod go-w on it", path.display())]
+    #[error("refusing {what} {}: its mode {mode:04o} lets group or others write to it; make it writable by its owner only, or choose another folder", path.display())]
     Writable { what: &'static str, path: PathBuf, mode: u32 },
     #[error("refusing {what} {}: its parent {} belongs to {} (mode {mode:04o}); only root or {} may own the folders above it", path.display(), parent.display(), who(*owner), who(*me))]
     ParentOwner { what: &'static str, path: PathBuf, parent: PathBuf, owner: u32, mode: u32, me: u32 },
-    #[error("refusing {what} {}: its parent {} (mode {mode:04o}) is writable by group or others and not sticky; run chmod go-w on it", path.display(), parent.display())]
+    #[error("refusing {what} {}: its parent {} (mode {mode:04o}) is writable by group or others and not sticky, so they could put a link in its place; choose a folder under one only its owner can write", path.display(), parent.display())]
     ParentWritable { what: &'static str, path: PathBuf, parent: PathBuf, mode: u32 },
     #[error("refusing {what} {}: the symbolic link {} on its way belongs to {}", path.display(), link.display(), who(*owner))]
     ForeignLink { what: &'static str, path: PathBuf, link: PathBuf, owner: u32 },
@@ -79,9 +81,9 @@ pub fn check_dir(dir: &Path, what: &'static str) -> Result<(), Refused> {
     own_and_closed(&meta, dir, what)
 }
 
-/// The folder itself: the daemon's user owns it and only that user may write to it.
+/// The folder itself: the daemon's user (or root) owns it and nobody else may write to it.
 fn own_and_closed(meta: &Metadata, path: &Path, what: &'static str) -> Result<(), Refused> {
-    if meta.uid() != me() {
+    if meta.uid() != me() && meta.uid() != 0 {
         return Err(Refused::Owner { what, path: path.to_path_buf(), owner: meta.uid(), me: me() });
     }
     if meta.mode() & 0o022 != 0 {

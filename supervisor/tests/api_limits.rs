@@ -103,3 +103,29 @@ fn a_tcp_connection_flood_is_cut_off_and_never_starves_the_daemon() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn past_the_unix_socket_s_budget_l4ctl_gets_a_sentence_not_a_second_daemon() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
+    env.start();
+    // 64 idle connections hold the Unix socket's budget (for up to the header timeout).
+    let held: Vec<std::os::unix::net::UnixStream> =
+        (0..64).map(|_| std::os::unix::net::UnixStream::connect(env.home().join("l4ctl.sock")).unwrap()).collect();
+    let answer = wait_for(Duration::from_secs(5), "a busy answer past the budget", || {
+        let mut s = std::os::unix::net::UnixStream::connect(env.home().join("l4ctl.sock")).ok()?;
+        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: l4\r\n\r\n").ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.starts_with("HTTP/1.1 503").then_some(text)
+    });
+    assert!(answer.contains("\"busy\""), "{answer}");
+    let out = env.l4(&["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("64 connections open; try again") && !err.contains("already runs"), "{err}");
+    drop(held);
+    wait_for(Duration::from_secs(5), "status once the connections are gone", || {
+        env.l4(&["status"]).status.success().then_some(())
+    });
+}

@@ -26,7 +26,10 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0750"), "tmpfs"])
+            .arg(dir)
+            .output();
         let out = out.unwrap();
         assert!(out.status.success(), "mount: {}", text(&out));
         Tmpfs(dir.to_path_buf())

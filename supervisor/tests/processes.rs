@@ -203,3 +203,31 @@ fn a_sigkilled_daemon_s_escaped_grandchildren_end_at_the_next_start() {
     let out = env.l4(&["delete", "escape"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn workers_get_the_descriptor_limit_the_daemon_was_started_with() {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard < 2048 {
+        eprintln!("skipped: the hard descriptor limit ({hard}) leaves no room to raise");
+        return;
+    }
+    let env = Env::new(&sh_app("limits", "ulimit -n > nofile.txt; exec sleep 1000", ""));
+    let mut start = env.cmd(&["start", env.config().to_str().unwrap()]);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        start.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1000, hard)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = start.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = wait_for(Duration::from_secs(5), "the worker's limit", || {
+        std::fs::read_to_string(env.path("nofile.txt")).ok().filter(|t| t.ends_with('\n'))
+    });
+    assert_eq!(seen.trim(), "1000", "the worker keeps the limit it was started under");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", env.daemon_pid())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert!(!line.split_whitespace().any(|w| w == "1000"), "the daemon raised its own: {line}");
+}

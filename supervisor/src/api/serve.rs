@@ -12,10 +12,14 @@
 //!   in hand and close, for at most [`DRAIN_LIMIT`].
 //!
 //! Descriptors for workers are kept in reserve by [`fd_budget`]: the daemon raises
-//! its soft `RLIMIT_NOFILE` to the hard limit and sizes the TCP budget to leave
-//! [`SPAWN_RESERVE`] descriptors free, so an API flood never makes a restart fail.
+//! its soft `RLIMIT_NOFILE` to the hard limit (workers get the old one back), sizes
+//! the TCP budget to leave [`SPAWN_RESERVE`] descriptors free, and closes at once a
+//! connection whose descriptor number is within the reserve (descriptors are handed
+//! out lowest first, so that number tracks how many are open, whatever the workers'
+//! own pipes and sockets take), so an API flood does not make a restart fail.
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +35,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const UNIX_CONNECTIONS: usize = 64;
 /// Descriptors kept free for workers (pipes, sockets, pidfds) whatever the API does.
 pub const SPAWN_RESERVE: u64 = 256;
+/// The answer on the Unix socket past its budget.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 93\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"the daemon's socket has 64 connections open; try again\"}}\n";
 /// How long open connections may take to finish once the daemon stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -38,25 +44,29 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 pub async fn serve<L>(mut listener: L, router: Router, max: usize, what: &'static str, stop: impl Future<Output = ()>)
 where
     L: Listener,
-    L::Io: Unpin,
+    L::Io: Unpin + std::os::fd::AsRawFd,
 {
     let permits = Arc::new(Semaphore::new(max));
     let (closing, closed) = watch::channel(false);
-    let mut refused: u64 = 0;
+    let mut refusals = Refusals::default();
     tokio::pin!(stop);
     loop {
         let (io, _) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Closed before anything is read: the cheapest answer to a flood.
-            drop(io);
-            refused += 1;
-            if refused.is_power_of_two() {
-                tracing::warn!(api = what, max, refused, "API connection limit reached; new connections are closed");
+        let near_limit = io.as_raw_fd() >= ACCEPT_CEILING.load(std::sync::atomic::Ordering::Relaxed);
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) if !near_limit => permit,
+            _ => {
+                refusals.note(what, max, near_limit);
+                if what == "unix" {
+                    // The daemon's own user (l4ctl): a sentence, not a bare close.
+                    tokio::spawn(tokio::time::timeout(Duration::from_secs(1), busy(io)));
+                }
+                // TCP: closed before anything is read, the cheapest answer to a flood.
+                continue;
             }
-            continue;
         };
         let service = TowerToHyperService::new(router.clone());
         let mut closed = closed.clone();
@@ -83,16 +93,73 @@ where
     let _ = tokio::time::timeout(DRAIN_LIMIT, permits.acquire_many(max as u32)).await;
 }
 
-/// Raise the soft `RLIMIT_NOFILE` to the hard limit, and size the TCP budget so that
-/// both APIs together leave [`SPAWN_RESERVE`] descriptors for workers. Returns the
-/// TCP budget (at least 1) and the soft limit now in force.
+/// Answer a connection past the Unix socket's budget: read the request head (a
+/// client still writing when the socket closes sees a broken pipe, not the answer),
+/// then the 503. Bounded by the caller's timeout and by 64 KiB.
+async fn busy<Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: Io) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while head.len() < 64 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match io.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = io.write_all(BUSY).await;
+    let _ = io.shutdown().await;
+}
+
+/// Connections closed unread, logged when a flood starts and once a minute while it
+/// lasts (not once per connection).
+#[derive(Default)]
+struct Refusals {
+    since_log: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, api: &'static str, max: usize, near_limit: bool) {
+        self.since_log += 1;
+        let now = std::time::Instant::now();
+        if self.logged_at.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60)) {
+            let why = if near_limit { "descriptors kept for workers" } else { "connection limit" };
+            tracing::warn!(api, max, closed = self.since_log, why, "API connections closed unread");
+            self.since_log = 0;
+            self.logged_at = Some(now);
+        }
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` the daemon was started with: workers get it back (see
+/// `daemon::spawn`), so raising the daemon's own changes nothing for them.
+static WORKER_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// The `(soft, hard)` descriptor limit workers are started with.
+pub fn worker_nofile() -> Option<(u64, u64)> {
+    WORKER_NOFILE.get().copied()
+}
+
+/// The descriptor number past which an accepted connection is closed at once: what
+/// is left above it is kept for workers (descriptors are allocated lowest first, so an
+/// accepted socket's number is about how many are open).
+static ACCEPT_CEILING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(i32::MAX);
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit (capped at 1 << 20), and size the
+/// TCP budget so that both APIs together leave [`SPAWN_RESERVE`] descriptors for
+/// workers. Returns the TCP budget (at least 1) and the soft limit now in force.
 pub fn fd_budget(wanted_tcp: usize) -> (usize, u64) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() => hard,
-        Ok((soft, _)) => soft,
+        Ok((soft, hard)) => {
+            let _ = WORKER_NOFILE.set((soft, hard));
+            let want = hard.min(1 << 20);
+            if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() { want } else { soft }
+        }
         Err(_) => 1024,
     };
+    let ceiling = limit.saturating_sub(SPAWN_RESERVE).min(i32::MAX as u64) as i32;
+    ACCEPT_CEILING.store(ceiling, std::sync::atomic::Ordering::Relaxed);
     // A few dozen descriptors are the daemon's own (runtime, listeners, log files of
     // the daemon); the reserve covers workers.
     let room = limit.saturating_sub(SPAWN_RESERVE + UNIX_CONNECTIONS as u64 + 64);
@@ -106,4 +173,17 @@ pub fn fd_budget(wanted_tcp: usize) -> (usize, u64) {
         );
     }
     (tcp, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_busy_answer_is_well_formed_http_and_json() {
+        let text = std::str::from_utf8(super::BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().parse().unwrap();
+        assert_eq!(length, body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "busy");
+    }
 }

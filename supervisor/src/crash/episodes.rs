@@ -52,6 +52,11 @@ impl Episodes {
         shorter
     }
 
+    /// The report id and count of every open episode.
+    pub fn open(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.open.values().map(|e| (e.id, e.count))
+    }
+
     /// The earliest moment an open episode can end.
     pub fn next_end(&self) -> Option<Instant> {
         self.open.values().map(|e| e.last + self.quiet).min()

@@ -44,6 +44,7 @@ pub fn install_daemon_hook(log_dir: std::path::PathBuf) {
         let thread = std::thread::current().name().map(str::to_owned);
         tracing::error!(%message, location = ?location, "the daemon panicked");
         let mut report = CrashReport {
+            id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             pid: Some(std::process::id()),
             panic: Some(Panic { message, location, thread, frames: vec![] }),
             ..CrashReport::new("l4ctl-daemon", 0, "error", "panic")

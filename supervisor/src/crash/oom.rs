@@ -1,8 +1,9 @@
 //! Telling a kernel OOM kill from any other SIGKILL. The OOM killer leaves nothing
 //! in the victim's exit status but SIGKILL; its memory cgroup counts the kill
 //! (`oom_kill` in `memory.events` on cgroup v2, in `memory.oom_control` on v1).
-//! Workers are forked into the daemon's cgroup, so the daemon watches its own
-//! cgroup's counter: a worker that died of SIGKILL while the counter moved past
+//! Workers run in the daemon's memory cgroup or below it (the per-run cgroups of
+//! `daemon::cgroup` enable no controller, and v2's counter covers the subtree), so the
+//! daemon watches its own cgroup's counter: a worker that died of SIGKILL while the counter moved past
 //! what earlier deaths accounted for (and past its value at the last half-minute
 //! resync) was OOM-killed.
 

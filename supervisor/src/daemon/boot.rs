@@ -74,8 +74,8 @@ pub(super) fn api_token(settings: &crate::config::DaemonSpec) -> crate::api::Tok
     }
 }
 
-/// The daemon's memory cgroup's OOM-kill counter (workers are forked into that
-/// cgroup), said once in the log.
+/// The daemon's memory cgroup's OOM-kill counter (workers run in that cgroup or
+/// below it), said once in the log.
 pub(super) fn oom_counter() -> Option<crate::crash::oom::OomCounter> {
     let counter = crate::crash::oom::OomCounter::of_self();
     match &counter {

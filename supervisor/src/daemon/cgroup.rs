@@ -33,8 +33,12 @@ impl Cgroups {
     /// Make this run's folder under the daemon's own cgroup v2, and end the runs of
     /// earlier daemons of `home`. `None` (logged) when it cannot.
     pub fn start(home: &Path, run_id: &str) -> Option<Cgroups> {
-        let (mount, own) = (v2_mount()?, own_v2_path()?);
-        let home_dir = mount.join(own.trim_start_matches('/')).join(format!("l4ctl-{:016x}", fnv(home)));
+        let (own, (root, mount)) = (own_v2_path()?, v2_mount()?);
+        // Inside a cgroup namespace or a bind mount the mount shows the hierarchy from
+        // `root` down: our path is relative to it.
+        let below = own.strip_prefix(root.as_str()).unwrap_or(&own);
+        let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+        let home_dir = mount.join(below.trim_start_matches('/')).join(format!("l4ctl-{:016x}", fnv(&home)));
         let run_dir = home_dir.join(run_id.replace('/', "-"));
         if let Err(e) = std::fs::create_dir_all(&run_dir) {
             tracing::info!(dir = %run_dir.display(), cause = %e, "no cgroup per run: processes that leave their group and environment can outlive a stop");
@@ -164,13 +168,15 @@ pub fn join_in_child(fd: std::os::fd::RawFd) {
     }
 }
 
-/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` or its `unified` folder).
-fn v2_mount() -> Option<PathBuf> {
+/// The cgroup v2 hierarchy's mount: the folder of the hierarchy it shows (its root,
+/// `/` on a host) and where it is (`/sys/fs/cgroup` or its `unified` folder).
+fn v2_mount() -> Option<(String, PathBuf)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
-        let mount = left.split(' ').nth(4)?;
-        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(mount))
+        let mut fields = left.split(' ').skip(3);
+        let (root, mount) = (fields.next()?, fields.next()?);
+        (right.split(' ').next() == Some("cgroup2")).then(|| (root.to_owned(), PathBuf::from(mount)))
     })
 }
 

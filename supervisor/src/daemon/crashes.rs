@@ -86,7 +86,7 @@ impl Crashes {
         let reports = journal::recent(&self.log_dir, RECENT);
         let (wall, now) = (std::time::SystemTime::now(), Instant::now());
         for r in &reports {
-            self.next_id = self.next_id.max(r.id + 1);
+            self.next_id = self.next_id.max(r.id.saturating_add(1));
             if r.episode.as_deref() == Some("ended") {
                 continue;
             }
@@ -100,6 +100,16 @@ impl Crashes {
             tracing::info!(reports = reports.len(), "earlier crash reports read back from crashes.jsonl");
         }
         self.recent = reports.into();
+    }
+
+    /// The daemon is ending: journal the count of every open episode of more than one
+    /// crash (only 10, 100, 1000 ... were), so the next daemon goes on from it.
+    pub fn journal_open_counts(&self) {
+        let mut open: Vec<(u64, u32)> = self.episodes.open().filter(|(_, count)| *count > 1).collect();
+        open.sort_unstable();
+        for (id, _) in open {
+            self.update(id, "ongoing");
+        }
     }
 
     /// The id of the next report: the time in milliseconds since the Unix epoch, so

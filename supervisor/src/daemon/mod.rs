@@ -60,6 +60,9 @@ pub async fn run(
     if let Err(e) = procs::become_subreaper() {
         tracing::warn!(cause = %e, "cannot become child subreaper; orphaned grandchildren will be reaped by init");
     }
+    // Before any worker starts: they get the limit the daemon was started with back.
+    let (tcp_budget, nofile) = crate::api::serve::fd_budget(settings.api_max_connections);
+    tracing::debug!(nofile, tcp_budget, "descriptor budget");
     boot::end_leftovers(&settings.home).await;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
@@ -105,8 +108,6 @@ pub async fn run(
             sup.handle(msg);
         }
     });
-    let (tcp_budget, nofile) = crate::api::serve::fd_budget(settings.api_max_connections);
-    tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let tcp = match settings.api_listen {

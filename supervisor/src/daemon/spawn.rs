@@ -77,11 +77,17 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
     };
     let daemon = nix::unistd::getpid();
     let cgroup = req.cgroup_procs;
-    // SAFETY: only async-signal-safe calls (write, setsid, prctl, getppid) between fork and exec.
+    let nofile = crate::api::serve::worker_nofile();
+    // SAFETY: only async-signal-safe calls (write, setrlimit, setsid, prctl, getppid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if let Some(fd) = cgroup {
                 super::cgroup::join_in_child(fd);
+            }
+            // The limit the daemon was started with, not the one it raised for itself.
+            if let Some((soft, hard)) = nofile {
+                let limit = nix::libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit);
             }
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;

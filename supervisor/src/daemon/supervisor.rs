@@ -273,6 +273,7 @@ impl Supervisor {
             }
             Msg::TakeLogs { reply } => {
                 // The daemon's last message: every app is stopped.
+                self.crashes.journal_open_counts();
                 if let Some(cgroups) = self.cgroups.take() {
                     cgroups.close();
                 }

@@ -72,7 +72,9 @@ impl Sink {
         sink.open(Instant::now());
         let meta = sink.file.as_ref().and_then(|f| f.metadata().ok());
         sink.size = meta.as_ref().map_or(0, |m| m.len());
-        sink.regular = meta.as_ref().is_none_or(|m| m.is_file());
+        // A stream of the system's (/dev/stdout may be the daemon's regular daemon.out)
+        // is never renamed: only what the path itself names, unfollowed, can be.
+        sink.regular = !system_stream(&sink.path) && meta.as_ref().is_none_or(|m| m.is_file());
         let mtime = meta.and_then(|m| m.modified().ok()).unwrap_or_else(SystemTime::now);
         sink.period = period_of(interval, mtime);
         sink
@@ -80,16 +82,19 @@ impl Sink {
 
     /// (Re)open the path now, whatever the backoff; a failure starts one.
     pub(super) fn open(&mut self, now: Instant) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         // O_NONBLOCK: a FIFO without a reader must not block the writer thread.
-        let opened = if self.path.starts_with("/dev") {
-            // root's folder; /dev/stdout and /dev/stderr are the kernel's own links.
+        let opened = if system_stream(&self.path) {
+            // /dev/stdout and /dev/stderr are the kernel's own links.
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new().append(true).custom_flags(nix::libc::O_NONBLOCK).open(&self.path)
         } else {
-            crate::nofollow::append(&self.path, MODE, nix::libc::O_NONBLOCK).and_then(|f| own_file(&self.path, f))
+            // The folder as the daemon's own log folder: ours, written by nobody else,
+            // and so are the folders above it (no one else can swap one for a link).
+            let dir = self.path.parent().unwrap_or(Path::new("/"));
+            crate::trust::private_dir(dir, crate::trust::LOG_DIR_MODE, "log folder")
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|()| crate::nofollow::append(&self.path, MODE, nix::libc::O_NONBLOCK))
+                .and_then(|f| own_file(&self.path, f))
         };
         match opened {
             Ok(f) => {
@@ -185,15 +190,19 @@ impl Sink {
     }
 }
 
-/// A log file in a folder others may write to (an app's `out_file` in `/var/log`, say)
-/// could have been made by one of them: only the daemon's user's own regular file,
-/// with no other name (a hard link to someone else's file), is written.
+/// `/dev/null`, `/dev/stdout`, `/dev/stderr` and `/dev/fd/N`: the system's streams,
+/// opened as they are and never rotated (`/dev/shm` and the like are folders anyone
+/// may write, checked as any other).
+fn system_stream(path: &Path) -> bool {
+    matches!(path.to_str(), Some("/dev/null" | "/dev/stdout" | "/dev/stderr")) || path.starts_with("/dev/fd/")
+}
+
+/// A log file could have been made by someone else before its folder was checked: only
+/// the daemon's user's own file (regular or a FIFO), with no other name (a hard link to
+/// someone else's file), is written.
 fn own_file(path: &std::path::Path, file: std::fs::File) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Ok(file); // a FIFO or a device: written to, never rotated
-    }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Err(std::io::Error::other(format!(
@@ -202,7 +211,7 @@ fn own_file(path: &std::path::Path, file: std::fs::File) -> std::io::Result<std:
             meta.uid()
         )));
     }
-    if meta.nlink() > 1 {
+    if meta.is_file() && meta.nlink() > 1 {
         return Err(std::io::Error::other(format!(
             "refusing {}: it has {} names (a hard link)",
             path.display(),
@@ -281,5 +290,29 @@ mod tests {
             assert!(s.cause.as_deref().is_some_and(|c| c.contains("belongs to uid 65534")), "{:?}", s.cause);
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "never written");
+    }
+
+    #[test]
+    fn the_system_s_streams_are_never_rotated_and_open_folders_are_refused() {
+        for stream in ["/dev/stdout", "/dev/stderr", "/dev/null"] {
+            assert!(!Sink::new(PathBuf::from(stream), RotateInterval::None).regular, "{stream}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("shared");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let s = Sink::new(open.join("a-out.log"), RotateInterval::None);
+        assert!(
+            s.cause.as_deref().is_some_and(|c| c.contains("refusing log folder") && c.contains("0777")),
+            "{:?}",
+            s.cause
+        );
+        assert!(!open.join("a-out.log").exists());
+        // A missing folder is made 0750.
+        let s = Sink::new(dir.path().join("new/a-out.log"), RotateInterval::None);
+        assert!(s.cause.is_none(), "{:?}", s.cause);
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("new")).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o750);
     }
 }

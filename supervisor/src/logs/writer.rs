@@ -131,8 +131,11 @@ impl Writer {
     /// Run until every sender is gone.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<LogMsg>) {
         while let Some(msg) = self.next(&mut rx) {
-            if let Some(msg) = msg {
-                self.handle(msg);
+            match msg {
+                Some(msg) => self.handle(msg),
+                // A retry is due: try it before taking the batch, so that lines arriving
+                // as space returns are written rather than dropped by a file still marked full.
+                None => self.write_all(),
             }
             // After a retry tick too: when paced, this batch is what the app gets through.
             for _ in 0..BATCH {
