@@ -31,9 +31,11 @@ tcp-flood  The daemon runs under `ulimit -n 1024` with the TCP API on and one ap
            that sent nothing open to the TCP API, opening a new one whenever the daemon closes
            one.  Meanwhile every 0.25 s: `l4ctl status --json` (a whole CLI run, over the Unix
            socket) is timed, and every second /proc/net/tcp tells which of our connections the
-           daemon has not closed yet (ESTABLISHED on our side, where a closed one is CLOSE_WAIT):
-           the oldest of them is the longest any connection stayed open (this does not depend
-           on how fast this script notices the closes).  The app's restarts are counted from
+           daemon accepted and has not closed yet (its side ESTABLISHED and owned by a
+           descriptor): the oldest of them, counted from when this script opened it, is the
+           longest any connection stayed open in the daemon (this does not depend on how fast
+           this script notices the closes; connections the kernel's full accept queue dropped
+           never reach the daemon and cost it nothing).  The app's restarts are counted from
            `status` before and after.
            Targets: status median < 50 ms during the flood; no connection open longer than the
            header timeout (10 s) + 1 s; the crashing app restarted every time
@@ -258,14 +260,16 @@ def tcp_flood(a, tmp, daemons):
     for _ in range(a.idle):
         open_one("idle")
     def oldest_unclosed():
-        """Age of the oldest connection of ours the daemon has not closed (kernel's view)."""
+        """Age of the oldest of our connections that the daemon accepted and has not closed:
+        the daemon's side of it is ESTABLISHED and owned by a descriptor (inode != 0; one
+        still in the kernel's accept queue, or dropped from a full one, has none)."""
         now, oldest = time.monotonic(), 0.0
         with open("/proc/net/tcp") as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
-                local, remote, state = fields[1], fields[2], fields[3]
-                if state == "01" and int(remote.split(":")[1], 16) == addr[1]:
-                    t0 = born.get(int(local.split(":")[1], 16))
+                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+                if state == "01" and inode != "0" and int(local.split(":")[1], 16) == addr[1]:
+                    t0 = born.get(int(remote.split(":")[1], 16))
                     if t0 is not None:
                         oldest = max(oldest, now - t0)
         return oldest

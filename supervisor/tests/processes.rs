@@ -150,6 +150,17 @@ fn stop_waits_for_the_group_when_the_leader_exits_first() {
     });
 }
 
+/// SIGKILLs the escaped processes of a test when it ends, passed or not (they carry no
+/// `L4_TAG`, so `Env`'s clean-up cannot find them).
+struct KillOnDrop(Vec<i32>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 /// Whether this machine gives the daemon a cgroup per run (cgroup v2 writable by us).
 fn cgroups_writable() -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -171,6 +182,7 @@ fn stop_ends_a_grandchild_that_left_its_group_and_cleared_its_environment() {
     let escaped = wait_for(Duration::from_secs(5), "the escaped grandchild", || {
         pids_with_cmdline("sleep 1004").into_iter().find(|p| !environ(*p).iter().any(|e| e.starts_with("L4_")))
     });
+    let _cleanup = KillOnDrop(vec![escaped]);
     let out = env.l4(&["stop", "escape"]);
     assert!(out.status.success(), "{}", text(&out));
     wait_for(Duration::from_secs(5), "the escaped grandchild to end with its app", || (!alive(escaped)).then_some(()));
@@ -191,6 +203,7 @@ fn a_sigkilled_daemon_s_escaped_grandchildren_end_at_the_next_start() {
             .collect();
         (p.len() == 10).then_some(p)
     });
+    let _cleanup = KillOnDrop(escaped.clone());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.daemon_pid()), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for(Duration::from_secs(5), "the worker to die with the daemon", || {
         pids_with_cmdline("sleep 1000").iter().all(|p| !env.tagged_pids().contains(p)).then_some(())

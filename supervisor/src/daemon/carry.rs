@@ -109,16 +109,8 @@ impl Supervisor {
                 };
                 let notify_socket =
                     self.notify_path.as_deref().filter(|_| app.spec.ready == crate::config::Ready::Notify);
-                let cgroup = self.cgroups.as_ref().and_then(|c| c.enter(&inst.tag));
-                let req = SpawnRequest {
-                    spec: &app.spec,
-                    index,
-                    home: &self.home,
-                    tag: &inst.tag,
-                    listen_fd,
-                    notify_socket,
-                    cgroup_procs: cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
-                };
+                let req =
+                    SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag, listen_fd, notify_socket };
                 match spawn(&req) {
                     Ok(mut child) => {
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
@@ -127,6 +119,9 @@ impl Supervisor {
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
                         inst.pgid = Some(pid as i32);
+                        if let Some(cgroups) = &mut self.cgroups {
+                            cgroups.adopt(&inst.tag, pid as i32);
+                        }
                         let watched = app.spec.max_memory_restart.is_some();
                         inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
                         if watched {

@@ -6,16 +6,18 @@
 //! The tree is `<the daemon's cgroup>/l4ctl-<home hash>/<daemon run>/app-<name>/i<index>/r<serial>`
 //! in the cgroup v2 hierarchy (pure v2, or the `unified` one of a hybrid setup). No
 //! controller is enabled in it, so it changes no accounting and no limit (the memory
-//! cgroup of the daemon still holds the workers). A run joins its cgroup between fork
-//! and exec (writing `0` to a `cgroup.procs` opened before the fork); a run that
-//! ended is killed through `cgroup.kill` (Linux 5.14+) and its folder removed once
-//! empty. At start, the folders of earlier daemons of this home are killed and
+//! cgroup of the daemon still holds the workers). A new run is moved into its cgroup
+//! once the message that spawned it is handled, with every process it has started
+//! meanwhile (its descendants, found in `/proc`): moving a process takes the kernel an
+//! RCU grace period (~5-20 ms when nothing else moves), which neither the spawn nor
+//! the new run waits for, and the moves of one message share one grace period. A run
+//! that ended is killed through `cgroup.kill` (Linux 5.14+) and its folder removed
+//! once empty. At start, the folders of earlier daemons of this home are killed and
 //! removed: the grandchildren of a SIGKILLed daemon end at its next start at the latest.
 //!
 //! Without a writable cgroup v2 (no root, no delegation, an old kernel) the daemon
 //! falls back to what it did before: process groups and `L4_TAG`.
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Where this daemon's cgroups go; `None` when cgroup v2 is not writable here.
@@ -27,6 +29,8 @@ pub struct Cgroups {
     run_dir: PathBuf,
     /// Run folders killed but not yet empty: removed on a later sweep.
     pending: Vec<PathBuf>,
+    /// Runs spawned by the message being handled: (folder, main pid), moved at its end.
+    adopted: Vec<(PathBuf, i32)>,
 }
 
 impl Cgroups {
@@ -49,7 +53,7 @@ impl Cgroups {
             let _ = std::fs::remove_dir(&run_dir);
             return None;
         }
-        let mut cg = Cgroups { home_dir, run_dir, pending: Vec::new() };
+        let mut cg = Cgroups { home_dir, run_dir, pending: Vec::new(), adopted: Vec::new() };
         cg.end_earlier_daemons();
         Some(cg)
     }
@@ -61,12 +65,46 @@ impl Cgroups {
         Some(self.run_dir.join(format!("app-{app}")).join(format!("i{index}")).join(format!("r{serial}")))
     }
 
-    /// Make the run's folder and open its `cgroup.procs` for the child to join.
-    pub fn enter(&self, tag: &str) -> Option<OwnedFd> {
-        let dir = self.dir_of(tag)?;
-        std::fs::create_dir_all(&dir).ok()?;
-        let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok()?;
-        Some(OwnedFd::from(file))
+    /// A run was spawned: it moves into its folder at the end of this message.
+    pub fn adopt(&mut self, tag: &str, pid: i32) {
+        if let Some(dir) = self.dir_of(tag) {
+            self.adopted.push((dir, pid));
+        }
+    }
+
+    /// Move the runs spawned by this message, and what they started meanwhile, into
+    /// their folders. A process that already ended is skipped.
+    pub fn move_adopted(&mut self) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let adopted = std::mem::take(&mut self.adopted);
+        // The runs first: from then on what they fork is born in their folder...
+        let mut moved = Vec::new();
+        for (dir, pid) in adopted {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), cause = %e, "cannot make a run's cgroup");
+                continue;
+            }
+            let Ok(mut procs) = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")) else {
+                continue;
+            };
+            if std::io::Write::write_all(&mut procs, pid.to_string().as_bytes()).is_ok() {
+                moved.push((procs, pid));
+            }
+        }
+        // ...and what they forked before is still their descendant: move it after them.
+        if moved.is_empty() {
+            return;
+        }
+        let children = children_by_parent();
+        for (mut procs, pid) in moved {
+            let mut todo: Vec<i32> = children.get(&pid).cloned().unwrap_or_default();
+            while let Some(p) = todo.pop() {
+                let _ = std::io::Write::write_all(&mut procs, p.to_string().as_bytes());
+                todo.extend(children.get(&p).into_iter().flatten());
+            }
+        }
     }
 
     /// End every process of a run that ended or is being killed, and remove its folder
@@ -159,13 +197,19 @@ fn remove_tree(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// In the forked child: join the cgroup whose `cgroup.procs` is `fd` ("0" is the
-/// writer itself). Async-signal-safe; a failure leaves the child where it is.
-pub fn join_in_child(fd: std::os::fd::RawFd) {
-    // SAFETY: write(2) on an open descriptor from a buffer we own.
-    unsafe {
-        nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+/// Every process's children, from the parent pid in each `/proc/<pid>/stat`.
+fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
     }
+    children
 }
 
 /// The cgroup v2 hierarchy's mount: the folder of the hierarchy it shows (its root,

@@ -37,8 +37,6 @@ pub struct SpawnRequest<'a> {
     pub listen_fd: Option<RawFd>,
     /// `NOTIFY_SOCKET` for `ready = "notify"`.
     pub notify_socket: Option<&'a Path>,
-    /// The run's `cgroup.procs`, which the child joins before exec (see `cgroup`).
-    pub cgroup_procs: Option<RawFd>,
 }
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
@@ -76,14 +74,10 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         None => None,
     };
     let daemon = nix::unistd::getpid();
-    let cgroup = req.cgroup_procs;
     let nofile = crate::api::serve::worker_nofile();
-    // SAFETY: only async-signal-safe calls (write, setrlimit, setsid, prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (setrlimit, setsid, prctl, getppid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(fd) = cgroup {
-                super::cgroup::join_in_child(fd);
-            }
             // The limit the daemon was started with, not the one it raised for itself.
             if let Some((soft, hard)) = nofile {
                 let limit = nix::libc::rlimit { rlim_cur: soft, rlim_max: hard };

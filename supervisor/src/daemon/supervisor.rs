@@ -286,6 +286,10 @@ impl Supervisor {
         if self.strays_now || !light {
             self.signal_strays();
         }
+        // After the message's spawns, so that a restart never waits for it.
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.move_adopted();
+        }
         self.check_waiters();
     }
 
