@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use super::{LogMsg, Writer};
 use crate::logs::sink::{BACKOFF, HELD, Sink};
 
+/// While a file fails but still takes lines, how often the writer looks for new ones.
+const OUTAGE_POLL: Duration = Duration::from_millis(10);
+
 /// While writes fail, the daemon's log says so once when it starts, then once per this.
 pub(super) const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(60);
 
@@ -35,25 +38,28 @@ impl Writer {
             return rx.blocking_recv().map(Some);
         };
         let paced = self.sinks.iter().any(|s| s.full() && !s.discard);
-        let timer = match &mut self.timer {
-            Some(t) => t,
-            None => match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-                Ok(rt) => self.timer.insert(rt),
-                // Without a timer the retry waits for the app's next line.
-                Err(_) => return rx.blocking_recv().map(Some),
-            },
-        };
         if paced {
             // A file takes no more lines: the app's output is read once per backoff (a
             // batch, dropped), so a flood on a full disk fills the app's pipes and the
             // app waits in `write`, instead of the daemon spending a core on dropping.
-            timer.block_on(async { tokio::time::sleep_until(due.into()).await });
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
             return (!rx.is_closed() || !rx.is_empty()).then_some(None);
         }
-        // The timeout is made inside `block_on`: a tokio timer needs its runtime's context.
-        match timer.block_on(async { tokio::time::timeout_at(due.into(), rx.recv()).await }) {
-            Ok(msg) => msg.map(Some),
-            Err(_) => Some(None),
+        // The next message or the retry, whichever comes first. Polled (every
+        // `OUTAGE_POLL`, only while a file fails) rather than waited for on a tokio
+        // timer: a runtime in this thread would link tokio's threaded scheduler and libm
+        // into the daemon, 0.35 MiB more resident at all times.
+        loop {
+            match rx.try_recv() {
+                Ok(msg) => return Some(Some(msg)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Some(None);
+            }
+            std::thread::sleep(left.min(OUTAGE_POLL));
         }
     }
 

@@ -81,9 +81,6 @@ pub(super) struct Writer {
     last_rotation: String,
     /// Since when some file of the app fails, and the last time the daemon's log said so.
     outage: Option<Outage>,
-    /// A timer for waiting on the channel with a deadline, made the first time a
-    /// failing file holds bytes to retry (an app whose disk never fills has none).
-    timer: Option<tokio::runtime::Runtime>,
 }
 
 pub(super) fn period_of(interval: RotateInterval, at: SystemTime) -> i64 {
@@ -108,7 +105,6 @@ impl Writer {
             maint,
             last_rotation: String::new(),
             outage: None,
-            timer: None,
         };
         w.open_all();
         w.watch(Instant::now());
