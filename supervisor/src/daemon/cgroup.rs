@@ -7,10 +7,11 @@
 //! in the cgroup v2 hierarchy (pure v2, or the `unified` one of a hybrid setup). No
 //! controller is enabled in it, so it changes no accounting and no limit (the memory
 //! cgroup of the daemon still holds the workers). A new run is moved into its cgroup
-//! once the message that spawned it is handled, with every process it has started
-//! meanwhile (its descendants, found in `/proc`): moving a process takes the kernel an
-//! RCU grace period (~5-20 ms when nothing else moves), which neither the spawn nor
-//! the new run waits for, and the moves of one message share one grace period. A run
+//! once the message that spawned it is handled, on a blocking thread, with every
+//! process it has started meanwhile (its descendants, found in `/proc`): moving a
+//! process takes the kernel an RCU grace period (~5-20 ms when nothing else moves),
+//! which neither the spawn, the new run nor the daemon's thread (it also reads the
+//! workers' pipes) waits for; the moves of one message share one grace period. A run
 //! that ended is killed through `cgroup.kill` (Linux 5.14+) and its folder removed
 //! once empty. At start, the folders of earlier daemons of this home are killed and
 //! removed: the grandchildren of a SIGKILLed daemon end at its next start at the latest.
@@ -65,46 +66,25 @@ impl Cgroups {
         Some(self.run_dir.join(format!("app-{app}")).join(format!("i{index}")).join(format!("r{serial}")))
     }
 
-    /// A run was spawned: it moves into its folder at the end of this message.
+    /// A run was spawned: its folder is made now (a cheap `mkdir`), and it moves into
+    /// it at the end of this message.
     pub fn adopt(&mut self, tag: &str, pid: i32) {
-        if let Some(dir) = self.dir_of(tag) {
-            self.adopted.push((dir, pid));
+        let Some(dir) = self.dir_of(tag) else { return };
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => self.adopted.push((dir, pid)),
+            Err(e) => tracing::warn!(dir = %dir.display(), cause = %e, "cannot make a run's cgroup"),
         }
     }
 
     /// Move the runs spawned by this message, and what they started meanwhile, into
-    /// their folders. A process that already ended is skipped.
+    /// their folders, on a blocking thread: a move waits for an RCU grace period, and
+    /// this thread also reads the workers' pipes.
     pub fn move_adopted(&mut self) {
         if self.adopted.is_empty() {
             return;
         }
         let adopted = std::mem::take(&mut self.adopted);
-        // The runs first: from then on what they fork is born in their folder...
-        let mut moved = Vec::new();
-        for (dir, pid) in adopted {
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), cause = %e, "cannot make a run's cgroup");
-                continue;
-            }
-            let Ok(mut procs) = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")) else {
-                continue;
-            };
-            if std::io::Write::write_all(&mut procs, pid.to_string().as_bytes()).is_ok() {
-                moved.push((procs, pid));
-            }
-        }
-        // ...and what they forked before is still their descendant: move it after them.
-        if moved.is_empty() {
-            return;
-        }
-        let children = children_by_parent();
-        for (mut procs, pid) in moved {
-            let mut todo: Vec<i32> = children.get(&pid).cloned().unwrap_or_default();
-            while let Some(p) = todo.pop() {
-                let _ = std::io::Write::write_all(&mut procs, p.to_string().as_bytes());
-                todo.extend(children.get(&p).into_iter().flatten());
-            }
-        }
+        tokio::task::spawn_blocking(move || move_into(adopted));
     }
 
     /// End every process of a run that ended or is being killed, and remove its folder
@@ -195,6 +175,32 @@ fn remove_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Move each run (folder, main pid) into its folder, then what it forked before it
+/// moved. A folder removed meanwhile (the run ended and was killed) is skipped, never
+/// made again; a process that ended is skipped.
+fn move_into(adopted: Vec<(PathBuf, i32)>) {
+    // The runs first: from then on what they fork is born in their folder...
+    let mut moved = Vec::new();
+    for (dir, pid) in adopted {
+        let Ok(mut procs) = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")) else { continue };
+        if std::io::Write::write_all(&mut procs, pid.to_string().as_bytes()).is_ok() {
+            moved.push((procs, pid));
+        }
+    }
+    if moved.is_empty() {
+        return;
+    }
+    // ...and what they forked before is still their descendant: move it after them.
+    let children = children_by_parent();
+    for (mut procs, pid) in moved {
+        let mut todo: Vec<i32> = children.get(&pid).cloned().unwrap_or_default();
+        while let Some(p) = todo.pop() {
+            let _ = std::io::Write::write_all(&mut procs, p.to_string().as_bytes());
+            todo.extend(children.get(&p).into_iter().flatten());
+        }
+    }
 }
 
 /// Every process's children, from the parent pid in each `/proc/<pid>/stat`.
