@@ -61,19 +61,27 @@ fn me() -> u32 {
 /// Create `dir` (and missing parents) with `mode` when missing, then check it and
 /// every parent as the module doc says. `what` names it in a refusal ("home folder").
 pub fn private_dir(dir: &Path, mode: u32, what: &'static str) -> Result<(), Refused> {
-    let io_err = |source| Refused::Io { what, path: dir.to_path_buf(), source };
+    // Parents are checked before anything is created in them.
+    check_parents(dir, what)?;
     if std::fs::symlink_metadata(dir).is_err() {
-        // Parents are checked before anything is created in them.
-        check_parents(dir, what)?;
-        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(io_err)?;
+        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|source| Refused::Io {
+            what,
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    check_dir(dir, what)
+    check_itself(dir, what)
 }
 
 /// Check an existing folder and its parents (the folder itself may be reached through
 /// a symbolic link that root or the daemon's user owns).
 pub fn check_dir(dir: &Path, what: &'static str) -> Result<(), Refused> {
     check_parents(dir, what)?;
+    check_itself(dir, what)
+}
+
+/// The folder, not its parents: a folder, ours, that nobody else may write to.
+fn check_itself(dir: &Path, what: &'static str) -> Result<(), Refused> {
     let meta = std::fs::metadata(dir).map_err(|source| Refused::Io { what, path: dir.to_path_buf(), source })?;
     if !meta.is_dir() {
         return Err(Refused::Kind { what, path: dir.to_path_buf(), dir: true });

@@ -9,7 +9,7 @@ use crate::helper::*;
 
 const TCP: &str = "api_listen = \"127.0.0.1:0\"\napi_token_env = \"L4_TEST_TOKEN\"";
 
-fn api_addr(env: &Env) -> String {
+pub fn api_addr(env: &Env) -> String {
     wait_for(Duration::from_secs(5), "api.addr", || std::fs::read_to_string(env.home().join("api.addr")).ok())
         .trim()
         .to_owned()

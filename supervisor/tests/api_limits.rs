@@ -46,9 +46,7 @@ fn a_tcp_connection_flood_is_cut_off_and_never_starves_the_daemon() {
     }
     let out = start.output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let addr =
-        wait_for(Duration::from_secs(5), "api.addr", || std::fs::read_to_string(env.home().join("api.addr")).ok());
-    let addr = addr.trim().to_owned();
+    let addr = crate::api::api_addr(&env);
 
     let opened = Instant::now();
     let mut flood = Vec::new();

@@ -142,8 +142,7 @@ impl Drop for MemCgroup {
 
 #[test]
 fn a_kernel_oom_kill_is_reported_as_oom_not_as_a_plain_sigkill() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: making a memory cgroup needs root (.ci/test runs as root)");
+    if !root_or_skip("making a memory cgroup") {
         return;
     }
     let cgroup = MemCgroup::new(128 << 20);

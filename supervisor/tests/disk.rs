@@ -83,8 +83,7 @@ fn metrics(env: &Env) -> String {
 
 #[test]
 fn a_full_disk_drops_new_lines_but_never_rotated_files_and_writing_resumes_when_space_returns() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
+    if !root_or_skip("mounting a tmpfs") {
         return;
     }
     let env = Env::new("");

@@ -117,6 +117,16 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Whether the test runs as root; otherwise it says why it skips (`needs`: what
+/// needs root) and the caller returns.
+pub fn root_or_skip(needs: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: {needs} needs root (.ci/test runs as root)");
+    }
+    root
+}
+
 /// Poll `check` every 10 ms until it returns `Some`, or panic after `limit` with `what`.
 pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

@@ -38,8 +38,7 @@ fn mode(file: &Path) -> u32 {
 
 #[test]
 fn another_user_can_read_no_app_log_rotated_log_crash_journal_or_daemon_log() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: creating a user and reading as one needs root");
+    if !root_or_skip("creating a user and reading as one") {
         return;
     }
     if !other_user() {

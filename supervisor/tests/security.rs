@@ -15,11 +15,19 @@ use crate::helper::*;
 const OTHER: u32 = 65534;
 
 fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: giving a folder to another user needs root");
-    false
+    root_or_skip("giving a folder to another user")
+}
+
+/// Another user's program (it touches `pwned` when run) and a `state.json` text that
+/// names it: what a hostile user plants in a home.
+fn planted_state(env: &Env) -> (std::path::PathBuf, String) {
+    let (evil, pwned) = (env.path("evil.toml"), env.path("pwned"));
+    std::fs::write(&evil, sh_app("evil", &format!("touch {}; exec sleep 1000", pwned.display()), "")).unwrap();
+    let state = format!(
+        "{{\"schema\":1,\"sources\":[{{\"config\":{:?},\"env\":null}}],\"stopped\":[],\"deleted\":[]}}\n",
+        evil.display()
+    );
+    (pwned, state)
 }
 
 fn give_away(p: &Path) {
@@ -65,14 +73,7 @@ fn a_home_another_user_owns_is_refused_and_its_saved_state_never_runs() {
     let env = Env::new("");
     let home = env.path("shared-home");
     std::fs::create_dir(&home).unwrap();
-    // The other user's program, and a state.json that names it.
-    let evil = env.path("evil.toml");
-    let pwned = env.path("pwned");
-    std::fs::write(&evil, sh_app("evil", &format!("touch {}; exec sleep 1000", pwned.display()), "")).unwrap();
-    let state = format!(
-        "{{\"schema\":1,\"sources\":[{{\"config\":{:?},\"env\":null}}],\"stopped\":[],\"deleted\":[]}}\n",
-        evil.display()
-    );
+    let (pwned, state) = planted_state(&env);
     std::fs::write(home.join("state.json"), state).unwrap();
     give_away(&home.join("state.json"));
     give_away(&home);
@@ -120,18 +121,9 @@ fn a_state_json_that_is_not_the_daemon_s_own_is_refused() {
     let env = Env::new("");
     let home = env.path("home");
     std::fs::create_dir(&home).unwrap();
-    let evil = env.path("evil.toml");
-    let pwned = env.path("pwned");
-    std::fs::write(&evil, sh_app("evil", &format!("touch {}; exec sleep 1000", pwned.display()), "")).unwrap();
+    let (pwned, state) = planted_state(&env);
     let planted = env.path("planted.json");
-    std::fs::write(
-        &planted,
-        format!(
-            "{{\"schema\":1,\"sources\":[{{\"config\":{:?},\"env\":null}}],\"stopped\":[],\"deleted\":[]}}\n",
-            evil.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&planted, state).unwrap();
     let _k = Killer(&env, home.clone());
     // A symbolic link named state.json: never followed.
     std::os::unix::fs::symlink(&planted, home.join("state.json")).unwrap();

@@ -36,7 +36,18 @@ pub const UNIX_CONNECTIONS: usize = 64;
 /// Descriptors kept free for workers (pipes, sockets, pidfds) whatever the API does.
 pub const SPAWN_RESERVE: u64 = 256;
 /// The answer on the Unix socket past its budget.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 93\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"the daemon's socket has 64 connections open; try again\"}}\n";
+static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let body = serde_json::json!({"error": {"code": "busy", "message": format!(
+        "the daemon's socket has {UNIX_CONNECTIONS} connections open; try again"
+    )}})
+    .to_string()
+        + "\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 /// How long open connections may take to finish once the daemon stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -106,7 +117,7 @@ async fn busy<Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: 
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let _ = io.write_all(BUSY).await;
+    let _ = io.write_all(&BUSY).await;
     let _ = io.shutdown().await;
 }
 
@@ -179,7 +190,7 @@ pub fn fd_budget(wanted_tcp: usize) -> (usize, u64) {
 mod tests {
     #[test]
     fn the_busy_answer_is_well_formed_http_and_json() {
-        let text = std::str::from_utf8(super::BUSY).unwrap();
+        let text = std::str::from_utf8(&super::BUSY).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().parse().unwrap();
         assert_eq!(length, body.len());

@@ -44,7 +44,7 @@ pub fn install_daemon_hook(log_dir: std::path::PathBuf) {
         let thread = std::thread::current().name().map(str::to_owned);
         tracing::error!(%message, location = ?location, "the daemon panicked");
         let mut report = CrashReport {
-            id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            id: now_ms(),
             pid: Some(std::process::id()),
             panic: Some(Panic { message, location, thread, frames: vec![] }),
             ..CrashReport::new("l4ctl-daemon", 0, "error", "panic")
@@ -131,6 +131,11 @@ pub struct CrashReport {
     /// When the episode's latest crash happened (with `episode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_at: Option<String>,
+}
+
+/// Now in milliseconds since the Unix epoch: a report's id.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Now, as reports write times (RFC 3339, UTC, milliseconds).

@@ -140,9 +140,8 @@ impl Cgroups {
             if path == self.run_dir || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let procs = count_procs(&path);
-            if procs > 0 {
-                tracing::warn!(dir = %path.display(), processes = procs, "ending processes left by a previous daemon");
+            if populated(&path) {
+                tracing::warn!(dir = %path.display(), "ending processes left by a previous daemon");
                 let _ = std::fs::write(path.join("cgroup.kill"), "1");
             }
             // The kernel empties it in a moment: removed now, or by a later sweep.
@@ -154,17 +153,9 @@ impl Cgroups {
     }
 }
 
-/// Processes in `dir` and below (`cgroup.procs` of each folder).
-fn count_procs(dir: &Path) -> usize {
-    let here = std::fs::read_to_string(dir.join("cgroup.procs")).map_or(0, |t| t.lines().count());
-    let below: usize = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| count_procs(&e.path()))
-        .sum();
-    here + below
+/// Whether any process is in `dir` or below (`populated` in `cgroup.events`).
+fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
 }
 
 /// `rmdir` a cgroup tree, deepest first (cgroup folders hold only interface files).
@@ -193,7 +184,7 @@ fn move_into(adopted: Vec<(PathBuf, i32)>) {
         return;
     }
     // ...and what they forked before is still their descendant: move it after them.
-    let children = children_by_parent();
+    let children = super::procs::children_by_parent();
     for (mut procs, pid) in moved {
         let mut todo: Vec<i32> = children.get(&pid).cloned().unwrap_or_default();
         while let Some(p) = todo.pop() {
@@ -201,21 +192,6 @@ fn move_into(adopted: Vec<(PathBuf, i32)>) {
             todo.extend(children.get(&p).into_iter().flatten());
         }
     }
-}
-
-/// Every process's children, from the parent pid in each `/proc/<pid>/stat`.
-fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
-    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
-        if let Some(ppid) = ppid {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    children
 }
 
 /// The cgroup v2 hierarchy's mount: the folder of the hierarchy it shows (its root,

@@ -116,8 +116,7 @@ impl Crashes {
     /// ids are unique across daemon runs and ordered in time (one more than the last
     /// when two fall in one millisecond or the clock went back).
     fn next_id(&self) -> u64 {
-        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        self.next_id.max(ms)
+        self.next_id.max(crate::crash::now_ms())
     }
 
     /// Journal and send a recorded report (or an update of one). The journal is

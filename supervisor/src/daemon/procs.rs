@@ -70,6 +70,15 @@ pub fn all_pids() -> Vec<i32> {
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
+/// Every live process's children, by parent pid (one pass over `/proc`).
+pub fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    for s in all_pids().into_iter().filter_map(read_stat) {
+        children.entry(s.ppid).or_default().push(s.pid);
+    }
+    children
+}
+
 /// Live processes (other than us) carrying any of `entries` (`L4_TAG=...`) in their
 /// environment, with the index of the entry each carries. One pass over `/proc`,
 /// one `environ` read per process, however many entries are asked for.

@@ -42,12 +42,10 @@ impl Supervisor {
         // environment it moved to.
         if let Some(cgroups) = &mut self.cgroups {
             for s in strays.iter().filter(|s| s.signal == Signal::SIGKILL) {
-                if let Some(tag) = s.entry.strip_prefix(&format!("{}=", procs::TAG_VAR)) {
-                    cgroups.kill(tag);
-                }
+                cgroups.kill(&s.tag);
             }
         }
-        let entries: Vec<String> = strays.iter().map(|s| s.entry.clone()).collect();
+        let entries: Vec<String> = strays.iter().map(|s| format!("{}={}", procs::TAG_VAR, s.tag)).collect();
         for (pid, i) in procs::tagged_pids(&entries) {
             let Stray { pgid, signal, .. } = strays[i];
             tracing::info!(pid, signal = signal.as_str(), "signalling a process outside its instance's group");
@@ -61,14 +59,14 @@ impl Supervisor {
 /// `L4_TAG` outside the group in the next stray scan ([`Supervisor::signal_strays`]).
 pub(super) fn signal_run(strays: &mut Vec<Stray>, pgid: Option<i32>, tag: &str, signal: Signal) {
     procs::signal_all(pgid, &[], signal);
-    strays.push(Stray { entry: format!("{}={tag}", procs::TAG_VAR), pgid, signal });
+    strays.push(Stray { tag: tag.to_owned(), pgid, signal });
 }
 
 /// A signal still owed to the processes of one run that left its process group.
 #[derive(Debug)]
 pub(super) struct Stray {
-    /// `L4_TAG=<run>` as it appears in their environment.
-    pub entry: String,
+    /// The run's `L4_TAG` value (also names its cgroup).
+    pub tag: String,
     pub pgid: Option<i32>,
     pub signal: Signal,
 }

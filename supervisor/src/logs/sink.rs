@@ -51,6 +51,9 @@ pub(super) struct Sink {
     pub(super) cause: Option<String>,
     /// The last line offered was refused: the held bytes reached `HELD`.
     dropping: bool,
+    /// The file's folder passed the trust checks: a rotation or retry opens again in
+    /// it without walking the path (only the daemon's user can change it then).
+    folder_trusted: bool,
 }
 
 impl Sink {
@@ -68,10 +71,10 @@ impl Sink {
             retry_at: None,
             cause: None,
             dropping: false,
+            folder_trusted: false,
         };
         sink.open(Instant::now());
         let meta = sink.file.as_ref().and_then(|f| f.metadata().ok());
-        sink.size = meta.as_ref().map_or(0, |m| m.len());
         // A stream of the system's (/dev/stdout may be the daemon's regular daemon.out)
         // is never renamed: only what the path itself names, unfollowed, can be.
         sink.regular = !system_stream(&sink.path) && meta.as_ref().is_none_or(|m| m.is_file());
@@ -80,7 +83,15 @@ impl Sink {
         sink
     }
 
-    /// (Re)open the path now, whatever the backoff; a failure starts one.
+    /// Open the path anew as the operator asks (`reload-logs`): the folder may be
+    /// another one now, so it is checked again.
+    pub(super) fn reopen(&mut self, now: Instant) {
+        self.folder_trusted = false;
+        self.open(now);
+    }
+
+    /// (Re)open the path now, whatever the backoff; a failure starts one. `size` is
+    /// then the file's.
     pub(super) fn open(&mut self, now: Instant) {
         // O_NONBLOCK: a FIFO without a reader must not block the writer thread.
         let opened = if system_stream(&self.path) {
@@ -91,13 +102,20 @@ impl Sink {
             // The folder as the daemon's own log folder: ours, written by nobody else,
             // and so are the folders above it (no one else can swap one for a link).
             let dir = self.path.parent().unwrap_or(Path::new("/"));
-            crate::trust::private_dir(dir, crate::trust::LOG_DIR_MODE, "log folder")
-                .map_err(|e| io::Error::other(e.to_string()))
+            let checked = if self.folder_trusted {
+                Ok(())
+            } else {
+                crate::trust::private_dir(dir, crate::trust::LOG_DIR_MODE, "log folder")
+                    .map_err(|e| io::Error::other(e.to_string()))
+            };
+            self.folder_trusted = checked.is_ok();
+            checked
                 .and_then(|()| crate::nofollow::append(&self.path, MODE, nix::libc::O_NONBLOCK))
                 .and_then(|f| own_file(&self.path, f))
         };
         match opened {
             Ok(f) => {
+                self.size = f.metadata().map_or(0, |m| m.len());
                 self.file = Some(f);
                 self.retry_at = None;
                 self.cause = None;

@@ -176,8 +176,7 @@ impl Writer {
                 let now = Instant::now();
                 for s in &mut self.sinks {
                     s.write_out(now);
-                    s.open(now);
-                    s.size = s.file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
+                    s.reopen(now);
                 }
                 self.write_all();
                 let _ = done.send(());
@@ -190,7 +189,6 @@ impl Writer {
                 for s in self.sinks.iter_mut().filter(|s| s.regular) {
                     let _ = crate::nofollow::remove_regular(&s.path);
                     s.open(now);
-                    s.size = 0;
                 }
                 let _ = done.send(());
             }
@@ -257,7 +255,6 @@ impl Writer {
             return true;
         }
         sink.open(Instant::now());
-        sink.size = 0;
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
         let (current, retain) = (sink.path.clone(), self.spec.retain);
         if self.spec.compress {
