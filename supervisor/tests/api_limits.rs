@@ -63,6 +63,7 @@ fn a_tcp_connection_flood_is_cut_off_and_never_starves_the_daemon() {
         let n = flood.iter().filter(|s| closed_now(s)).count();
         (n >= SLOW + IDLE - 64).then_some(n)
     });
+    assert_eq!(cut, SLOW + IDLE - 64, "exactly the cap's 64 connections stay open, every later one is closed");
     // Meanwhile the daemon answers on its socket and restarts a killed worker every time.
     for round in 0..5 {
         let before = env.instance("web", 0);

@@ -320,3 +320,16 @@ fn readiness_that_cannot_name_the_run_is_refused_with_a_shared_socket() {
         assert!(parse_str(&src).is_ok(), "{ok}");
     }
 }
+
+#[test]
+fn api_max_connections_is_checked_at_its_bounds() {
+    for ok in [1, 256, 65536] {
+        let src = format!("[daemon]\napi_max_connections = {ok}\n[[apps]]\nname = \"a\"\nscript = \"x\"\n");
+        assert_eq!(parse_str(&src).unwrap().daemon.api_max_connections, ok);
+    }
+    for bad in [0, 65537] {
+        let src = format!("[daemon]\napi_max_connections = {bad}\n[[apps]]\nname = \"a\"\nscript = \"x\"\n");
+        let joined = diagnostics(&src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(joined.contains("`[daemon] api_max_connections` must be between 1 and 65536"), "{bad}: {joined}");
+    }
+}
