@@ -218,6 +218,53 @@ fn a_sigkilled_daemon_s_escaped_grandchildren_end_at_the_next_start() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A daemon that makes no cgroups (`[daemon] cgroups = false`), as on a machine without
+/// a writable cgroup v2: the orphan tracking must do.
+fn without_cgroups(apps: &str) -> Env {
+    Env::with_daemon("api_listen = \"off\"\ncgroups = false", apps)
+}
+
+#[test]
+fn without_cgroups_a_stop_ends_what_left_the_stopped_app_s_group_and_environment_and_nothing_else() {
+    let escape = |n| format!("setsid env -i sh -c 'trap \"\" TERM; exec sleep {n}' & exec sleep 1000");
+    let env = without_cgroups(&format!("{}{}", sh_app("one", &escape(1006), ""), sh_app("two", &escape(1007), "")));
+    env.start();
+    let (one, two) = wait_for(Duration::from_secs(5), "both escaped grandchildren", || {
+        Some((escaped("sleep 1006").into_iter().next()?, escaped("sleep 1007").into_iter().next()?))
+    });
+    let _cleanup = KillOnDrop(vec![one, two]);
+    let out = env.l4(&["stop", "one"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(5), "app one's escaped grandchild to end with it", || (!alive(one)).then_some(()));
+    assert!(alive(two), "app two's is left alone while two runs");
+    let out = env.l4(&["delete", "two"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(5), "app two's to end on delete", || (!alive(two)).then_some(()));
+}
+
+#[test]
+fn without_cgroups_a_stop_ends_what_was_re_parented_to_the_daemon_before_anything_saw_it() {
+    // The subshell exits at once: the escaped process is the daemon's child from the start.
+    let escape = "(setsid env -i sh -c 'trap \"\" TERM; exec sleep 1008' &); exec sleep 1000";
+    let env = without_cgroups(&sh_app("escape", escape, "instances = 2"));
+    env.start();
+    let escaped = wait_for(Duration::from_secs(5), "two escaped grandchildren", || {
+        let p = escaped("sleep 1008");
+        (p.len() == 2).then_some(p)
+    });
+    let _cleanup = KillOnDrop(escaped.clone());
+    let me = std::process::id() as i32;
+    let daemon = env.daemon_pid();
+    for p in &escaped {
+        let ppid = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let ppid: i32 = ppid[ppid.rfind(')').unwrap() + 2..].split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(ppid == daemon && ppid != me, "re-parented to the daemon: {ppid}");
+    }
+    let out = env.l4(&["stop", "escape"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(5), "both to end with their app", || escaped.iter().all(|p| !alive(*p)).then_some(()));
+}
+
 #[test]
 fn workers_get_the_descriptor_limit_the_daemon_was_started_with() {
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();

@@ -66,6 +66,8 @@ async fn reload(file: &Path) -> NginxOutcome {
         Ok(c) => c,
         Err(e) => return failed(format!("cannot run {}: {e}", exe.display())),
     };
+    // It runs the user's reload command: what starts meanwhile may be its, not an app's.
+    crate::daemon::helpers::spawned(child.id(), true);
     let Some(stdout) = child.stdout.take().map(OwnedFd::from) else { return failed("no stdout".into()) };
     let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(stdout) {
         Ok(p) => p,

@@ -63,6 +63,8 @@ pub struct DaemonSpec {
     pub sample_interval: Duration,
     /// Open TCP API connections at most (`[daemon] api_max_connections`).
     pub api_max_connections: usize,
+    /// A cgroup per run where cgroup v2 is writable (`[daemon] cgroups`).
+    pub cgroups: bool,
     /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
     pub error_tracking: ErrorTracking,
 }
@@ -80,6 +82,7 @@ impl DaemonSpec {
             api_token_env: section.api_token_env.clone().filter(|v| !v.is_empty()),
             sample_interval: section.sample_interval.0,
             api_max_connections: section.api_max_connections,
+            cgroups: section.cgroups,
             error_tracking: ErrorTracking::resolve(
                 tracking.unwrap_or(&ErrorTrackingSection::default()),
                 std::env::var("SENTRY_DSN").ok(),

@@ -34,6 +34,10 @@ pub struct DaemonSection {
     /// connection is closed at once.
     #[serde(default = "default_api_max_connections")]
     pub api_max_connections: usize,
+    /// One cgroup v2 per run where the daemon can make them; `false`: never (process
+    /// groups, `L4_TAG` and the orphan tracking only).
+    #[serde(default = "default_cgroups")]
+    pub cgroups: bool,
 }
 
 /// `api_listen`: an address, or `"off"`.
@@ -193,6 +197,7 @@ impl Default for DaemonSection {
             api_token_env: None,
             sample_interval: default_sample_interval(),
             api_max_connections: default_api_max_connections(),
+            cgroups: default_cgroups(),
         }
     }
 }
@@ -209,6 +214,9 @@ pub struct FileSection {
 /// A default value: its span is empty, so diagnostics point at the app's name instead.
 fn unset(d: Duration) -> Spanned<Span> {
     Spanned::new(0..0, Span(d))
+}
+fn default_cgroups() -> bool {
+    true
 }
 fn default_api_max_connections() -> usize {
     256

@@ -322,6 +322,15 @@ fn readiness_that_cannot_name_the_run_is_refused_with_a_shared_socket() {
 }
 
 #[test]
+fn cgroups_default_to_on_and_can_be_turned_off() {
+    let app = "[[apps]]\nname = \"a\"\nscript = \"x\"\n";
+    assert!(parse_str(app).unwrap().daemon.cgroups);
+    assert!(!parse_str(&format!("[daemon]\ncgroups = false\n{app}")).unwrap().daemon.cgroups);
+    let err = parse_str(&format!("[daemon]\ncgroups = \"no\"\n{app}")).unwrap_err().to_string();
+    assert!(err.contains(":2:"), "{err}");
+}
+
+#[test]
 fn api_max_connections_is_checked_at_its_bounds() {
     for ok in [1, 256, 65536] {
         let src = format!("[daemon]\napi_max_connections = {ok}\n[[apps]]\nname = \"a\"\nscript = \"x\"\n");

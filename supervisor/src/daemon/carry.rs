@@ -88,6 +88,9 @@ impl Supervisor {
     }
 
     pub(super) fn execute(&mut self, app_name: &str, index: u32, action: Action) -> Option<Fact> {
+        if matches!(action, Action::Terminate | Action::Kill) {
+            self.scan_before_signals();
+        }
         let app = self.apps.get_mut(app_name)?;
         let inst = app.instances.iter_mut().find(|i| i.index == index)?;
         match action {

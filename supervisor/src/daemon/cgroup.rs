@@ -16,8 +16,9 @@
 //! once empty. At start, the folders of earlier daemons of this home are killed and
 //! removed: the grandchildren of a SIGKILLed daemon end at its next start at the latest.
 //!
-//! Without a writable cgroup v2 (no root, no delegation, an old kernel) the daemon
-//! falls back to what it did before: process groups and `L4_TAG`.
+//! Without a writable cgroup v2 (no root, no delegation, an old kernel), or with
+//! `[daemon] cgroups = false`, the daemon relies on process groups, `L4_TAG` and the
+//! orphan tracking ([`super::orphans`]).
 
 use std::path::{Path, PathBuf};
 

@@ -157,6 +157,7 @@ struct Sender {
 impl Sender {
     fn start(dest: &Destinations) -> std::io::Result<Sender> {
         let mut child = dest.sender_command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        super::helpers::spawned(child.id(), false);
         let fd = |f: Option<OwnedFd>| f.ok_or_else(|| std::io::Error::other("no pipe"));
         let stdin = fd(child.stdin.take().map(OwnedFd::from))?;
         let stdout = fd(child.stdout.take().map(OwnedFd::from))?;

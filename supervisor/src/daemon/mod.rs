@@ -12,10 +12,12 @@ mod carry;
 mod cgroup;
 mod crashes;
 mod deliver;
+pub(crate) mod helpers;
 mod home;
 mod memory;
 mod monitor;
 mod msg;
+mod orphans;
 mod procs;
 mod ready;
 mod reaping;
@@ -75,7 +77,12 @@ pub async fn run(
         tx.clone(),
     );
     sup.crashes.configure(&settings.error_tracking);
-    sup.cgroups = cgroup::Cgroups::start(&settings.home, &sup.run_id);
+    sup.cgroups = if settings.cgroups {
+        cgroup::Cgroups::start(&settings.home, &sup.run_id)
+    } else {
+        tracing::info!("no cgroup per run ([daemon] cgroups = false): orphans are tracked instead");
+        None
+    };
     sup.crashes.restore();
     sup.arm_episode_timer();
     sup.crashes.oom = boot::oom_counter();

@@ -83,6 +83,12 @@ impl Supervisor {
             .filter_map(|i| i.lc.pid.map(|p| (i.id, p as i32)))
             .collect();
         let samples = self.sampler.sample(&roots);
+        // Without a cgroup per run, a full pass also tracks orphans and ends those
+        // whose runs have all ended.
+        if let Some(stats) = self.sampler.take_scan().filter(|_| self.cgroups.is_none()) {
+            self.scan_orphans(stats);
+            self.end_adrift(&Default::default(), &Default::default());
+        }
         let ticks = self.ticks_per_sec;
         for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
             if let Some(t) = samples.get(&inst.id) {
@@ -166,6 +172,9 @@ impl Supervisor {
                 tracing::warn!(app = %name, instance = inst.index, rss, ceiling = ceiling.0, action = ?verdict, "memory ceiling reached");
                 facts.push((name.clone(), inst.index, fact, rss, ceiling.0));
             }
+        }
+        if !kill_retirees.is_empty() {
+            self.scan_before_signals();
         }
         for (pgid, tag) in kill_retirees {
             super::reaping::signal_run(&mut self.strays, pgid, &tag, nix::sys::signal::Signal::SIGKILL);

@@ -34,6 +34,9 @@ pub struct Stat {
     pub cpu_ticks: u64,
     pub threads: u64,
     pub rss_pages: u64,
+    /// When it started, in clock ticks since boot: with `pid`, names one process
+    /// (a pid is reused, a pid and start time are not).
+    pub start: u64,
 }
 
 pub fn read_stat(pid: i32) -> Option<Stat> {
@@ -60,8 +63,9 @@ pub fn parse_stat(pid: i32, bytes: &[u8]) -> Option<Stat> {
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
     let threads = f.nth(4)?.parse().ok()?;
-    let rss_pages = f.nth(3)?.parse().ok()?;
-    Some(Stat { pid, state, ppid, pgid, cpu_ticks: utime + stime, threads, rss_pages })
+    let start = f.nth(1)?.parse().ok()?;
+    let rss_pages = f.nth(1)?.parse().ok()?;
+    Some(Stat { pid, state, ppid, pgid, cpu_ticks: utime + stime, threads, rss_pages, start })
 }
 
 /// Every pid in `/proc`.
@@ -72,8 +76,18 @@ pub fn all_pids() -> Vec<i32> {
 
 /// Every live process's children, by parent pid (one pass over `/proc`).
 pub fn children_by_parent() -> std::collections::HashMap<i32, Vec<i32>> {
+    children_of(&all_stats())
+}
+
+/// The `stat` of every live process (one pass over `/proc`).
+pub fn all_stats() -> Vec<Stat> {
+    all_pids().into_iter().filter_map(read_stat).collect()
+}
+
+/// The children of each process in `stats`, by parent pid.
+pub fn children_of(stats: &[Stat]) -> std::collections::HashMap<i32, Vec<i32>> {
     let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
-    for s in all_pids().into_iter().filter_map(read_stat) {
+    for s in stats {
         children.entry(s.ppid).or_default().push(s.pid);
     }
     children
@@ -182,6 +196,8 @@ mod tests {
         let resident: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
         assert!(s.rss_pages.abs_diff(resident) < resident / 2 + 64, "{} vs {resident}", s.rss_pages);
         let threads = std::fs::read_dir("/proc/self/task").unwrap().count() as u64;
+        let parent = read_stat(s.ppid).expect("parent's stat");
+        assert!(parent.start <= s.start && s.start > 0, "{} then {}", parent.start, s.start);
         assert!(s.threads.abs_diff(threads) <= 2, "{} vs {threads}", s.threads);
         assert!(all_pids().contains(&me));
     }

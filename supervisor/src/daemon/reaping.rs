@@ -1,12 +1,15 @@
 //! Reaping and clean-up for the supervisor: every ended child is collected with
 //! `waitpid(-1)` (ours, and orphans re-parented to us as subreaper), stop signals
 //! reach tagged processes outside their group, and strays of finished runs are
-//! killed, all in one `/proc` scan per message.
+//! killed, all in one `/proc` scan per message; the same scan feeds the orphan
+//! tracking ([`super::orphans`]), which ends what the stopped runs left adrift.
+
+use std::collections::{HashMap, HashSet};
 
 use nix::sys::signal::Signal;
 
-use super::procs;
 use super::supervisor::Supervisor;
+use super::{helpers, procs};
 use crate::lifecycle::Fact;
 
 impl Supervisor {
@@ -14,7 +17,8 @@ impl Supervisor {
     pub(super) fn reap(&mut self) {
         for (pid, status) in procs::reap_all() {
             let Some((app, index)) = self.owned.remove(&pid) else {
-                tracing::debug!(pid, ?status, "reaped an orphan");
+                tracing::debug!(pid, ?status, "reaped an orphan or a helper");
+                helpers::reaped(pid);
                 continue;
             };
             if self.reap_retiree(pid, status) {
@@ -46,11 +50,59 @@ impl Supervisor {
             }
         }
         let entries: Vec<String> = strays.iter().map(|s| format!("{}={}", procs::TAG_VAR, s.tag)).collect();
+        let mut done = HashSet::new();
         for (pid, i) in procs::tagged_pids(&entries) {
             let Stray { pgid, signal, .. } = strays[i];
             tracing::info!(pid, signal = signal.as_str(), "signalling a process outside its instance's group");
             // Members of the group were reached by `killpg` already: never signal twice.
             procs::signal_outside(pgid, &[pid], signal);
+            done.insert(pid);
+        }
+        // Without a cgroup per run, what left both the group and the environment: the
+        // runs' trees as scanned now, and what is adrift from them.
+        if self.cgroups.is_some() {
+            return;
+        }
+        let signalled: HashMap<i32, Signal> = strays.iter().filter_map(|s| Some((s.pgid?, s.signal))).collect();
+        self.scan_orphans(procs::all_stats());
+        for s in &strays {
+            let Some(run) = s.pgid else { continue };
+            let outside: Vec<i32> = self.orphans.members(run).into_iter().filter(|p| !done.contains(p)).collect();
+            procs::signal_outside(s.pgid, &outside, s.signal);
+            done.extend(outside);
+        }
+        self.end_adrift(&signalled, &done);
+    }
+
+    /// Without a cgroup per run, scan once per message before its first stop signal:
+    /// a run's processes outside its group are re-parented the moment its main
+    /// process dies, and the scan must see them still in its tree.
+    pub(super) fn scan_before_signals(&mut self) {
+        if self.cgroups.is_none() && !self.scanned_before_signals {
+            self.scanned_before_signals = true;
+            self.scan_orphans(procs::all_stats());
+        }
+    }
+
+    /// Feed one complete scan of the daemon's descendants to the orphan tracking.
+    pub(super) fn scan_orphans(&mut self, stats: Vec<procs::Stat>) {
+        let runs: HashSet<i32> = self.owned.keys().copied().collect();
+        self.orphans.scan(&stats, std::process::id() as i32, &runs, helpers::covers);
+    }
+
+    /// Signal what is adrift from runs that are signalled (`signalled`, by main pid) or
+    /// have all ended; `done` were signalled already.
+    pub(super) fn end_adrift(&mut self, signalled: &HashMap<i32, Signal>, done: &HashSet<i32>) {
+        let runs: HashSet<i32> = self.owned.keys().copied().collect();
+        for (pid, signal) in self.orphans.due(&runs, signalled) {
+            if !done.contains(&pid) {
+                tracing::info!(
+                    pid,
+                    signal = signal.as_str(),
+                    "signalling a process an ended or stopping run left behind"
+                );
+                procs::signal_outside(None, &[pid], signal);
+            }
         }
     }
 }

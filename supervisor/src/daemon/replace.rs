@@ -33,6 +33,9 @@ impl Supervisor {
 
     /// Carry out the replace and readiness actions of one instance.
     pub(super) fn execute_replace(&mut self, app_name: &str, index: u32, action: Action) {
+        if matches!(action, Action::StopRetiree | Action::Revert) {
+            self.scan_before_signals();
+        }
         let Some(app) = self.apps.get_mut(app_name) else { return };
         let spec = &app.spec;
         let Some(inst) = app.instances.iter_mut().find(|i| i.index == index) else { return };

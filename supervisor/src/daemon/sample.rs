@@ -40,6 +40,9 @@ pub struct Sampler {
     /// `/proc/<pid>/stat` of tree members, kept open: a `pread` is a third of the
     /// cost of open + read + close. Dropped when the process is gone.
     open_stats: HashMap<i32, std::fs::File>,
+    /// What the last full pass read of every process that may descend from the
+    /// daemon, until the supervisor takes it for the orphan tracking.
+    scanned: Option<Vec<Stat>>,
 }
 
 impl Sampler {
@@ -50,6 +53,7 @@ impl Sampler {
             passes: 0,
             members: HashMap::new(),
             open_stats: Default::default(),
+            scanned: None,
         }
     }
 
@@ -84,7 +88,17 @@ impl Sampler {
         for s in stats.values() {
             children.entry(s.ppid).or_default().push(s.pid);
         }
+        // Everything below the daemon stays related: a process re-parented to it (an
+        // orphan, see `orphans`) belongs to no tree but must be read again.
         let mut related: HashSet<i32> = HashSet::new();
+        let mut todo = vec![me];
+        while let Some(p) = todo.pop() {
+            for &c in children.get(&p).map(Vec::as_slice).unwrap_or_default() {
+                if related.insert(c) {
+                    todo.push(c);
+                }
+            }
+        }
         let mut out = HashMap::new();
         for &(id, root) in roots {
             let mut members = vec![root];
@@ -121,7 +135,13 @@ impl Sampler {
         for p in stats.keys().filter(|p| !related.contains(p)) {
             self.unrelated.insert(*p);
         }
+        self.scanned = Some(stats.into_values().filter(|s| related.contains(&s.pid)).collect());
         out
+    }
+
+    /// What the last full pass read of the daemon's descendants, once.
+    pub fn take_scan(&mut self) -> Option<Vec<Stat>> {
+        self.scanned.take()
     }
 
     /// Re-read only the known `pids` of one tree (fast checks near a memory ceiling).

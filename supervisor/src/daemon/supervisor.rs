@@ -87,6 +87,10 @@ pub(super) struct Supervisor {
     pub(super) strays: Vec<super::reaping::Stray>,
     /// One cgroup per run, when cgroup v2 is writable (see `cgroup`).
     pub(super) cgroups: Option<super::cgroup::Cgroups>,
+    /// Without one: processes re-parented to the daemon and the runs they came from.
+    pub(super) orphans: super::orphans::Orphans,
+    /// This message has scanned for them before its first stop signal.
+    pub(super) scanned_before_signals: bool,
     /// `strays` must be served before this message is done (not only at the next one).
     pub(super) strays_now: bool,
     waiters: Vec<Waiter>,
@@ -133,6 +137,8 @@ impl Supervisor {
             owned: HashMap::new(),
             strays: Vec::new(),
             cgroups: None,
+            orphans: Default::default(),
+            scanned_before_signals: false,
             strays_now: false,
             waiters: Vec::new(),
             shutting_down: false,
@@ -276,6 +282,10 @@ impl Supervisor {
                 self.crashes.journal_open_counts();
                 if let Some(cgroups) = self.cgroups.take() {
                     cgroups.close();
+                } else {
+                    // No run is alive: whatever is adrift now came from one.
+                    self.scan_orphans(procs::all_stats());
+                    self.end_adrift(&Default::default(), &Default::default());
                 }
                 let _ = reply.send(std::mem::replace(&mut self.logs, LogHub::closed()));
             }
@@ -286,6 +296,7 @@ impl Supervisor {
         if self.strays_now || !light {
             self.signal_strays();
         }
+        self.scanned_before_signals = false;
         // After the message's spawns, so that a restart never waits for it.
         if let Some(cgroups) = &mut self.cgroups {
             cgroups.move_adopted();
