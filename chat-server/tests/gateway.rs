@@ -252,7 +252,7 @@ async fn a_client_that_sends_without_reading_is_not_read_until_it_catches_up() {
 
     let mut ws = small_window_member(&server, "greedy", "big").await;
     let before = server.metric("chat_memory_rss_bytes", &[]).await;
-    // 300 requests of ~160 KB of replies each (48 MB), without reading any of them.
+    // 300 requests of ~40 KB of replies each (12 MB), without reading any of them.
     let history = ClientMsg::History { room: "big".into(), before: None, limit: Some(20) };
     let frame = match f.encode(&history) {
         layer4_chat_client::protocol::Payload::Text(t) => tungstenite::Message::Text(t.into()),
@@ -268,11 +268,14 @@ async fn a_client_that_sends_without_reading_is_not_read_until_it_catches_up() {
         assert!(grown < 24e6, "the server queued {grown} bytes for a client that does not read");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Once the client reads, every request is answered.
+    // Once the client reads, every request is answered, each with the newest messages
+    // up to half of QUEUE_MAX_BYTES (32 KiB: 5 of 8000 bytes, the one that reaches it
+    // included) and `more`.
     let mut replies = 0;
     while replies < 300 {
-        if let ServerMsg::History { messages, .. } = raw_next(&mut ws, f).await.unwrap() {
-            assert_eq!(messages.len(), 20);
+        if let ServerMsg::History { messages, more, .. } = raw_next(&mut ws, f).await.unwrap() {
+            assert_eq!((messages.len(), more), (5, true));
+            assert_eq!(messages.last().map(|m| m.seq), Some(20), "the newest ones");
             replies += 1;
         }
     }

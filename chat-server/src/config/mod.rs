@@ -35,6 +35,9 @@ pub struct Settings {
     pub max_connections: usize,
     pub heartbeat_interval: Duration,
     pub connection_timeout: Duration,
+    /// Frames queued for a client that has not taken a byte of them for this long:
+    /// close 4001 (it does not read).
+    pub write_timeout: Duration,
     pub message_batch_size: usize,
     pub max_message_size: usize,
     /// Bytes of live messages queued for one connection before it is closed with 4001.
@@ -95,6 +98,7 @@ pub const VARIABLES: &[&str] = &[
     "MAX_CONNECTIONS",
     "HEARTBEAT_INTERVAL",
     "CONNECTION_TIMEOUT",
+    "WRITE_TIMEOUT",
     "MESSAGE_BATCH_SIZE",
     "MAX_MESSAGE_SIZE",
     "QUEUE_MAX_BYTES",
@@ -229,6 +233,7 @@ impl Parser {
             max_connections: self.number("MAX_CONNECTIONS", 2500, 1, 1_000_000) as usize,
             heartbeat_interval,
             connection_timeout,
+            write_timeout: self.millis("WRITE_TIMEOUT", 30_000, 100, 3_600_000),
             message_batch_size: self.number("MESSAGE_BATCH_SIZE", 100, 1, 10_000) as usize,
             max_message_size,
             queue_max_bytes: self.number("QUEUE_MAX_BYTES", 1 << 20, max_message_size as u64, 1 << 30) as usize,

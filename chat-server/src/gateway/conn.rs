@@ -4,17 +4,18 @@
 //! `HEARTBEAT_INTERVAL` (the first one at a random point of the interval, so a mass
 //! reconnect does not synchronise them), a close with 4000 after `CONNECTION_TIMEOUT`
 //! without any frame from the client, 4002 when its token expires, 4001 when its queue
-//! overflows, 1009 for an oversized frame, 1007/1008 after repeated bad messages and
+//! overflows or has not moved for `WRITE_TIMEOUT`, 1009 for an oversized frame, 1007/1008 after repeated bad messages and
 //! 1012 at a random point of the drain window on shutdown. Whatever the exit, the
 //! connection leaves every room and gives back its slot under the cap.
 //!
 //! Writing: everything for the client goes through its [`Outbox`]; this task drains it
 //! when the socket was full (flushers write broadcasts otherwise), and stops reading
-//! requests while too much is queued. One task per connection (not a reader and a
+//! requests while too much is queued; it also queues replays page by page as the queue
+//! drains ([`super::replay`]). One task per connection (not a reader and a
 //! writer) keeps an idle connection to one small allocation; requests are handled in
 //! [`super::requests`], boxed, so their futures exist only while a request runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::Slot;
 use super::io::ConnIo;
 use super::outbox::{Outbox, Stopped};
+use super::replay::Replay;
 use crate::Ctx;
 use crate::auth::{User, now_ms, now_secs};
 use crate::hub::Room;
@@ -59,6 +61,8 @@ pub(super) struct Conn {
     pub(super) user: User,
     pub(super) outbox: Arc<Outbox>,
     pub(super) rooms: HashMap<Arc<str>, Arc<Room>>,
+    /// Replays under way, queued one page at a time, first come first served.
+    pub(super) replays: VecDeque<Replay>,
     pub(super) malformed: u32,
     pub(super) unknown: u32,
 }
@@ -87,7 +91,7 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, user: User
         timeout_ms: s.connection_timeout.as_millis() as u64,
         max_message_size: s.max_message_size,
     });
-    let mut conn = Conn { id, user, outbox, rooms: HashMap::new(), malformed: 0, unknown: 0 };
+    let mut conn = Conn { id, user, outbox, rooms: HashMap::new(), replays: VecDeque::new(), malformed: 0, unknown: 0 };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
     conn.leave_all();
     ctx.stats.disconnected(reason);
@@ -151,6 +155,9 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         if let Some(at) = drain_at {
             deadline = deadline.min(at);
         }
+        if let Some(since) = outbox.stuck_since() {
+            deadline = deadline.min(Instant::from_std(since) + s.write_timeout);
+        }
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
@@ -185,6 +192,9 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 if now >= last_seen + s.connection_timeout {
                     return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
                 }
+                if outbox.stuck_since().is_some_and(|since| now >= Instant::from_std(since) + s.write_timeout) {
+                    return SLOW;
+                }
                 // The wall clock too: it may have jumped since the timer was set.
                 if now >= expires_at || conn.user.exp < now_secs() {
                     return (Reason::TokenExpired, Some((close::TOKEN_EXPIRED, "token expired")));
@@ -204,6 +214,18 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
             None => {}
         }
         if write || blocked {
+            match outbox.write_queued() {
+                Ok(full) => blocked = full,
+                Err(Stopped::Overflowed) => return SLOW,
+                Err(Stopped::Broken) => return (Reason::Client, None),
+            }
+        }
+        // Replays go on while the client takes them: a page whenever the queue is
+        // under half its bound.
+        while !blocked && conn.replay_due() {
+            if let Some(exit) = Box::pin(conn.replay_page(ctx)).await {
+                return exit;
+            }
             match outbox.write_queued() {
                 Ok(full) => blocked = full,
                 Err(Stopped::Overflowed) => return SLOW,

@@ -16,6 +16,7 @@ pub mod conn;
 pub mod flush;
 pub mod io;
 pub mod outbox;
+mod replay;
 mod requests;
 
 use std::sync::Arc;

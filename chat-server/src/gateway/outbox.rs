@@ -18,15 +18,20 @@
 //! Bounded in bytes of *live* traffic (room broadcasts): past `max_live_bytes` the queue
 //! is dropped (except a frame already half written), marked overflowed, and the
 //! connection closes with 4001 ("resume"), so a slow reader costs at most its bound.
-//! Replies to the client's own requests (acks, history, replay) are not refused: their
-//! size is bounded by the request, and refusing a replay would only make the client ask
-//! again. Control frames (ping, pong, close, written by tungstenite) are accepted even
-//! after an overflow, so the close frame can follow the backlog out.
+//! Replies to the client's own requests (acks, history pages, replay pages) are not
+//! refused, but they are kept under the same bound by their producers: requests are
+//! read only while the queue is under it ([`Outbox::pause_reads`]), a replay page is
+//! queued only while it is under half of it, and a history reply carries at most half
+//! of it. A queue that has not moved for `WRITE_TIMEOUT` ([`Outbox::stuck_since`]) closes
+//! the connection with 4001 too. Control frames (ping, pong, close, written by
+//! tungstenite) are accepted even after an overflow, so the close frame can follow the
+//! backlog out.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use layer4_chat_client::protocol::{Format, Payload};
@@ -85,12 +90,17 @@ struct Inner {
     /// The connection task stopped reading its client because too much is queued.
     reads_paused: bool,
     stopped: Option<Stopped>,
+    /// When the queue last became non-empty or had bytes written from it.
+    moved_at: Option<Instant>,
 }
 
 impl Inner {
     /// Accounts for `n` bytes written from the front of the queue.
     fn consume(&mut self, mut n: usize) {
         self.queued_bytes -= n.min(self.queued_bytes);
+        if n > 0 {
+            self.moved_at = Some(Instant::now());
+        }
         while n > 0 {
             let Some((front, live)) = self.queue.front_mut() else { return };
             let take = n.min(front.len());
@@ -153,6 +163,9 @@ impl Outbox {
                 }
             }
         }
+        if inner.queue.is_empty() {
+            inner.moved_at = Some(Instant::now());
+        }
         inner.queued_bytes += rest.len();
         inner.queue.push_back((rest, false));
         drop(inner);
@@ -171,6 +184,9 @@ impl Outbox {
         if inner.live_bytes + frame.len() > self.max_live_bytes {
             self.overflow_locked(&mut inner);
             return Err(Stopped::Overflowed);
+        }
+        if inner.queue.is_empty() {
+            inner.moved_at = Some(Instant::now());
         }
         inner.live_bytes += frame.len();
         inner.queued_bytes += frame.len();
@@ -241,6 +257,24 @@ impl Outbox {
 
     pub fn stopped(&self) -> Option<Stopped> {
         self.lock().stopped
+    }
+
+    /// `QUEUE_MAX_BYTES`: the bound on live bytes (and what replay pages and history
+    /// replies are sized against).
+    pub fn max_live_bytes(&self) -> usize {
+        self.max_live_bytes
+    }
+
+    /// Bytes queued, of every kind.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().queued_bytes
+    }
+
+    /// Since when the queue has held frames without a byte of them being written;
+    /// None when it is empty.
+    pub fn stuck_since(&self) -> Option<Instant> {
+        let inner = self.lock();
+        if inner.queue.is_empty() { None } else { inner.moved_at }
     }
 
     /// Writes queued frames, up to `batch` per vectored write, until the queue is empty

@@ -1,14 +1,17 @@
-//! What a connection does with each client message: join (with replay), resume, leave,
-//! send, history, ping, and the error replies and strike counts for bad frames.
+//! What a connection does with each client message: join (starting a replay, queued by
+//! [`super::replay`]), resume, leave, send, history, ping, and the error replies and
+//! strike counts for bad frames.
 //!
 //! Runs inside the connection task (boxed, so the future exists only while a request
 //! runs); replies go through the connection's outbox like everything else.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, FrameRef, ServerMsg, close};
 
 use super::conn::{Conn, Exit};
+use super::replay::Replay;
 use crate::Ctx;
 use crate::hub::Joined;
 use crate::stats::Reason;
@@ -73,6 +76,7 @@ impl Conn {
                 match self.rooms.remove(room.as_str()) {
                     Some(r) => {
                         r.leave(self.id);
+                        self.drop_replay(&r);
                         self.outbox.reply(&ServerMsg::Left { room });
                     }
                     None => self.room_error(ctx, ErrorCode::NotJoined, format!("not in room {room}"), Some(&room)),
@@ -105,7 +109,11 @@ impl Conn {
             return None;
         }
         if let Some(room) = self.rooms.get(name) {
-            room.rejoined(&self.outbox);
+            match self.replays.iter().find(|r| Arc::ptr_eq(&r.room, room)) {
+                // Its replay is under way: the same `joined` as when it began.
+                Some(r) => self.outbox.reply(&ServerMsg::Joined { room: name.to_string(), seq: r.head }),
+                None => room.rejoined(&self.outbox),
+            }
             return None;
         }
         if self.rooms.len() >= ctx.settings.max_rooms_per_connection {
@@ -125,44 +133,14 @@ impl Conn {
             ctx.stats.resumes.fetch_add(1, Relaxed);
         }
         match room.join(self.id, &self.outbox, since, ctx.settings.replay_limit) {
-            Joined::Live { replayed, .. } => {
-                ctx.stats.replayed_from_cache.fetch_add(replayed as u64, Relaxed);
-            }
+            Joined::Live { .. } => {}
             Joined::TooFar { .. } => {
                 ctx.stats.errors.fetch_add(1, Relaxed);
             }
-            Joined::NeedsReplay { after, head } => match self.replay(ctx, name, after, head).await {
-                Ok((messages, from_redis)) => {
-                    let n = room.finish_join(self.id, head, messages) as u64;
-                    let counter = if from_redis { &ctx.stats.replayed_from_redis } else { &ctx.stats.replayed_from_db };
-                    counter.fetch_add(n, Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(room = name, error = %e, "replay failed");
-                    room.leave(self.id);
-                    return Some((Reason::Error, Some((close::RESUME, "replay failed: reconnect and resume"))));
-                }
-            },
+            Joined::Replay { after, head } => self.replays.push_back(Replay { room: room.clone(), after, head }),
         }
         self.rooms.insert(room.name.clone(), room);
         None
-    }
-
-    /// A resume's missed messages: from the Redis history when it holds them all (a
-    /// client that moved from another worker), else from the database. True: from Redis.
-    async fn replay(
-        &self,
-        ctx: &Ctx,
-        name: &str,
-        after: u64,
-        head: u64,
-    ) -> Result<(Vec<layer4_chat_client::protocol::ChatMessage>, bool), crate::store::StoreError> {
-        if let Some(fanout) = ctx.hub.fanout.get()
-            && let Some(messages) = fanout.recent(name, after, head).await
-        {
-            return Ok((messages, true));
-        }
-        Ok((ctx.hub.store.range(name, after, head).await?, false))
     }
 
     async fn send(&mut self, ctx: &Ctx, name: &str, id: &str, body: &str) {
@@ -198,7 +176,8 @@ impl Conn {
             return;
         }
         let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
-        match ctx.hub.store.history(name, before.unwrap_or(u64::MAX), limit).await {
+        let (budget, rows) = (super::replay::page_budget(ctx), super::replay::page_rows(ctx));
+        match ctx.hub.store.history(name, before.unwrap_or(u64::MAX), limit, budget, rows).await {
             Ok((messages, more)) => self.outbox.reply(&ServerMsg::History { room: name.to_string(), messages, more }),
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "history failed");

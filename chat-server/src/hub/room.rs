@@ -4,8 +4,9 @@
 //! Owns the ordering guarantee for members: everything a member receives from this room
 //! (the `joined` notice, replayed messages, live messages) is queued while holding the
 //! room's state lock, so a member sees each sequence number once and in order. A member
-//! whose replay must come from the database is held as *pending*: live messages are kept
-//! aside for it until the replay has been queued, then appended.
+//! that resumes is held as *pending* while its replay is queued page by page as it reads
+//! ([`crate::gateway::replay`]): live messages are kept aside for it (counted toward its
+//! queue bound) until the last page is queued, then appended.
 //!
 //! Messages reach a room from its own writer and, with several workers, from Redis, in
 //! any order. A message past `head + 1` is *held* until the gap is filled (from the
@@ -46,14 +47,17 @@ impl Entry {
     }
 }
 
-/// Live messages held for one member while its database replay runs.
+/// Live messages held for one member while its replay runs, at most (their bytes also
+/// count toward its queue bound).
 const MAX_PENDING: usize = 10_000;
 
 #[derive(Debug)]
 struct Member {
     outbox: Arc<Outbox>,
-    /// Some while a database replay is in flight: live messages wait here.
+    /// Some while a replay is in flight: live messages wait here.
     pending: Option<Vec<Arc<Entry>>>,
+    /// The frame bytes in `pending`.
+    pending_bytes: usize,
 }
 
 /// Messages held past a gap at most; beyond this the newest are dropped (the fill
@@ -96,13 +100,14 @@ pub struct Room {
 /// What [`Room::join`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
-    /// Live from `head`; `replayed` cached messages were queued first.
-    Live { head: u64, replayed: usize },
+    /// Live from `head`.
+    Live { head: u64 },
     /// The gap is larger than the replay limit: joined live, `resume_too_far` sent.
     TooFar { head: u64 },
-    /// The gap is not cached: replay `after < seq <= head` from the database, then
-    /// call [`Room::finish_join`].
-    NeedsReplay { after: u64, head: u64 },
+    /// `joined` was queued and the member is pending: queue `after < seq <= head`
+    /// page by page ([`Room::cached_page`], else the store), then call
+    /// [`Room::finish_join`].
+    Replay { after: u64, head: u64 },
 }
 
 impl Room {
@@ -166,18 +171,8 @@ impl Room {
         let mut s = self.lock();
         let head = s.head;
         s.empty_since = None;
-        let live = Member { outbox: outbox.clone(), pending: None };
+        let live = Member { outbox: outbox.clone(), pending: None, pending_bytes: 0 };
         match since {
-            Some(after) if after < head && s.cache.front().is_some_and(|first| first.msg.seq <= after + 1) => {
-                outbox.reply(&self.joined_notice(head));
-                let mut replayed = 0;
-                for entry in s.cache.iter().filter(|e| e.msg.seq > after) {
-                    outbox.push(entry.frame(outbox.format));
-                    replayed += 1;
-                }
-                s.members.insert(conn, live);
-                Joined::Live { head, replayed }
-            }
             Some(after) if after < head && (head - after) as usize > replay_limit => {
                 outbox.reply(&self.joined_notice(head));
                 outbox.reply(&ServerMsg::Error {
@@ -196,34 +191,52 @@ impl Room {
                 Joined::TooFar { head }
             }
             Some(after) if after < head => {
-                s.members.insert(conn, Member { outbox: outbox.clone(), pending: Some(Vec::new()) });
-                Joined::NeedsReplay { after, head }
+                outbox.reply(&self.joined_notice(head));
+                s.members.insert(conn, Member { pending: Some(Vec::new()), ..live });
+                Joined::Replay { after, head }
             }
             _ => {
                 outbox.reply(&self.joined_notice(head));
                 s.members.insert(conn, live);
-                Joined::Live { head, replayed: 0 }
+                Joined::Live { head }
             }
         }
     }
 
-    /// Queues the database replay (messages up to the `head` given by `join`), then what
-    /// arrived meanwhile, and makes the member live. Returns how many were replayed.
-    pub fn finish_join(&self, conn: u64, head: u64, replay: Vec<ChatMessage>) -> usize {
+    /// The frames of the cached messages `after < seq <= upto`, oldest first, until
+    /// they reach `budget` bytes (one at least), with the last one's sequence number;
+    /// None when the cache no longer holds `after + 1`.
+    pub fn cached_page(&self, after: u64, upto: u64, budget: usize, format: Format) -> Option<(Vec<Bytes>, u64)> {
+        let s = self.lock();
+        if s.cache.front().is_none_or(|first| first.msg.seq > after + 1) {
+            return None;
+        }
+        let (mut frames, mut bytes, mut last) = (Vec::new(), 0, after);
+        for entry in s.cache.iter().filter(|e| e.msg.seq > after && e.msg.seq <= upto) {
+            if bytes >= budget {
+                break;
+            }
+            let frame = entry.frame(format);
+            bytes += frame.len();
+            frames.push(frame);
+            last = entry.msg.seq;
+        }
+        // Nothing in range: the cache moved on past `upto` (cannot happen while the
+        // member is pending, as `upto` is at most the head it joined at).
+        (last > after).then_some((frames, last))
+    }
+
+    /// The replay up to `head` is queued: queue what arrived meanwhile and make the
+    /// member live.
+    pub fn finish_join(&self, conn: u64, head: u64) {
         let mut s = self.lock();
-        let Some(member) = s.members.get_mut(&conn) else { return 0 };
+        let Some(member) = s.members.get_mut(&conn) else { return };
         let outbox = member.outbox.clone();
         let waiting = member.pending.take().unwrap_or_default();
-        outbox.reply(&self.joined_notice(head));
-        let mut replayed = 0;
-        for msg in replay.into_iter().filter(|m| m.seq <= head) {
-            outbox.reply(&ServerMsg::Message(msg));
-            replayed += 1;
-        }
+        member.pending_bytes = 0;
         for entry in waiting.into_iter().filter(|e| e.msg.seq > head) {
             outbox.push(entry.frame(outbox.format));
         }
-        replayed
     }
 
     /// Removes a member; true if it was one.
@@ -287,10 +300,17 @@ impl Room {
         }
         for member in s.members.values_mut() {
             match &mut member.pending {
-                Some(waiting) if waiting.len() < MAX_PENDING => waiting.push(entry.clone()),
-                Some(_) => {
-                    member.outbox.overflow();
-                    out.overflowed += 1;
+                Some(waiting) => {
+                    let bytes = entry.frame(member.outbox.format).len();
+                    member.pending_bytes += bytes;
+                    if waiting.len() < MAX_PENDING && member.pending_bytes <= member.outbox.max_live_bytes() {
+                        waiting.push(entry.clone());
+                    } else {
+                        // Held too long: the client reads too slowly to catch up.
+                        member.outbox.overflow();
+                        out.overflowed += 1;
+                        member.pending = None;
+                    }
                 }
                 None => match member.outbox.push_live(entry.frame(member.outbox.format)) {
                     Ok(schedule) => {

@@ -82,19 +82,32 @@ async fn a_fresh_join_gets_the_head_then_live_messages() {
     let room = loaded(8);
     publish(&room, 1..=3);
     let (out, mut far) = member().await;
-    assert_eq!(room.join(1, &out, None, 100), Joined::Live { head: 3, replayed: 0 });
+    assert_eq!(room.join(1, &out, None, 100), Joined::Live { head: 3 });
     publish(&room, 4..=5);
     assert_eq!(received(&mut far, 3).await, strings(&["joined 3", "4", "5"]));
 }
 
 #[tokio::test]
-async fn a_resume_inside_the_cache_replays_in_order_before_live_messages() {
+async fn a_resume_inside_the_cache_is_paged_from_it_by_bytes_before_live_messages() {
     let room = loaded(8);
     publish(&room, 1..=10);
     let (out, mut far) = member().await;
-    assert_eq!(room.join(1, &out, Some(6), 100), Joined::Live { head: 10, replayed: 4 });
-    publish(&room, 11..=11);
+    assert_eq!(room.join(1, &out, Some(6), 100), Joined::Replay { after: 6, head: 10 });
+    publish(&room, 11..=11); // arrives during the replay: held back
+    // A budget of one byte: one message per page, at least.
+    let (page, last) = room.cached_page(6, 10, 1, out.format).unwrap();
+    assert_eq!((page.len(), last), (1, 7));
+    for frame in page {
+        out.push(frame);
+    }
+    let (page, last) = room.cached_page(7, 10, usize::MAX, out.format).unwrap();
+    assert_eq!((page.len(), last), (3, 10), "up to the head it joined at, not 11");
+    for frame in page {
+        out.push(frame);
+    }
+    room.finish_join(1, 10);
     assert_eq!(received(&mut far, 6).await, strings(&["joined 10", "7", "8", "9", "10", "11"]));
+    assert!(room.cached_page(1, 10, usize::MAX, out.format).is_none(), "2 is no longer cached");
 }
 
 #[tokio::test]
@@ -102,10 +115,13 @@ async fn a_resume_beyond_the_cache_holds_live_messages_until_the_database_replay
     let room = loaded(2);
     publish(&room, 1..=10);
     let (out, mut far) = member().await;
-    assert_eq!(room.join(1, &out, Some(3), 100), Joined::NeedsReplay { after: 3, head: 10 });
+    assert_eq!(room.join(1, &out, Some(3), 100), Joined::Replay { after: 3, head: 10 });
+    assert!(room.cached_page(3, 10, usize::MAX, out.format).is_none(), "9 and 10 only are cached");
     publish(&room, 11..=12); // arrive while the database is read: held back
-    let from_db: Vec<ChatMessage> = (4..=11).map(msg).collect(); // the read may see 11 too
-    assert_eq!(room.finish_join(1, 10, from_db), 7);
+    for m in (4..=10).map(msg) {
+        out.reply(&ServerMsg::Message(m)); // the pages from the database
+    }
+    room.finish_join(1, 10);
     publish(&room, 13..=13);
     let expected: Vec<String> =
         std::iter::once("joined 10".to_string()).chain((4..=13).map(|s| s.to_string())).collect();

@@ -213,19 +213,45 @@ impl Store {
         Ok(rows.into_iter().map(message).collect())
     }
 
-    /// Up to `limit` messages below `before`, oldest first, and whether older ones exist.
-    pub async fn history(&self, room: &str, before: u64, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+    /// Up to `limit` messages below `before`, oldest first, and whether older ones exist:
+    /// the newest ones, read `chunk` at a time, until their bodies reach `budget` bytes
+    /// (one message at least), so that what is read stays within the budget plus one
+    /// chunk.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: u64,
+        limit: u32,
+        budget: usize,
+        chunk: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
-        let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(room)
-            .bind(before.min(i64::MAX as u64) as i64)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.read)
-            .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        rows.reverse();
-        Ok((rows.into_iter().map(message).collect(), more))
+        let (limit, chunk) = (limit as usize, chunk.max(1));
+        let (mut out, mut bytes, mut before) = (Vec::new(), 0usize, before.min(i64::MAX as u64) as i64);
+        loop {
+            let want = chunk.min(limit - out.len());
+            let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(room)
+                .bind(before)
+                .bind(want as i64 + 1)
+                .fetch_all(&self.read)
+                .await?;
+            let older = rows.len() > want;
+            for row in rows.into_iter().take(want) {
+                if !out.is_empty() && bytes >= budget {
+                    out.reverse();
+                    return Ok((out, true));
+                }
+                let msg = message(row);
+                bytes += msg.body.len();
+                before = msg.seq as i64;
+                out.push(msg);
+            }
+            if !older || out.len() >= limit {
+                out.reverse();
+                return Ok((out, older));
+            }
+        }
     }
 
     /// Creates a user; [`StoreError::NameTaken`] when the name exists.
