@@ -132,22 +132,37 @@ fn strays_of_a_crashed_worker_are_killed_while_it_restarts() {
     wait_for(Duration::from_secs(2), "no process left", || env.tagged_pids().is_empty().then_some(()));
 }
 
-#[test]
-fn stop_waits_for_the_group_when_the_leader_exits_first() {
-    // `sh start.sh` without exec: the shell dies on SIGTERM at once, its child drains for 400 ms.
-    let env = Env::new(&sh_app(
-        "leader",
-        "sh -c \"trap 'sleep 0.4; echo drained; exit 0' TERM; while true; do sleep 0.05; done\" & wait",
-        "",
-    ));
+/// `sh start.sh` without exec: the shell dies on SIGTERM at once, its child drains for
+/// `drain_s` seconds, and `stop` waits for it.
+fn stop_waits_for_the_drain(env: &Env, drain_s: f64) {
     env.start();
     let t = Instant::now();
     let out = env.l4(&["stop", "leader"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(t.elapsed() >= Duration::from_millis(400), "stop returned before the group drained: {:?}", t.elapsed());
+    let drain = Duration::from_secs_f64(drain_s);
+    assert!(t.elapsed() >= drain, "stop returned before the group drained: {:?}", t.elapsed());
     wait_for(Duration::from_secs(3), "the drained line in the log", || {
         std::fs::read_to_string(env.path("logs/leader-out.log")).ok().filter(|s| s.contains("drained"))
     });
+}
+
+fn draining_leader(drain_s: f64) -> String {
+    let child = format!("trap 'sleep {drain_s}; echo drained; exit 0' TERM; while true; do sleep 0.05; done");
+    sh_app("leader", &format!("sh -c \"{child}\" & wait"), "")
+}
+
+#[test]
+fn stop_waits_for_the_group_when_the_leader_exits_first() {
+    stop_waits_for_the_drain(&Env::new(&draining_leader(0.4)), 0.4);
+}
+
+#[test]
+fn without_cgroups_the_orphan_tracking_leaves_a_stopping_run_s_drain_alone() {
+    // Full sampling passes (every 5 samples: 0.5 s) see the draining child re-parented
+    // to the daemon: its run is still stopping, so it is not what an ended run left.
+    let env =
+        Env::with_daemon("api_listen = \"off\"\ncgroups = false\nsample_interval = \"100ms\"", &draining_leader(1.5));
+    stop_waits_for_the_drain(&env, 1.5);
 }
 
 /// SIGKILLs the escaped processes of a test when it ends, passed or not (they carry no

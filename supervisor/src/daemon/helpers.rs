@@ -51,11 +51,17 @@ pub fn reaped(pid: i32) {
     }
 }
 
-/// Whether process `(pid, start)` is a helper, or started while a forking helper ran.
-pub fn covers(pid: i32, start: u64) -> bool {
-    helpers().iter().any(|h| {
-        (h.pid == pid && h.start == start) || (h.forks && h.start <= start && h.end.is_none_or(|end| start <= end))
-    })
+/// The registry, as the orphan tracking asks it.
+pub struct Registry;
+
+impl super::orphans::Helpers for Registry {
+    fn is_helper(&self, pid: i32, start: u64) -> bool {
+        helpers().iter().any(|h| h.pid == pid && h.start == start)
+    }
+
+    fn forking_at(&self, start: u64) -> bool {
+        helpers().iter().any(|h| h.forks && h.start <= start && h.end.is_none_or(|end| start <= end))
+    }
 }
 
 /// Clock ticks since boot (the clock of `/proc/<pid>/stat`'s start time).
@@ -76,23 +82,24 @@ mod tests {
 
     #[test]
     fn a_forking_helper_covers_what_starts_while_it_runs_and_a_plain_one_only_itself() {
+        use super::super::orphans::Helpers;
         let stat = |pid: u32| super::super::procs::read_stat(pid as i32).unwrap();
         let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         spawned(plain.id(), false);
         let p = stat(plain.id());
-        assert!(covers(p.pid, p.start));
-        assert!(!covers(p.pid, p.start + 1), "a reused pid is not the helper");
-        assert!(!covers(12_345_678, p.start), "nothing else started with a plain helper");
+        assert!(Registry.is_helper(p.pid, p.start));
+        assert!(!Registry.is_helper(p.pid, p.start + 1), "a reused pid is not the helper");
+        assert!(!Registry.forking_at(p.start), "nothing else started with a plain helper");
         let mut forking = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         spawned(forking.id(), true);
         let f = stat(forking.id());
-        assert!(covers(f.pid, f.start));
-        assert!(covers(12_345_678, f.start) && covers(12_345_678, boot_ticks()), "started while it runs");
-        assert!(!covers(12_345_678, f.start.saturating_sub(1)), "started before it");
+        assert!(Registry.is_helper(f.pid, f.start));
+        assert!(Registry.forking_at(f.start) && Registry.forking_at(boot_ticks()), "started while it runs");
+        assert!(!Registry.forking_at(f.start.saturating_sub(1)), "started before it");
         let _ = forking.kill();
         let _ = forking.wait();
         reaped(f.pid);
-        assert!(!covers(12_345_678, boot_ticks() + 100), "started after it ended");
+        assert!(!Registry.forking_at(boot_ticks() + 100), "started after it ended");
         let _ = plain.kill();
         let _ = plain.wait();
     }

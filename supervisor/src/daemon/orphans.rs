@@ -6,15 +6,18 @@
 //! Each complete scan (every full sampling pass, and before the signals of a stop or
 //! of a run's end are sent) records the members of every live run's tree, so a
 //! process is known to come from exactly one run when a scan saw it, or an ancestor
-//! of it, in that run's tree before it was re-parented. One re-parented before any scan
-//! saw it (it escaped within one full pass of being started) may have come from any
-//! run alive when it is first seen: all of those are its runs. A process adrift gets its
-//! runs' stop signal when every run of it still alive is being signalled at once, and
-//! SIGKILL as soon as none of them is alive: so it ends on the stop, delete, restart or
-//! crash of the run it came from when that is known, and otherwise once every run it
-//! may have come from has ended (at the latest when the daemon stops).
+//! of it, in that run's tree before it was re-parented, or when it is still in the run's
+//! process group. One re-parented before any scan saw it (it escaped within one full
+//! pass of being started) may have come from any run alive when it is first seen: all of
+//! those are its runs. A run is alive until its clean-up (a stopping run whose main
+//! process ended is alive while the rest of it drains, up to `kill_timeout`). A process
+//! adrift gets its runs' stop signal when every run of it still alive is being signalled
+//! at once, and SIGKILL as soon as none of them is alive: so it ends on the stop,
+//! delete, restart or crash of the run it came from when that is known, and otherwise
+//! once every run it may have come from has ended (at the latest when the daemon stops).
 //!
-//! The daemon's helpers and what they start ([`super::helpers`]) are never signalled.
+//! The daemon's helpers and what they start ([`super::helpers`]) are never signalled,
+//! nor, when the daemon is a container's init, an orphan no scan saw in a run's tree.
 //! Pure: the supervisor feeds it the scans and carries out what it returns.
 
 use std::collections::{HashMap, HashSet};
@@ -37,37 +40,59 @@ enum Origin {
 
 #[derive(Debug, Default)]
 pub struct Orphans {
-    /// Every member of a live run's tree at the last scan, with its run.
-    lineage: HashMap<Key, i32>,
+    /// Every member of a live run's tree (its run) and of a helper's tree at the last
+    /// scan.
+    lineage: HashMap<Key, Origin>,
     /// Processes re-parented to the daemon and their descendants.
     adrift: HashMap<Key, Origin>,
 }
 
+/// What the daemon knows of its helpers ([`super::helpers`]).
+pub trait Helpers {
+    /// Whether `(pid, start)` is a helper itself.
+    fn is_helper(&self, pid: i32, start: u64) -> bool;
+    /// Whether a helper that runs a user's command was running at `start`.
+    fn forking_at(&self, start: u64) -> bool;
+}
+
 impl Orphans {
     /// One complete scan: `stats` of every process that may descend from the daemon
-    /// (`me`), `runs` the main pids of its live runs, `helper(pid, start)` whether a
-    /// process is a helper or started while a forking one ran.
-    pub fn scan(&mut self, stats: &[Stat], me: i32, runs: &HashSet<i32>, helper: impl Fn(i32, u64) -> bool) {
+    /// (`me`), `runs` the runs still alive (their main pids, which are their process
+    /// groups: a run stays alive until its clean-up, even after its main process ended).
+    pub fn scan(&mut self, stats: &[Stat], me: i32, runs: &HashSet<i32>, helpers: &impl Helpers) {
         let children = procs::children_of(stats);
-        let starts: HashMap<i32, u64> = stats.iter().map(|s| (s.pid, s.start)).collect();
-        let key = |pid: i32| (pid, starts.get(&pid).copied().unwrap_or(0));
+        let by_pid: HashMap<i32, &Stat> = stats.iter().map(|s| (s.pid, s)).collect();
+        let key = |pid: i32| (pid, by_pid.get(&pid).map_or(0, |s| s.start));
+        let ours = children.get(&me).map(Vec::as_slice).unwrap_or_default();
         let mut lineage = HashMap::new();
-        for &run in runs {
+        // A run's tree from its main process while that is still our child (a reaped
+        // main pid may belong to another process by now).
+        for &run in ours.iter().filter(|p| runs.contains(p)) {
             for p in descendants(&children, run) {
-                lineage.insert(key(p), run);
+                lineage.insert(key(p), Origin::Runs(vec![run]));
+            }
+        }
+        for &helper in ours.iter().filter(|&&p| helpers.is_helper(p, key(p).1)) {
+            for p in descendants(&children, helper) {
+                lineage.insert(key(p), Origin::Helper);
             }
         }
         let mut every_run: Vec<i32> = runs.iter().copied().collect();
         every_run.sort_unstable();
         let mut adrift = HashMap::new();
-        for &p in children.get(&me).into_iter().flatten().filter(|p| !runs.contains(p)) {
+        for &p in ours.iter().filter(|p| !runs.contains(p)) {
             let k = key(p);
-            let origin = if helper(k.0, k.1) {
-                Origin::Helper
-            } else if let Some(known) = self.adrift.get(&k) {
+            let group = by_pid.get(&p).map(|s| s.pgid).filter(|g| runs.contains(g));
+            let origin = if let Some(known) = self.adrift.get(&k).or_else(|| lineage.get(&k)) {
                 known.clone()
-            } else if let Some(&run) = self.lineage.get(&k) {
-                Origin::Runs(vec![run])
+            } else if let Some(seen) = self.lineage.get(&k) {
+                seen.clone()
+            } else if let Some(group) = group {
+                Origin::Runs(vec![group]) // still in its run's process group
+            } else if helpers.forking_at(k.1) || me == 1 {
+                // Started while a helper ran a user's command; or the daemon is a
+                // container's init, which inherits every orphan of the container.
+                Origin::Helper
             } else {
                 Origin::Runs(every_run.clone())
             };
@@ -83,7 +108,8 @@ impl Orphans {
 
     /// The members of run `run`'s tree at the last scan (its main pid first).
     pub fn members(&self, run: i32) -> Vec<i32> {
-        let mut out: Vec<i32> = self.lineage.iter().filter(|(_, r)| **r == run).map(|((p, _), _)| *p).collect();
+        let of_run = |o: &Origin| matches!(o, Origin::Runs(r) if r.as_slice() == [run]);
+        let mut out: Vec<i32> = self.lineage.iter().filter(|(_, o)| of_run(o)).map(|((p, _), _)| *p).collect();
         out.sort_unstable_by_key(|p| (*p != run, *p));
         out
     }

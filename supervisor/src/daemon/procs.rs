@@ -51,9 +51,10 @@ pub fn read_stat(pid: i32) -> Option<Stat> {
 
 /// Parse the text of `/proc/<pid>/stat`.
 pub fn parse_stat(pid: i32, bytes: &[u8]) -> Option<Stat> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
+    // The command name may hold spaces, parentheses and bytes that are not UTF-8:
+    // fields start after the last ')'.
+    let close = bytes.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(bytes.get(close + 2..)?).ok()?;
     let mut f = rest.split_ascii_whitespace();
     let state = *f.next()?.as_bytes().first()?;
     let ppid = f.next()?.parse().ok()?;

@@ -86,24 +86,35 @@ impl Supervisor {
 
     /// Feed one complete scan of the daemon's descendants to the orphan tracking.
     pub(super) fn scan_orphans(&mut self, stats: Vec<procs::Stat>) {
-        let runs: HashSet<i32> = self.owned.keys().copied().collect();
-        self.orphans.scan(&stats, std::process::id() as i32, &runs, helpers::covers);
+        let runs = self.live_runs();
+        self.orphans.scan(&stats, std::process::id() as i32, &runs, &helpers::Registry);
     }
 
-    /// Signal what is adrift from runs that are signalled (`signalled`, by main pid) or
-    /// have all ended; `done` were signalled already.
+    /// Signal what is adrift from runs that are signalled (`signalled`, by process
+    /// group) or have all ended; `done` were signalled already, and members of the
+    /// signalled groups were reached by `killpg`.
     pub(super) fn end_adrift(&mut self, signalled: &HashMap<i32, Signal>, done: &HashSet<i32>) {
-        let runs: HashSet<i32> = self.owned.keys().copied().collect();
-        for (pid, signal) in self.orphans.due(&runs, signalled) {
-            if !done.contains(&pid) {
-                tracing::info!(
-                    pid,
-                    signal = signal.as_str(),
-                    "signalling a process an ended or stopping run left behind"
-                );
+        for (pid, signal) in self.orphans.due(&self.live_runs(), signalled) {
+            let in_signalled_group = procs::read_stat(pid).is_some_and(|s| signalled.contains_key(&s.pgid));
+            if !done.contains(&pid) && !in_signalled_group {
+                tracing::info!(pid, signal = signal.as_str(), "signalling what an ended or stopping run left behind");
                 procs::signal_outside(None, &[pid], signal);
             }
         }
+    }
+
+    /// The runs not cleaned up yet, by main pid (= process group): every group an
+    /// instance, a replaced run still serving or an old run still stopping holds, and
+    /// every main process not reaped yet. A stopping run whose main process ended is
+    /// alive while the rest of it drains.
+    fn live_runs(&self) -> HashSet<i32> {
+        let mut runs: HashSet<i32> = self.owned.keys().copied().collect();
+        for inst in self.apps.values().flat_map(|a| a.instances.iter()) {
+            runs.extend(inst.pgid);
+            runs.extend(inst.retiree.as_ref().and_then(|r| r.pgid));
+        }
+        runs.extend(self.retiring.values().filter_map(|r| r.pgid));
+        runs
     }
 }
 

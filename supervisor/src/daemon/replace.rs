@@ -122,6 +122,7 @@ impl Supervisor {
 
     /// The kill timeout of a stopping old run is over: SIGKILL whatever is left.
     pub(super) fn retiree_timer(&mut self, pid: i32) {
+        self.scan_before_signals();
         let Some(old) = self.retiring.remove(&pid) else { return };
         if procs::group_alive(old.pgid) || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
             tracing::warn!(app = %old.app, instance = old.index, pid, "the replaced run did not stop in time; SIGKILL");

@@ -132,9 +132,12 @@ impl Sampler {
         let live: HashSet<u32> = roots.iter().map(|(id, _)| *id).collect();
         self.members.retain(|id, _| live.contains(id));
         self.open_stats.retain(|pid, _| related.contains(pid));
-        for p in stats.keys().filter(|p| !related.contains(p)) {
-            self.unrelated.insert(*p);
-        }
+        // A process whose parent was not read (it ended during the pass) may be
+        // re-parented to the daemon: it is read again next time.
+        let known_parent = |s: &Stat| s.ppid == 0 || stats.contains_key(&s.ppid) || self.unrelated.contains(&s.ppid);
+        let unrelated: Vec<i32> =
+            stats.values().filter(|s| !related.contains(&s.pid) && known_parent(s)).map(|s| s.pid).collect();
+        self.unrelated.extend(unrelated);
         self.scanned = Some(stats.into_values().filter(|s| related.contains(&s.pid)).collect());
         out
     }
