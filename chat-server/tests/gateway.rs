@@ -125,14 +125,7 @@ async fn malformed_and_unknown_messages_get_errors_then_a_close() {
 /// writes to it block as soon as it stops reading.
 async fn small_window_member(server: &Server, name: &str, room: &str) -> RawWs {
     let f = Format::Json;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(server.ws_url()).unwrap();
-    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, name)).parse().unwrap());
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    raw_next(&mut ws, f).await.unwrap();
+    let mut ws = small_window(server, name).await;
     raw_send(&mut ws, f, &ClientMsg::Join { room: room.into(), since: None }).await;
     raw_next(&mut ws, f).await.unwrap();
     ws

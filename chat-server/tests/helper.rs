@@ -290,6 +290,20 @@ pub async fn messages(client: &mut Client, n: usize) -> Vec<layer4_chat_client::
     out
 }
 
+/// A bare JSON WebSocket whose receive buffer is small (4 KiB), so that a client that
+/// does not read fills the server's side at once; the `welcome` is read.
+pub async fn small_window(server: &Server, name: &str) -> RawWs {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], server.port).into()).await.unwrap();
+    let mut request = server.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", server.token(1, name)).parse().unwrap());
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    raw_next(&mut ws, Format::Json).await.unwrap();
+    ws
+}
+
 pub type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A bare WebSocket (no client library), for abuse and protocol tests.

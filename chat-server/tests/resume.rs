@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use layer4_chat_client::Event;
-use layer4_chat_client::protocol::Format;
+use layer4_chat_client::protocol::{ClientMsg, Format, ServerMsg};
 
 use crate::helper::*;
 
@@ -126,4 +126,68 @@ async fn a_large_backlog_queued_while_the_server_is_down_is_stored_once_each_in_
     let sent: Vec<String> = (0..3000).map(|i| format!("{i:04} {pad}")).collect();
     assert_eq!(bodies, sent, "stored once each, in the order sent");
     assert_eq!(server.metric("chat_disconnections_total", &[("reason", "slow_consumer")]).await, 0.0);
+}
+
+/// Issue 14's replay attack: resumes that ask for 2 rooms of 60 KB messages (48 MB
+/// each) and never read. Each costs at most its queue bound; `WRITE_TIMEOUT` closes them
+/// with 4001; a client that reads gets every message once, in order.
+#[tokio::test]
+async fn resumes_that_never_read_cost_their_bound_and_a_reader_gets_every_message_once() {
+    const N: u64 = 400;
+    let server = Server::start(&[("WRITE_TIMEOUT", "2000")]).await;
+    let f = Format::MsgPack;
+    let mut writer = server.client(1, "writer", f);
+    let body = "x".repeat(60_000);
+    for room in ["big1", "big2"] {
+        joined(&mut writer, room).await;
+        for _ in 0..N {
+            writer.send(room, &body).await.unwrap();
+        }
+    }
+    server.wait_metric("chat_messages_in_total", &[], |v| v >= 2.0 * N as f64).await;
+    drop(writer);
+    let before = server.metric("chat_memory_rss_bytes", &[]).await;
+    let resume = ClientMsg::Resume { rooms: [("big1".to_owned(), 0), ("big2".to_owned(), 0)].into() };
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut ws = small_window(&server, &format!("idle{i}")).await;
+        raw_send(&mut ws, Format::Json, &resume).await;
+        idle.push(ws); // never read
+    }
+    let mut peak = 0.0f64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        peak = peak.max(server.metric("chat_memory_rss_bytes", &[]).await - before);
+        if server.metric("chat_disconnections_total", &[("reason", "slow_consumer")]).await >= 20.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the idle resumes were not closed within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(peak < 64e6, "20 idle resumes of 48 MB grew the server by {:.1} MB", peak / 1e6);
+    eprintln!("peak growth with 20 idle resumes: {:.1} MB", peak / 1e6);
+    // What they were sent ends with their close: 4001.
+    for ws in &mut idle {
+        assert_eq!(raw_close_code(ws, Format::Json).await, Some(layer4_chat_client::protocol::close::RESUME));
+    }
+    // A reader resuming the same rooms gets each message once, in order.
+    let mut reader = raw(&server.ws_url(), Some(&server.token(2, "reader")), None).await.unwrap();
+    raw_next(&mut reader, Format::Json).await.unwrap();
+    raw_send(&mut reader, Format::Json, &resume).await;
+    let mut next = std::collections::HashMap::from([("big1".to_owned(), 1u64), ("big2".to_owned(), 1u64)]);
+    let mut got = 0;
+    while got < 2 * N {
+        match raw_next(&mut reader, Format::Json).await {
+            Ok(ServerMsg::Message(m)) => {
+                let want = next.get_mut(&m.room).unwrap();
+                assert_eq!(m.seq, *want, "{} in order, once", m.room);
+                assert_eq!(m.body.len(), 60_000);
+                *want += 1;
+                got += 1;
+            }
+            Ok(ServerMsg::Joined { seq, .. }) => assert_eq!(seq, N),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(code) => panic!("closed with {code:?} after {got} messages"),
+        }
+    }
 }

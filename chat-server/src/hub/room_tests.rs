@@ -179,3 +179,17 @@ async fn before_its_head_is_loaded_a_room_holds_everything() {
     assert_eq!((loaded.delivered, loaded.fill), (2, false));
     assert_eq!(received(&mut far, 3).await, ["joined 0", "6", "7"]);
 }
+
+#[tokio::test]
+async fn live_messages_held_during_a_replay_count_toward_the_queue_bound() {
+    let room = loaded(0);
+    publish(&room, 1..=2);
+    let (out, _far) = member().await;
+    assert_eq!(room.join(1, &out, Some(0), 100), Joined::Replay { after: 0, head: 2 });
+    // Frames of ~1 KB held while the replay never ends: 1 MiB of them is ~1000.
+    let big = |seq| Arc::new(Entry::new(ChatMessage { body: "x".repeat(1000), ..msg(seq) }));
+    let published: Vec<_> = FLUSHERS.with(|f| (3..=5000).map(|seq| room.publish(big(seq), f)).collect());
+    assert_eq!(out.stopped(), Some(crate::gateway::outbox::Stopped::Overflowed));
+    let first = published.iter().position(|p| p.overflowed > 0).unwrap();
+    assert!((900..1100).contains(&first), "by bytes, at ~1 MiB held: after {first} messages");
+}
