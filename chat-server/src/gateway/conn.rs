@@ -148,6 +148,8 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         drain_at = drain_deadline();
     }
     let mut blocked = false;
+    // Bytes written from the queue and since when, while that does not change.
+    let mut stuck: Option<(u64, Instant)> = None;
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
     loop {
@@ -155,8 +157,14 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         if let Some(at) = drain_at {
             deadline = deadline.min(at);
         }
-        if let Some(since) = outbox.stuck_since() {
-            deadline = deadline.min(Instant::from_std(since) + s.write_timeout);
+        // Frames queued and none taken since `stuck.1`: the client does not read.
+        stuck = match (outbox.progress(), stuck) {
+            (None, _) => None,
+            (Some(now), Some((before, since))) if now == before => Some((before, since)),
+            (Some(now), _) => Some((now, Instant::now())),
+        };
+        if let Some((_, since)) = stuck {
+            deadline = deadline.min(since + s.write_timeout);
         }
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
@@ -192,7 +200,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                 if now >= last_seen + s.connection_timeout {
                     return (Reason::Timeout, Some((close::TIMEOUT, "timeout: nothing received")));
                 }
-                if outbox.stuck_since().is_some_and(|since| now >= Instant::from_std(since) + s.write_timeout) {
+                if stuck.is_some_and(|(at, since)| outbox.progress() == Some(at) && now >= since + s.write_timeout) {
                     return SLOW;
                 }
                 // The wall clock too: it may have jumped since the timer was set.

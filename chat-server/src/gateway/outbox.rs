@@ -22,8 +22,8 @@
 //! refused, but they are kept under the same bound by their producers: requests are
 //! read only while the queue is under it ([`Outbox::pause_reads`]), a replay page is
 //! queued only while it is under half of it, and a history reply carries at most half
-//! of it. A queue that has not moved for `WRITE_TIMEOUT` ([`Outbox::stuck_since`]) closes
-//! the connection with 4001 too. Control frames (ping, pong, close, written by
+//! of it. A queue that has not moved for `WRITE_TIMEOUT` ([`Outbox::progress`], watched by
+//! the connection task) closes the connection with 4001 too. Control frames (ping, pong, close, written by
 //! tungstenite) are accepted even after an overflow, so the close frame can follow the
 //! backlog out.
 
@@ -31,7 +31,6 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use layer4_chat_client::protocol::{Format, Payload};
@@ -90,17 +89,15 @@ struct Inner {
     /// The connection task stopped reading its client because too much is queued.
     reads_paused: bool,
     stopped: Option<Stopped>,
-    /// When the queue last became non-empty or had bytes written from it.
-    moved_at: Option<Instant>,
+    /// Bytes written from the queue, ever (no clock on the delivery path).
+    written: u64,
 }
 
 impl Inner {
     /// Accounts for `n` bytes written from the front of the queue.
     fn consume(&mut self, mut n: usize) {
         self.queued_bytes -= n.min(self.queued_bytes);
-        if n > 0 {
-            self.moved_at = Some(Instant::now());
-        }
+        self.written += n as u64;
         while n > 0 {
             let Some((front, live)) = self.queue.front_mut() else { return };
             let take = n.min(front.len());
@@ -163,9 +160,6 @@ impl Outbox {
                 }
             }
         }
-        if inner.queue.is_empty() {
-            inner.moved_at = Some(Instant::now());
-        }
         inner.queued_bytes += rest.len();
         inner.queue.push_back((rest, false));
         drop(inner);
@@ -184,9 +178,6 @@ impl Outbox {
         if inner.live_bytes + frame.len() > self.max_live_bytes {
             self.overflow_locked(&mut inner);
             return Err(Stopped::Overflowed);
-        }
-        if inner.queue.is_empty() {
-            inner.moved_at = Some(Instant::now());
         }
         inner.live_bytes += frame.len();
         inner.queued_bytes += frame.len();
@@ -270,11 +261,11 @@ impl Outbox {
         self.lock().queued_bytes
     }
 
-    /// Since when the queue has held frames without a byte of them being written;
-    /// None when it is empty.
-    pub fn stuck_since(&self) -> Option<Instant> {
+    /// None when nothing is queued; else the bytes written from the queue so far, which
+    /// stay the same while the client takes nothing.
+    pub fn progress(&self) -> Option<u64> {
         let inner = self.lock();
-        if inner.queue.is_empty() { None } else { inner.moved_at }
+        (!inner.queue.is_empty()).then_some(inner.written)
     }
 
     /// Writes queued frames, up to `batch` per vectored write, until the queue is empty
