@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The daemon under requests meant to hurt it (see abuse.py for the sections, the method and
-# the targets).
+# The daemon and chat-server under requests meant to hurt them (see abuse.py and
+# chat_abuse.py for the sections, the method and the targets).
 #
 #   L4CTL=/path/to/l4ctl bench/abuse.sh [--only SECTION] [other abuse.py flags]
 #

@@ -7,6 +7,7 @@
 //! WebSocket tasks or allocate more than two argon2 working sets (19 MiB each).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -60,6 +61,9 @@ pub struct Auth {
     validation: Validation,
     ttl: Duration,
     hashing: Arc<Semaphore>,
+    /// Password hashes running or waiting, and how many may (`HASHING_QUEUE` + 2).
+    queued: Arc<AtomicUsize>,
+    queue_max: usize,
 }
 
 impl std::fmt::Debug for Auth {
@@ -87,8 +91,24 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret)?,
             validation,
             ttl,
-            hashing: Arc::new(Semaphore::new(2)),
+            hashing: Arc::new(Semaphore::new(HASHING_THREADS)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            queue_max: HASHING_THREADS + DEFAULT_HASHING_QUEUE,
         })
+    }
+
+    /// At most `waiting` password hashes wait for a thread; past it, [`Busy`] at once.
+    pub fn with_hashing_queue(mut self, waiting: usize) -> Auth {
+        self.queue_max = HASHING_THREADS + waiting;
+        self
+    }
+
+    /// A place among the hashes running or waiting, or [`Busy`].
+    fn enter(&self) -> Result<Queued<'_>, Busy> {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.queue_max).then_some(n + 1))
+            .map_err(|_| Busy)?;
+        Ok(Queued(&self.queued))
     }
 
     pub fn issue(&self, id: i64, name: &str) -> String {
@@ -122,25 +142,48 @@ impl Auth {
         self.verify(&token)
     }
 
-    pub async fn hash_password(&self, password: String) -> Result<String, argon2::password_hash::Error> {
+    /// Argon2 on one of two threads; [`Busy`] when `HASHING_QUEUE` hashes already wait.
+    pub async fn hash_password(&self, password: String) -> Result<Result<String, argon2::password_hash::Error>, Busy> {
+        let _queued = self.enter()?;
         let _permit = self.hashing.acquire().await;
-        tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
-            .await
-            .unwrap_or(Err(argon2::password_hash::Error::Crypto))
+        Ok(tokio::task::spawn_blocking(move || {
+            Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string())
+        })
+        .await
+        .unwrap_or(Err(argon2::password_hash::Error::Crypto)))
     }
 
     /// Checks `password` against a stored PHC string; with no stored hash it still does
     /// the same work, so timing does not reveal which user names exist.
-    pub async fn check_password(&self, password: String, stored: Option<String>) -> bool {
+    pub async fn check_password(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
+        let _queued = self.enter()?;
         let _permit = self.hashing.acquire().await;
-        tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
             let Ok(parsed) = PasswordHash::new(&stored) else { return false };
             Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && known
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false))
+    }
+}
+
+/// Threads hashing passwords at once.
+const HASHING_THREADS: usize = 2;
+/// Hashes that may wait for them unless `HASHING_QUEUE` says otherwise.
+const DEFAULT_HASHING_QUEUE: usize = 64;
+
+/// Too many password hashes are waiting: answer 503 at once rather than queue more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// A place in the hashing queue, given back when dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! - `GET /ws`: WebSocket upgrade ([`crate::gateway`]).
 //! - `POST /api/auth/register` `{"username","password"}` -> 201 `{token, user:{id,name}, expires_at}`;
-//!   400 `bad_request`, 409 `name_taken`.
+//!   400 `bad_request`, 409 `name_taken`, 403 `registration_closed` (`REGISTRATION=closed`).
 //! - `POST /api/auth/login` (same body) -> 200 (same reply); 401 `bad_credentials`.
+//! - Both: 429 `rate_limited` with `Retry-After` past `AUTH_RATE_PER_IP` for the client's
+//!   address, or `LOGIN_FAILURES_PER_USER` for the user name; 503 `busy` when
+//!   `HASHING_QUEUE` password hashes already wait ([`crate::limits`]).
 //! - `GET /api/health/websocket` -> 200 `{status:"healthy", connections, max_connections, ...}`,
 //!   503 with `status:"draining"` during shutdown and `"degraded"` when the database does not answer.
 //! - `GET /metrics`: Prometheus text format.
@@ -12,24 +15,26 @@
 //! an environment value.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::Ctx;
-use crate::auth::{now_secs, valid_password, valid_user_name};
+use crate::auth::{Busy, now_secs, valid_password, valid_user_name};
+use crate::limits::Counted;
+use crate::limits::peer::{Peer, client_ip};
 use crate::store::StoreError;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
@@ -69,7 +74,8 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let Ok(peer) = stream.peer_addr() else { continue };
+        let service = WithPeer { app: app.clone(), peer: Peer(peer) };
         let mut stopped = stopped.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
@@ -102,8 +108,59 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     while connections.join_next().await.is_some() {}
 }
 
+/// The router, with the TCP peer of the connection in each request's extensions.
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: Peer,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+
+    fn call(&self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        tower_service::Service::call(&mut self.app.clone(), request)
+    }
+}
+
 pub fn json_error(status: StatusCode, code: &str, text: &str) -> Response {
     (status, Json(json!({ "error": code, "message": text }))).into_response()
+}
+
+/// 429 `rate_limited`, to retry after `wait` (whole seconds, 1 at least).
+fn rate_limited(wait: Duration, text: &str) -> Response {
+    let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text);
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+    response
+}
+
+/// 503 `busy`: too many password hashes wait.
+fn busy() -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many logins at once; retry shortly");
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(1));
+    response
+}
+
+/// A token of the client address's `AUTH_RATE_PER_IP`, and its place among the
+/// password hashes of that address (at most [`crate::limits::HASHES_PER_ADDRESS`] at once).
+fn admit_auth(ctx: &Ctx, peer: Option<Peer>, headers: &HeaderMap) -> Result<Counted<IpAddr>, Box<Response>> {
+    let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    let ip = client_ip(peer, headers, &ctx.settings.limits.trusted_proxies);
+    let refused = |wait, text| {
+        ctx.stats.rate_limited.fetch_add(1, Relaxed);
+        Err(Box::new(rate_limited(wait, text)))
+    };
+    if let Err(wait) = ctx.limits.auth_per_ip.take(&ip, Instant::now()) {
+        return refused(wait, "too many login or register requests from this address");
+    }
+    match ctx.limits.hash_for(ip) {
+        Some(slot) => Ok(slot),
+        None => refused(Duration::from_secs(1), "too many logins at once from this address"),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +189,20 @@ fn unavailable(e: &StoreError) -> Response {
     json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage unavailable; try again")
 }
 
-async fn register(State(ctx): State<Arc<Ctx>>, body: Result<Json<Credentials>, JsonRejection>) -> Response {
+async fn register(
+    State(ctx): State<Arc<Ctx>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Response {
+    if !ctx.settings.limits.registration_open {
+        let text = "registration is closed on this server (REGISTRATION=closed)";
+        return json_error(StatusCode::FORBIDDEN, "registration_closed", text);
+    }
+    let _hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
+        Ok(slot) => slot,
+        Err(response) => return *response,
+    };
     let c = match credentials(body) {
         Ok(c) => c,
         Err(response) => return *response,
@@ -145,8 +215,9 @@ async fn register(State(ctx): State<Arc<Ctx>>, body: Result<Json<Credentials>, J
         return json_error(StatusCode::BAD_REQUEST, "bad_request", "password: 8-128 bytes");
     }
     let hash = match ctx.auth.hash_password(c.password).await {
-        Ok(hash) => hash,
-        Err(e) => {
+        Err(Busy) => return busy(),
+        Ok(Ok(hash)) => hash,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "password hashing failed");
             return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed");
         }
@@ -158,19 +229,39 @@ async fn register(State(ctx): State<Arc<Ctx>>, body: Result<Json<Credentials>, J
     }
 }
 
-async fn login(State(ctx): State<Arc<Ctx>>, body: Result<Json<Credentials>, JsonRejection>) -> Response {
+async fn login(
+    State(ctx): State<Arc<Ctx>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Response {
+    let _hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
+        Ok(slot) => slot,
+        Err(response) => return *response,
+    };
     let c = match credentials(body) {
         Ok(c) => c,
         Err(response) => return *response,
     };
+    // Failed logins count per user name, whatever the address: guessing one account's
+    // password from many addresses is as slow as from one.
+    let name = c.username.to_ascii_lowercase();
+    if let Err(wait) = ctx.limits.failed_logins.check(&name, Instant::now()) {
+        ctx.stats.rate_limited.fetch_add(1, Relaxed);
+        return rate_limited(wait, "too many failed logins for this user name; wait before trying again");
+    }
     let user = match ctx.hub.store.user(&c.username).await {
         Ok(user) => user,
         Err(e) => return unavailable(&e),
     };
     let (id, hash) = user.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
     match (ctx.auth.check_password(c.password, hash).await, id) {
-        (true, Some(id)) => issued(&ctx, StatusCode::OK, id, &c.username),
-        _ => json_error(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password"),
+        (Err(Busy), _) => busy(),
+        (Ok(true), Some(id)) => issued(&ctx, StatusCode::OK, id, &c.username),
+        _ => {
+            let _ = ctx.limits.failed_logins.take(&name, Instant::now());
+            json_error(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password")
+        }
     }
 }
 

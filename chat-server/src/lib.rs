@@ -18,6 +18,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
@@ -51,6 +52,8 @@ pub struct Ctx {
     pub drain: watch::Sender<bool>,
     conn_ids: AtomicU64,
     pub database: &'static str,
+    /// Rates and counts per client address, user and worker ([`limits`]).
+    pub limits: Arc<limits::Limits>,
 }
 
 impl Ctx {
@@ -99,13 +102,14 @@ pub async fn run(
     let database = if settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
-        auth: Auth::new(&settings.jwt_secret, settings.jwt_ttl)?,
-        hub: Hub::new(store.clone(), stats.clone(), settings.room_cache),
+        auth: Auth::new(&settings.jwt_secret, settings.jwt_ttl)?.with_hashing_queue(settings.limits.hashing_queue),
+        hub: Hub::new(store.clone(), stats.clone(), settings.room_cache, settings.limits.max_rooms),
         stats,
         active: Arc::new(AtomicUsize::new(0)),
         drain: watch::Sender::new(false),
         conn_ids: AtomicU64::new(1),
         database,
+        limits: Arc::new(limits::Limits::new(&settings.limits)),
         settings,
     });
     if ctx.settings.jwt_secret_generated {
@@ -148,12 +152,33 @@ pub async fn run(
     Ok(())
 }
 
-/// The periodic "connection metrics" log line and the sweep of idle rooms.
+/// How often freed memory is handed back to the kernel.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Give the allocator's free pages back to the kernel (glibc only; a no-op elsewhere).
+fn trim_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The periodic "connection metrics" log line, the sweep of idle rooms, and giving
+/// freed memory back: glibc keeps what a burst freed in its arenas (a replay burst of
+/// 20 connections left RSS 5 MB above its value before); `malloc_trim` returns it.
 async fn housekeeping(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(ctx.settings.metrics_log_interval);
+    let mut trim = tokio::time::interval(TRIM_EVERY);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = trim.tick() => {
+                trim_memory();
+                continue;
+            }
+        }
         ctx.hub.sweep();
         let g = ctx.gauges();
         let s = &ctx.stats;

@@ -61,6 +61,10 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     pub rejected_full: AtomicU64,
     pub rejected_auth: AtomicU64,
+    /// Upgrades refused because the user has `MAX_CONNECTIONS_PER_USER` open.
+    pub rejected_per_user: AtomicU64,
+    /// Requests refused by a rate (auth per address or user name, room creation).
+    pub rate_limited: AtomicU64,
     disconnections: [AtomicU64; Reason::ALL.len()],
     /// `error` messages sent to clients.
     pub errors: AtomicU64,
@@ -84,6 +88,8 @@ impl Default for Stats {
             connections_total: AtomicU64::new(0),
             rejected_full: AtomicU64::new(0),
             rejected_auth: AtomicU64::new(0),
+            rejected_per_user: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             disconnections: Default::default(),
             errors: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
@@ -142,12 +148,15 @@ impl Stats {
         let rejected = vec![
             ("{reason=\"full\"}".to_string(), load(&self.rejected_full)),
             ("{reason=\"auth\"}".to_string(), load(&self.rejected_auth)),
+            ("{reason=\"per_user\"}".to_string(), load(&self.rejected_per_user)),
         ];
         metric("chat_connections_rejected_total", "counter", "Upgrades refused before any WebSocket state.", &rejected);
         let by_reason: Vec<(String, u64)> =
             Reason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.disconnections(*r))).collect();
         metric("chat_disconnections_total", "counter", "Connections ended, by reason.", &by_reason);
         metric("chat_errors_total", "counter", "Error messages sent to clients.", &one(load(&self.errors)));
+        let limited = one(load(&self.rate_limited));
+        metric("chat_rate_limited_total", "counter", "Requests refused by a rate limit.", &limited);
         metric(
             "chat_messages_in_total",
             "counter",

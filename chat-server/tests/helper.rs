@@ -105,6 +105,8 @@ impl Server {
             ("DATABASE_URL", db.url.clone()),
             ("JWT_SECRET", SECRET.to_string()),
             ("APP_ENV", "production".to_string()),
+            // Tests register their users; production closes registration by default.
+            ("REGISTRATION", "open".to_string()),
             ("RUST_LOG", "warn".to_string()),
         ]
         .into_iter()

@@ -10,6 +10,7 @@ mod cluster;
 mod e2e;
 mod fanout;
 mod gateway;
+mod limits;
 mod resume;
 mod rooms;
 mod telemetry;

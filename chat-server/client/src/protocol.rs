@@ -134,6 +134,9 @@ pub enum ErrorCode {
     /// `send` or `history` for a room this connection has not joined.
     NotJoined,
     TooManyRooms,
+    /// Too many rooms brought into memory by this user in the last minute
+    /// (`ROOM_CREATION_RATE`); the join may be retried later.
+    RateLimited,
     /// The gap to replay is larger than the server replays; use `history`.
     ResumeTooFar,
     /// Storage failed; the message was not stored and may be resent with the same id.
@@ -159,6 +162,7 @@ impl ErrorCode {
             ErrorCode::BadBody => "bad_body",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ResumeTooFar => "resume_too_far",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unknown => "unknown",

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{Raw, SettingError, VARIABLES};
+use super::{Raw, SettingError, known};
 
 pub(super) fn read(path: &Path, raw: &mut BTreeMap<&'static str, Raw>, errors: &mut Vec<SettingError>) {
     let source = match std::fs::read_to_string(path) {
@@ -38,8 +38,8 @@ pub(super) fn read(path: &Path, raw: &mut BTreeMap<&'static str, Raw>, errors: &
     for (key, value) in doc.get_ref().iter() {
         let name = key.get_ref().to_ascii_uppercase();
         let origin = format!("{} ({})", at(value.span()), key.get_ref());
-        let Some(name) = VARIABLES.iter().copied().find(|v| *v == name) else {
-            let known: Vec<String> = VARIABLES.iter().map(|v| v.to_ascii_lowercase()).collect();
+        let Some(name) = known().find(|v| *v == name) else {
+            let known: Vec<String> = known().map(|v| v.to_ascii_lowercase()).collect();
             let message = format!("unknown key `{}`; known keys: {}", key.get_ref(), known.join(", "));
             errors.push(SettingError { origin: at(key.span()), message });
             continue;

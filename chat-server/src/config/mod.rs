@@ -7,6 +7,7 @@
 //! an error or a log line.
 
 mod file;
+pub mod limits;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +54,8 @@ pub struct Settings {
     pub metrics_log_interval: Duration,
     /// Workers of this app (`L4_INSTANCES`, set by l4ctl); more than one needs Redis.
     pub instances: u32,
+    /// What an abusive client meets (`limits`).
+    pub limits: limits::LimitSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -111,6 +114,11 @@ pub const VARIABLES: &[&str] = &[
     "L4_INSTANCES",
 ];
 
+/// Every variable read, the limits' included.
+fn known() -> impl Iterator<Item = &'static str> {
+    VARIABLES.iter().chain(limits::VARIABLES).copied()
+}
+
 /// A raw value and where it came from.
 #[derive(Debug, Clone)]
 struct Raw {
@@ -131,9 +139,9 @@ impl Settings {
         if let Some(path) = file {
             file::read(path, &mut raw, &mut errors);
         }
-        for name in VARIABLES {
+        for name in known() {
             if let Some(value) = env(name) {
-                raw.insert(*name, Raw { value, origin: format!("{name} (environment)") });
+                raw.insert(name, Raw { value, origin: format!("{name} (environment)") });
             }
         }
         let mut p = Parser { raw, errors };
@@ -244,6 +252,7 @@ impl Parser {
             shutdown_timeout: self.millis("SHUTDOWN_TIMEOUT", 5_000, 100, 600_000),
             metrics_log_interval: self.millis("METRICS_LOG_INTERVAL", 30_000, 100, 86_400_000),
             instances,
+            limits: limits::parse(self, development),
         }
     }
 

@@ -4,7 +4,8 @@
 //! `HEARTBEAT_INTERVAL` (the first one at a random point of the interval, so a mass
 //! reconnect does not synchronise them), a close with 4000 after `CONNECTION_TIMEOUT`
 //! without any frame from the client, 4002 when its token expires, 4001 when its queue
-//! overflows or has not moved for `WRITE_TIMEOUT`, 1009 for an oversized frame, 1007/1008 after repeated bad messages and
+//! overflows or has not moved for `WRITE_TIMEOUT`, 1009 for an oversized frame, 1008 past
+//! `MAX_REQUESTS_PER_SECOND` frames, 1007/1008 after repeated bad messages and
 //! 1012 at a random point of the drain window on shutdown. Whatever the exit, the
 //! connection leaves every room and gives back its slot under the cap.
 //!
@@ -37,6 +38,8 @@ use super::replay::Replay;
 use crate::Ctx;
 use crate::auth::{User, now_ms, now_secs};
 use crate::hub::Room;
+use crate::limits::UserSlot;
+use crate::limits::bucket::Bucket;
 use crate::stats::Reason;
 
 /// tungstenite's read chunk per connection. A larger frame is still read whole: the
@@ -67,7 +70,16 @@ pub(super) struct Conn {
     pub(super) unknown: u32,
 }
 
-pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, user: User, format: Format, slot: Slot) {
+/// Serve one upgraded connection; `slots` (its place under `MAX_CONNECTIONS` and under
+/// its user's `MAX_CONNECTIONS_PER_USER`) are given back when it ends.
+pub async fn serve(
+    stream: TcpStream,
+    read_buf: Bytes,
+    ctx: Arc<Ctx>,
+    user: User,
+    format: Format,
+    slots: (Slot, UserSlot),
+) {
     let s = &ctx.settings;
     ctx.stats.connections_total.fetch_add(1, Relaxed);
     let _ = stream.set_nodelay(true);
@@ -98,7 +110,7 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, user: User
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
     let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, frame)).await;
-    drop(slot);
+    drop(slots);
 }
 
 /// The closing handshake: our close frame goes out behind everything queued, then we
@@ -148,6 +160,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         drain_at = drain_deadline();
     }
     let mut blocked = false;
+    let mut requests = Bucket::full(f64::from(s.limits.max_requests_per_second), last_seen.into_std());
     // Bytes written from the queue and since when, while that does not change.
     let mut stuck: Option<(u64, Instant)> = None;
     let timer = tokio::time::sleep_until(next_ping);
@@ -174,6 +187,11 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
             ready = outbox.writable(), if blocked => ready.is_ok(),
             frame = ws.next(), if !outbox.pause_reads() => {
                 last_seen = Instant::now();
+                // Every frame counts, pings included: a flood is closed, not served.
+                let rate = f64::from(s.limits.max_requests_per_second);
+                if requests.take(rate, rate, last_seen.into_std()).is_err() {
+                    return (Reason::Abuse, Some((close::POLICY, "too many requests")));
+                }
                 let handled = match frame {
                     None | Some(Ok(Message::Close(_))) => return (Reason::Client, None),
                     Some(Err(e)) => return read_error(&e),

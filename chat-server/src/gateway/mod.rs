@@ -3,8 +3,9 @@
 //! Owns what happens before a connection exists: the token check (401 before the
 //! upgrade), the handshake headers (400, or 426 for a WebSocket version other than 13),
 //! subprotocol choice (the first of the client's list that the server speaks, `l4.json`
-//! or `l4.msgpack`; JSON when the client names none), and the connection cap (503 with
-//! `Retry-After` before any WebSocket state is allocated).
+//! or `l4.msgpack`; JSON when the client names none), the connection cap (503 with
+//! `Retry-After` before any WebSocket state is allocated) and the cap per user (429
+//! `too_many_connections` past `MAX_CONNECTIONS_PER_USER`).
 //!
 //! The handshake is answered here rather than by axum's extractor because the
 //! connection needs its raw `TcpStream` back (hyper hands it over after the 101): room
@@ -111,6 +112,13 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
     let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return json_error(StatusCode::UPGRADE_REQUIRED, "not_websocket", "this connection cannot be upgraded");
     };
+    let Some(user_slot) = ctx.limits.connect(user.id) else {
+        ctx.stats.rejected_per_user.fetch_add(1, Relaxed);
+        let text = format!("at most {} connections per user", ctx.settings.limits.max_connections_per_user);
+        let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", &text);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
+        return response;
+    };
     let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
         ctx.stats.rejected_full.fetch_add(1, Relaxed);
         let retry = 1 + rand::random_range(0..5);
@@ -123,7 +131,10 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
             Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
         };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => conn::serve(parts.io.into_inner(), parts.read_buf, task_ctx, user, format, slot).await,
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                conn::serve(stream, parts.read_buf, task_ctx, user, format, (slot, user_slot)).await;
+            }
             Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
         }
     });

@@ -13,7 +13,7 @@ use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, FrameRef, 
 use super::conn::{Conn, Exit};
 use super::replay::Replay;
 use crate::Ctx;
-use crate::hub::Joined;
+use crate::hub::{Joined, RoomError};
 use crate::stats::Reason;
 
 /// Bad messages tolerated before the connection is closed.
@@ -121,9 +121,22 @@ impl Conn {
             self.room_error(ctx, ErrorCode::TooManyRooms, text, Some(name));
             return None;
         }
-        let room = match ctx.hub.room(name).await {
+        let user = self.user.id;
+        let room = match ctx.hub.room(name, || ctx.limits.room_creation.take(&user, std::time::Instant::now())).await {
             Ok(room) => room,
-            Err(e) => {
+            Err(RoomError::TooMany) => {
+                let text =
+                    format!("this server holds its most rooms ({}); try again later", ctx.settings.limits.max_rooms);
+                self.room_error(ctx, ErrorCode::TooManyRooms, text, Some(name));
+                return None;
+            }
+            Err(RoomError::RateLimited(wait)) => {
+                ctx.stats.rate_limited.fetch_add(1, Relaxed);
+                let text = format!("too many new rooms; try again in {} s", wait.as_secs() + 1);
+                self.room_error(ctx, ErrorCode::RateLimited, text, Some(name));
+                return None;
+            }
+            Err(RoomError::Store(e)) => {
                 tracing::warn!(room = name, error = %e, "join failed");
                 self.room_error(ctx, ErrorCode::Unavailable, "storage unavailable; try again", Some(name));
                 return None;

@@ -1,7 +1,7 @@
 //! The rooms of one worker and the send path: store first, then publish in order.
 //!
-//! Owns which rooms are in memory (created on first join, dropped a minute after their
-//! last member left) and the rule that a message is durable before anyone sees it:
+//! Owns which rooms are in memory (created on first join, at most `MAX_ROOMS`, dropped a
+//! minute after their last member left) and the rule that a message is durable before anyone sees it:
 //! [`Hub::send`] (in [`send`]) stores a room's messages in batches by one writer at a
 //! time and queues them for every member in sequence order ([`order`]). With
 //! `REDIS_URL`, [`fanout`] carries each stored message to the other workers that
@@ -43,6 +43,21 @@ pub struct Hub {
     /// Set by [`Hub::connect_redis`] when `REDIS_URL` is.
     pub fanout: OnceLock<Arc<fanout::Fanout>>,
     cache_size: usize,
+    /// `MAX_ROOMS`.
+    max_rooms: usize,
+}
+
+/// Why a join could not have its room.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `MAX_ROOMS` rooms are in memory already.
+    #[error("this worker holds MAX_ROOMS rooms")]
+    TooMany,
+    /// The caller may not bring another room into memory before this.
+    #[error("too many rooms created")]
+    RateLimited(Duration),
 }
 
 /// The result of a send: the sequence number, and whether it was a resend.
@@ -56,11 +71,11 @@ pub struct Sent {
 
 impl Hub {
     /// Starts the flushers too: call it inside the runtime.
-    pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize) -> Hub {
+    pub fn new(store: Store, stats: Arc<Stats>, cache_size: usize, max_rooms: usize) -> Hub {
         let flushers = Flushers::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
         let deliverer = order::Deliverer { store: store.clone(), flushers, stats };
         let rooms = Arc::new(Mutex::new(HashMap::new()));
-        Hub { rooms, store, deliverer, fanout: OnceLock::new(), cache_size }
+        Hub { rooms, store, deliverer, fanout: OnceLock::new(), cache_size, max_rooms }
     }
 
     /// Connect to Redis for fan-out between workers; `history`: messages kept per room there.
@@ -74,13 +89,22 @@ impl Hub {
         lock_rooms(&self.rooms)
     }
 
-    /// The room, created and loaded (its newest sequence number) on first use.
-    pub async fn room(&self, name: &str) -> Result<Arc<Room>, StoreError> {
+    /// The room, created and loaded (its newest sequence number) on first use; creating
+    /// it needs `may_create` to agree and fewer than `MAX_ROOMS` rooms in memory.
+    pub async fn room(
+        &self,
+        name: &str,
+        may_create: impl FnOnce() -> Result<(), Duration>,
+    ) -> Result<Arc<Room>, RoomError> {
         let room = {
             let mut rooms = self.rooms();
             match rooms.get(name) {
                 Some(room) => room.clone(),
                 None => {
+                    if rooms.len() >= self.max_rooms {
+                        return Err(RoomError::TooMany);
+                    }
+                    may_create().map_err(RoomError::RateLimited)?;
                     let name: Arc<str> = Arc::from(name);
                     let room = Arc::new(Room::new(name.clone(), self.cache_size));
                     rooms.insert(name, room.clone());
