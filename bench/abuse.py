@@ -50,8 +50,9 @@ full-disk  Root only (it mounts a 5 MiB tmpfs as the log folder; skipped otherwi
            Targets: daemon CPU while full < 5 % of a core; 0 rotations while full; lines arrive
            again within 5 s of space returning; every rotated file still on disk.
 
-chat-replay  chat-server's sections are described in chat_abuse.py (target/release/chat-server,
-           or $CHAT_SERVER).
+chat-replay, chat-login-flood, chat-room-flood
+           chat-server's sections, described in chat_abuse.py (target/release/chat-server, or
+           $CHAT_SERVER).
 
 Every wait has a deadline; only the daemons this run started are signalled (`l4ctl kill`, then
 SIGTERM by pid); their workers die with them.  The temp dir is removed after a complete run and
@@ -61,7 +62,7 @@ measurement ran; with --strict, 1 if a target is missed.
 import argparse, json, os, re, socket, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chat_abuse import chat_replay  # noqa: E402
+from chat_abuse import chat_login_flood, chat_replay, chat_room_flood  # noqa: E402
 from common import (L4CTL, L4Daemon, cpu_window, install_signal_handlers,  # noqa: E402
                     measure_and_clean_up, print_markdown_table, require_executables, rss_kib, wait_for,
                     write_results)
@@ -396,7 +397,8 @@ def full_disk(a, tmp, daemons):
 
 
 SECTIONS = [("log-reads", log_reads), ("tcp-flood", tcp_flood), ("full-disk", full_disk),
-            ("chat-replay", chat_replay)]
+            ("chat-replay", chat_replay), ("chat-login-flood", chat_login_flood),
+            ("chat-room-flood", chat_room_flood)]
 
 
 # ------------------------------------------------------------------ main
@@ -414,6 +416,10 @@ def main():
     ap.add_argument("--full", type=float, default=10, help="seconds of CPU measured while the disk is full")
     ap.add_argument("--replay-conns", type=int, default=20, help="idle resumes in chat-replay")
     ap.add_argument("--replay-messages", type=int, default=1000, help="stored messages per room in chat-replay")
+    ap.add_argument("--login-conns", type=int, default=300, help="flooding connections in chat-login-flood")
+    ap.add_argument("--login-flood", type=float, default=20, help="seconds of the login flood")
+    ap.add_argument("--room-flood", type=float, default=60, help="seconds of the room flood")
+    ap.add_argument("--room-after", type=float, default=100, help="seconds after the room flood until RSS is read")
     a = ap.parse_args()
     require_executables(((L4CTL, "L4CTL"),))
     install_signal_handlers()  # every daemon is stopped on SIGINT/SIGTERM too

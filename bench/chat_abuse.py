@@ -17,6 +17,23 @@ chat-replay  Issue 14's replay attack.  Two rooms of --replay-messages (1000) st
              value before.
              Targets: peak RSS growth < 64 MB; every connection closed with 4001 (counted by the
              server); RSS 30 s after within 20 % of before; the reader served in full.
+
+chat-login-flood  --login-conns (300) threads on 127.0.0.1 post wrong logins (user names
+             cycling over 1000) back to back for --login-flood s (20); meanwhile, once a second,
+             the registered user logs in from one of 20 other loopback addresses (127.0.0.10-29,
+             each within its own AUTH_RATE_PER_IP).  VmRSS idle before, its peak during (sampled
+             once a second), and 30 s after.
+             Targets: every legitimate login answered 200 and their p99 < 1 s; RSS peak and
+             30 s after within 50 MB of idle.
+
+chat-room-flood  One user on 4 connections joins (and leaves) a new room per connection per round,
+             reading every answer, 200 rounds a second at most (400 frames a second per
+             connection, under MAX_REQUESTS_PER_SECOND), for --room-flood s (60): ROOM_CREATION_RATE refuses most
+             (rate_limited).  VmRSS idle, peak, and --room-after s (100: rooms leave memory about
+             a minute after their last member, at the sweep every METRICS_LOG_INTERVAL) after the
+             connections closed, with chat_rooms then.
+             Targets: RSS peak < 64 MB above idle; no room left in memory; RSS after within 20 %
+             of idle.
 """
 import base64, hashlib, hmac, json, os, signal, socket, sqlite3, struct, subprocess, time
 
@@ -216,3 +233,141 @@ def chat_replay(a, tmp, daemons):
     raw = {"rss_before_kib": before, "rss_peak_kib": peak, "rss_after_kib": after, "closed": closed,
            "reader_messages": got}
     return rows, raw
+
+
+def post_from(source, port, path, body, timeout=30):
+    """(status, seconds) of one HTTP POST from the loopback address `source`."""
+    t0 = time.perf_counter()
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        data = json.dumps(body).encode()
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n%s" % (path.encode(), len(data), data))
+        answer = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            answer += c
+    finally:
+        s.close()
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0, time.perf_counter() - t0
+
+
+def chat_login_flood(a, tmp, daemons):
+    import threading
+    d = os.path.join(tmp, "chat-login-flood")
+    os.makedirs(d)
+    server = ChatServer(d, {"REGISTRATION": "open"})
+    daemons.append(server)
+    status, _ = post_from("127.0.0.2", server.port, "/api/auth/register",
+                          {"username": "legit", "password": "legit-password"})
+    if status != 201:
+        raise RuntimeError("register answered %d" % status)
+    time.sleep(a.settle)
+    idle = rss_kib(server.proc.pid)
+    stop = threading.Event()
+    counts = {}
+
+    def flood(i):
+        n = 0
+        while not stop.is_set():
+            try:
+                st, _ = post_from("127.0.0.1", server.port, "/api/auth/login",
+                                  {"username": "user%d" % (n % 1000), "password": "wrong-password"}, timeout=10)
+            except OSError:
+                st = -1
+            counts[st] = counts.get(st, 0) + 1
+            n += 1
+    threads = [threading.Thread(target=flood, args=(i,), daemon=True) for i in range(a.login_conns)]
+    for t in threads:
+        t.start()
+    legit, peak, t0 = [], idle, time.time()
+    k = 0
+    while time.time() - t0 < a.login_flood:
+        # A login a second from one of 20 other addresses (each within its own 30 a minute).
+        st, dt = post_from("127.0.0.%d" % (10 + k % 20), server.port, "/api/auth/login",
+                           {"username": "legit", "password": "legit-password"})
+        legit.append((st, dt))
+        k += 1
+        peak = max(peak, rss_kib(server.proc.pid))
+        time.sleep(max(0.0, 1.0 - dt))
+    stop.set()
+    for t in threads:
+        t.join(15)
+    time.sleep(30)
+    after = rss_kib(server.proc.pid)
+    times = sorted(dt for _, dt in legit)
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    ok = sum(1 for st, _ in legit if st == 200)
+    flood_total = sum(counts.values())
+    print("  flood: %d requests from %d connections in %.0f s: %s" % (flood_total, a.login_conns, a.login_flood,
+                                                                     dict(sorted(counts.items()))), flush=True)
+    print("  legit: %d/%d answered 200, p99 %.0f ms, max %.0f ms; RSS idle %.1f, peak %.1f, 30 s after %.1f MB"
+          % (ok, len(legit), p99 * 1000, times[-1] * 1000, idle / 1024, peak / 1024, after / 1024), flush=True)
+    rows = [
+        {"label": "login flood (%d connections, one address): legitimate login p99 (ms)" % a.login_conns,
+         "value": "%.0f" % (p99 * 1000), "target": "< 1000", "pass": p99 < 1.0 and ok == len(legit)},
+        {"label": "login flood: RSS peak above idle (MB)", "value": "%.1f" % ((peak - idle) / 1024),
+         "target": "< 50", "pass": (peak - idle) / 1024 < 50},
+        {"label": "login flood: RSS 30 s after, above idle (MB)", "value": "%.1f" % ((after - idle) / 1024),
+         "target": "< 50", "pass": (after - idle) / 1024 < 50},
+    ]
+    return rows, {"flood": counts, "legit": legit, "rss_idle_kib": idle, "rss_peak_kib": peak, "rss_after_kib": after}
+
+
+def chat_room_flood(a, tmp, daemons):
+    d = os.path.join(tmp, "chat-room-flood")
+    os.makedirs(d)
+    server = ChatServer(d, {})
+    daemons.append(server)
+    time.sleep(a.settle)
+    idle = rss_kib(server.proc.pid)
+    tok = token(7, "roomer")
+    conns = [Ws(server.port, tok) for _ in range(4)]
+    for w in conns:
+        w.frame()  # welcome
+    peak, t0, sent, joined, limited = idle, time.time(), 0, 0, 0
+    k = 0
+    while time.time() - t0 < a.room_flood:
+        round_started = time.time()
+        for w in conns:
+            room = "r%d" % k
+            k += 1
+            w.send({"type": "join", "room": room})
+            w.send({"type": "leave", "room": room})
+            sent += 1
+        for w in conns:  # each join is answered (joined or an error), then the leave
+            for _ in range(2):
+                op, payload = w.frame()
+                msg = json.loads(payload) if op in (1, 2) else {}
+                joined += msg.get("type") == "joined"
+                limited += msg.get("code") == "rate_limited"
+        if k % 200 == 0:
+            peak = max(peak, rss_kib(server.proc.pid))
+        # 200 rounds a second at most: 400 frames a connection, under MAX_REQUESTS_PER_SECOND.
+        time.sleep(max(0.0, 0.005 - (time.time() - round_started)))
+    peak = max(peak, rss_kib(server.proc.pid))
+    rooms_peak = server.metric("chat_rooms")
+    for w in conns:
+        w.close()
+    time.sleep(a.room_after)
+    after = rss_kib(server.proc.pid)
+    rooms_after = server.metric("chat_rooms")
+    print("  %d joins of new rooms in %.0f s: %d joined, %d rate_limited; rooms %d at the end, %d after %d s"
+          % (sent, a.room_flood, joined, limited, rooms_peak, rooms_after, a.room_after), flush=True)
+    print("  RSS idle %.1f, peak %.1f, after %.1f MB" % (idle / 1024, peak / 1024, after / 1024), flush=True)
+    rows = [
+        {"label": "room flood (1 user, 4 connections, %d s): RSS peak above idle (MB)" % a.room_flood,
+         "value": "%.1f" % ((peak - idle) / 1024), "target": "< 64", "pass": (peak - idle) / 1024 < 64},
+        {"label": "room flood: rooms in memory %d s after they left" % a.room_after,
+         "value": "%d (of %d)" % (rooms_after, rooms_peak), "target": "0", "pass": rooms_after == 0},
+        {"label": "room flood: RSS %d s after, vs idle (MB)" % a.room_after,
+         "value": "%.1f vs %.1f" % (after / 1024, idle / 1024), "target": "within 20 %",
+         "pass": abs(after - idle) / max(idle, 1) <= 0.2},
+    ]
+    return rows, {"joins": sent, "joined": joined, "rate_limited": limited, "rooms_peak": rooms_peak,
+                  "rooms_after": rooms_after, "rss_idle_kib": idle, "rss_peak_kib": peak, "rss_after_kib": after}

@@ -27,7 +27,7 @@ from common import (HERE, L4CTL, PEERS, PM2_BIN, free_port, free_ports, install_
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 CHAT = os.path.join(ROOT, "target", "release", "chat-server")
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 PG = os.environ.get("L4_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 QUICK = "--quick" in sys.argv
 RUNS, SECONDS, RELOAD_AT, CLIENTS = (1, 6, 2, 200) if QUICK else (3, 12, 3, 200)

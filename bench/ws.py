@@ -24,7 +24,7 @@ from common import HERE, PEERS, free_port, install_signal_handlers, node_version
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 REL = os.path.join(ROOT, "target", "release")
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 QUICK = "--quick" in sys.argv
 
 
@@ -44,9 +44,12 @@ class Server:
     def start(self):
         if self.kind == "chat-server":
             d = tempfile.mkdtemp(dir=self.tmp)
+            # One registered user holds every connection of the load (l4load has one token).
             env = dict(os.environ, PORT=str(self.port), JWT_SECRET=SECRET, APP_ENV="production",
-                       DATABASE_URL="sqlite://%s/chat.db" % d, MAX_CONNECTIONS="20000", RUST_LOG="warn")
-            argv = [os.path.join(REL, "chat-server")]
+                       DATABASE_URL="sqlite://%s/chat.db" % d, MAX_CONNECTIONS="20000", RUST_LOG="warn",
+                       REGISTRATION="open", MAX_CONNECTIONS_PER_USER="20000")
+            # CHAT_SERVER: another build (a before/after comparison); l4load stays ours.
+            argv = [os.environ.get("CHAT_SERVER", os.path.join(REL, "chat-server"))]
         else:
             env = dict(os.environ, PORT=str(self.port), NODE_PATH=os.path.join(PEERS, "node_modules"))
             argv = ["node", os.path.join(HERE, "workloads", "ws_broadcast.js")]

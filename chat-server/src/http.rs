@@ -254,10 +254,10 @@ async fn login(
         Ok(user) => user,
         Err(e) => return unavailable(&e),
     };
-    let (id, hash) = user.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
+    let (id, hash) = user.map_or((None, None), |(id, name, hash)| (Some((id, name)), Some(hash)));
     match (ctx.auth.check_password(c.password, hash).await, id) {
         (Err(Busy), _) => busy(),
-        (Ok(true), Some(id)) => issued(&ctx, StatusCode::OK, id, &c.username),
+        (Ok(true), Some((id, name))) => issued(&ctx, StatusCode::OK, id, &name),
         _ => {
             let _ = ctx.limits.failed_logins.take(&name, Instant::now());
             json_error(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password")

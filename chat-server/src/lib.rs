@@ -98,7 +98,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let mut settings = settings;
     let store = Store::open(&settings.database_url).await?;
+    // Development without JWT_SECRET: a secret kept beside the SQLite database, so tokens
+    // survive restarts and reloads (with PostgreSQL, one per process).
+    let kept = match (settings.jwt_secret_generated, store::files::sqlite_path(&settings.database_url)) {
+        (true, Some(db)) => {
+            let path = store::files::secret_path(&db);
+            settings.jwt_secret = store::files::dev_secret(&path).map_err(store::StoreError::Files)?;
+            Some(path)
+        }
+        _ => None,
+    };
     let database = if settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
@@ -112,8 +123,14 @@ pub async fn run(
         limits: Arc::new(limits::Limits::new(&settings.limits)),
         settings,
     });
-    if ctx.settings.jwt_secret_generated {
-        tracing::warn!("JWT_SECRET is not set: using a random per-process secret (APP_ENV=development)");
+    match (&kept, ctx.settings.jwt_secret_generated) {
+        (Some(path), _) => {
+            tracing::warn!(file = %path.display(), "JWT_SECRET is not set: using the development secret kept beside the database");
+        }
+        (None, true) => {
+            tracing::warn!("JWT_SECRET is not set: using a random per-process secret (APP_ENV=development)")
+        }
+        (None, false) => {}
     }
     if let Some(url) = &ctx.settings.redis_url {
         ctx.hub.connect_redis(url, &ctx.settings.redis_prefix, ctx.settings.replay_limit).await?;

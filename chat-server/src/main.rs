@@ -35,6 +35,12 @@ struct Args {
 
 fn main() -> ExitCode {
     fixed_mmap_threshold();
+    // Files the server makes (the SQLite database, its -wal and -shm, the development
+    // secret) are its user's alone.
+    // SAFETY: umask only sets this process's file mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let args = Args::parse();
     let settings = match Settings::load(args.config.as_deref()) {
         Ok(s) => s,

@@ -53,3 +53,75 @@ async fn health_and_metrics_report_connections_without_secrets() {
     assert_eq!(server.metric("chat_connections_active", &[]).await, 1.0);
     assert_eq!(server.metric("chat_connections_total", &[]).await, 1.0);
 }
+
+#[tokio::test]
+async fn user_names_are_unique_whatever_their_case_and_log_in_as_registered() {
+    let server = Server::start(&[]).await;
+    http::register(&server.base(), "alice", "password1").await.unwrap();
+    match http::register(&server.base(), "ALICE", "password2").await {
+        Err(AuthError::Refused { status, error, .. }) => assert_eq!((status, error.as_str()), (409, "name_taken")),
+        other => panic!("ALICE beside alice: {other:?}"),
+    }
+    let session = http::login(&server.base(), "Alice", "password1").await.unwrap();
+    assert_eq!(session.user.name, "alice", "the name as registered");
+}
+
+/// Whether the user `nobody` can read `path` (root only: None otherwise).
+fn nobody_can_read(path: &std::path::Path) -> Option<bool> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    Some(out.success())
+}
+
+#[tokio::test]
+async fn the_database_its_wal_and_the_folder_made_for_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder others may enter, as /var/lib is: only the server's own modes protect it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.path().join("data").join("chat.db");
+    let url = format!("sqlite://{}", db.display());
+    let server = Server::start(&[("DATABASE_URL", url.as_str())]).await;
+    http::register(&server.base(), "carol", "password1").await.unwrap(); // writes: -wal exists
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        // As another user: not readable (a world-readable file beside it is, so this can fail).
+        let open = dir.path().join("open.txt");
+        std::fs::write(&open, "x").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        if let (Some(theirs), Some(open)) = (nobody_can_read(&file), nobody_can_read(&open)) {
+            assert!(open && !theirs, "{}: readable by nobody", file.display());
+        }
+    }
+    drop(server);
+    // A database an older version left world-readable is made private at start.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _again = Server::start(&[("DATABASE_URL", url.as_str())]).await;
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[tokio::test]
+async fn in_development_without_a_secret_tokens_survive_a_restart() {
+    let mut server = Server::start(&[("APP_ENV", "development"), ("JWT_SECRET", "")]).await;
+    let session = http::register(&server.base(), "dave", "password1").await.unwrap();
+    let kept = server.dir.path().join("jwt-secret");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_exit(std::time::Duration::from_secs(10)).await;
+    server.spawn().await;
+    let mut ws = raw(&server.ws_url(), Some(&session.token), None).await.unwrap();
+    let welcome = raw_next(&mut ws, Format::Json).await.unwrap();
+    assert!(matches!(welcome, layer4_chat_client::protocol::ServerMsg::Welcome { ref user, .. } if user == "dave"));
+}

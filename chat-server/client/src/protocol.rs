@@ -245,6 +245,18 @@ impl Format {
 
     /// Decodes a text frame (JSON) or binary frame (MessagePack), whichever this format uses.
     pub fn decode<T: for<'de> Deserialize<'de>>(self, frame: FrameRef<'_>) -> Result<T, DecodeError> {
+        // A message is an object (a map): serde would also read a struct from an array
+        // of its fields in order, which docs/protocol.md §2 does not allow.
+        let object = match frame {
+            FrameRef::Text(text) => text.trim_start().starts_with('{'),
+            FrameRef::Binary(bytes) => bytes.first().is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf)),
+        };
+        if !object
+            && matches!((self, frame), (Format::Json, FrameRef::Text(_)) | (Format::MsgPack, FrameRef::Binary(_)))
+        {
+            let what = if self == Format::Json { "a JSON object" } else { "a MessagePack map" };
+            return Err(DecodeError::Invalid(format!("a message must be {what}")));
+        }
         let result = match (self, frame) {
             (Format::Json, FrameRef::Text(text)) => serde_json::from_str::<T>(text).map_err(|e| e.to_string()),
             (Format::MsgPack, FrameRef::Binary(bytes)) => rmp_serde::from_slice::<T>(bytes).map_err(|e| e.to_string()),

@@ -8,6 +8,7 @@
 
 mod file;
 pub mod limits;
+pub mod origins;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +57,8 @@ pub struct Settings {
     pub instances: u32,
     /// What an abusive client meets (`limits`).
     pub limits: limits::LimitSettings,
+    /// Web pages that may open a WebSocket (`ALLOWED_ORIGINS`, `PUBLIC_URL`).
+    pub allowed_origins: origins::Origins,
 }
 
 impl fmt::Debug for Settings {
@@ -98,6 +101,9 @@ pub const VARIABLES: &[&str] = &[
     "JWT_SECRET",
     "JWT_TTL",
     "APP_ENV",
+    "NODE_ENV",
+    "PUBLIC_URL",
+    "ALLOWED_ORIGINS",
     "MAX_CONNECTIONS",
     "HEARTBEAT_INTERVAL",
     "CONNECTION_TIMEOUT",
@@ -154,6 +160,9 @@ impl Settings {
     }
 }
 
+/// The `JWT_SECRET` of config/.env.example: refused in production.
+pub const PLACEHOLDER_SECRET: &str = "change-me-to-a-long-random-string";
+
 /// `APP_ENV` values under which a missing `JWT_SECRET` is replaced by a random one.
 fn is_development(app_env: &str) -> bool {
     matches!(app_env, "development" | "dev" | "test")
@@ -166,7 +175,12 @@ struct Parser {
 
 impl Parser {
     fn settings(&mut self) -> Settings {
-        let app_env = self.text("APP_ENV").unwrap_or_else(|| "development".to_string());
+        // PM2 users set NODE_ENV: it counts when APP_ENV is not set. Neither: production.
+        let app_env = self
+            .text("APP_ENV")
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| self.text("NODE_ENV").filter(|v| !v.trim().is_empty()))
+            .unwrap_or_else(|| "production".to_string());
         let port = match self.raw.contains_key("PORT") {
             true => self.number("PORT", 3001, 1, u16::MAX as u64) as u16,
             false => self.number("WEBSOCKET_PORT", 3001, 1, u16::MAX as u64) as u16,
@@ -200,7 +214,27 @@ impl Parser {
             );
         }
         let development = is_development(&app_env);
+        let make_one = "make one with `openssl rand -base64 48`";
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
+            Some(secret) if !development && secret.trim().is_empty() => {
+                self.fail("JWT_SECRET", format!("is only whitespace; {make_one}"));
+                (Vec::new(), false)
+            }
+            Some(secret) if !development && secret.trim() == PLACEHOLDER_SECRET => {
+                self.fail(
+                    "JWT_SECRET",
+                    format!("is the placeholder of config/.env.example, known to everyone; {make_one}"),
+                );
+                (Vec::new(), false)
+            }
+            Some(secret) if !development && secret.len() < 32 => {
+                let text = format!(
+                    "must be at least 32 bytes in production (it has {}): anyone who guesses it can sign tokens for any user; {make_one}",
+                    secret.len()
+                );
+                self.fail("JWT_SECRET", text);
+                (Vec::new(), false)
+            }
             Some(secret) if secret.len() < 16 => {
                 self.fail("JWT_SECRET", format!("must be at least 16 characters long (it has {})", secret.len()));
                 (Vec::new(), false)
@@ -217,7 +251,7 @@ impl Parser {
             None => {
                 self.fail(
                     "JWT_SECRET",
-                    format!("is required when APP_ENV is {app_env:?} (set it, or set APP_ENV=development for a random per-process secret)"),
+                    format!("is required when APP_ENV is {app_env:?} ({make_one}; or set APP_ENV=development for a secret kept beside the SQLite database)"),
                 );
                 (Vec::new(), false)
             }
@@ -253,6 +287,7 @@ impl Parser {
             metrics_log_interval: self.millis("METRICS_LOG_INTERVAL", 30_000, 100, 86_400_000),
             instances,
             limits: limits::parse(self, development),
+            allowed_origins: origins::parse(self, development),
         }
     }
 

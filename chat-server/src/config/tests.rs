@@ -5,9 +5,53 @@ use std::io::Write;
 
 use super::*;
 
+/// An environment of `pairs`, in development unless `pairs` name `APP_ENV` or `NODE_ENV`
+/// (most tests here are about other settings; production needs a secret).
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if !map.contains_key("APP_ENV") && !map.contains_key("NODE_ENV") {
+        map.insert("APP_ENV".into(), "development".into());
+    }
+    move |k| map.get(k).cloned()
+}
+
+/// Exactly `pairs`.
+fn only(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |k| map.get(k).cloned()
+}
+
+const GOOD_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn without_app_env_or_node_env_saying_development_it_is_production() {
+    let err = Settings::from_sources(None, only(&[])).unwrap_err().to_string();
+    assert!(err.contains("JWT_SECRET") && err.contains("openssl rand -base64 48"), "{err}");
+    let s = Settings::from_sources(None, only(&[("JWT_SECRET", GOOD_SECRET)])).unwrap();
+    assert!(!s.is_development() && !s.limits.registration_open);
+    // PM2 users set NODE_ENV; APP_ENV wins when both are set.
+    assert!(Settings::from_sources(None, only(&[("NODE_ENV", "development")])).unwrap().is_development());
+    let prod = only(&[("NODE_ENV", "production"), ("JWT_SECRET", "short-secret-0123")]);
+    assert!(Settings::from_sources(None, prod).unwrap_err().to_string().contains("at least 32 bytes in production"));
+    let both = only(&[("NODE_ENV", "production"), ("APP_ENV", "development")]);
+    assert!(Settings::from_sources(None, both).unwrap().is_development());
+}
+
+#[test]
+fn production_refuses_a_short_blank_or_placeholder_secret() {
+    for (secret, says) in [
+        ("0123456789abcdef0123456789abcde", "at least 32 bytes in production (it has 31)"),
+        (&" ".repeat(40), "only whitespace"),
+        (PLACEHOLDER_SECRET, "placeholder of config/.env.example"),
+    ] {
+        let err = Settings::from_sources(None, only(&[("APP_ENV", "production"), ("JWT_SECRET", secret)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says) && err.contains("openssl rand -base64 48"), "{secret:?}: {err}");
+        assert!(!err.contains(secret.trim()) || secret.trim().is_empty() || secret == PLACEHOLDER_SECRET, "{err}");
+    }
+    let ok = only(&[("APP_ENV", "production"), ("JWT_SECRET", GOOD_SECRET)]);
+    assert_eq!(Settings::from_sources(None, ok).unwrap().jwt_secret, GOOD_SECRET.as_bytes());
 }
 
 #[test]
@@ -102,6 +146,11 @@ fn the_shipped_env_example_is_valid_settings() {
     for key in pairs.keys() {
         assert!(known().any(|v| v == key) || key == "RUST_LOG", "unknown variable {key} in .env.example");
     }
+    // As shipped, its secret is the placeholder, refused in production ...
+    let err = Settings::from_sources(None, |k| pairs.get(k).cloned()).unwrap_err().to_string();
+    assert!(err.contains("placeholder"), "{err}");
+    // ... and with a real one every value it shows is valid.
+    pairs.insert("JWT_SECRET".into(), GOOD_SECRET.into());
     let settings = Settings::from_sources(None, |k| pairs.get(k).cloned()).unwrap();
     assert_eq!(settings.max_connections, 2500);
     assert!(settings.database_url.starts_with("postgres://"));

@@ -91,7 +91,7 @@ pub async fn serve(
         .write_buffer_size(0)
         .max_message_size(Some(s.max_message_size))
         .max_frame_size(Some(s.max_message_size));
-    let io = ConnIo { stream, outbox: outbox.clone() };
+    let io = ConnIo { stream: stream.clone(), outbox: outbox.clone() };
     // Copy what hyper read past the request (usually nothing) and let its buffer go:
     // keeping the `Bytes` would keep hyper's whole read buffer alive per connection.
     let early = read_buf.to_vec();
@@ -109,14 +109,20 @@ pub async fn serve(
     ctx.stats.disconnected(reason);
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
-    let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, frame)).await;
+    let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, &stream, frame)).await;
     drop(slots);
 }
 
-/// The closing handshake: our close frame goes out behind everything queued, then we
-/// read until the client's close (or the socket ends), so frames still in flight, such
-/// as pongs, do not meet a reset.
-async fn goodbye(ws: &mut Ws, outbox: &Outbox, frame: Option<(u16, &'static str)>) {
+/// The closing handshake: our close frame (or the answer to the client's) goes out
+/// behind everything queued. After a close of ours, what the client still sends is read
+/// and discarded until its Close arrives, within the caller's patience: closing a socket
+/// with unread bytes would send a reset, and the client could lose our close frame (it
+/// would see 1006). After 1009 tungstenite cannot read frames any more (the rest of the
+/// oversized frame is still coming): bytes are discarded until the client closes its
+/// side or the patience ends. The socket is never half-closed before that: a proxy
+/// (Nginx) closes the client's side on our FIN and the client's answer would meet a
+/// reset.
+async fn goodbye(ws: &mut Ws, outbox: &Outbox, stream: &TcpStream, frame: Option<(u16, &'static str)>) {
     if let Some((code, text)) = frame {
         let _ = ws.close(Some(CloseFrame { code: code.into(), reason: text.into() })).await;
     }
@@ -127,12 +133,43 @@ async fn goodbye(ws: &mut Ws, outbox: &Outbox, frame: Option<(u16, &'static str)
             _ => return,
         }
     }
-    if frame.is_some() {
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_close() {
-                break;
+    match frame {
+        Some((close::TOO_BIG, _)) => discard_until_closed(stream).await,
+        Some(_) => {
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_close() {
+                    break;
+                }
             }
         }
+        None => {}
+    }
+}
+
+/// Read and discard until the peer closes its side (or the socket fails).
+async fn discard_until_closed(stream: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    while stream.readable().await.is_ok() {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Answer a client's Close (RFC 6455 §5.5.1): tungstenite queued an echo of its code and
+/// reason when it read the frame, sent by a flush behind everything queued; a Close
+/// without a code is answered with 1000.
+async fn answer_close(ws: &mut Ws, outbox: &Outbox, frame: Option<&CloseFrame>) {
+    if frame.is_some() {
+        let _ = ws.flush().await;
+    } else {
+        let mut bytes = Vec::with_capacity(4);
+        let normal = CloseFrame { code: close::NORMAL.into(), reason: "".into() };
+        let _ = tungstenite::protocol::frame::Frame::close(Some(normal)).format(&mut bytes);
+        outbox.push_control(Bytes::from(bytes));
     }
 }
 
@@ -193,7 +230,11 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                     return (Reason::Abuse, Some((close::POLICY, "too many requests")));
                 }
                 let handled = match frame {
-                    None | Some(Ok(Message::Close(_))) => return (Reason::Client, None),
+                    None => return (Reason::Client, None),
+                    Some(Ok(Message::Close(frame))) => {
+                        answer_close(ws, &outbox, frame.as_ref()).await;
+                        return (Reason::Client, None);
+                    }
                     Some(Err(e)) => return read_error(&e),
                     Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(text.as_str()))).await,
                     Some(Ok(Message::Binary(bytes))) => Box::pin(conn.handle(ctx, FrameRef::Binary(&bytes))).await,

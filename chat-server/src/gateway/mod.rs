@@ -86,6 +86,13 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
             return response;
         }
     };
+    // A browser names the page that opens the socket; other clients send no Origin.
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !ctx.settings.allowed_origins.allows(origin.to_str().unwrap_or(""))
+    {
+        let text = "this page's origin may not open a WebSocket here (ALLOWED_ORIGINS)";
+        return json_error(StatusCode::FORBIDDEN, "bad_origin", text);
+    }
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {

@@ -12,12 +12,13 @@
 //! time is epoch milliseconds, placeholders are `$N` on both backends, no booleans.
 
 use std::fmt::Write;
-use std::path::Path;
 
 use layer4_chat_client::protocol::ChatMessage;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
+
+pub mod files;
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -30,6 +31,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database folder {path}: {source}")]
     Folder { path: String, source: std::io::Error },
+    #[error("database file: {0}")]
+    Files(std::io::Error),
     #[error("the user name is taken")]
     NameTaken,
 }
@@ -104,6 +107,9 @@ impl Store {
             let write = options().max_connections(1).connect(&url).await?;
             SQLITE.run(&write).await?;
             let read = options().max_connections(4).connect(&url).await?;
+            if let Some(path) = files::sqlite_path(&url) {
+                files::make_private(&path).map_err(StoreError::Files)?;
+            }
             Ok(Store { write, read })
         } else {
             let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
@@ -270,9 +276,9 @@ impl Store {
         }
     }
 
-    /// (id, password hash) of a user.
-    pub async fn user(&self, name: &str) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1")
+    /// (id, name as registered, password hash) of a user, whatever the case of `name`.
+    pub async fn user(&self, name: &str) -> Result<Option<(i64, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, name, password_hash FROM users WHERE lower(name) = lower($1)")
             .bind(name)
             .fetch_optional(&self.read)
             .await?)
@@ -291,13 +297,8 @@ impl Store {
 
 /// `sqlite://data/chat.db` -> creates `data/` and asks SQLite to create the file.
 fn sqlite_url(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or("");
-    if path != ":memory:"
-        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|source| StoreError::Folder { path: parent.display().to_string(), source })?;
+    if let Some(path) = files::sqlite_path(url) {
+        files::make_folder(&path).map_err(|source| StoreError::Folder { path: path.display().to_string(), source })?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()
