@@ -220,3 +220,43 @@ async fn a_request_flood_on_one_connection_is_closed_with_1008() {
     assert_eq!(raw_close_code(&mut ws, Format::Json).await, Some(close::POLICY));
     server.wait_metric("chat_disconnections_total", &[("reason", "abuse")], |v| v >= 1.0).await;
 }
+
+#[tokio::test]
+async fn password_checks_past_the_hashing_queue_get_503_at_once() {
+    // Two hash at once and one may wait: of 40 logins at once from 40 addresses, most are
+    // busy.
+    let server = Server::start(&[("HASHING_QUEUE", "1"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let port = server.port;
+    let logins: Vec<_> = (0..40)
+        .map(|n| {
+            tokio::spawn(async move {
+                let xff = format!("X-Forwarded-For: 198.51.100.{n}\r\n");
+                let t = Instant::now();
+                let answer = post_from(
+                    ip("127.0.0.1"),
+                    port,
+                    "/api/auth/login",
+                    &credentials(&format!("u{n}"), "pass-word"),
+                    &xff,
+                )
+                .await;
+                (answer, t.elapsed())
+            })
+        })
+        .collect();
+    let (mut busy, mut checked) = (0, 0);
+    for task in logins {
+        let ((status, retry, body), took) = task.await.unwrap();
+        match status {
+            503 => {
+                assert!(body.contains("busy") && retry == Some(1), "{body}");
+                assert!(took < Duration::from_millis(500), "refused at once, not queued: {took:?}");
+                busy += 1;
+            }
+            401 => checked += 1,
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(busy >= 1 && checked >= 3, "{busy} busy, {checked} checked");
+    assert_eq!(busy + checked, 40);
+}
