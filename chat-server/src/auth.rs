@@ -104,11 +104,11 @@ impl Auth {
     }
 
     /// A place among the hashes running or waiting, or [`Busy`].
-    fn enter(&self) -> Result<Queued<'_>, Busy> {
+    fn enter(&self) -> Result<Queued, Busy> {
         self.queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.queue_max).then_some(n + 1))
             .map_err(|_| Busy)?;
-        Ok(Queued(&self.queued))
+        Ok(Queued(self.queued.clone()))
     }
 
     pub fn issue(&self, id: i64, name: &str) -> String {
@@ -143,10 +143,18 @@ impl Auth {
     }
 
     /// Argon2 on one of two threads; [`Busy`] when `HASHING_QUEUE` hashes already wait.
-    pub async fn hash_password(&self, password: String) -> Result<Result<String, argon2::password_hash::Error>, Busy> {
-        let _queued = self.enter()?;
-        let _permit = self.hashing.acquire().await;
+    /// `hold` (the caller's place under its own limits) is released with the hashing
+    /// thread, not with the request: a client that disconnects does not free its place
+    /// while its hash still runs.
+    pub async fn hash_password<H: Send + 'static>(
+        &self,
+        password: String,
+        hold: H,
+    ) -> Result<Result<String, argon2::password_hash::Error>, Busy> {
+        let queued = self.enter()?;
+        let permit = self.hashing.clone().acquire_owned().await;
         Ok(tokio::task::spawn_blocking(move || {
+            let _held = (queued, permit, hold);
             Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string())
         })
         .await
@@ -155,10 +163,16 @@ impl Auth {
 
     /// Checks `password` against a stored PHC string; with no stored hash it still does
     /// the same work, so timing does not reveal which user names exist.
-    pub async fn check_password(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
-        let _queued = self.enter()?;
-        let _permit = self.hashing.acquire().await;
+    pub async fn check_password<H: Send + 'static>(
+        &self,
+        password: String,
+        stored: Option<String>,
+        hold: H,
+    ) -> Result<bool, Busy> {
+        let queued = self.enter()?;
+        let permit = self.hashing.clone().acquire_owned().await;
         Ok(tokio::task::spawn_blocking(move || {
+            let _held = (queued, permit, hold);
             let known = stored.is_some();
             let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
             let Ok(parsed) = PasswordHash::new(&stored) else { return false };
@@ -179,9 +193,9 @@ const DEFAULT_HASHING_QUEUE: usize = 64;
 pub struct Busy;
 
 /// A place in the hashing queue, given back when dropped.
-struct Queued<'a>(&'a AtomicUsize);
+struct Queued(Arc<AtomicUsize>);
 
-impl Drop for Queued<'_> {
+impl Drop for Queued {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }

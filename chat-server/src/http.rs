@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use crate::Ctx;
 use crate::auth::{Busy, now_secs, valid_password, valid_user_name};
 use crate::limits::Counted;
-use crate::limits::peer::{Peer, client_ip};
+use crate::limits::peer::{Peer, client_ip, rate_key};
 use crate::store::StoreError;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
@@ -149,7 +149,7 @@ fn busy() -> Response {
 /// password hashes of that address (at most [`crate::limits::HASHES_PER_ADDRESS`] at once).
 fn admit_auth(ctx: &Ctx, peer: Option<Peer>, headers: &HeaderMap) -> Result<Counted<IpAddr>, Box<Response>> {
     let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-    let ip = client_ip(peer, headers, &ctx.settings.limits.trusted_proxies);
+    let ip = rate_key(client_ip(peer, headers, &ctx.settings.limits.trusted_proxies));
     let refused = |wait, text| {
         ctx.stats.rate_limited.fetch_add(1, Relaxed);
         Err(Box::new(rate_limited(wait, text)))
@@ -199,7 +199,7 @@ async fn register(
         let text = "registration is closed on this server (REGISTRATION=closed)";
         return json_error(StatusCode::FORBIDDEN, "registration_closed", text);
     }
-    let _hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
+    let hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
         Ok(slot) => slot,
         Err(response) => return *response,
     };
@@ -214,7 +214,7 @@ async fn register(
     if !valid_password(&c.password) {
         return json_error(StatusCode::BAD_REQUEST, "bad_request", "password: 8-128 bytes");
     }
-    let hash = match ctx.auth.hash_password(c.password).await {
+    let hash = match ctx.auth.hash_password(c.password, hashing).await {
         Err(Busy) => return busy(),
         Ok(Ok(hash)) => hash,
         Ok(Err(e)) => {
@@ -235,7 +235,7 @@ async fn login(
     headers: HeaderMap,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
-    let _hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
+    let hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
         Ok(slot) => slot,
         Err(response) => return *response,
     };
@@ -245,6 +245,10 @@ async fn login(
     };
     // Failed logins count per user name, whatever the address: guessing one account's
     // password from many addresses is as slow as from one.
+    // A name that cannot exist is refused before it becomes a key of the failures map.
+    if !valid_user_name(&c.username) {
+        return json_error(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password");
+    }
     let name = c.username.to_ascii_lowercase();
     if let Err(wait) = ctx.limits.failed_logins.check(&name, Instant::now()) {
         ctx.stats.rate_limited.fetch_add(1, Relaxed);
@@ -255,7 +259,7 @@ async fn login(
         Err(e) => return unavailable(&e),
     };
     let (id, hash) = user.map_or((None, None), |(id, name, hash)| (Some((id, name)), Some(hash)));
-    match (ctx.auth.check_password(c.password, hash).await, id) {
+    match (ctx.auth.check_password(c.password, hash, hashing).await, id) {
         (Err(Busy), _) => busy(),
         (Ok(true), Some((id, name))) => issued(&ctx, StatusCode::OK, id, &name),
         _ => {

@@ -295,6 +295,9 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
             if let Some(exit) = Box::pin(conn.replay_page(ctx)).await {
                 return exit;
             }
+            if outbox.stopped() == Some(Stopped::Overflowed) {
+                return SLOW; // the room's held messages passed the bound meanwhile
+            }
             match outbox.write_queued() {
                 Ok(full) => blocked = full,
                 Err(Stopped::Overflowed) => return SLOW,

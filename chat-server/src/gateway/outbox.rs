@@ -91,6 +91,8 @@ struct Inner {
     stopped: Option<Stopped>,
     /// Bytes written from the queue, ever (no clock on the delivery path).
     written: u64,
+    /// Live frames held for this connection by rooms it is replaying ([`Outbox::hold`]).
+    held: usize,
 }
 
 impl Inner {
@@ -175,7 +177,7 @@ impl Outbox {
         if let Some(stopped) = inner.stopped {
             return Err(stopped);
         }
-        if inner.live_bytes + frame.len() > self.max_live_bytes {
+        if inner.live_bytes + inner.held + frame.len() > self.max_live_bytes {
             self.overflow_locked(&mut inner);
             return Err(Stopped::Overflowed);
         }
@@ -248,6 +250,24 @@ impl Outbox {
 
     pub fn stopped(&self) -> Option<Stopped> {
         self.lock().stopped
+    }
+
+    /// A room holds a live frame of `bytes` for this connection while it replays: counted
+    /// with the live queue against the bound. False (and the outbox overflows) past it.
+    pub fn hold(&self, bytes: usize) -> bool {
+        let mut inner = self.lock();
+        if inner.stopped.is_some() || inner.live_bytes + inner.held + bytes > self.max_live_bytes {
+            self.overflow_locked(&mut inner);
+            return false;
+        }
+        inner.held += bytes;
+        true
+    }
+
+    /// A room gave back `bytes` it held (queued now, or dropped).
+    pub fn release(&self, bytes: usize) {
+        let mut inner = self.lock();
+        inner.held = inner.held.saturating_sub(bytes);
     }
 
     /// `QUEUE_MAX_BYTES`: the bound on live bytes (and what replay pages and history

@@ -233,7 +233,7 @@ impl Room {
         let Some(member) = s.members.get_mut(&conn) else { return };
         let outbox = member.outbox.clone();
         let waiting = member.pending.take().unwrap_or_default();
-        member.pending_bytes = 0;
+        outbox.release(std::mem::take(&mut member.pending_bytes));
         for entry in waiting.into_iter().filter(|e| e.msg.seq > head) {
             outbox.push(entry.frame(outbox.format));
         }
@@ -242,7 +242,11 @@ impl Room {
     /// Removes a member; true if it was one.
     pub fn leave(&self, conn: u64) -> bool {
         let mut s = self.lock();
-        let was = s.members.remove(&conn).is_some();
+        let gone = s.members.remove(&conn);
+        if let Some(member) = &gone {
+            member.outbox.release(member.pending_bytes);
+        }
+        let was = gone.is_some();
         if s.members.is_empty() && s.empty_since.is_none() {
             s.empty_since = Some(Instant::now());
         }
@@ -301,13 +305,15 @@ impl Room {
         for member in s.members.values_mut() {
             match &mut member.pending {
                 Some(waiting) => {
+                    // Counted with the connection's live queue (all its rooms) against its bound.
                     let bytes = entry.frame(member.outbox.format).len();
-                    member.pending_bytes += bytes;
-                    if waiting.len() < MAX_PENDING && member.pending_bytes <= member.outbox.max_live_bytes() {
+                    if waiting.len() < MAX_PENDING && member.outbox.hold(bytes) {
+                        member.pending_bytes += bytes;
                         waiting.push(entry.clone());
                     } else {
                         // Held too long: the client reads too slowly to catch up.
                         member.outbox.overflow();
+                        member.outbox.release(std::mem::take(&mut member.pending_bytes));
                         out.overflowed += 1;
                         member.pending = None;
                     }

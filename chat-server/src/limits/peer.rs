@@ -56,23 +56,35 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client's address: `peer` unless it is trusted, else the last address of
-/// `X-Forwarded-For` (read right to left) that is not trusted; the first one when all
-/// are; `peer` when the header is missing or unreadable.
+/// The client's address: `peer` unless it is trusted, else `X-Forwarded-For` read right
+/// to left (each trusted proxy appends the address it saw): the first address that is
+/// not trusted. Whatever stands left of a hop that does not parse was written by the
+/// client, so the reading stops there, at the nearest trusted hop (or `peer`).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Net]) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok().map(canonical))
-        .collect();
-    hops.iter().rev().copied().find(|ip| !is_trusted(*ip)).or(hops.first().copied()).unwrap_or(peer)
+    let values: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let mut nearest = peer;
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match hop.trim().parse::<IpAddr>().map(canonical) {
+            Ok(ip) if is_trusted(ip) => nearest = ip,
+            Ok(ip) => return ip,
+            Err(_) => return nearest,
+        }
+    }
+    nearest
+}
+
+/// The key a client address is counted under: itself, or for IPv6 its /64 (one host
+/// usually holds a whole /64).
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]
@@ -115,5 +127,10 @@ mod tests {
         );
         assert_eq!(client_ip(ip("127.0.0.1"), &headers(&[]), &trusted), ip("127.0.0.1"));
         assert_eq!(client_ip(ip("127.0.0.1"), &headers(&["garbage"]), &trusted), ip("127.0.0.1"));
+        // What the client wrote left of garbage is its own: Nginx appended the real address.
+        assert_eq!(client_ip(ip("127.0.0.1"), &headers(&["1.2.3.4, x, 203.0.113.9"]), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_ip(ip("127.0.0.1"), &headers(&["1.2.3.4, x, 10.0.0.2"]), &trusted), ip("10.0.0.2"));
+        assert_eq!(rate_key(ip("2001:db8::1")), rate_key(ip("2001:db8::ffff:1")));
+        assert_ne!(rate_key(ip("2001:db8::1")), rate_key(ip("2001:db8:0:1::1")));
     }
 }

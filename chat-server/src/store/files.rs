@@ -27,23 +27,50 @@ pub fn make_folder(db: &Path) -> io::Result<()> {
     }
 }
 
-/// The database, its `-wal` and its `-shm`: 0600 when they are regular files of ours
-/// (a symlink or another user's file is left alone and reported).
-pub fn make_private(db: &Path) -> io::Result<()> {
-    let me = nix_uid();
-    for suffix in ["", "-wal", "-shm"] {
+/// The database, its `-wal` and its `-shm`, where they exist.
+fn files_of(db: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["", "-wal", "-shm"].into_iter().map(move |suffix| {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
-        let path = PathBuf::from(name);
+        PathBuf::from(name)
+    })
+}
+
+/// Before SQLite opens them: each of the database's files that exists must be a regular
+/// file of ours (SQLite would follow a symlink, and write into another user's file).
+pub fn check_before_open(db: &Path) -> io::Result<()> {
+    for path in files_of(db) {
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        if !meta.file_type().is_file() || meta.uid() != me {
+        if !meta.file_type().is_file() || meta.uid() != nix_uid() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file of this user: refusing to use it",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The database, its `-wal` and its `-shm`: 0600, each changed through a handle opened
+/// without following symlinks (a file swapped for a link meanwhile is refused, not
+/// followed).
+pub fn make_private(db: &Path) -> io::Result<()> {
+    for path in files_of(db) {
+        let file = match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io::Error::other(format!("{}: {e}", path.display()))),
+        };
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() || meta.uid() != nix_uid() {
             return Err(io::Error::other(format!(
                 "{} is not a regular file of this user: refusing to use it",
                 path.display()
             )));
         }
         if meta.mode() & 0o077 != 0 {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
         }
     }
     Ok(())
@@ -58,7 +85,8 @@ pub fn secret_path(db: &Path) -> PathBuf {
 /// only we can read, 32 bytes at least), else made (48 random bytes, base64) and kept.
 pub fn dev_secret(path: &Path) -> io::Result<Vec<u8>> {
     let refuse = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
-    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+    // O_NONBLOCK: a FIFO planted there must not hang the start (it is refused below).
+    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
         Ok(file) => {
             let meta = file.metadata()?;
             if !meta.file_type().is_file() || meta.uid() != nix_uid() || meta.mode() & 0o077 != 0 {
@@ -152,6 +180,7 @@ mod tests {
         assert_eq!(fs::metadata(&db).unwrap().mode() & 0o777, 0o600);
         let wal = dir.path().join("sub").join("chat.db-wal");
         std::os::unix::fs::symlink("/etc/passwd", &wal).unwrap();
+        assert!(check_before_open(&db).is_err());
         assert!(make_private(&db).is_err());
         assert_eq!(sqlite_path("sqlite://data/chat.db?mode=rwc"), Some(PathBuf::from("data/chat.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);

@@ -299,6 +299,7 @@ impl Store {
 fn sqlite_url(url: &str) -> Result<String, StoreError> {
     if let Some(path) = files::sqlite_path(url) {
         files::make_folder(&path).map_err(|source| StoreError::Folder { path: path.display().to_string(), source })?;
+        files::check_before_open(&path).map_err(StoreError::Files)?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()
