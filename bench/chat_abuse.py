@@ -56,6 +56,31 @@ def token(uid, name, ttl=3600):
     return "%s.%s.%s" % (head, body, b64(sig))
 
 
+def request(port, method, path, body=None, source=None, timeout=30):
+    """(status, body bytes, seconds) of one HTTP/1.1 request to 127.0.0.1:port (Connection:
+    close), from the loopback address `source` when given."""
+    t0 = time.perf_counter()
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        if source:
+            s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        extra = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body) if body is not None else b""
+        s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n%s"
+                  % (method.encode(), path.encode(), extra, body or b""))
+        answer = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            answer += c
+    finally:
+        s.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return status, answer.split(b"\r\n\r\n", 1)[-1], time.perf_counter() - t0
+
+
 class ChatServer:
     def __init__(self, d, env):
         self.dir, self.port = d, free_port()
@@ -67,18 +92,10 @@ class ChatServer:
 
     def metrics(self):
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            _, body, _ = request(self.port, "GET", "/metrics", timeout=2)
         except OSError:
             return None
-        with s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                c = s.recv(65536)
-                if not c:
-                    break
-                data += c
-        return data.decode(errors="replace")
+        return body.decode(errors="replace")
 
     def metric(self, name, labels=""):
         text = self.metrics() or ""
@@ -236,25 +253,9 @@ def chat_replay(a, tmp, daemons):
 
 
 def post_from(source, port, path, body, timeout=30):
-    """(status, seconds) of one HTTP POST from the loopback address `source`."""
-    t0 = time.perf_counter()
-    s = socket.socket()
-    s.settimeout(timeout)
-    try:
-        s.bind((source, 0))
-        s.connect(("127.0.0.1", port))
-        data = json.dumps(body).encode()
-        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                  b"Connection: close\r\n\r\n%s" % (path.encode(), len(data), data))
-        answer = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            answer += c
-    finally:
-        s.close()
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0, time.perf_counter() - t0
+    """(status, seconds) of one HTTP POST of `body` (JSON) from the loopback address `source`."""
+    status, _, seconds = request(port, "POST", path, json.dumps(body).encode(), source, timeout)
+    return status, seconds
 
 
 def chat_login_flood(a, tmp, daemons):

@@ -130,25 +130,34 @@ pub fn json_error(status: StatusCode, code: &str, text: &str) -> Response {
     (status, Json(json!({ "error": code, "message": text }))).into_response()
 }
 
-/// 429 `rate_limited`, to retry after `wait` (whole seconds, 1 at least).
-fn rate_limited(wait: Duration, text: &str) -> Response {
-    let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text);
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+/// An error body with `Retry-After: secs` (1 at least).
+pub fn json_error_retry(status: StatusCode, code: &str, text: &str, secs: u64) -> Response {
+    let mut response = json_error(status, code, text);
     response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
     response
 }
 
-/// 503 `busy`: too many password hashes wait.
-fn busy() -> Response {
-    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many logins at once; retry shortly");
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(1));
-    response
+/// 429 `rate_limited`, to retry after `wait` (whole seconds, rounded up).
+fn rate_limited(wait: Duration, text: &str) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    json_error_retry(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text, secs)
 }
 
-/// A token of the client address's `AUTH_RATE_PER_IP`, and its place among the
-/// password hashes of that address (at most [`crate::limits::HASHES_PER_ADDRESS`] at once).
-fn admit_auth(ctx: &Ctx, peer: Option<Peer>, headers: &HeaderMap) -> Result<Counted<IpAddr>, Box<Response>> {
-    let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+/// 503 `busy`: too many password hashes wait.
+fn busy() -> Response {
+    json_error_retry(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many logins at once; retry shortly", 1)
+}
+
+/// What both auth routes do first: take a token of the client address's
+/// `AUTH_RATE_PER_IP` and its place among the password hashes of that address (at most
+/// [`crate::limits::HASHES_PER_ADDRESS`] at once), then read the body.
+fn admit_auth(
+    ctx: &Ctx,
+    peer: Option<Extension<Peer>>,
+    headers: &HeaderMap,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<(Counted<IpAddr>, Credentials), Box<Response>> {
+    let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
     let ip = rate_key(client_ip(peer, headers, &ctx.settings.limits.trusted_proxies));
     let refused = |wait, text| {
         ctx.stats.rate_limited.fetch_add(1, Relaxed);
@@ -157,10 +166,10 @@ fn admit_auth(ctx: &Ctx, peer: Option<Peer>, headers: &HeaderMap) -> Result<Coun
     if let Err(wait) = ctx.limits.auth_per_ip.take(&ip, Instant::now()) {
         return refused(wait, "too many login or register requests from this address");
     }
-    match ctx.limits.hash_for(ip) {
-        Some(slot) => Ok(slot),
-        None => refused(Duration::from_secs(1), "too many logins at once from this address"),
-    }
+    let Some(slot) = ctx.limits.hash_for(ip) else {
+        return refused(Duration::from_secs(1), "too many logins at once from this address");
+    };
+    Ok((slot, credentials(body)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,12 +208,8 @@ async fn register(
         let text = "registration is closed on this server (REGISTRATION=closed)";
         return json_error(StatusCode::FORBIDDEN, "registration_closed", text);
     }
-    let hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
-        Ok(slot) => slot,
-        Err(response) => return *response,
-    };
-    let c = match credentials(body) {
-        Ok(c) => c,
+    let (hashing, c) = match admit_auth(&ctx, peer, &headers, body) {
+        Ok(admitted) => admitted,
         Err(response) => return *response,
     };
     if !valid_user_name(&c.username) {
@@ -235,12 +240,8 @@ async fn login(
     headers: HeaderMap,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
-    let hashing = match admit_auth(&ctx, peer.map(|p| p.0), &headers) {
-        Ok(slot) => slot,
-        Err(response) => return *response,
-    };
-    let c = match credentials(body) {
-        Ok(c) => c,
+    let (hashing, c) = match admit_auth(&ctx, peer, &headers, body) {
+        Ok(admitted) => admitted,
         Err(response) => return *response,
     };
     // Failed logins count per user name, whatever the address: guessing one account's

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::Ctx;
-use crate::http::json_error;
+use crate::http::{json_error, json_error_retry};
 
 /// One admitted connection; dropping it frees its slot under the cap.
 #[derive(Debug)]
@@ -122,9 +122,7 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
     let Some(user_slot) = ctx.limits.connect(user.id) else {
         ctx.stats.rejected_per_user.fetch_add(1, Relaxed);
         let text = format!("at most {} connections per user", ctx.settings.limits.max_connections_per_user);
-        let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", &text);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
-        return response;
+        return json_error_retry(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", &text, 5);
     };
     let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
         ctx.stats.rejected_full.fetch_add(1, Relaxed);
@@ -159,7 +157,5 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
 }
 
 fn unavailable(code: &str, text: &str, retry_after_s: u32) -> Response {
-    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, code, text);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-    response
+    json_error_retry(StatusCode::SERVICE_UNAVAILABLE, code, text, u64::from(retry_after_s))
 }

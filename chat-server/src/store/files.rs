@@ -40,15 +40,19 @@ fn files_of(db: &Path) -> impl Iterator<Item = PathBuf> + '_ {
 /// file of ours (SQLite would follow a symlink, and write into another user's file).
 pub fn check_before_open(db: &Path) -> io::Result<()> {
     for path in files_of(db) {
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        if !meta.file_type().is_file() || meta.uid() != nix_uid() {
-            return Err(io::Error::other(format!(
-                "{} is not a regular file of this user: refusing to use it",
-                path.display()
-            )));
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            ours(&meta, &path)?;
         }
     }
     Ok(())
+}
+
+/// `meta` (of `path`, not followed) is a regular file of this user, or an error naming it.
+fn ours(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
+    if meta.file_type().is_file() && meta.uid() == uid() {
+        return Ok(());
+    }
+    Err(io::Error::other(format!("{} is not a regular file of this user: refusing to use it", path.display())))
 }
 
 /// The database, its `-wal` and its `-shm`: 0600, each changed through a handle opened
@@ -63,12 +67,7 @@ pub fn make_private(db: &Path) -> io::Result<()> {
             Err(e) => return Err(io::Error::other(format!("{}: {e}", path.display()))),
         };
         let meta = file.metadata()?;
-        if !meta.file_type().is_file() || meta.uid() != nix_uid() {
-            return Err(io::Error::other(format!(
-                "{} is not a regular file of this user: refusing to use it",
-                path.display()
-            )));
-        }
+        ours(&meta, &path)?;
         if meta.mode() & 0o077 != 0 {
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
         }
@@ -89,7 +88,7 @@ pub fn dev_secret(path: &Path) -> io::Result<Vec<u8>> {
     match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
         Ok(file) => {
             let meta = file.metadata()?;
-            if !meta.file_type().is_file() || meta.uid() != nix_uid() || meta.mode() & 0o077 != 0 {
+            if !meta.file_type().is_file() || meta.uid() != uid() || meta.mode() & 0o077 != 0 {
                 return Err(refuse("must be a regular file of this user that only it can read (mode 0600)"));
             }
             let mut text = String::new();
@@ -119,7 +118,7 @@ pub fn dev_secret(path: &Path) -> io::Result<Vec<u8>> {
     }
 }
 
-fn nix_uid() -> u32 {
+fn uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
 }

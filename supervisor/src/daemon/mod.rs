@@ -83,6 +83,8 @@ pub async fn run(
         tracing::info!("no cgroup per run ([daemon] cgroups = false): orphans are tracked instead");
         None
     };
+    // Without cgroups, the full sampling passes feed the orphan tracking.
+    sup.sampler.keep_scans = sup.cgroups.is_none();
     sup.crashes.restore();
     sup.arm_episode_timer();
     sup.crashes.oom = boot::oom_counter();

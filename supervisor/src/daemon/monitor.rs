@@ -85,7 +85,7 @@ impl Supervisor {
         let samples = self.sampler.sample(&roots);
         // Without a cgroup per run, a full pass also tracks orphans and ends those
         // whose runs have all ended.
-        if let Some(stats) = self.sampler.take_scan().filter(|_| self.cgroups.is_none()) {
+        if let Some(stats) = self.sampler.take_scan() {
             self.scan_orphans(stats);
             self.end_adrift(&Default::default(), &Default::default());
         }

@@ -43,6 +43,8 @@ pub struct Sampler {
     /// What the last full pass read of every process that may descend from the
     /// daemon, until the supervisor takes it for the orphan tracking.
     scanned: Option<Vec<Stat>>,
+    /// Keep `scanned` (only the orphan tracking, without cgroups, wants it).
+    pub keep_scans: bool,
 }
 
 impl Sampler {
@@ -54,6 +56,7 @@ impl Sampler {
             members: HashMap::new(),
             open_stats: Default::default(),
             scanned: None,
+            keep_scans: false,
         }
     }
 
@@ -138,7 +141,9 @@ impl Sampler {
         let unrelated: Vec<i32> =
             stats.values().filter(|s| !related.contains(&s.pid) && known_parent(s)).map(|s| s.pid).collect();
         self.unrelated.extend(unrelated);
-        self.scanned = Some(stats.into_values().filter(|s| related.contains(&s.pid)).collect());
+        if self.keep_scans {
+            self.scanned = Some(stats.into_values().filter(|s| related.contains(&s.pid)).collect());
+        }
         out
     }
 
