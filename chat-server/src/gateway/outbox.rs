@@ -88,6 +88,9 @@ struct Inner {
     queued_bytes: usize,
     /// The connection task stopped reading its client because too much is queued.
     reads_paused: bool,
+    /// The connection task waits for the queue to fall under half the bound (a replay's
+    /// next page): whoever writes it there (a flusher, too) wakes the task.
+    under_half_wanted: bool,
     stopped: Option<Stopped>,
     /// Bytes written from the queue, ever (no clock on the delivery path).
     written: u64,
@@ -270,15 +273,13 @@ impl Outbox {
         inner.held = inner.held.saturating_sub(bytes);
     }
 
-    /// `QUEUE_MAX_BYTES`: the bound on live bytes (and what replay pages and history
-    /// replies are sized against).
-    pub fn max_live_bytes(&self) -> usize {
-        self.max_live_bytes
-    }
-
-    /// Bytes queued, of every kind.
-    pub fn queued_bytes(&self) -> usize {
-        self.lock().queued_bytes
+    /// Whether the queue is under half the bound; if not, the connection task is woken
+    /// once it is (by whoever writes it down), as for paused reads.
+    pub fn under_half(&self) -> bool {
+        let mut inner = self.lock();
+        let under = inner.queued_bytes <= self.max_live_bytes / 2;
+        inner.under_half_wanted = !under;
+        under
     }
 
     /// None when nothing is queued; else the bytes written from the queue so far, which
@@ -296,9 +297,11 @@ impl Outbox {
             if inner.stopped == Some(Stopped::Broken) {
                 return Err(Stopped::Broken);
             }
-            if inner.reads_paused && inner.queued_bytes <= self.max_live_bytes / 2 {
-                // The client caught up: the connection task may read its requests again.
+            if (inner.reads_paused || inner.under_half_wanted) && inner.queued_bytes <= self.max_live_bytes / 2 {
+                // The client caught up: the connection task may read its requests, or
+                // queue a replay's next page, again.
                 inner.reads_paused = false;
+                inner.under_half_wanted = false;
                 self.wake.notify_one();
             }
             if inner.queue.is_empty() {
@@ -425,6 +428,23 @@ mod tests {
         for (n, chunk) in body.chunks(1000).enumerate() {
             assert!(chunk.iter().all(|b| *b == n as u8), "frame {n} in order and whole");
         }
+    }
+
+    #[tokio::test]
+    async fn a_task_waiting_for_the_queue_under_half_is_woken_by_whoever_writes_it_there() {
+        let (near, mut far) = pair().await;
+        let o = Outbox::new(Format::Json, 4000, 100, near, 0);
+        for _ in 0..3 {
+            o.push_live(Bytes::from(vec![b'x'; 1000])).unwrap(); // 3000 queued, for a flusher
+        }
+        assert!(!o.under_half(), "3000 of 4000 queued");
+        // A flusher writes the queue down: the waiting task learns of it.
+        o.unschedule();
+        assert_eq!(o.write_queued(), Ok(false));
+        tokio::time::timeout(std::time::Duration::from_secs(5), o.wait()).await.expect("woken");
+        assert!(o.under_half());
+        let mut buf = vec![0u8; 3000];
+        far.read_exact(&mut buf).await.unwrap();
     }
 
     #[tokio::test]

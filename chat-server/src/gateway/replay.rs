@@ -45,7 +45,7 @@ pub(super) fn page_rows(ctx: &Ctx) -> usize {
 impl Conn {
     /// Whether a replay page should be queued now.
     pub(super) fn replay_due(&self) -> bool {
-        !self.replays.is_empty() && self.outbox.queued_bytes() <= self.outbox.max_live_bytes() / 2
+        !self.replays.is_empty() && self.outbox.under_half()
     }
 
     /// Queue the next page of the first replay; after its last page, the room's live
