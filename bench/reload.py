@@ -75,7 +75,7 @@ class Layer4:
         self.cfg = os.path.join(self.tmp, "l4.toml")
         with open(self.cfg, "w") as f:
             f.write('[daemon]\nhome = "run"\nlog_dir = "logs"\napi_listen = "off"\n'
-                    '[nginx]\nlisten = "127.0.0.1:%d"\noutput = "nginx/site.conf"\n'
+                    '[nginx]\nlisten = "127.0.0.1:%d"\noutput = "nginx/site.conf"\naccess_log = "off"\n'
                     '[[apps]]\nname = "chat"\nscript = "%s"\ninstances = 4\nport = %d\nready = "notify"\n'
                     '[apps.env]\nJWT_SECRET = "%s"\nAPP_ENV = "production"\nDATABASE_URL = "%s"\n'
                     'REDIS_URL = "redis://127.0.0.1:%d"\nRUST_LOG = "warn"\n'

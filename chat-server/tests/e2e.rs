@@ -89,8 +89,11 @@ async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_noth
     let nginx_dir = tmp.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir).unwrap();
     let output = nginx_dir.join("layer4.conf");
-    let section =
-        format!("[nginx]\nlisten = \"127.0.0.1:{nginx_port}\"\noutput = {:?}\n", output.display().to_string());
+    let section = format!(
+        "[nginx]\nlisten = \"127.0.0.1:{nginx_port}\"\noutput = {:?}\naccess_log = {:?}\n",
+        output.display().to_string(),
+        nginx_dir.join("access.log").display().to_string()
+    );
     let env = [
         ("REDIS_URL", redis.url()),
         ("DATABASE_URL", db.url.clone()),

@@ -75,6 +75,7 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
         listen => &spec.listen,
         ssl_certificate => spec.ssl_certificate.as_ref().map(|p| p.display().to_string()),
         ssl_certificate_key => spec.ssl_certificate_key.as_ref().map(|p| p.display().to_string()),
+        access_log => &spec.access_log,
         max_fails => spec.max_fails,
         fail_timeout => secs(spec.fail_timeout),
         proxy_read_timeout => secs(spec.proxy_read_timeout),
@@ -85,7 +86,8 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
 }
 
 /// `nginx -t` on `rendered`, included in a minimal main config under a
-/// temporary prefix (no root needed, nothing outside the temp folder touched).
+/// temporary prefix (no root needed, nothing outside the temp folder touched; the
+/// access log is opened there too).
 pub fn check(spec: &NginxSpec, rendered: &str) -> Result<(), NginxError> {
     let tmp = tempfile::Builder::new()
         .prefix("l4nginx")
@@ -93,8 +95,14 @@ pub fn check(spec: &NginxSpec, rendered: &str) -> Result<(), NginxError> {
         .map_err(|source| NginxError::Write { path: std::env::temp_dir(), source })?;
     let dir = tmp.path();
     let conf = dir.join("layer4.conf");
-    write(&conf, rendered)?;
     let d = dir.display();
+    // `nginx -t` opens every log file, and the access log's folder is root's: it is
+    // opened in the temporary prefix instead (nginx opens the real one when it loads).
+    let rendered = match spec.access_log.as_str() {
+        "off" => rendered.to_owned(),
+        path => rendered.replace(&format!("access_log {path} "), &format!("access_log {d}/access.log ")),
+    };
+    write(&conf, &rendered)?;
     let main = format!(
         "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {};\n}}\n",
         conf.display()

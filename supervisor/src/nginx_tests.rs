@@ -16,6 +16,7 @@ fn spec() -> NginxSpec {
         listen: "80".into(),
         ssl_certificate: None,
         ssl_certificate_key: None,
+        access_log: "/var/log/nginx/access.log".into(),
         upstream_hosts: vec![],
         max_fails: 3,
         fail_timeout: Duration::from_secs(10),

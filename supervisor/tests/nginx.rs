@@ -1,6 +1,7 @@
 //! README "Nginx": a real nginx (Debian's, installed by `.ci/test`) in front of
 //! real workers on l4ctl's sockets; the config follows `l4ctl scale` and a scale
-//! through the API, and a render that nginx rejects is never installed.
+//! through the API, a render that nginx rejects is never installed, and the access
+//! log never holds a query string (a browser's token).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -46,9 +47,13 @@ fn free_ports(n: u16) -> u16 {
 
 /// `GET /` through nginx: the body, or `None` for anything but a 200.
 fn get(port: u16) -> Option<String> {
+    get_path(port, "/")
+}
+
+fn get_path(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nhost: chat.test\r\nconnection: close\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: chat.test\r\nconnection: close\r\n\r\n").as_bytes()).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.starts_with("HTTP/1.1 200").then(|| out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_owned())
@@ -97,9 +102,11 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
     );
     let env = Env::new(&app);
     std::fs::write(env.path("worker.py"), WORKER).unwrap();
+    let access_log = env.path("nginx-run/access.log");
     let nginx_section = |reload: &str, template: &str| {
         format!(
-            "[nginx]\nlisten = \"127.0.0.1:{nginx_port}\"\nserver_name = \"chat.test\"\noutput = \"nginx/layer4.conf\"\nauto_reload = true\nreload_command = {reload:?}\n{template}\n{app}"
+            "[nginx]\nlisten = \"127.0.0.1:{nginx_port}\"\nserver_name = \"chat.test\"\noutput = \"nginx/layer4.conf\"\nauto_reload = true\nreload_command = {reload:?}\naccess_log = {:?}\n{template}\n{app}",
+            access_log.display()
         )
     };
     env.write_config(&nginx_section("true", ""));
@@ -116,6 +123,12 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
     env.write_config(&nginx_section(&nginx.reload_command(), ""));
     let body = wait_for(Duration::from_secs(10), "nginx to proxy", || get(nginx_port));
     assert!(body.starts_with("instance "), "{body}");
+    // A browser's WebSocket URL carries its token: the access log has the path only.
+    assert!(get_path(nginx_port, "/ws?token=eyJ.secret-token.sig").is_some());
+    let logged = wait_for(Duration::from_secs(10), "the access log line", || {
+        std::fs::read_to_string(&access_log).ok().filter(|t| t.contains("GET /ws HTTP/1.1"))
+    });
+    assert!(!logged.contains("secret-token") && !logged.contains("?token"), "{logged}");
 
     let out = env.l4(&["scale", "web", "3"]);
     assert!(out.status.success(), "{}\n{}", text(&out), env.diagnose());

@@ -28,6 +28,10 @@ pub(super) struct NginxSection {
     listen: String,
     ssl_certificate: Option<PathBuf>,
     ssl_certificate_key: Option<PathBuf>,
+    /// The server's access log, written without query strings (a browser's WebSocket
+    /// carries its token in `?token=`), or `"off"`.
+    #[serde(default = "default_access_log")]
+    access_log: Spanned<String>,
     /// More `server` lines for the upstream: workers on other hosts, `"10.0.0.2:3001"`.
     #[serde(default)]
     upstream_hosts: Vec<Spanned<String>>,
@@ -63,6 +67,8 @@ pub struct NginxSpec {
     pub listen: String,
     pub ssl_certificate: Option<PathBuf>,
     pub ssl_certificate_key: Option<PathBuf>,
+    /// An absolute path, or `"off"`.
+    pub access_log: String,
     pub upstream_hosts: Vec<String>,
     pub max_fails: u32,
     pub fail_timeout: Duration,
@@ -79,6 +85,12 @@ fn default_server_name() -> String {
 }
 fn default_listen() -> String {
     "80".into()
+}
+/// Where Debian's (and most distributions') nginx writes its access log.
+pub const DEFAULT_ACCESS_LOG: &str = "/var/log/nginx/access.log";
+
+fn default_access_log() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_ACCESS_LOG.into())
 }
 fn default_max_fails() -> u32 {
     3
@@ -154,6 +166,17 @@ pub(super) fn resolve(
             report.push(0..0, format!("`[nginx]` value {text:?} must be non-empty and free of ; {{ }} and newlines"));
         }
     }
+    let access_log = section.access_log.get_ref();
+    if access_log != "off"
+        && (!access_log.starts_with('/') || access_log.contains([';', '{', '}', '\n', ' ', '"', '\'']))
+    {
+        report.push(
+            section.access_log.span(),
+            format!(
+                "`access_log` {access_log:?} must be an absolute path without spaces, quotes or ; {{ }}, or \"off\""
+            ),
+        );
+    }
     let at = |p: &Option<PathBuf>| p.as_ref().map(|p| normalize(&base.join(p)));
     Some(NginxSpec {
         output: at(&section.output).unwrap_or_else(|| home.join("nginx").join(format!("{app}.conf"))),
@@ -163,6 +186,7 @@ pub(super) fn resolve(
         listen: section.listen,
         ssl_certificate: at(&section.ssl_certificate),
         ssl_certificate_key: at(&section.ssl_certificate_key),
+        access_log: section.access_log.into_inner(),
         upstream_hosts: section.upstream_hosts.into_iter().map(Spanned::into_inner).collect(),
         max_fails: section.max_fails,
         fail_timeout: section.fail_timeout.0,

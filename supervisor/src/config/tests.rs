@@ -342,3 +342,16 @@ fn api_max_connections_is_checked_at_its_bounds() {
         assert!(joined.contains("`[daemon] api_max_connections` must be between 1 and 65536"), "{bad}: {joined}");
     }
 }
+
+#[test]
+fn the_nginx_access_log_is_an_absolute_path_or_off() {
+    let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
+    let c = parse_str(&format!("[nginx]\n{app}")).unwrap();
+    assert_eq!(c.nginx.unwrap().access_log, "/var/log/nginx/access.log");
+    let c = parse_str(&format!("[nginx]\naccess_log = \"off\"\n{app}")).unwrap();
+    assert_eq!(c.nginx.unwrap().access_log, "off");
+    for bad in ["logs/access.log", "/var/log/a b.log", "/x;y"] {
+        let d = diagnostics(&format!("[nginx]\naccess_log = {bad:?}\n{app}"));
+        assert!(d.iter().any(|d| d.message.contains("`access_log`") && d.line == 2), "{bad}: {d:?}");
+    }
+}
