@@ -1,6 +1,7 @@
 //! The HTTP surface of a worker.
 //!
 //! - `GET /ws`: WebSocket upgrade ([`crate::gateway`]).
+//! - `GET /echo`, only with `ECHO_ROUTE=1`: a WebSocket echo for conformance suites.
 //! - `POST /api/auth/register` `{"username","password"}` -> 201 `{token, user:{id,name}, expires_at}`;
 //!   400 `bad_request`, 409 `name_taken`, 403 `registration_closed` (`REGISTRATION=closed`).
 //! - `POST /api/auth/login` (same body) -> 200 (same reply); 401 `bad_credentials`.
@@ -27,18 +28,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::Ctx;
-use crate::auth::{Busy, now_secs, valid_password, valid_user_name};
+use crate::auth::{Busy, Credentials, now_secs, valid_password, valid_user_name};
 use crate::limits::Counted;
 use crate::limits::peer::{Peer, client_ip, rate_key};
 use crate::store::StoreError;
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if ctx.settings.echo_route {
+        router = router.route("/echo", get(crate::gateway::echo));
+    }
+    router
         .route("/ws", get(crate::gateway::upgrade))
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
@@ -170,13 +174,6 @@ fn admit_auth(
         return refused(Duration::from_secs(1), "too many logins at once from this address");
     };
     Ok((slot, credentials(body)?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    username: String,
-    password: String,
 }
 
 fn credentials(body: Result<Json<Credentials>, JsonRejection>) -> Result<Credentials, Box<Response>> {

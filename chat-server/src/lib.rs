@@ -14,6 +14,8 @@
 //! a server on port 0 and `main` stays a few lines.
 
 pub mod auth;
+#[cfg(test)]
+mod auth_props;
 pub mod config;
 pub mod gateway;
 pub mod http;

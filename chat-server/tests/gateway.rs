@@ -291,94 +291,6 @@ async fn an_expiring_token_closes_with_4002_when_it_expires_not_at_the_next_hear
     server.wait_metric("chat_disconnections_total", &[("reason", "token_expired")], |v| v == 1.0).await;
 }
 
-/// A WebSocket opened by hand on a plain socket (so the test can write a frame in
-/// pieces while reading), its `welcome` still unread.
-async fn handshake(server: &Server, token: &str) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        s.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-    s
-}
-
-/// The frames the server sends until its Close: the close code (None: a Close without
-/// one), or the read error that ended the stream first.
-async fn close_code_from(mut r: impl tokio::io::AsyncRead + Unpin) -> Result<Option<u16>, std::io::Error> {
-    use tokio::io::AsyncReadExt;
-    loop {
-        let mut head = [0u8; 2];
-        r.read_exact(&mut head).await?;
-        let mut len = u64::from(head[1] & 0x7f);
-        if len == 126 {
-            len = u64::from(r.read_u16().await?);
-        } else if len == 127 {
-            len = r.read_u64().await?;
-        }
-        let mut payload = vec![0u8; len as usize];
-        r.read_exact(&mut payload).await?;
-        if head[0] & 0x0f == 8 {
-            return Ok((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])));
-        }
-    }
-}
-
-/// A masked frame (`opcode`, `payload`) as a client sends it.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]); // a zero mask: the payload goes as it is
-    f.extend_from_slice(payload);
-    f
-}
-
-#[tokio::test]
-async fn a_client_s_close_is_answered_with_its_code_and_with_1000_when_it_has_none() {
-    use tokio::io::AsyncWriteExt;
-    let server = Server::start(&[]).await;
-    for (sent, answered) in [(Some(4321u16), Some(4321u16)), (None, Some(1000))] {
-        let mut s = handshake(&server, &server.token(1, "closer")).await;
-        let payload = sent.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
-        s.write_all(&client_frame(8, &payload)).await.unwrap();
-        let code = tokio::time::timeout(Duration::from_secs(5), close_code_from(&mut s)).await.expect("an answer");
-        assert_eq!(code.unwrap(), answered, "the Close of the client: {sent:?}");
-    }
-}
-
-#[tokio::test]
-async fn the_1009_close_reaches_a_client_still_sending_its_oversized_frame() {
-    use tokio::io::AsyncWriteExt;
-    let server = Server::start(&[("MAX_MESSAGE_SIZE", "16384")]).await;
-    let mut s = handshake(&server, &server.token(1, "big")).await;
-    // 4 MiB in 64 KiB pieces, all of it before reading, as a client library sends a
-    // frame: the server decides on the header while the rest keeps coming.
-    let frame = client_frame(2, &vec![7u8; 4 << 20]);
-    for piece in frame.chunks(64 * 1024) {
-        s.write_all(piece).await.expect("the server reads the rest of the frame, no reset");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let code = tokio::time::timeout(Duration::from_secs(10), close_code_from(&mut s)).await.expect("an answer");
-    assert_eq!(code.expect("a close frame, not a reset"), Some(close::TOO_BIG));
-}
-
 #[tokio::test]
 async fn a_browser_upgrade_from_another_origin_is_refused_with_403() {
     let server = Server::start(&[("PUBLIC_URL", "https://chat.example.com/app")]).await;
@@ -431,4 +343,55 @@ async fn json_arrays_and_messagepack_arrays_are_malformed() {
         Ok(ServerMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn no_token_reaches_the_log_at_any_level() {
+    let mut server = Server::start(&[("RUST_LOG", "trace")]).await;
+    let token = server.token(7, "browser");
+    let mut ws = raw(&format!("{}?token={token}", server.ws_url()), None, None).await.expect("?token= is accepted");
+    raw_next(&mut ws, Format::Json).await.unwrap();
+    raw_send(&mut ws, Format::Json, &ClientMsg::Join { room: "logged".into(), since: None }).await;
+    raw_next(&mut ws, Format::Json).await.unwrap();
+    let refused = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.refused-signature";
+    assert_eq!(http_status(raw(&format!("{}?token={refused}", server.ws_url()), None, None).await.unwrap_err()), 401);
+    assert_eq!(http_status(raw(&server.ws_url(), Some(refused), None).await.unwrap_err()), 401);
+    drop(ws);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).await.success());
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(log.contains("TRACE") || log.contains("trace"), "the trace level was on: {log:.2000}");
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [signature, "refused-signature", "token="] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{secret:?} is in the log: {lines:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_message_nested_as_deep_as_a_frame_allows_is_malformed_not_a_crash() {
+    use futures_util::SinkExt;
+    let server = Server::start(&[]).await;
+    let depth = 60_000;
+    let mut deep = vec![0x82, 0xa4];
+    deep.extend_from_slice(b"type\xa4ping\xa1x");
+    deep.extend(std::iter::repeat_n(0x91, depth));
+    deep.push(0xc0);
+    let mut mp = raw(&server.ws_url(), Some(&server.token(1, "deep")), Some("l4.msgpack")).await.unwrap();
+    raw_next(&mut mp, Format::MsgPack).await.unwrap();
+    mp.send(tungstenite::Message::Binary(deep.into())).await.unwrap();
+    match raw_next(&mut mp, Format::MsgPack).await {
+        Ok(ServerMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
+        other => panic!("{other:?}"),
+    }
+    let json = format!(r#"{{"type":"ping","x":{}{}}}"#, "[".repeat(depth / 2), "]".repeat(depth / 2));
+    let mut js = raw(&server.ws_url(), Some(&server.token(2, "deep2")), None).await.unwrap();
+    raw_next(&mut js, Format::Json).await.unwrap();
+    js.send(tungstenite::Message::Text(json.into())).await.unwrap();
+    match raw_next(&mut js, Format::Json).await {
+        Ok(ServerMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
+        other => panic!("{other:?}"),
+    }
+    raw_send(&mut mp, Format::MsgPack, &ClientMsg::Ping { t: Some(1) }).await;
+    assert!(matches!(raw_next(&mut mp, Format::MsgPack).await, Ok(ServerMsg::Pong { t: Some(1) })));
 }

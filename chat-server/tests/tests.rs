@@ -7,6 +7,7 @@ mod helper;
 mod accounts;
 mod client;
 mod cluster;
+mod conformance;
 mod e2e;
 mod fanout;
 mod gateway;

@@ -9,6 +9,8 @@
 pub mod client;
 pub mod http;
 pub mod protocol;
+#[cfg(test)]
+mod protocol_props;
 mod session;
 
 pub use client::{Client, ClientConfig, Event, Sender};

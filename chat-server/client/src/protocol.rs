@@ -174,6 +174,8 @@ impl ErrorCode {
 pub mod close {
     /// Normal closure (client asked, or the connection left cleanly).
     pub const NORMAL: u16 = 1000;
+    /// A frame that breaks RFC 6455 (bad opcode, reserved bits, an unmasked client frame...).
+    pub const PROTOCOL: u16 = 1002;
     /// Repeated malformed frames.
     pub const INVALID_DATA: u16 = 1007;
     /// Repeated messages of unknown type.
@@ -191,9 +193,14 @@ pub mod close {
 
     /// Whether a client should reconnect (and resume) after this close code.
     pub fn should_reconnect(code: u16) -> bool {
-        !matches!(code, NORMAL | INVALID_DATA | POLICY | TOO_BIG | TOKEN_EXPIRED)
+        !matches!(code, NORMAL | PROTOCOL | INVALID_DATA | POLICY | TOO_BIG | TOKEN_EXPIRED)
     }
 }
+
+/// How deep a MessagePack message may nest (a message needs 3 levels): rmp-serde's own
+/// limit (1024) overflows a 2 MiB thread stack in a debug build, so a client could crash
+/// the worker with one frame. JSON stops at serde_json's 128.
+pub const MAX_DEPTH: usize = 32;
 
 /// Which encoding a connection speaks, chosen by the WebSocket subprotocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,7 +266,11 @@ impl Format {
         }
         let result = match (self, frame) {
             (Format::Json, FrameRef::Text(text)) => serde_json::from_str::<T>(text).map_err(|e| e.to_string()),
-            (Format::MsgPack, FrameRef::Binary(bytes)) => rmp_serde::from_slice::<T>(bytes).map_err(|e| e.to_string()),
+            (Format::MsgPack, FrameRef::Binary(bytes)) => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+                de.set_max_depth(MAX_DEPTH);
+                T::deserialize(&mut de).map_err(|e| e.to_string())
+            }
             (Format::Json, FrameRef::Binary(_)) => return Err(DecodeError::WrongFrame { expected: "text" }),
             (Format::MsgPack, FrameRef::Text(_)) => return Err(DecodeError::WrongFrame { expected: "binary" }),
         };

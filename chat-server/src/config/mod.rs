@@ -59,6 +59,9 @@ pub struct Settings {
     pub limits: limits::LimitSettings,
     /// Web pages that may open a WebSocket (`ALLOWED_ORIGINS`, `PUBLIC_URL`).
     pub allowed_origins: origins::Origins,
+    /// `GET /echo` for conformance suites (`ECHO_ROUTE=1`; off by default): no auth, the
+    /// same WebSocket settings, outbox and limits as `/ws`.
+    pub echo_route: bool,
 }
 
 impl fmt::Debug for Settings {
@@ -118,6 +121,7 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "METRICS_LOG_INTERVAL",
     "L4_INSTANCES",
+    "ECHO_ROUTE",
 ];
 
 /// Every variable read, the limits' included.
@@ -288,6 +292,19 @@ impl Parser {
             instances,
             limits: limits::parse(self, development),
             allowed_origins: origins::parse(self, development),
+            echo_route: self.switch("ECHO_ROUTE"),
+        }
+    }
+
+    /// `1`/`true`/`on` or `0`/`false`/`off` (unset: off).
+    fn switch(&mut self, name: &str) -> bool {
+        match self.text(name).as_deref().map(str::trim) {
+            None | Some("" | "0" | "false" | "off") => false,
+            Some("1" | "true" | "on") => true,
+            Some(other) => {
+                self.fail(name, format!("{other:?} is neither 1 nor 0"));
+                false
+            }
         }
     }
 

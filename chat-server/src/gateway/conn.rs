@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use layer4_chat_client::protocol::{Format, FrameRef, ServerMsg, close};
+use layer4_chat_client::protocol::{Format, FrameRef, Payload, ServerMsg, close};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::WebSocketStream;
@@ -62,6 +62,8 @@ type Ws = WebSocketStream<ConnIo>;
 pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) user: User,
+    /// Sends every message back instead of reading it as a request (`/echo`).
+    pub(super) echo: bool,
     pub(super) outbox: Arc<Outbox>,
     pub(super) rooms: HashMap<Arc<str>, Arc<Room>>,
     /// Replays under way, queued one page at a time, first come first served.
@@ -70,16 +72,24 @@ pub(super) struct Conn {
     pub(super) unknown: u32,
 }
 
-/// Serve one upgraded connection; `slots` (its place under `MAX_CONNECTIONS` and under
-/// its user's `MAX_CONNECTIONS_PER_USER`) are given back when it ends.
-pub async fn serve(
-    stream: TcpStream,
-    read_buf: Bytes,
-    ctx: Arc<Ctx>,
-    user: User,
-    format: Format,
-    slots: (Slot, UserSlot),
-) {
+/// What a connection serves.
+#[derive(Debug)]
+pub enum Service {
+    /// The chat protocol, for a user (`/ws`), with its place under `MAX_CONNECTIONS_PER_USER`.
+    Chat(User, UserSlot),
+    /// Every message sent back as it came (`/echo`, for conformance suites).
+    Echo,
+}
+
+/// Serve one upgraded connection; `slot` (its place under `MAX_CONNECTIONS`) and its
+/// user's slot are given back when it ends.
+pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: Service, format: Format, slot: Slot) {
+    let (user, user_slot) = match service {
+        Service::Chat(user, user_slot) => (user, Some(user_slot)),
+        // Nobody, and a token that never expires.
+        Service::Echo => (User { id: 0, name: String::new(), exp: u64::MAX }, None),
+    };
+    let echo = user_slot.is_none();
     let s = &ctx.settings;
     ctx.stats.connections_total.fetch_add(1, Relaxed);
     let _ = stream.set_nodelay(true);
@@ -97,20 +107,23 @@ pub async fn serve(
     let early = read_buf.to_vec();
     drop(read_buf);
     let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
-    outbox.reply(&ServerMsg::Welcome {
-        user: user.name.clone(),
-        heartbeat_ms: s.heartbeat_interval.as_millis() as u64,
-        timeout_ms: s.connection_timeout.as_millis() as u64,
-        max_message_size: s.max_message_size,
-    });
-    let mut conn = Conn { id, user, outbox, rooms: HashMap::new(), replays: VecDeque::new(), malformed: 0, unknown: 0 };
+    if !echo {
+        outbox.reply(&ServerMsg::Welcome {
+            user: user.name.clone(),
+            heartbeat_ms: s.heartbeat_interval.as_millis() as u64,
+            timeout_ms: s.connection_timeout.as_millis() as u64,
+            max_message_size: s.max_message_size,
+        });
+    }
+    let mut conn =
+        Conn { id, user, echo, outbox, rooms: HashMap::new(), replays: VecDeque::new(), malformed: 0, unknown: 0 };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
     conn.leave_all();
     ctx.stats.disconnected(reason);
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
     let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, &stream, frame)).await;
-    drop(slots);
+    drop((slot, user_slot));
 }
 
 /// The closing handshake: our close frame (or the answer to the client's) goes out
@@ -238,6 +251,14 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                         return (Reason::Client, None);
                     }
                     Some(Err(e)) => return read_error(&e),
+                    Some(Ok(Message::Text(text))) if conn.echo => {
+                        outbox.push(super::outbox::frame(Payload::Text(text.as_str().to_owned())));
+                        None
+                    }
+                    Some(Ok(Message::Binary(bytes))) if conn.echo => {
+                        outbox.push(super::outbox::frame(Payload::Binary(bytes.to_vec())));
+                        None
+                    }
                     Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(text.as_str()))).await,
                     Some(Ok(Message::Binary(bytes))) => Box::pin(conn.handle(ctx, FrameRef::Binary(&bytes))).await,
                     Some(Ok(_)) => None,
@@ -307,10 +328,13 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
     }
 }
 
+/// A frame the connection cannot go on after (RFC 6455 §7.1.7: fail the connection
+/// with a Close saying why, then wait for the client's as after any close of ours).
 fn read_error(e: &tungstenite::Error) -> Exit {
-    if matches!(e, tungstenite::Error::Capacity(_)) {
-        (Reason::TooBig, Some((close::TOO_BIG, "message too big")))
-    } else {
-        (Reason::Error, None)
+    match e {
+        tungstenite::Error::Capacity(_) => (Reason::TooBig, Some((close::TOO_BIG, "message too big"))),
+        tungstenite::Error::Utf8(_) => (Reason::Error, Some((close::INVALID_DATA, "text is not UTF-8"))),
+        tungstenite::Error::Protocol(_) => (Reason::Error, Some((close::PROTOCOL, "protocol error"))),
+        _ => (Reason::Error, None),
     }
 }

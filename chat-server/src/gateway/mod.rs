@@ -1,4 +1,5 @@
-//! `GET /ws`: admission and the WebSocket handshake.
+//! `GET /ws`: admission and the WebSocket handshake (and `GET /echo`, the same
+//! WebSocket without the chat, for conformance suites).
 //!
 //! Owns what happens before a connection exists: the token check (401 before the
 //! upgrade), the handshake headers (400, or 426 for a WebSocket version other than 13),
@@ -32,6 +33,7 @@ use layer4_chat_client::protocol::Format;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use self::conn::Service;
 use crate::Ctx;
 use crate::http::{json_error, json_error_retry};
 
@@ -74,10 +76,9 @@ fn requested_protocols(headers: &HeaderMap) -> Vec<String> {
 
 pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Response {
     if ctx.draining() {
-        return unavailable("draining", "the server is shutting down; reconnect to another worker", 1);
+        return draining();
     }
-    let headers = request.headers();
-    let user = match ctx.auth.from_request(headers, request.uri().query()) {
+    let user = match ctx.auth.from_request(request.headers(), request.uri().query()) {
         Ok(user) => user,
         Err(e) => {
             ctx.stats.rejected_auth.fetch_add(1, Relaxed);
@@ -86,74 +87,128 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
             return response;
         }
     };
-    // A browser names the page that opens the socket; other clients send no Origin.
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && !ctx.settings.allowed_origins.allows(origin.to_str().unwrap_or(""))
-    {
-        let text = "this page's origin may not open a WebSocket here (ALLOWED_ORIGINS)";
-        return json_error(StatusCode::FORBIDDEN, "bad_origin", text);
-    }
-    if !header_has_token(headers, header::UPGRADE, "websocket")
-        || !header_has_token(headers, header::CONNECTION, "upgrade")
-    {
-        return json_error(StatusCode::BAD_REQUEST, "not_websocket", "expected a WebSocket upgrade request");
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
-        let mut response = json_error(StatusCode::UPGRADE_REQUIRED, "bad_version", "WebSocket version 13 only");
-        response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return response;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
-        return json_error(StatusCode::BAD_REQUEST, "not_websocket", "Sec-WebSocket-Key is missing");
-    };
-    let requested = requested_protocols(headers);
-    let format = match requested.iter().find_map(|p| Format::from_protocol(p)) {
-        Some(format) => format,
-        None if requested.is_empty() => Format::Json,
-        None => {
-            let text =
-                format!("unsupported subprotocol; use {} or {}", Format::JSON_PROTOCOL, Format::MSGPACK_PROTOCOL);
-            return json_error(StatusCode::BAD_REQUEST, "unsupported_protocol", &text);
-        }
-    };
-    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return json_error(StatusCode::UPGRADE_REQUIRED, "not_websocket", "this connection cannot be upgraded");
+    let handshake = match Handshake::check(&ctx, &mut request) {
+        Ok(handshake) => handshake,
+        Err(response) => return *response,
     };
     let Some(user_slot) = ctx.limits.connect(user.id) else {
         ctx.stats.rejected_per_user.fetch_add(1, Relaxed);
         let text = format!("at most {} connections per user", ctx.settings.limits.max_connections_per_user);
         return json_error_retry(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", &text, 5);
     };
-    let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
-        ctx.stats.rejected_full.fetch_add(1, Relaxed);
-        let retry = 1 + rand::random_range(0..5);
-        return unavailable("full", "the server is at MAX_CONNECTIONS; retry later", retry);
-    };
-    let task_ctx = ctx.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
-        };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let stream = parts.io.into_inner();
-                conn::serve(stream, parts.read_buf, task_ctx, user, format, (slot, user_slot)).await;
-            }
-            Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
+    handshake.accept(ctx, Service::Chat(user, user_slot))
+}
+
+/// `GET /echo` (only with `ECHO_ROUTE=1`): a WebSocket that sends every message back as
+/// it came, for conformance suites (`bench/autobahn.sh`). No token and no `welcome`;
+/// everything else is `/ws`'s: the handshake checks, `MAX_CONNECTIONS`, the frame and
+/// message size, the outbox bound, `WRITE_TIMEOUT`, `MAX_REQUESTS_PER_SECOND`, the
+/// heartbeat and the closing handshake.
+pub async fn echo(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Response {
+    if ctx.draining() {
+        return draining();
+    }
+    match Handshake::check(&ctx, &mut request) {
+        Ok(handshake) => handshake.accept(ctx, Service::Echo),
+        Err(response) => *response,
+    }
+}
+
+/// A valid upgrade request, not yet answered.
+struct Handshake {
+    accept_key: String,
+    requested: Vec<String>,
+    format: Format,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+}
+
+impl Handshake {
+    /// The origin (a browser's page), the upgrade headers, the version, the key and the
+    /// subprotocol; the error response for the first one that is wrong.
+    fn check(ctx: &Ctx, request: &mut Request) -> Result<Handshake, Box<Response>> {
+        let headers = request.headers();
+        // A browser names the page that opens the socket; other clients send no Origin.
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !ctx.settings.allowed_origins.allows(origin.to_str().unwrap_or(""))
+        {
+            let text = "this page's origin may not open a WebSocket here (ALLOWED_ORIGINS)";
+            return Err(Box::new(json_error(StatusCode::FORBIDDEN, "bad_origin", text)));
         }
-    });
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let h = response.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&key) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if !header_has_token(headers, header::UPGRADE, "websocket")
+            || !header_has_token(headers, header::CONNECTION, "upgrade")
+        {
+            return Err(Box::new(json_error(
+                StatusCode::BAD_REQUEST,
+                "not_websocket",
+                "expected a WebSocket upgrade request",
+            )));
+        }
+        if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
+            let mut response = json_error(StatusCode::UPGRADE_REQUIRED, "bad_version", "WebSocket version 13 only");
+            response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return Err(Box::new(response));
+        }
+        let Some(accept_key) = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
+            return Err(Box::new(json_error(StatusCode::BAD_REQUEST, "not_websocket", "Sec-WebSocket-Key is missing")));
+        };
+        let requested = requested_protocols(headers);
+        let format = match requested.iter().find_map(|p| Format::from_protocol(p)) {
+            Some(format) => format,
+            None if requested.is_empty() => Format::Json,
+            None => {
+                let text =
+                    format!("unsupported subprotocol; use {} or {}", Format::JSON_PROTOCOL, Format::MSGPACK_PROTOCOL);
+                return Err(Box::new(json_error(StatusCode::BAD_REQUEST, "unsupported_protocol", &text)));
+            }
+        };
+        let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err(Box::new(json_error(
+                StatusCode::UPGRADE_REQUIRED,
+                "not_websocket",
+                "this connection cannot be upgraded",
+            )));
+        };
+        Ok(Handshake { accept_key, requested, format, on_upgrade })
     }
-    if !requested.is_empty() {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(format.protocol()));
+
+    /// Takes a slot under `MAX_CONNECTIONS` (503 past it), answers 101 and serves the
+    /// connection once hyper hands it over.
+    fn accept(self, ctx: Arc<Ctx>, service: Service) -> Response {
+        let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
+            ctx.stats.rejected_full.fetch_add(1, Relaxed);
+            let retry = 1 + rand::random_range(0..5);
+            return unavailable("full", "the server is at MAX_CONNECTIONS; retry later", retry);
+        };
+        let Handshake { accept_key, requested, format, on_upgrade } = self;
+        tokio::spawn(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+            };
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let stream = parts.io.into_inner();
+                    conn::serve(stream, parts.read_buf, ctx, service, format, slot).await;
+                }
+                Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
+            }
+        });
+        let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&accept_key) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if !requested.is_empty() {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(format.protocol()));
+        }
+        response
     }
-    response
+}
+
+fn draining() -> Response {
+    unavailable("draining", "the server is shutting down; reconnect to another worker", 1)
 }
 
 fn unavailable(code: &str, text: &str, retry_after_s: u32) -> Response {
