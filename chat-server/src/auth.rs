@@ -262,6 +262,14 @@ pub fn valid_password(password: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_query_token_is_percent_decoded_and_only_hex_digits_decode() {
+        assert_eq!(query_token("a=1&token=x%2Ey%2ez&b=2").as_deref(), Some("x.y.z"));
+        assert_eq!(query_token("token=%+1x%4").as_deref(), Some("% 1x%4"), "a sign is not a hex digit");
+        assert_eq!(query_token("token=%41%zz").as_deref(), Some("A%zz"));
+        assert_eq!(query_token("tokens=a&token="), None);
+    }
+
     fn auth() -> Auth {
         Auth::new(b"0123456789abcdef0123", Duration::from_secs(60)).unwrap()
     }

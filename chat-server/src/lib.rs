@@ -134,6 +134,11 @@ pub async fn run(
         }
         (None, false) => {}
     }
+    if ctx.settings.echo_route && !ctx.settings.is_development() {
+        tracing::warn!(
+            "ECHO_ROUTE=1: GET /echo serves anyone without a token (only MAX_CONNECTIONS bounds it); it is meant for conformance tests"
+        );
+    }
     if let Some(url) = &ctx.settings.redis_url {
         ctx.hub.connect_redis(url, &ctx.settings.redis_prefix, ctx.settings.replay_limit).await?;
         info!("connected to Redis: rooms are shared with the other workers");

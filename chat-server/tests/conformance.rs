@@ -135,6 +135,23 @@ async fn a_frame_that_breaks_the_protocol_is_closed_with_1002_and_text_that_is_n
 }
 
 #[tokio::test]
+async fn the_1002_close_reaches_a_client_that_goes_on_sending() {
+    let server = Server::start(&[]).await;
+    let mut s = handshake(&server, &server.token(1, "talker")).await;
+    s.write_all(&raw_frame(0x80 | 0x40 | 1, b"{}")).await.unwrap();
+    // A client that has not noticed yet: more frames for 200 ms. The server reads and
+    // discards them (for up to 1 s) rather than closing on them, which would reset.
+    let ping = client_frame(9, b"still here");
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(200) {
+        s.write_all(&ping).await.expect("the server reads on, no reset");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let code = tokio::time::timeout(Duration::from_secs(5), close_code_from(&mut s)).await.expect("an answer");
+    assert_eq!(code.expect("a close frame, not a reset"), Some(close::PROTOCOL));
+}
+
+#[tokio::test]
 async fn the_echo_route_exists_only_with_echo_route_set() {
     let server = Server::start(&[]).await;
     let (status, _) = upgrade(&server, "/echo", None).await;

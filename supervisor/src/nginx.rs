@@ -28,6 +28,8 @@ pub enum NginxError {
     Failed { command: String, output: String },
     #[error("cannot write {path}: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the folder of [nginx] access_log, {0}, does not exist (nginx would refuse the config when it loads it)")]
+    AccessLog(std::path::PathBuf),
 }
 
 /// The instances of `[nginx] app` that get traffic: online ones.
@@ -85,10 +87,19 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
     env.get_template("nginx").and_then(|t| t.render(ctx)).map_err(render_error)
 }
 
-/// `nginx -t` on `rendered`, included in a minimal main config under a
-/// temporary prefix (no root needed, nothing outside the temp folder touched; the
-/// access log is opened there too).
-pub fn check(spec: &NginxSpec, rendered: &str) -> Result<(), NginxError> {
+/// `nginx -t` on the render for `instances`, included in a minimal main config under a
+/// temporary prefix (no root needed, nothing outside the temp folder touched). `nginx -t`
+/// opens every log file and the access log's folder is root's, so the checked render
+/// writes its access log into the prefix (a render of its own, so a copied template
+/// that spells the directive differently is checked the same way); that the real
+/// access log's folder exists is checked here, since `nginx -s reload` would not say.
+pub fn check(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str) -> Result<(), NginxError> {
+    if let Some(folder) = Path::new(&spec.access_log).parent()
+        && spec.access_log != "off"
+        && !folder.is_dir()
+    {
+        return Err(NginxError::AccessLog(folder.to_owned()));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("l4nginx")
         .tempdir()
@@ -96,12 +107,11 @@ pub fn check(spec: &NginxSpec, rendered: &str) -> Result<(), NginxError> {
     let dir = tmp.path();
     let conf = dir.join("layer4.conf");
     let d = dir.display();
-    // `nginx -t` opens every log file, and the access log's folder is root's: it is
-    // opened in the temporary prefix instead (nginx opens the real one when it loads).
-    let rendered = match spec.access_log.as_str() {
-        "off" => rendered.to_owned(),
-        path => rendered.replace(&format!("access_log {path} "), &format!("access_log {d}/access.log ")),
-    };
+    let mut probe = spec.clone();
+    if probe.access_log != "off" {
+        probe.access_log = format!("{d}/access.log");
+    }
+    let rendered = render(&probe, instances, listen_host)?;
     write(&conf, &rendered)?;
     let main = format!(
         "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {};\n}}\n",

@@ -61,18 +61,19 @@ fn golden(name: &str, got: &str) {
     assert_eq!(got, want, "{} differs (L4_BLESS=1 to accept)", path.display());
 }
 
-/// `nginx -t` accepts it, when nginx is installed.
-fn accepted(rendered: &str) {
+/// `nginx -t` accepts the render for `instances`, when nginx is installed.
+fn accepted(instances: &[InstanceStatus]) {
     if Command::new("nginx").arg("-v").output().is_ok() {
-        check(&spec(), rendered).unwrap();
+        check(&spec(), instances, "127.0.0.1").unwrap();
     }
 }
 
 #[test]
 fn one_ready_instance() {
-    let got = render(&spec(), &[instance("layer4-chat", 0, "online")], "127.0.0.1").unwrap();
+    let instances = [instance("layer4-chat", 0, "online")];
+    let got = render(&spec(), &instances, "127.0.0.1").unwrap();
     golden("nginx-1.conf", &got);
-    accepted(&got);
+    accepted(&instances);
 }
 
 #[test]
@@ -92,10 +93,11 @@ fn four_instances_only_ready_ones_and_only_this_app() {
 
 #[test]
 fn no_ready_instance_still_renders_a_valid_upstream() {
-    let got = render(&spec(), &[instance("layer4-chat", 0, "crash-loop")], "127.0.0.1").unwrap();
+    let instances = [instance("layer4-chat", 0, "crash-loop")];
+    let got = render(&spec(), &instances, "127.0.0.1").unwrap();
     golden("nginx-0.conf", &got);
     assert!(got.contains("server 127.0.0.1:65535 down;"), "{got}");
-    accepted(&got);
+    accepted(&instances);
 }
 
 #[test]
@@ -119,8 +121,31 @@ fn a_config_nginx_rejects_is_not_installed() {
     let mut s = spec();
     s.output = dir.path().join("live.conf");
     std::fs::write(&s.output, "# the live one\n").unwrap();
-    let err = check(&s, "upstream broken {\n").unwrap_err();
+    s.template = Some(dir.path().join("broken.j2"));
+    std::fs::write(dir.path().join("broken.j2"), "upstream broken {\n").unwrap();
+    let err = check(&s, &[], "127.0.0.1").unwrap_err();
     assert!(matches!(err, NginxError::Check(_)), "{err}");
     assert!(err.to_string().contains("unexpected end of file"), "{err}");
     assert_eq!(std::fs::read_to_string(&s.output).unwrap(), "# the live one\n");
+}
+
+#[test]
+fn the_check_opens_the_access_log_in_its_prefix_but_wants_the_real_folder() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A copied template that spells the directive its own way (a tab, no format).
+    let template = dir.path().join("copy.j2");
+    std::fs::write(&template, "server {\n    listen 127.0.0.1:9;\n    access_log\t{{ access_log }};\n}\n").unwrap();
+    let mut s = spec();
+    s.template = Some(template);
+    s.access_log = dir.path().join("logs/access.log").display().to_string();
+    match check(&s, &[], "127.0.0.1") {
+        Err(NginxError::AccessLog(folder)) => assert_eq!(folder, dir.path().join("logs")),
+        other => panic!("a missing folder: {other:?}"),
+    }
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    check(&s, &[], "127.0.0.1").unwrap();
+    assert!(!dir.path().join("logs/access.log").exists(), "nginx -t opened the real access log");
 }

@@ -4,9 +4,11 @@
 //! `HEARTBEAT_INTERVAL` (the first one at a random point of the interval, so a mass
 //! reconnect does not synchronise them), a close with 4000 after `CONNECTION_TIMEOUT`
 //! without any frame from the client, 4002 when its token expires, 4001 when its queue
-//! overflows or has not moved for `WRITE_TIMEOUT`, 1009 for an oversized frame, 1008 past
+//! overflows or has not moved for `WRITE_TIMEOUT`, 1009 for an oversized frame, 1002 for a
+//! frame that breaks RFC 6455, 1007 for text that is not UTF-8, 1008 past
 //! `MAX_REQUESTS_PER_SECOND` frames, 1007/1008 after repeated bad messages and
-//! 1012 at a random point of the drain window on shutdown. Whatever the exit, the
+//! 1012 at a random point of the drain window on shutdown. On `/echo` ([`Service::Echo`])
+//! every message goes back to the client instead of being read as a request. Whatever the exit, the
 //! connection leaves every room and gives back its slot under the cap.
 //!
 //! Writing: everything for the client goes through its [`Outbox`]; this task drains it
@@ -130,9 +132,9 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: S
 /// behind everything queued. After a close of ours, what the client still sends is read
 /// and discarded until its Close arrives, within the caller's patience: closing a socket
 /// with unread bytes would send a reset, and the client could lose our close frame (it
-/// would see 1006). After 1009 tungstenite cannot read frames any more (the rest of the
-/// oversized frame is still coming): bytes are discarded until the client closes its
-/// side or the patience ends. The socket is never half-closed before that: a proxy
+/// would see 1006). After 1009 (the rest of the oversized frame is still coming) and
+/// after a frame tungstenite refused (1002, 1007) it reads no frames any more: bytes are
+/// discarded until the client closes its side or the patience ends. The socket is never half-closed before that: a proxy
 /// (Nginx) closes the client's side on our FIN and the client's answer would meet a
 /// reset.
 async fn goodbye(ws: &mut Ws, outbox: &Outbox, stream: &TcpStream, frame: Option<(u16, &'static str)>) {
@@ -148,13 +150,15 @@ async fn goodbye(ws: &mut Ws, outbox: &Outbox, stream: &TcpStream, frame: Option
     }
     match frame {
         Some((close::TOO_BIG, _)) => discard_until_closed(stream).await,
-        Some(_) => {
-            while let Some(Ok(msg)) = ws.next().await {
-                if msg.is_close() {
-                    break;
-                }
+        Some(_) => loop {
+            match ws.next().await {
+                Some(Ok(msg)) if msg.is_close() => break,
+                Some(Ok(_)) => {}
+                // The stream ended: after a protocol error (1002, 1007) tungstenite reads
+                // no more frames, while the client may still be sending.
+                _ => break discard_until_closed(stream).await,
             }
-        }
+        },
         None => {}
     }
 }

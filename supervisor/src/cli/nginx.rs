@@ -71,11 +71,11 @@ async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: Ngi
             Ok(format!("{} written ({ready} ready instance(s) of {})", spec.output.display(), spec.app))
         }
         NginxCommand::Check => {
-            nginx::check(&spec, &rendered).map_err(|e| e.to_string())?;
+            nginx::check(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
             Ok(format!("nginx -t accepts the config for {} ({ready} ready instance(s))", spec.app))
         }
         NginxCommand::Reload { .. } => {
-            nginx::check(&spec, &rendered)
+            nginx::check(&spec, &status.instances, &host)
                 .map_err(|e| format!("{e}\nthe installed config {} is unchanged", spec.output.display()))?;
             nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
             nginx::reload(&spec).map_err(|e| e.to_string())?;

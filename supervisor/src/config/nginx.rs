@@ -1,6 +1,7 @@
 //! `[nginx]`: how `l4ctl nginx render|check|reload` turns the live worker table
 //! into an Nginx config (README, "Nginx"). Read strictly like every section;
-//! paths are relative to the config file.
+//! paths are relative to the config file, except `access_log`, which is nginx's own
+//! (absolute, or "off").
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
