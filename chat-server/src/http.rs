@@ -32,6 +32,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::Ctx;
+use crate::answer::{json_error, json_error_retry};
 use crate::auth::{Busy, Credentials, now_secs, valid_password, valid_user_name};
 use crate::limits::Counted;
 use crate::limits::peer::{Peer, client_ip, rate_key};
@@ -128,17 +129,6 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer
         request.extensions_mut().insert(self.peer);
         tower_service::Service::call(&mut self.app.clone(), request)
     }
-}
-
-pub fn json_error(status: StatusCode, code: &str, text: &str) -> Response {
-    (status, Json(json!({ "error": code, "message": text }))).into_response()
-}
-
-/// An error body with `Retry-After: secs` (1 at least).
-pub fn json_error_retry(status: StatusCode, code: &str, text: &str, secs: u64) -> Response {
-    let mut response = json_error(status, code, text);
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
-    response
 }
 
 /// 429 `rate_limited`, to retry after `wait` (whole seconds, rounded up).

@@ -5,18 +5,24 @@
 //! - [`auth`]: accounts (argon2id) and tokens (HS256 JWT).
 //! - [`store`]: SQLite or PostgreSQL through sqlx: users, messages, per-room sequences.
 //! - [`hub`]: rooms in memory, the ordered store-then-publish send path, resume replay.
+//! - [`delivery`]: each connection's outbound queue and the flusher threads, written
+//!   by the hub (broadcasts) and the gateway (replies, control frames).
 //! - [`gateway`]: `/ws` admission (auth, cap) and the per-connection task.
-//! - [`http`]: the router: `/ws`, `/api/auth/*`, `/api/health/websocket`, `/metrics`.
+//! - [`http`]: the router: `/ws`, `/api/auth/*`, `/api/health/websocket`, `/metrics`
+//!   (and `/echo` with `ECHO_ROUTE=1`).
+//! - [`answer`]: the JSON error body of every HTTP answer.
 //! - [`stats`]: counters behind health, metrics and the periodic log line.
 //! - [`telemetry`]: tracing setup and the one-line structured panic report.
 //!
 //! [`run`] takes the listener and the shutdown future from the caller, so tests start
 //! a server on port 0 and `main` stays a few lines.
 
+pub mod answer;
 pub mod auth;
 #[cfg(test)]
 mod auth_props;
 pub mod config;
+pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod hub;

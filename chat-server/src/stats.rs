@@ -191,9 +191,16 @@ impl Stats {
     }
 }
 
-/// Resident set size of this process, from /proc/self/statm.
+/// Resident set size of this process, from /proc/self/statm (in pages of the system's size).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    pages * 4096
+    pages * page_size()
+}
+
+/// The kernel's page size (4 KiB on x86-64, 16 or 64 KiB on some arm64 kernels).
+fn page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the system; it has no preconditions.
+    *SIZE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
 }

@@ -8,9 +8,8 @@
 
 pub mod client;
 pub mod http;
-pub mod protocol;
-#[cfg(test)]
-mod protocol_props;
+/// The wire protocol, from its own package (which the server uses too).
+pub use layer4_chat_protocol as protocol;
 mod session;
 
 pub use client::{Client, ClientConfig, Event, Sender};

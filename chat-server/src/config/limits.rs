@@ -4,9 +4,8 @@
 //! its own in the settings: every default here is a bound, documented in
 //! docs/protocol.md §9 and the README.
 
-use crate::limits::peer::Net;
-
 use super::Parser;
+use super::net::Net;
 
 #[derive(Debug, Clone)]
 pub struct LimitSettings {

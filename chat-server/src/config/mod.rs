@@ -8,6 +8,7 @@
 
 mod file;
 pub mod limits;
+pub mod net;
 pub mod origins;
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use layer4_chat_client::protocol::{Format, FrameRef, Payload, ServerMsg, close};
+use layer4_chat_protocol::{Format, FrameRef, Payload, ServerMsg, close};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::WebSocketStream;
@@ -35,10 +35,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::Slot;
 use super::io::ConnIo;
-use super::outbox::{Outbox, Stopped};
 use super::replay::Replay;
 use crate::Ctx;
 use crate::auth::{User, now_ms, now_secs};
+use crate::delivery::outbox::{Outbox, Stopped};
 use crate::hub::Room;
 use crate::limits::UserSlot;
 use crate::limits::bucket::Bucket;
@@ -256,11 +256,11 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
                     }
                     Some(Err(e)) => return read_error(&e),
                     Some(Ok(Message::Text(text))) if conn.echo => {
-                        outbox.push(super::outbox::frame(Payload::Text(text.as_str().to_owned())));
+                        outbox.push(crate::delivery::outbox::frame(Payload::Text(text.as_str().to_owned())));
                         None
                     }
                     Some(Ok(Message::Binary(bytes))) if conn.echo => {
-                        outbox.push(super::outbox::frame(Payload::Binary(bytes.to_vec())));
+                        outbox.push(crate::delivery::outbox::frame(Payload::Binary(bytes.to_vec())));
                         None
                     }
                     Some(Ok(Message::Text(text))) => Box::pin(conn.handle(ctx, FrameRef::Text(text.as_str()))).await,

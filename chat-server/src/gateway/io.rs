@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::outbox::Outbox;
+use crate::delivery::outbox::Outbox;
 
 #[derive(Debug)]
 pub struct ConnIo {

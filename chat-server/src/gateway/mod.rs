@@ -15,9 +15,7 @@
 //! of its 128 KiB default, which is zero-filled before every read and so stays resident.
 
 pub mod conn;
-pub mod flush;
 pub mod io;
-pub mod outbox;
 mod replay;
 mod requests;
 
@@ -29,13 +27,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
-use layer4_chat_client::protocol::Format;
+use layer4_chat_protocol::Format;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use self::conn::Service;
 use crate::Ctx;
-use crate::http::{json_error, json_error_retry};
+use crate::answer::{json_error, json_error_retry};
 
 /// One admitted connection; dropping it frees its slot under the cap.
 #[derive(Debug)]

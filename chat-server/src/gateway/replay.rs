@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use layer4_chat_client::protocol::{ChatMessage, ServerMsg, close};
+use layer4_chat_protocol::{ChatMessage, ServerMsg, close};
 
 use super::conn::{Conn, Exit};
 use crate::Ctx;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use layer4_chat_client::protocol::{ClientMsg, DecodeError, ErrorCode, FrameRef, ServerMsg, close};
+use layer4_chat_protocol::{ClientMsg, DecodeError, ErrorCode, FrameRef, ServerMsg, close};
 
 use super::conn::{Conn, Exit};
 use super::replay::Replay;
@@ -99,7 +99,7 @@ impl Conn {
     }
 
     async fn join(&mut self, ctx: &Ctx, name: &str, since: Option<u64>) -> Option<Exit> {
-        if !layer4_chat_client::protocol::valid_room(name) {
+        if !layer4_chat_protocol::valid_room(name) {
             self.room_error(
                 ctx,
                 ErrorCode::BadRoom,
@@ -162,7 +162,7 @@ impl Conn {
             self.send_error(ctx, ErrorCode::NotJoined, text, Some(name), Some(id));
             return;
         };
-        if !layer4_chat_client::protocol::valid_id(id) {
+        if !layer4_chat_protocol::valid_id(id) {
             let text = "message ids are 1-64 printable ASCII characters";
             self.send_error(ctx, ErrorCode::BadId, text, Some(name), Some(id));
             return;

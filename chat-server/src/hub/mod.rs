@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::gateway::flush::Flushers;
+use crate::delivery::flush::Flushers;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 pub use room::{Entry, Joined, Room};

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use layer4_chat_client::protocol::ChatMessage;
+use layer4_chat_protocol::ChatMessage;
 
 use super::{Entry, Room};
-use crate::gateway::flush::Flushers;
+use crate::delivery::flush::Flushers;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, ServerMsg};
+use layer4_chat_protocol::{ChatMessage, ErrorCode, Format, ServerMsg};
 
-use crate::gateway::flush::Flushers;
-use crate::gateway::outbox::{Outbox, Stopped, frame};
+use crate::delivery::flush::Flushers;
+use crate::delivery::outbox::{Outbox, Stopped, frame};
 
 /// A stored message with its frames, encoded at most once per format and shared by
 /// every recipient (the bytes are reference-counted).

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use layer4_chat_client::protocol::{ChatMessage, ErrorCode, Format, FrameRef, ServerMsg};
+use layer4_chat_protocol::{ChatMessage, ErrorCode, Format, FrameRef, ServerMsg};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::room::{Entry, Joined, Room};
-use crate::gateway::flush::Flushers;
-use crate::gateway::outbox::Outbox;
+use crate::delivery::flush::Flushers;
+use crate::delivery::outbox::Outbox;
 
 fn msg(seq: u64) -> ChatMessage {
     ChatMessage { room: "r".into(), seq, id: format!("c{seq}"), user: "u".into(), body: seq.to_string(), ts: 0 }
@@ -189,7 +189,7 @@ async fn live_messages_held_during_a_replay_count_toward_the_queue_bound() {
     // Frames of ~1 KB held while the replay never ends: 1 MiB of them is ~1000.
     let big = |seq| Arc::new(Entry::new(ChatMessage { body: "x".repeat(1000), ..msg(seq) }));
     let published: Vec<_> = FLUSHERS.with(|f| (3..=5000).map(|seq| room.publish(big(seq), f)).collect());
-    assert_eq!(out.stopped(), Some(crate::gateway::outbox::Stopped::Overflowed));
+    assert_eq!(out.stopped(), Some(crate::delivery::outbox::Stopped::Overflowed));
     let first = published.iter().position(|p| p.overflowed > 0).unwrap();
     assert!((900..1100).contains(&first), "by bytes, at ~1 MiB held: after {first} messages");
 }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use layer4_chat_client::protocol::ChatMessage;
+use layer4_chat_protocol::ChatMessage;
 use tokio::sync::oneshot;
 
 use super::{Hub, Room, Sent};
@@ -132,7 +132,7 @@ impl Writer {
         let answers: Vec<Result<Sent, SendFailed>> =
             match self.deliverer.store.append_many(&items, room.head() + 1).await {
                 Ok(stored) => stored.into_iter().map(|m| Ok(self.stored(room, m))).collect(),
-                Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                Err(StoreError::Conflict) => {
                     // Publish what the database holds beyond the room's head first (a batch
                     // whose INSERT succeeded although the reply was lost), so members see no gap.
                     if let Err(e) = self.deliverer.sync(room).await {

@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use layer4_chat_client::protocol::ChatMessage;
+use layer4_chat_protocol::ChatMessage;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
@@ -35,6 +35,10 @@ pub enum StoreError {
     Files(std::io::Error),
     #[error("the user name is taken")]
     NameTaken,
+    /// A batch collided with rows already stored (a sequence number or a client id):
+    /// nothing of it was stored.
+    #[error("a row of the batch is already stored")]
+    Conflict,
 }
 
 /// What [`Store::append`] did.
@@ -140,7 +144,8 @@ impl Store {
     }
 
     /// Stores `items` (all of one room) as sequence numbers `first_seq..`, in one
-    /// statement: all of them or, on any error, none.
+    /// statement: all of them or, on any error, none ([`StoreError::Conflict`] when a
+    /// sequence number or a client id is already taken).
     pub async fn append_many(&self, items: &[NewMessage<'_>], first_seq: u64) -> Result<Vec<ChatMessage>, StoreError> {
         let mut sql = String::from("INSERT INTO messages (room, seq, user_id, user_name, client_id, body, ts) VALUES ");
         for i in 0..items.len() {
@@ -169,8 +174,11 @@ impl Store {
                 .bind(m.body)
                 .bind(m.ts);
         }
-        query.execute(&self.write).await?;
-        Ok(items.iter().enumerate().map(|(i, m)| m.stored_as(first_seq + i as u64)).collect())
+        match query.execute(&self.write).await {
+            Ok(_) => Ok(items.iter().enumerate().map(|(i, m)| m.stored_as(first_seq + i as u64)).collect()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn sent_before(&self, user_id: i64, client_id: &str) -> Result<Option<(String, i64)>, StoreError> {

@@ -4,13 +4,14 @@
 //! stranger sends with a valid token); every message, client's and server's, comes back
 //! unchanged from encode → decode in both formats; and nesting as deep as a frame allows
 //! is an error, not a stack overflow. The case counts make this ~5 s of a debug build.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
-use crate::protocol::*;
+use crate::*;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }

@@ -1,4 +1,6 @@
-//! The wire protocol between chat clients and the chat server, shared by both.
+//! The wire protocol between chat clients and the chat server, shared by both: a package
+//! of its own, so the worker builds it without the client's (and the load generator's)
+//! dependencies.
 //!
 //! Owns the message types and their two encodings. The prose version, with every
 //! close code, is `docs/protocol.md`; keep the two in step.
@@ -304,6 +306,9 @@ pub fn valid_room(name: &str) -> bool {
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
