@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-use crate::api::types::{ErrorBody, ErrorDetail};
+use crate::wire::types::{ErrorBody, ErrorDetail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -31,7 +31,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(home: &Path) -> Self {
-        Client { home: home.to_path_buf(), socket: crate::daemon::Paths::socket(home) }
+        Client { home: home.to_path_buf(), socket: crate::wire::home::Paths::socket(home) }
     }
 
     fn protocol(&self, message: impl ToString) -> ClientError {

@@ -3,11 +3,16 @@
 //! - [`config`] reads and validates the TOML config file.
 //! - [`lifecycle`] is the pure state machine of one instance (no I/O).
 //! - [`logs`] captures workers' output: files, rotation, `l4ctl logs`.
-//! - [`daemon`] runs apps; [`api`] is its control API; [`client`] and [`cli`] are `l4ctl`'s side.
+//! - [`daemon`] runs apps; [`api`] is its control API; [`server`] is the daemon binary's
+//!   composition root (the one place that joins the two); [`client`] and [`cli`] are
+//!   `l4ctl`'s side.
 //! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
 //! - [`trust`] decides which home and log folders, and which files in them, the daemon uses;
 //!   [`nofollow`] opens the files there without following symlinks.
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
+//! - [`os`] reads, signals and reaps processes and keeps the descriptor budget, for the daemon.
+//! - [`wire`] is the contract the daemon, the API and the CLI share (JSON shapes, home
+//!   file names, environment names); it imports none of them.
 
 pub mod api;
 pub mod cli;
@@ -20,5 +25,8 @@ pub mod lifecycle;
 pub mod logs;
 pub mod nginx;
 pub mod nofollow;
+pub mod os;
+pub mod server;
 pub mod telemetry;
 pub mod trust;
+pub mod wire;

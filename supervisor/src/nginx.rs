@@ -8,8 +8,8 @@ use std::process::Command;
 
 use minijinja::{Environment, UndefinedBehavior, context, syntax::SyntaxConfig};
 
-use crate::api::types::InstanceStatus;
 use crate::config::NginxSpec;
+use crate::wire::types::InstanceStatus;
 
 /// The built-in template (`templates/nginx/layer4.conf.j2`).
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/nginx/layer4.conf.j2");

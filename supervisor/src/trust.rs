@@ -163,6 +163,14 @@ pub fn open_owned(path: &Path, what: &'static str) -> Result<Option<File>, Refus
     Ok(Some(file))
 }
 
+/// Create the home (0700) and the log folder (0750) when missing, and refuse either
+/// when someone else owns it, a folder above it, or can write to it. The daemon and
+/// the CLI (before it starts one) both check.
+pub fn check_folders(home: &Path, log_dir: &Path) -> Result<(), Refused> {
+    private_dir(home, HOME_MODE, "home folder")?;
+    private_dir(log_dir, LOG_DIR_MODE, "log folder")
+}
+
 #[cfg(test)]
 #[path = "trust_tests.rs"]
 mod tests;

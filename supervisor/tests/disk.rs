@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use layer4_supervisor::daemon::{clock_ticks_and_page_size, read_stat};
 use layer4_supervisor::logs::follow::read_maybe_gz;
 use layer4_supervisor::logs::rotate::rotated_files;
+use layer4_supervisor::os::procs::{clock_ticks_and_page_size, read_stat};
 
 use crate::helper::*;
 use crate::logs::{counters, numbers};

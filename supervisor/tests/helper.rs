@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use layer4_supervisor::api::types::{InstanceStatus, StatusReport};
+use layer4_supervisor::wire::types::{InstanceStatus, StatusReport};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_l4ctl");
 

@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::handlers::{confirm_started, report};
-use super::types::{ActionReport, AppDescription, SCHEMA, StatusReport};
 use super::{ApiError, ApiJson, ApiQuery, ApiState, ask};
 use crate::daemon::Msg;
+use crate::wire::types::{ActionReport, AppDescription, Replaced, SCHEMA, StatusReport};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,23 +73,6 @@ pub async fn rolling_reload(
     report(&s, vec![name], true).await
 }
 
-/// What became of one replace.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Replaced {
-    pub app: String,
-    pub instance: u32,
-    /// The run that was replaced (`None`: the instance was not online and was started).
-    pub old_pid: Option<u32>,
-    /// The instance's run now: the new one, or the old one when the new one failed.
-    pub pid: Option<u32>,
-    pub state: String,
-    /// From the request until the new run was ready (or failed).
-    pub ms: u64,
-    pub ok: bool,
-    /// Why the new run failed.
-    pub error: Option<String>,
-}
-
 async fn replace_one(s: &ApiState, name: &str, index: u32) -> Result<Replaced, ApiError> {
     let started = std::time::Instant::now();
     let old_pid = ask(&s.tx, |reply| Msg::ReplaceInstance { app: name.to_owned(), index, reply }).await??;
@@ -104,7 +87,7 @@ async fn replace_one(s: &ApiState, name: &str, index: u32) -> Result<Replaced, A
     let ok = state == "online" && pid.is_some() && pid != old_pid;
     let error = (!ok).then(|| {
         let exit = row.as_ref().and_then(|i| i.last_exit.as_ref());
-        let words = |e: &super::types::ExitReport| match (&e.code, &e.signal) {
+        let words = |e: &crate::wire::types::ExitReport| match (&e.code, &e.signal) {
             (Some(c), _) => format!("{} with exit code {c}", e.reason),
             (None, Some(sig)) => format!("{} by {sig}", e.reason),
             _ => e.reason.clone(),

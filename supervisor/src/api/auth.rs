@@ -33,6 +33,18 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// The token for changes over TCP: the value of the variable `api_token_env` names.
+pub fn token(settings: &crate::config::DaemonSpec) -> Token {
+    let Some(var) = &settings.api_token_env else { return Token(None) };
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Token(Some(Arc::from(v))),
+        _ => {
+            tracing::warn!(var = %var, "api_token_env names a variable that is not set; the TCP API is read-only");
+            Token(None)
+        }
+    }
+}
+
 pub async fn guard(State(token): State<Token>, req: Request, next: Next) -> Response {
     // DNS rebinding: a web page on evil.example resolving to 127.0.0.1 reaches this
     // port with its own name in Host. Only IP literals and localhost are accepted.

@@ -18,8 +18,8 @@ use tokio::io::AsyncReadExt;
 
 use super::ApiState;
 use super::ask;
-use super::types::NginxOutcome;
 use crate::daemon::Msg;
+use crate::wire::types::NginxOutcome;
 
 /// How long the render, `nginx -t` and the reload command may take together.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -67,7 +67,7 @@ async fn reload(file: &Path) -> NginxOutcome {
         Err(e) => return failed(format!("cannot run {}: {e}", exe.display())),
     };
     // It runs the user's reload command: what starts meanwhile may be its, not an app's.
-    crate::daemon::helpers::spawned(child.id(), true);
+    crate::os::helpers::spawned(child.id(), true);
     let Some(stdout) = child.stdout.take().map(OwnedFd::from) else { return failed("no stdout".into()) };
     let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(stdout) {
         Ok(p) => p,

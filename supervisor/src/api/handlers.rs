@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::types::{ActionReport, Health, SCHEMA, StartRequest, StatusReport};
 use super::{ApiError, ApiJson, ApiState, LogTarget, START_CONFIRM, ask, bad_request, wait_for};
 use crate::daemon::{Error, Msg, Op, Target, Want};
+use crate::wire::types::{ActionReport, Health, SCHEMA, StartRequest, StatusReport};
 
 pub(super) async fn health(State(s): State<ApiState>) -> Json<Health> {
     Json(Health {
@@ -29,7 +29,7 @@ pub(super) async fn status(State(s): State<ApiState>) -> Result<Json<StatusRepor
 pub(super) async fn describe(
     State(s): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<super::types::AppDescription>, ApiError> {
+) -> Result<Json<crate::wire::types::AppDescription>, ApiError> {
     Ok(Json(ask(&s.tx, |reply| Msg::Describe { app: name, reply }).await??))
 }
 

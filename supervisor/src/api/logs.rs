@@ -22,10 +22,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::types::{AppDescription, SCHEMA};
 use super::{ApiError, ApiQuery, ApiState, ask, bad_request};
 use crate::daemon::Msg;
 use crate::logs::tail::{self, MAX_BYTES, MAX_LINES, Tail};
+use crate::wire::types::{AppDescription, SCHEMA};
 
 /// Log reads served at once; each may hold up to `MAX_BYTES` (and its JSON) until sent.
 pub const LOG_READS: usize = 2;

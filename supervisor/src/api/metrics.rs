@@ -9,16 +9,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, ApiState, ask};
-use crate::api::types::StatusReport;
 use crate::daemon::Msg;
-use crate::logs::LogCounters;
-
-/// What `/metrics` is rendered from.
-#[derive(Debug, Clone)]
-pub struct MetricsSnapshot {
-    pub status: StatusReport,
-    pub logs: Vec<(String, LogCounters)>,
-}
+use crate::wire::metrics::MetricsSnapshot;
 
 pub async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let snap = ask(&s.tx, |reply| Msg::Metrics { reply }).await?;
@@ -33,7 +25,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
     let mut out = String::with_capacity(4096);
     let rows = &snap.status.instances;
-    let labels = |i: &crate::api::types::InstanceStatus| format!("app=\"{}\",instance=\"{}\"", i.app, i.instance);
+    let labels = |i: &crate::wire::types::InstanceStatus| format!("app=\"{}\",instance=\"{}\"", i.app, i.instance);
 
     family(&mut out, "l4_instance_up", "gauge", "1 when the instance is online.");
     for i in rows {
@@ -95,8 +87,8 @@ pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
     for (app, c) in &snap.logs {
         let _ = writeln!(out, "l4_app_log_dropped_bytes_total{{app=\"{app}\"}} {}", c.dropped_bytes);
     }
-    let (ticks, page) = crate::daemon::clock_ticks_and_page_size();
-    if let Some(me) = crate::daemon::read_stat(std::process::id() as i32) {
+    let (ticks, page) = crate::os::procs::clock_ticks_and_page_size();
+    if let Some(me) = crate::os::procs::read_stat(std::process::id() as i32) {
         family(&mut out, "l4_daemon_memory_bytes", "gauge", "RSS of the l4ctl daemon.");
         let _ = writeln!(out, "l4_daemon_memory_bytes {}", me.rss_pages * page);
         family(&mut out, "l4_daemon_cpu_seconds_total", "counter", "CPU time used by the l4ctl daemon.");

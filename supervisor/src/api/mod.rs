@@ -9,7 +9,7 @@
 //! | POST | `/api/v1/start` | body [`types::StartRequest`]; [`types::ActionReport`] once every instance is online or failed |
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
 //! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?}`: rolling reload; 409 `reload_failed` names the instance |
-//! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`actions::Replaced`] once the new run is ready |
+//! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`crate::wire::types::Replaced`] once the new run is ready |
 //! | GET  | `/api/v1/apps/{name}/logs?lines=N&stream=S` | the newest lines, bounded ([`logs`]) |
 //! | GET  | `/api/v1/crashes?app=NAME` | `{"schema","crashes":[crash::CrashReport],"delivery":daemon::DeliveryStats}`, newest first |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
@@ -30,7 +30,6 @@ mod handlers;
 mod logs;
 pub mod metrics;
 pub mod serve;
-pub mod types;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,12 +43,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-pub use auth::Token;
+pub use auth::{Token, token};
 pub use logs::{LOG_READS, LogReads, return_freed_memory};
 
 use crate::config::ConfigError;
 use crate::daemon::{Error, Msg, Want};
-use types::{ErrorBody, ErrorDetail};
+use crate::wire::types::{ErrorBody, ErrorDetail};
 
 /// Largest request body accepted (requests are small JSON objects).
 const BODY_LIMIT: usize = 64 << 10;

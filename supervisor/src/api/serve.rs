@@ -11,9 +11,9 @@
 //! - when the daemon stops, no new connection is taken, open ones finish the answer
 //!   in hand and close, for at most [`DRAIN_LIMIT`].
 //!
-//! Descriptors for workers are kept in reserve by [`fd_budget`]: the daemon raises
+//! Descriptors for workers are kept in reserve by [`crate::os::fds::budget`]: the daemon raises
 //! its soft `RLIMIT_NOFILE` to the hard limit (workers get the old one back), sizes
-//! the TCP budget to leave [`SPAWN_RESERVE`] descriptors free, and closes at once a
+//! the TCP budget to leave [`crate::os::fds::SPAWN_RESERVE`] descriptors free, and closes at once a
 //! connection whose descriptor number is within the reserve (descriptors are handed
 //! out lowest first, so that number tracks how many are open, whatever the workers'
 //! own pipes and sockets take), so an API flood does not make a restart fail.
@@ -33,8 +33,6 @@ use tokio::sync::{Semaphore, watch};
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections the Unix socket (mode 0600: the daemon's user) keeps open at most.
 pub const UNIX_CONNECTIONS: usize = 64;
-/// Descriptors kept free for workers (pipes, sockets, pidfds) whatever the API does.
-pub const SPAWN_RESERVE: u64 = 256;
 /// The answer on the Unix socket past its budget.
 static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     let body = serde_json::json!({"error": {"code": "busy", "message": format!(
@@ -66,7 +64,7 @@ where
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let near_limit = io.as_raw_fd() >= ACCEPT_CEILING.load(std::sync::atomic::Ordering::Relaxed);
+        let near_limit = io.as_raw_fd() >= crate::os::fds::accept_ceiling();
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) if !near_limit => permit,
             _ => {
@@ -140,50 +138,6 @@ impl Refusals {
             self.logged_at = Some(now);
         }
     }
-}
-
-/// The soft `RLIMIT_NOFILE` the daemon was started with: workers get it back (see
-/// `daemon::spawn`), so raising the daemon's own changes nothing for them.
-static WORKER_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// The `(soft, hard)` descriptor limit workers are started with.
-pub fn worker_nofile() -> Option<(u64, u64)> {
-    WORKER_NOFILE.get().copied()
-}
-
-/// The descriptor number past which an accepted connection is closed at once: what
-/// is left above it is kept for workers (descriptors are allocated lowest first, so an
-/// accepted socket's number is about how many are open).
-static ACCEPT_CEILING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(i32::MAX);
-
-/// Raise the soft `RLIMIT_NOFILE` to the hard limit (capped at 1 << 20), and size the
-/// TCP budget so that both APIs together leave [`SPAWN_RESERVE`] descriptors for
-/// workers. Returns the TCP budget (at least 1) and the soft limit now in force.
-pub fn fd_budget(wanted_tcp: usize) -> (usize, u64) {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            let _ = WORKER_NOFILE.set((soft, hard));
-            let want = hard.min(1 << 20);
-            if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() { want } else { soft }
-        }
-        Err(_) => 1024,
-    };
-    let ceiling = limit.saturating_sub(SPAWN_RESERVE).min(i32::MAX as u64) as i32;
-    ACCEPT_CEILING.store(ceiling, std::sync::atomic::Ordering::Relaxed);
-    // A few dozen descriptors are the daemon's own (runtime, listeners, log files of
-    // the daemon); the reserve covers workers.
-    let room = limit.saturating_sub(SPAWN_RESERVE + UNIX_CONNECTIONS as u64 + 64);
-    let tcp = wanted_tcp.min(room as usize).max(1);
-    if tcp < wanted_tcp {
-        tracing::warn!(
-            nofile = limit,
-            wanted = wanted_tcp,
-            tcp,
-            "the descriptor limit is low: the TCP API takes fewer connections to keep descriptors for workers"
-        );
-    }
-    (tcp, limit)
 }
 
 #[cfg(test)]

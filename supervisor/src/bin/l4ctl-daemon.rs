@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use layer4_supervisor::cli::background::DaemonArgs;
+use layer4_supervisor::wire::daemon_args::DaemonArgs;
 
 fn main() -> ExitCode {
-    layer4_supervisor::cli::run_daemon(&DaemonArgs::parse())
+    layer4_supervisor::server::run(&DaemonArgs::parse())
 }

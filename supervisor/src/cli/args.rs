@@ -5,9 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// The config file used when none is named.
-pub const DEFAULT_CONFIG: &str = "config/layer4.toml";
-
 #[derive(Debug, Parser)]
 #[command(name = "l4ctl", version, about = "Run and supervise layer4 apps: a small, fast PM2-like process manager.")]
 pub struct Cli {

@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Cli, fail, resolve};
-use crate::api::types::AppDescription;
 use crate::client::Client;
 use crate::logs::follow::Follower;
 use crate::logs::tail::MAX_BYTES;
+use crate::wire::types::AppDescription;
 
 /// Which files `logs` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
 mod args;
-pub mod background;
+mod background;
 mod logs;
 mod nginx;
 mod reload;
@@ -17,55 +17,21 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::api::types::{ActionReport, AppDescription, StatusReport};
 use crate::client::{Client, ClientError};
 use crate::config;
+use crate::wire::types::{ActionReport, AppDescription, StatusReport};
 
-pub use args::{Cli, Command, DEFAULT_CONFIG};
-
-/// Where the daemon lives, and which config file (if any) applies.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    pub home: PathBuf,
-    pub log_dir: PathBuf,
-    pub config: Option<PathBuf>,
-    /// The daemon's settings (`[daemon]` of the config, with `--home` applied).
-    pub daemon: config::DaemonSpec,
-}
+pub use crate::wire::home::{DEFAULT_CONFIG, Resolved, resolve_paths};
+pub use args::{Cli, Command};
 
 /// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
 pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
     resolve_paths(config_hint.or(cli.config.as_deref()), cli.home.as_deref())
 }
 
-/// [`resolve`] from a config file (else `config/layer4.toml` when it exists) and a home.
-pub fn resolve_paths(config: Option<&Path>, home: Option<&Path>) -> Resolved {
-    let config = config
-        .map(Path::to_path_buf)
-        .or_else(|| Path::new(DEFAULT_CONFIG).is_file().then(|| PathBuf::from(DEFAULT_CONFIG)))
-        .map(|p| config::absolute(&p));
-    let from_file = config.as_deref().and_then(config::peek_daemon);
-    let explicit_home = home.map(config::absolute);
-    let home = explicit_home
-        .clone()
-        .or_else(|| from_file.as_ref().map(|d| d.home.clone()))
-        .unwrap_or_else(config::default_home);
-    let mut daemon = from_file.unwrap_or_else(|| config::DaemonSpec::defaults(home.clone()));
-    if explicit_home.is_some() {
-        daemon.log_dir = home.join("logs");
-    }
-    daemon.home = home.clone();
-    Resolved { home, log_dir: daemon.log_dir.clone(), config, daemon }
-}
-
-/// The daemon binary's entry point (`l4ctl-daemon`; `l4ctl daemon` execs it).
-pub fn run_daemon(args: &background::DaemonArgs) -> ExitCode {
-    background::run_daemon(args)
-}
-
 pub fn run(cli: Cli) -> ExitCode {
     if let Command::Daemon { log_file, log_dir, env_name, no_apps } = &cli.command {
-        let args = background::DaemonArgs {
+        let args = crate::wire::daemon_args::DaemonArgs {
             config: cli.config.clone(),
             home: cli.home.clone(),
             log_file: *log_file,
@@ -188,7 +154,7 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
     let resolved = resolve(cli, as_file.as_deref());
     let client = Client::new(&resolved.home);
     // A config file is needed unless we start a loaded app or restore the saved state.
-    let restore = app.is_none() && as_file.is_none() && crate::daemon::SavedState::path(&resolved.home).is_file();
+    let restore = app.is_none() && as_file.is_none() && crate::wire::home::Paths::saved_state(&resolved.home).is_file();
     let config = if app.is_some() || restore {
         None
     } else {

@@ -6,10 +6,10 @@
 use std::process::ExitCode;
 
 use super::{Cli, Resolved, resolve};
-use crate::api::types::{NginxOutcome, StatusReport};
 use crate::client::Client;
 use crate::config::{self, NginxSpec};
 use crate::nginx;
+use crate::wire::types::{NginxOutcome, StatusReport};
 
 /// What `l4ctl nginx` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]

@@ -9,9 +9,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Cli, app_names, fail, render, resolve};
-use crate::api::actions::Replaced;
-use crate::api::types::{AppDescription, StatusReport};
 use crate::client::{Client, ClientError};
+use crate::wire::types::Replaced;
+use crate::wire::types::{AppDescription, StatusReport};
 
 pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);

@@ -3,7 +3,7 @@
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::api::types::{AppDescription, InstanceStatus, StatusReport};
+use crate::wire::types::{AppDescription, InstanceStatus, StatusReport};
 
 pub(super) fn table(report: &StatusReport) -> String {
     let mut t = Table::new();

@@ -7,6 +7,7 @@
 
 mod app_rules;
 mod diag;
+pub mod dsn;
 mod listen;
 mod nginx;
 mod schema;

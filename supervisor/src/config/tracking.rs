@@ -92,7 +92,7 @@ impl ErrorTracking {
     pub fn check(section: &ErrorTrackingSection, base: &Path) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(dsn) = section.sentry_dsn.as_deref().filter(|d| !d.is_empty())
-            && let Err(e) = crate::crash::sentry::Dsn::parse(dsn)
+            && let Err(e) = super::dsn::Dsn::parse(dsn)
         {
             out.push(format!("`[error_tracking] sentry_dsn`: {e}"));
         }

@@ -168,7 +168,7 @@ pub(super) fn send_detached(report: &CrashReport) {
     let child = dest.sender_command().stdout(std::process::Stdio::null()).spawn();
     match child {
         Ok(mut child) => {
-            crate::daemon::helpers::spawned(child.id(), false);
+            crate::os::helpers::spawned(child.id(), false);
             if let Some(mut stdin) = child.stdin.take() {
                 for job in jobs {
                     let _ = writeln!(stdin, "{}", serde_json::to_string(&job).unwrap_or_default());

@@ -6,59 +6,7 @@ use serde_json::{Value, json};
 
 use super::CrashReport;
 
-/// A parsed DSN: `https://<public key>@<host>[:port]/<project>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dsn {
-    pub scheme: String,
-    pub public_key: String,
-    /// `host[:port]`, with any path prefix before the project id.
-    pub host: String,
-    pub prefix: String,
-    pub project: String,
-    raw: String,
-}
-
-impl Dsn {
-    pub fn parse(text: &str) -> Result<Dsn, String> {
-        let bad = || "invalid Sentry DSN: expected https://<public key>@<host>/<project id>".to_owned();
-        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
-        if scheme != "http" && scheme != "https" {
-            return Err(bad());
-        }
-        let (key, rest) = rest.split_once('@').ok_or_else(bad)?;
-        let key = key.split(':').next().unwrap_or_default();
-        let (host, path) = rest.split_once('/').ok_or_else(bad)?;
-        let path = path.trim_end_matches('/');
-        let (prefix, project) = match path.rsplit_once('/') {
-            Some((p, id)) => (format!("/{p}"), id),
-            None => (String::new(), path),
-        };
-        if key.is_empty() || host.is_empty() || project.is_empty() || !project.chars().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        Ok(Dsn {
-            scheme: scheme.into(),
-            public_key: key.into(),
-            host: host.into(),
-            prefix,
-            project: project.into(),
-            raw: text.into(),
-        })
-    }
-
-    /// Where envelopes go.
-    pub fn envelope_url(&self) -> String {
-        format!("{}://{}{}/api/{}/envelope/", self.scheme, self.host, self.prefix, self.project)
-    }
-
-    pub fn auth_header(&self) -> String {
-        format!(
-            "Sentry sentry_version=7, sentry_key={}, sentry_client=l4ctl/{}",
-            self.public_key,
-            env!("CARGO_PKG_VERSION")
-        )
-    }
-}
+pub use crate::config::dsn::Dsn;
 
 /// Stderr sent with an event, at most (Sentry caps event sizes).
 const TAIL_IN_EVENT: usize = 16 << 10;
@@ -134,7 +82,7 @@ pub fn event(report: &CrashReport, event_id: &str, release: Option<&str>) -> Val
 /// The envelope body: header, item header, event, one JSON per line.
 pub fn envelope(dsn: &Dsn, event: &Value, sent_at: &str) -> Vec<u8> {
     let payload = serde_json::to_vec(event).unwrap_or_default();
-    let head = json!({ "event_id": event["event_id"], "sent_at": sent_at, "dsn": dsn.raw });
+    let head = json!({ "event_id": event["event_id"], "sent_at": sent_at, "dsn": dsn.raw() });
     let item = json!({ "type": "event", "length": payload.len(), "content_type": "application/json" });
     let mut out = Vec::with_capacity(payload.len() + 256);
     for part in [serde_json::to_vec(&head).unwrap_or_default(), serde_json::to_vec(&item).unwrap_or_default(), payload]
@@ -188,18 +136,6 @@ mod tests {
             stderr_tail: "boom\n".into(),
             episode: None,
             last_at: None,
-        }
-    }
-
-    #[test]
-    fn dsns_parse_into_the_envelope_endpoint_and_auth() {
-        let d = Dsn::parse("https://abc123@o1.ingest.sentry.io/4505").unwrap();
-        assert_eq!(d.envelope_url(), "https://o1.ingest.sentry.io/api/4505/envelope/");
-        assert!(d.auth_header().starts_with("Sentry sentry_version=7, sentry_key=abc123, sentry_client=l4ctl/"));
-        let local = Dsn::parse("http://key@127.0.0.1:9000/sentry/7").unwrap();
-        assert_eq!(local.envelope_url(), "http://127.0.0.1:9000/sentry/api/7/envelope/");
-        for bad in ["", "abc", "ftp://k@h/1", "https://h/1", "https://k@h/", "https://k@h/proj"] {
-            assert!(Dsn::parse(bad).is_err(), "{bad}");
         }
     }
 

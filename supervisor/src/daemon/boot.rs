@@ -2,7 +2,6 @@
 //! API token, the OOM-kill counter, and the clean-up of a previous daemon's leftovers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -60,18 +59,6 @@ fn every(period: Duration, first: Duration, tx: &mpsc::Sender<Msg>, make: fn() -
             let _ = tx.try_send(make());
         }
     });
-}
-
-/// The token for changes over TCP: the value of the variable `api_token_env` names.
-pub(super) fn api_token(settings: &crate::config::DaemonSpec) -> crate::api::Token {
-    let Some(var) = &settings.api_token_env else { return crate::api::Token(None) };
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => crate::api::Token(Some(Arc::from(v))),
-        _ => {
-            tracing::warn!(var = %var, "api_token_env names a variable that is not set; the TCP API is read-only");
-            crate::api::Token(None)
-        }
-    }
 }
 
 /// The daemon's memory cgroup's OOM-kill counter (workers run in that cgroup or

@@ -1,28 +1,15 @@
-//! Claiming a home folder: the checks of the home and log folders (see
-//! [`crate::trust`]), the pid-file lock that makes one daemon per home, and the
-//! control socket (mode 0600).
+//! Claiming a home folder (once [`crate::trust::check_folders`] accepted it): the
+//! pid-file lock that makes one daemon per home, and the control socket (mode 0600).
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
 use super::Error;
-
-/// The names of a daemon's files in its home.
-#[derive(Debug, Clone, Copy)]
-pub struct Paths;
-
-impl Paths {
-    pub fn socket(home: &Path) -> PathBuf {
-        home.join("l4ctl.sock")
-    }
-    pub fn pid_file(home: &Path) -> PathBuf {
-        home.join("l4ctl.pid")
-    }
-}
+use crate::wire::home::Paths;
 
 /// A claimed home: the pid-file lock (held for the daemon's life) and the bound socket.
 #[derive(Debug)]
@@ -36,16 +23,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error +
     move |source| Error::Io { what, path, source }
 }
 
-/// Create the home (0700) and the log folder (0750) when missing, and refuse either
-/// when someone else owns it, a folder above it, or can write to it. The daemon and
-/// the CLI (before it starts one) both check.
-pub fn check_folders(home: &Path, log_dir: &Path) -> Result<(), crate::trust::Refused> {
-    use crate::trust::{HOME_MODE, LOG_DIR_MODE, private_dir};
-    private_dir(home, HOME_MODE, "home folder")?;
-    private_dir(log_dir, LOG_DIR_MODE, "log folder")
-}
-
-/// Take the pid-file lock of `home` (checked by [`check_folders`]) and bind the
+/// Take the pid-file lock of `home` (checked by [`crate::trust::check_folders`]) and bind the
 /// control socket (0600). Fails with [`Error::AlreadyRunning`] when another daemon
 /// holds the lock.
 pub fn claim_home(home: &Path) -> Result<Claimed, Error> {

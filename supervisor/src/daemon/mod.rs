@@ -1,10 +1,10 @@
 //! The daemon: one process per home folder that owns every app it was given.
 //!
-//! [`run`] takes an already bound Unix listener and a shutdown future (thin
-//! `main`, testable library). It makes the daemon a child subreaper, ends any
-//! processes left by an earlier daemon of the same home that was killed, starts
-//! the [`supervisor`] actor, and serves the control API until shutdown; on
-//! shutdown every app is stopped gracefully before `run` returns.
+//! [`start`] makes the daemon a child subreaper, ends any processes left by an
+//! earlier daemon of the same home that was killed, and starts the [`supervisor`]
+//! actor; [`Started::finish`] drains it after shutdown. Serving the control API on
+//! the actor's channel is the composition root's work ([`crate::server`]): this
+//! module does not know the API.
 
 mod apply;
 mod boot;
@@ -12,13 +12,11 @@ mod carry;
 mod cgroup;
 mod crashes;
 mod deliver;
-pub(crate) mod helpers;
 mod home;
 mod memory;
 mod monitor;
 mod msg;
 mod orphans;
-mod procs;
 mod ready;
 mod reaping;
 mod replace;
@@ -28,20 +26,18 @@ mod sockets;
 mod spawn;
 mod state;
 
-pub use procs::{SUPERVISOR_VAR, TAG_VAR, clock_ticks_and_page_size, read_stat};
 mod supervisor;
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::UnixListener;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+// Process handling lives in `os/`; the actor's files reach it as `super::procs`.
+use crate::os::{helpers, procs};
 
 pub use deliver::DeliveryStats;
-pub use home::{Claimed, Paths, check_folders, claim_home};
+pub use home::{Claimed, claim_home};
 pub use msg::*;
 pub use state::SavedState;
 
@@ -50,21 +46,27 @@ const QUEUE: usize = 1024;
 /// How often the daemon logs its one-line summary (the plan's monitoring section).
 pub(super) const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Run the daemon until `shutdown` resolves or a client asks it to `kill`.
-/// `initial` is loaded at start (for `l4ctl daemon --config`, under systemd).
-pub async fn run(
-    settings: crate::config::DaemonSpec,
-    listener: UnixListener,
+/// A started daemon: the actor's channel (what the API and the composition root send
+/// to) and its task.
+#[derive(Debug)]
+pub struct Started {
+    pub tx: mpsc::Sender<Msg>,
+    actor: tokio::task::JoinHandle<()>,
+    home: std::path::PathBuf,
+}
+
+/// Start the daemon: become child subreaper, end what an earlier daemon of this home
+/// left running, start the actor, and load `initial` (for `l4ctl daemon --config`,
+/// under systemd). The caller serves the control API on [`Started::tx`], sends
+/// [`Msg::Shutdown`] when it is asked to stop, then calls [`Started::finish`].
+pub async fn start(
+    settings: &crate::config::DaemonSpec,
     initial: Option<(Config, Option<String>)>,
     saved: SavedState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+) -> Result<Started, Error> {
     if let Err(e) = procs::become_subreaper() {
         tracing::warn!(cause = %e, "cannot become child subreaper; orphaned grandchildren will be reaped by init");
     }
-    // Before any worker starts: they get the limit the daemon was started with back.
-    let (tcp_budget, nofile) = crate::api::serve::fd_budget(settings.api_max_connections);
-    tracing::debug!(nofile, tcp_budget, "descriptor budget");
     boot::end_leftovers(&settings.home).await;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
@@ -117,72 +119,21 @@ pub async fn run(
             sup.handle(msg);
         }
     });
-    let kill = Arc::new(Notify::new());
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let tcp = match settings.api_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::error!(%addr, cause = %e, "cannot listen for the TCP API; it is off (the Unix socket works)");
-                None
-            }
-        },
-        None => None,
-    };
-    let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    let state = crate::api::ApiState {
-        tx: tx.clone(),
-        started: Instant::now(),
-        home: settings.home.clone(),
-        log_dir: settings.log_dir.clone(),
-        kill: kill.clone(),
-        stopping,
-        api_addr,
-        log_reads: crate::api::LogReads::default(),
-    };
-    let tcp_task = tcp.map(|listener| {
-        let token = boot::api_token(&settings);
-        tracing::info!(addr = ?api_addr, token = ?token, "TCP API listening");
-        if let Some(addr) = api_addr {
-            let _ = crate::fsutil::atomic_write(&settings.home.join("api.addr"), format!("{addr}\n").as_bytes(), 0o644);
+    Ok(Started { tx, actor, home: settings.home.clone() })
+}
+
+impl Started {
+    /// After every app stopped: drain the log writers so the last lines reach the
+    /// files, end the actor and remove the notify socket.
+    pub async fn finish(self) {
+        let (reply, hub) = oneshot::channel();
+        if self.tx.send(Msg::TakeLogs { reply }).await.is_ok()
+            && let Ok(hub) = hub.await
+        {
+            hub.close(Duration::from_secs(3)).await;
         }
-        let router = crate::api::tcp(state.clone(), token);
-        let mut stop = state.stopping.clone();
-        tokio::spawn(crate::api::serve::serve(listener, router, tcp_budget, "tcp", async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
-    });
-    let app = crate::api::router(state);
-    let stop_tx = tx.clone();
-    let graceful = async move {
-        tokio::select! {
-            () = shutdown => {
-                tracing::info!("shutdown requested; stopping every app");
-                let (reply, done) = oneshot::channel();
-                if stop_tx.send(Msg::Shutdown { reply }).await.is_ok() {
-                    let _ = done.await;
-                }
-            }
-            () = kill.notified() => {}
-        }
-        // Ends event streams and the TCP server, so the servers can finish.
-        let _ = stopping_tx.send(true);
-    };
-    crate::api::serve::serve(listener, app, crate::api::serve::UNIX_CONNECTIONS, "unix", graceful).await;
-    if let Some(t) = tcp_task {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        drop(self.tx);
+        self.actor.abort();
+        let _ = std::fs::remove_file(ready::notify_path(&self.home));
     }
-    // Every app is stopped: drain the log writers so the last lines reach the files.
-    let (reply, hub) = oneshot::channel();
-    if tx.send(Msg::TakeLogs { reply }).await.is_ok()
-        && let Ok(hub) = hub.await
-    {
-        hub.close(Duration::from_secs(3)).await;
-    }
-    drop(tx);
-    actor.abort();
-    let _ = std::fs::remove_file(Paths::socket(&settings.home));
-    let _ = std::fs::remove_file(ready::notify_path(&settings.home));
-    tracing::info!("daemon stopped");
-    Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::types::{AppDescription, StatusReport};
 use crate::config::{Config, ConfigError};
+use crate::wire::types::{AppDescription, StatusReport};
 
 /// Errors of daemon operations, mapped to API error codes.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ pub enum Msg {
     },
     /// The figures `/metrics` shows.
     Metrics {
-        reply: oneshot::Sender<crate::api::metrics::MetricsSnapshot>,
+        reply: oneshot::Sender<crate::wire::metrics::MetricsSnapshot>,
     },
     /// Replace one instance (a step of a rolling reload); the reply carries the
     /// pid of the run being replaced (`None`: the instance was not online, so it

@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use nix::sys::signal::Signal;
 
 use super::procs::{self, Stat};
+use crate::os::helpers::Registry;
 
 /// A process: pid and start time (a pid is reused, the pair is not).
 type Key = (i32, u64);
@@ -53,6 +54,17 @@ pub trait Helpers {
     fn is_helper(&self, pid: i32, start: u64) -> bool;
     /// Whether a helper that runs a user's command was running at `start`.
     fn forking_at(&self, start: u64) -> bool;
+}
+
+/// The daemon's registry of helper processes (`os/helpers.rs`) is what the tracking asks.
+impl Helpers for Registry {
+    fn is_helper(&self, pid: i32, start: u64) -> bool {
+        Registry::is_helper(self, pid, start)
+    }
+
+    fn forking_at(&self, start: u64) -> bool {
+        Registry::forking_at(self, start)
+    }
 }
 
 impl Orphans {

@@ -3,9 +3,9 @@
 
 use super::Error;
 use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
-use crate::api::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
 use crate::config::AppSpec;
 use crate::lifecycle::ExitStatus;
+use crate::wire::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
 
 pub(super) fn status(sup: &Supervisor) -> StatusReport {
     let mut instances: Vec<InstanceStatus> =
@@ -65,8 +65,8 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
     })
 }
 
-pub(super) fn metrics(sup: &Supervisor) -> crate::api::metrics::MetricsSnapshot {
-    crate::api::metrics::MetricsSnapshot {
+pub(super) fn metrics(sup: &Supervisor) -> crate::wire::metrics::MetricsSnapshot {
+    crate::wire::metrics::MetricsSnapshot {
         status: status(sup),
         logs: sup.apps.keys().map(|name| (name.clone(), sup.logs.counters(name))).collect(),
     }

@@ -74,7 +74,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
         None => None,
     };
     let daemon = nix::unistd::getpid();
-    let nofile = crate::api::serve::worker_nofile();
+    let nofile = crate::os::fds::worker_nofile();
     // SAFETY: only async-signal-safe calls (setrlimit, setsid, prctl, getppid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

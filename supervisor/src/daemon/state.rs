@@ -29,7 +29,7 @@ pub struct Source {
 
 impl SavedState {
     pub fn path(home: &Path) -> PathBuf {
-        home.join("state.json")
+        crate::wire::home::Paths::saved_state(home)
     }
 
     /// The saved state, or an empty one when there is none (or it is not valid JSON:

@@ -49,18 +49,7 @@ struct AppLog {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Counters of one app, as `describe` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogCounters {
-    pub lines: u64,
-    pub bytes: u64,
-    pub rotations: u64,
-    pub cut_lines: u64,
-    /// Bytes of lines dropped because their file could not be written (a full disk)
-    /// and held more than it may keep; a line lost from two files counts twice.
-    #[serde(default)]
-    pub dropped_bytes: u64,
-}
+pub use crate::wire::types::LogCounters;
 
 /// A structured panic line seen on a worker's stderr: (app, instance, line).
 pub type PanicLine = (String, u32, String);

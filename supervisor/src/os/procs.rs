@@ -17,11 +17,7 @@ use nix::unistd::Pid;
 
 use crate::lifecycle::ExitStatus;
 
-/// Environment variable naming the home of the daemon that started a process.
-pub const SUPERVISOR_VAR: &str = "L4_SUPERVISOR";
-/// Environment variable identifying one run of one instance: `<daemon run>/app/index/serial`,
-/// unique across daemons so one daemon never touches another's processes.
-pub const TAG_VAR: &str = "L4_TAG";
+pub use crate::wire::home::{SUPERVISOR_VAR, TAG_VAR};
 
 /// The fields of `/proc/<pid>/stat` that the daemon uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -104,7 +104,7 @@ pub struct AppDescription {
     pub log_files: Vec<crate::config::LogFiles>,
     /// Lines and bytes written, rotations, lines cut at `max_line`, bytes dropped
     /// because a log file could not be written.
-    pub log_counters: crate::logs::LogCounters,
+    pub log_counters: LogCounters,
     pub instances: Vec<InstanceStatus>,
 }
 
@@ -152,4 +152,34 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Counters of one app, as `describe` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogCounters {
+    pub lines: u64,
+    pub bytes: u64,
+    pub rotations: u64,
+    pub cut_lines: u64,
+    /// Bytes of lines dropped because their file could not be written (a full disk)
+    /// and held more than it may keep; a line lost from two files counts twice.
+    #[serde(default)]
+    pub dropped_bytes: u64,
+}
+
+/// What became of one replace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replaced {
+    pub app: String,
+    pub instance: u32,
+    /// The run that was replaced (`None`: the instance was not online and was started).
+    pub old_pid: Option<u32>,
+    /// The instance's run now: the new one, or the old one when the new one failed.
+    pub pid: Option<u32>,
+    pub state: String,
+    /// From the request until the new run was ready (or failed).
+    pub ms: u64,
+    pub ok: bool,
+    /// Why the new run failed.
+    pub error: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! The daemon's own helper processes: `l4ctl-send` (crash report delivery) and the
 //! `l4ctl nginx reload` that follows a scale. They are children of the daemon that no
-//! app started, so the orphan tracking ([`super::orphans`]) must never take them, or
+//! app started, so the orphan tracking (`daemon/orphans.rs`) must never take them, or
 //! what a helper's command left running (an nginx it started, which re-parents to the
 //! daemon as child subreaper), for something an app left behind.
 //!
@@ -52,14 +52,17 @@ pub fn reaped(pid: i32) {
 }
 
 /// The registry, as the orphan tracking asks it.
+#[derive(Debug, Clone, Copy)]
 pub struct Registry;
 
-impl super::orphans::Helpers for Registry {
-    fn is_helper(&self, pid: i32, start: u64) -> bool {
+impl Registry {
+    /// Whether the process `pid` that started at `start` is a helper.
+    pub fn is_helper(&self, pid: i32, start: u64) -> bool {
         helpers().iter().any(|h| h.pid == pid && h.start == start)
     }
 
-    fn forking_at(&self, start: u64) -> bool {
+    /// Whether a helper that runs a user's command was running at `start`.
+    pub fn forking_at(&self, start: u64) -> bool {
         helpers().iter().any(|h| h.forks && h.start <= start && h.end.is_none_or(|end| start <= end))
     }
 }
@@ -82,7 +85,6 @@ mod tests {
 
     #[test]
     fn a_forking_helper_covers_what_starts_while_it_runs_and_a_plain_one_only_itself() {
-        use super::super::orphans::Helpers;
         let stat = |pid: u32| super::super::procs::read_stat(pid as i32).unwrap();
         let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         spawned(plain.id(), false);

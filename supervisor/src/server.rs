@@ -1,0 +1,185 @@
+//! `l4ctl-daemon`'s composition root: the one place that knows both the daemon and
+//! its control API. It checks and claims the home, sets up logging, the crash hook, the
+//! runtime, the signals and the descriptor budget, starts the daemon ([`daemon::start`]),
+//! serves the API on the daemon's channel over the Unix socket and TCP, and on
+//! shutdown stops every app before the process exits. `daemon/` does not import `api/`,
+//! and `cli/` imports neither: both arrows start here.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio::sync::{Notify, oneshot};
+
+use crate::api;
+use crate::config::{Config, DaemonSpec};
+use crate::daemon::{self, Msg, SavedState};
+use crate::wire::daemon_args::DaemonArgs;
+use crate::wire::home::{Paths, resolve_paths};
+
+/// The daemon: claim the home, then serve until SIGTERM/SIGINT or `l4ctl kill`.
+pub fn run(args: &DaemonArgs) -> ExitCode {
+    crate::api::return_freed_memory();
+    let (log_file, log_dir, env, no_apps) = (args.log_file, args.log_dir.clone(), args.env_name.clone(), args.no_apps);
+    let resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
+    let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
+    // Nothing is written, read back or run before the folders are known to be ours.
+    if let Err(e) = crate::trust::check_folders(&resolved.home, &log_dir) {
+        eprintln!("l4ctl: {e}");
+        return ExitCode::from(2);
+    }
+    let saved = match daemon::SavedState::load(&resolved.home) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("l4ctl: {e}; nothing from it was started");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(log_file.then_some(log_dir.as_path()));
+    crate::crash::install_daemon_hook(log_dir.clone());
+    // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
+    let initial = match args.config.as_ref().filter(|_| !no_apps) {
+        Some(path) => match crate::config::load_under(path, env.as_deref(), &log_dir) {
+            Ok(c) => Some((c, env)),
+            Err(e) => {
+                eprintln!("l4ctl: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    // One thread is plenty: the daemon's work is microseconds per event, and every
+    // extra thread costs memory (a malloc arena, a stack) and wake-ups. This is also
+    // the thread that forks workers, so their parent-death signal fires only when
+    // the daemon itself ends.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("l4ctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let claimed = match runtime.block_on(async { daemon::claim_home(&resolved.home) }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("l4ctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(home = %resolved.home.display(), log_dir = %log_dir.display(), pid = std::process::id(), "daemon started");
+    let mut settings = resolved.daemon.clone();
+    settings.log_dir = log_dir;
+    // Listen for SIGTERM/SIGINT before anything else runs, so an early one still stops the apps.
+    let shutdown = match runtime.block_on(async { shutdown_signal() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("l4ctl: cannot listen for signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(serve(settings, claimed.listener, initial, saved, shutdown));
+    // Blocking tasks (a log writer stuck on a dead disk) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // The pid-file lock is released by the kernel as the process exits, so a
+    // client that waits for it (`l4ctl kill`) knows the daemon is really gone.
+    std::mem::forget(claimed.lock);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "daemon failed");
+            eprintln!("l4ctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A future that resolves on the first SIGTERM or SIGINT; the handlers are installed now.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// Start the daemon, serve the control API on the Unix socket (and on TCP when
+/// `api_listen` is set) until `shutdown` resolves or a client asks it to `kill`, stop
+/// every app gracefully, and finish.
+async fn serve(
+    settings: DaemonSpec,
+    listener: UnixListener,
+    initial: Option<(Config, Option<String>)>,
+    saved: SavedState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), daemon::Error> {
+    // Before any worker starts: they get the limit the daemon was started with back.
+    let (tcp_budget, nofile) = crate::os::fds::budget(settings.api_max_connections, api::serve::UNIX_CONNECTIONS);
+    tracing::debug!(nofile, tcp_budget, "descriptor budget");
+    let started = daemon::start(&settings, initial, saved).await?;
+    let tx = started.tx.clone();
+    let kill = Arc::new(Notify::new());
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let tcp = match settings.api_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(%addr, cause = %e, "cannot listen for the TCP API; it is off (the Unix socket works)");
+                None
+            }
+        },
+        None => None,
+    };
+    let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let state = api::ApiState {
+        tx: tx.clone(),
+        started: Instant::now(),
+        home: settings.home.clone(),
+        log_dir: settings.log_dir.clone(),
+        kill: kill.clone(),
+        stopping,
+        api_addr,
+        log_reads: api::LogReads::default(),
+    };
+    let tcp_task = tcp.map(|listener| {
+        let token = api::token(&settings);
+        tracing::info!(addr = ?api_addr, token = ?token, "TCP API listening");
+        if let Some(addr) = api_addr {
+            let _ = crate::fsutil::atomic_write(&settings.home.join("api.addr"), format!("{addr}\n").as_bytes(), 0o644);
+        }
+        let router = api::tcp(state.clone(), token);
+        let mut stop = state.stopping.clone();
+        tokio::spawn(api::serve::serve(listener, router, tcp_budget, "tcp", async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
+    let app = api::router(state);
+    let graceful = async move {
+        tokio::select! {
+            () = shutdown => {
+                tracing::info!("shutdown requested; stopping every app");
+                let (reply, done) = oneshot::channel();
+                if tx.send(Msg::Shutdown { reply }).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
+            () = kill.notified() => {}
+        }
+        // Ends event streams and the TCP server, so the servers can finish.
+        let _ = stopping_tx.send(true);
+    };
+    api::serve::serve(listener, app, api::serve::UNIX_CONNECTIONS, "unix", graceful).await;
+    if let Some(t) = tcp_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    // Every app is stopped: drain the log writers so the last lines reach the files.
+    started.finish().await;
+    let _ = std::fs::remove_file(Paths::socket(&settings.home));
+    tracing::info!("daemon stopped");
+    Ok(())
+}
