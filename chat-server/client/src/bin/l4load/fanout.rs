@@ -136,8 +136,11 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let (server1, client1) = (pid.and_then(|p| proc::cpu(Some(p))), proc::cpu(None));
-            let server = server0.zip(server1).map(|(a, b)| (b - a).as_secs_f64());
-            let client = client0.zip(client1).map(|(a, b)| (b - a).as_secs_f64());
+            let server = server0.zip(server1).map(|(a, b)| Spent {
+                total: (b.total() - a.total()).as_secs_f64(),
+                user: (b.user - a.user).as_secs_f64(),
+            });
+            let client = client0.zip(client1).map(|(a, b)| (b.total() - a.total()).as_secs_f64());
             (server, client, began.elapsed().as_secs_f64())
         })
     };
@@ -147,8 +150,8 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
         move |t, threads| thread_main(shared.clone(), t, threads)
     });
     done.store(true, Relaxed);
-    let (server_cpu, client_cpu, window) = sampler.join().unwrap_or((None, None, 0.0));
-    Ok(report(&shared, total_messages, server_cpu, client_cpu, window))
+    let (server, client_cpu, window) = sampler.join().unwrap_or((None, None, 0.0));
+    Ok(report(&shared, total_messages, server, client_cpu, window))
 }
 
 async fn thread_main(shared: Arc<Shared>, t: usize, threads: usize) {
@@ -311,7 +314,14 @@ async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline:
     let _ = reader.await;
 }
 
-fn report(shared: &Shared, total: u64, server_cpu: Option<f64>, client_cpu: Option<f64>, window: f64) -> String {
+/// A process's CPU seconds over the window: all of it, and the part in user space.
+#[derive(Debug, Clone, Copy)]
+struct Spent {
+    total: f64,
+    user: f64,
+}
+
+fn report(shared: &Shared, total: u64, server: Option<Spent>, client_cpu: Option<f64>, window: f64) -> String {
     let a = &shared.args;
     let latency = shared.latency.lock().expect("lock");
     let lag = shared.lag.lock().expect("lock");
@@ -323,7 +333,11 @@ fn report(shared: &Shared, total: u64, server_cpu: Option<f64>, client_cpu: Opti
     let loss = if expected == 0 { 0.0 } else { 100.0 * (expected.saturating_sub(received)) as f64 / expected as f64 };
     let lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1e3;
     let rate_kept = sent == total && lag_p99_ms <= 20.0 && shared.send_failures.load(Relaxed) == 0;
+    let server_cpu = server.map(|s| s.total);
     let per_delivery = server_cpu.filter(|_| received > 0).map(|s| s * 1e6 / received as f64);
+    // The loopback receive path runs in the sender's context and counts as its system
+    // time: user-space CPU is what the server's own code costs.
+    let user_per_delivery = server.filter(|_| received > 0).map(|s| s.user * 1e6 / received as f64);
     let mut failures = shared.connect_failures.lock().expect("lock").clone();
     failures.dedup();
     json!({
@@ -348,6 +362,8 @@ fn report(shared: &Shared, total: u64, server_cpu: Option<f64>, client_cpu: Opti
         "server_cpu_s": server_cpu,
         "server_cpu_percent": server_cpu.map(|s| 100.0 * s / window.max(1e-9)),
         "server_us_per_delivery": per_delivery,
+        "server_user_s": server.map(|s| s.user),
+        "server_user_us_per_delivery": user_per_delivery,
         "client_cpu_s": client_cpu,
         "window_s": window,
         "rate_kept": rate_kept,

@@ -10,13 +10,28 @@ fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64
 }
 
-/// utime + stime of `pid` (or of this process when None).
-pub fn cpu(pid: Option<i32>) -> Option<Duration> {
+/// CPU time of a process: in user space, and in the kernel on its behalf.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Cpu {
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// utime and stime of `pid` (or of this process when None).
+pub fn cpu(pid: Option<i32>) -> Option<Cpu> {
     let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
     let stat = std::fs::read_to_string(path).ok()?;
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / ticks_per_second()))
+    let time = |i: usize| -> Option<Duration> {
+        Some(Duration::from_secs_f64(fields.get(i)?.parse::<u64>().ok()? as f64 / ticks_per_second()))
+    };
+    Some(Cpu { user: time(11)?, system: time(12)? })
 }
 
 /// Resident set size of `pid`, in bytes.
