@@ -1,5 +1,5 @@
-//! What `run` sets up around the actor: signal forwarders and timers, the TCP
-//! API token, the OOM-kill counter, and the clean-up of a previous daemon's leftovers.
+//! What [`super::start`] sets up around the actor: signal forwarders and timers, the
+//! OOM-kill counter, and the clean-up of a previous daemon's leftovers.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

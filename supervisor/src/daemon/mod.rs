@@ -5,6 +5,33 @@
 //! actor; [`Started::finish`] drains it after shutdown. Serving the control API on
 //! the actor's channel is the composition root's work ([`crate::server`]): this
 //! module does not know the API.
+//!
+//! The actor is one struct, `supervisor::Supervisor`, whose methods are spread over
+//! the files below; each file may change only the fields it names (set once in
+//! `Supervisor::new` and only read after: `home`, `log_dir`, `tx`, `run_id`,
+//! `ticks_per_sec`, `sample_interval`, `events`):
+//! - `supervisor.rs`: the struct, `new`, `handle` (one message at a time), control,
+//!   delete, persist and waiters: `waiters`, `shutting_down`, `saved`, `apps`,
+//!   `cgroups`, `crashes.oom`, `logs`, `scanned_before_signals`, `restarts_at_summary`.
+//! - `carry.rs`: the lifecycle interpreter, the only place that starts processes:
+//!   `apps`, `rng`, `serial`, `next_id`, `owned`, `strays`, `strays_now`, `sockets`,
+//!   `logs`, `cgroups`, `crashes.oom`.
+//! - `apply.rs`: config files into the running set (start, restore, SIGHUP, scale):
+//!   `apps`, `saved`, `logs`, `crashes`.
+//! - `replace.rs`: readiness and replacement of one run: `apps`, `strays`,
+//!   `strays_now`, `retiring`.
+//! - `reaping.rs`: `waitpid`, stray signals, orphan scans: `owned`, `strays`,
+//!   `strays_now`, `scanned_before_signals`, `cgroups`, `orphans`.
+//! - `monitor.rs`: sampling passes and the memory ceiling: `apps`, `sampler`,
+//!   `fast_pending`, `strays`.
+//! - `crashes.rs`: crash reports and episodes: `crashes`.
+//! - `report.rs`: status, describe and metrics answers: nothing (reads only).
+//! - `mod.rs` ([`start`], before the actor runs): `crashes`, `cgroups`, `sampler`,
+//!   `logs`, `notify_path`.
+//!
+//! The other files own a type or a task and touch no field: `boot.rs`, `cgroup.rs`,
+//! `deliver.rs`, `home.rs`, `memory.rs`, `msg.rs`, `orphans.rs`, `ready.rs`,
+//! `sample.rs`, `sockets.rs`, `spawn.rs`, `state.rs`.
 
 mod apply;
 mod boot;
