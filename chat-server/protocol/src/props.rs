@@ -183,14 +183,25 @@ fn nesting_as_deep_as_a_frame_allows_is_an_error_not_a_stack_overflow() {
     let depth = 65_000;
     let json = format!(r#"{{"type":"ping","x":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
     assert!(Format::Json.decode::<ClientMsg>(FrameRef::Text(&json)).is_err());
-    let mut mp = vec![0x82, 0xa4];
-    mp.extend_from_slice(b"type");
-    mp.extend_from_slice(&[0xa4]);
-    mp.extend_from_slice(b"ping");
-    mp.extend_from_slice(&[0xa1, b'x']);
-    mp.extend(std::iter::repeat_n(0x91, depth));
-    mp.push(0xc0);
-    assert!(Format::MsgPack.decode::<ClientMsg>(FrameRef::Binary(&mp)).is_err());
+    assert!(Format::MsgPack.decode::<ClientMsg>(FrameRef::Binary(&nested_ping(depth))).is_err());
     let empty: BTreeMap<String, u64> = BTreeMap::new();
     round_trip(&ClientMsg::Resume { rooms: empty });
+}
+
+/// A ping whose unknown field `x` holds `n` nested one-element arrays.
+fn nested_ping(n: usize) -> Vec<u8> {
+    let mut mp = vec![0x82, 0xa4];
+    mp.extend_from_slice(b"type\xa4ping\xa1x");
+    mp.extend(std::iter::repeat_n(0x91, n));
+    mp.push(0xc0);
+    mp
+}
+
+#[test]
+fn messagepack_nesting_is_accepted_up_to_max_depth_and_refused_past_it() {
+    let decodes = |n: usize| Format::MsgPack.decode::<ClientMsg>(FrameRef::Binary(&nested_ping(n))).is_ok();
+    // The message map and the field's value count as levels too.
+    let deepest = (0..=MAX_DEPTH).rev().find(|&n| decodes(n)).unwrap();
+    assert!(deepest + 2 >= MAX_DEPTH && deepest < MAX_DEPTH, "accepted up to {deepest} arrays");
+    assert!(!decodes(deepest + 1), "one level past the limit is refused");
 }

@@ -148,18 +148,17 @@ async fn goodbye(ws: &mut Ws, outbox: &Outbox, stream: &TcpStream, frame: Option
             _ => return,
         }
     }
-    match frame {
-        Some((close::TOO_BIG, _)) => discard_until_closed(stream).await,
-        Some(_) => loop {
-            match ws.next().await {
-                Some(Ok(msg)) if msg.is_close() => break,
-                Some(Ok(_)) => {}
-                // The stream ended: after a protocol error (1002, 1007) tungstenite reads
-                // no more frames, while the client may still be sending.
-                _ => break discard_until_closed(stream).await,
-            }
-        },
-        None => {}
+    if frame.is_none() {
+        return;
+    }
+    loop {
+        match ws.next().await {
+            Some(Ok(msg)) if msg.is_close() => break,
+            Some(Ok(_)) => {}
+            // The stream ended: after a read error (1009, 1002, 1007) tungstenite reads no
+            // more frames, while the client may still be sending.
+            _ => break discard_until_closed(stream).await,
+        }
     }
 }
 
