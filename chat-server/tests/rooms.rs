@@ -2,7 +2,7 @@
 //! on SQLite and PostgreSQL.
 
 use layer4_chat_client::Event;
-use layer4_chat_client::protocol::{ClientMsg, Format, ServerMsg};
+use layer4_chat_client::protocol::{ClientMsg, ErrorCode, Format, ServerMsg};
 
 use crate::helper::*;
 
@@ -77,6 +77,44 @@ async fn a_resent_id_is_acked_with_its_first_sequence_and_not_delivered_twice() 
     assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Ack { room: "r".into(), id: "once".into(), seq: 1 });
     raw_send(&mut ws, f, &ClientMsg::Send { room: "r".into(), id: "twice".into(), body: "x".into() }).await;
     assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Message(m) if m.seq == 2 && m.id == "twice"));
+}
+
+#[tokio::test]
+async fn after_a_send_is_not_stored_the_connection_s_later_sends_wait_for_its_resend() {
+    let server = Server::start_on(Backend::Postgres, &[]).await;
+    let mut ws = raw(&server.ws_url(), Some(&server.token(1, "ann")), None).await.unwrap();
+    let f = Format::Json;
+    raw_next(&mut ws, f).await.unwrap();
+    raw_send(&mut ws, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Joined { room: "r".into(), seq: 0 });
+    let send = |id: &str| ClientMsg::Send { room: "r".into(), id: id.into(), body: format!("body {id}") };
+    let refused = |id: &str, m: ServerMsg| matches!(m, ServerMsg::Error { code: ErrorCode::Unavailable, id: Some(i), .. } if i == id);
+    server.psql("ALTER TABLE messages RENAME TO messages_away");
+    raw_send(&mut ws, f, &send("first")).await;
+    let m = raw_next(&mut ws, f).await.unwrap();
+    assert!(refused("first", m.clone()), "{m:?}");
+    server.psql("ALTER TABLE messages_away RENAME TO messages");
+    // The database is back, but storing "second" now would put it before "first".
+    raw_send(&mut ws, f, &send("second")).await;
+    let m = raw_next(&mut ws, f).await.unwrap();
+    assert!(refused("second", m.clone()), "{m:?}");
+    assert!(matches!(&m, ServerMsg::Error { text, .. } if text.contains("resend first first")), "{m:?}");
+    for (id, seq) in [("first", 1), ("second", 2)] {
+        raw_send(&mut ws, f, &send(id)).await;
+        assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Message(m) if m.seq == seq && m.id == id));
+        assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Ack { room: "r".into(), id: id.into(), seq });
+    }
+    // Leaving the room forgets a refused send.
+    server.psql("ALTER TABLE messages RENAME TO messages_away");
+    raw_send(&mut ws, f, &send("third")).await;
+    assert!(refused("third", raw_next(&mut ws, f).await.unwrap()));
+    server.psql("ALTER TABLE messages_away RENAME TO messages");
+    raw_send(&mut ws, f, &ClientMsg::Leave { room: "r".into() }).await;
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Left { room: "r".into() });
+    raw_send(&mut ws, f, &ClientMsg::Join { room: "r".into(), since: None }).await;
+    assert_eq!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Joined { room: "r".into(), seq: 2 });
+    raw_send(&mut ws, f, &send("fourth")).await;
+    assert!(matches!(raw_next(&mut ws, f).await.unwrap(), ServerMsg::Message(m) if m.seq == 3 && m.id == "fourth"));
 }
 
 #[tokio::test]

@@ -70,6 +70,10 @@ pub(super) struct Conn {
     pub(super) rooms: HashMap<Arc<str>, Arc<Room>>,
     /// Replays under way, queued one page at a time, first come first served.
     pub(super) replays: VecDeque<Replay>,
+    /// Per room, the first send of this connection that was not stored: later sends to
+    /// the room are refused until it is resent, so a connection's messages are stored
+    /// in the order it sent them (empty, and unallocated, unless the database failed).
+    pub(super) unstored: HashMap<Arc<str>, String>,
     pub(super) malformed: u32,
     pub(super) unknown: u32,
 }
@@ -117,8 +121,17 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: S
             max_message_size: s.max_message_size,
         });
     }
-    let mut conn =
-        Conn { id, user, echo, outbox, rooms: HashMap::new(), replays: VecDeque::new(), malformed: 0, unknown: 0 };
+    let mut conn = Conn {
+        id,
+        user,
+        echo,
+        outbox,
+        rooms: HashMap::new(),
+        replays: VecDeque::new(),
+        unstored: HashMap::new(),
+        malformed: 0,
+        unknown: 0,
+    };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
     conn.leave_all();
     ctx.stats.disconnected(reason);

@@ -76,6 +76,7 @@ impl Conn {
                 match self.rooms.remove(room.as_str()) {
                     Some(r) => {
                         r.leave(self.id);
+                        self.unstored.remove(r.name.as_ref());
                         self.drop_replay(&r);
                         self.outbox.reply(&ServerMsg::Left { room });
                     }
@@ -171,12 +172,20 @@ impl Conn {
             self.send_error(ctx, ErrorCode::BadBody, "the body is empty", Some(name), Some(id));
             return;
         }
+        if let Some(first) = self.unstored.get(name).filter(|first| *first != id) {
+            // Storing it now would put it before a message sent earlier.
+            let text = format!("message {id} was not stored: {first}, sent before it, was not; resend {first} first");
+            self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
+            return;
+        }
         match ctx.hub.send(&room, &self.user, id, body).await {
             Ok(sent) => {
+                self.unstored.remove(name);
                 self.outbox.reply(&ServerMsg::Ack { room: sent.room.to_string(), id: id.to_string(), seq: sent.seq })
             }
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "send failed");
+                self.unstored.entry(room.name.clone()).or_insert_with(|| id.to_string());
                 let text = format!("message {id} was not stored; resend it with the same id");
                 self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
             }
