@@ -13,6 +13,9 @@ use tokio::net::UnixStream;
 
 use crate::wire::types::{ErrorBody, ErrorDetail};
 
+/// Longest line of a streamed answer (a reload's final status table included).
+pub const MAX_LINE: usize = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no daemon is running in {home} (start one with `l4ctl start`)")]
@@ -58,6 +61,43 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
+        let resp = self.request(method, path, body).await?;
+        let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
+        serde_json::from_slice(&body).map_err(|e| self.protocol(format!("bad answer: {e}")))
+    }
+
+    /// A POST whose answer is one JSON value per line (`application/x-ndjson`):
+    /// `on_line` gets each as it arrives. A line is at most [`MAX_LINE`] bytes.
+    pub async fn post_lines<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        mut on_line: impl FnMut(T),
+    ) -> Result<(), ClientError> {
+        let mut body = self.request(Method::POST, path, Some(body)).await?.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.protocol(e))?;
+            let Some(data) = frame.data_ref() else { continue };
+            buf.extend_from_slice(data);
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                on_line(serde_json::from_slice(&line).map_err(|e| self.protocol(format!("bad answer: {e}")))?);
+            }
+            if buf.len() > MAX_LINE {
+                return Err(self.protocol(format!("an answer line longer than {MAX_LINE} bytes")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Send one request; an answer that is not a success becomes [`ClientError::Api`].
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = match UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
@@ -78,8 +118,8 @@ impl Client {
             .map_err(|e| self.protocol(e))?;
         let resp = sender.send_request(req).await.map_err(|e| self.protocol(e))?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
         if !status.is_success() {
+            let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
             let detail = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| ErrorDetail {
                 code: "http".into(),
                 message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
@@ -87,6 +127,6 @@ impl Client {
             });
             return Err(ClientError::Api { status, detail });
         }
-        serde_json::from_slice(&body).map_err(|e| self.protocol(format!("bad answer: {e}")))
+        Ok(resp)
     }
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use minijinja::{Environment, UndefinedBehavior, context, syntax::SyntaxConfig};
 
 use crate::config::NginxSpec;
+use crate::lifecycle::State;
 use crate::wire::types::InstanceStatus;
 
 /// The built-in template (`templates/nginx/layer4.conf.j2`).
@@ -37,7 +38,7 @@ pub fn ready_instances<'a>(
     spec: &'a NginxSpec,
     instances: &'a [InstanceStatus],
 ) -> impl Iterator<Item = &'a InstanceStatus> + 'a {
-    instances.iter().filter(move |i| i.app == spec.app && i.state == "online")
+    instances.iter().filter(move |i| i.app == spec.app && i.state == State::Online)
 }
 
 /// Render the config for `spec.app` with one `server` per online instance.

@@ -29,26 +29,10 @@ fn spec() -> NginxSpec {
     }
 }
 
-fn instance(app: &str, index: u32, state: &str) -> InstanceStatus {
-    InstanceStatus {
-        id: index,
-        app: app.into(),
-        instance: index,
-        pid: Some(100 + index),
-        port: Some(3001 + index as u16),
-        state: state.into(),
-        restarts: 0,
-        unstable_restarts: 0,
-        uptime_ms: None,
-        cpu_percent: None,
-        memory_bytes: None,
-        next_retry_ms: None,
-        last_exit: None,
-        threads: None,
-        open_fds: None,
-        restarts_by_reason: Default::default(),
-        memory_ceiling_bytes: None,
-    }
+fn instance(app: &str, index: u32, state: State) -> InstanceStatus {
+    let mut row = crate::daemon::fake::row(app, index, Some(100 + index), state, None);
+    row.port = Some(3001 + index as u16);
+    row
 }
 
 /// Compare with `golden/<name>`; `L4_BLESS=1` rewrites the file instead.
@@ -70,7 +54,7 @@ fn accepted(instances: &[InstanceStatus]) {
 
 #[test]
 fn one_ready_instance() {
-    let instances = [instance("layer4-chat", 0, "online")];
+    let instances = [instance("layer4-chat", 0, State::Online)];
     let got = render(&spec(), &instances, "127.0.0.1").unwrap();
     golden("nginx-1.conf", &got);
     accepted(&instances);
@@ -78,9 +62,9 @@ fn one_ready_instance() {
 
 #[test]
 fn four_instances_only_ready_ones_and_only_this_app() {
-    let mut table: Vec<_> = (0..4).map(|i| instance("layer4-chat", i, "online")).collect();
-    table.push(instance("layer4-chat", 4, "starting"));
-    table.push(instance("other", 0, "online"));
+    let mut table: Vec<_> = (0..4).map(|i| instance("layer4-chat", i, State::Online)).collect();
+    table.push(instance("layer4-chat", 4, State::Starting));
+    table.push(instance("other", 0, State::Online));
     let mut s = spec();
     s.upstream_hosts = vec!["10.0.0.2:3001".into()];
     s.ssl_certificate = Some("/etc/ssl/chat.pem".into());
@@ -93,7 +77,7 @@ fn four_instances_only_ready_ones_and_only_this_app() {
 
 #[test]
 fn no_ready_instance_still_renders_a_valid_upstream() {
-    let instances = [instance("layer4-chat", 0, "crash-loop")];
+    let instances = [instance("layer4-chat", 0, State::CrashLoop)];
     let got = render(&spec(), &instances, "127.0.0.1").unwrap();
     golden("nginx-0.conf", &got);
     assert!(got.contains("server 127.0.0.1:65535 down;"), "{got}");

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::api;
 use crate::config::{Config, DaemonSpec};
-use crate::daemon::{self, Msg, SavedState};
+use crate::daemon::{self, SavedState};
 use crate::wire::daemon_args::DaemonArgs;
 use crate::wire::home::{Paths, resolve_paths};
 
@@ -122,7 +122,7 @@ async fn serve(
     let (tcp_budget, nofile) = crate::os::fds::budget(settings.api_max_connections, api::serve::UNIX_CONNECTIONS);
     tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let started = daemon::start(&settings, initial, saved).await?;
-    let tx = started.tx.clone();
+    let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let tcp = match settings.api_listen {
@@ -137,7 +137,7 @@ async fn serve(
     };
     let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     let state = api::ApiState {
-        tx: tx.clone(),
+        handle: handle.clone(),
         started: Instant::now(),
         home: settings.home.clone(),
         log_dir: settings.log_dir.clone(),
@@ -163,10 +163,7 @@ async fn serve(
         tokio::select! {
             () = shutdown => {
                 tracing::info!("shutdown requested; stopping every app");
-                let (reply, done) = oneshot::channel();
-                if tx.send(Msg::Shutdown { reply }).await.is_ok() {
-                    let _ = done.await;
-                }
+                let _ = handle.shutdown().await;
             }
             () = kill.notified() => {}
         }

@@ -35,7 +35,7 @@ fn sigkilled_daemon_leaves_no_worker_and_start_restores_the_apps() {
     let out = env.l4(&["start"]);
     assert!(out.status.success(), "{}", text(&out));
     let status = env.status();
-    let states: Vec<(String, String)> = status.instances.iter().map(|i| (i.app.clone(), i.state.clone())).collect();
+    let states: Vec<(String, String)> = status.instances.iter().map(|i| (i.app.clone(), i.state.to_string())).collect();
     assert!(states.contains(&("web".into(), "online".into())), "{states:?}");
     assert!(states.contains(&("idle".into(), "stopped".into())), "a stopped app stays stopped: {states:?}");
     let new_pids: Vec<u32> = status.instances.iter().filter_map(|i| i.pid).collect();

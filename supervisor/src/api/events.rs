@@ -11,11 +11,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiError, ApiState, ask};
-use crate::daemon::Msg;
+use super::{ApiError, ApiState};
 
 pub async fn events(State(s): State<ApiState>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let rx = ask(&s.tx, |reply| Msg::Subscribe { reply }).await?;
+    let rx = s.handle.subscribe().await?;
     let stopping = s.stopping.clone();
     let stream = futures_util::stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
         let event = tokio::select! {

@@ -22,8 +22,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{ApiError, ApiQuery, ApiState, ask, bad_request};
-use crate::daemon::Msg;
+use super::{ApiError, ApiQuery, ApiState, bad_request};
 use crate::logs::tail::{self, MAX_BYTES, MAX_LINES, Tail};
 use crate::wire::types::{AppDescription, SCHEMA};
 
@@ -74,7 +73,7 @@ pub async fn app_logs(
     let Ok(permit) = s.log_reads.0.clone().try_acquire_owned() else {
         return Ok(busy());
     };
-    let d: AppDescription = ask(&s.tx, |reply| Msg::Describe { app: name.clone(), reply }).await??;
+    let d: AppDescription = s.handle.describe(&name).await?;
     let files: Vec<(Option<u32>, std::path::PathBuf)> = d.log_files.iter().map(|f| (f.instance, pick(f))).collect();
     let json = tokio::task::spawn_blocking(move || answer(&name, &files, n))
         .await

@@ -8,12 +8,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::{ApiError, ApiState, ask};
-use crate::daemon::Msg;
+use super::{ApiError, ApiState};
 use crate::wire::metrics::MetricsSnapshot;
 
 pub async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
-    let snap = ask(&s.tx, |reply| Msg::Metrics { reply }).await?;
+    let snap = s.handle.metrics().await?;
     let body = render(&snap, s.started.elapsed().as_secs_f64());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
@@ -29,11 +28,12 @@ pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
 
     family(&mut out, "l4_instance_up", "gauge", "1 when the instance is online.");
     for i in rows {
-        let _ = writeln!(out, "l4_instance_up{{{}}} {}", labels(i), u8::from(i.state == "online"));
+        let _ =
+            writeln!(out, "l4_instance_up{{{}}} {}", labels(i), u8::from(i.state == crate::lifecycle::State::Online));
     }
     family(&mut out, "l4_instance_state", "gauge", "1 for the instance's current state, 0 for the others.");
     for i in rows {
-        for st in crate::lifecycle::State::ALL.map(crate::lifecycle::State::as_str) {
+        for st in crate::lifecycle::State::ALL {
             let _ = writeln!(out, "l4_instance_state{{{},state=\"{st}\"}} {}", labels(i), u8::from(i.state == st));
         }
     }

@@ -8,7 +8,7 @@
 //! | GET  | `/api/v1/apps/{name}` | [`types::AppDescription`] |
 //! | POST | `/api/v1/start` | body [`types::StartRequest`]; [`types::ActionReport`] once every instance is online or failed |
 //! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
-//! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?}`: rolling reload; 409 `reload_failed` names the instance |
+//! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?, "progress"?}`: rolling reload; 409 `reload_failed` names the instance; with `progress`, [`types::ReloadProgress`] lines |
 //! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`crate::wire::types::Replaced`] once the new run is ready |
 //! | GET  | `/api/v1/apps/{name}/logs?lines=N&stream=S` | the newest lines, bounded ([`logs`]) |
 //! | GET  | `/api/v1/crashes?app=NAME` | `{"schema","crashes":[crash::CrashReport],"delivery":daemon::DeliveryStats}`, newest first |
@@ -25,15 +25,17 @@
 pub mod actions;
 mod auth;
 mod events;
-mod follow;
 mod handlers;
 mod logs;
 pub mod metrics;
 pub mod serve;
 
+#[cfg(test)]
+mod router_tests;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
@@ -41,29 +43,23 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, watch};
 
 pub use auth::{Token, token};
 pub use logs::{LOG_READS, LogReads, return_freed_memory};
 
 use crate::config::ConfigError;
-use crate::daemon::{Error, Msg, Want};
+use crate::daemon::{Error, Handle};
 use crate::wire::types::{ErrorBody, ErrorDetail};
 
 /// Largest request body accepted (requests are small JSON objects).
 const BODY_LIMIT: usize = 64 << 10;
 
-/// Longest an action waits for its instances to settle before answering anyway
-/// (longer than the largest `kill_timeout` the config accepts).
-const SETTLE_LIMIT: Duration = Duration::from_secs(3700);
-/// `start` and `restart` answer once each started instance has been up this long,
-/// so a worker that dies at once is reported as failed, not as online.
-pub(crate) const START_CONFIRM: Duration = Duration::from_millis(250);
-
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    pub tx: mpsc::Sender<Msg>,
+    /// The daemon: every request and workflow goes through it.
+    pub handle: Handle,
     pub started: Instant,
     pub home: PathBuf,
     pub log_dir: PathBuf,
@@ -160,6 +156,11 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError(status, ErrorDetail { code: code.to_owned(), message: message.into(), diagnostics: vec![] })
     }
+
+    /// The body's `error` object.
+    pub fn detail(self) -> ErrorDetail {
+        self.1
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -176,6 +177,7 @@ impl From<Error> for ApiError {
             Error::Config(ConfigError::NotFound { .. }) => (StatusCode::BAD_REQUEST, "config_not_found", vec![]),
             Error::Config(_) => (StatusCode::BAD_REQUEST, "config_unreadable", vec![]),
             Error::NothingToStart => (StatusCode::CONFLICT, "nothing_to_start", vec![]),
+            Error::ReloadFailed(_) => (StatusCode::CONFLICT, "reload_failed", vec![]),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", vec![]),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", vec![]),
             Error::AlreadyRunning { .. } | Error::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", vec![]),
@@ -193,18 +195,4 @@ pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         StatusCode::BAD_REQUEST,
         ErrorDetail { code: "bad_request".into(), message: message.into(), diagnostics: vec![] },
     )
-}
-
-/// Send a message built around a reply channel and wait for the answer.
-pub(crate) async fn ask<T>(
-    tx: &mpsc::Sender<Msg>,
-    build: impl FnOnce(oneshot::Sender<T>) -> Msg,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    tx.send(build(reply)).await.map_err(|_| ApiError::from(Error::ShuttingDown))?;
-    answer.await.map_err(|_| ApiError::from(Error::ShuttingDown))
-}
-
-pub(crate) async fn wait_for(tx: &mpsc::Sender<Msg>, want: Want) {
-    let _ = tokio::time::timeout(SETTLE_LIMIT, ask(tx, |reply| Msg::Wait { want, reply })).await;
 }

@@ -1,7 +1,7 @@
-//! `l4ctl reload APP [--parallel N]`: a rolling reload driven from the CLI, one
-//! API call per instance so that each step prints its own progress line as it
-//! ends. The first wave with a failure stops the rollout: the failed instance
-//! keeps its old run, the command says which instance failed and why, exit 1.
+//! `l4ctl reload APP [--parallel N]`: a rolling reload, one streamed API call per
+//! app (the daemon runs the waves, see `daemon/rollout.rs`), each step printed as
+//! its wave ends. The first wave with a failure stops the rollout: the failed
+//! instance keeps its old run, the command says which instance failed and why, exit 1.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,8 +10,7 @@ use serde_json::json;
 
 use super::{Cli, app_names, fail, render, resolve};
 use crate::client::{Client, ClientError};
-use crate::wire::types::Replaced;
-use crate::wire::types::{AppDescription, StatusReport};
+use crate::wire::types::{ReloadProgress, Replaced, StatusReport};
 
 pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
@@ -21,35 +20,33 @@ pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitC
     };
     let started = Instant::now();
     for name in &apps {
-        let d = match client.get::<AppDescription>(&format!("/api/v1/apps/{name}")).await {
-            Ok(d) => d,
-            Err(e) => return fail(&e),
-        };
-        let configured = d.config["reload_parallel"].as_u64().map_or(1, |p| p as u32);
-        let at_once = parallel.unwrap_or(configured).max(1) as usize;
-        let indexes: Vec<u32> = d.instances.iter().map(|i| i.instance).collect();
-        eprintln!("l4ctl: reloading {name}: {} instance(s), {at_once} at a time", indexes.len());
-        for wave in indexes.chunks(at_once) {
-            let steps = wave.iter().map(|&index| {
-                let client = client.clone();
-                let path = format!("/api/v1/apps/{name}/instances/{index}/replace");
-                async move { client.post::<Replaced>(&path, json!({})).await }
-            });
-            let mut failed = None;
-            for result in futures_util::future::join_all(steps).await {
-                match result {
-                    Ok(r) => eprintln!("l4ctl:   {}", progress(&r)),
-                    Err(e) => {
-                        eprintln!("l4ctl:   {e}");
-                        failed.get_or_insert(e);
-                    }
+        let mut end = None;
+        let body = json!({ "parallel": parallel, "progress": true });
+        let streamed = client
+            .post_lines(&format!("/api/v1/apps/{name}/reload"), body, |line: ReloadProgress| match line {
+                ReloadProgress::Plan { app, instances, parallel } => {
+                    eprintln!("l4ctl: reloading {app}: {} instance(s), {parallel} at a time", instances.len())
                 }
+                ReloadProgress::Replaced(r) if r.ok => eprintln!("l4ctl:   {}", progress(&r)),
+                ReloadProgress::Replaced(r) => eprintln!("l4ctl:   {}", r.failure()),
+                ReloadProgress::Done(_) => end = Some(Ok(())),
+                ReloadProgress::Error(detail) => end = Some(Err(detail)),
+            })
+            .await;
+        match (streamed, end) {
+            (Err(e), _) => return fail(&e),
+            (Ok(()), Some(Ok(()))) => {}
+            // Each failed step was printed as it ended.
+            (Ok(()), Some(Err(detail))) if detail.code == "reload_failed" => return ExitCode::from(1),
+            (Ok(()), Some(Err(detail))) => {
+                return fail(&ClientError::Api { status: hyper::StatusCode::OK, detail });
             }
-            if let Some(e) = failed {
-                return match e {
-                    ClientError::Api { .. } => ExitCode::from(1),
-                    other => fail(&other),
+            (Ok(()), None) => {
+                let e = ClientError::Protocol {
+                    socket: client.socket.clone(),
+                    message: format!("the daemon stopped answering during the reload of {name}"),
                 };
+                return fail(&e);
             }
         }
     }

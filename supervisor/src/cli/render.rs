@@ -43,7 +43,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 fn state(i: &InstanceStatus) -> String {
     match i.next_retry_ms {
         Some(ms) => format!("{} (retry in {})", i.state, duration(ms)),
-        None => i.state.clone(),
+        None => i.state.to_string(),
     }
 }
 

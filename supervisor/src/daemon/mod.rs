@@ -32,6 +32,11 @@
 //! The other files own a type or a task and touch no field: `boot.rs`, `cgroup.rs`,
 //! `deliver.rs`, `home.rs`, `memory.rs`, `msg.rs`, `orphans.rs`, `ready.rs`,
 //! `sample.rs`, `sockets.rs`, `spawn.rs`, `state.rs`.
+//!
+//! Outside the actor, on the callers' side of its channel: `handle.rs` ([`Handle`],
+//! the typed requests and the workflows built from them), `settle.rs` (when an action
+//! is over and what failed), `rollout.rs` (reload waves), `follow.rs` (Nginx after a
+//! scale), and `fake.rs` (a scripted actor for unit tests).
 
 mod apply;
 mod boot;
@@ -39,6 +44,8 @@ mod carry;
 mod cgroup;
 mod crashes;
 mod deliver;
+mod follow;
+mod handle;
 mod home;
 mod memory;
 mod monitor;
@@ -48,12 +55,19 @@ mod ready;
 mod reaping;
 mod replace;
 mod report;
+mod rollout;
 mod sample;
+mod settle;
 mod sockets;
 mod spawn;
 mod state;
 
 mod supervisor;
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod handle_tests;
 
 use std::time::Duration;
 
@@ -64,8 +78,10 @@ use crate::config::Config;
 use crate::os::{helpers, procs};
 
 pub use deliver::DeliveryStats;
+pub use handle::{Handle, Start};
 pub use home::{Claimed, claim_home};
 pub use msg::*;
+pub use rollout::Rollout;
 pub use state::SavedState;
 
 /// Capacity of the actor's channel; senders wait when it is full.

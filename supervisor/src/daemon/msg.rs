@@ -21,6 +21,9 @@ pub enum Error {
     Invalid(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// A step of a rolling reload failed; its old run keeps serving.
+    #[error("{}", .0.failure())]
+    ReloadFailed(Box<crate::wire::types::Replaced>),
     #[error("another daemon already runs in {home} (pid {pid})")]
     AlreadyRunning { home: PathBuf, pid: String },
     #[error("{what} {path}: {source}")]

@@ -23,7 +23,7 @@ fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {
         instance: inst.index,
         pid: lc.pid,
         port: spec.port_of(inst.index),
-        state: lc.state.as_str().to_owned(),
+        state: lc.state,
         restarts: lc.restarts,
         unstable_restarts: lc.unstable,
         uptime_ms: lc.started_at.map(ms_since),

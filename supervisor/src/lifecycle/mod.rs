@@ -25,12 +25,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Autorestart, RestartPolicy};
 
 /// Where an instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     Stopped,
@@ -69,6 +69,25 @@ impl State {
     /// A state that will not change without a new fact from outside except by a timer.
     pub fn is_settled(self) -> bool {
         !matches!(self, State::Starting | State::Stopping)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `state == "online"`, for readers of the status table that hold the name.
+impl PartialEq<str> for State {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for State {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

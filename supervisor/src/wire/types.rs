@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Diagnostic;
+pub use crate::lifecycle::State;
 
 pub const SCHEMA: u32 = 1;
 
@@ -49,7 +50,7 @@ pub struct InstanceStatus {
     pub pid: Option<u32>,
     pub port: Option<u16>,
     /// `stopped`, `starting`, `online`, `stopping`, `waiting-restart`, `crash-loop` or `errored`.
-    pub state: String,
+    pub state: State,
     pub restarts: u32,
     /// Unstable runs in a row (shorter than `min_uptime`).
     pub unstable_restarts: u32,
@@ -182,4 +183,36 @@ pub struct Replaced {
     pub ok: bool,
     /// Why the new run failed.
     pub error: Option<String>,
+}
+
+impl Replaced {
+    /// What `l4ctl reload` says of a step that failed, and the message of the API's
+    /// `409 reload_failed`.
+    pub fn failure(&self) -> String {
+        let serving = match (self.pid, self.pid == self.old_pid) {
+            (Some(pid), true) => format!("; the old run (pid {pid}) keeps serving"),
+            _ => String::new(),
+        };
+        let why = self.error.as_deref().unwrap_or("failed");
+        format!("{}:{} was not replaced: {why}{serving}; the reload stopped there", self.app, self.instance)
+    }
+}
+
+/// One line of `POST /api/v1/apps/{name}/reload` with `"progress": true`
+/// (`application/x-ndjson`): the plan first, then each step as its wave ends,
+/// then how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadProgress {
+    /// The instances to replace, `parallel` at a time.
+    Plan {
+        app: String,
+        instances: Vec<u32>,
+        parallel: u32,
+    },
+    Replaced(Replaced),
+    /// Every instance was replaced.
+    Done(ActionReport),
+    /// The rollout stopped (`reload_failed` after a failed step, or another error).
+    Error(ErrorDetail),
 }

@@ -1,4 +1,4 @@
-//! Nginx follows a scale made through the API, whoever made it (`l4ctl scale`, a
+//! Nginx follows a scale, whoever made it (`l4ctl scale`, a
 //! dashboard on the TCP API): with `[nginx] auto_reload` for the app in its config
 //! file, the daemon runs `l4ctl --config FILE nginx reload --json` once the new
 //! instances are up and reports what it did.
@@ -16,17 +16,15 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::ApiState;
-use super::ask;
-use crate::daemon::Msg;
+use super::handle::Handle;
 use crate::wire::types::NginxOutcome;
 
 /// How long the render, `nginx -t` and the reload command may take together.
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// `None` when the app's config file has no `[nginx]` for it with `auto_reload`.
-pub(super) async fn nginx_after_scale(s: &ApiState, app: &str) -> Option<NginxOutcome> {
-    let described = ask(&s.tx, |reply| Msg::Describe { app: app.to_owned(), reply }).await.ok()?.ok()?;
+pub(super) async fn nginx_after_scale(h: &Handle, app: &str) -> Option<NginxOutcome> {
+    let described = h.describe(app).await.ok()?;
     let file = described.config_file;
     let path = file.clone();
     let spec = match tokio::task::spawn_blocking(move || crate::config::load(&path, None)).await.ok()? {

@@ -1,0 +1,135 @@
+//! The router in process (`tower::ServiceExt::oneshot`) over a handle to a fake
+//! actor: each route parses, asks, and answers with the documented status, code and
+//! shape, without a daemon.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::{ApiState, LogReads, router};
+use crate::daemon::{Error, Handle, Msg, fake};
+use crate::lifecycle::State;
+use crate::wire::types::ReloadProgress;
+
+fn state(handle: Handle) -> ApiState {
+    ApiState {
+        handle,
+        started: Instant::now(),
+        home: "/nonexistent/home".into(),
+        log_dir: "/nonexistent/logs".into(),
+        kill: Arc::default(),
+        stopping: tokio::sync::watch::channel(false).1,
+        api_addr: None,
+        log_reads: LogReads::default(),
+    }
+}
+
+/// One app `web` of two online instances; replacing instance 1 fails.
+fn web() -> Handle {
+    let mut rows: Vec<_> = (0..2).map(|i| fake::row("web", i, Some(100 + i), State::Online, Some(9_000))).collect();
+    fake::handle(move |msg| match msg {
+        Msg::Status { reply } => drop(reply.send(fake::status(rows.clone()))),
+        Msg::Describe { app, reply } if app == "web" => drop(reply.send(Ok(fake::description(&app, rows.clone(), 1)))),
+        Msg::Describe { app, reply } => drop(reply.send(Err(Error::UnknownApp(app)))),
+        Msg::Wait { reply, .. } => drop(reply.send(())),
+        Msg::ReplaceInstance { index, reply, .. } => {
+            let r = &mut rows[index as usize];
+            let _ = reply.send(Ok(r.pid));
+            if index == 1 {
+                r.last_exit = fake::exit("crashed with exit code 1");
+            } else {
+                r.pid = Some(200 + index);
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+async fn call(handle: Handle, method: &str, path: &str, body: &str) -> (StatusCode, String, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let resp = router(state(handle)).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn status_answers_the_table_with_states_spelled_as_always() {
+    let (status, _, body) = call(web(), "GET", "/api/v1/status", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!((v["schema"].as_u64(), v["instances"][1]["state"].as_str()), (Some(1), Some("online")));
+}
+
+#[tokio::test]
+async fn errors_carry_their_status_and_code() {
+    let cases = [
+        ("GET", "/api/v1/apps/nope", "", StatusCode::NOT_FOUND, "unknown_app"),
+        ("POST", "/api/v1/apps/web/frobnicate", "", StatusCode::BAD_REQUEST, "bad_request"),
+        ("POST", "/api/v1/apps/web/reload", "{\"parallel\":", StatusCode::BAD_REQUEST, "bad_request"),
+        ("POST", "/api/v1/apps/web/reload", "{\"bogus\":1}", StatusCode::UNPROCESSABLE_ENTITY, "bad_request"),
+        ("POST", "/api/v1/start", "{\"config\":\"rel.toml\"}", StatusCode::BAD_REQUEST, "bad_request"),
+        ("GET", "/api/v1/nowhere", "", StatusCode::NOT_FOUND, "not_found"),
+        ("DELETE", "/api/v1/status", "", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (method, path, body, want, code) in cases {
+        let (status, _, text) = call(web(), method, path, body).await;
+        assert_eq!((status, json(&text)["error"]["code"].as_str()), (want, Some(code)), "{method} {path}: {text}");
+    }
+    let big = format!("{{\"app\":\"{}\"}}", "x".repeat(super::BODY_LIMIT));
+    let (status, _, text) = call(web(), "POST", "/api/v1/logs/flush", &big).await;
+    assert_eq!(
+        (status, json(&text)["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
+    );
+    let (status, _, text) = call(fake::gone(), "GET", "/api/v1/status", "").await;
+    assert_eq!(
+        (status, json(&text)["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("shutting_down"))
+    );
+}
+
+#[tokio::test]
+async fn a_reload_that_fails_answers_409_naming_the_instance_and_its_old_run() {
+    let (status, _, text) = call(web(), "POST", "/api/v1/apps/web/reload", "{}").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let error = &json(&text)["error"];
+    assert_eq!(error["code"], "reload_failed");
+    assert_eq!(
+        error["message"],
+        "web:1 was not replaced: crashed with exit code 1; the old run (pid 101) keeps serving; the reload stopped there"
+    );
+    let (status, _, text) = call(web(), "POST", "/api/v1/apps/web/instances/0/replace", "{}").await;
+    assert_eq!((status, json(&text)["pid"].as_u64()), (StatusCode::OK, Some(200)));
+}
+
+#[tokio::test]
+async fn a_reload_with_progress_streams_the_plan_each_step_and_the_end() {
+    let (status, kind, text) = call(web(), "POST", "/api/v1/apps/web/reload", "{\"progress\":true}").await;
+    assert_eq!((status, kind.as_str()), (StatusCode::OK, "application/x-ndjson"));
+    let lines: Vec<ReloadProgress> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        matches!(&lines[0], ReloadProgress::Plan { app, instances, parallel: 1 } if app == "web" && instances == &[0, 1])
+    );
+    assert!(matches!(&lines[1], ReloadProgress::Replaced(r) if r.ok && r.pid == Some(200)));
+    assert!(matches!(&lines[2], ReloadProgress::Replaced(r) if !r.ok && r.instance == 1));
+    assert!(matches!(&lines[3], ReloadProgress::Error(e) if e.code == "reload_failed"));
+    assert_eq!(lines.len(), 4);
+    // An unknown app is refused before any line.
+    let (status, kind, _) = call(web(), "POST", "/api/v1/apps/nope/reload", "{\"progress\":true}").await;
+    assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, "application/json"));
+}

@@ -1,0 +1,95 @@
+//! A rolling reload: every instance of an app replaced, `parallel` at a time, each
+//! step a new run beside the online one (see `replace.rs` for what the actor does).
+//! The first wave with a failure stops the rollout; the failed instance keeps its
+//! old run and later instances are left alone.
+//!
+//! Written once here: the API's reload route runs it and streams each step to
+//! `l4ctl reload`, and its one-step route runs [`replace_one`].
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::handle::Handle;
+use super::msg::{Error, Want};
+use crate::lifecycle::State;
+use crate::wire::types::{ActionReport, AppDescription, ExitReport, InstanceStatus, Replaced};
+
+/// Which instances of which app, how many at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub app: String,
+    pub instances: Vec<u32>,
+    pub parallel: u32,
+}
+
+impl Rollout {
+    /// `parallel`, else the app's `reload_parallel`, else 1 (0 counts as 1).
+    pub fn plan(d: &AppDescription, parallel: Option<u32>) -> Rollout {
+        let configured = d.config["reload_parallel"].as_u64().map(|p| p as u32);
+        Rollout {
+            app: d.name.clone(),
+            instances: d.instances.iter().map(|i| i.instance).collect(),
+            parallel: parallel.or(configured).unwrap_or(1).max(1),
+        }
+    }
+
+    pub fn waves(&self) -> impl Iterator<Item = &[u32]> {
+        self.instances.chunks(self.parallel as usize)
+    }
+}
+
+/// Replace every instance wave by wave; `on_step` hears each step of a wave (in
+/// instance order) once the whole wave has ended.
+pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
+    for wave in plan.waves() {
+        let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index));
+        let mut failed = None;
+        for step in futures_util::future::join_all(steps).await {
+            let step = step?;
+            on_step(&step);
+            if !step.ok && failed.is_none() {
+                failed = Some(step);
+            }
+        }
+        if let Some(step) = failed {
+            return Err(Error::ReloadFailed(Box::new(step)));
+        }
+    }
+    super::settle::report(h, vec![plan.app.clone()], true).await
+}
+
+/// One step: start a new run beside the online one, wait until it is ready or has
+/// failed, and say which run serves now.
+pub async fn replace_one(h: &Handle, app: &str, index: u32) -> Result<Replaced, Error> {
+    let started = Instant::now();
+    let old_pid = h.replace_instance(app, index).await?;
+    h.wait(Want::InstanceSettled(app.to_owned(), index)).await;
+    if old_pid.is_none() {
+        // A plain start: the same confirmation as `start`.
+        super::settle::confirm_started(h, &[app.to_owned()]).await?;
+    }
+    let status = h.status().await?;
+    let row = status.instances.iter().find(|i| i.app == app && i.instance == index);
+    Ok(judge(app, index, old_pid, row, started.elapsed().as_millis() as u64))
+}
+
+/// Whether the step replaced the run: the instance is online under a new pid. When
+/// not, why: the reason its new run left, else how it ended, else its state.
+pub fn judge(app: &str, index: u32, old_pid: Option<u32>, row: Option<&InstanceStatus>, ms: u64) -> Replaced {
+    let (pid, state) = row.map_or((None, "deleted".to_owned()), |i| (i.pid, i.state.to_string()));
+    let ok = row.is_some_and(|i| i.state == State::Online) && pid.is_some() && pid != old_pid;
+    let error = (!ok).then(|| {
+        let exit = row.and_then(|i| i.last_exit.as_ref());
+        exit.and_then(|e| e.error.clone()).or_else(|| exit.map(how_it_ended)).unwrap_or_else(|| state.clone())
+    });
+    Replaced { app: app.to_owned(), instance: index, old_pid, pid, state, ms, ok, error }
+}
+
+fn how_it_ended(e: &ExitReport) -> String {
+    match (&e.code, &e.signal) {
+        (Some(c), _) => format!("{} with exit code {c}", e.reason),
+        (None, Some(sig)) => format!("{} by {sig}", e.reason),
+        _ => e.reason.clone(),
+    }
+}
