@@ -10,7 +10,9 @@
 //! - [`trust`] decides which home and log folders, and which files in them, the daemon uses;
 //!   [`nofollow`] opens the files there without following symlinks.
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
-//! - [`os`] reads, signals and reaps processes and keeps the descriptor budget, for the daemon.
+//! - [`os`] starts, reads, signals and reaps processes, owns their sockets and cgroups, and
+//!   keeps the descriptor budget, for the daemon; [`monitor`] samples them and holds the
+//!   memory rule.
 //! - [`wire`] is the contract the daemon, the API and the CLI share (JSON shapes, home
 //!   file names, environment names); it imports none of them.
 
@@ -23,6 +25,7 @@ pub mod daemon;
 pub mod fsutil;
 pub mod lifecycle;
 pub mod logs;
+pub mod monitor;
 pub mod nginx;
 pub mod nofollow;
 pub mod os;

@@ -30,7 +30,7 @@ fn spec() -> NginxSpec {
 }
 
 fn instance(app: &str, index: u32, state: State) -> InstanceStatus {
-    let mut row = crate::daemon::fake::row(app, index, Some(100 + index), state, None);
+    let mut row = InstanceStatus::example(app, index, Some(100 + index), state, None);
     row.port = Some(3001 + index as u16);
     row
 }

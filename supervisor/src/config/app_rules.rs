@@ -89,8 +89,10 @@ pub(super) fn check_app_values(report: &mut Report<'_>, app: &AppSection) {
     if *app.socket.get_ref() == SocketOwner::App && !app.socket.span().is_empty() && app.port.is_none() {
         report.push(app.socket.span(), format!("`socket` of `{name}` needs `port`"));
     }
-    if !(1..=1024).contains(app.reload_parallel.get_ref()) {
-        report.push(at(&app.reload_parallel, app), format!("`reload_parallel` of `{name}` must be between 1 and 1024"));
+    if !(1..=super::scale::MAX_INSTANCES).contains(app.reload_parallel.get_ref()) {
+        let max = super::scale::MAX_INSTANCES;
+        report
+            .push(at(&app.reload_parallel, app), format!("`reload_parallel` of `{name}` must be between 1 and {max}"));
     }
     if name.len() > 64 {
         report.push(app.name.span(), format!("app name `{name}` is longer than 64 bytes"));

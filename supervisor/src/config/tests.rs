@@ -355,3 +355,21 @@ fn the_nginx_access_log_is_an_absolute_path_or_off() {
         assert!(d.iter().any(|d| d.message.contains("`access_log`") && d.line == 2), "{bad}: {d:?}");
     }
 }
+
+#[test]
+fn scale_is_refused_past_the_instance_limit_the_port_range_and_another_app_s_ports() {
+    let c = parse_str(
+        "[[apps]]\nname = \"web\"\nscript = \"x\"\nport = 3000\n[[apps]]\nname = \"api\"\nscript = \"x\"\nport = 3010\ninstances = 2\n[[apps]]\nname = \"split\"\nscript = \"x\"\nmerge_logs = false\n[[apps]]\nname = \"top\"\nscript = \"x\"\nport = 65530\n",
+    )
+    .unwrap();
+    let app = |n: &str| c.apps.iter().find(|a| a.name == n).unwrap();
+    let check = |n: &str, count| scale::check_scale(app(n), count, &c.apps);
+    assert_eq!(check("web", 10), Ok(()), "3000-3009 stop short of api's 3010");
+    assert_eq!(check("web", 11), Err("ports 3000-3010 would collide with `api`".into()));
+    assert_eq!(check("web", 0), Err("instances must be between 1 and 1024, got 0".into()));
+    assert_eq!(check("web", 1025), Err("instances must be between 1 and 1024, got 1025".into()));
+    assert_eq!(check("api", 1024), Ok(()), "its own ports do not count");
+    assert_eq!(check("top", 7), Err("ports 65530-65536 are outside 1..65535".into()));
+    assert_eq!(check("top", 6), Ok(()));
+    assert!(check("split", 2).unwrap_err().contains("merge_logs = false"));
+}

@@ -12,6 +12,8 @@ use nix::sys::signal::Signal;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::scale::MAX_INSTANCES;
+
 /// A byte count written as `"512M"`, `"1G"`, `"1GiB"` or a plain integer of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -176,8 +178,8 @@ impl<'de> Deserialize<'de> for Instances {
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Instances, E> {
                 match u32::try_from(v) {
-                    Ok(n) if (1..=1024).contains(&n) => Ok(Instances::Count(n)),
-                    _ => Err(E::custom(format!("instances must be between 1 and 1024 or \"max\", got {v}"))),
+                    Ok(n) if (1..=MAX_INSTANCES).contains(&n) => Ok(Instances::Count(n)),
+                    _ => Err(E::custom(format!("instances must be between 1 and {MAX_INSTANCES} or \"max\", got {v}"))),
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Instances, E> {

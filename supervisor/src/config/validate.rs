@@ -171,16 +171,15 @@ pub(super) fn resolve(
         }
         let instances = app.instances.resolve();
         if let Some(port) = &app.port {
-            let start = u32::from(*port.get_ref());
-            let range = start..start + instances;
-            if start == 0 || range.end > 65536 {
+            let range = super::scale::port_range(*port.get_ref(), instances);
+            if !super::scale::ports_valid(&range) {
                 report.push(
                     port.span(),
                     format!("port range {}..{} of `{name}` is outside 1..65535", range.start, range.end - 1),
                 );
             }
             for (other, other_name) in &ports {
-                if range.start < other.end && other.start < range.end {
+                if super::scale::overlap(&range, other) {
                     report.push(
                         port.span(),
                         format!(

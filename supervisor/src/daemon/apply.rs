@@ -185,32 +185,8 @@ impl Supervisor {
         let Some(app) = self.apps.get(name).filter(|a| !a.deleting) else {
             return Err(Error::UnknownApp(name.to_owned()));
         };
-        if !(1..=1024).contains(&n) {
-            return Err(Error::Invalid(format!("instances must be between 1 and 1024, got {n}")));
-        }
-        if !app.spec.logs.merge_logs {
-            return Err(Error::Invalid(format!(
-                "`{name}` has per-instance log files (merge_logs = false): change `instances` in its config file and reload"
-            )));
-        }
-        if let Some(port) = app.spec.port {
-            let range = u32::from(port)..u32::from(port) + n;
-            if range.end > 65536 {
-                return Err(Error::Invalid(format!("ports {}-{} are outside 1..65535", range.start, range.end - 1)));
-            }
-            for (other, a) in self.apps.iter().filter(|(o, _)| o.as_str() != name) {
-                if let Some(p) = a.spec.port {
-                    let theirs = u32::from(p)..u32::from(p) + a.spec.instances;
-                    if range.start < theirs.end && theirs.start < range.end {
-                        return Err(Error::Invalid(format!(
-                            "ports {}-{} would collide with `{other}`",
-                            range.start,
-                            range.end - 1
-                        )));
-                    }
-                }
-            }
-        }
+        let others = self.apps.values().map(|a| &a.spec);
+        crate::config::scale::check_scale(&app.spec, n, others).map_err(Error::Invalid)?;
         let running = app.instances.iter().any(|i| !matches!(i.lc.state, State::Stopped | State::Errored));
         let indexes: Vec<u32> = app.instances.iter().map(|i| i.index).collect();
         if let Some(app) = self.apps.get_mut(name) {

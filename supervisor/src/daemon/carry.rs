@@ -8,10 +8,10 @@ use std::time::{Instant, SystemTime};
 use nix::sys::signal::Signal;
 
 use super::reaping::signal_run;
-use super::spawn::{SpawnRequest, spawn};
 use super::supervisor::{GROUP_POLL, Inst, Supervisor};
 use super::{Msg, procs};
 use crate::lifecycle::{Action, Ctx, Fact, Lifecycle, State};
+use crate::os::spawn::{SpawnRequest, spawn};
 
 impl Supervisor {
     /// Re-check a stopping instance whose main process is gone.
@@ -126,7 +126,7 @@ impl Supervisor {
                             cgroups.adopt(&inst.tag, pid as i32);
                         }
                         let watched = app.spec.max_memory_restart.is_some();
-                        inst.usage = super::monitor::Usage::fresh(pid as i32, watched);
+                        inst.usage = crate::monitor::usage::Usage::fresh(pid as i32, watched);
                         if watched {
                             self.arm_fast_sample();
                         }

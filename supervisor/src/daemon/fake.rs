@@ -31,25 +31,7 @@ pub fn gone() -> Handle {
 
 /// One status row.
 pub fn row(app: &str, instance: u32, pid: Option<u32>, state: State, uptime_ms: Option<u64>) -> InstanceStatus {
-    InstanceStatus {
-        id: instance,
-        app: app.to_owned(),
-        instance,
-        pid,
-        port: None,
-        state,
-        restarts: 0,
-        unstable_restarts: 0,
-        uptime_ms,
-        cpu_percent: None,
-        memory_bytes: None,
-        next_retry_ms: None,
-        last_exit: None,
-        threads: None,
-        open_fds: None,
-        restarts_by_reason: Default::default(),
-        memory_ceiling_bytes: None,
-    }
+    InstanceStatus::example(app, instance, pid, state, uptime_ms)
 }
 
 /// A last run that ended with `error`.

@@ -22,16 +22,17 @@
 //!   `strays_now`, `retiring`.
 //! - `reaping.rs`: `waitpid`, stray signals, orphan scans: `owned`, `strays`,
 //!   `strays_now`, `scanned_before_signals`, `cgroups`, `orphans`.
-//! - `monitor.rs`: sampling passes and the memory ceiling: `apps`, `sampler`,
+//! - `sampling.rs`: sampling passes and the memory ceiling's verdicts carried out
+//!   (the figures and the rule are `crate::monitor`'s): `apps`, `sampler`,
 //!   `fast_pending`, `strays`.
 //! - `crashes.rs`: crash reports and episodes: `crashes`.
 //! - `report.rs`: status, describe and metrics answers: nothing (reads only).
 //! - `mod.rs` ([`start`], before the actor runs): `crashes`, `cgroups`, `sampler`,
 //!   `logs`, `notify_path`.
 //!
-//! The other files own a type or a task and touch no field: `boot.rs`, `cgroup.rs`,
-//! `deliver.rs`, `home.rs`, `memory.rs`, `msg.rs`, `orphans.rs`, `ready.rs`,
-//! `sample.rs`, `sockets.rs`, `spawn.rs`, `state.rs`.
+//! The other files own a type or a task and touch no field: `boot.rs`, `deliver.rs`,
+//! `home.rs`, `msg.rs`, `orphans.rs`, `ready.rs`, `state.rs`. Spawning, sockets and
+//! cgroups are `crate::os`'s; sampling and the memory rule `crate::monitor`'s.
 //!
 //! Outside the actor, on the callers' side of its channel: `handle.rs` ([`Handle`],
 //! the typed requests and the workflows built from them), `settle.rs` (when an action
@@ -41,14 +42,11 @@
 mod apply;
 mod boot;
 mod carry;
-mod cgroup;
 mod crashes;
 mod deliver;
 mod follow;
 mod handle;
 mod home;
-mod memory;
-mod monitor;
 mod msg;
 mod orphans;
 mod ready;
@@ -56,10 +54,8 @@ mod reaping;
 mod replace;
 mod report;
 mod rollout;
-mod sample;
+mod sampling;
 mod settle;
-mod sockets;
-mod spawn;
 mod state;
 
 mod supervisor;
@@ -123,7 +119,7 @@ pub async fn start(
     );
     sup.crashes.configure(&settings.error_tracking);
     sup.cgroups = if settings.cgroups {
-        cgroup::Cgroups::start(&settings.home, &sup.run_id)
+        crate::os::cgroup::Cgroups::start(&settings.home, &sup.run_id)
     } else {
         tracing::info!("no cgroup per run ([daemon] cgroups = false): orphans are tracked instead");
         None

@@ -39,7 +39,7 @@ pub(super) struct Inst {
     pub pgid: Option<i32>,
     pub removed: bool,
     /// The latest sample of the instance's process tree.
-    pub usage: super::monitor::Usage,
+    pub usage: crate::monitor::usage::Usage,
     /// The old run that keeps serving while a replacement starts.
     pub retiree: Option<Retiring>,
     /// The end of the current run's stderr, for its crash report.
@@ -56,7 +56,7 @@ pub(super) struct Retiring {
     pub pgid: Option<i32>,
     pub tag: String,
     /// Its process tree, still sampled for the 1.5x memory backstop.
-    pub usage: super::monitor::Usage,
+    pub usage: crate::monitor::usage::Usage,
     /// Its stderr tail, back on the instance if the replacement fails.
     pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
     /// SIGKILLed at 1.5x the memory ceiling (its end is a memory kill, not a crash).
@@ -86,7 +86,7 @@ pub(super) struct Supervisor {
     /// Signals owed to processes that left their instance's group (see `signal_strays`).
     pub(super) strays: Vec<super::reaping::Stray>,
     /// One cgroup per run, when cgroup v2 is writable (see `cgroup`).
-    pub(super) cgroups: Option<super::cgroup::Cgroups>,
+    pub(super) cgroups: Option<crate::os::cgroup::Cgroups>,
     /// Without one: processes re-parented to the daemon and the runs they came from.
     pub(super) orphans: super::orphans::Orphans,
     /// This message has scanned for them before its first stop signal.
@@ -96,7 +96,7 @@ pub(super) struct Supervisor {
     waiters: Vec<Waiter>,
     pub shutting_down: bool,
     pub(super) ticks_per_sec: u64,
-    pub(super) sampler: super::sample::Sampler,
+    pub(super) sampler: crate::monitor::sample::Sampler,
     /// A `FastSample` message is on its way.
     pub(super) fast_pending: bool,
     /// `[daemon] sample_interval`.
@@ -105,7 +105,7 @@ pub(super) struct Supervisor {
     /// Total restarts at the last summary line.
     pub(super) restarts_at_summary: u64,
     /// Listening sockets of instances with `socket = "supervisor"`.
-    pub(super) sockets: super::sockets::Sockets,
+    pub(super) sockets: crate::os::sockets::Sockets,
     /// `NOTIFY_SOCKET` for apps with `ready = "notify"`, when it could be bound.
     pub(super) notify_path: Option<PathBuf>,
     /// Old runs of finished replaces that are still stopping, by main pid.
@@ -143,7 +143,7 @@ impl Supervisor {
             waiters: Vec::new(),
             shutting_down: false,
             ticks_per_sec,
-            sampler: super::sample::Sampler::new(page_size),
+            sampler: crate::monitor::sample::Sampler::new(page_size),
             fast_pending: false,
             sample_interval,
             events: tokio::sync::broadcast::channel(super::EVENT_BUFFER).0,

@@ -76,6 +76,32 @@ pub struct InstanceStatus {
     pub memory_ceiling_bytes: Option<u64>,
 }
 
+#[cfg(test)]
+impl InstanceStatus {
+    /// A row for unit tests: everything else empty.
+    pub fn example(app: &str, instance: u32, pid: Option<u32>, state: State, uptime_ms: Option<u64>) -> Self {
+        InstanceStatus {
+            id: instance,
+            app: app.to_owned(),
+            instance,
+            pid,
+            port: None,
+            state,
+            restarts: 0,
+            unstable_restarts: 0,
+            uptime_ms,
+            cpu_percent: None,
+            memory_bytes: None,
+            next_retry_ms: None,
+            last_exit: None,
+            threads: None,
+            open_fds: None,
+            restarts_by_reason: Default::default(),
+            memory_ceiling_bytes: None,
+        }
+    }
+}
+
 /// How the last run of an instance ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExitReport {

@@ -19,6 +19,15 @@ pub enum Verdict {
 /// How often an instance under watch is sampled.
 pub const FAST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a new instance with a memory ceiling is sampled fast.
+pub const YOUNG: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The backstop: past 1.5 x the ceiling a run is killed at once, whatever it is
+/// doing (serving, being replaced, or ignoring the SIGTERM of a graceful restart).
+pub fn past_backstop(rss: u64, ceiling: u64) -> bool {
+    rss.saturating_mul(2) >= ceiling.saturating_mul(3)
+}
+
 /// Consecutive samples at or over the ceiling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Guard {
@@ -27,7 +36,7 @@ pub struct Guard {
 
 impl Guard {
     pub fn check(&mut self, rss: u64, ceiling: u64, samples: u32) -> Verdict {
-        if rss.saturating_mul(2) >= ceiling.saturating_mul(3) {
+        if past_backstop(rss, ceiling) {
             self.over = 0;
             return Verdict::Kill;
         }

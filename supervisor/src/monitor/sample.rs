@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::procs::{self, Stat};
+use crate::os::procs::{self, Stat};
 
 /// The figures of one instance's tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

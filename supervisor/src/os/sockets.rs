@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 const BACKLOG: i32 = 1024;
 
 #[derive(Debug, Default)]
-pub(super) struct Sockets {
+pub struct Sockets {
     held: HashMap<(String, u32), (SocketAddr, TcpListener)>,
 }
 

@@ -18,7 +18,7 @@
 //!
 //! Without a writable cgroup v2 (no root, no delegation, an old kernel), or with
 //! `[daemon] cgroups = false`, the daemon relies on process groups, `L4_TAG` and the
-//! orphan tracking ([`super::orphans`]).
+//! orphan tracking (`daemon/orphans.rs`).
 
 use std::path::{Path, PathBuf};
 

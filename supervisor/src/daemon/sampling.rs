@@ -4,74 +4,10 @@
 //! its ceiling or more, or growing fast enough to reach it before two more
 //! regular samples: a fast leak is caught before it doubles the ceiling.
 
-use std::time::{Duration, Instant};
-
 use super::Msg;
-use super::memory::{FAST_INTERVAL, Guard, Verdict};
-use super::sample::TreeSample;
 use super::supervisor::Supervisor;
 use crate::lifecycle::{Fact, State};
-
-/// The latest figures of one instance.
-#[derive(Debug, Clone, Default)]
-pub struct Usage {
-    cpu_sample: Option<(u64, Instant)>,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<u64>,
-    pub threads: Option<u64>,
-    pub fds: Option<u64>,
-    pub pids: Vec<i32>,
-    guard: Guard,
-    watched: bool,
-    /// RSS and time of the sample before the latest, for the growth rate.
-    prev_rss: Option<(u64, Instant)>,
-    /// When `rss_bytes` was taken.
-    rss_at: Option<Instant>,
-}
-
-/// How long a new instance with a memory ceiling is sampled fast.
-const YOUNG: Duration = Duration::from_secs(5);
-
-impl Usage {
-    /// Whether the growth since the previous sample would reach `ceiling` within `horizon`.
-    fn heading_for(&self, ceiling: u64, horizon: Duration) -> bool {
-        let (Some(rss), Some((prev, at)), Some(now)) = (self.rss_bytes, self.prev_rss, self.rss_at) else {
-            return false;
-        };
-        let dt = now.saturating_duration_since(at).as_secs_f64();
-        if dt <= 0.0 || rss <= prev {
-            return false;
-        }
-        let rate = (rss - prev) as f64 / dt;
-        rss as f64 + rate * horizon.as_secs_f64() >= ceiling as f64
-    }
-}
-
-impl Usage {
-    /// `cpu`: update the CPU figure (regular passes only, so it stays "over the last
-    /// sample interval" and is not quantised by 100 ms fast samples).
-    fn record(&mut self, t: &TreeSample, ticks_per_sec: u64, cpu: bool) {
-        let now = Instant::now();
-        self.prev_rss = self.rss_bytes.zip(self.rss_at);
-        self.rss_bytes = Some(t.rss_bytes);
-        self.rss_at = Some(now);
-        self.threads = Some(t.threads);
-        self.pids = t.pids.clone();
-        if t.fds.is_some() {
-            self.fds = t.fds;
-        }
-        if !cpu {
-            return;
-        }
-        if let Some((prev, at)) = self.cpu_sample {
-            let secs = now.duration_since(at).as_secs_f64();
-            if secs > 0.0 {
-                self.cpu_percent = Some(t.cpu_ticks.saturating_sub(prev) as f64 / ticks_per_sec as f64 / secs * 100.0);
-            }
-        }
-        self.cpu_sample = Some((t.cpu_ticks, now));
-    }
-}
+use crate::monitor::memory::{FAST_INTERVAL, Verdict, YOUNG, past_backstop};
 
 impl Supervisor {
     /// A full pass: every running instance's tree, then the memory checks.
@@ -137,7 +73,7 @@ impl Supervisor {
                 // ready, but never past the 1.5x backstop.
                 if let Some(old) = &mut inst.retiree {
                     watching = true;
-                    if old.usage.rss_bytes.is_some_and(|rss| rss.saturating_mul(2) >= ceiling.0.saturating_mul(3)) {
+                    if old.usage.rss_bytes.is_some_and(|rss| past_backstop(rss, ceiling.0)) {
                         old.backstopped = true;
                         tracing::warn!(app = %name, instance = inst.index, pid = old.pid, "the replaced run passed 1.5x the memory ceiling; SIGKILL");
                         kill_retirees.push((old.pgid, old.tag.clone()));
@@ -148,7 +84,7 @@ impl Supervisor {
                 // to grow for the whole kill_timeout.
                 if inst.lc.state == State::Stopping && inst.lc.pid.is_some() {
                     if let Some(rss) = inst.usage.rss_bytes
-                        && rss.saturating_mul(2) >= ceiling.0.saturating_mul(3)
+                        && past_backstop(rss, ceiling.0)
                     {
                         facts.push((name.clone(), inst.index, Fact::MemoryKill, rss, ceiling.0));
                     }
@@ -204,12 +140,5 @@ impl Supervisor {
             tokio::time::sleep(FAST_INTERVAL).await;
             let _ = tx.send(Msg::FastSample).await;
         });
-    }
-}
-
-impl Usage {
-    /// A new process: start from nothing, watched from the start when it has a ceiling.
-    pub(super) fn fresh(root: i32, watched: bool) -> Usage {
-        Usage { pids: vec![root], watched, ..Usage::default() }
     }
 }
