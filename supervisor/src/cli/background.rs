@@ -21,21 +21,16 @@ use crate::wire::home::Paths;
 const DAEMON_START_LIMIT: Duration = Duration::from_secs(10);
 
 /// `l4ctl-daemon`, next to the running `l4ctl`.
-fn daemon_exe() -> Result<PathBuf, String> {
-    let daemon =
-        crate::fsutil::sibling_exe("l4ctl-daemon").map_err(|e| format!("cannot find the l4ctl binary: {e}"))?;
-    if daemon.is_file() {
-        Ok(daemon)
-    } else {
-        Err(format!("{} is missing: install it next to l4ctl (install.sh installs both)", daemon.display()))
-    }
+fn daemon_exe() -> Result<PathBuf, NoDaemon> {
+    let daemon = crate::fsutil::sibling_exe("l4ctl-daemon").map_err(NoDaemon::NoOwnPath)?;
+    if daemon.is_file() { Ok(daemon) } else { Err(NoDaemon::Missing(daemon)) }
 }
 
 /// `l4ctl daemon`: become `l4ctl-daemon` (same pid, for systemd).
 pub(super) fn exec_daemon(args: &DaemonArgs) -> ExitCode {
     let err = match daemon_exe() {
         Ok(exe) => std::process::Command::new(exe).args(args.argv()).exec().to_string(),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     eprintln!("l4ctl: cannot run the daemon: {err}");
     ExitCode::from(1)
@@ -43,15 +38,29 @@ pub(super) fn exec_daemon(args: &DaemonArgs) -> ExitCode {
 
 /// Why no daemon could be started: a refused folder (exit 2, as the daemon's own
 /// refusal) or anything else (exit 1).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum NoDaemon {
+    /// The home or log folder is not one the daemon may use (its own sentence).
+    #[error("{0}")]
     Refused(String),
-    Failed(String),
+    #[error("cannot find the l4ctl binary: {0}")]
+    NoOwnPath(std::io::Error),
+    #[error("{} is missing: install it next to l4ctl (install.sh installs both)", .0.display())]
+    Missing(PathBuf),
+    #[error("cannot open {}: {source}", path.display())]
+    Output { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the daemon: {0}")]
+    Start(std::io::Error),
+    #[error("the daemon exited at start ({status}): {last}")]
+    Exited { status: std::process::ExitStatus, last: String },
+    #[error("the daemon did not answer within {}s; see {}", DAEMON_START_LIMIT.as_secs(), .0.display())]
+    Silent(PathBuf),
 }
 
-impl From<String> for NoDaemon {
-    fn from(message: String) -> Self {
-        NoDaemon::Failed(message)
+impl NoDaemon {
+    /// 2 when a folder was refused (as the daemon's own refusal), else 1.
+    pub(super) fn exit_code(&self) -> u8 {
+        if matches!(self, NoDaemon::Refused(_)) { 2 } else { 1 }
     }
 }
 
@@ -63,9 +72,9 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
     let exe = daemon_exe()?;
     crate::trust::check_folders(&resolved.home, &resolved.log_dir).map_err(|e| NoDaemon::Refused(e.to_string()))?;
     let out_path = resolved.home.join("daemon.out");
-    let out =
-        crate::nofollow::append(&out_path, 0o600, 0).map_err(|e| format!("cannot open {}: {e}", out_path.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let output = |source| NoDaemon::Output { path: out_path.clone(), source };
+    let out = crate::nofollow::append(&out_path, 0o600, 0).map_err(output)?;
+    let err = out.try_clone().map_err(output)?;
     let args = DaemonArgs {
         config: resolved.config.clone(),
         home: Some(resolved.home.clone()),
@@ -88,7 +97,7 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let mut child = cmd.spawn().map_err(NoDaemon::Start)?;
     let deadline = Instant::now() + DAEMON_START_LIMIT;
     loop {
         if client.is_up().await {
@@ -102,14 +111,10 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
             if status.code() == Some(2) {
                 return Err(NoDaemon::Refused(last.trim_start_matches("l4ctl: ").to_owned()));
             }
-            return Err(NoDaemon::Failed(format!("the daemon exited at start ({status}): {last}")));
+            return Err(NoDaemon::Exited { status, last });
         }
         if Instant::now() > deadline {
-            return Err(NoDaemon::Failed(format!(
-                "the daemon did not answer within {}s; see {}",
-                DAEMON_START_LIMIT.as_secs(),
-                out_path.display()
-            )));
+            return Err(NoDaemon::Silent(out_path));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

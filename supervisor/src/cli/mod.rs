@@ -191,13 +191,9 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
     }
     match background::ensure_daemon(&client, &resolved).await {
         Ok(()) => {}
-        Err(background::NoDaemon::Refused(msg)) => {
-            eprintln!("l4ctl: {msg}");
-            return ExitCode::from(2);
-        }
-        Err(background::NoDaemon::Failed(msg)) => {
-            eprintln!("l4ctl: {msg}");
-            return ExitCode::from(1);
+        Err(e) => {
+            eprintln!("l4ctl: {e}");
+            return ExitCode::from(e.exit_code());
         }
     }
     finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)

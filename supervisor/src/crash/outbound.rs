@@ -188,6 +188,19 @@ pub(super) fn send_detached(report: &CrashReport) {
 /// Waits between attempts double from one second up to this.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(8);
 
+/// Why the sender stopped (each job's own failure is an outcome, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("reading jobs: {0}")]
+    Read(std::io::Error),
+    #[error("writing outcomes: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read ca_file {}: {source}", path.display())]
+    CaUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("ca_file {}: {message}", path.display())]
+    CaInvalid { path: PathBuf, message: String },
+}
+
 /// The sender's settings (its command line).
 #[derive(Debug, Clone)]
 pub struct SenderSettings {
@@ -198,10 +211,10 @@ pub struct SenderSettings {
 
 /// The sender's loop: a job per input line, an outcome per output line, until the
 /// input ends. A line that is not a job is answered with an error outcome (id 0).
-pub fn serve(settings: &SenderSettings, input: impl BufRead, mut output: impl Write) -> Result<(), String> {
+pub fn serve(settings: &SenderSettings, input: impl BufRead, mut output: impl Write) -> Result<(), SenderError> {
     let agent = agent(settings)?;
     for line in input.lines() {
-        let line = line.map_err(|e| format!("reading jobs: {e}"))?;
+        let line = line.map_err(SenderError::Read)?;
         if line.trim().is_empty() {
             continue;
         }
@@ -216,13 +229,13 @@ pub fn serve(settings: &SenderSettings, input: impl BufRead, mut output: impl Wr
                 error: Some(format!("not a job: {e}")),
             },
         };
-        let text = serde_json::to_string(&outcome).map_err(|e| e.to_string())?;
-        writeln!(output, "{text}").and_then(|()| output.flush()).map_err(|e| format!("writing outcomes: {e}"))?;
+        let text = serde_json::to_string(&outcome).map_err(|e| SenderError::Write(e.into()))?;
+        writeln!(output, "{text}").and_then(|()| output.flush()).map_err(SenderError::Write)?;
     }
     Ok(())
 }
 
-fn agent(settings: &SenderSettings) -> Result<ureq::Agent, String> {
+fn agent(settings: &SenderSettings) -> Result<ureq::Agent, SenderError> {
     use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
     let roots = match &settings.ca_file {
         Some(path) => RootCerts::Specific(Arc::new(read_certs(path, |pem| {
@@ -245,11 +258,12 @@ fn agent(settings: &SenderSettings) -> Result<ureq::Agent, String> {
         .new_agent())
 }
 
-fn read_certs<C>(path: &Path, parse: impl Fn(&[u8]) -> Result<Vec<C>, String>) -> Result<Vec<C>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    let certs = parse(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+fn read_certs<C>(path: &Path, parse: impl Fn(&[u8]) -> Result<Vec<C>, String>) -> Result<Vec<C>, SenderError> {
+    let invalid = |message: String| SenderError::CaInvalid { path: path.to_path_buf(), message };
+    let pem = std::fs::read(path).map_err(|source| SenderError::CaUnreadable { path: path.to_path_buf(), source })?;
+    let certs = parse(&pem).map_err(invalid)?;
     if certs.is_empty() {
-        return Err(format!("ca_file {}: no PEM certificate in it", path.display()));
+        return Err(invalid("no PEM certificate in it".into()));
     }
     Ok(certs)
 }

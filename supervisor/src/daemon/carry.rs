@@ -104,7 +104,7 @@ impl Supervisor {
                             Ok(fd) => Some(fd),
                             Err(error) => {
                                 tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
-                                return Some(Fact::SpawnFailed { error });
+                                return Some(Fact::SpawnFailed { error: error.to_string() });
                             }
                         }
                     }
@@ -136,7 +136,7 @@ impl Supervisor {
                     }
                     Err(error) => {
                         tracing::error!(app = %app_name, instance = index, cause = %error, "spawn failed");
-                        Some(Fact::SpawnFailed { error })
+                        Some(Fact::SpawnFailed { error: error.to_string() })
                     }
                 }
             }

@@ -12,6 +12,17 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 
+/// Why an instance's socket could not be bound; its text is the run's `last_exit.error`.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("port {port} is already in use by pid {pid} ({name})")]
+    HeldBy { port: u16, pid: i32, name: String },
+    #[error("port {0} is already in use")]
+    InUse(u16),
+    #[error("cannot listen on {addr}: {source}")]
+    Other { addr: SocketAddr, source: std::io::Error },
+}
+
 /// Pending connections the kernel keeps per socket while no worker accepts.
 const BACKLOG: i32 = 1024;
 
@@ -22,7 +33,7 @@ pub struct Sockets {
 
 impl Sockets {
     /// The socket of `app`'s instance `index` on `addr`, bound now if needed.
-    pub fn get_or_bind(&mut self, app: &str, index: u32, addr: SocketAddr) -> Result<RawFd, String> {
+    pub fn get_or_bind(&mut self, app: &str, index: u32, addr: SocketAddr) -> Result<RawFd, BindError> {
         let key = (app.to_owned(), index);
         if let Some((held, listener)) = self.held.get(&key)
             && *held == addr
@@ -46,16 +57,14 @@ impl Sockets {
 }
 
 /// Bind `addr` (close-on-exec, `SO_REUSEADDR` as std sets it) with a long backlog.
-fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            match holder_of(addr.port()) {
-                Some((pid, name)) => format!("port {} is already in use by pid {pid} ({name})", addr.port()),
-                None => format!("port {} is already in use", addr.port()),
-            }
-        } else {
-            format!("cannot listen on {addr}: {e}")
-        }
+fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let port = addr.port();
+    let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => match holder_of(port) {
+            Some((pid, name)) => BindError::HeldBy { port, pid, name },
+            None => BindError::InUse(port),
+        },
+        _ => BindError::Other { addr, source: e },
     })?;
     // std listens with a backlog of 128; a reload step may queue more than that.
     let _ = nix::sys::socket::listen(
@@ -121,7 +130,7 @@ mod tests {
     fn a_taken_port_names_the_process_that_holds_it() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = bind(addr).unwrap_err();
+        let err = bind(addr).unwrap_err().to_string();
         let me = std::process::id();
         assert!(err.starts_with(&format!("port {} is already in use by pid {me} (", addr.port())), "{err}");
     }

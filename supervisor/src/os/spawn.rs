@@ -25,6 +25,23 @@ use std::process::{Child, Command, Stdio};
 use super::procs::{SUPERVISOR_VAR, TAG_VAR};
 use crate::config::AppSpec;
 
+/// Why a run could not be started; its text is the run's `last_exit.error`.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cwd {} does not exist", .0.display())]
+    NoCwd(PathBuf),
+    #[error("{}: not found on PATH", .0.display())]
+    NotOnPath(PathBuf),
+    #[error("{}: no such file", .0.display())]
+    NoSuchFile(PathBuf),
+    #[error("{}: permission denied (is it executable?)", .0.display())]
+    NotExecutable(PathBuf),
+    #[error("{}: NUL byte in argument or environment", .0.display())]
+    NulByte(PathBuf),
+    #[error("{}: {source}", program.display())]
+    Other { program: PathBuf, source: std::io::Error },
+}
+
 /// Everything needed to start one run of one instance.
 #[derive(Debug)]
 pub struct SpawnRequest<'a> {
@@ -39,7 +56,7 @@ pub struct SpawnRequest<'a> {
     pub notify_socket: Option<&'a Path>,
 }
 
-pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     let spec = req.spec;
     let program = if spec.script.contains('/') { spec.cwd.join(&spec.script) } else { PathBuf::from(&spec.script) };
     let mut cmd = Command::new(&program);
@@ -95,18 +112,17 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, String> {
             }
         });
     }
-    cmd.spawn().map_err(|e| describe_spawn_error(&program, &spec.cwd, &e))
+    cmd.spawn().map_err(|e| spawn_error(&program, &spec.cwd, e))
 }
 
-fn describe_spawn_error(program: &Path, cwd: &Path, e: &std::io::Error) -> String {
+fn spawn_error(program: &Path, cwd: &Path, e: std::io::Error) -> SpawnError {
+    let program = program.to_path_buf();
     match e.kind() {
-        std::io::ErrorKind::NotFound if !cwd.is_dir() => format!("cwd {} does not exist", cwd.display()),
-        std::io::ErrorKind::NotFound if program.components().count() == 1 => {
-            format!("{}: not found on PATH", program.display())
-        }
-        std::io::ErrorKind::NotFound => format!("{}: no such file", program.display()),
-        std::io::ErrorKind::PermissionDenied => format!("{}: permission denied (is it executable?)", program.display()),
-        _ => format!("{}: {e}", program.display()),
+        std::io::ErrorKind::NotFound if !cwd.is_dir() => SpawnError::NoCwd(cwd.to_path_buf()),
+        std::io::ErrorKind::NotFound if program.components().count() == 1 => SpawnError::NotOnPath(program),
+        std::io::ErrorKind::NotFound => SpawnError::NoSuchFile(program),
+        std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program),
+        _ => SpawnError::Other { program, source: e },
     }
 }
 
@@ -131,7 +147,7 @@ const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 impl Inherit {
     /// The program, arguments and full environment `cmd` would exec, with `LISTEN_PID` to fill in.
-    fn prepare(cmd: &Command, program: &Path, fd: RawFd) -> Result<Inherit, String> {
+    fn prepare(cmd: &Command, program: &Path, fd: RawFd) -> Result<Inherit, SpawnError> {
         let mut env: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
         for (key, value) in cmd.get_envs() {
             match value {
@@ -141,9 +157,7 @@ impl Inherit {
         }
         let resolved =
             resolve(program, cmd.get_current_dir().unwrap_or(Path::new(".")), env.get(&OsString::from("PATH")))?;
-        let cstring = |bytes: &[u8]| {
-            CString::new(bytes).map_err(|_| format!("{}: NUL byte in argument or environment", program.display()))
-        };
+        let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| SpawnError::NulByte(program.to_path_buf()));
         let program_c = cstring(resolved.as_os_str().as_bytes())?;
         let mut strings: Vec<Vec<u8>> = Vec::new();
         strings.push(cstring(program.as_os_str().as_bytes())?.into_bytes_with_nul());
@@ -203,7 +217,7 @@ impl Inherit {
 
 /// The file `execvp` would run for `program`: as given when it has a `/`, else
 /// the first executable match on `path`.
-fn resolve(program: &Path, cwd: &Path, path: Option<&OsString>) -> Result<PathBuf, String> {
+fn resolve(program: &Path, cwd: &Path, path: Option<&OsString>) -> Result<PathBuf, SpawnError> {
     if program.as_os_str().as_bytes().contains(&b'/') {
         return Ok(if program.is_absolute() { program.to_path_buf() } else { cwd.join(program) });
     }
@@ -214,5 +228,5 @@ fn resolve(program: &Path, cwd: &Path, path: Option<&OsString>) -> Result<PathBu
             return Ok(candidate);
         }
     }
-    Err(format!("{}: not found on PATH", program.display()))
+    Err(SpawnError::NotOnPath(program.to_path_buf()))
 }
