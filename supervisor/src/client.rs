@@ -75,18 +75,25 @@ impl Client {
         mut on_line: impl FnMut(T),
     ) -> Result<(), ClientError> {
         let mut body = self.request(Method::POST, path, Some(body)).await?.into_body();
-        let mut buf: Vec<u8> = Vec::new();
+        let parse = |line: &[u8]| serde_json::from_slice(line).map_err(|e| self.protocol(format!("bad answer: {e}")));
+        let (mut buf, mut scanned) = (Vec::<u8>::new(), 0);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| self.protocol(e))?;
             let Some(data) = frame.data_ref() else { continue };
             buf.extend_from_slice(data);
-            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                on_line(serde_json::from_slice(&line).map_err(|e| self.protocol(format!("bad answer: {e}")))?);
+            while let Some(end) = buf[scanned..].iter().position(|&b| b == b'\n').map(|at| scanned + at) {
+                on_line(parse(&buf[..end])?);
+                buf.drain(..=end);
+                scanned = 0;
             }
+            scanned = buf.len();
             if buf.len() > MAX_LINE {
                 return Err(self.protocol(format!("an answer line longer than {MAX_LINE} bytes")));
             }
+        }
+        // A last line without its newline.
+        if !buf.trim_ascii().is_empty() {
+            on_line(parse(&buf)?);
         }
         Ok(())
     }

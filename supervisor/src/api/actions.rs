@@ -54,26 +54,28 @@ pub async fn replace_instance(
 
 /// `POST /api/v1/apps/{name}/reload` `{"parallel": N, "progress": bool}`: replace
 /// every instance, `parallel` at a time. Stops after the first wave with a failure,
-/// and says which instance failed and why. With `progress`, the answer is a stream
-/// of lines (the plan, each step, then `done` or `error`); the rollout goes on to
-/// its end if the caller goes away.
+/// and says which instance failed and why; 409 `reload_in_progress` while another
+/// reload of the app is under way. With `progress`, the answer is a stream of lines
+/// (the plan, each step, then `done` or `error`); the rollout goes on to its end if
+/// the caller goes away, as PM2's reload goes on in its daemon.
 pub async fn rolling_reload(
     State(s): State<ApiState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<ReloadRequest>,
 ) -> Result<Response, ApiError> {
-    let plan = s.handle.plan_reload(&name, req.parallel).await?;
+    let reload = s.handle.plan_reload(&name, req.parallel).await?;
     if !req.progress {
-        return Ok(Json(s.handle.reload(&plan, |_| {}).await?).into_response());
+        return Ok(Json(s.handle.reload(&reload, |_| {}).await?).into_response());
     }
     // One line per instance and two more: bounded by the app's instances.
     let (tx, rx) = mpsc::unbounded_channel::<ReloadProgress>();
+    let plan = &reload.plan;
     let plan_line =
         ReloadProgress::Plan { app: plan.app.clone(), instances: plan.instances.clone(), parallel: plan.parallel };
     let _ = tx.send(plan_line);
     let handle = s.handle.clone();
     tokio::spawn(async move {
-        let end = match handle.reload(&plan, |r| drop(tx.send(ReloadProgress::Replaced(r.clone())))).await {
+        let end = match handle.reload(&reload, |r| drop(tx.send(ReloadProgress::Replaced(r.clone())))).await {
             Ok(report) => ReloadProgress::Done(report),
             Err(e) => ReloadProgress::Error(ApiError::from(e).detail()),
         };

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Cli, app_names, fail, render, resolve};
 use crate::client::{Client, ClientError};
-use crate::wire::types::{ReloadProgress, Replaced, StatusReport};
+use crate::wire::types::{ActionReport, ReloadProgress, Replaced, StatusReport};
 
 pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
@@ -34,6 +34,19 @@ pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitC
             })
             .await;
         match (streamed, end) {
+            (Err(ClientError::Api { detail, .. }), _) if detail.message.contains("unknown field `progress`") => {
+                // A daemon started by an older l4ctl: the same reload, without progress lines.
+                eprintln!("l4ctl: the running daemon predates this l4ctl: reloading {name} without progress lines");
+                let path = format!("/api/v1/apps/{name}/reload");
+                match client.post::<ActionReport>(&path, json!({ "parallel": parallel })).await {
+                    Ok(_) => {}
+                    Err(ClientError::Api { detail, .. }) if detail.code == "reload_failed" => {
+                        eprintln!("l4ctl:   {}", detail.message);
+                        return ExitCode::from(1);
+                    }
+                    Err(e) => return fail(&e),
+                }
+            }
             (Err(e), _) => return fail(&e),
             (Ok(()), Some(Ok(()))) => {}
             // Each failed step was printed as it ended.

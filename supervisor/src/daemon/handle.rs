@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::msg::{Error, Event, Msg, Op, Target, Want, run_log_commands};
-use super::rollout::Rollout;
+use super::rollout::{Reload, Rollout, UnderWay};
 use super::settle;
 use crate::crash::CrashReport;
 use crate::wire::metrics::MetricsSnapshot;
@@ -40,11 +40,13 @@ pub struct Handle {
     tx: mpsc::Sender<Msg>,
     /// Where relative log paths of a config loaded by `start` go.
     log_dir: PathBuf,
+    /// Rolling reloads under way, shared by every clone.
+    reloads: UnderWay,
 }
 
 impl Handle {
     pub fn new(tx: mpsc::Sender<Msg>, log_dir: PathBuf) -> Handle {
-        Handle { tx, log_dir }
+        Handle { tx, log_dir, reloads: UnderWay::default() }
     }
 
     /// Send a message built around a reply channel and wait for the answer.
@@ -160,14 +162,15 @@ impl Handle {
     }
 
     /// The waves of a rolling reload of `app`, `parallel` at a time (default the
-    /// app's `reload_parallel`).
-    pub async fn plan_reload(&self, app: &str, parallel: Option<u32>) -> Result<Rollout, Error> {
-        Ok(Rollout::plan(&self.describe(app).await?, parallel))
+    /// app's `reload_parallel`), holding the app's place until the [`Reload`] is
+    /// dropped: a second reload of the app meanwhile is [`Error::ReloadUnderWay`].
+    pub async fn plan_reload(&self, app: &str, parallel: Option<u32>) -> Result<Reload, Error> {
+        self.reloads.claim(Rollout::plan(&self.describe(app).await?, parallel))
     }
 
     /// Carry out a rolling reload, telling `on_step` each step's outcome as its wave
     /// ends; stops after the first wave with a failure ([`Error::ReloadFailed`]).
-    pub async fn reload(&self, plan: &Rollout, on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
-        super::rollout::run(self, plan, on_step).await
+    pub async fn reload(&self, reload: &Reload, on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
+        super::rollout::run(self, &reload.plan, on_step).await
     }
 }

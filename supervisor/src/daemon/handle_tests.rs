@@ -45,7 +45,7 @@ async fn a_rolling_reload_goes_wave_by_wave_and_stops_after_the_wave_with_a_fail
     let seen = Arc::new(Mutex::new(Vec::new()));
     let h = reloading(6, &[2], seen.clone());
     let plan = h.plan_reload("web", Some(2)).await.unwrap();
-    assert_eq!(plan, Rollout { app: "web".into(), instances: vec![0, 1, 2, 3, 4, 5], parallel: 2 });
+    assert_eq!(plan.plan, Rollout { app: "web".into(), instances: vec![0, 1, 2, 3, 4, 5], parallel: 2 });
     let mut steps = Vec::new();
     let err = h.reload(&plan, |r| steps.push((r.instance, r.ok, r.pid))).await.unwrap_err();
     assert_eq!(steps, vec![(0, true, Some(200)), (1, true, Some(201)), (2, false, Some(102)), (3, true, Some(203))]);
@@ -66,11 +66,22 @@ async fn a_rolling_reload_goes_wave_by_wave_and_stops_after_the_wave_with_a_fail
 async fn a_reload_without_failures_reports_every_instance_online() {
     let h = reloading(3, &[], Arc::default());
     let plan = h.plan_reload("web", None).await.unwrap();
-    assert_eq!(plan.parallel, 3, "the app's reload_parallel");
+    assert_eq!(plan.plan.parallel, 3, "the app's reload_parallel");
     let mut steps = 0;
     let report = h.reload(&plan, |_| steps += 1).await.unwrap();
     assert_eq!((steps, report.apps, report.failed), (3, vec!["web".to_owned()], Vec::<String>::new()));
     assert!(report.status.instances.iter().all(|i| i.pid.is_some_and(|p| p >= 200)));
+}
+
+#[tokio::test]
+async fn one_rolling_reload_per_app_at_a_time() {
+    let h = reloading(2, &[], Arc::default());
+    let first = h.plan_reload("web", None).await.unwrap();
+    let again = h.plan_reload("web", None).await.unwrap_err();
+    assert_eq!(again.to_string(), "a rolling reload of `web` is under way; wait for it to end");
+    assert!(h.plan_reload("api", None).await.is_ok(), "another app is not held");
+    drop(first);
+    assert!(h.plan_reload("web", None).await.is_ok(), "given back when the reload ends");
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub enum Error {
     /// A step of a rolling reload failed; its old run keeps serving.
     #[error("{}", .0.failure())]
     ReloadFailed(Box<crate::wire::types::Replaced>),
+    #[error("a rolling reload of `{0}` is under way; wait for it to end")]
+    ReloadUnderWay(String),
     #[error("another daemon already runs in {home} (pid {pid})")]
     AlreadyRunning { home: PathBuf, pid: String },
     #[error("{what} {path}: {source}")]

@@ -6,6 +6,8 @@
 //! Written once here: the API's reload route runs it and streams each step to
 //! `l4ctl reload`, and its one-step route runs [`replace_one`].
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -39,21 +41,53 @@ impl Rollout {
     }
 }
 
-/// Replace every instance wave by wave; `on_step` hears each step of a wave (in
-/// instance order) once the whole wave has ended.
+/// The apps whose rolling reload is under way (one at a time per app: two would
+/// replace each other's new runs).
+#[derive(Debug, Clone, Default)]
+pub struct UnderWay(Arc<Mutex<HashSet<String>>>);
+
+/// A planned reload and its app's place in [`UnderWay`], given back on drop.
+#[derive(Debug)]
+pub struct Reload {
+    pub plan: Rollout,
+    under_way: UnderWay,
+}
+
+impl UnderWay {
+    pub fn claim(&self, plan: Rollout) -> Result<Reload, Error> {
+        let mut apps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !apps.insert(plan.app.clone()) {
+            return Err(Error::ReloadUnderWay(plan.app));
+        }
+        Ok(Reload { plan, under_way: self.clone() })
+    }
+}
+
+impl Drop for Reload {
+    fn drop(&mut self) {
+        self.under_way.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.plan.app);
+    }
+}
+
+/// Replace every instance wave by wave; `on_step` hears each finished step of a
+/// wave (in instance order) once the whole wave has ended. The first problem of
+/// the wave in instance order (a failed step, or an error) ends the rollout.
 pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
     for wave in plan.waves() {
         let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index));
-        let mut failed = None;
+        let mut first_problem = None;
         for step in futures_util::future::join_all(steps).await {
-            let step = step?;
-            on_step(&step);
-            if !step.ok && failed.is_none() {
-                failed = Some(step);
-            }
+            let problem = match step {
+                Ok(step) => {
+                    on_step(&step);
+                    (!step.ok).then(|| Error::ReloadFailed(Box::new(step)))
+                }
+                Err(e) => Some(e),
+            };
+            first_problem = first_problem.or(problem);
         }
-        if let Some(step) = failed {
-            return Err(Error::ReloadFailed(Box::new(step)));
+        if let Some(e) = first_problem {
+            return Err(e);
         }
     }
     super::settle::report(h, vec![plan.app.clone()], true).await

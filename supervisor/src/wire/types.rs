@@ -49,7 +49,8 @@ pub struct InstanceStatus {
     pub instance: u32,
     pub pid: Option<u32>,
     pub port: Option<u16>,
-    /// `stopped`, `starting`, `online`, `stopping`, `waiting-restart`, `crash-loop` or `errored`.
+    /// `stopped`, `starting`, `online`, `stopping`, `waiting-restart`, `crash-loop` or `errored`
+    /// (a new state would be a schema change: readers of schema 1 refuse unknown ones).
     pub state: State,
     pub restarts: u32,
     /// Unstable runs in a row (shorter than `min_uptime`).
