@@ -11,7 +11,7 @@ use std::time::Duration;
 use layer4_chat_client::client::Event;
 use layer4_chat_client::protocol::Format;
 
-use crate::helper::{SECRET, joined, messages};
+use crate::helper::{SECRET, joined};
 
 /// The first of `n` consecutive free ports.
 pub fn free_ports(n: u16) -> u16 {
@@ -194,15 +194,41 @@ async fn a_reload_under_l4ctl_refuses_no_connection_and_loses_no_message() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
-    // Acks and echoes must be read for the publisher to keep going.
-    let draining = tokio::spawn(async move { while publisher.next_event().await.is_some() {} });
+    // Acks and echoes must be read for the publisher to keep going; what else it hears
+    // is kept for the failure message.
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heard.clone();
+    let draining = tokio::spawn(async move {
+        while let Some(e) = publisher.next_event().await {
+            if !matches!(e, Event::Message(_) | Event::Acked { .. }) {
+                kept.lock().unwrap().push(format!("{e:?}"));
+            }
+        }
+    });
     for round in 0..2 {
         let out = tokio::task::block_in_place(|| cluster.l4(&["reload", "chat"]));
         assert!(out.status.success(), "reload {round}: {}", cluster.diagnose(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("chat:0 pid ") && stderr.contains(", ready after "), "{stderr}");
     }
-    let got = messages(&mut sub, 300).await;
+    // As helper::messages, but a shortfall shows what both clients heard and the logs.
+    let (mut got, mut sub_heard) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < 300 {
+        match tokio::time::timeout_at(deadline, sub.next_event()).await {
+            Ok(Some(Event::Message(m))) => got.push(m),
+            Ok(Some(e)) => sub_heard.push(format!("{e:?}")),
+            Ok(None) | Err(_) => {
+                let none = Output { status: Default::default(), stdout: vec![], stderr: vec![] };
+                panic!(
+                    "only {} of 300 messages within 20 s\nsubscriber heard: {sub_heard:?}\npublisher heard: {:?}\n{}",
+                    got.len(),
+                    heard.lock().unwrap(),
+                    cluster.diagnose(&none)
+                );
+            }
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     health.await.unwrap();
     sending.await.unwrap();
