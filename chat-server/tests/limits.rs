@@ -46,6 +46,16 @@ async fn a_login_flood_from_one_address_is_refused_and_another_address_logs_in_f
     let port = server.port;
     layer4_chat_client::http::register(&server.base(), "legit", "legit-password").await.unwrap();
     let before = server.metric("chat_memory_rss_bytes", &[]).await;
+    // What one login costs on this machine now (an Argon2 check): the bound below is
+    // counted in these, not in seconds, so a loaded machine does not fail the test.
+    let mut one = Duration::ZERO;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (status, _, body) =
+            post_from(ip("127.0.0.2"), port, "/api/auth/login", &credentials("legit", "legit-password"), "").await;
+        assert_eq!(status, 200, "{body}");
+        one = one.max(t.elapsed());
+    }
     // 300 logins at once from 127.0.0.1, each to its own user name with a wrong password.
     let flood: Vec<_> = (0..300)
         .map(|i| {
@@ -76,7 +86,12 @@ async fn a_login_flood_from_one_address_is_refused_and_another_address_logs_in_f
             other => panic!("{other}: {body}"),
         }
     }
-    assert!(slowest < Duration::from_secs(1), "a login from another address took {slowest:?}");
+    // The flood's first 30 reach the two hashing threads: a login from elsewhere may
+    // wait behind them (about 16 logins' time), never behind all 300 (150).
+    assert!(
+        slowest < (one * 40).max(Duration::from_secs(1)),
+        "a login from another address took {slowest:?} (one login alone: {one:?})"
+    );
     assert!(limited >= 300 - 30, "AUTH_RATE_PER_IP (30 a minute) let {} through", 300 - limited);
     let grown = server.metric("chat_memory_rss_bytes", &[]).await - before;
     assert!(grown < 50e6, "RSS grew {grown} bytes");

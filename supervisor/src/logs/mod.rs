@@ -11,12 +11,14 @@
 //! - [`format`] is how a line looks on disk.
 //! - [`tail`] reads the newest lines back, bounded; [`follow`] follows a file
 //!   across rotations for `l4ctl logs -f`.
+//! - [`tap`] is what the stderr reader also feeds: the crash tail and panic lines.
 
 pub mod follow;
 pub mod format;
 pub mod rotate;
 mod sink;
 pub mod tail;
+mod tap;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ pub use writer::{LogMsg, LogStats};
 
 use crate::config::LogSpec;
 use crate::crash::Tail;
+use tap::ErrTap;
 
 /// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`):
 /// with `READ_SIZE` this bounds the bytes in flight per app to 2 MiB.
@@ -139,11 +142,7 @@ impl LogHub {
             match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                 Ok(pipe) => {
                     self.pipes += 1;
-                    let err = (stream == Stream::Err).then(|| ErrTap {
-                        tail: tail.clone(),
-                        panics: self.panics.clone(),
-                        app: app.to_owned(),
-                    });
+                    let err = (stream == Stream::Err).then(|| ErrTap::new(tail.clone(), self.panics.clone(), app));
                     self.readers.spawn(read_pipe(pipe, log.tx.clone(), self.pipes, instance, stream, err));
                 }
                 Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
@@ -197,30 +196,6 @@ impl LogHub {
     }
 }
 
-/// What the stderr reader also feeds: the run's tail and the panic lines.
-struct ErrTap {
-    tail: Arc<Tail>,
-    panics: Option<mpsc::UnboundedSender<PanicLine>>,
-    app: String,
-}
-
-impl ErrTap {
-    fn feed(&self, instance: u32, data: &[u8]) {
-        self.tail.push(data);
-        let Some(panics) = &self.panics else { return };
-        // A structured panic line is one write; one split across reads is missed here
-        // (the crash report still parses it from the tail if the process dies).
-        const MARK: &[u8] = b"\"event\":\"panic\"";
-        let mut from = 0;
-        while let Some(at) = memchr::memmem::find(&data[from..], MARK).map(|i| from + i) {
-            let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1);
-            let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
-            let _ = panics.send((self.app.clone(), instance, String::from_utf8_lossy(&data[start..end]).into_owned()));
-            from = end;
-        }
-    }
-}
-
 /// Read one pipe until EOF, in chunks, into the writer's bounded channel.
 async fn read_pipe(
     pipe: tokio::net::unix::pipe::Receiver,
@@ -228,7 +203,7 @@ async fn read_pipe(
     id: u64,
     instance: u32,
     stream: Stream,
-    err: Option<ErrTap>,
+    mut err: Option<ErrTap>,
 ) {
     // The buffer is sized to what the pipe holds (FIONREAD) once it is readable: an idle
     // worker costs no 256 KiB buffer, a flood still reads in READ_SIZE chunks, and the
@@ -241,7 +216,7 @@ async fn read_pipe(
         match pipe.try_read_buf(&mut data) {
             Ok(0) => break,
             Ok(_) => {
-                if let Some(err) = &err {
+                if let Some(err) = &mut err {
                     err.feed(instance, &data);
                 }
                 let msg = LogMsg::Chunk { pipe: id, instance, stream, at: SystemTime::now(), data };
