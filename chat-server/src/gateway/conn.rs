@@ -72,8 +72,9 @@ pub(super) struct Conn {
     pub(super) replays: VecDeque<Replay>,
     /// Per room, the first send of this connection that was not stored: later sends to
     /// the room are refused until it is resent, so a connection's messages are stored
-    /// in the order it sent them (empty, and unallocated, unless the database failed).
-    pub(super) unstored: HashMap<Arc<str>, String>,
+    /// in the order it sent them (empty, and unallocated, unless the database failed;
+    /// a list, not a map: 24 bytes on every connection, and a room appears at most once).
+    pub(super) unstored: Vec<(Arc<str>, String)>,
     pub(super) malformed: u32,
     pub(super) unknown: u32,
 }
@@ -119,6 +120,7 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: S
             heartbeat_ms: s.heartbeat_interval.as_millis() as u64,
             timeout_ms: s.connection_timeout.as_millis() as u64,
             max_message_size: s.max_message_size,
+            max_requests_per_second: s.limits.max_requests_per_second,
         });
     }
     let mut conn = Conn {
@@ -128,7 +130,7 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: S
         outbox,
         rooms: HashMap::new(),
         replays: VecDeque::new(),
-        unstored: HashMap::new(),
+        unstored: Vec::new(),
         malformed: 0,
         unknown: 0,
     };

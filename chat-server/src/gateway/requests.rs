@@ -76,7 +76,7 @@ impl Conn {
                 match self.rooms.remove(room.as_str()) {
                     Some(r) => {
                         r.leave(self.id);
-                        self.unstored.remove(r.name.as_ref());
+                        self.unstored.retain(|(n, _)| *n != r.name);
                         self.drop_replay(&r);
                         self.outbox.reply(&ServerMsg::Left { room });
                     }
@@ -172,7 +172,7 @@ impl Conn {
             self.send_error(ctx, ErrorCode::BadBody, "the body is empty", Some(name), Some(id));
             return;
         }
-        if let Some(first) = self.unstored.get(name).filter(|first| *first != id) {
+        if let Some((_, first)) = self.unstored.iter().find(|(n, first)| n.as_ref() == name && first != id) {
             // Storing it now would put it before a message sent earlier.
             let text = format!("message {id} was not stored: {first}, sent before it, was not; resend {first} first");
             self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
@@ -180,12 +180,14 @@ impl Conn {
         }
         match ctx.hub.send(&room, &self.user, id, body).await {
             Ok(sent) => {
-                self.unstored.remove(name);
+                self.unstored.retain(|(n, _)| n.as_ref() != name);
                 self.outbox.reply(&ServerMsg::Ack { room: sent.room.to_string(), id: id.to_string(), seq: sent.seq })
             }
             Err(e) => {
                 tracing::warn!(room = name, error = %e, "send failed");
-                self.unstored.entry(room.name.clone()).or_insert_with(|| id.to_string());
+                if !self.unstored.iter().any(|(n, _)| n.as_ref() == name) {
+                    self.unstored.push((room.name.clone(), id.to_string()));
+                }
                 let text = format!("message {id} was not stored; resend it with the same id");
                 self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
             }
