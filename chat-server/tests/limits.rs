@@ -1,7 +1,8 @@
 //! README "Limits": what an abusive client meets. Login floods are refused per address
 //! (a client behind a trusted proxy counts by its forwarded address) and per user name,
 //! registration can be closed, and connections per user, rooms per worker, room
-//! creations per user and requests per connection are bounded, each with its own code.
+//! creations per user and requests per connection are bounded, each with its own code;
+//! the reference client keeps under the request rate by itself.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -234,6 +235,25 @@ async fn a_request_flood_on_one_connection_is_closed_with_1008() {
     }
     assert_eq!(raw_close_code(&mut ws, Format::Json).await, Some(close::POLICY));
     server.wait_metric("chat_disconnections_total", &[("reason", "abuse")], |v| v >= 1.0).await;
+}
+
+/// The reference client paces itself under the rate its welcome gives: 300 sends in a
+/// loop against a server that takes 200 frames a second are all stored, none closed.
+#[tokio::test]
+async fn the_reference_client_paces_its_sends_under_the_server_s_rate() {
+    let server = Server::start(&[("MAX_REQUESTS_PER_SECOND", "200")]).await;
+    let mut client = server.client(1, "eager", Format::Json);
+    joined(&mut client, "r").await;
+    let sender = client.sender();
+    let sending = tokio::spawn(async move {
+        for i in 0..300 {
+            sender.send("r", &i.to_string()).await.unwrap();
+        }
+    });
+    let got = messages(&mut client, 300).await;
+    sending.await.unwrap();
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=300).collect::<Vec<_>>());
+    assert_eq!(server.metric("chat_disconnections_total", &[("reason", "abuse")]).await, 0.0);
 }
 
 #[tokio::test]

@@ -80,6 +80,10 @@ pub enum ServerMsg {
         heartbeat_ms: u64,
         timeout_ms: u64,
         max_message_size: usize,
+        /// Frames a second the connection may send (`MAX_REQUESTS_PER_SECOND`); 0 from
+        /// a server older than the field.
+        #[serde(default)]
+        max_requests_per_second: u32,
     },
     Message(ChatMessage),
     /// The message with client id `id` is stored as `seq` in `room`.

@@ -63,9 +63,15 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
 fn server_msg() -> impl Strategy<Value = ServerMsg> {
     let opt_name = || proptest::option::of(name());
     prop_oneof![
-        (name(), any::<u64>(), any::<u64>(), any::<usize>()).prop_map(|(user, heartbeat_ms, timeout_ms, max)| {
-            ServerMsg::Welcome { user, heartbeat_ms, timeout_ms, max_message_size: max }
-        }),
+        (name(), any::<u64>(), any::<u64>(), any::<usize>(), any::<u32>()).prop_map(
+            |(user, heartbeat_ms, timeout_ms, max, rate)| ServerMsg::Welcome {
+                user,
+                heartbeat_ms,
+                timeout_ms,
+                max_message_size: max,
+                max_requests_per_second: rate
+            }
+        ),
         chat_message().prop_map(ServerMsg::Message),
         (name(), name(), seq()).prop_map(|(room, id, seq)| ServerMsg::Ack { room, id, seq }),
         (name(), seq()).prop_map(|(room, seq)| ServerMsg::Joined { room, seq }),

@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::pace::Pace;
 use super::{End, State, Ws, retry};
 use crate::client::{ClientConfig, Cmd, Event};
 use crate::protocol::{ClientMsg, ErrorCode, FrameRef, Payload, ServerMsg, close};
@@ -31,6 +32,8 @@ pub(super) struct Session<'a> {
     in_flight: usize,
     /// From the welcome: larger bodies are refused here, not sent (the server would close).
     max_message_size: usize,
+    /// From the welcome: every frame waits its turn under the server's rate.
+    pace: Pace,
 }
 
 impl<'a> Session<'a> {
@@ -46,6 +49,7 @@ impl<'a> Session<'a> {
             backlog: VecDeque::new(),
             in_flight: 0,
             max_message_size: usize::MAX,
+            pace: Pace::unknown(),
         }
     }
 
@@ -54,6 +58,10 @@ impl<'a> Session<'a> {
             Payload::Text(t) => Message::Text(t.into()),
             Payload::Binary(b) => Message::Binary(b.into()),
         };
+        let wait = self.pace.take(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         self.last_sent = Instant::now();
         self.ws.send(frame).await.map_err(|e| retry(format!("send failed: {e}")))
     }
@@ -115,8 +123,9 @@ impl<'a> Session<'a> {
         let first = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await;
         match first {
             Ok(Some(Ok(frame))) => match self.decode(&frame) {
-                Some(ServerMsg::Welcome { user, max_message_size, .. }) => {
+                Some(ServerMsg::Welcome { user, max_message_size, max_requests_per_second, .. }) => {
                     self.max_message_size = max_message_size;
+                    self.pace = Pace::for_server(max_requests_per_second);
                     Ok(user)
                 }
                 _ => Err(retry("the server did not start with a welcome")),

@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::client::{ClientConfig, Cmd, Event, handshake_request};
 
 mod connection;
+mod pace;
 
 use connection::Session;
 
