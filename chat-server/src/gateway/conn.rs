@@ -57,6 +57,9 @@ impl Drop for Conn {
 /// How a connection ends: the counter reason and the close frame to send, if any.
 pub(super) type Exit = (Reason, Option<(u16, &'static str)>);
 
+/// The request bucket holds this many seconds of `MAX_REQUESTS_PER_SECOND`.
+const REQUEST_BURST_SECONDS: f64 = 2.0;
+
 type Ws = WebSocketStream<ConnIo>;
 
 /// A connection's state; dropping it (even while unwinding from a panic) leaves every
@@ -230,7 +233,12 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
         drain_at = drain_deadline();
     }
     let mut blocked = false;
-    let mut requests = Bucket::full(f64::from(s.limits.max_requests_per_second), last_seen.into_std());
+    // Two seconds' worth of burst: frames that waited in the socket while this process
+    // was short of CPU arrive together, and a client pacing itself under the rate (as the
+    // reference client does) must not pay for the server's own delay.
+    let rate = f64::from(s.limits.max_requests_per_second);
+    let burst = rate * REQUEST_BURST_SECONDS;
+    let mut requests = Bucket::full(burst, last_seen.into_std());
     // Bytes written from the queue and since when, while that does not change.
     let mut stuck: Option<(u64, Instant)> = None;
     let timer = tokio::time::sleep_until(next_ping);
@@ -258,8 +266,7 @@ async fn run(ws: &mut Ws, ctx: &Ctx, conn: &mut Conn) -> Exit {
             frame = ws.next(), if !outbox.pause_reads() => {
                 last_seen = Instant::now();
                 // Every frame counts, pings included: a flood is closed, not served.
-                let rate = f64::from(s.limits.max_requests_per_second);
-                if requests.take(rate, rate, last_seen.into_std()).is_err() {
+                if requests.take(rate, burst, last_seen.into_std()).is_err() {
                     return (Reason::Abuse, Some((close::POLICY, "too many requests")));
                 }
                 let handled = match frame {

@@ -51,8 +51,10 @@ pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitC
             (Ok(()), Some(Ok(()))) => {}
             // Each failed step was printed as it ended.
             (Ok(()), Some(Err(detail))) if detail.code == "reload_failed" => return ExitCode::from(1),
+            // Any other error ends the stream (the answer itself was 200: the rollout had begun).
             (Ok(()), Some(Err(detail))) => {
-                return fail(&ClientError::Api { status: hyper::StatusCode::OK, detail });
+                eprintln!("l4ctl: the reload of {name} stopped: {} ({})", detail.message, detail.code);
+                return ExitCode::from(1);
             }
             (Ok(()), None) => {
                 let e = ClientError::Protocol {

@@ -22,8 +22,8 @@ pub async fn confirm_started(h: &Handle, apps: &[String]) -> Result<(), Error> {
     loop {
         let status = h.status().await?;
         match youngest_online_ms(&status, apps) {
-            Some(ms) if ms < confirm_ms() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(confirm_ms() - ms)).await;
+            Some(ms) if ms < CONFIRM_MS && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(CONFIRM_MS - ms)).await;
             }
             _ => break,
         }
@@ -32,9 +32,7 @@ pub async fn confirm_started(h: &Handle, apps: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-fn confirm_ms() -> u64 {
-    START_CONFIRM.as_millis() as u64
-}
+const CONFIRM_MS: u64 = START_CONFIRM.as_millis() as u64;
 
 /// The uptime of the most recently started online instance of `apps`.
 fn youngest_online_ms(status: &StatusReport, apps: &[String]) -> Option<u64> {

@@ -113,11 +113,10 @@ mod tests {
         let (mut tap, mut rx) = tap();
         tap.feed(0, b"x\n{\"event\":\"panic\",\"n\":1}\ny\n{\"event\":\"panic\",\"n\":2}\n{\"event\":\"pa");
         tap.feed(0, b"nic\",\"n\":3}\n");
-        assert_eq!(seen(&mut rx), vec![
-            r#"{"event":"panic","n":1}"#,
-            r#"{"event":"panic","n":2}"#,
-            r#"{"event":"panic","n":3}"#
-        ]);
+        assert_eq!(
+            seen(&mut rx),
+            vec![r#"{"event":"panic","n":1}"#, r#"{"event":"panic","n":2}"#, r#"{"event":"panic","n":3}"#]
+        );
     }
 
     #[test]
