@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod reach;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
@@ -93,8 +94,9 @@ pub enum RunError {
     Key(#[from] jsonwebtoken::errors::Error),
     #[error("serving HTTP: {0}")]
     Serve(#[from] std::io::Error),
-    #[error("REDIS_URL: cannot connect: {0}")]
-    Redis(#[from] redis::RedisError),
+    /// The database or Redis cannot be reached: one sentence (`reach::why`).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains: health turns 503
@@ -107,7 +109,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let mut settings = settings;
-    let store = Store::open(&settings.database_url).await?;
+    reach::install_crypto();
+    let store = Store::open(&settings.database_url).await.map_err(|e| match e {
+        StoreError::Db(e) => RunError::Unreachable(reach::why::sentence(
+            &reach::why::Endpoint::new("DATABASE_URL", &settings.database_url),
+            &e,
+        )),
+        other => RunError::Store(other),
+    })?;
     // Development without JWT_SECRET: a secret kept beside the SQLite database, so tokens
     // survive restarts and reloads (with PostgreSQL, one per process).
     let kept = match (settings.jwt_secret_generated, store::files::sqlite_path(&settings.database_url)) {
@@ -146,7 +155,10 @@ pub async fn run(
         );
     }
     if let Some(url) = &ctx.settings.redis_url {
-        ctx.hub.connect_redis(url, &ctx.settings.redis_prefix, ctx.settings.replay_limit).await?;
+        let s = &ctx.settings;
+        ctx.hub.connect_redis(url, &s.redis_tls, &s.redis_prefix, s.replay_limit).await.map_err(|e| {
+            RunError::Unreachable(reach::why::sentence(&reach::why::Endpoint::new("REDIS_URL", url), &e))
+        })?;
         info!("connected to Redis: rooms are shared with the other workers");
     }
     let addr = listener.local_addr()?;

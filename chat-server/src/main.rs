@@ -33,7 +33,7 @@ struct Args {
     /// TOML file with settings (keys: the variable names in lower case); the environment overrides it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Check the settings and exit.
+    /// Check the settings, connect to the database and Redis (TLS and login included), and exit: 0 when all is well, 1 with the reason when a connection fails, 2 for invalid settings.
     #[arg(long)]
     check: bool,
 }
@@ -55,8 +55,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("settings ok: {settings:?}");
-        return ExitCode::SUCCESS;
+        return check(&settings);
     }
     layer4_chat_server::telemetry::init();
     match serve(settings) {
@@ -104,5 +103,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// `--check`: the settings are valid, and the database and Redis answer as the worker
+/// will reach them (TLS and authentication included); exit 1 with the sentence if not.
+fn check(settings: &Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chat-server: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(layer4_chat_server::reach::check(settings)) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            println!("settings ok: {settings:?}");
+            ExitCode::SUCCESS
+        }
+        Err(sentence) => {
+            eprintln!("chat-server: {sentence}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -12,6 +12,8 @@ mod e2e;
 mod fanout;
 mod gateway;
 mod limits;
+mod pki;
 mod resume;
 mod rooms;
 mod telemetry;
+mod tls;

@@ -22,7 +22,7 @@ fn main() {
                 // In two writes with a pause between, so the daemon reads it in two
                 // pieces (as it may when a worker writes token by token).
                 let line = format!("{line}\n");
-                let (first, second) = line.split_at(line.find("panic").unwrap());
+                let (first, second) = line.split_at(line.find("panic").unwrap_or(line.len() / 2));
                 let _ = std::io::stderr().write_all(first.as_bytes());
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let _ = std::io::stderr().write_all(second.as_bytes());

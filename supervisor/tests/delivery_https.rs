@@ -109,3 +109,20 @@ fn an_untrusted_https_endpoint_fails_the_delivery_and_says_so() {
     let log = env.diagnose();
     assert!(log.contains("was not delivered"), "{log}");
 }
+
+/// The TLS stack lives in `l4ctl-send` only: the resident daemon (and the CLI) link none
+/// of it, which keeps the daemon's memory row (README "Benchmarks") where it is.
+#[test]
+fn only_the_sender_links_a_tls_stack() {
+    let dir = std::path::Path::new(BIN).parent().unwrap();
+    // Code linked, not type names in debug info: the symbol table (binutils' nm).
+    let links = |name: &str| {
+        let out = std::process::Command::new("nm").arg("--defined-only").arg(dir.join(name)).output();
+        let out = out.expect("nm (binutils, beside the C toolchain Rust links with)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        memchr::memmem::find(&out.stdout, b"rustls").is_some()
+    };
+    assert!(links("l4ctl-send"), "the sender is expected to carry rustls");
+    assert!(!links("l4ctl-daemon"), "l4ctl-daemon links rustls");
+    assert!(!links("l4ctl"), "l4ctl links rustls");
+}

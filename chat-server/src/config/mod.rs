@@ -6,6 +6,7 @@
 //! Secrets (`JWT_SECRET`, credentials inside `DATABASE_URL`/`REDIS_URL`) never appear in
 //! an error or a log line.
 
+pub mod backends;
 mod file;
 pub mod limits;
 pub mod net;
@@ -19,14 +20,19 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use backends::redact_url;
+
 /// One worker's settings. Durations are given in milliseconds in the environment, except
 /// `JWT_TTL` (seconds).
 #[derive(Clone)]
 pub struct Settings {
     pub host: IpAddr,
     pub port: u16,
+    /// With libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// `REDIS_CA_FILE`, `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (with `rediss://`).
+    pub redis_tls: backends::RedisTls,
     /// Prefix of this deployment's Redis channels and keys (pub/sub ignores the
     /// database index, so two deployments on one Redis need different prefixes).
     pub redis_prefix: String,
@@ -127,7 +133,7 @@ pub const VARIABLES: &[&str] = &[
 
 /// Every variable read, the limits' included.
 fn known() -> impl Iterator<Item = &'static str> {
-    VARIABLES.iter().chain(limits::VARIABLES).copied()
+    VARIABLES.iter().chain(limits::VARIABLES).chain(backends::VARIABLES).copied()
 }
 
 /// A raw value and where it came from.
@@ -191,19 +197,9 @@ impl Parser {
             false => self.number("WEBSOCKET_PORT", 3001, 1, u16::MAX as u64) as u16,
         };
         let host = self.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0");
-        let database_url = self.text("DATABASE_URL").unwrap_or_else(|| "sqlite://data/chat.db".to_string());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            self.fail("DATABASE_URL", "must start with sqlite: or postgres://".to_string());
-        }
-        let redis_url = self.text("REDIS_URL").filter(|s| !s.is_empty());
-        if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
-        }
+        let development = is_development(&app_env);
+        let database_url = self.database_url();
+        let (redis_url, redis_tls) = self.redis(development);
         let redis_prefix = self.text("REDIS_PREFIX").unwrap_or_else(|| "l4".to_string());
         if redis_prefix.is_empty()
             || redis_prefix.len() > 64
@@ -218,7 +214,6 @@ impl Parser {
                 format!("is required with {instances} workers (L4_INSTANCES): without Redis every worker would keep its own copy of each room and clients on different workers would not see each other's messages"),
             );
         }
-        let development = is_development(&app_env);
         let make_one = "make one with `openssl rand -base64 48`";
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) if !development && secret.trim().is_empty() => {
@@ -272,6 +267,7 @@ impl Parser {
             port,
             database_url,
             redis_url,
+            redis_tls,
             redis_prefix,
             jwt_secret,
             jwt_secret_generated,
@@ -349,14 +345,4 @@ impl Parser {
     fn millis(&mut self, name: &str, default: u64, min: u64, max: u64) -> Duration {
         Duration::from_millis(self.number(name, default, min, max))
     }
-}
-
-/// `scheme://user:password@host/db` -> `scheme://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
-    let user = userinfo.split(':').next().unwrap_or("");
-    let slash = if rest.contains('/') { "/" } else { "" };
-    format!("{scheme}://{user}:***@{host}{slash}{path}")
 }

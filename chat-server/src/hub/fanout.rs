@@ -62,19 +62,13 @@ impl Fanout {
     /// the receiver. `history`: messages kept per room in Redis.
     pub async fn connect(
         url: &str,
+        tls: &crate::config::backends::RedisTls,
         prefix: &str,
         history: usize,
         rooms: Rooms,
         deliverer: Deliverer,
     ) -> redis::RedisResult<Arc<Fanout>> {
-        let url = if url.contains("protocol=") {
-            url.to_owned()
-        } else if url.contains('?') {
-            format!("{url}&protocol=resp3")
-        } else {
-            format!("{url}?protocol=resp3")
-        };
-        let client = redis::Client::open(url)?;
+        let client = crate::reach::redis_client(url, tls)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let config = ConnectionManagerConfig::new()
             .set_push_sender(push_tx)

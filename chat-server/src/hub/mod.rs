@@ -79,8 +79,15 @@ impl Hub {
     }
 
     /// Connect to Redis for fan-out between workers; `history`: messages kept per room there.
-    pub async fn connect_redis(&self, url: &str, prefix: &str, history: usize) -> redis::RedisResult<()> {
-        let fanout = fanout::Fanout::connect(url, prefix, history, self.rooms.clone(), self.deliverer.clone()).await?;
+    pub async fn connect_redis(
+        &self,
+        url: &str,
+        tls: &crate::config::backends::RedisTls,
+        prefix: &str,
+        history: usize,
+    ) -> redis::RedisResult<()> {
+        let fanout =
+            fanout::Fanout::connect(url, tls, prefix, history, self.rooms.clone(), self.deliverer.clone()).await?;
         let _ = self.fanout.set(fanout);
         Ok(())
     }

@@ -1,0 +1,192 @@
+//! Where the worker's data lives and how it is reached: `DATABASE_URL` (SQLite, or
+//! PostgreSQL with libpq's TLS parameters) and `REDIS_URL` (`rediss://` for TLS, with
+//! `REDIS_CA_FILE` and a client certificate). Checked up front, so a setting that
+//! cannot work is an error at `--check` and at start, never a surprise at the first
+//! connection: the mode is one libpq knows, every file named exists, holds PEM of the
+//! right kind, and a private key is not readable by others.
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::Parser;
+
+/// libpq's `sslmode` values that sqlx implements (`allow` it does not).
+pub const SSLMODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+/// How the Redis connection is secured, beyond what `rediss://` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// `REDIS_CA_FILE`: the only roots trusted (instead of the public ones).
+    pub ca_file: Option<PathBuf>,
+    /// `REDIS_CLIENT_CERT` and `REDIS_CLIENT_KEY`.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+pub const VARIABLES: &[&str] = &["REDIS_CA_FILE", "REDIS_CLIENT_CERT", "REDIS_CLIENT_KEY"];
+
+impl Parser {
+    /// `DATABASE_URL` as sqlx is to get it: libpq's `require` with a root certificate
+    /// checks the chain as libpq does (`verify-ca`).
+    pub(super) fn database_url(&mut self) -> String {
+        let url = self.text("DATABASE_URL").unwrap_or_else(|| "sqlite://data/chat.db".to_string());
+        if url.starts_with("sqlite:") {
+            return url;
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            self.fail("DATABASE_URL", "must start with sqlite: or postgres://".to_string());
+            return url;
+        }
+        let Ok(mut parsed) = url::Url::parse(&url) else {
+            self.fail("DATABASE_URL", "is not a URL (postgres://user:password@host:5432/database)".to_string());
+            return url;
+        };
+        let param = |name: &str| parsed.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let mode = param("sslmode");
+        if let Some(mode) = &mode
+            && !SSLMODES.contains(&mode.as_str())
+        {
+            let also = if mode == "allow" { " (allow is not supported: use prefer)" } else { "" };
+            self.fail("DATABASE_URL", format!("sslmode={mode} is not one of {}{also}", SSLMODES.join(", ")));
+        }
+        let root = param("sslrootcert");
+        if let Some(path) = &root {
+            self.pem_file("DATABASE_URL", "sslrootcert", Path::new(path), Pem::Certificates);
+        }
+        match (param("sslcert"), param("sslkey")) {
+            (Some(cert), Some(key)) => {
+                self.pem_file("DATABASE_URL", "sslcert", Path::new(&cert), Pem::Certificates);
+                self.pem_file("DATABASE_URL", "sslkey", Path::new(&key), Pem::Key);
+            }
+            (None, None) => {}
+            _ => self.fail("DATABASE_URL", "sslcert and sslkey go together (a client certificate and its key)".into()),
+        }
+        if mode.as_deref() == Some("require") && root.is_some() {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    if k == "sslmode" { (k.into_owned(), "verify-ca".into()) } else { (k.into_owned(), v.into_owned()) }
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            return parsed.to_string();
+        }
+        url
+    }
+
+    /// `REDIS_URL` and the TLS files that go with `rediss://`.
+    pub(super) fn redis(&mut self, development: bool) -> (Option<String>, RedisTls) {
+        let url = self.text("REDIS_URL").filter(|s| !s.is_empty());
+        let tls = url.as_deref().is_some_and(|u| u.starts_with("rediss://"));
+        if let Some(url) = &url {
+            if !(url.starts_with("redis://") || tls) {
+                self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
+            }
+            match url.split_once('#').map(|(_, f)| f) {
+                None => {}
+                Some("insecure") if !tls => self.fail("REDIS_URL", "#insecure is for rediss:// URLs".into()),
+                Some("insecure") if !development => self.fail(
+                    "REDIS_URL",
+                    "#insecure turns off the server's certificate check and is refused unless APP_ENV=development; give the server's CA in REDIS_CA_FILE instead".into(),
+                ),
+                Some("insecure") => {}
+                Some(_) => self.fail("REDIS_URL", "the only fragment it may have is #insecure".into()),
+            }
+        }
+        let mut out = RedisTls::default();
+        let needs_tls = |p: &mut Parser, name: &str| {
+            if !tls {
+                p.fail(name, "needs a rediss:// REDIS_URL (TLS)".into());
+            }
+        };
+        if let Some(ca) = self.text("REDIS_CA_FILE").filter(|s| !s.is_empty()) {
+            needs_tls(self, "REDIS_CA_FILE");
+            self.pem_file("REDIS_CA_FILE", "the file", Path::new(&ca), Pem::Certificates);
+            out.ca_file = Some(ca.into());
+        }
+        let cert = self.text("REDIS_CLIENT_CERT").filter(|s| !s.is_empty());
+        let key = self.text("REDIS_CLIENT_KEY").filter(|s| !s.is_empty());
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                needs_tls(self, "REDIS_CLIENT_CERT");
+                self.pem_file("REDIS_CLIENT_CERT", "the file", Path::new(&cert), Pem::Certificates);
+                self.pem_file("REDIS_CLIENT_KEY", "the file", Path::new(&key), Pem::Key);
+                out.client = Some((cert.into(), key.into()));
+            }
+            (None, None) => {}
+            (Some(_), None) => self.fail("REDIS_CLIENT_KEY", "must be set with REDIS_CLIENT_CERT".into()),
+            (None, Some(_)) => self.fail("REDIS_CLIENT_CERT", "must be set with REDIS_CLIENT_KEY".into()),
+        }
+        (url, out)
+    }
+
+    /// A PEM file the worker will read: a certificate (chain) or a private key that only
+    /// its owner (or root's group) can read, as libpq requires of `sslkey`.
+    fn pem_file(&mut self, name: &str, what: &str, path: &Path, kind: Pem) {
+        if let Err(problem) = check_pem(path, kind) {
+            self.fail(name, format!("{what} {}: {problem}", path.display()));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pem {
+    Certificates,
+    Key,
+}
+
+fn check_pem(path: &Path, kind: Pem) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a file".into());
+    }
+    if kind == Pem::Key {
+        use std::os::unix::fs::MetadataExt;
+        // libpq's rule: owned by this user and 0600 or less, or owned by root and 0640 or less.
+        let mode = meta.mode() & 0o777;
+        let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+        if mode & !allowed != 0 {
+            return Err(format!("has mode {mode:o}: a private key must not be readable by others (chmod 600)"));
+        }
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    match kind {
+        Pem::Certificates => {
+            let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
+            match certs {
+                Ok(certs) if !certs.is_empty() => Ok(()),
+                Ok(_) => Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()),
+                Err(e) => Err(format!("is not PEM: {e}")),
+            }
+        }
+        Pem::Key => {
+            PrivateKeyDer::from_pem_slice(&bytes).map(drop).map_err(|e| format!("holds no PEM private key: {e}"))
+        }
+    }
+}
+
+/// `scheme://user:password@host/db?password=x` -> `scheme://user:***@host/db?password=***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let slash = if rest.contains('/') { "/" } else { "" };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => format!("{}:***@{host}", userinfo.split(':').next().unwrap_or("")),
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((p, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{p}?{}", query.join("&"))
+        }
+        None => path.to_string(),
+    };
+    format!("{scheme}://{authority}{slash}{path}")
+}
