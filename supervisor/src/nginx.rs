@@ -75,7 +75,12 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
         servers => servers,
         extra_hosts => &spec.upstream_hosts,
         server_name => &spec.server_name,
-        listen => &spec.listen,
+        listen => (spec.listen != "off").then_some(&spec.listen),
+        listen_tls => &spec.listen_tls,
+        redirect_to => spec.listen_tls.as_deref().and_then(crate::config::tls_port).map(|port| match port {
+            443 => "https://$host$request_uri".to_owned(),
+            port => format!("https://$host:{port}$request_uri"),
+        }),
         ssl_certificate => spec.ssl_certificate.as_ref().map(|p| p.display().to_string()),
         ssl_certificate_key => spec.ssl_certificate_key.as_ref().map(|p| p.display().to_string()),
         access_log => &spec.access_log,

@@ -14,6 +14,7 @@ fn spec() -> NginxSpec {
         output: PathBuf::from("/tmp/unused.conf"),
         server_name: "chat.example.com".into(),
         listen: "80".into(),
+        listen_tls: None,
         ssl_certificate: None,
         ssl_certificate_key: None,
         access_log: "/var/log/nginx/access.log".into(),
@@ -73,6 +74,44 @@ fn four_instances_only_ready_ones_and_only_this_app() {
     let got = render(&s, &table, "127.0.0.1").unwrap();
     golden("nginx-4.conf", &got);
     assert_eq!(got.matches("server 127.0.0.1:").count(), 4, "{got}");
+}
+
+/// With `listen_tls`: the TLS server on it with the modern protocols and ciphers, and
+/// the plain listen only redirecting there; `nginx -t` loads a real certificate.
+#[test]
+fn a_tls_server_with_modern_settings_and_plain_http_redirecting_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("chat.pem"), dir.path().join("chat.key"));
+    let mut s = spec();
+    s.listen = "127.0.0.1:8080".into();
+    s.listen_tls = Some("127.0.0.1:8443".into());
+    s.ssl_certificate = Some("/etc/ssl/chat.pem".into());
+    s.ssl_certificate_key = Some("/etc/ssl/chat.key".into());
+    let instances = [instance("layer4-chat", 0, State::Online)];
+    let got = render(&s, &instances, "127.0.0.1").unwrap();
+    golden("nginx-tls.conf", &got);
+    assert!(got.contains("listen 127.0.0.1:8443 ssl;") && got.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{got}");
+    assert!(got.contains("return 301 https://$host:8443$request_uri;"), "{got}");
+    // Port 443 needs no port in the redirect; "off" leaves the TLS server alone.
+    s.listen_tls = Some("443".into());
+    assert!(render(&s, &instances, "127.0.0.1").unwrap().contains("return 301 https://$host$request_uri;"));
+    s.listen = "off".into();
+    let alone = render(&s, &instances, "127.0.0.1").unwrap();
+    assert!(!alone.contains("return 301") && alone.matches("server {").count() == 1, "{alone}");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if Command::new("nginx").arg("-v").output().is_ok() && made.is_ok_and(|o| o.status.success()) {
+        s.listen = "127.0.0.1:8080".into();
+        s.listen_tls = Some("127.0.0.1:8443".into());
+        s.ssl_certificate = Some(cert);
+        s.ssl_certificate_key = Some(key);
+        check(&s, &instances, "127.0.0.1").unwrap();
+    }
 }
 
 #[test]

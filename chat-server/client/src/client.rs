@@ -30,7 +30,7 @@ use crate::session;
 /// How to reach the server and how patient to be.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `ws://host:port/ws`.
+    /// `ws://host:port/ws`, or `wss://` (TLS).
     pub url: String,
     pub token: String,
     pub format: Format,
@@ -40,6 +40,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Give up after this many failed connection attempts in a row (None: never).
     pub max_attempts: Option<u32>,
+    /// TLS for `wss://` (None: [`crate::tls::default_config`], the public roots and the
+    /// process's `--ca-file`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -53,7 +56,14 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             max_attempts: None,
+            tls: None,
         }
+    }
+
+    /// TLS of its own for `wss://` (see [`crate::tls::config`] for a private CA).
+    pub fn tls(mut self, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn format(mut self, format: Format) -> Self {

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod http;
+pub mod tls;
 /// The wire protocol, from its own package (which the server uses too).
 pub use layer4_chat_protocol as protocol;
 mod session;

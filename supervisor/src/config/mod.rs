@@ -24,7 +24,7 @@ use serde::Serialize;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use listen::{Ready, SocketOwner};
-pub use nginx::NginxSpec;
+pub use nginx::{NginxSpec, tls_port};
 pub use schema::{LogType, RotateInterval};
 pub use tracking::{ErrorTracking, ErrorTrackingSection};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};

@@ -27,6 +27,9 @@ pub(super) struct NginxSection {
     /// What follows `listen`: `"80"`, `"127.0.0.1:8080"`, `"443 ssl"`.
     #[serde(default = "default_listen")]
     listen: String,
+    /// The TLS server's listen (`ssl` is added): `"443"`, `"127.0.0.1:8443"`. With it,
+    /// `listen` (unless `"off"`) only redirects to https.
+    listen_tls: Option<Spanned<String>>,
     ssl_certificate: Option<PathBuf>,
     ssl_certificate_key: Option<PathBuf>,
     /// The server's access log, written without query strings (a browser's WebSocket
@@ -65,7 +68,9 @@ pub struct NginxSpec {
     pub template: Option<PathBuf>,
     pub output: PathBuf,
     pub server_name: String,
+    /// `"off"`: no plain server (only with `listen_tls`).
     pub listen: String,
+    pub listen_tls: Option<String>,
     pub ssl_certificate: Option<PathBuf>,
     pub ssl_certificate_key: Option<PathBuf>,
     /// An absolute path, or `"off"`.
@@ -150,6 +155,16 @@ pub(super) fn resolve(
     if section.ssl_certificate.is_some() != section.ssl_certificate_key.is_some() {
         report.push(0..0, "`[nginx]` needs both `ssl_certificate` and `ssl_certificate_key`, or neither");
     }
+    if let Some(tls) = &section.listen_tls {
+        if section.ssl_certificate.is_none() {
+            report.push(tls.span(), "`listen_tls` needs `ssl_certificate` and `ssl_certificate_key`");
+        }
+        if tls_port(tls.get_ref()).is_none() || tls.get_ref().contains([';', '{', '}', '\n']) {
+            report.push(tls.span(), format!("`listen_tls` {:?} is not PORT or ADDRESS:PORT", tls.get_ref()));
+        }
+    } else if section.listen == "off" {
+        report.push(0..0, "`[nginx] listen = \"off\"` leaves no server: set `listen_tls`");
+    }
     let connect = section.proxy_connect_timeout.get_ref().0;
     if connect > Duration::from_secs(75) || connect.is_zero() {
         // nginx caps it at 75 s; the plan's 86400 would be cut silently.
@@ -185,6 +200,7 @@ pub(super) fn resolve(
         template: at(&section.template),
         server_name: section.server_name,
         listen: section.listen,
+        listen_tls: section.listen_tls.map(Spanned::into_inner),
         ssl_certificate: at(&section.ssl_certificate),
         ssl_certificate_key: at(&section.ssl_certificate_key),
         access_log: section.access_log.into_inner(),
@@ -198,4 +214,11 @@ pub(super) fn resolve(
         reload_command,
         auto_reload: section.auto_reload,
     })
+}
+
+/// The port of a `listen_tls` value (`"443"`, `"127.0.0.1:8443"`, `"[::]:443 http2"`).
+pub fn tls_port(listen: &str) -> Option<u16> {
+    let address = listen.split_whitespace().next()?;
+    let port = address.rsplit_once(':').map_or(address, |(_, p)| p);
+    port.parse().ok().filter(|p| *p > 0)
 }

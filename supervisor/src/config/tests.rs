@@ -357,6 +357,21 @@ fn the_nginx_access_log_is_an_absolute_path_or_off() {
 }
 
 #[test]
+fn listen_tls_needs_the_certificate_pair_and_a_port_and_off_needs_listen_tls() {
+    let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
+    let pair = "ssl_certificate = \"c.pem\"\nssl_certificate_key = \"c.key\"\n";
+    let c = parse_str(&format!("[nginx]\nlisten_tls = \"443\"\n{pair}{app}")).unwrap();
+    assert_eq!(c.nginx.unwrap().listen_tls.as_deref(), Some("443"));
+    let d = diagnostics(&format!("[nginx]\nlisten_tls = \"443\"\n{app}"));
+    assert!(d.iter().any(|d| d.message.contains("`listen_tls` needs `ssl_certificate`") && d.line == 2), "{d:?}");
+    let d = diagnostics(&format!("[nginx]\nlisten_tls = \"127.0.0.1:https\"\n{pair}{app}"));
+    assert!(d.iter().any(|d| d.message.contains("is not PORT or ADDRESS:PORT")), "{d:?}");
+    let d = diagnostics(&format!("[nginx]\nlisten = \"off\"\n{app}"));
+    assert!(d.iter().any(|d| d.message.contains("leaves no server")), "{d:?}");
+    assert_eq!(super::tls_port("[::]:8443 http2"), Some(8443));
+}
+
+#[test]
 fn scale_is_refused_past_the_instance_limit_the_port_range_and_another_app_s_ports() {
     let c = parse_str(
         "[[apps]]\nname = \"web\"\nscript = \"x\"\nport = 3000\n[[apps]]\nname = \"api\"\nscript = \"x\"\nport = 3010\ninstances = 2\n[[apps]]\nname = \"split\"\nscript = \"x\"\nmerge_logs = false\n[[apps]]\nname = \"top\"\nscript = \"x\"\nport = 65530\n",

@@ -17,9 +17,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[derive(Debug, Parser)]
 #[command(version, about = "Talk to a layer4 chat server by hand")]
 struct Args {
-    /// Server address.
+    /// Server address: http://host:port, or https://host (the WebSocket is then wss://).
     #[arg(long, global = true, env = "L4_SERVER", default_value = "http://127.0.0.1:3001")]
     server: String,
+    /// PEM file of a private CA to trust besides the public roots (https:// and wss://).
+    #[arg(long, global = true, env = "L4_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -64,6 +67,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(ca) = &args.ca_file {
+        layer4_chat_client::tls::trust_ca_file(ca).map_err(|e| anyhow::anyhow!("--ca-file {e}"))?;
+    }
     match args.cmd {
         Cmd::Register { username, password } => {
             println!("{}", http::register(&args.server, &username, &password).await?.token)
@@ -77,7 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::ensure!(status == 200, "HTTP {status}");
         }
         Cmd::Chat { room, token, history, msgpack } => {
-            let url = format!("{}/ws", args.server.replacen("http://", "ws://", 1));
+            let url = ws_url(&args.server);
             let format = if msgpack { Format::MsgPack } else { Format::Json };
             let mut client = Client::start(ClientConfig::new(url, token).format(format));
             client.join(&room).await?;
@@ -106,4 +112,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `http://host:port` -> `ws://host:port/ws`, `https://host` -> `wss://host/ws`.
+fn ws_url(server: &str) -> String {
+    let server = server.trim_end_matches('/');
+    let url = match server.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some(("http", rest)) => format!("ws://{rest}"),
+        _ => server.to_owned(),
+    };
+    format!("{url}/ws")
 }

@@ -108,7 +108,9 @@ pub(crate) async fn run(config: ClientConfig, mut cmds: mpsc::Receiver<Cmd>, eve
 async fn connect(config: &ClientConfig) -> Result<Ws, End> {
     let request = handshake_request(&config.url, &config.token, config.format).map_err(End::Stop)?;
     let ws_config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(8 * 1024);
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    let tls = config.tls.clone().unwrap_or_else(crate::tls::default_config);
+    let connector = tokio_tungstenite::Connector::Rustls(tls);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, Some(connector));
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tungstenite::Error::Http(response))) => {
@@ -124,9 +126,18 @@ async fn connect(config: &ClientConfig) -> Result<Ws, End> {
                 _ => Err(End::Retry { code: None, reason: format!("HTTP {status}: {body}"), at_least: retry_after }),
             }
         }
-        Ok(Err(e)) => Err(retry(e.to_string())),
+        // A certificate the client does not accept will not change by retrying.
+        Ok(Err(e)) => match crate::tls::certificate_problem(&host(&config.url), &e) {
+            Some(sentence) => Err(End::Stop(sentence)),
+            None => Err(retry(e.to_string())),
+        },
         Err(_) => Err(retry("connect timed out")),
     }
+}
+
+/// The host of a URL, for messages.
+fn host(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| url.to_owned())
 }
 
 impl State {

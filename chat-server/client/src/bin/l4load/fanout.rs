@@ -207,7 +207,18 @@ async fn thread_main(shared: Arc<Shared>, t: usize, threads: usize) {
 /// takes every frame that arrived, so the generator does not cost more per delivery than
 /// the servers it measures. Server frames are unmasked; pings are answered with pongs.
 async fn subscriber(shared: Arc<Shared>, ws: Ws, t0: Instant, deadline: Instant) {
-    let MaybeTlsStream::Plain(mut stream) = ws.into_inner() else { return };
+    match ws.into_inner() {
+        MaybeTlsStream::Plain(stream) => read_frames(shared, stream, t0, deadline).await,
+        MaybeTlsStream::Rustls(stream) => read_frames(shared, stream, t0, deadline).await,
+        _ => {}
+    }
+}
+
+/// The subscriber's loop on its socket, TLS or not.
+async fn read_frames<S>(shared: Arc<Shared>, mut stream: S, t0: Instant, deadline: Instant)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut latencies: Vec<u64> = Vec::with_capacity(256);
     let flush = |latencies: &mut Vec<u64>| {
         shared.received.fetch_add(latencies.len() as u64, Relaxed);
@@ -239,7 +250,8 @@ async fn subscriber(shared: Arc<Shared>, ws: Ws, t0: Instant, deadline: Instant)
                 0x8 => break 'read,
                 0x9 => {
                     let ping = buf[pos..len][payload].to_vec();
-                    if stream.write_all(&pong(&ping)).await.is_err() {
+                    // Flushed: a TLS stream holds what is written until then.
+                    if stream.write_all(&pong(&ping)).await.is_err() || stream.flush().await.is_err() {
                         break 'read;
                     }
                 }

@@ -30,9 +30,12 @@ pub enum Protocol {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
-    /// WebSocket URL (loopback only).
+    /// WebSocket URL (loopback only): ws://, or wss:// (TLS, e.g. through a local nginx).
     #[arg(long, default_value = "ws://127.0.0.1:3001/ws")]
     pub url: String,
+    /// PEM file of a private CA to trust besides the public roots (wss://).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bearer token for the chat server (from `l4chat register`).
     #[arg(long, env = "L4_TOKEN", default_value = "")]
     pub token: String,
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
     };
     if let Err(e) = net::check_loopback(&common.url) {
         eprintln!("l4load: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(ca) = &common.ca_file
+        && let Err(e) = layer4_chat_client::tls::trust_ca_file(ca)
+    {
+        eprintln!("l4load: --ca-file {e}");
         return ExitCode::from(2);
     }
     proc::raise_nofile();

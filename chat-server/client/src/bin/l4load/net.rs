@@ -30,7 +30,8 @@ pub async fn connect(common: &Common) -> anyhow::Result<Ws> {
         Protocol::Raw => common.url.as_str().into_client_request()?,
     };
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = tokio_tungstenite::Connector::Rustls(layer4_chat_client::tls::default_config());
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
     let (ws, _) = tokio::time::timeout(Duration::from_secs(10), connecting).await.context("handshake timed out")??;
     Ok(ws)
 }
