@@ -25,12 +25,12 @@ const SENDERS: usize = 20;
 const SEND_EVERY: Duration = Duration::from_millis(100);
 
 /// nginx on a temp prefix, in front of `include`.
-struct Nginx {
+pub struct Nginx {
     args: Vec<String>,
 }
 
 impl Nginx {
-    fn start(dir: &std::path::Path, include: &std::path::Path) -> Nginx {
+    pub fn start(dir: &std::path::Path, include: &std::path::Path) -> Nginx {
         let d = dir.display();
         let conf = format!(
             "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n include {};\n}}\n",

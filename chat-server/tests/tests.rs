@@ -17,3 +17,4 @@ mod resume;
 mod rooms;
 mod telemetry;
 mod tls;
+mod wss;
