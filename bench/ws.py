@@ -18,12 +18,16 @@ Both servers run on 127.0.0.1 with the same load generator (target/release/l4loa
     * Node's highest clean rate, 35 msg/s: p99.  Target: chat-server <= 1/2 of Node.
     * loss-free saturation: an ascending ramp on each server; the highest deliveries/s with no
       loss within the drain.  Target: chat-server >= 10x Node.
+- through nginx: the same 30 msg/s fan-out through one nginx worker (bench/tls_nginx.py: the TLS
+  settings of the rendered template), once over ws:// and once over wss://, for each server:
+  server CPU per delivery, nginx CPU per delivery and p99.  Reported, not judged (issue 16).
 --quick: 2,000 idle connections, 5 s runs, a shorter ramp (a smoke run, not for the README).
 """
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import HERE, PEERS, free_port, install_signal_handlers, node_version, print_markdown_table, rss_kib, wait_for, write_results
+from tls_nginx import Nginx
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -81,9 +85,12 @@ class Server:
                             "register", name, "bench-password"], capture_output=True, text=True, timeout=30, check=True)
         return r.stdout.strip()
 
-    def l4load(self, *args, timeout=120):
+    def path(self):
+        return "/ws" if self.kind == "chat-server" else "/"
+
+    def l4load(self, *args, timeout=120, url=None):
         argv = [os.path.join(REL, "l4load")] + list(args) + [
-            "--url", self.url(), "--token", self.token(), "--watch-pid", str(self.proc.pid),
+            "--url", url or self.url(), "--token", self.token(), "--watch-pid", str(self.proc.pid),
             "--protocol", "l4" if self.kind == "chat-server" else "raw"]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
@@ -104,9 +111,31 @@ def idle(s):
     return s.l4load("idle", "--connections", str(n), "--connect-rate", "2000", "--hold", "3" if QUICK else "10")
 
 
-def fanout(s, rate, secs):
+def fanout(s, rate, secs, url=None, extra=()):
     return s.l4load("fanout", "--subscribers", "1000", "--publishers", "4", "--size", "100",
-                    "--rate", str(rate), "--secs", str(secs), "--drain", "3", "--settle", "1")
+                    "--rate", str(rate), "--secs", str(secs), "--drain", "3", "--settle", "1", *extra, url=url)
+
+
+def through_nginx(s, tmp, secs):
+    """30 msg/s through one nginx worker, ws:// then wss://, with the worker's CPU."""
+    ng = Nginx(tmp, s.port).start()
+    try:
+        out = {}
+        for scheme in ("ws", "wss"):
+            url = ng.url(scheme, s.path())
+            extra = ("--ca-file", ng.cert) if scheme == "wss" else ()
+            fanout(s, 100, 3, url, extra)  # warm-up
+            before = ng.cpu_s()
+            r = fanout(s, 30, secs, url, extra)
+            r["nginx_cpu_s"] = ng.cpu_s() - before
+            r["nginx_us_per_delivery"] = r["nginx_cpu_s"] * 1e6 / max(r["received"], 1)
+            out[scheme] = r
+            print("  %s via nginx %s://: %9.0f deliveries/s loss %.3f%% p99 %.1f ms, server %.2f us, nginx %.2f us/delivery" % (
+                s.kind, scheme, r["deliveries_per_s"], r["loss_percent"], r["latency_ms"]["p99"],
+                r["server_us_per_delivery"] or 0, r["nginx_us_per_delivery"]), file=sys.stderr)
+        return out
+    finally:
+        ng.stop()
 
 
 def fanout_series(s, rates, secs):
@@ -137,7 +166,7 @@ def main():
         "node-ws": [30, 35, 50, 70, 100, 150, 200, 300, 500, 700] if not QUICK else [30, 35, 70],
         "chat-server": [30, 35, 100, 200, 300, 500, 700, 1000, 1500, 2000] if not QUICK else [30, 35, 500],
     }
-    raw = {"idle": {}, "fanout": {}}
+    raw = {"idle": {}, "fanout": {}, "nginx": {}}
     for kind in ("node-ws", "chat-server"):
         print("%s: idle" % kind, file=sys.stderr)
         raw["idle"][kind] = fresh(kind, tmp, idle)
@@ -145,6 +174,9 @@ def main():
     for kind in ("node-ws", "chat-server"):
         print("%s: fan-out" % kind, file=sys.stderr)
         raw["fanout"][kind] = fresh(kind, tmp, lambda s: fanout_series(s, ramps[kind], secs))
+    for kind in ("node-ws", "chat-server"):
+        print("%s: through nginx" % kind, file=sys.stderr)
+        raw["nginx"][kind] = fresh(kind, tmp, lambda s: through_nginx(s, tmp, secs))
 
     ours, node = raw["fanout"]["chat-server"], raw["fanout"]["node-ws"]
     bpc = {k: raw["idle"][k]["server_bytes_per_connection"] for k in raw["idle"]}
@@ -171,6 +203,17 @@ def main():
         ["loss-free saturation, deliveries/s", "%.0f" % sat["chat-server"], "%.0f" % sat["node-ws"],
          "%.1fx" % (sat["chat-server"] / max(sat["node-ws"], 1)), ">= 10x", verdict(sat["chat-server"] >= 10 * sat["node-ws"])],
     ]
+    ng = raw["nginx"]
+    for scheme in ("ws", "wss"):
+        c, n = ng["chat-server"][scheme], ng["node-ws"][scheme]
+        rows.append(["%s:// through nginx at 30k deliveries/s: server CPU per delivery, us" % scheme,
+                     "%.2f" % (c["server_us_per_delivery"] or 0), "%.2f" % (n["server_us_per_delivery"] or 0),
+                     "%.2f" % ((c["server_us_per_delivery"] or 0) / max(n["server_us_per_delivery"] or 0, 1e-9)), "", ""])
+        rows.append(["  nginx CPU per delivery, us", "%.2f" % c["nginx_us_per_delivery"], "%.2f" % n["nginx_us_per_delivery"],
+                     "%.2f" % (c["nginx_us_per_delivery"] / max(n["nginx_us_per_delivery"], 1e-9)), "", ""])
+        rows.append(["  p99 (loss %%: %.3f / %.3f), ms" % (c["loss_percent"], n["loss_percent"]),
+                     "%.1f" % c["latency_ms"]["p99"], "%.1f" % n["latency_ms"]["p99"],
+                     "%.2f" % (c["latency_ms"]["p99"] / max(n["latency_ms"]["p99"], 1e-9)), "", ""])
     print_markdown_table(["metric", "chat-server", "node ws", "ratio", "target", ""], rows)
     ramp_rows = []
     for kind in ("node-ws", "chat-server"):

@@ -10,6 +10,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need node "node is required for the ws peer"
+need nginx "nginx is required for the through-nginx rows (apt-get install nginx)"
+need openssl "openssl makes the through-nginx rows' certificate"
 for bin in chat-server l4load l4chat; do
   [ -x "$ROOT/target/release/$bin" ] || { echo "missing target/release/$bin: cargo build --release --bins" >&2; exit 1; }
 done
