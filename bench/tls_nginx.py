@@ -84,4 +84,5 @@ http {
         return "%s://localhost:%d%s" % (scheme, self.https if scheme == "wss" else self.http, path)
 
     def stop(self):
-        subprocess.run(self.args + ["-s", "stop"], capture_output=True)
+        if getattr(self, "args", None):
+            subprocess.run(self.args + ["-s", "stop"], capture_output=True)

@@ -118,8 +118,9 @@ def fanout(s, rate, secs, url=None, extra=()):
 
 def through_nginx(s, tmp, secs):
     """30 msg/s through one nginx worker, ws:// then wss://, with the worker's CPU."""
-    ng = Nginx(tmp, s.port).start()
+    ng = Nginx(tmp, s.port)
     try:
+        ng.start()
         out = {}
         for scheme in ("ws", "wss"):
             url = ng.url(scheme, s.path())

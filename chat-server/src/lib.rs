@@ -111,10 +111,9 @@ pub async fn run(
     let mut settings = settings;
     reach::install_crypto();
     let store = Store::open(&settings.database_url).await.map_err(|e| match e {
-        StoreError::Db(e) => RunError::Unreachable(reach::why::sentence(
-            &reach::why::Endpoint::new("DATABASE_URL", &settings.database_url),
-            &e,
-        )),
+        StoreError::Db(e) if !settings.database_url.starts_with("sqlite:") => RunError::Unreachable(
+            reach::why::sentence(&reach::why::Endpoint::new("DATABASE_URL", &settings.database_url), &e),
+        ),
         other => RunError::Store(other),
     })?;
     // Development without JWT_SECRET: a secret kept beside the SQLite database, so tokens

@@ -71,12 +71,33 @@ impl Pki {
 
 /// A private PostgreSQL with `ssl = on` and a private TLS-only Redis, both stopped on drop.
 pub struct TlsServers {
+    // Held only to be dropped; fields drop in order: the servers stop before their folder goes.
+    _postgres: Stopped,
+    _redis: Stopped,
     pub dir: tempfile::TempDir,
     pub pki: Pki,
     pub pg_port: u16,
     pub redis_port: u16,
-    postgres: Child,
-    redis: Child,
+}
+
+/// A server process stopped (with its signal) and reaped when dropped, from the moment
+/// it is spawned: a failed assertion while the rest starts leaves nothing running.
+struct Stopped(Child, nix::sys::signal::Signal);
+
+impl Stopped {
+    /// Panics with `log` if the process has exited.
+    fn alive(&mut self, what: &str, log: &Path) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            panic!("{what} exited ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), self.1);
+        let _ = self.0.wait();
+    }
 }
 
 impl TlsServers {
@@ -132,6 +153,7 @@ impl TlsServers {
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         let pg_port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let log_path = dir.path().join("postgres.log");
         let postgres = as_postgres(&bin.join("postgres"))
             .arg("-D")
             .arg(&data)
@@ -150,6 +172,8 @@ impl TlsServers {
             .stderr(log)
             .spawn()
             .unwrap();
+        // SIGQUIT: PostgreSQL's immediate shutdown, which takes its backends along.
+        let mut postgres = Stopped(postgres, nix::sys::signal::Signal::SIGQUIT);
         let psql = |sql: &str| {
             Command::new("psql")
                 .arg("-h")
@@ -160,7 +184,8 @@ impl TlsServers {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !psql("SELECT 1").status.success() {
-            let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+            postgres.alive("the private PostgreSQL", &log_path);
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             assert!(Instant::now() < deadline, "the private PostgreSQL did not start:\n{log}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -173,6 +198,7 @@ impl TlsServers {
             assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
         }
         let redis_port = free_port();
+        let redis_log = dir.path().join("redis.log");
         let redis = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &redis_port.to_string(), "--bind", "127.0.0.1 ::1"])
             .arg("--tls-cert-file")
@@ -182,15 +208,21 @@ impl TlsServers {
             .arg("--tls-ca-cert-file")
             .arg(&pki.ca)
             .args(["--tls-auth-clients", "yes", "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no"])
+            .arg("--logfile")
+            .arg(&redis_log)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/test installs it)");
+        let mut redis = Stopped(redis, nix::sys::signal::Signal::SIGKILL);
+        // Ready when its log says so: a bare connect could reach another process that
+        // took the port first, and then this one has exited (checked every turn).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+        while !std::fs::read_to_string(&redis_log).unwrap_or_default().contains("Ready to accept connections") {
+            redis.alive("the private TLS Redis", &redis_log);
             assert!(Instant::now() < deadline, "the private TLS Redis did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(TlsServers { dir, pki, pg_port, redis_port, postgres, redis })
+        Some(TlsServers { _postgres: postgres, _redis: redis, dir, pki, pg_port, redis_port })
     }
 
     /// `postgres://chat:<password>@<host>:<port>/chat?<query>`.
@@ -211,17 +243,6 @@ impl TlsServers {
             ("REDIS_CLIENT_CERT", p(&self.pki.client_cert)),
             ("REDIS_CLIENT_KEY", p(&self.pki.client_key)),
         ]
-    }
-}
-
-impl Drop for TlsServers {
-    fn drop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        // SIGQUIT: PostgreSQL's immediate shutdown, which takes its backends along.
-        for (child, signal) in [(&mut self.postgres, Signal::SIGQUIT), (&mut self.redis, Signal::SIGKILL)] {
-            let _ = kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
-            let _ = child.wait();
-        }
     }
 }
 

@@ -21,7 +21,11 @@ fn check(env: &[(&str, String)]) -> (i32, String, String) {
         .output()
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for secret in [crate::pki::PG_PASSWORD, crate::pki::REDIS_PASSWORD] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "a password was printed:\n{stdout}{stderr}");
+    }
+    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 /// The one sentence `--check` fails with for `env` (exit 1, nothing on stdout).
@@ -50,8 +54,10 @@ fn postgres_over_tls_connects_in_each_mode_and_says_why_it_cannot() {
     assert!(out.contains("connected over TLS"), "{out}");
     // The chain and the name, with the private CA.
     accepted(&db(s.pg_url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"))));
-    // The chain only: 127.0.0.1 is not in the certificate, and verify-ca does not mind.
-    accepted(&db(s.pg_url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}"))));
+    // A password in the query is as secret as one in the authority.
+    let in_query =
+        format!("postgres://chat@localhost:{}/chat?password={}&sslmode=require", s.pg_port, crate::pki::PG_PASSWORD);
+    assert!(accepted(&db(in_query)).contains("password=***"));
     // Without the CA: public roots only.
     let why = refused(&db(s.pg_url("localhost", "sslmode=verify-full")));
     assert!(why.contains("the server's certificate is not signed by a CA this worker trusts"), "{why}");
@@ -59,7 +65,8 @@ fn postgres_over_tls_connects_in_each_mode_and_says_why_it_cannot() {
     // A name the certificate does not have.
     let why = refused(&db(s.pg_url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))));
     assert!(why.contains("not valid for the name 127.0.0.1 (it is for"), "{why}");
-    // libpq's require with a root certificate checks the chain: another CA's file fails.
+    // libpq's require with a root certificate checks the chain (here with the name, as
+    // verify-full): another CA's file fails.
     let other = tempfile::tempdir().unwrap();
     let stranger = crate::pki::Pki::make(other.path()).ca.display().to_string();
     let why = refused(&db(s.pg_url("127.0.0.1", &format!("sslmode=require&sslrootcert={stranger}"))));
@@ -103,13 +110,30 @@ fn tls_settings_that_cannot_work_are_refused_before_any_connection() {
     ]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     for expected in [
-        "sslmode=verify-everything is not one of disable, prefer, require, verify-ca, verify-full",
+        "sslmode=verify-everything is not one of disable, prefer, require, verify-full",
         "missing.crt: No such file or directory",
         "has mode 644: a private key must not be readable by others (chmod 600)",
         "#insecure turns off the server's certificate check and is refused unless APP_ENV=development",
         "REDIS_CA_FILE (environment): the file",
         "holds no PEM certificate",
         "REDIS_CLIENT_KEY: must be set with REDIS_CLIENT_CERT",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing from:\n{stderr}");
+    }
+}
+
+#[test]
+fn verify_ca_other_spellings_and_pgssl_variables_are_refused_with_the_reason() {
+    let (code, stdout, stderr) = check(&[
+        ("DATABASE_URL", "postgres://u@localhost:1/db?sslmode=verify-ca&ssl-root-cert=/x&sslmode=require".into()),
+        ("PGSSLMODE", "disable".into()),
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    for expected in [
+        "verify-ca would also take any public CA's certificate for any name: use verify-full",
+        "spell ssl-root-cert as sslrootcert",
+        "gives sslmode more than once",
+        "PGSSLMODE (environment): is not read: give sslmode=... in DATABASE_URL",
     ] {
         assert!(stderr.contains(expected), "{expected:?} missing from:\n{stderr}");
     }

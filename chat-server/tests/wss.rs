@@ -16,7 +16,7 @@ use layer4_chat_client::protocol::Format;
 
 use crate::cluster::Cluster;
 use crate::e2e::Nginx;
-use crate::helper::{SECRET, free_port, joined};
+use crate::helper::{SECRET, joined};
 use crate::pki::TlsServers;
 
 const READERS: usize = 10;
@@ -34,7 +34,10 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
     let nginx_dir = tls.dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir).unwrap();
     let output = nginx_dir.join("layer4.conf");
-    let (https_port, http_port) = (free_port(), free_port());
+    // Held until nginx starts, so the workers' ports cannot take them.
+    let holds =
+        [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+    let (https_port, http_port) = (holds[0].local_addr().unwrap().port(), holds[1].local_addr().unwrap().port());
     let section = format!(
         "[nginx]\nserver_name = \"localhost\"\nlisten = \"127.0.0.1:{http_port}\"\nlisten_tls = \"127.0.0.1:{https_port}\"\nssl_certificate = {:?}\nssl_certificate_key = {:?}\noutput = {:?}\naccess_log = \"off\"\n",
         tls.pki.server_cert.display().to_string(),
@@ -54,12 +57,13 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
     let cluster = tokio::task::block_in_place(|| Cluster::start_with(3, &env, &section));
     let out = cluster.l4(&["nginx", "render"]);
     assert!(out.status.success(), "{}", cluster.diagnose(&out));
+    drop(holds);
     let _nginx = Nginx::start(&nginx_dir, &output);
 
     // Plain HTTP answers with the way to TLS.
     let (status, headers, _) =
         layer4_chat_client::http::get(&format!("http://localhost:{http_port}"), "/ws").await.unwrap();
-    assert_eq!(status, 301);
+    assert_eq!(status, 308);
     assert_eq!(headers["location"], format!("https://localhost:{https_port}/ws").as_str());
 
     // Readers and three senders over wss://, trusting the private CA.
@@ -68,7 +72,7 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
     let url = format!("wss://localhost:{https_port}/ws");
     let client = |k: usize| {
         let mut config = ClientConfig::new(url.clone(), auth.issue(k as i64 + 1, &format!("u{k}")))
-            .format(if k % 2 == 0 { Format::Json } else { Format::MsgPack })
+            .format(if k.is_multiple_of(2) { Format::Json } else { Format::MsgPack })
             .tls(client_tls.clone());
         config.backoff_base = Duration::from_millis(50);
         config.backoff_max = Duration::from_millis(500);
@@ -115,7 +119,10 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
     let out = run(&["health"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{out:?}");
-    assert!(err.contains("localhost's certificate is not signed by a trusted CA (give its CA with --ca-file)"), "{err}");
+    assert!(
+        err.contains("localhost's certificate is not signed by a trusted CA (give its CA with --ca-file)"),
+        "{err}"
+    );
     let mut chat = Command::new(l4chat())
         .args(["--server", &server, "--ca-file", &ca, "chat", "--history", "5", ROOM])
         .env("L4_TOKEN", auth.issue(99, "l4chat-user"))

@@ -91,13 +91,13 @@ fn a_tls_server_with_modern_settings_and_plain_http_redirecting_to_it() {
     let got = render(&s, &instances, "127.0.0.1").unwrap();
     golden("nginx-tls.conf", &got);
     assert!(got.contains("listen 127.0.0.1:8443 ssl;") && got.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{got}");
-    assert!(got.contains("return 301 https://$host:8443$request_uri;"), "{got}");
+    assert!(got.contains("return 308 https://$host:8443$request_uri;"), "{got}");
     // Port 443 needs no port in the redirect; "off" leaves the TLS server alone.
     s.listen_tls = Some("443".into());
-    assert!(render(&s, &instances, "127.0.0.1").unwrap().contains("return 301 https://$host$request_uri;"));
+    assert!(render(&s, &instances, "127.0.0.1").unwrap().contains("return 308 https://$host$request_uri;"));
     s.listen = "off".into();
     let alone = render(&s, &instances, "127.0.0.1").unwrap();
-    assert!(!alone.contains("return 301") && alone.matches("server {").count() == 1, "{alone}");
+    assert!(!alone.contains("return 308") && alone.matches("server {").count() == 1, "{alone}");
     let made = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
         .args(["-subj", "/CN=localhost", "-keyout"])

@@ -12,8 +12,21 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Parser;
 
-/// libpq's `sslmode` values that sqlx implements (`allow` it does not).
-pub const SSLMODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+/// libpq's `sslmode` values taken. `allow` sqlx does not implement; `verify-ca` it
+/// implements by trusting the public roots besides `sslrootcert` without checking the
+/// name, which would let any public CA's certificate for any name through.
+pub const SSLMODES: &[&str] = &["disable", "prefer", "require", "verify-full"];
+
+/// sqlx's other spellings of the TLS parameters, and the environment variables it reads
+/// past these checks: refused, so what is checked is what is used.
+const ALIASES: &[(&str, &str)] = &[
+    ("ssl-mode", "sslmode"),
+    ("ssl-root-cert", "sslrootcert"),
+    ("ssl-ca", "sslrootcert"),
+    ("ssl-cert", "sslcert"),
+    ("ssl-key", "sslkey"),
+];
+const PG_ENV: &[&str] = &["PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"];
 
 /// How the Redis connection is secured, beyond what `rediss://` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,12 +37,19 @@ pub struct RedisTls {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-pub const VARIABLES: &[&str] = &["REDIS_CA_FILE", "REDIS_CLIENT_CERT", "REDIS_CLIENT_KEY"];
+pub const VARIABLES: &[&str] =
+    &["REDIS_CA_FILE", "REDIS_CLIENT_CERT", "REDIS_CLIENT_KEY", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"];
 
 impl Parser {
-    /// `DATABASE_URL` as sqlx is to get it: libpq's `require` with a root certificate
-    /// checks the chain as libpq does (`verify-ca`).
+    /// `DATABASE_URL` as sqlx is to get it: `require` with a root certificate checks the
+    /// chain (libpq's rule), and with sqlx that is done as `verify-full`.
     pub(super) fn database_url(&mut self) -> String {
+        for name in PG_ENV {
+            if self.text(name).is_some() {
+                let key = name.trim_start_matches("PG").to_ascii_lowercase();
+                self.fail(name, format!("is not read: give {key}=... in DATABASE_URL, where it is checked"));
+            }
+        }
         let url = self.text("DATABASE_URL").unwrap_or_else(|| "sqlite://data/chat.db".to_string());
         if url.starts_with("sqlite:") {
             return url;
@@ -42,12 +62,29 @@ impl Parser {
             self.fail("DATABASE_URL", "is not a URL (postgres://user:password@host:5432/database)".to_string());
             return url;
         };
+        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        for (alias, name) in ALIASES {
+            if keys.iter().any(|k| k == alias) {
+                self.fail("DATABASE_URL", format!("spell {alias} as {name} (libpq's name, the one checked)"));
+            }
+        }
+        for name in ["sslmode", "sslrootcert", "sslcert", "sslkey", "password", "host", "port"] {
+            if keys.iter().filter(|k| *k == name).count() > 1 {
+                self.fail("DATABASE_URL", format!("gives {name} more than once"));
+            }
+        }
         let param = |name: &str| parsed.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         let mode = param("sslmode");
         if let Some(mode) = &mode
             && !SSLMODES.contains(&mode.as_str())
         {
-            let also = if mode == "allow" { " (allow is not supported: use prefer)" } else { "" };
+            let also = match mode.as_str() {
+                "allow" => " (allow is not supported: use prefer)",
+                "verify-ca" => {
+                    " (verify-ca would also take any public CA's certificate for any name: use verify-full, with the host name the certificate names)"
+                }
+                _ => "",
+            };
             self.fail("DATABASE_URL", format!("sslmode={mode} is not one of {}{also}", SSLMODES.join(", ")));
         }
         let root = param("sslrootcert");
@@ -66,7 +103,11 @@ impl Parser {
             let pairs: Vec<(String, String)> = parsed
                 .query_pairs()
                 .map(|(k, v)| {
-                    if k == "sslmode" { (k.into_owned(), "verify-ca".into()) } else { (k.into_owned(), v.into_owned()) }
+                    if k == "sslmode" {
+                        (k.into_owned(), "verify-full".into())
+                    } else {
+                        (k.into_owned(), v.into_owned())
+                    }
                 })
                 .collect();
             parsed.query_pairs_mut().clear().extend_pairs(pairs);
@@ -82,6 +123,11 @@ impl Parser {
         if let Some(url) = &url {
             if !(url.starts_with("redis://") || tls) {
                 self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
+            } else if let Err(e) = url::Url::parse(url) {
+                self.fail(
+                    "REDIS_URL",
+                    format!("is not a URL ({e}): redis://[:PASSWORD@]host:port[/db], a password percent-encoded"),
+                );
             }
             match url.split_once('#').map(|(_, f)| f) {
                 None => {}
@@ -145,6 +191,11 @@ fn check_pem(path: &Path, kind: Pem) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         // libpq's rule: owned by this user and 0600 or less, or owned by root and 0640 or less.
         let mode = meta.mode() & 0o777;
+        // SAFETY: geteuid only reads this process's effective user id.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(format!("is owned by user {}: a private key must be this user's or root's", meta.uid()));
+        }
         let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
         if mode & !allowed != 0 {
             return Err(format!("has mode {mode:o}: a private key must not be readable by others (chmod 600)"));
@@ -166,27 +217,42 @@ fn check_pem(path: &Path, kind: Pem) -> Result<(), String> {
     }
 }
 
-/// `scheme://user:password@host/db?password=x` -> `scheme://user:***@host/db?password=***`.
+/// `scheme://user:password@host/db?password=x` -> `scheme://user:***@host/db?password=***`;
+/// a URL that does not parse is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let slash = if rest.contains('/') { "/" } else { "" };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => format!("{}:***@{host}", userinfo.split(':').next().unwrap_or("")),
-        None => authority.to_string(),
-    };
-    let path = match path.split_once('?') {
-        Some((p, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{p}?{}", query.join("&"))
-        }
-        None => path.to_string(),
-    };
-    format!("{scheme}://{authority}{slash}{path}")
+    if url.starts_with("sqlite:") {
+        return url.to_string();
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else { return "<a URL that does not parse>".into() };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_in_the_authority_and_the_query_and_a_bad_url_is_not_shown() {
+        assert_eq!(redact_url("postgres://chat:s3cret@db:5432/chat"), "postgres://chat:***@db:5432/chat");
+        assert_eq!(
+            redact_url("postgres://chat@db.example?password=s3cret&sslmode=require"),
+            "postgres://chat@db.example?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("rediss://:s3cret@cache:6380/#insecure"), "rediss://:***@cache:6380/#insecure");
+        assert_eq!(redact_url("postgres://chat:s3/cret@db"), "<a URL that does not parse>");
+        assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+    }
 }

@@ -27,8 +27,23 @@ impl Endpoint {
     pub fn new(setting: &'static str, url: &str) -> Endpoint {
         let parsed = url::Url::parse(url).ok();
         let postgres = setting == "DATABASE_URL";
-        let host = parsed.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "localhost".into());
-        let port = parsed.as_ref().and_then(url::Url::port).unwrap_or(if postgres { 5432 } else { 6379 });
+        let param = |name: &str| {
+            parsed.as_ref().and_then(|u| u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()))
+        };
+        // An IPv6 literal without its brackets (what a lookup takes); libpq's host= and
+        // port= in the query win, as they do for sqlx.
+        let host = match parsed.as_ref().and_then(url::Url::host) {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            None => "localhost".into(),
+        };
+        let host = param("host").filter(|_| postgres).unwrap_or(host);
+        let port = param("port")
+            .filter(|_| postgres)
+            .and_then(|p| p.parse().ok())
+            .or_else(|| parsed.as_ref().and_then(url::Url::port))
+            .unwrap_or(if postgres { 5432 } else { 6379 });
         let user = parsed.as_ref().map(|u| u.username().to_owned()).unwrap_or_default();
         let database = parsed.as_ref().map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
         let mode =
@@ -39,7 +54,16 @@ impl Endpoint {
     }
 
     fn at(&self) -> String {
-        format!("{}: {}:{}", self.setting, self.host, self.port)
+        if self.host.contains(':') {
+            format!("{}: [{}]:{}", self.setting, self.host, self.port)
+        } else {
+            format!("{}: {}:{}", self.setting, self.host, self.port)
+        }
+    }
+
+    /// A Unix socket folder (`host=/run/postgresql`), not a network address.
+    pub fn is_socket(&self) -> bool {
+        self.host.starts_with('/')
     }
 }
 
@@ -75,7 +99,7 @@ pub fn sentence(to: &Endpoint, err: &(dyn Error + 'static)) -> String {
                     format!("{at}: the server's certificate is refused ({other:?})")
                 }
                 rustls::Error::AlertReceived(alert) => format!(
-                    "{at}: the server ended the TLS handshake ({alert:?}): it may require a client certificate, or not trust the one given"
+                    "{at}: the server ended the TLS handshake ({alert:?}): it may want a client certificate, or not trust the one given"
                 ),
                 rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
                     format!("{at}: the server did not answer in TLS (is {} its TLS port?)", to.port)
@@ -99,10 +123,14 @@ pub fn sentence(to: &Endpoint, err: &(dyn Error + 'static)) -> String {
                 std::io::ErrorKind::ConnectionRefused => {
                     return format!("{at}: the connection was refused (nothing listens there)");
                 }
-                std::io::ErrorKind::TimedOut => return format!("{at}: no answer in time"),
+                std::io::ErrorKind::TimedOut => {
+                    let tls =
+                        if to.tls { " (a TLS handshake to a port that does not speak TLS waits too)" } else { "" };
+                    return format!("{at}: no answer in time{tls}");
+                }
                 std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset if to.tls => {
                     return format!(
-                        "{at}: the server closed the connection during the TLS handshake (is {} its TLS port?)",
+                        "{at}: the server closed the connection during the TLS handshake (is {} its TLS port? does it want a client certificate?)",
                         to.port
                     );
                 }
@@ -171,6 +199,11 @@ mod tests {
         );
         let r = Endpoint::new("REDIS_URL", "redis://cache");
         assert_eq!((r.port, r.tls), (6379, false));
+        let v6 = Endpoint::new("DATABASE_URL", "postgres://u@[::1]:6000/db");
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 6000));
+        assert!(sentence(&v6, &sqlx::Error::PoolTimedOut).starts_with("DATABASE_URL: [::1]:6000: "));
+        let q = Endpoint::new("DATABASE_URL", "postgres:///db?host=/run/postgresql&port=5433");
+        assert_eq!((q.host.as_str(), q.port, q.is_socket()), ("/run/postgresql", 5433, true));
     }
 
     #[test]

@@ -162,6 +162,13 @@ pub(super) fn resolve(
         if tls_port(tls.get_ref()).is_none() || tls.get_ref().contains([';', '{', '}', '\n']) {
             report.push(tls.span(), format!("`listen_tls` {:?} is not PORT or ADDRESS:PORT", tls.get_ref()));
         }
+        if section.listen.split_whitespace().any(|w| w == "ssl") || tls_port(&section.listen) == tls_port(tls.get_ref())
+        {
+            report.push(
+                tls.span(),
+                "with `listen_tls`, `listen` is the plain server that redirects: another port, without `ssl`",
+            );
+        }
     } else if section.listen == "off" {
         report.push(0..0, "`[nginx] listen = \"off\"` leaves no server: set `listen_tls`");
     }

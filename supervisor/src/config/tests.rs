@@ -366,6 +366,8 @@ fn listen_tls_needs_the_certificate_pair_and_a_port_and_off_needs_listen_tls() {
     assert!(d.iter().any(|d| d.message.contains("`listen_tls` needs `ssl_certificate`") && d.line == 2), "{d:?}");
     let d = diagnostics(&format!("[nginx]\nlisten_tls = \"127.0.0.1:https\"\n{pair}{app}"));
     assert!(d.iter().any(|d| d.message.contains("is not PORT or ADDRESS:PORT")), "{d:?}");
+    let d = diagnostics(&format!("[nginx]\nlisten = \"443 ssl\"\nlisten_tls = \"8443\"\n{pair}{app}"));
+    assert!(d.iter().any(|d| d.message.contains("another port, without `ssl`")), "{d:?}");
     let d = diagnostics(&format!("[nginx]\nlisten = \"off\"\n{app}"));
     assert!(d.iter().any(|d| d.message.contains("leaves no server")), "{d:?}");
     assert_eq!(super::tls_port("[::]:8443 http2"), Some(8443));
