@@ -148,7 +148,7 @@ fn redis_over_tls_needs_its_ca_and_a_client_certificate_and_says_why() {
     env.extend(files.iter().cloned());
     let out = accepted(&env);
     assert!(out.contains("PING answered over TLS"), "{out}");
-    // The public roots do not know the private CA.
+    // The system roots (/etc/ssl/certs) do not know the private CA.
     let why = refused(&[sqlite.clone(), ("REDIS_URL", s.redis_url("localhost")), files[1].clone(), files[2].clone()]);
     assert!(why.contains("not signed by a CA this worker trusts (set REDIS_CA_FILE"), "{why}");
     // The certificate is for localhost.

@@ -31,7 +31,7 @@ const PG_ENV: &[&str] = &["PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"]
 /// How the Redis connection is secured, beyond what `rediss://` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisTls {
-    /// `REDIS_CA_FILE`: the only roots trusted (instead of the public ones).
+    /// `REDIS_CA_FILE`: the only roots trusted (instead of the system's).
     pub ca_file: Option<PathBuf>,
     /// `REDIS_CLIENT_CERT` and `REDIS_CLIENT_KEY`.
     pub client: Option<(PathBuf, PathBuf)>,
