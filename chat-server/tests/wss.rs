@@ -22,9 +22,12 @@ use crate::pki::TlsServers;
 const READERS: usize = 10;
 const ROOM: &str = "secure";
 
-/// `l4chat` beside the chat-server binary (`cargo test --workspace` builds it).
+/// `l4chat` beside the chat-server binary (`cargo test --workspace` builds it for the
+/// client crate's own tests).
 fn l4chat() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_BIN_EXE_chat-server")).with_file_name("l4chat")
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_chat-server")).with_file_name("l4chat");
+    assert!(path.is_file(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
