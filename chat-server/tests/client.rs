@@ -113,3 +113,36 @@ async fn a_send_that_meets_a_storage_outage_is_stored_once_after_it() {
     let next = messages(&mut client, 1).await;
     assert_eq!((next[0].seq, next[0].body.as_str()), (2, "after"), "stored once: the next one is 2");
 }
+
+/// A resume the server cannot serve (its database fails while it loads the room) is
+/// retried after the backoff until it works: the client never silently stops following
+/// a room, and gets what was sent meanwhile once and in order.
+#[tokio::test]
+async fn a_resume_that_meets_a_storage_outage_is_retried_until_the_room_is_back() {
+    let mut server = Server::start_on(Backend::Postgres, &[]).await;
+    let mut sub = server.client(1, "sub", Format::Json);
+    joined(&mut sub, "r").await;
+    let mut publisher = server.client(2, "pub", Format::Json);
+    joined(&mut publisher, "r").await;
+    for i in 0..5 {
+        publisher.send("r", &format!("m{i}")).await.unwrap();
+    }
+    assert_eq!(messages(&mut sub, 5).await.len(), 5);
+    // A restarted server has no room in memory: the resume must load it, and cannot.
+    server.psql("ALTER TABLE messages RENAME TO messages_away");
+    server.kill();
+    server.spawn().await;
+    let refused = expect_event(&mut sub, "an unavailable resume", |e| {
+        matches!(e, Event::Error { code: layer4_chat_client::protocol::ErrorCode::Unavailable, .. })
+    })
+    .await;
+    assert!(matches!(&refused, Event::Error { room: Some(r), id: None, .. } if r == "r"), "{refused:?}");
+    server.psql("ALTER TABLE messages_away RENAME TO messages");
+    let mut again = server.client(2, "pub", Format::Json);
+    joined(&mut again, "r").await;
+    for i in 5..10 {
+        again.send("r", &format!("m{i}")).await.unwrap();
+    }
+    let got = messages(&mut sub, 5).await;
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (6..=10).collect::<Vec<_>>());
+}

@@ -2,6 +2,7 @@
 //! message exactly once and in order, and resent messages are stored once.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use layer4_chat_client::Event;
 use layer4_chat_client::protocol::{ClientMsg, Format, ServerMsg};
@@ -190,4 +191,66 @@ async fn resumes_that_never_read_cost_their_bound_and_a_reader_gets_every_messag
             Err(code) => panic!("closed with {code:?} after {got} messages"),
         }
     }
+}
+
+/// A reload on SQLite: the new worker opens the file while the old one still runs, and
+/// the old one's exit (the last of its connections closing) must not take the WAL from
+/// under the new one: nothing in a worker may open the database's files once SQLite
+/// holds its locks on them (closing any descriptor drops them all).
+#[tokio::test]
+async fn a_second_worker_on_the_same_sqlite_file_outlives_the_first_without_an_io_error() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/chat.db", shared.path().display());
+    let env = [("DATABASE_URL", url.as_str())];
+    let mut old = Server::start(&env).await;
+    let mut writer = old.client(1, "ann", Format::Json);
+    joined(&mut writer, "r").await;
+    for i in 0..20 {
+        writer.send("r", &format!("before {i}")).await.unwrap();
+    }
+    messages(&mut writer, 20).await;
+    let new = Server::start(&env).await;
+    // The new worker writes too (frames in the shared WAL, read connections open).
+    let mut early = new.client(3, "cat", Format::Json);
+    joined(&mut early, "r2").await;
+    for i in 0..20 {
+        early.send("r2", &format!("new {i}")).await.unwrap();
+    }
+    messages(&mut early, 20).await;
+    // The old worker ends as a reload ends it: SIGTERM, drain, exit 0.
+    let pid = nix::unistd::Pid::from_raw(old.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(old.wait_exit(Duration::from_secs(20)).await.success());
+    // The last process to close a WAL database checkpoints and deletes its -wal: the old
+    // worker must not have thought itself the last (the new one's locks were kept).
+    assert!(shared.path().join("chat.db-wal").exists(), "the old worker deleted the WAL the new one uses");
+    // Many at once: the pools open more connections now, after the old worker left.
+    let mut crowd = Vec::new();
+    for k in 0..12 {
+        crowd.push(new.client(10 + k, &format!("c{k}"), Format::Json));
+    }
+    for c in &crowd {
+        c.join("r2").await.unwrap();
+        c.history("r2", None, Some(50)).await.unwrap();
+    }
+    for (k, c) in crowd.iter_mut().enumerate() {
+        expect_event(c, "joined", |e| matches!(e, Event::Joined { .. })).await;
+        let h = expect_event(c, "history", |e| matches!(e, Event::History { .. })).await;
+        let Event::History { messages: stored, .. } = h else { unreachable!() };
+        assert_eq!(stored.len(), 20, "client {k}: the new worker's own messages");
+    }
+    let mut reader = new.client(2, "bob", Format::Json);
+    joined(&mut reader, "r").await;
+    reader.history("r", None, Some(100)).await.unwrap();
+    let history = expect_event(&mut reader, "history", |e| matches!(e, Event::History { .. })).await;
+    let Event::History { messages: stored, .. } = history else { unreachable!() };
+    assert_eq!(stored.len(), 20, "the old worker's messages, read by the new one");
+    let mut again = new.client(1, "ann", Format::Json);
+    joined(&mut again, "r").await;
+    for i in 0..20 {
+        again.send("r", &format!("after {i}")).await.unwrap();
+    }
+    let got = messages(&mut reader, 20).await;
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (21..=40).collect::<Vec<_>>());
+    assert!(!new.stdout().contains("disk I/O error"), "{}", new.stdout());
 }

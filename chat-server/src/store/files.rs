@@ -58,6 +58,11 @@ fn ours(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
 /// The database, its `-wal` and its `-shm`: 0600, each changed through a handle opened
 /// without following symlinks (a file swapped for a link meanwhile is refused, not
 /// followed).
+///
+/// Only before SQLite opens them: closing any descriptor of a file drops every POSIX lock
+/// this process holds on it, SQLite's included, and another process on the same database
+/// (the old worker of a reload) would then think itself alone, checkpoint and delete the
+/// WAL under this one's feet (`disk I/O error`, code 522; sqlite.org/howtocorrupt.html 2.2).
 pub fn make_private(db: &Path) -> io::Result<()> {
     for path in files_of(db) {
         let file = match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path)

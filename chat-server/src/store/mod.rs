@@ -111,9 +111,7 @@ impl Store {
             let write = options().max_connections(1).connect(&url).await?;
             SQLITE.run(&write).await?;
             let read = options().max_connections(4).connect(&url).await?;
-            if let Some(path) = files::sqlite_path(&url) {
-                files::make_private(&path).map_err(StoreError::Files)?;
-            }
+            // Nothing may open the database's files from here on (see make_private).
             Ok(Store { write, read })
         } else {
             let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
@@ -308,6 +306,9 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     if let Some(path) = files::sqlite_path(url) {
         files::make_folder(&path).map_err(|source| StoreError::Folder { path: path.display().to_string(), source })?;
         files::check_before_open(&path).map_err(StoreError::Files)?;
+        // Before SQLite holds any lock on them; files it creates are 0600 already (the
+        // process's umask, and SQLite gives -wal and -shm the database's mode).
+        files::make_private(&path).map_err(StoreError::Files)?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()

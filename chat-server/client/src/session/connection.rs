@@ -267,12 +267,13 @@ impl<'a> Session<'a> {
                     // A send the server will never accept is not resent.
                     state.unacked.retain(|(pending, _, _)| pending != id);
                     self.settled(state).await?;
-                } else if code == ErrorCode::Unavailable && id.is_some() {
-                    // The server could not store it: reconnect after the backoff, which
+                } else if code == ErrorCode::Unavailable && (id.is_some() || tracked) {
+                    // The server could not store a send, or not join or resume a room we
+                    // follow: reconnect after the backoff, which resumes every room and
                     // resends every unacked message (a storage outage gets fewer retries
-                    // from every client, not more).
+                    // from every client, not more; a room is never silently left).
                     self.emit(Event::Error { code, text, room, id }).await?;
-                    return Err(retry("the server could not store a message"));
+                    return Err(retry("the server's storage was unavailable"));
                 }
                 self.emit(Event::Error { code, text, room, id }).await
             }
