@@ -146,3 +146,52 @@ async fn a_resume_that_meets_a_storage_outage_is_retried_until_the_room_is_back(
     let got = messages(&mut sub, 5).await;
     assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (6..=10).collect::<Vec<_>>());
 }
+
+/// `l4chat chat` for scripts: piped lines are sent and it exits 0 only once they are
+/// stored; a refused token is one sentence and exit 1 at once.
+#[tokio::test]
+async fn l4chat_sends_piped_lines_and_exits_once_they_are_stored_and_a_bad_token_is_one_sentence() {
+    use std::io::Write;
+    let server = Server::start(&[]).await;
+    let base = server.base();
+    let chat = move |token: String| {
+        let mut child = std::process::Command::new(l4chat())
+            .args(["--server", &base, "chat", "--history", "0", "piped"])
+            .env("L4_TOKEN", token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"one\n\ntwo\n").unwrap();
+        child
+    };
+    let out = tokio::task::spawn_blocking({
+        let child = chat(server.token(7, "script"));
+        move || child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Stored before it exited: a reader joining now finds both in the history.
+    let mut reader = server.client(8, "reader", Format::Json);
+    joined(&mut reader, "piped").await;
+    reader.history("piped", None, Some(10)).await.unwrap();
+    let Event::History { messages, .. } =
+        expect_event(&mut reader, "history", |e| matches!(e, Event::History { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+
+    let started = std::time::Instant::now();
+    let child = chat("not-a-token".into());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "it gave up at once");
+    assert_eq!(
+        err.trim(),
+        "l4chat: the server refused the connection (HTTP 401): the token is not valid (invalid_token)"
+    );
+}

@@ -357,3 +357,11 @@ pub async fn raw_close_code(ws: &mut RawWs, format: Format) -> Option<u16> {
         }
     }
 }
+
+/// `l4chat` beside the chat-server binary (`cargo test --workspace` builds it for the
+/// client crate's own tests).
+pub fn l4chat() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_chat-server")).with_file_name("l4chat");
+    assert!(path.is_file(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}

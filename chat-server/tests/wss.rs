@@ -16,19 +16,11 @@ use layer4_chat_client::protocol::Format;
 
 use crate::cluster::Cluster;
 use crate::e2e::Nginx;
-use crate::helper::{SECRET, joined};
+use crate::helper::{SECRET, joined, l4chat};
 use crate::pki::TlsServers;
 
 const READERS: usize = 10;
 const ROOM: &str = "secure";
-
-/// `l4chat` beside the chat-server binary (`cargo test --workspace` builds it for the
-/// client crate's own tests).
-fn l4chat() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_chat-server")).with_file_name("l4chat");
-    assert!(path.is_file(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothing() {

@@ -5,6 +5,7 @@
 //! l4chat login ann 'correct horse'
 //! l4chat health
 //! l4chat chat --token $TOKEN lobby         # lines typed are sent; messages are printed
+//! echo hi | l4chat chat --token $TOKEN lobby # exits 0 once `hi` is stored
 //! ```
 
 use std::process::ExitCode;
@@ -45,6 +46,10 @@ enum Cmd {
         history: u32,
         #[arg(long)]
         msgpack: bool,
+        /// At the end of input, wait this long (seconds) for the server to store the
+        /// lines sent; exit 1 if it has not.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
     },
 }
 
@@ -82,33 +87,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("{}", String::from_utf8_lossy(&body));
             anyhow::ensure!(status == 200, "HTTP {status}");
         }
-        Cmd::Chat { room, token, history, msgpack } => {
-            let url = ws_url(&args.server);
+        Cmd::Chat { room, token, history, msgpack, wait } => {
             let format = if msgpack { Format::MsgPack } else { Format::Json };
-            let mut client = Client::start(ClientConfig::new(url, token).format(format));
-            client.join(&room).await?;
-            client.history(&room, None, Some(history)).await?;
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
-            loop {
-                tokio::select! {
-                    line = lines.next_line() => match line? {
-                        Some(line) if !line.trim().is_empty() => { client.send(&room, line.trim()).await?; }
-                        Some(_) => {}
-                        None => { client.close().await; return Ok(()); }
-                    },
-                    event = client.next_event() => match event {
-                        Some(Event::Message(m)) => println!("#{} {}: {}", m.seq, m.user, m.body),
-                        Some(Event::History { messages, .. }) => {
-                            for m in messages { println!("#{} {}: {}", m.seq, m.user, m.body); }
-                        }
-                        Some(Event::Closed { reason }) => anyhow::bail!("closed: {reason}"),
-                        Some(Event::Disconnected { reason, retry_in, .. }) => eprintln!("(disconnected: {reason}; retrying in {retry_in:?})"),
-                        Some(Event::Error { code, text, .. }) => eprintln!("(error {}: {text})", code.as_str()),
-                        Some(_) => {}
-                        None => return Ok(()),
-                    },
-                }
-            }
+            chat(ClientConfig::new(ws_url(&args.server), token).format(format), &room, history, wait).await?;
         }
     }
     Ok(())
@@ -123,4 +104,55 @@ fn ws_url(server: &str) -> String {
         _ => server.to_owned(),
     };
     format!("{url}/ws")
+}
+
+/// Prints the room and sends each line read; at the end of input it waits until every
+/// line sent is stored (acked), so `echo hi | l4chat chat ROOM` exits 0 only once `hi`
+/// is in the room. A refused token or a line the server refuses ends it with exit 1.
+async fn chat(config: ClientConfig, room: &str, history: u32, wait: u64) -> anyhow::Result<()> {
+    let mut client = Client::start(config);
+    client.join(room).await?;
+    client.history(room, None, Some(history)).await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut pending = std::collections::HashSet::new();
+    let mut refused = 0;
+    let mut input_done = false;
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(u64::MAX / 4));
+    tokio::pin!(deadline);
+    loop {
+        if input_done && pending.is_empty() {
+            client.close().await;
+            anyhow::ensure!(refused == 0, "the server refused {refused} line(s)");
+            return Ok(());
+        }
+        tokio::select! {
+            line = lines.next_line(), if !input_done => match line? {
+                Some(line) if !line.trim().is_empty() => { pending.insert(client.send(room, line.trim()).await?); }
+                Some(_) => {}
+                None => {
+                    input_done = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_secs(wait));
+                }
+            },
+            () = &mut deadline => anyhow::bail!("{} line(s) not stored within {wait} s", pending.len()),
+            event = client.next_event() => match event {
+                Some(Event::Message(m)) => println!("#{} {}: {}", m.seq, m.user, m.body),
+                Some(Event::History { messages, .. }) => {
+                    for m in messages { println!("#{} {}: {}", m.seq, m.user, m.body); }
+                }
+                Some(Event::Acked { id, .. }) => { pending.remove(&id); }
+                Some(Event::Closed { reason }) => anyhow::bail!("{reason}"),
+                Some(Event::Disconnected { reason, retry_in, .. }) => eprintln!("(disconnected: {reason}; retrying in {retry_in:?})"),
+                Some(Event::Error { code, text, id, .. }) => {
+                    eprintln!("(error {}: {text})", code.as_str());
+                    // A line the server will never take is not waited for.
+                    if let Some(id) = id.filter(|_| code.is_permanent_for_send()) && pending.remove(&id) {
+                        refused += 1;
+                    }
+                }
+                Some(_) => {}
+                None => anyhow::bail!("the connection ended"),
+            },
+        }
+    }
 }

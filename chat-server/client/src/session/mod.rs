@@ -121,8 +121,15 @@ async fn connect(config: &ClientConfig) -> Result<Ws, End> {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok()?.parse().ok())
                 .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.min(60)));
+            // The server's error body in one sentence (`{"error","message"}`), not raw JSON.
+            let said = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| Some(format!("{} ({})", v.get("message")?.as_str()?, v.get("error")?.as_str()?)));
+            let body = said.unwrap_or(body);
             match status {
-                400 | 401 | 403 | 404 | 426 => Err(End::Stop(format!("HTTP {status}: {body}"))),
+                400 | 401 | 403 | 404 | 426 => {
+                    Err(End::Stop(format!("the server refused the connection (HTTP {status}): {body}")))
+                }
                 _ => Err(End::Retry { code: None, reason: format!("HTTP {status}: {body}"), at_least: retry_after }),
             }
         }
