@@ -49,6 +49,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/auth/login", post(login))
         .route("/api/health/websocket", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/rooms/{room}/messages", post(crate::publish::post).get(crate::publish::history))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(ctx)
 }

@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod publish;
 pub mod reach;
 pub mod stats;
 pub mod store;
@@ -63,6 +64,8 @@ pub struct Ctx {
     pub database: &'static str,
     /// Rates and counts per client address, user and worker ([`limits`]).
     pub limits: Arc<limits::Limits>,
+    /// `API_RATE` per API key ([`publish`]).
+    pub publish_rates: publish::Rates,
 }
 
 impl Ctx {
@@ -137,6 +140,7 @@ pub async fn run(
         conn_ids: AtomicU64::new(1),
         database,
         limits: Arc::new(limits::Limits::new(&settings.limits)),
+        publish_rates: publish::Rates::new(settings.publish.keys.len(), settings.publish.rate_per_second),
         settings,
     });
     match (&kept, ctx.settings.jwt_secret_generated) {

@@ -13,6 +13,7 @@ mod fanout;
 mod gateway;
 mod limits;
 mod pki;
+mod publish;
 mod resume;
 mod rooms;
 mod telemetry;

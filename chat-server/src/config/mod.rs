@@ -11,6 +11,7 @@ mod file;
 pub mod limits;
 pub mod net;
 pub mod origins;
+pub mod publish;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,8 @@ pub struct Settings {
     pub limits: limits::LimitSettings,
     /// Web pages that may open a WebSocket (`ALLOWED_ORIGINS`, `PUBLIC_URL`).
     pub allowed_origins: origins::Origins,
+    /// The backend's API keys and their rate (`API_KEYS`, `API_RATE`).
+    pub publish: publish::PublishSettings,
     /// `GET /echo` for conformance suites (`ECHO_ROUTE=1`; off by default): no auth, the
     /// same WebSocket settings, outbox and limits as `/ws`.
     pub echo_route: bool,
@@ -133,7 +136,7 @@ pub const VARIABLES: &[&str] = &[
 
 /// Every variable read, the limits' included.
 fn known() -> impl Iterator<Item = &'static str> {
-    VARIABLES.iter().chain(limits::VARIABLES).chain(backends::VARIABLES).copied()
+    VARIABLES.iter().chain(limits::VARIABLES).chain(backends::VARIABLES).chain(publish::VARIABLES).copied()
 }
 
 /// A raw value and where it came from.
@@ -289,6 +292,7 @@ impl Parser {
             instances,
             limits: limits::parse(self, development),
             allowed_origins: origins::parse(self, development),
+            publish: publish::parse(self),
             echo_route: self.switch("ECHO_ROUTE"),
         }
     }
