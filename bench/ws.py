@@ -18,6 +18,8 @@ Both servers run on 127.0.0.1 with the same load generator (target/release/l4loa
     * Node's highest clean rate, 35 msg/s: p99.  Target: chat-server <= 1/2 of Node.
     * loss-free saturation: an ascending ramp on each server; the highest deliveries/s with no
       loss within the drain.  Target: chat-server >= 10x Node.
+- publish API (chat-server only): the fan-out with its messages posted through the backend's HTTP API
+  (`l4load fanout --api-key`) beside the same through members' WebSockets, at 30-1000 msg/s.
 - through nginx: the same 30 msg/s fan-out through one nginx worker (bench/tls_nginx.py: the TLS
   settings of the rendered template), once over ws:// and once over wss://, for each server:
   server CPU per delivery, nginx CPU per delivery and p99.  Reported, not judged (issue 16).
@@ -32,6 +34,7 @@ from tls_nginx import Nginx
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 REL = os.path.join(ROOT, "target", "release")
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
+API_KEY = "bench-api-key-0123456789abcdef-0123456789"
 QUICK = "--quick" in sys.argv
 
 
@@ -54,7 +57,8 @@ class Server:
             # One registered user holds every connection of the load (l4load has one token).
             env = dict(os.environ, PORT=str(self.port), JWT_SECRET=SECRET, APP_ENV="production",
                        DATABASE_URL="sqlite://%s/chat.db" % d, MAX_CONNECTIONS="20000", RUST_LOG="warn",
-                       REGISTRATION="open", MAX_CONNECTIONS_PER_USER="20000")
+                       REGISTRATION="open", MAX_CONNECTIONS_PER_USER="20000", API_KEYS=API_KEY,
+                       API_RATE="1000000")
             # CHAT_SERVER: another build (a before/after comparison); l4load stays ours.
             argv = [os.environ.get("CHAT_SERVER", os.path.join(REL, "chat-server"))]
         else:
@@ -116,6 +120,21 @@ def fanout(s, rate, secs, url=None, extra=()):
                     "--rate", str(rate), "--secs", str(secs), "--drain", "3", "--settle", "1", *extra, url=url)
 
 
+def publish_api(s, secs):
+    """chat-server only: the same fan-out posted through the backend's HTTP API, beside the
+    members' WebSocket sends, at rising rates."""
+    fanout(s, 100, 3)  # warm-up
+    out = {}
+    for rate in ([30, 100] if QUICK else [30, 100, 300, 1000]):
+        for via, extra in (("websocket", ()), ("api", ("--api-key", API_KEY))):
+            r = fanout(s, rate, secs, None, extra)
+            out["%s@%d" % (via, rate)] = r
+            print("  %s %4d msg/s via %-9s: %9.0f deliveries/s loss %.3f%% p99 %.1f ms, lag p99 %.1f ms%s" % (
+                s.kind, rate, via, r["deliveries_per_s"], r["loss_percent"], r["latency_ms"]["p99"], r["lag_p99_ms"],
+                "" if r["clean"] else "  (not clean)"), file=sys.stderr)
+    return out
+
+
 def through_nginx(s, tmp, secs):
     """30 msg/s through one nginx worker, ws:// then wss://, with the worker's CPU."""
     ng = Nginx(tmp, s.port)
@@ -167,7 +186,7 @@ def main():
         "node-ws": [30, 35, 50, 70, 100, 150, 200, 300, 500, 700] if not QUICK else [30, 35, 70],
         "chat-server": [30, 35, 100, 200, 300, 500, 700, 1000, 1500, 2000] if not QUICK else [30, 35, 500],
     }
-    raw = {"idle": {}, "fanout": {}, "nginx": {}}
+    raw = {"idle": {}, "fanout": {}, "nginx": {}, "publish": {}}
     for kind in ("node-ws", "chat-server"):
         print("%s: idle" % kind, file=sys.stderr)
         raw["idle"][kind] = fresh(kind, tmp, idle)
@@ -175,6 +194,8 @@ def main():
     for kind in ("node-ws", "chat-server"):
         print("%s: fan-out" % kind, file=sys.stderr)
         raw["fanout"][kind] = fresh(kind, tmp, lambda s: fanout_series(s, ramps[kind], secs))
+    print("chat-server: the backend's publish API beside WebSocket sends", file=sys.stderr)
+    raw["publish"] = fresh("chat-server", tmp, lambda s: publish_api(s, secs))
     for kind in ("node-ws", "chat-server"):
         print("%s: through nginx" % kind, file=sys.stderr)
         raw["nginx"][kind] = fresh(kind, tmp, lambda s: through_nginx(s, tmp, secs))
@@ -216,6 +237,14 @@ def main():
                      "%.1f" % c["latency_ms"]["p99"], "%.1f" % n["latency_ms"]["p99"],
                      "%.2f" % (c["latency_ms"]["p99"] / max(n["latency_ms"]["p99"], 1e-9)), "", ""])
     print_markdown_table(["metric", "chat-server", "node ws", "ratio", "target", ""], rows)
+    pub_rows = []
+    for key, r in raw["publish"].items():
+        via, rate = key.split("@")
+        pub_rows.append([via, rate, "%.0f" % r["deliveries_per_s"], "%.3f" % r["loss_percent"],
+                         "%.1f / %.1f" % (r["latency_ms"]["p50"], r["latency_ms"]["p99"]), "%.1f" % r["lag_p99_ms"],
+                         "%.2f" % (r["server_us_per_delivery"] or 0), "yes" if r["clean"] else "no"])
+    print_markdown_table(["chat-server, 1,000 members: sent via", "msg/s", "deliveries/s", "loss %", "p50 / p99 ms",
+                          "publisher lag p99 ms", "server us/delivery", "clean"], pub_rows)
     ramp_rows = []
     for kind in ("node-ws", "chat-server"):
         for rate, r in raw["fanout"][kind].items():

@@ -44,6 +44,10 @@ pub struct FanoutArgs {
     pub settle: f64,
     #[arg(long, default_value = "bench")]
     pub room: String,
+    /// Post through the HTTP API for the app's backend with this API key (the chat
+    /// server's `API_KEYS`) instead of sending on the publishers' WebSockets.
+    #[arg(long)]
+    pub api_key: Option<String>,
 }
 
 struct Shared {
@@ -302,12 +306,32 @@ async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline:
     };
     let total = (a.rate * a.secs).round() as u64;
     let mut lags = Vec::new();
+    let mut poster = match &a.api_key {
+        Some(key) => match crate::api::Poster::connect(&a.common.url, &a.room, key).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                shared.connect_failures.lock().expect("lock").push(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
     for j in (p as u64..total).step_by(a.publishers) {
         let due = t0 + Duration::from_secs_f64(j as f64 / a.rate);
         tokio::time::sleep_until(due.into()).await;
         lags.push(Instant::now().saturating_duration_since(due).as_micros() as u64);
         let ts = (due - t0).as_nanos() as u64;
-        match sink.send(Message::Text(payload(a, shared.run, p, j, ts).into())).await {
+        let sent = match (&mut poster, &a.api_key) {
+            (Some(poster), _) => {
+                let body = format!("t={ts} {}", "x".repeat(a.size.saturating_sub(40)));
+                poster.post(&format!("{:x}-{p}-{j}", shared.run), &body).await.map_err(|e| e.to_string())
+            }
+            (None, Some(_)) => Err("no API connection".to_owned()),
+            (None, None) => {
+                sink.send(Message::Text(payload(a, shared.run, p, j, ts).into())).await.map_err(|e| e.to_string())
+            }
+        };
+        match sent {
             Ok(()) => {
                 shared.sent.fetch_add(1, Relaxed);
             }
@@ -354,6 +378,7 @@ fn report(shared: &Shared, total: u64, server: Option<Spent>, client_cpu: Option
     failures.dedup();
     json!({
         "mode": "fanout",
+        "via": if a.api_key.is_some() { "api" } else { "websocket" },
         "protocol": format!("{:?}", a.common.protocol).to_lowercase(),
         "subscribers": a.subscribers,
         "publishers": a.publishers,

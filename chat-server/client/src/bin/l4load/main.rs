@@ -13,6 +13,7 @@
 //! every frame to every client (the Node `ws` README recipe). Every phase has a deadline,
 //! and hosts other than 127.0.0.1/localhost are refused.
 
+mod api;
 mod fanout;
 mod idle;
 mod net;
