@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::Ctx;
 use crate::answer::{json_error, json_error_retry};
 use crate::auth::User;
+use crate::gateway::{HISTORY_DEFAULT, HISTORY_MAX, page_budget, page_rows};
 use crate::hub::RoomError;
 use crate::limits::bucket::Bucket;
 
@@ -30,9 +31,6 @@ use crate::limits::bucket::Bucket;
 pub const BACKEND_USER: i64 = 0;
 /// `author` when the post names none.
 pub const DEFAULT_AUTHOR: &str = "api";
-/// History page size: default and most.
-const HISTORY_DEFAULT: u32 = 50;
-const HISTORY_MAX: u32 = 500;
 
 /// One bucket per configured key.
 #[derive(Debug)]
@@ -202,8 +200,7 @@ pub async fn history(
         );
     }
     let limit = page.limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
-    let budget = (ctx.settings.queue_max_bytes / 2).max(1);
-    let rows = (budget / ctx.settings.max_message_size.max(1)).clamp(1, 256);
+    let (budget, rows) = (page_budget(&ctx), page_rows(&ctx));
     match ctx.hub.store.history(&name, page.before.unwrap_or(u64::MAX), limit, budget, rows).await {
         Ok((messages, more)) => Json(json!({ "room": name, "messages": messages, "more": more })).into_response(),
         Err(e) => {

@@ -19,6 +19,10 @@ pub mod io;
 mod replay;
 mod requests;
 
+/// The history page's bounds, for the backend's history route too (`crate::publish`).
+pub(crate) use replay::{page_budget, page_rows};
+pub(crate) use requests::{HISTORY_DEFAULT, HISTORY_MAX};
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -32,13 +32,13 @@ pub(super) struct Replay {
 const MAX_PAGE_ROWS: usize = 256;
 
 /// Bytes of one replay page (and of one history reply): half the queue bound.
-pub(super) fn page_budget(ctx: &Ctx) -> usize {
+pub(crate) fn page_budget(ctx: &Ctx) -> usize {
     (ctx.settings.queue_max_bytes / 2).max(1)
 }
 
 /// Messages fetched at most for one page, so that even messages of the largest size
 /// stay within [`page_budget`].
-pub(super) fn page_rows(ctx: &Ctx) -> usize {
+pub(crate) fn page_rows(ctx: &Ctx) -> usize {
     (page_budget(ctx) / ctx.settings.max_message_size.max(1)).clamp(1, MAX_PAGE_ROWS)
 }
 

@@ -18,8 +18,8 @@ use crate::stats::Reason;
 
 /// Bad messages tolerated before the connection is closed.
 const STRIKES: u32 = 10;
-const HISTORY_DEFAULT: u32 = 50;
-const HISTORY_MAX: u32 = 500;
+pub(crate) const HISTORY_DEFAULT: u32 = 50;
+pub(crate) const HISTORY_MAX: u32 = 500;
 
 impl Conn {
     pub(super) fn leave_all(&mut self) {
