@@ -153,7 +153,9 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
             let want: Vec<String> = (0..mine.len()).map(|i| format!("{s}-{i}")).collect();
             assert_eq!(mine, want.iter().collect::<Vec<_>>(), "reader {k}: sender {s}'s order");
         }
-        assert_eq!(bodies.last().map(String::as_str), Some("hello over wss"), "reader {k}");
+        // Not necessarily last: a sender that reconnected after the reload may resend its
+        // last line after it.
+        assert_eq!(bodies.iter().filter(|b| *b == "hello over wss").count(), 1, "reader {k}");
     }
     // l4chat printed the room's history and its own line as the room numbered it.
     drop(stdin);
@@ -161,5 +163,5 @@ async fn through_nginx_over_wss_with_tls_postgres_and_redis_a_reload_loses_nothi
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(printed.lines().filter(|l| l.starts_with('#')).count() >= 5, "{printed}");
-    assert!(printed.contains(&format!("#{total} l4chat-user: hello over wss")), "{printed}");
+    assert!(printed.lines().any(|l| l.starts_with('#') && l.ends_with(" l4chat-user: hello over wss")), "{printed}");
 }
