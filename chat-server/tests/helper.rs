@@ -365,3 +365,33 @@ pub fn l4chat() -> std::path::PathBuf {
     assert!(path.is_file(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
     path
 }
+
+/// One HTTP/1.1 request on a connection of its own from `source` (a loopback address of
+/// the test's choosing), `headers` being whole lines (`"Name: value\r\n"`): the status,
+/// the `Retry-After` value and the body.
+pub async fn raw_http(
+    source: std::net::IpAddr,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, Option<u64>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let retry = answer
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap()));
+    let body = answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, retry, body)
+}

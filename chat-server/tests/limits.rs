@@ -8,29 +8,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use layer4_chat_client::protocol::{ClientMsg, ErrorCode, Format, ServerMsg, close};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helper::*;
 
-/// One HTTP/1.1 request from `source` (a loopback address of the test's choosing):
-/// the status, the `Retry-After` value and the body.
+/// A POST from `source` (see `raw_http`).
 async fn post_from(source: IpAddr, port: u16, path: &str, body: &str, extra: &str) -> (u16, Option<u64>, String) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((source, 0).into()).unwrap();
-    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let retry = answer
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap()));
-    let body = answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-    (status, retry, body)
+    raw_http(source, port, "POST", path, extra, body).await
 }
 
 fn credentials(user: &str, password: &str) -> String {

@@ -4,14 +4,13 @@
 //! refusal has its status and code.
 
 use layer4_chat_client::protocol::Format;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fanout::Redis;
 use crate::helper::*;
 
 const KEY: &str = "backend-key-0123456789abcdef-0123456789";
 
-/// One HTTP/1.1 request: status, `Retry-After`, and the JSON body.
+/// One request from 127.0.0.1 with `key` as the bearer: status, `Retry-After`, JSON body.
 async fn call(
     port: u16,
     method: &str,
@@ -19,21 +18,9 @@ async fn call(
     key: Option<&str>,
     body: &str,
 ) -> (u16, Option<u64>, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let retry = answer
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap()));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, retry, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    let (status, retry, body) = raw_http([127, 0, 0, 1].into(), port, method, path, &auth, body).await;
+    (status, retry, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
 }
 
 fn post_body(id: &str, body: &str, author: Option<&str>) -> String {
