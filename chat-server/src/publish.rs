@@ -118,14 +118,10 @@ pub async fn post(
         }
     };
     if !layer4_chat_protocol::valid_room(&name) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_room",
-            "room names are 1-64 characters of A-Z a-z 0-9 _ - . :",
-        );
+        return json_error(StatusCode::BAD_REQUEST, "bad_room", layer4_chat_protocol::ROOM_RULE);
     }
     if !layer4_chat_protocol::valid_id(&post.id) {
-        return json_error(StatusCode::BAD_REQUEST, "bad_id", "message ids are 1-64 printable ASCII characters");
+        return json_error(StatusCode::BAD_REQUEST, "bad_id", layer4_chat_protocol::ID_RULE);
     }
     if post.body.is_empty() {
         return json_error(StatusCode::BAD_REQUEST, "bad_body", "the body is empty");
@@ -193,11 +189,7 @@ pub async fn history(
         return json_error(StatusCode::BAD_REQUEST, "malformed", "before and limit are whole numbers");
     };
     if !layer4_chat_protocol::valid_room(&name) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_room",
-            "room names are 1-64 characters of A-Z a-z 0-9 _ - . :",
-        );
+        return json_error(StatusCode::BAD_REQUEST, "bad_room", layer4_chat_protocol::ROOM_RULE);
     }
     let limit = page.limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
     let (budget, rows) = (page_budget(&ctx), page_rows(&ctx));

@@ -48,17 +48,9 @@ pub fn trust_ca_file(ca_file: &Path) -> Result<(), String> {
 
 /// The process's configuration: the public roots, and the `--ca-file` if one was given.
 pub fn default_config() -> Arc<ClientConfig> {
-    DEFAULT
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-            // ring supports every safe default version: the builder cannot fail here.
-            Arc::new(config.unwrap_or_else(|e| unreachable!("rustls with ring: {e}")))
-        })
-        .clone()
+    // Without a file to read, only the builder could fail, and ring supports every safe
+    // default version.
+    DEFAULT.get_or_init(|| config(None).unwrap_or_else(|e| unreachable!("rustls with ring: {e}"))).clone()
 }
 
 /// The sentence for a certificate `host` presented that was not accepted, if `err` is

@@ -300,6 +300,11 @@ fn unknown_variant(error: &str) -> Option<String> {
     Some(rest[..rest.find('`')?].to_string())
 }
 
+/// What [`valid_room`] takes, as errors say it.
+pub const ROOM_RULE: &str = "room names are 1-64 characters of A-Z a-z 0-9 _ - . :";
+/// What [`valid_id`] takes, as errors say it.
+pub const ID_RULE: &str = "message ids are 1-64 printable ASCII characters";
+
 /// Room names: 1-64 characters of `A-Z a-z 0-9 _ - . :`.
 pub fn valid_room(name: &str) -> bool {
     (1..=64).contains(&name.len())

@@ -100,17 +100,7 @@ impl Parser {
             _ => self.fail("DATABASE_URL", "sslcert and sslkey go together (a client certificate and its key)".into()),
         }
         if mode.as_deref() == Some("require") && root.is_some() {
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(k, v)| {
-                    if k == "sslmode" {
-                        (k.into_owned(), "verify-full".into())
-                    } else {
-                        (k.into_owned(), v.into_owned())
-                    }
-                })
-                .collect();
-            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            set_query(&mut parsed, |k| k == "sslmode", "verify-full");
             return parsed.to_string();
         }
         url
@@ -228,16 +218,21 @@ pub fn redact_url(url: &str) -> String {
         let _ = parsed.set_password(Some("***"));
     }
     if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
-                (k.into_owned(), v)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        set_query(&mut parsed, |k| k.eq_ignore_ascii_case("password"), "***");
     }
     parsed.to_string()
+}
+
+/// Every query parameter whose key `which` picks gets `value`; the others stay as they are.
+fn set_query(url: &mut url::Url, which: impl Fn(&str) -> bool, value: &str) {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if which(&k) { value.to_owned() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
 }
 
 #[cfg(test)]

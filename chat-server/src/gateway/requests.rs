@@ -101,12 +101,7 @@ impl Conn {
 
     async fn join(&mut self, ctx: &Ctx, name: &str, since: Option<u64>) -> Option<Exit> {
         if !layer4_chat_protocol::valid_room(name) {
-            self.room_error(
-                ctx,
-                ErrorCode::BadRoom,
-                "room names are 1-64 characters of A-Z a-z 0-9 _ - . :",
-                Some(name),
-            );
+            self.room_error(ctx, ErrorCode::BadRoom, layer4_chat_protocol::ROOM_RULE, Some(name));
             return None;
         }
         if let Some(room) = self.rooms.get(name) {
@@ -164,7 +159,7 @@ impl Conn {
             return;
         };
         if !layer4_chat_protocol::valid_id(id) {
-            let text = "message ids are 1-64 printable ASCII characters";
+            let text = layer4_chat_protocol::ID_RULE;
             self.send_error(ctx, ErrorCode::BadId, text, Some(name), Some(id));
             return;
         }
