@@ -179,3 +179,16 @@ fn the_redis_prefix_defaults_to_l4_and_must_be_a_plain_name() {
         assert!(err.contains("REDIS_PREFIX") && err.contains("must be 1 to 64 letters"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn api_keys_are_taken_from_32_printable_characters_and_never_echoed() {
+    let at_limit = "k".repeat(32);
+    let s = Settings::from_sources(None, env(&[("API_KEYS", &format!("{at_limit}, "))])).unwrap();
+    assert_eq!(s.publish.keys, vec![at_limit.into_bytes()]);
+    assert!(!format!("{s:?}").contains("kkkk"), "Debug shows no key");
+    let short = "s".repeat(31);
+    let err = Settings::from_sources(None, env(&[("API_KEYS", &format!("{}, {short}", "k".repeat(40)))]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key 2 must be at least 32 printable characters") && !err.contains(&short), "{err}");
+}
