@@ -110,11 +110,10 @@ fn past_the_unix_socket_s_budget_l4ctl_gets_a_sentence_not_a_second_daemon() {
     env.start();
     let sock = env.home().join("l4ctl.sock");
     // 64 idle connections hold the Unix socket's budget, for up to the header timeout
-    // (10 s): on a busy machine some may reach it before `l4ctl status` runs, so the
-    // budget is filled again (the closed ones replaced) and the command tried again.
+    // (10 s): on a busy machine some may reach it before a probe or `l4ctl status`
+    // runs, so the budget is filled again (the closed ones replaced) before each try.
     let mut held: Vec<UnixStream> = Vec::new();
-    let mut out = None;
-    for _ in 0..3 {
+    let refill = |held: &mut Vec<UnixStream>| {
         held.retain(|s| {
             let mut byte = [0u8; 1];
             s.set_nonblocking(true).unwrap();
@@ -123,15 +122,20 @@ fn past_the_unix_socket_s_budget_l4ctl_gets_a_sentence_not_a_second_daemon() {
         while held.len() < 64 {
             held.push(UnixStream::connect(&sock).unwrap());
         }
-        let answer = wait_for(Duration::from_secs(5), "a busy answer past the budget", || {
+    };
+    let mut out = None;
+    for _ in 0..3 {
+        let answer = wait_for(Duration::from_secs(20), "a busy answer past the budget", || {
+            refill(&mut held);
             let mut s = UnixStream::connect(&sock).ok()?;
             s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: l4\r\n\r\n").ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             let mut text = String::new();
             let _ = s.read_to_string(&mut text);
             text.starts_with("HTTP/1.1 503").then_some(text)
         });
         assert!(answer.contains("\"busy\""), "{answer}");
+        refill(&mut held);
         let status = env.l4(&["status"]);
         let done = !status.status.success();
         out = Some(status);
@@ -143,6 +147,24 @@ fn past_the_unix_socket_s_budget_l4ctl_gets_a_sentence_not_a_second_daemon() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("64 connections open; try again") && !err.contains("already runs"), "{err}");
+    // At most 16 busy answers at once: 16 connections that send nothing hold them (each
+    // waits for a request head), the next one is closed bare, and a held one still gets
+    // its 503 once it writes. Tried again if a held connection expired meanwhile.
+    wait_for(Duration::from_secs(30), "a bare close past 16 busy answers", || {
+        refill(&mut held);
+        let mut silent: Vec<UnixStream> = (0..16).map(|_| UnixStream::connect(&sock).unwrap()).collect();
+        let mut probe = UnixStream::connect(&sock).ok()?;
+        let _ = probe.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: l4\r\n\r\n");
+        probe.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut text = String::new();
+        let bare = matches!(probe.read_to_string(&mut text), Ok(0));
+        let first = &mut silent[0];
+        first.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: l4\r\n\r\n").ok()?;
+        first.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut answer = String::new();
+        let _ = first.read_to_string(&mut answer);
+        (bare && answer.starts_with("HTTP/1.1 503")).then_some(())
+    });
     drop(held);
     wait_for(Duration::from_secs(5), "status once the connections are gone", || {
         env.l4(&["status"]).status.success().then_some(())

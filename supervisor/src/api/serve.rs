@@ -46,6 +46,13 @@ static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     )
     .into_bytes()
 });
+/// Busy answers written at once on the Unix socket; past it a connection is closed
+/// bare, so a flood from the daemon's own user costs a bounded number of tasks.
+pub const BUSY_ANSWERS: usize = 16;
+/// How long one busy answer may take (read the head, write the 503). Generous: a
+/// loaded machine may not schedule the daemon for a while, and the answer is what
+/// `l4ctl` turns into its sentence.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open connections may take to finish once the daemon stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -56,6 +63,7 @@ where
     L::Io: Unpin + std::os::fd::AsRawFd,
 {
     let permits = Arc::new(Semaphore::new(max));
+    let busy_answers = Arc::new(Semaphore::new(BUSY_ANSWERS));
     let (closing, closed) = watch::channel(false);
     let mut refusals = Refusals::default();
     tokio::pin!(stop);
@@ -69,9 +77,14 @@ where
             Ok(permit) if !near_limit => permit,
             _ => {
                 refusals.note(what, max, near_limit);
-                if what == "unix" {
+                if what == "unix"
+                    && let Ok(answering) = busy_answers.clone().try_acquire_owned()
+                {
                     // The daemon's own user (l4ctl): a sentence, not a bare close.
-                    tokio::spawn(tokio::time::timeout(Duration::from_secs(1), busy(io)));
+                    tokio::spawn(async move {
+                        let _answering = answering;
+                        let _ = tokio::time::timeout(BUSY_TIMEOUT, busy(io)).await;
+                    });
                 }
                 // TCP: closed before anything is read, the cheapest answer to a flood.
                 continue;
