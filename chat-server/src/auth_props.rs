@@ -11,7 +11,7 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, header};
 use proptest::prelude::*;
 
-use crate::auth::{Auth, Credentials, TokenError, valid_password, valid_user_name};
+use crate::auth::{Auth, Credentials, Subject, TokenError, valid_password, valid_user_name};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
@@ -81,7 +81,7 @@ proptest! {
         let a = auth();
         let token = a.issue(id, &name);
         let user = a.verify(&token).unwrap();
-        prop_assert_eq!((user.id, &user.name), (id, &name));
+        prop_assert_eq!((&user.subject, &user.name), (&Subject::Account(id), &name));
         let encoded = token.replace('.', "%2E");
         prop_assert_eq!(a.from_request(&HeaderMap::new(), Some(&format!("x=1&token={encoded}"))).unwrap(), user.clone());
         let i = at.index(token.len());

@@ -4,7 +4,9 @@
 //! - `GET /echo`, only with `ECHO_ROUTE=1`: a WebSocket echo for conformance suites.
 //! - `POST /api/auth/register` `{"username","password"}` -> 201 `{token, user:{id,name}, expires_at}`;
 //!   400 `bad_request`, 409 `name_taken`, 403 `registration_closed` (`REGISTRATION=closed`).
-//! - `POST /api/auth/login` (same body) -> 200 (same reply); 401 `bad_credentials`.
+//! - `POST /api/auth/login` (same body) -> 200 (same reply); 401 `bad_credentials`; 403
+//!   `registration_closed` when the backend signs every token (its keys set and
+//!   `REGISTRATION=closed`: accounts come from the backend).
 //! - Both: 429 `rate_limited` with `Retry-After` past `AUTH_RATE_PER_IP` for the client's
 //!   address, or `LOGIN_FAILURES_PER_USER` for the user name; 503 `busy` when
 //!   `HASHING_QUEUE` password hashes already wait ([`crate::limits`]).
@@ -207,7 +209,7 @@ async fn register(
     if !valid_password(&c.password) {
         return json_error(StatusCode::BAD_REQUEST, "bad_request", "password: 8-128 bytes");
     }
-    let hash = match ctx.auth.hash_password(c.password, hashing).await {
+    let hash = match ctx.auth.passwords.hash(c.password, hashing).await {
         Err(Busy) => return busy(),
         Ok(Ok(hash)) => hash,
         Ok(Err(e)) => {
@@ -228,6 +230,10 @@ async fn login(
     headers: HeaderMap,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
+    if !ctx.settings.own_logins() {
+        let text = "sign-in is closed on this server: accounts and tokens come from the app's backend (JWT_PUBLIC_KEY or JWT_JWKS_FILE with REGISTRATION=closed)";
+        return json_error(StatusCode::FORBIDDEN, "registration_closed", text);
+    }
     let (hashing, c) = match admit_auth(&ctx, peer, &headers, body) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
@@ -248,7 +254,7 @@ async fn login(
         Err(e) => return unavailable(&e),
     };
     let (id, hash) = user.map_or((None, None), |(id, name, hash)| (Some((id, name)), Some(hash)));
-    match (ctx.auth.check_password(c.password, hash, hashing).await, id) {
+    match (ctx.auth.passwords.check(c.password, hash, hashing).await, id) {
         (Err(Busy), _) => busy(),
         (Ok(true), Some((id, name))) => issued(&ctx, StatusCode::OK, id, &name),
         _ => {

@@ -2,7 +2,8 @@
 //!
 //! Map of the crate:
 //! - [`config`]: settings from the environment or a TOML file, every default and bound.
-//! - [`auth`]: accounts (argon2id) and tokens (HS256 JWT).
+//! - [`auth`]: accounts (argon2id) and tokens (this server's HS256 JWTs, the backend's
+//!   RS256/ES256 ones).
 //! - [`store`]: SQLite or PostgreSQL through sqlx: users, messages, per-room sequences.
 //! - [`hub`]: rooms in memory, the ordered store-then-publish send path, resume replay.
 //! - [`delivery`]: each connection's outbound queue and the flusher threads, written
@@ -66,6 +67,8 @@ pub struct Ctx {
     pub limits: Arc<limits::Limits>,
     /// `API_RATE` per API key ([`publish`]).
     pub publish_rates: publish::Rates,
+    /// The numbers the backend's users act as.
+    pub subjects: store::subjects::Subjects,
 }
 
 impl Ctx {
@@ -132,7 +135,9 @@ pub async fn run(
     let database = if settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
-        auth: Auth::new(&settings.jwt_secret, settings.jwt_ttl)?.with_hashing_queue(settings.limits.hashing_queue),
+        auth: Auth::with_backend(&settings.jwt_secret, settings.jwt_ttl, &settings.tokens)?
+            .with_hashing_queue(settings.limits.hashing_queue),
+        subjects: store::subjects::Subjects::new(store.clone()),
         hub: Hub::new(store.clone(), stats.clone(), settings.room_cache, settings.limits.max_rooms),
         stats,
         active: Arc::new(AtomicUsize::new(0)),

@@ -18,4 +18,5 @@ mod resume;
 mod rooms;
 mod telemetry;
 mod tls;
+mod tokens;
 mod wss;

@@ -8,12 +8,16 @@
 
 pub mod backends;
 mod file;
+pub mod keys;
 pub mod limits;
 pub mod net;
 pub mod origins;
 pub mod publish;
 #[cfg(test)]
 mod tests;
+pub mod tokens;
+#[cfg(test)]
+mod tokens_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,7 +41,9 @@ pub struct Settings {
     /// Prefix of this deployment's Redis channels and keys (pub/sub ignores the
     /// database index, so two deployments on one Redis need different prefixes).
     pub redis_prefix: String,
-    /// The HS256 key; random per process when `APP_ENV=development` and no secret is set.
+    /// The HS256 key of this server's own tokens; random per process when
+    /// `APP_ENV=development` and no secret is set, or when the backend signs every
+    /// token (its keys set, `REGISTRATION=closed`) and no secret is set.
     pub jwt_secret: Vec<u8>,
     pub jwt_secret_generated: bool,
     pub jwt_ttl: Duration,
@@ -69,6 +75,8 @@ pub struct Settings {
     pub allowed_origins: origins::Origins,
     /// The backend's API keys and their rate (`API_KEYS`, `API_RATE`).
     pub publish: publish::PublishSettings,
+    /// The backend's token keys, issuer, audience and name claim (`JWT_PUBLIC_KEY`...).
+    pub tokens: tokens::TokenSettings,
     /// `GET /echo` for conformance suites (`ECHO_ROUTE=1`; off by default): no auth, the
     /// same WebSocket settings, outbox and limits as `/ws`.
     pub echo_route: bool,
@@ -136,7 +144,13 @@ pub const VARIABLES: &[&str] = &[
 
 /// Every variable read, the limits' included.
 fn known() -> impl Iterator<Item = &'static str> {
-    VARIABLES.iter().chain(limits::VARIABLES).chain(backends::VARIABLES).chain(publish::VARIABLES).copied()
+    VARIABLES
+        .iter()
+        .chain(limits::VARIABLES)
+        .chain(backends::VARIABLES)
+        .chain(publish::VARIABLES)
+        .chain(tokens::VARIABLES)
+        .copied()
 }
 
 /// A raw value and where it came from.
@@ -171,6 +185,12 @@ impl Settings {
 
     pub fn is_development(&self) -> bool {
         is_development(&self.app_env)
+    }
+
+    /// Whether this server's own accounts sign in: not when the backend signs every
+    /// token (its keys set) and `REGISTRATION=closed`.
+    pub fn own_logins(&self) -> bool {
+        self.limits.registration_open || !self.tokens.external()
     }
 }
 
@@ -217,6 +237,10 @@ impl Parser {
                 format!("is required with {instances} workers (L4_INSTANCES): without Redis every worker would keep its own copy of each room and clients on different workers would not see each other's messages"),
             );
         }
+        let tokens = tokens::parse(self);
+        let limits = limits::parse(self, development);
+        // The backend signs every token and nobody signs in here: no secret is needed.
+        let backend_only = tokens.external() && !limits.registration_open;
         let make_one = "make one with `openssl rand -base64 48`";
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) if !development && secret.trim().is_empty() => {
@@ -243,6 +267,8 @@ impl Parser {
                 (Vec::new(), false)
             }
             Some(secret) => (secret.into_bytes(), false),
+            // Never used to sign: HS256 tokens are then refused, whoever made them.
+            None if backend_only => (rand::random::<[u8; 32]>().to_vec(), false),
             None if development && instances > 1 => {
                 self.fail(
                     "JWT_SECRET",
@@ -290,9 +316,10 @@ impl Parser {
             shutdown_timeout: self.millis("SHUTDOWN_TIMEOUT", 5_000, 100, 600_000),
             metrics_log_interval: self.millis("METRICS_LOG_INTERVAL", 30_000, 100, 86_400_000),
             instances,
-            limits: limits::parse(self, development),
+            limits,
             allowed_origins: origins::parse(self, development),
             publish: publish::parse(self),
+            tokens,
             echo_route: self.switch("ECHO_ROUTE"),
         }
     }
@@ -312,6 +339,11 @@ impl Parser {
     fn fail(&mut self, name: &str, message: String) {
         let origin = self.raw.get(name).map_or_else(|| name.to_string(), |r| r.origin.clone());
         self.errors.push(SettingError { origin, message });
+    }
+
+    /// Whether `name` is set to something other than blanks.
+    fn has(&self, name: &str) -> bool {
+        self.raw.get(name).is_some_and(|r| !r.value.trim().is_empty())
     }
 
     fn text(&self, name: &str) -> Option<String> {

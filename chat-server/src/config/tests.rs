@@ -149,11 +149,17 @@ fn the_shipped_env_example_is_valid_settings() {
     // As shipped, its secret is the placeholder, refused in production ...
     let err = Settings::from_sources(None, |k| pairs.get(k).cloned()).unwrap_err().to_string();
     assert!(err.contains("placeholder"), "{err}");
-    // ... and with a real one every value it shows is valid.
+    // ... and with a real one every value it shows is valid (the key files it names
+    // exist on the deploying machine: here, files made like them).
     pairs.insert("JWT_SECRET".into(), GOOD_SECRET.into());
+    let keys = tempfile::tempdir().unwrap();
+    let (public, jwks) = super::tokens_tests::example_key_files(keys.path());
+    pairs.insert("JWT_PUBLIC_KEY".into(), public.display().to_string());
+    pairs.insert("JWT_JWKS_FILE".into(), jwks.display().to_string());
     let settings = Settings::from_sources(None, |k| pairs.get(k).cloned()).unwrap();
     assert_eq!(settings.max_connections, 2500);
     assert!(settings.database_url.starts_with("postgres://"));
+    assert_eq!(settings.tokens.keys.len(), 2);
 }
 
 #[test]

@@ -38,6 +38,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use self::conn::Service;
 use crate::Ctx;
 use crate::answer::{json_error, json_error_retry};
+use crate::auth::{Subject, User};
 
 /// One admitted connection; dropping it frees its slot under the cap.
 #[derive(Debug)]
@@ -80,8 +81,8 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
     if ctx.draining() {
         return draining();
     }
-    let user = match ctx.auth.from_request(request.headers(), request.uri().query()) {
-        Ok(user) => user,
+    let identity = match ctx.auth.from_request(request.headers(), request.uri().query()) {
+        Ok(identity) => identity,
         Err(e) => {
             ctx.stats.rejected_auth.fetch_add(1, Relaxed);
             let mut response = json_error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
@@ -93,6 +94,23 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
         Ok(handshake) => handshake,
         Err(response) => return *response,
     };
+    // After the cheap checks: a backend user's number may take a query.
+    let id = match &identity.subject {
+        Subject::Account(id) => *id,
+        Subject::External(sub) => match ctx.subjects.id(sub).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up a backend user's number");
+                return json_error_retry(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "storage unavailable; try again",
+                    1,
+                );
+            }
+        },
+    };
+    let user = User { id, name: identity.name, exp: identity.exp };
     let Some(user_slot) = ctx.limits.connect(user.id) else {
         ctx.stats.rejected_per_user.fetch_add(1, Relaxed);
         let text = format!("at most {} connections per user", ctx.settings.limits.max_connections_per_user);

@@ -1,6 +1,6 @@
-//! Durable storage: users and messages (numbered per room), in SQLite (the
-//! default, one file) or PostgreSQL (`DATABASE_URL=postgres://...`), through one sqlx
-//! `Any` code path.
+//! Durable storage: accounts, the backend's users ([`subjects`]) and messages
+//! (numbered per room), in SQLite (the default, one file) or PostgreSQL
+//! (`DATABASE_URL=postgres://...`), through one sqlx `Any` code path.
 //!
 //! Owns the schema (`migrations/sqlite`, `migrations/postgres`, run at start) and the
 //! rules that make sends durable and idempotent: [`Store::append`] allocates the next
@@ -19,6 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub mod files;
+pub mod subjects;
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");

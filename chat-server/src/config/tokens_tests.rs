@@ -1,0 +1,161 @@
+//! The backend's token settings: each key file kind taken, each one refused with its
+//! sentence (private key, other curve, symlink, writable by others, JWKS problems), and
+//! `JWT_SECRET` needed only while this server still signs tokens.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jsonwebtoken::Algorithm;
+
+use super::*;
+
+fn only(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    move |k| map.get(k).cloned()
+}
+
+/// A key pair made by openssl in `dir`: (private PEM path, public PEM path).
+fn openssl_key(dir: &Path, name: &str, params: &[&str]) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ok = Command::new("openssl").arg("genpkey").args(params).arg("-out").arg(&private).output().unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let ok = Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&private).arg("-out").arg(&public).output();
+    assert!(ok.unwrap().status.success());
+    (private, public)
+}
+
+fn rsa(dir: &Path) -> (PathBuf, PathBuf) {
+    openssl_key(dir, "rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+}
+
+fn ec(dir: &Path, curve: &str) -> (PathBuf, PathBuf) {
+    openssl_key(dir, curve, &["-algorithm", "EC", "-pkeyopt", &format!("ec_paramgen_curve:{curve}")])
+}
+
+/// A P-256 public key file and a JWKS file holding the same key, in `dir`.
+pub(super) fn example_key_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let (_, public) = ec(dir, "P-256");
+    let file = dir.join("jwks.json");
+    std::fs::write(&file, format!("{{\"keys\":[{}]}}", jwk("k1", &public, ""))).unwrap();
+    (public, file)
+}
+
+/// Production, registration closed (its default there), no secret, plus `pairs`.
+fn backend(pairs: &[(&str, String)]) -> Result<Settings, String> {
+    let mut all = vec![("APP_ENV", "production".to_string())];
+    all.extend(pairs.iter().cloned());
+    Settings::from_sources(None, only(&all)).map_err(|e| e.to_string())
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn an_rsa_or_p256_public_key_is_taken_and_the_secret_is_then_optional() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, rsa_pub) = rsa(dir.path());
+    let s = backend(&[("JWT_PUBLIC_KEY", path(&rsa_pub))]).unwrap();
+    assert_eq!(s.tokens.keys[0].alg, Algorithm::RS256);
+    assert!(!s.own_logins() && !s.jwt_secret_generated, "the backend signs every token: no sign-in here");
+    let (_, ec_pub) = ec(dir.path(), "P-256");
+    let s = backend(&[("JWT_PUBLIC_KEY", path(&ec_pub)), ("JWT_ISSUER", "https://app".into())]).unwrap();
+    assert_eq!((s.tokens.keys[0].alg, s.tokens.issuer.as_deref()), (Algorithm::ES256, Some("https://app")));
+    // Registration open: this server still signs tokens, so it needs its secret.
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&ec_pub)), ("REGISTRATION", "open".into())]).unwrap_err();
+    assert!(err.contains("JWT_SECRET: is required"), "{err}");
+}
+
+#[test]
+fn a_private_key_another_curve_or_no_pem_is_refused_with_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rsa_key, _) = rsa(dir.path());
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&rsa_key))]).unwrap_err();
+    assert!(err.contains("holds a private key") && err.contains("-pubout"), "{err}");
+    let (_, p384) = ec(dir.path(), "P-384");
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&p384))]).unwrap_err();
+    assert!(err.contains("curve other than P-256"), "{err}");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello").unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&junk))]).unwrap_err();
+    assert!(err.starts_with("JWT_PUBLIC_KEY (environment): ") && err.contains("holds no PEM"), "{err}");
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&dir.path().join("missing.pem")))]).unwrap_err();
+    assert!(err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn a_key_file_someone_else_could_replace_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = rsa(dir.path());
+    let link = dir.path().join("link.pub");
+    std::os::unix::fs::symlink(&public, &link).unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&link))]).unwrap_err();
+    assert!(err.contains("symbolic link"), "{err}");
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&public))]).unwrap_err();
+    assert!(err.contains("mode 666") && err.contains("chmod go-w"), "{err}");
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&public))]).unwrap_err();
+    assert!(err.contains("its folder has mode 777"), "{err}");
+    // A sticky folder (like /tmp): only the file's owner may replace it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    backend(&[("JWT_PUBLIC_KEY", path(&public))]).unwrap();
+}
+
+/// A JWKS entry for a public key file, through openssl's text form of the key.
+fn jwk(kid: &str, public: &Path, extra: &str) -> String {
+    let private = public.with_extension("key");
+    let der = std::fs::read(&private).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&der)
+        .map(|k| (k, Algorithm::RS256))
+        .or_else(|_| jsonwebtoken::EncodingKey::from_ec_pem(&der).map(|k| (k, Algorithm::ES256)))
+        .unwrap();
+    let mut v = serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&key.0, key.1).unwrap()).unwrap();
+    v["kid"] = kid.into();
+    if !extra.is_empty() {
+        let more: serde_json::Value = serde_json::from_str(extra).unwrap();
+        v.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    }
+    v.to_string()
+}
+
+#[test]
+fn a_jwks_file_gives_every_signing_key_and_its_problems_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, rsa_pub) = rsa(dir.path());
+    let (_, ec_pub) = ec(dir.path(), "P-256");
+    let file = dir.path().join("jwks.json");
+    let write = |keys: &[String]| std::fs::write(&file, format!("{{\"keys\":[{}]}}", keys.join(","))).unwrap();
+    write(&[jwk("a", &rsa_pub, ""), jwk("b", &ec_pub, ""), jwk("c", &rsa_pub, r#"{"use":"enc"}"#)]);
+    let s = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap();
+    let got: Vec<_> = s.tokens.keys.iter().map(|k| (k.kid.clone().unwrap(), k.alg)).collect();
+    assert_eq!(got, [("a".to_string(), Algorithm::RS256), ("b".to_string(), Algorithm::ES256)], "enc keys left out");
+    write(&[jwk("a", &rsa_pub, ""), jwk("a", &ec_pub, "")]);
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("names kid \"a\" twice"), "{err}");
+    write(&[jwk("a", &rsa_pub, ""), r#"{"kty":"oct","kid":"s","k":"c2VjcmV0"}"#.to_string()]);
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("key 2 (kid \"s\"): a symmetric (oct) key"), "{err}");
+    write(&[jwk("a", &rsa_pub, r#"{"alg":"RS512"}"#)]);
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("key 1 (kid \"a\"): algorithm RS512 is not taken"), "{err}");
+    std::fs::write(&file, "{").unwrap();
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("is not a JWKS document"), "{err}");
+    let big = format!("{{\"keys\":[{}]}}", vec![jwk("x", &rsa_pub, ""); 33].join(","));
+    std::fs::write(&file, big).unwrap();
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("holds 33 keys; at most 32"), "{err}");
+}
+
+#[test]
+fn issuer_and_audience_without_a_backend_key_say_so() {
+    let err = backend(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef".into()), ("JWT_AUDIENCE", "chat".into())])
+        .unwrap_err();
+    assert!(err.contains("JWT_AUDIENCE (environment): applies to the backend's tokens"), "{err}");
+}
