@@ -396,3 +396,42 @@ async fn a_message_nested_as_deep_as_a_frame_allows_is_malformed_not_a_crash() {
     raw_send(&mut mp, Format::MsgPack, &ClientMsg::Ping { t: Some(1) }).await;
     assert!(matches!(raw_next(&mut mp, Format::MsgPack).await, Ok(ServerMsg::Pong { t: Some(1) })));
 }
+
+/// `GET /ws/probe` on a connection of its own: status, code, `Retry-After`.
+async fn probe(server: &Server, token: &str, origin: Option<&str>) -> (u16, String, Option<u64>) {
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    let path = format!("/ws/probe?token={token}");
+    let (status, retry, body) = raw_http([127, 0, 0, 1].into(), server.port, "GET", &path, &origin, "").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    (status, v["error"].as_str().unwrap_or("").to_string(), retry)
+}
+
+#[tokio::test]
+async fn the_probe_answers_what_an_upgrade_would_get_and_takes_nothing() {
+    let server = Server::start(&[
+        ("MAX_CONNECTIONS", "2"),
+        ("MAX_CONNECTIONS_PER_USER", "1"),
+        ("ALLOWED_ORIGINS", "https://chat.example"),
+    ])
+    .await;
+    let ann = server.token(1, "ann");
+    assert_eq!(probe(&server, &ann, Some("https://chat.example")).await.0, 204);
+    assert_eq!(probe(&server, "nonsense", None).await.1, "invalid_token");
+    assert_eq!(probe(&server, &ann, Some("https://evil.example")).await.1, "bad_origin");
+    // Probes took nothing: ann's one place and the two slots are all free.
+    let mut first = raw(&server.ws_url(), Some(&ann), None).await.unwrap();
+    raw_next(&mut first, Format::Json).await.unwrap();
+    assert_eq!(probe(&server, &ann, None).await, (429, "too_many_connections".to_string(), Some(5)));
+    let bob = server.token(2, "bob");
+    let mut second = raw(&server.ws_url(), Some(&bob), None).await.unwrap();
+    raw_next(&mut second, Format::Json).await.unwrap();
+    let (status, code, retry) = probe(&server, &server.token(3, "cy"), None).await;
+    assert_eq!((status, code.as_str()), (503, "full"));
+    assert!(retry.is_some_and(|r| r >= 1));
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while probe(&server, &ann, None).await.0 != 204 {
+        assert!(std::time::Instant::now() < deadline, "ann's place is not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

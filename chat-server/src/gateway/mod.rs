@@ -14,11 +14,13 @@
 //! frames and writes control frames ([`io`]). tungstenite's read buffer is 1 KiB instead
 //! of its 128 KiB default, which is zero-filled before every read and so stays resident.
 
+mod admission;
 pub mod conn;
 pub mod io;
 mod replay;
 mod requests;
 
+pub use admission::probe;
 /// The history page's bounds, for the backend's history route too (`crate::publish`).
 pub(crate) use replay::{page_budget, page_rows};
 pub(crate) use requests::{HISTORY_DEFAULT, HISTORY_MAX};
@@ -38,7 +40,6 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use self::conn::Service;
 use crate::Ctx;
 use crate::answer::{json_error, json_error_retry};
-use crate::auth::{Subject, User};
 
 /// One admitted connection; dropping it frees its slot under the cap.
 #[derive(Debug)]
@@ -81,42 +82,14 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
     if ctx.draining() {
         return draining();
     }
-    let identity = match ctx.auth.from_request(request.headers(), request.uri().query()) {
-        Ok(identity) => identity,
-        Err(e) => {
-            ctx.stats.rejected_auth.fetch_add(1, Relaxed);
-            let mut response = json_error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    let answer = async {
+        let identity = admission::identity(&ctx, request.headers(), request.uri().query())?;
+        let handshake = Handshake::check(&ctx, &mut request)?;
+        // After the cheap checks: a backend user's number may take a query.
+        let (user, place) = admission::user(&ctx, identity).await?;
+        Ok::<_, Box<Response>>(handshake.accept(ctx.clone(), Service::Chat(user, place)))
     };
-    let handshake = match Handshake::check(&ctx, &mut request) {
-        Ok(handshake) => handshake,
-        Err(response) => return *response,
-    };
-    // After the cheap checks: a backend user's number may take a query.
-    let id = match &identity.subject {
-        Subject::Account(id) => *id,
-        Subject::External(sub) => match ctx.subjects.id(sub).await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look up a backend user's number");
-                return json_error_retry(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "storage unavailable; try again",
-                    1,
-                );
-            }
-        },
-    };
-    let user = User { id, name: identity.name, exp: identity.exp };
-    let Some(user_slot) = ctx.limits.connect(user.id) else {
-        ctx.stats.rejected_per_user.fetch_add(1, Relaxed);
-        let text = format!("at most {} connections per user", ctx.settings.limits.max_connections_per_user);
-        return json_error_retry(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", &text, 5);
-    };
-    handshake.accept(ctx, Service::Chat(user, user_slot))
+    answer.await.unwrap_or_else(|response| *response)
 }
 
 /// `GET /echo` (only with `ECHO_ROUTE=1`): a WebSocket that sends every message back as
@@ -147,13 +120,7 @@ impl Handshake {
     /// subprotocol; the error response for the first one that is wrong.
     fn check(ctx: &Ctx, request: &mut Request) -> Result<Handshake, Box<Response>> {
         let headers = request.headers();
-        // A browser names the page that opens the socket; other clients send no Origin.
-        if let Some(origin) = headers.get(header::ORIGIN)
-            && !ctx.settings.allowed_origins.allows(origin.to_str().unwrap_or(""))
-        {
-            let text = "this page's origin may not open a WebSocket here (ALLOWED_ORIGINS)";
-            return Err(Box::new(json_error(StatusCode::FORBIDDEN, "bad_origin", text)));
-        }
+        check_origin(ctx, headers)?;
         if !header_has_token(headers, header::UPGRADE, "websocket")
             || !header_has_token(headers, header::CONNECTION, "upgrade")
         {
@@ -224,6 +191,17 @@ impl Handshake {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(format.protocol()));
         }
         response
+    }
+}
+
+/// A browser names the page that opens the socket; other clients send no Origin.
+fn check_origin(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    match headers.get(header::ORIGIN) {
+        Some(origin) if !ctx.settings.allowed_origins.allows(origin.to_str().unwrap_or("")) => {
+            let text = "this page's origin may not open a WebSocket here (ALLOWED_ORIGINS)";
+            Err(Box::new(json_error(StatusCode::FORBIDDEN, "bad_origin", text)))
+        }
+        _ => Ok(()),
     }
 }
 
