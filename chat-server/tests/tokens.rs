@@ -194,13 +194,13 @@ async fn a_backend_token_is_refused_with_its_reason() {
             "no exp",
             backend.token(Algorithm::RS256, Some("rsa-1"), json!({ "sub": "ann", "exp": null })),
             "invalid_token",
-            "not valid",
+            "lacks a claim",
         ),
         (
             "a number sub (RFC 7519: a string)",
             backend.token(Algorithm::RS256, Some("rsa-1"), json!({ "sub": 42 })),
             "invalid_token",
-            "not valid",
+            "sub as a string",
         ),
         (
             "empty sub",
@@ -238,6 +238,45 @@ async fn a_backend_token_is_refused_with_its_reason() {
     )
     .unwrap();
     assert_eq!(refused(&server, &forged).await.1, "invalid_token");
+}
+
+#[tokio::test]
+async fn a_pem_key_without_issuer_or_audience_takes_tokens_without_kid_and_refuses_any_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(dir.path(), "rsa-pem", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    let server = Server::start(&[
+        ("JWT_PUBLIC_KEY", public.display().to_string().as_str()),
+        ("REGISTRATION", "closed"),
+        ("JWT_SECRET", ""),
+    ])
+    .await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |claims: serde_json::Value, kid: Option<&str>| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    // No kid, or a kid the PEM key does not have: the one key without a kid.
+    for kid in [None, Some("v7")] {
+        let token = sign(json!({ "sub": "ann", "name": "Ann", "exp": now + 60 }), kid);
+        let mut ws = raw(&server.ws_url(), Some(&token), None).await.unwrap();
+        assert_eq!(welcome(&mut ws).await, "Ann");
+    }
+    // A token made for some audience is not for this server when it names none.
+    let token = sign(json!({ "sub": "ann", "exp": now + 60, "aud": "billing" }), None);
+    let (status, _, message) = refused(&server, &token).await;
+    assert!(status == 401 && message.contains("audience"), "{status} {message}");
+}
+
+#[tokio::test]
+async fn a_token_without_kid_needs_exactly_one_key_of_its_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = App::new(dir.path());
+    let server = start(&backend, &[]).await;
+    // The JWKS holds one RS256 key: a token without kid is that key's.
+    let token = backend.token(Algorithm::RS256, None, json!({ "sub": "ann" }));
+    let mut ws = raw(&server.ws_url(), Some(&token), None).await.unwrap();
+    assert_eq!(welcome(&mut ws).await, "ann");
 }
 
 #[tokio::test]

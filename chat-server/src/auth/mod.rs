@@ -144,6 +144,14 @@ mod tests {
     }
 
     #[test]
+    fn an_own_token_for_user_0_or_below_is_refused() {
+        let a = auth();
+        for id in [0, -1, i64::MIN] {
+            assert_eq!(a.verify(&a.issue(id, "x")), Err(TokenError::Invalid), "{id}");
+        }
+    }
+
+    #[test]
     fn an_expired_token_is_told_apart() {
         let a = auth();
         let claims = Claims { sub: "1".into(), name: "x".into(), iat: 1, exp: now_secs() - 1 };

@@ -7,7 +7,9 @@
 //!   RFC 7519 says; a number is refused), the name is the `JWT_NAME_CLAIM` claim (else `sub`), and
 //!   `iss`/`aud` must match `JWT_ISSUER`/`JWT_AUDIENCE` when those are set.
 //!
-//! Both need `exp` and `sub`; `exp` and `nbf` are checked without leeway. The
+//! Both need `exp` and `sub`; `exp` and `nbf` are checked without leeway. A token that
+//! names an audience (`aud`) no `JWT_AUDIENCE` names is refused, `JWT_AUDIENCE` unset
+//! included: it was made for something else. The
 //! algorithm must be the key's own (an RS256 token is never checked against the HS256
 //! secret), and a key embedded in the token (`jwk`, `jku`) is never used.
 
@@ -67,6 +69,12 @@ pub enum TokenError {
     Audience,
     #[error("no key of this server matches the token's algorithm and key id (kid)")]
     UnknownKey,
+    #[error("the token is not valid yet (nbf)")]
+    NotYet,
+    #[error(
+        "the token lacks a claim this server requires (exp, sub as a string; iss and aud when JWT_ISSUER and JWT_AUDIENCE are set)"
+    )]
+    MissingClaim,
     #[error(
         "the token's sub must be a string of 1-255 bytes and its name 1-64 characters, neither with control characters"
     )]
@@ -88,6 +96,8 @@ fn error(e: &jsonwebtoken::errors::Error) -> TokenError {
         ErrorKind::ExpiredSignature => TokenError::Expired,
         ErrorKind::InvalidIssuer => TokenError::Issuer,
         ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::ImmatureSignature => TokenError::NotYet,
+        ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
         _ => TokenError::Invalid,
     }
 }
@@ -131,14 +141,11 @@ impl Tokens {
             external_rules.set_issuer(&[issuer]);
             external_rules.required_spec_claims.insert("iss".into());
         }
-        if settings.audience.is_empty() {
-            external_rules.validate_aud = false;
-        } else {
+        // Unset: jsonwebtoken refuses a token that names any audience.
+        if !settings.audience.is_empty() {
             external_rules.set_audience(&settings.audience);
             external_rules.required_spec_claims.insert("aud".into());
         }
-        // Own tokens carry no audience; jsonwebtoken would refuse one that did.
-        own.validate_aud = false;
         Ok(Tokens {
             encoding: EncodingKey::from_secret(secret)?,
             decoding: DecodingKey::from_secret(secret)?,
@@ -176,7 +183,11 @@ impl Tokens {
 
     fn verify_own(&self, token: &str) -> Result<Identity, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.own).map_err(|e| error(&e))?;
-        let id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        // Accounts are numbered from 1; 0 is the publish API and below it the backend's users.
+        let id: i64 = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        if id <= 0 {
+            return Err(TokenError::Invalid);
+        }
         Ok(Identity { subject: Subject::Account(id), name: data.claims.name, exp: data.claims.exp })
     }
 

@@ -1,17 +1,27 @@
 //! The public keys of the app's backend (`JWT_PUBLIC_KEY`, `JWT_JWKS_FILE`): read from
 //! files the way a key that decides who anyone is must be read. Whoever can replace
-//! the file can sign tokens for every user, so the file is opened without following a
-//! symlink, must be a regular file of at most [`MAX_KEY_FILE`] bytes owned by this user
-//! or root and writable by no one else, in a folder no one else can write (unless the
-//! folder is sticky, like `/tmp`, where only the owner may replace it).
+//! the file can sign tokens for every user, so its folder is opened first and must be
+//! owned by this user or root and writable by no one else (or sticky, like `/tmp`,
+//! where only a file's owner may replace it); the file is then opened in that folder
+//! without following a symlink, and must be a regular file of at most
+//! [`MAX_KEY_FILE`] bytes owned by this user or root and writable by no one else.
 //!
-//! Keys taken: RSA (RS256) and EC P-256 (ES256), as a PEM public key or JWKS entries.
-//! A private key, another curve, a symmetric (`oct`) key or another algorithm is
-//! refused with a sentence saying what to give instead.
+//! Keys taken: RSA of [`MIN_RSA_BITS`] bits or more (RS256) and EC P-256 (ES256), as a
+//! PEM public key or JWKS entries, each built here as the verifier will build it, so
+//! a key that cannot verify anything fails at start. A private key (PEM, or a JWK with
+//! its private members), another curve, a symmetric (`oct`) key or another algorithm
+//! is refused with a sentence saying what to give instead.
 
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::traits::PublicKeyParts;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -20,6 +30,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 pub const MAX_KEY_FILE: u64 = 1 << 20;
 /// The most keys one JWKS file may hold.
 pub const MAX_KEYS: usize = 32;
+/// The smallest RSA key taken (NIST SP 800-57: 2048 bits until 2030).
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// A key the backend signs connection tokens with.
 #[derive(Clone)]
@@ -38,23 +50,38 @@ impl std::fmt::Debug for ExternalKey {
 
 /// The bytes of a file that decides who users are, or why it is not trusted.
 pub fn read_trusted(path: &Path) -> Result<Vec<u8>, String> {
-    let file =
-        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
-            |e| match e.raw_os_error() {
-                Some(libc::ELOOP) => "is a symbolic link; name the file itself".to_string(),
-                _ => e.to_string(),
-            },
-        )?;
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or("names no file")?;
+    let dir = std::fs::File::open(folder).map_err(|e| format!("its folder: {e}"))?;
+    let dir_meta = dir.metadata().map_err(|e| format!("its folder: {e}"))?;
+    if !dir_meta.is_dir() {
+        return Err("its folder is not a folder".into());
+    }
+    trusted_owner(dir_meta.uid(), dir_meta.mode(), "its folder", dir_meta.mode() & libc::S_ISVTX != 0)?;
+    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| "names a file with a NUL byte")?;
+    // SAFETY: openat on a descriptor we own and a NUL-terminated name; the result is
+    // checked and owned by the File below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ELOOP) => "is a symbolic link; name the file itself".to_string(),
+            _ => e.to_string(),
+        });
+    }
+    // SAFETY: fd was just opened and nothing else owns it.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
-    trusted_owner(meta.uid(), meta.mode(), "the file")?;
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dir = std::fs::metadata(folder).map_err(|e| format!("its folder: {e}"))?;
-    if dir.mode() & libc::S_ISVTX == 0 {
-        trusted_owner(dir.uid(), dir.mode(), "its folder")?;
-    }
+    trusted_owner(meta.uid(), meta.mode(), "the file", false)?;
     if meta.len() > MAX_KEY_FILE {
         return Err(format!("has {} bytes; at most {MAX_KEY_FILE} are read", meta.len()));
     }
@@ -63,8 +90,9 @@ pub fn read_trusted(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Owned by this user or root, and writable by no one else.
-fn trusted_owner(uid: u32, mode: u32, what: &str) -> Result<(), String> {
+/// Owned by this user or root, and writable by no one else (a sticky folder may be:
+/// there only a file's owner may replace it).
+fn trusted_owner(uid: u32, mode: u32, what: &str, sticky: bool) -> Result<(), String> {
     // SAFETY: geteuid only reads this process's effective user id.
     let me = unsafe { libc::geteuid() };
     if uid != me && uid != 0 {
@@ -72,7 +100,7 @@ fn trusted_owner(uid: u32, mode: u32, what: &str) -> Result<(), String> {
             "{what} is owned by user {uid}, who could replace the key: it must be this user's or root's"
         ));
     }
-    if mode & 0o022 != 0 {
+    if mode & 0o022 != 0 && !sticky {
         return Err(format!("{what} has mode {:o}: others could replace the key (chmod go-w)", mode & 0o7777));
     }
     Ok(())
@@ -90,27 +118,50 @@ pub fn pem_key(bytes: &[u8]) -> Result<ExternalKey, String> {
         return Err("holds no PEM (-----BEGIN PUBLIC KEY-----)".into());
     }
     if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
+        let der = key.try_get_as_bytes().map_err(|e| e.to_string())?;
+        rsa_bits(rsa::PublicKey::from_pkcs1_der(der).map_err(|e| format!("is not a usable RSA key: {e}"))?)?;
         return Ok(ExternalKey { kid: None, alg: Algorithm::RS256, key });
     }
     match DecodingKey::from_ec_pem(bytes) {
-        Ok(key) if is_p256(&key) => Ok(ExternalKey { kid: None, alg: Algorithm::ES256, key }),
-        Ok(_) => Err("is an EC key on a curve other than P-256: ES256 needs P-256 (prime256v1)".into()),
+        Ok(key) => {
+            p256_point(&key).map_err(|()| "is not an EC P-256 key: ES256 needs P-256 (prime256v1)".to_string())?;
+            Ok(ExternalKey { kid: None, alg: Algorithm::ES256, key })
+        }
         Err(_) => Err("holds no RSA or EC P-256 public key".into()),
     }
 }
 
-/// An uncompressed P-256 point: 0x04, then 32 bytes of x and 32 of y.
-fn is_p256(key: &DecodingKey) -> bool {
-    key.try_get_as_bytes().is_ok_and(|b| b.len() == 65 && b[0] == 4)
+/// A point of P-256, as the verifier will read it.
+fn p256_point(key: &DecodingKey) -> Result<(), ()> {
+    let bytes = key.try_get_as_bytes().map_err(drop)?;
+    p256::PublicKey::from_sec1_bytes(bytes).map(drop).map_err(drop)
 }
+
+fn rsa_bits(key: rsa::PublicKey) -> Result<(), String> {
+    let bits = key.n().bit_width() as usize;
+    if bits < MIN_RSA_BITS {
+        return Err(format!("is an RSA key of {bits} bits; at least {MIN_RSA_BITS} are taken"));
+    }
+    Ok(())
+}
+
+/// Members only a private JWK has (RFC 7518 §6.2.2, §6.3.2).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth"];
 
 /// Every signing key of a JWKS document (`{"keys": [...]}`); keys marked `"use": "enc"`
 /// are for encryption and left out.
 pub fn jwks(bytes: &[u8]) -> Result<Vec<ExternalKey>, String> {
-    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("is not a JWKS document: {e}"))?;
-    if set.keys.len() > MAX_KEYS {
-        return Err(format!("holds {} keys; at most {MAX_KEYS} are taken", set.keys.len()));
+    let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("is not a JWKS document: {e}"))?;
+    let count = raw["keys"].as_array().map_or(0, Vec::len);
+    if count > MAX_KEYS {
+        return Err(format!("holds {count} keys; at most {MAX_KEYS} are taken"));
     }
+    for (n, entry) in raw["keys"].as_array().into_iter().flatten().enumerate() {
+        if let Some(member) = PRIVATE_MEMBERS.iter().find(|m| entry.get(**m).is_some()) {
+            return Err(format!("key {} holds a private key (member {member:?}): publish only the public key", n + 1));
+        }
+    }
+    let set: JwkSet = serde_json::from_value(raw).map_err(|e| format!("is not a JWKS document: {e}"))?;
     let mut keys = Vec::new();
     for (n, jwk) in set.keys.iter().enumerate() {
         if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
@@ -149,8 +200,18 @@ fn jwk_key(jwk: &Jwk) -> Result<ExternalKey, String> {
         _ => return Err("only RSA (RS256) and EC P-256 (ES256) keys are taken".into()),
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("is not a usable key: {e}"))?;
-    if alg == Algorithm::ES256 && !is_p256(&key) {
-        return Err("x and y are not a P-256 point".into());
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(p) => {
+            let part = |b64: &str| URL_SAFE_NO_PAD.decode(b64.trim_end_matches('='));
+            let (n, e) = (part(&p.n), part(&p.e));
+            let (Ok(n), Ok(e)) = (n, e) else { return Err("n or e is not base64url".into()) };
+            let key = rsa::PublicKey::new(
+                rsa::BoxedUint::from_be_slice_vartime(&n),
+                rsa::BoxedUint::from_be_slice_vartime(&e),
+            );
+            rsa_bits(key.map_err(|e| format!("is not a usable RSA key: {e}"))?)?;
+        }
+        _ => p256_point(&key).map_err(|()| "x and y are not a P-256 point".to_string())?,
     }
     Ok(ExternalKey { kid: jwk.common.key_id.clone(), alg, key })
 }

@@ -240,7 +240,9 @@ impl Parser {
         let tokens = tokens::parse(self);
         let limits = limits::parse(self, development);
         // The backend signs every token and nobody signs in here: no secret is needed.
-        let backend_only = tokens.external() && !limits.registration_open;
+        // (A key that failed to load counts: its error is the one to report.)
+        let backend_keys = tokens.external() || self.has("JWT_PUBLIC_KEY") || self.has("JWT_JWKS_FILE");
+        let backend_only = backend_keys && !limits.registration_open;
         let make_one = "make one with `openssl rand -base64 48`";
         let (jwt_secret, jwt_secret_generated) = match self.text("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) if !development && secret.trim().is_empty() => {

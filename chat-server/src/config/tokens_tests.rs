@@ -78,7 +78,7 @@ fn a_private_key_another_curve_or_no_pem_is_refused_with_what_to_give() {
     assert!(err.contains("holds a private key") && err.contains("-pubout"), "{err}");
     let (_, p384) = ec(dir.path(), "P-384");
     let err = backend(&[("JWT_PUBLIC_KEY", path(&p384))]).unwrap_err();
-    assert!(err.contains("curve other than P-256"), "{err}");
+    assert!(err.contains("is not an EC P-256 key"), "{err}");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "hello").unwrap();
     let err = backend(&[("JWT_PUBLIC_KEY", path(&junk))]).unwrap_err();
@@ -105,6 +105,26 @@ fn a_key_file_someone_else_could_replace_is_refused() {
     // A sticky folder (like /tmp): only the file's owner may replace it.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     backend(&[("JWT_PUBLIC_KEY", path(&public))]).unwrap();
+    // ... unless another user owns the folder (it may rename the file away).
+    let me = unsafe { libc::geteuid() };
+    if me == 0 {
+        std::os::unix::fs::chown(dir.path(), Some(4242), None).unwrap();
+        let err = backend(&[("JWT_PUBLIC_KEY", path(&public))]).unwrap_err();
+        assert!(err.contains("its folder is owned by user 4242"), "{err}");
+    }
+}
+
+#[test]
+fn a_small_rsa_key_or_a_point_off_p256_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, small) = openssl_key(dir.path(), "rsa1024", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]);
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&small))]).unwrap_err();
+    assert!(err.contains("RSA key of 1024 bits; at least 2048"), "{err}");
+    let (_, k1) = ec(dir.path(), "secp256k1");
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&k1))]).unwrap_err();
+    assert!(err.contains("is not an EC P-256 key"), "{err}");
+    // A failed key is the only error: not also "JWT_SECRET is required".
+    assert!(!err.contains("JWT_SECRET"), "{err}");
 }
 
 /// A JWKS entry for a public key file, through openssl's text form of the key.
@@ -141,6 +161,9 @@ fn a_jwks_file_gives_every_signing_key_and_its_problems_name_the_key() {
     write(&[jwk("a", &rsa_pub, ""), r#"{"kty":"oct","kid":"s","k":"c2VjcmV0"}"#.to_string()]);
     let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
     assert!(err.contains("key 2 (kid \"s\"): a symmetric (oct) key"), "{err}");
+    write(&[jwk("a", &rsa_pub, r#"{"d":"c2VjcmV0"}"#)]);
+    let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
+    assert!(err.contains("key 1 holds a private key (member \"d\")"), "{err}");
     write(&[jwk("a", &rsa_pub, r#"{"alg":"RS512"}"#)]);
     let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
     assert!(err.contains("key 1 (kid \"a\"): algorithm RS512 is not taken"), "{err}");
