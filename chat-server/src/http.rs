@@ -15,6 +15,7 @@
 //! - `GET /api/health/websocket` -> 200 `{status:"healthy", connections, max_connections, ...}`,
 //!   503 with `status:"draining"` during shutdown and `"degraded"` when the database does not answer.
 //! - `GET /metrics`: Prometheus text format.
+//! - `GET /` and the page's files: the web chat page ([`crate::web`]); 404 otherwise.
 //!
 //! Every error body is `{"error": code, "message": text}`. No route returns a secret or
 //! an environment value.
@@ -55,6 +56,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/health/websocket", get(health))
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}/messages", post(crate::publish::post).get(crate::publish::history))
+        .fallback(crate::web::serve)
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(ctx)
 }

@@ -8,9 +8,10 @@
 //! - [`hub`]: rooms in memory, the ordered store-then-publish send path, resume replay.
 //! - [`delivery`]: each connection's outbound queue and the flusher threads, written
 //!   by the hub (broadcasts) and the gateway (replies, control frames).
-//! - [`gateway`]: `/ws` admission (auth, cap) and the per-connection task.
+//! - [`gateway`]: `/ws` admission (auth, cap, the probe) and the per-connection task.
 //! - [`http`]: the router: `/ws`, `/api/auth/*`, `/api/health/websocket`, `/metrics`
 //!   (and `/echo` with `ECHO_ROUTE=1`).
+//! - [`web`]: the web chat page at `/` (embedded, or `WEB_ROOT`), with ETags and a CSP.
 //! - [`answer`]: the JSON error body of every HTTP answer.
 //! - [`stats`]: counters behind health, metrics and the periodic log line.
 //! - [`telemetry`]: tracing setup and the one-line structured panic report.
@@ -33,6 +34,7 @@ pub mod reach;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -19,4 +19,5 @@ mod rooms;
 mod telemetry;
 mod tls;
 mod tokens;
+mod web;
 mod wss;

@@ -1,10 +1,7 @@
 //! The public keys of the app's backend (`JWT_PUBLIC_KEY`, `JWT_JWKS_FILE`): read from
-//! files the way a key that decides who anyone is must be read. Whoever can replace
-//! the file can sign tokens for every user, so its folder is opened first and must be
-//! owned by this user or root and writable by no one else (or sticky, like `/tmp`,
-//! where only a file's owner may replace it); the file is then opened in that folder
-//! without following a symlink, and must be a regular file of at most
-//! [`MAX_KEY_FILE`] bytes owned by this user or root and writable by no one else.
+//! files the way a key that decides who anyone is must be read ([`super::trust`]:
+//! whoever can replace the file can sign tokens for every user), of at most
+//! [`MAX_KEY_FILE`] bytes.
 //!
 //! Keys taken: RSA of [`MIN_RSA_BITS`] bits or more (RS256) and EC P-256 (ES256), as a
 //! PEM public key or JWKS entries, each built here as the verifier will build it, so
@@ -12,10 +9,6 @@
 //! its private members), another curve, a symmetric (`oct`) key or another algorithm
 //! is refused with a sentence saying what to give instead.
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -48,62 +41,9 @@ impl std::fmt::Debug for ExternalKey {
     }
 }
 
-/// The bytes of a file that decides who users are, or why it is not trusted.
+/// The bytes of a key file, or why it is not trusted (see [`super::trust`]).
 pub fn read_trusted(path: &Path) -> Result<Vec<u8>, String> {
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or("names no file")?;
-    let dir = std::fs::File::open(folder).map_err(|e| format!("its folder: {e}"))?;
-    let dir_meta = dir.metadata().map_err(|e| format!("its folder: {e}"))?;
-    if !dir_meta.is_dir() {
-        return Err("its folder is not a folder".into());
-    }
-    trusted_owner(dir_meta.uid(), dir_meta.mode(), "its folder", dir_meta.mode() & libc::S_ISVTX != 0)?;
-    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| "names a file with a NUL byte")?;
-    // SAFETY: openat on a descriptor we own and a NUL-terminated name; the result is
-    // checked and owned by the File below.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::ELOOP) => "is a symbolic link; name the file itself".to_string(),
-            _ => e.to_string(),
-        });
-    }
-    // SAFETY: fd was just opened and nothing else owns it.
-    let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    trusted_owner(meta.uid(), meta.mode(), "the file", false)?;
-    if meta.len() > MAX_KEY_FILE {
-        return Err(format!("has {} bytes; at most {MAX_KEY_FILE} are read", meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
-/// Owned by this user or root, and writable by no one else (a sticky folder may be:
-/// there only a file's owner may replace it).
-fn trusted_owner(uid: u32, mode: u32, what: &str, sticky: bool) -> Result<(), String> {
-    // SAFETY: geteuid only reads this process's effective user id.
-    let me = unsafe { libc::geteuid() };
-    if uid != me && uid != 0 {
-        return Err(format!(
-            "{what} is owned by user {uid}, who could replace the key: it must be this user's or root's"
-        ));
-    }
-    if mode & 0o022 != 0 && !sticky {
-        return Err(format!("{what} has mode {:o}: others could replace the key (chmod go-w)", mode & 0o7777));
-    }
-    Ok(())
+    super::trust::read(path, MAX_KEY_FILE)
 }
 
 /// A PEM public key: RSA (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`) or EC P-256.

@@ -18,6 +18,8 @@ mod tests;
 pub mod tokens;
 #[cfg(test)]
 mod tokens_tests;
+pub mod trust;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +79,8 @@ pub struct Settings {
     pub publish: publish::PublishSettings,
     /// The backend's token keys, issuer, audience and name claim (`JWT_PUBLIC_KEY`...).
     pub tokens: tokens::TokenSettings,
+    /// The page at `/` (`WEB_UI`, `WEB_ROOT`).
+    pub web: web::WebPage,
     /// `GET /echo` for conformance suites (`ECHO_ROUTE=1`; off by default): no auth, the
     /// same WebSocket settings, outbox and limits as `/ws`.
     pub echo_route: bool,
@@ -150,6 +154,7 @@ fn known() -> impl Iterator<Item = &'static str> {
         .chain(backends::VARIABLES)
         .chain(publish::VARIABLES)
         .chain(tokens::VARIABLES)
+        .chain(web::VARIABLES)
         .copied()
 }
 
@@ -322,6 +327,7 @@ impl Parser {
             allowed_origins: origins::parse(self, development),
             publish: publish::parse(self),
             tokens,
+            web: web::parse(self),
             echo_route: self.switch("ECHO_ROUTE"),
         }
     }
