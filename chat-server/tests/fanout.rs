@@ -102,7 +102,7 @@ async fn a_message_sent_to_any_worker_reaches_every_member_on_every_worker_once_
     let (redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
     let db = Database::create(Backend::Postgres, tmp.path()).await;
     let cluster = cluster(3, &redis, &db).await;
-    let mut members: Vec<Client> = (0..6).map(|k| cluster.client((k % 3) as u16, k, &format!("u{k}"))).collect();
+    let mut members: Vec<Client> = (0..6).map(|k| cluster.client((k % 3) as u16, k + 1, &format!("u{k}"))).collect();
     for m in &mut members {
         joined(m, "everyone").await;
     }

@@ -192,7 +192,7 @@ async fn sigterm_stops_accepting_drains_with_1012_reports_draining_and_exits_0()
     let f = Format::Json;
     let mut clients = Vec::new();
     for i in 0..5 {
-        let mut ws = raw(&server.ws_url(), Some(&server.token(i, "c")), None).await.unwrap();
+        let mut ws = raw(&server.ws_url(), Some(&server.token(i + 1, "c")), None).await.unwrap();
         raw_next(&mut ws, f).await.unwrap();
         clients.push(ws);
     }

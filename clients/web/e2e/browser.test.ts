@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, test } from "node:test";
 
+import { ChatClient } from "@layer4/chat-client";
 import type { BrowserContext, Page } from "playwright-core";
+import WebSocket from "ws";
 
 import { artifacts, Proxy, Stack, waitFor } from "./stack.js";
 
@@ -218,4 +220,36 @@ test("with the server's frames blackholed the heartbeat notices within ping + po
   await screenshot(c.page, "heartbeat");
   await c.context.close();
   proxy.close();
+});
+
+test("a Node client (ws, MessagePack) posts 120 messages; the page pages back through all of them", async () => {
+  // The client package in Node 20: no global WebSocket, so `ws`'s is passed in.
+  const register = await fetch(`${stack.url}/api/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: `node${Date.now() % 100000}`, password: "password-123" }),
+  });
+  const { token } = (await register.json()) as { token: string };
+  const ws = `${stack.url.replace("http", "ws")}/ws`;
+  const node = new ChatClient({ url: ws, token, format: "msgpack", WebSocket: WebSocket as never }).connect();
+  await node.join("paging");
+  const bodies = Array.from({ length: 120 }, (_, i) => `page message ${i}`);
+  const seqs = await Promise.all(bodies.map((b) => node.send("paging", b)));
+  assert.deepEqual(seqs, Array.from({ length: 120 }, (_, i) => i + 1), "stored once each, in the order sent");
+  node.close();
+
+  const a = await user();
+  await a.page.fill("#join-name", "paging");
+  await a.page.press("#join-name", "Enter");
+  await waitFor(15_000, "the newest page", async () => ((await shown(a.page)).length === 50 ? true : undefined));
+  for (let pages = 0; pages < 5 && (await a.page.isVisible("[data-testid=older]")); pages++) {
+    const before = (await shown(a.page)).length;
+    await a.page.click("[data-testid=older]");
+    await waitFor(15_000, "an older page", async () => ((await shown(a.page)).length > before ? true : undefined));
+  }
+  assert.equal(await a.page.isVisible("[data-testid=older]"), false, "no older button once all are shown");
+  const list = await showsAll(a.page, bodies, "a");
+  assert.deepEqual(list.map((m) => m.seq), seqs);
+  await screenshot(a.page, "history");
+  await a.context.close();
 });
