@@ -88,7 +88,9 @@ proptest! {
         let changed = format!("{}{}{}", &token[..i], to, &token[i + 1..]);
         match a.verify(&changed) {
             Ok(other) => prop_assert_eq!(other, user),
-            Err(e) => prop_assert!(matches!(e, TokenError::Invalid | TokenError::Expired)),
+            // Refused for whatever reason the change made (a bad signature, an algorithm
+            // with no key, a claim gone): never taken as no token at all.
+            Err(e) => prop_assert!(e != TokenError::Missing),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP surface of a worker.
 //!
 //! - `GET /ws`: WebSocket upgrade ([`crate::gateway`]).
-//! - `GET /ws/probe`: 204, or the refusal the upgrade would get now (for browsers, which
+//! - `POST /ws/probe`: 204, or the refusal the upgrade would get now (for browsers, which
 //!   never see a refused upgrade's status).
 //! - `GET /echo`, only with `ECHO_ROUTE=1`: a WebSocket echo for conformance suites.
 //! - `POST /api/auth/register` `{"username","password"}` -> 201 `{token, user:{id,name}, expires_at}`;
@@ -50,7 +50,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     }
     router
         .route("/ws", get(crate::gateway::upgrade))
-        .route("/ws/probe", get(crate::gateway::probe))
+        .route("/ws/probe", post(crate::gateway::probe))
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
         .route("/api/health/websocket", get(health))

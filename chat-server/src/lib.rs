@@ -71,6 +71,8 @@ pub struct Ctx {
     pub publish_rates: publish::Rates,
     /// The numbers the backend's users act as.
     pub subjects: store::subjects::Subjects,
+    /// The web page's files ([`web`]).
+    pub page: web::Page,
 }
 
 impl Ctx {
@@ -140,6 +142,7 @@ pub async fn run(
         auth: Auth::with_backend(&settings.jwt_secret, settings.jwt_ttl, &settings.tokens)?
             .with_hashing_queue(settings.limits.hashing_queue),
         subjects: store::subjects::Subjects::new(store.clone()),
+        page: web::Page::new(&settings.web),
         hub: Hub::new(store.clone(), stats.clone(), settings.room_cache, settings.limits.max_rooms),
         stats,
         active: Arc::new(AtomicUsize::new(0)),

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,42 +23,48 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 /// One file served, with what the answer needs.
 struct Asset {
-    body: &'static [u8],
+    body: Bytes,
     content_type: &'static str,
     etag: HeaderValue,
 }
 
-/// URL path -> file.
-type Assets = HashMap<String, Asset>;
+/// The page a worker serves: URL path -> file (none with `WEB_UI=off`). Built once at
+/// start; the embedded files are served from the binary, a `WEB_ROOT`'s from the
+/// bytes the settings read (shared, not copied).
+#[derive(Default)]
+pub struct Page(HashMap<String, Asset>);
 
-static EMBEDDED: LazyLock<Assets> = LazyLock::new(|| {
-    assets([
-        ("/index.html", include_bytes!("../web/index.html").as_slice()),
-        ("/assets/app.js", include_bytes!("../web/app.js").as_slice()),
-        ("/assets/style.css", include_bytes!("../web/style.css").as_slice()),
-    ])
-});
-
-fn assets<'a>(files: impl IntoIterator<Item = (&'a str, &'static [u8])>) -> Assets {
-    files
-        .into_iter()
-        .map(|(path, body)| {
-            let mut hasher = std::hash::DefaultHasher::new();
-            body.hash(&mut hasher);
-            let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
-                .unwrap_or(HeaderValue::from_static("\"0\""));
-            (path.to_string(), Asset { body, content_type: content_type(path), etag })
-        })
-        .collect()
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Page({} files)", self.0.len())
+    }
 }
 
-/// A `WEB_ROOT` build, made once per process (its bytes live as long as the worker).
-fn folder(files: &Arc<Vec<(String, Vec<u8>)>>) -> &'static Assets {
-    static LOADED: std::sync::OnceLock<Assets> = std::sync::OnceLock::new();
-    LOADED.get_or_init(|| {
-        let leaked: &'static [(String, Vec<u8>)] = Vec::leak(files.as_ref().clone());
-        assets(leaked.iter().map(|(path, body)| (path.as_str(), body.as_slice())))
-    })
+impl Page {
+    pub fn new(web: &WebPage) -> Page {
+        let files: Vec<(String, Bytes)> = match web {
+            WebPage::Off => Vec::new(),
+            WebPage::Folder(files) => files.as_ref().clone(),
+            WebPage::Embedded => vec![
+                ("/index.html".into(), Bytes::from_static(include_bytes!("../web/index.html"))),
+                ("/assets/app.js".into(), Bytes::from_static(include_bytes!("../web/app.js"))),
+                ("/assets/style.css".into(), Bytes::from_static(include_bytes!("../web/style.css"))),
+            ],
+        };
+        Page(
+            files
+                .into_iter()
+                .map(|(path, body)| {
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    body.hash(&mut hasher);
+                    let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+                        .unwrap_or(HeaderValue::from_static("\"0\""));
+                    let content_type = content_type(&path);
+                    (path, Asset { body, content_type, etag })
+                })
+                .collect(),
+        )
+    }
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -79,11 +86,7 @@ fn content_type(path: &str) -> &'static str {
 
 /// Everything the API does not route: the page's files (GET and HEAD), else 404.
 pub async fn serve(State(ctx): State<Arc<Ctx>>, request: Request) -> Response {
-    let table = match &ctx.settings.web {
-        WebPage::Embedded => &*EMBEDDED,
-        WebPage::Folder(files) => folder(files),
-        WebPage::Off => return not_found(),
-    };
+    let table = &ctx.page.0;
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return not_found();
@@ -107,7 +110,7 @@ pub async fn serve(State(ctx): State<Arc<Ctx>>, request: Request) -> Response {
         r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
         r
     } else {
-        asset.body.into_response()
+        asset.body.clone().into_response()
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, asset.etag.clone());

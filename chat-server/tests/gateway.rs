@@ -397,11 +397,11 @@ async fn a_message_nested_as_deep_as_a_frame_allows_is_malformed_not_a_crash() {
     assert!(matches!(raw_next(&mut mp, Format::MsgPack).await, Ok(ServerMsg::Pong { t: Some(1) })));
 }
 
-/// `GET /ws/probe` on a connection of its own: status, code, `Retry-After`.
+/// `POST /ws/probe` on a connection of its own: status, code, `Retry-After`.
 async fn probe(server: &Server, token: &str, origin: Option<&str>) -> (u16, String, Option<u64>) {
     let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
     let path = format!("/ws/probe?token={token}");
-    let (status, retry, body) = raw_http([127, 0, 0, 1].into(), server.port, "GET", &path, &origin, "").await;
+    let (status, retry, body) = raw_http([127, 0, 0, 1].into(), server.port, "POST", &path, &origin, "").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     (status, v["error"].as_str().unwrap_or("").to_string(), retry)
 }
@@ -418,6 +418,14 @@ async fn the_probe_answers_what_an_upgrade_would_get_and_takes_nothing() {
     assert_eq!(probe(&server, &ann, Some("https://chat.example")).await.0, 204);
     assert_eq!(probe(&server, "nonsense", None).await.1, "invalid_token");
     assert_eq!(probe(&server, &ann, Some("https://evil.example")).await.1, "bad_origin");
+    // The answer names the asking page's origin, so a page on another origin can read it.
+    let path = format!("/ws/probe?token={ann}");
+    let (status, head, _) = crate::web::request(&server, "POST", &path, "Origin: https://chat.example\r\n").await;
+    assert_eq!(status, 204);
+    assert_eq!(crate::web::header(&head, "access-control-allow-origin"), "https://chat.example");
+    assert_eq!(crate::web::header(&head, "access-control-expose-headers"), "retry-after");
+    // Probes are not refused upgrades: the counters hold what upgrades did only.
+    assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "auth")]).await, 0.0);
     // Probes took nothing: ann's one place and the two slots are all free.
     let mut first = raw(&server.ws_url(), Some(&ann), None).await.unwrap();
     raw_next(&mut first, Format::Json).await.unwrap();

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::helper::*;
 
 /// One request: status, headers (lower-case names) and body.
-async fn get(server: &Server, method: &str, path: &str, headers: &str) -> (u16, Vec<(String, String)>, String) {
+pub async fn request(server: &Server, method: &str, path: &str, headers: &str) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
@@ -27,14 +27,14 @@ async fn get(server: &Server, method: &str, path: &str, headers: &str) -> (u16, 
     (status, headers, body.to_string())
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
     headers.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
 }
 
 #[tokio::test]
 async fn the_embedded_page_has_a_strict_csp_and_revalidates_with_etags() {
     let server = Server::start(&[]).await;
-    let (status, headers, body) = get(&server, "GET", "/", "").await;
+    let (status, headers, body) = request(&server, "GET", "/", "").await;
     assert_eq!(status, 200);
     assert!(body.contains("<script type=\"module\" src=\"/assets/app.js\">"), "{body}");
     assert!(header(&headers, "content-type").starts_with("text/html"));
@@ -46,20 +46,20 @@ async fn the_embedded_page_has_a_strict_csp_and_revalidates_with_etags() {
     assert_eq!(header(&headers, "cache-control"), "no-cache");
     assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
     for asset in ["/assets/app.js", "/assets/style.css"] {
-        let (status, headers, body) = get(&server, "GET", asset, "").await;
+        let (status, headers, body) = request(&server, "GET", asset, "").await;
         assert!(status == 200 && !body.is_empty(), "{asset}: {status}");
         let etag = header(&headers, "etag").to_string();
         assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
-        let (status, again, body) = get(&server, "GET", asset, &format!("If-None-Match: {etag}\r\n")).await;
+        let (status, again, body) = request(&server, "GET", asset, &format!("If-None-Match: {etag}\r\n")).await;
         assert_eq!((status, body.as_str(), header(&again, "etag")), (304, "", etag.as_str()), "{asset}");
-        let (status, _, _) = get(&server, "GET", asset, "If-None-Match: \"stale\"\r\n").await;
+        let (status, _, _) = request(&server, "GET", asset, "If-None-Match: \"stale\"\r\n").await;
         assert_eq!(status, 200);
-        let (status, head, body) = get(&server, "HEAD", asset, "").await;
+        let (status, head, body) = request(&server, "HEAD", asset, "").await;
         assert!(status == 200 && body.is_empty() && header(&head, "content-length") != "0", "{asset}");
     }
     // Not a file of the page, or not a read: 404 with the JSON error body.
     for (method, path) in [("GET", "/nope"), ("GET", "/assets/../index.html"), ("POST", "/")] {
-        let (status, _, body) = get(&server, method, path, "").await;
+        let (status, _, body) = request(&server, method, path, "").await;
         assert!(status == 404 && body.contains("not_found"), "{method} {path}: {status} {body}");
     }
 }
@@ -73,16 +73,16 @@ async fn web_root_serves_a_teams_build_and_web_ui_off_serves_none() {
     std::fs::write(build.path().join(".gitkeep"), "").unwrap();
     let root = build.path().display().to_string();
     let server = Server::start(&[("WEB_ROOT", root.as_str())]).await;
-    let (status, _, body) = get(&server, "GET", "/", "").await;
+    let (status, _, body) = request(&server, "GET", "/", "").await;
     assert!(status == 200 && body.contains("<title>ours</title>"), "{status} {body}");
-    let (status, headers, _) = get(&server, "GET", "/assets/main-3f2a.js", "").await;
+    let (status, headers, _) = request(&server, "GET", "/assets/main-3f2a.js", "").await;
     assert!(status == 200 && header(&headers, "content-type").starts_with("text/javascript"));
-    assert_eq!(get(&server, "GET", "/assets/app.js", "").await.0, 404, "the embedded page is not mixed in");
-    assert_eq!(get(&server, "GET", "/.gitkeep", "").await.0, 404, "dot files are not served");
+    assert_eq!(request(&server, "GET", "/assets/app.js", "").await.0, 404, "the embedded page is not mixed in");
+    assert_eq!(request(&server, "GET", "/.gitkeep", "").await.0, 404, "dot files are not served");
     drop(server);
     let off = Server::start(&[("WEB_UI", "off")]).await;
-    assert_eq!(get(&off, "GET", "/", "").await.0, 404);
-    assert_eq!(get(&off, "GET", "/api/health/websocket", "").await.0, 200);
+    assert_eq!(request(&off, "GET", "/", "").await.0, 404);
+    assert_eq!(request(&off, "GET", "/api/health/websocket", "").await.0, 200);
 }
 
 /// `chat-server --check` with `WEB_ROOT`: exit code and stderr.

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+
 use super::Parser;
 use super::trust;
 
@@ -27,7 +29,7 @@ pub enum WebPage {
     #[default]
     Embedded,
     /// `WEB_ROOT`'s files by URL path (`/index.html`, `/assets/app.js`).
-    Folder(Arc<Vec<(String, Vec<u8>)>>),
+    Folder(Arc<Vec<(String, Bytes)>>),
     Off,
 }
 
@@ -69,7 +71,7 @@ pub(super) fn parse(p: &mut Parser) -> WebPage {
 }
 
 /// Every file below `root` by URL path; `index.html` must be there.
-fn load(root: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn load(root: &Path) -> Result<Vec<(String, Bytes)>, String> {
     let dir = trust::open_folder(root, "the folder")?;
     let mut files = Vec::new();
     let mut bytes = 0;
@@ -86,7 +88,7 @@ fn walk(
     dir: &File,
     prefix: &str,
     depth: usize,
-    files: &mut Vec<(String, Vec<u8>)>,
+    files: &mut Vec<(String, Bytes)>,
     bytes: &mut u64,
 ) -> Result<(), String> {
     let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -115,7 +117,7 @@ fn walk(
         }
         let content = trust::read_file(file, &meta, MAX_BYTES - *bytes).map_err(|e| format!("{url}: {e}"))?;
         *bytes += content.len() as u64;
-        files.push((url, content));
+        files.push((url, Bytes::from(content)));
     }
     Ok(())
 }

@@ -83,10 +83,10 @@ pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Respo
         return draining();
     }
     let answer = async {
-        let identity = admission::identity(&ctx, request.headers(), request.uri().query())?;
+        let identity = admission::identity(&ctx, request.headers(), request.uri().query(), true)?;
         let handshake = Handshake::check(&ctx, &mut request)?;
         // After the cheap checks: a backend user's number may take a query.
-        let (user, place) = admission::user(&ctx, identity).await?;
+        let (user, place) = admission::user(&ctx, identity, true).await?;
         Ok::<_, Box<Response>>(handshake.accept(ctx.clone(), Service::Chat(user, place)))
     };
     answer.await.unwrap_or_else(|response| *response)
@@ -163,8 +163,7 @@ impl Handshake {
     fn accept(self, ctx: Arc<Ctx>, service: Service) -> Response {
         let Some(slot) = admit(&ctx.active, ctx.settings.max_connections) else {
             ctx.stats.rejected_full.fetch_add(1, Relaxed);
-            let retry = 1 + rand::random_range(0..5);
-            return unavailable("full", "the server is at MAX_CONNECTIONS; retry later", retry);
+            return full();
         };
         let Handshake { accept_key, requested, format, on_upgrade } = self;
         tokio::spawn(async move {
@@ -203,6 +202,11 @@ fn check_origin(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Box<Response>> {
         }
         _ => Ok(()),
     }
+}
+
+/// 503 `full`, with a `Retry-After` of 1-5 s at random (so refused clients spread out).
+fn full() -> Response {
+    unavailable("full", "the server is at MAX_CONNECTIONS; retry later", 1 + rand::random_range(0..5))
 }
 
 fn draining() -> Response {

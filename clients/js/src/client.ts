@@ -43,6 +43,8 @@ export interface ClientOptions {
   /** Consecutive failed connects before giving up (default: never). */
   maxAttempts?: number;
   random?: () => number;
+  /** A monotonic clock in milliseconds (default `performance.now()`). */
+  now?: () => number;
 }
 
 export type ConnectionState =
@@ -83,7 +85,12 @@ const DEFAULTS = {
   backoffBaseMs: 250,
   backoffMaxMs: 10_000,
   maxAttempts: Infinity,
+  now: () => performance.now(),
 };
+
+/** Open this long, or an `ack`, and a connection counts as healthy (not a `joined`:
+ * with the database down, rooms still join from memory while every send fails). */
+const HEALTHY_AFTER_MS = 10_000;
 
 export class ChatClient extends Emitter<ClientEvents> {
   private readonly o: typeof DEFAULTS & ClientOptions;
@@ -95,7 +102,13 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** Rooms the server said this connection is not in, joined again; their sends wait. */
   private readonly rejoining = new Set<string>();
   private conn: Connection | undefined;
+  /** Failed attempts since the last healthy connection (the backoff's exponent). */
   private attempt = 0;
+  /** Bumped whenever a pending `open()` must not go on (offline, retry, stop). */
+  private generation = 0;
+  private healthyTimer: ReturnType<typeof setTimeout> | undefined;
+  /** `leave`s sent and not answered, per room (their `not_joined` is no history's). */
+  private readonly leaving = new Map<string, number>();
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private current: ConnectionState = { status: "idle" };
   private stopped = false;
@@ -148,7 +161,10 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.waiters.delete(room);
     this.heads.delete(room);
     this.rejoining.delete(room);
-    if (this.conn?.isWelcomed) this.conn.send({ type: "leave", room });
+    if (this.conn?.isWelcomed) {
+      this.leaving.set(room, (this.leaving.get(room) ?? 0) + 1);
+      this.conn.send({ type: "leave", room });
+    }
   }
 
   /** Sends `body` to a followed room; resolves with its seq once stored, across reconnects. */
@@ -207,32 +223,43 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   private async open(): Promise<void> {
     if (this.stopped) return;
+    const generation = ++this.generation;
     if (this.network()?.onLine === false) return this.setState({ status: "offline" });
     this.setState({ status: "connecting", attempt: this.attempt });
     let token: string;
     try {
       token = await this.token();
     } catch (e) {
-      return this.retry(`no token: ${String(e)}`);
+      if (generation === this.generation) this.retry(`no token: ${String(e)}`);
+      return;
     }
-    if (this.stopped || this.current.status !== "connecting") return;
+    // Offline, closed, or another open() meanwhile: this one is stale.
+    if (this.stopped || generation !== this.generation) return;
     const WebSocket = this.o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (WebSocket === undefined) return this.stop("no WebSocket implementation: pass the `ws` package's as options.WebSocket");
-    const url = new URL(this.o.url);
-    url.searchParams.set("token", token);
-    const conn: Connection = new Connection(
-      { ...this.o, url: url.toString(), WebSocket },
-      {
-        welcome: (w) => this.welcomed(w),
-        message: (m) => this.handle(m),
-        end: (end) => void this.ended(conn, end, token),
-      },
-    );
-    this.conn = conn;
+    try {
+      const url = new URL(this.o.url);
+      url.searchParams.set("token", token);
+      const conn: Connection = new Connection(
+        { ...this.o, url: url.toString(), WebSocket },
+        {
+          welcome: (w) => conn === this.conn && this.welcomed(w),
+          message: (m) => conn === this.conn && this.handle(m),
+          end: (end) => void this.ended(conn, end, token),
+        },
+      );
+      this.conn = conn;
+    } catch (e) {
+      this.stop(`cannot open ${this.o.url}: ${String(e)}`, e instanceof Error ? e : undefined);
+    }
   }
 
   private welcomed(w: Welcome): void {
-    this.attempt = 0;
+    // The backoff starts over only once this connection proves healthy: a server that
+    // welcomes and then fails every request is not hammered every 250 ms.
+    clearTimeout(this.healthyTimer);
+    this.healthyTimer = setTimeout(() => this.healthy(), HEALTHY_AFTER_MS);
+    this.leaving.clear();
     this.maxMessageSize = w.max_message_size;
     this.heads.clear();
     this.rejoining.clear();
@@ -265,7 +292,11 @@ export class ChatClient extends Emitter<ClientEvents> {
         return;
       }
       case "ack":
+        this.healthy();
         this.rooms.take(m.id)?.resolve(m.seq);
+        return;
+      case "left":
+        this.leftAnswered(m.room);
         return;
       case "history": {
         const i = this.histories.findIndex((h) => h.sent && h.room === m.room);
@@ -301,10 +332,18 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (gap) this.emit("gap", { room: e.room, ...gap });
       return;
     }
-    if (e.room !== undefined && this.waiters.has(e.room) && ["bad_room", "too_many_rooms", "rate_limited"].includes(e.code)) {
+    if (e.room !== undefined && e.code === "not_joined" && this.leftAnswered(e.room)) return;
+    // A join refused (by join(), a resume or a join again after not_joined): the room
+    // is no longer followed, and what waits on it is told why.
+    const refusedJoin = ["bad_room", "too_many_rooms", "rate_limited"].includes(e.code);
+    if (e.room !== undefined && refusedJoin && (this.waiters.has(e.room) || this.rooms.follows(e.room))) {
+      const waited = this.waiters.has(e.room);
       for (const w of this.waiters.get(e.room) ?? []) w.reject(error);
       this.waiters.delete(e.room);
       for (const p of this.rooms.unfollow(e.room)) p.reject(error);
+      this.rejoining.delete(e.room);
+      this.heads.delete(e.room);
+      if (!waited) this.emit("error", error);
       return;
     }
     if (e.code === "unavailable" && e.room !== undefined && this.rooms.follows(e.room)) {
@@ -315,6 +354,20 @@ export class ChatClient extends Emitter<ClientEvents> {
       return this.histories.splice(history, 1)[0]?.reject(error);
     }
     this.emit("error", error);
+  }
+
+  /** A `leave` of `room` was answered (`left`, or `not_joined`): true if one was waiting. */
+  private leftAnswered(room: string): boolean {
+    const n = this.leaving.get(room) ?? 0;
+    if (n === 0) return false;
+    if (n === 1) this.leaving.delete(room);
+    else this.leaving.set(room, n - 1);
+    return true;
+  }
+
+  private healthy(): void {
+    clearTimeout(this.healthyTimer);
+    this.attempt = 0;
   }
 
   /** Drops the connection and connects again after the backoff. */
@@ -328,6 +381,8 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   /** What every ended connection leaves: history requests to send again. */
   private afterEnd(): void {
+    clearTimeout(this.healthyTimer);
+    this.leaving.clear();
     for (const h of this.histories) h.sent = false;
   }
 
@@ -348,9 +403,10 @@ export class ChatClient extends Emitter<ClientEvents> {
     }
     if (end.kind === "dead") return this.retry(end.reason);
     // It never reached welcome: ask the server why, as a browser cannot see it.
+    const generation = this.generation;
     const fetcher = this.o.fetch === undefined ? globalThis.fetch : this.o.fetch;
     const answer = fetcher ? await probe(fetcher, this.o.url, token, this.o.connectTimeoutMs) : undefined;
-    if (this.stopped || this.conn !== undefined || this.current.status !== "connecting") return;
+    if (this.stopped || generation !== this.generation) return;
     if (answer instanceof RefusedError) {
       const renewable = answer.code === "expired_token" && typeof this.o.token === "function";
       if (answer.fatal && !renewable) return this.stop(answer.message, answer);
@@ -364,6 +420,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     if (this.attempt >= this.o.maxAttempts) return this.stop(`gave up after ${this.attempt} attempts: ${reason}`);
     const delayMs = backoffDelay(this.attempt, this.o.backoffBaseMs, this.o.backoffMaxMs, this.o.random ?? Math.random, floorMs);
     this.attempt += 1;
+    this.generation += 1;
     this.setState({ status: "reconnecting", delayMs, attempt: this.attempt, reason });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.open(), delayMs);
@@ -371,6 +428,7 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   private networkGone(): void {
     if (this.stopped) return;
+    this.generation += 1;
     clearTimeout(this.retryTimer);
     const conn = this.conn;
     this.conn = undefined;
@@ -390,7 +448,9 @@ export class ChatClient extends Emitter<ClientEvents> {
   private stop(reason: string, error?: Error): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.generation += 1;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.healthyTimer);
     const conn = this.conn;
     this.conn = undefined;
     conn?.drop(reason);

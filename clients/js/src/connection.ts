@@ -38,6 +38,8 @@ export interface ConnectionOptions extends HeartbeatRules {
   WebSocket: WebSocketConstructor;
   connectTimeoutMs: number;
   welcomeTimeoutMs: number;
+  /** A monotonic clock in milliseconds. */
+  now: () => number;
 }
 
 export interface ConnectionHooks {
@@ -99,7 +101,7 @@ export class Connection {
 
   private received(data: unknown): void {
     if (this.ended) return;
-    const now = Date.now();
+    const now = this.options.now();
     this.heartbeat?.received(now);
     const msg = decode(this.options.format, data);
     if (msg === undefined) return;
@@ -140,7 +142,7 @@ export class Connection {
   private beat(): void {
     const heartbeat = this.heartbeat;
     if (this.ended || heartbeat === undefined) return;
-    const now = Date.now();
+    const now = this.options.now();
     const { action, next } = heartbeat.check(now);
     if (action === "dead") {
       this.drop("nothing arrived within the heartbeat's limit", "dead");
@@ -160,7 +162,7 @@ export class Connection {
     if (!this.welcomed || this.ended || this.pumpTimer !== undefined) return;
     const pacer = this.pacer;
     while (this.queue.length > 0 && pacer) {
-      const now = Date.now();
+      const now = this.options.now();
       const wait = pacer.take(now);
       if (wait > 0) {
         this.pumpTimer = setTimeout(() => {

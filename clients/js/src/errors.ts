@@ -31,9 +31,10 @@ export class RefusedError extends Error {
     super(message);
   }
 
-  /** Statuses after which trying again cannot help: a bad token, a forbidden origin. */
+  /** Statuses after which trying again cannot help: a bad token, a forbidden origin.
+   * (A 404 is a server without the probe, an older release: no answer, not a refusal.) */
   get fatal(): boolean {
-    return [400, 401, 403, 404, 426].includes(this.status);
+    return [400, 401, 403, 426].includes(this.status);
   }
 }
 

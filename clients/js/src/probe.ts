@@ -1,7 +1,9 @@
 // Why did the upgrade fail? A browser's WebSocket only reports close 1006, so after a
-// failed connect the client asks `GET /ws/probe` with the same token (in the query, so
-// the request needs no CORS preflight): 204 means an upgrade would be taken now; a
-// refusal comes with the upgrade's status, code and Retry-After.
+// failed connect the client asks `POST /ws/probe` with the same token (in the query,
+// and no body: a "simple" request, so no CORS preflight; a POST, so the browser names
+// the page's origin as it does on the upgrade): 204 means an upgrade would be taken
+// now; a refusal comes with the upgrade's status, code and Retry-After. A server
+// without the probe (404, an older release) or one that cannot be reached says nothing.
 
 import { RefusedError } from "./errors.js";
 
@@ -25,8 +27,8 @@ export async function probe(
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    const response = await fetcher(probeUrl(wsUrl, token), { signal: abort.signal, cache: "no-store" });
-    if (response.status === 204 || response.ok) return undefined;
+    const response = await fetcher(probeUrl(wsUrl, token), { method: "POST", signal: abort.signal, cache: "no-store" });
+    if (response.status === 204 || response.ok || response.status === 404) return undefined;
     let code = "refused";
     let message = `the server refused the connection (HTTP ${response.status})`;
     try {

@@ -1,8 +1,9 @@
 // The client's clocks, as pure rules the connection loop asks: when to reconnect
 // (exponential backoff with full jitter, never before a 503's Retry-After), when to
 // ping and when the connection is dead (the plan's heartbeat: a ping after 45 s
-// without sending; dead when nothing arrives within 15 s of it, or for 45 + 15 s at
-// all), and when the next frame may go (half the server's rate, bursts of a quarter).
+// without sending, or without receiving; dead when nothing arrives within 15 s of
+// it), and when the next frame may go (half the server's rate, bursts of a quarter).
+// Times come from one monotonic clock (`performance.now()` in the client).
 
 /** `random(0, min(max, base × 2^attempt))`, and never below `floorMs`. */
 export function backoffDelay(
@@ -54,19 +55,21 @@ export class Heartbeat {
     this.pingSentAt = now;
   }
 
-  /** What is due at `now`, and when to look again. */
+  /**
+   * What is due at `now`, and when to look again. A ping goes when nothing was sent, or
+   * nothing arrived, for `pingAfterMs`; the connection is dead only when nothing
+   * arrived within `pongTimeoutMs` of a ping actually sent (a timer that fires late, as
+   * in a hidden browser tab, pings first rather than dropping a quiet connection).
+   */
   check(now: number): { action: HeartbeatAction; next: number } {
     const { pingAfterMs, pongTimeoutMs } = this.rules;
-    const silentUntil = this.lastReceived + pingAfterMs + pongTimeoutMs;
-    if (now >= silentUntil) return { action: "dead", next: now };
     if (this.pingSentAt !== undefined) {
       const pongBy = this.pingSentAt + pongTimeoutMs;
-      if (now >= pongBy) return { action: "dead", next: now };
-      return { action: null, next: Math.min(pongBy, silentUntil) };
+      return now >= pongBy ? { action: "dead", next: now } : { action: null, next: pongBy };
     }
-    const pingAt = this.lastSent + pingAfterMs;
+    const pingAt = Math.min(this.lastSent, this.lastReceived) + pingAfterMs;
     if (now >= pingAt) return { action: "ping", next: now };
-    return { action: null, next: Math.min(pingAt, silentUntil) };
+    return { action: null, next: pingAt };
   }
 }
 
@@ -91,8 +94,9 @@ export class Pacer {
   }
 
   private refill(now: number): void {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.rate) / 1000);
-    this.at = now;
+    // A clock that went back (never with a monotonic one) refills nothing.
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.at) * this.rate) / 1000);
+    this.at = Math.max(this.at, now);
   }
 
   /** Takes a frame's turn: 0 when it may go now, else how long to wait (nothing taken). */

@@ -26,6 +26,7 @@ function client(extra: Partial<ClientOptions> = {}) {
     fetch: probeAnswer(204),
     network: null,
     random: () => 0.5,
+    now: () => Date.now(),
     ...extra,
   });
   c.on("state", (s) => states.push(s));
@@ -177,7 +178,7 @@ test("failed connects back off with full jitter, capped, and a 503's Retry-After
   c.close();
 });
 
-test("without Retry-After the delays grow to the cap and a welcome resets them", async () => {
+test("without Retry-After the delays grow to the cap and a healthy connection resets them", async () => {
   const { c } = client({ random: () => 0.9999999 });
   c.connect();
   const delays: number[] = [];
@@ -196,8 +197,103 @@ test("without Retry-After the delays grow to the cap and a welcome resets them",
   ws.welcome();
   ws.end(1012);
   await settle();
-  assert.equal(c.state.status === "reconnecting" && c.state.delayMs, 249);
+  assert.equal(c.state.status === "reconnecting" && c.state.delayMs, 9999, "a welcome alone proves nothing");
+  await advance(10_050, 200);
+  const healthy = FakeSocket.last();
+  healthy.open();
+  healthy.welcome();
+  await advance(10_050, 500);
+  healthy.end(1012);
+  await settle();
+  assert.equal(c.state.status === "reconnecting" && c.state.delayMs, 249, "10 s up: the backoff starts over");
   c.close();
+});
+
+test("a server that welcomes and refuses every send is not reconnected to every 250 ms", async () => {
+  const { c } = client({ random: () => 0.9999999 });
+  let ws = await opened(c);
+  void c.join("lobby");
+  ws.push({ type: "joined", room: "lobby", seq: 0 });
+  c.send("lobby", "stuck").catch(() => {});
+  const delays: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    await settle();
+    const send = ws.sentOf("send")[0];
+    assert.ok(send);
+    ws.push({ type: "joined", room: "lobby", seq: 0 });
+    ws.push({ type: "error", code: "unavailable", text: "storage", id: send.id, room: "lobby" });
+    await settle();
+    const s = c.state;
+    if (s.status === "reconnecting") delays.push(s.delayMs);
+    await advance(s.status === "reconnecting" ? s.delayMs + 50 : 0, 200);
+    ws = FakeSocket.last();
+    ws.open();
+    ws.welcome();
+  }
+  assert.deepEqual(delays, [249, 499, 999, 1999]);
+  c.close();
+});
+
+test("a slow token and an offline/online flap meanwhile open one socket, not two", async () => {
+  const network = new FakeNetwork();
+  let release: (t: string) => void = () => {};
+  const { c } = client({ network, token: () => new Promise<string>((r) => (release = r)) });
+  c.connect();
+  await settle();
+  const first = release;
+  network.set(false);
+  network.set(true);
+  await settle();
+  release("t2");
+  first("t1");
+  await settle();
+  assert.equal(FakeSocket.all.length, 1, "the stale open() made no socket");
+  assert.equal(new URL(FakeSocket.last().url).searchParams.get("token"), "t2");
+  c.close();
+});
+
+test("a followed room refused on resume is dropped and its sends rejected, not left hanging", async () => {
+  const { c } = client();
+  const errors: string[] = [];
+  c.on("error", (e) => errors.push(e.code));
+  const ws = await opened(c);
+  void c.join("busy");
+  ws.push({ type: "joined", room: "busy", seq: 3 });
+  ws.end(1006);
+  const pending = c.send("busy", "hello");
+  await advance(300);
+  const again = FakeSocket.last();
+  again.open();
+  again.welcome();
+  again.push({ type: "error", code: "too_many_rooms", text: "full", room: "busy" });
+  await assert.rejects(pending, { code: "too_many_rooms" });
+  assert.deepEqual(errors, ["too_many_rooms"]);
+  await assert.rejects(c.send("busy", "again"), { code: "not_joined" });
+  c.close();
+});
+
+test("a leave's not_joined is not taken for a history request's answer", async () => {
+  const { c } = client();
+  const ws = await opened(c);
+  void c.join("a");
+  ws.push({ type: "joined", room: "a", seq: 5 });
+  const page = c.history("a", { limit: 1 });
+  c.leave("a");
+  c.join("a").catch(() => {});
+  await settle();
+  ws.push({ type: "error", code: "not_joined", text: "not in a", room: "a" });
+  ws.push({ type: "history", room: "a", messages: [msg(5, "m5", "a")], more: true });
+  assert.deepEqual((await page).messages.map((m) => m.seq), [5]);
+  c.close();
+});
+
+test("a URL the client cannot open closes it with the reason instead of hanging", async () => {
+  const { c } = client({ url: "not a url" });
+  const joined = assert.rejects(c.join("lobby"), /cannot open not a url|Invalid URL/);
+  c.connect();
+  await settle();
+  assert.equal(c.state.status, "closed");
+  await joined;
 });
 
 test("a refused token stops the client with the probe's code, and tries no more", async () => {

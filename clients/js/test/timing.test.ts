@@ -26,18 +26,30 @@ test("the heartbeat pings after 45 s without sending and is dead 15 s after it",
   assert.equal(hb.check(60_000).action, "dead");
 });
 
-test("any frame counts as life, and sending alone does not keep a silent server alive", () => {
+test("any frame counts as life, and a busy sender still pings a silent server and drops it", () => {
   const hb = new Heartbeat({ pingAfterMs: 45_000, pongTimeoutMs: 15_000 }, 0);
   hb.pinged(45_000);
   hb.received(50_000);
   assert.equal(hb.check(60_000).action, null, "an answer came: not dead");
-  // Sending every second keeps the ping away, but nothing arriving for 60 s is death.
+  // Sending every second keeps the send side busy; nothing arriving for 45 s still
+  // brings a ping, and nothing after it for 15 s is death.
   const busy = new Heartbeat({ pingAfterMs: 45_000, pongTimeoutMs: 15_000 }, 0);
-  for (let t = 1_000; t < 60_000; t += 1_000) {
+  for (let t = 1_000; t < 45_000; t += 1_000) {
     busy.sent(t);
     assert.equal(busy.check(t).action, null, `at ${t}`);
   }
+  assert.equal(busy.check(45_000).action, "ping");
+  busy.pinged(45_000);
+  assert.equal(busy.check(59_999).action, null);
   assert.equal(busy.check(60_000).action, "dead");
+});
+
+test("a timer that fires late pings first instead of dropping a quiet connection", () => {
+  const hb = new Heartbeat({ pingAfterMs: 45_000, pongTimeoutMs: 15_000 }, 0);
+  assert.equal(hb.check(300_000).action, "ping", "five minutes late (a hidden tab)");
+  hb.pinged(300_000);
+  hb.received(300_050);
+  assert.equal(hb.check(315_000).action, null);
 });
 
 test("the pacer lets a quarter of the server's rate go at once, then half of it a second", () => {
@@ -46,6 +58,7 @@ test("the pacer lets a quarter of the server's rate go at once, then half of it 
   assert.equal(p.take(0), 250);
   assert.equal(p.take(249), 1);
   assert.equal(p.take(250), 0);
+  assert.equal(p.take(100), 250, "a clock that went back refills nothing");
   const unknown = Pacer.forServer(0, 0); // an older server: 1000, so 500 a second
   let sent = 0;
   while (unknown.take(0) === 0) sent++;

@@ -146,22 +146,39 @@ test("a reload and a kill -9 of a worker while both type: nothing lost or repeat
   };
   const typists = [type(a.page, a.name), type(b.page, b.name)];
   await new Promise((r) => setTimeout(r, 500));
-  stack.l4("reload", "chat");
-  await Promise.all([online(a.page), online(b.page)]);
-  const victim = stack.pids()[0];
-  assert.ok(victim && victim > 0);
-  execFileSync("kill", ["-9", String(victim)]);
-  await stack.bothOnline();
-  await new Promise((r) => setTimeout(r, 1_000));
-  typing = false;
-  await Promise.all(typists);
+  try {
+    await stack.l4Async("reload", "chat");
+    // The old workers drain (1012 within DRAIN_WINDOW) after the reload has returned.
+    for (const [who, page] of [["a", a.page], ["b", b.page]] as const) {
+      await waitFor(15_000, `${who} to show reconnecting after the reload`, async () =>
+        (await states(page)).includes("reconnecting") ? true : undefined,
+      );
+    }
+    await Promise.all([online(a.page), online(b.page)]);
+    // Kill the worker that holds a page's connection (nginx picks the least busy one).
+    const holder = await waitFor(10_000, "a worker holding a page", async () => {
+      for (const i of [0, 1]) if ((await stack.connections(i)) > 0) return i + 1;
+      return undefined;
+    });
+    const victim = stack.pids()[holder - 1];
+    assert.ok(victim && victim > 0);
+    const before = [(await states(a.page)).length, (await states(b.page)).length];
+    execFileSync("kill", ["-9", String(victim)]);
+    await waitFor(15_000, "a page to notice the kill", async () => {
+      const since = [(await states(a.page)).slice(before[0] ?? 0), (await states(b.page)).slice(before[1] ?? 0)];
+      return since.some((s) => s.includes("reconnecting")) ? true : undefined;
+    });
+    await stack.bothOnline();
+    await Promise.all([online(a.page), online(b.page)]);
+    await new Promise((r) => setTimeout(r, 1_000));
+  } finally {
+    typing = false;
+    await Promise.allSettled(typists);
+  }
   await showsAll(a.page, sent, "a");
   await showsAll(b.page, sent, "b");
   for (const [who, page] of [["a", a.page], ["b", b.page]] as const) {
     const seen = await states(page);
-    const reconnecting = seen.indexOf("reconnecting");
-    assert.ok(reconnecting >= 0, `${who}: never showed reconnecting: ${seen.join(" ")}`);
-    assert.ok(seen.slice(reconnecting).includes("open"), `${who}: not online after: ${seen.join(" ")}`);
     assert.equal(seen[seen.length - 1], "open", `${who}: ${seen.join(" ")}`);
   }
   await screenshot(a.page, "reload-and-kill");
@@ -174,6 +191,7 @@ test("the network cut for 20 s shows offline, then the page catches up on everyt
   const b = await user();
   await say(a.page, "before the cut");
   await showsAll(b.page, ["before the cut"], "b");
+  const cut = (await states(a.page)).length;
   await a.context.setOffline(true);
   await a.page.waitForSelector('[data-testid=status][data-state="offline"]', { timeout: 10_000 });
   const meanwhile: string[] = [];
@@ -184,7 +202,7 @@ test("the network cut for 20 s shows offline, then the page catches up on everyt
   }
   await showsAll(b.page, meanwhile, "b");
   await new Promise((r) => setTimeout(r, 20_000));
-  assert.equal(await a.page.getAttribute("[data-testid=status]", "data-state"), "offline", "offline all along");
+  assert.deepEqual((await states(a.page)).slice(cut), ["offline"], "offline all along, no attempt meanwhile");
   await screenshot(a.page, "offline");
   await a.context.setOffline(false);
   await online(a.page);

@@ -5,7 +5,7 @@
 // and a TCP proxy a test can blackhole. Everything is stopped by `stop()`, and every
 // wait has a deadline.
 
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -60,6 +60,8 @@ export class Stack {
   browser: Browser | undefined;
   /** The page's origin through nginx. */
   url = "";
+  /** The first worker's port (instance i listens on workerPort + i). */
+  workerPort = 0;
 
   async start(): Promise<void> {
     mkdirSync(artifacts, { recursive: true });
@@ -69,6 +71,7 @@ export class Stack {
     });
     await waitFor(10_000, "redis-server", () => canConnect(redisPort));
     const workers = await freePorts(2);
+    this.workerPort = workers;
     const nginxPort = await freePorts();
     const env: Record<string, string> = {
       JWT_SECRET: "browser-tests-secret-0123456789abcdef",
@@ -121,6 +124,23 @@ export class Stack {
     } catch (e) {
       throw new Error(`l4ctl ${args.join(" ")} failed: ${String(e)}\n${this.logs()}`);
     }
+  }
+
+  /** The same without blocking the event loop (the browser tests type meanwhile). */
+  l4Async(...args: string[]): Promise<string> {
+    return new Promise((ok, fail) => {
+      execFile(join(bins, "l4ctl"), ["--config", join(this.dir, "l4.toml"), ...args], { cwd: this.dir, env: withoutL4(process.env) }, (e, out) =>
+        e ? fail(new Error(`l4ctl ${args.join(" ")} failed: ${String(e)}\n${this.logs()}`)) : ok(out),
+      );
+    });
+  }
+
+  /** Open WebSocket connections of worker `instance` (its own /metrics). */
+  async connections(instance: number): Promise<number> {
+    const r = await fetch(`http://127.0.0.1:${this.workerPort + instance}/metrics`).catch(() => undefined);
+    const text = r ? await r.text() : "";
+    const line = text.split("\n").find((l) => l.startsWith("chat_connections_active"));
+    return Number(line?.split(" ")[1] ?? 0);
   }
 
   /** The workers' pids, by instance. */

@@ -25,6 +25,8 @@ export class ChatView {
   private countdown: ReturnType<typeof setInterval> | undefined;
   private readonly off: (() => void)[] = [];
   private readonly abort = new AbortController();
+  /** Messages being sent, shown greyed in their room until stored. */
+  private readonly sending = new Set<HTMLLIElement>();
 
   constructor(private readonly client: ChatClient) {}
 
@@ -161,15 +163,21 @@ export class ChatView {
     const body = input.value.trim();
     if (!body || !this.active) return;
     input.value = "";
-    const pending = el("li", { className: "pending", data: { testid: "pending" } }, el("span", { className: "body", text: body }));
+    const room = this.active;
+    const pending = el("li", { className: "pending", data: { testid: "pending", room } }, el("span", { className: "body", text: body }));
+    this.sending.add(pending);
     byId("messages").append(pending);
     this.scrollDown();
     this.problem("");
+    const done = () => {
+      this.sending.delete(pending);
+      pending.remove();
+    };
     this.client
-      .send(this.active, body)
-      .then(() => pending.remove())
+      .send(room, body)
+      .then(done)
       .catch((e: Error) => {
-        pending.remove();
+        done();
         this.problem(`not sent: ${e.message}`);
       });
   }
@@ -226,7 +234,7 @@ export class ChatView {
     const list = byId("messages");
     const log = byId("log");
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-    const pending = [...list.querySelectorAll("li.pending")];
+    const pending = [...this.sending].filter((li) => li.dataset.room === this.active);
     const sorted = r ? [...r.messages.values()].sort((a, b) => a.seq - b.seq) : [];
     list.replaceChildren(
       ...sorted.map((m) =>

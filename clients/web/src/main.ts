@@ -43,12 +43,13 @@ function start(token: string, user: string): void {
   view.start();
 }
 
-/** Shorter heartbeat intervals for the browser tests (`?ping_after_ms=...&pong_timeout_ms=...`). */
+/** Shorter heartbeat intervals for the browser tests (`?ping_after_ms=...&pong_timeout_ms=...`),
+ * never under a second: a crafted link cannot make the page ping faster than that. */
 function testTiming(): { pingAfterMs?: number; pongTimeoutMs?: number } {
   const q = new URLSearchParams(location.search);
   const n = (k: string) => {
     const v = Number(q.get(k));
-    return Number.isFinite(v) && v >= 100 ? v : undefined;
+    return Number.isFinite(v) && v > 0 ? Math.max(1_000, v) : undefined;
   };
   const out: { pingAfterMs?: number; pongTimeoutMs?: number } = {};
   const ping = n("ping_after_ms");
