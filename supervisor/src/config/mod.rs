@@ -10,6 +10,7 @@ mod diag;
 pub mod dsn;
 mod listen;
 mod nginx;
+pub mod pm2;
 pub mod scale;
 mod schema;
 mod tracking;

@@ -390,3 +390,23 @@ fn scale_is_refused_past_the_instance_limit_the_port_range_and_another_app_s_por
     assert_eq!(check("top", 6), Ok(()));
     assert!(check("split", 2).unwrap_err().contains("merge_logs = false"));
 }
+
+#[test]
+fn pm2_habits_integer_milliseconds_and_a_moment_date_format_get_their_meaning_or_a_sentence() {
+    // PM2 writes durations as integer milliseconds; strings keep their units.
+    let c =
+        parse_str("[[apps]]\nname = \"web\"\nscript = \"srv\"\nkill_timeout = 3000\nrestart_delay = \"2s\"\n").unwrap();
+    assert_eq!(c.apps[0].restart.kill_timeout, Duration::from_millis(3000));
+    assert_eq!(c.apps[0].restart.restart_delay, Duration::from_secs(2));
+    let joined = |src: &str| diagnostics(src).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    let negative = joined("[[apps]]\nname = \"web\"\nscript = \"srv\"\nkill_timeout = -5\n");
+    assert!(negative.contains(":4:16: a duration cannot be negative (-5)"), "{negative}");
+    let float = joined("[[apps]]\nname = \"web\"\nscript = \"srv\"\nmin_uptime = 1.5\n");
+    assert!(float.contains("1.5 is not a duration: write whole milliseconds"), "{float}");
+    // PM2's moment.js log_date_format is refused with its strftime equivalent.
+    let moment = joined("[[apps]]\nname = \"web\"\nscript = \"srv\"\nlog_date_format = \"YYYY-MM-DD HH:mm:ss Z\"\n");
+    assert!(
+        moment.contains(":4:19: log_date_format \"YYYY-MM-DD HH:mm:ss Z\" is PM2's moment.js format; layer4 takes strftime: \"%Y-%m-%d %H:%M:%S %:z\""),
+        "{moment}"
+    );
+}

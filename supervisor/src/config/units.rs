@@ -77,7 +77,8 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
-/// A duration written the humantime way: `"100ms"`, `"5s"`, `"1m 30s"`.
+/// A duration written the humantime way: `"100ms"`, `"5s"`, `"1m 30s"`; an integer is
+/// milliseconds, as in PM2 (`kill_timeout = 3000`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(pub Duration);
 
@@ -93,15 +94,25 @@ impl<'de> Deserialize<'de> for Span {
         impl Visitor<'_> for V {
             type Value = Span;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"100ms\", \"5s\" or \"1m\"")
+                f.write_str("a duration such as \"100ms\", \"5s\" or \"1m\", or whole milliseconds")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Span, E> {
                 humantime::parse_duration(v).map(Span).map_err(|e| {
                     E::custom(format!("invalid duration {v:?}: {e}; expected e.g. \"100ms\", \"5s\", \"1m\""))
                 })
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Span, E> {
-                Err(E::custom("a duration needs a unit, e.g. \"5s\" or \"100ms\""))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Span, E> {
+                u64::try_from(v).map(|ms| Span(Duration::from_millis(ms))).map_err(|_| {
+                    E::custom(format!("a duration cannot be negative ({v}); an integer is milliseconds, e.g. 3000"))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Span, E> {
+                Ok(Span(Duration::from_millis(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Span, E> {
+                Err(E::custom(format!(
+                    "{v} is not a duration: write whole milliseconds (3000) or a unit (\"3s\", \"1.5s\")"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -116,6 +127,12 @@ impl<'de> Deserialize<'de> for DateFormat {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use chrono::format::{Item, StrftimeItems};
         let s = String::deserialize(d)?;
+        if super::pm2::is_moment(&s) {
+            return Err(de::Error::custom(format!(
+                "log_date_format {s:?} is PM2's moment.js format; layer4 takes strftime: {:?}",
+                super::pm2::moment_to_strftime(&s)
+            )));
+        }
         if StrftimeItems::new(&s).any(|item| matches!(item, Item::Error)) {
             return Err(de::Error::custom(format!(
                 "invalid log_date_format {s:?}: use strftime fields such as \"%Y-%m-%d %H:%M:%S%.3f\""
