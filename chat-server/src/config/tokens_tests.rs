@@ -11,6 +11,7 @@ use std::process::Command;
 use jsonwebtoken::Algorithm;
 
 use super::*;
+use crate::config::web::{MAX_DEPTH, MAX_FILES, WebPage};
 
 fn only(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -170,6 +171,10 @@ fn a_jwks_file_gives_every_signing_key_and_its_problems_name_the_key() {
     std::fs::write(&file, "{").unwrap();
     let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
     assert!(err.contains("is not a JWKS document"), "{err}");
+    // MAX_KEYS: 32 taken (kids told apart), 33 refused.
+    let keys: Vec<String> = (0..32).map(|k| jwk(&format!("k{k}"), &rsa_pub, "")).collect();
+    std::fs::write(&file, format!("{{\"keys\":[{}]}}", keys.join(","))).unwrap();
+    assert_eq!(backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap().tokens.keys.len(), 32);
     let big = format!("{{\"keys\":[{}]}}", vec![jwk("x", &rsa_pub, ""); 33].join(","));
     std::fs::write(&file, big).unwrap();
     let err = backend(&[("JWT_JWKS_FILE", path(&file))]).unwrap_err();
@@ -177,8 +182,50 @@ fn a_jwks_file_gives_every_signing_key_and_its_problems_name_the_key() {
 }
 
 #[test]
+fn a_key_file_over_one_mebibyte_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.pem");
+    std::fs::write(&file, vec![b' '; (keys::MAX_KEY_FILE + 1) as usize]).unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&file))]).unwrap_err();
+    assert!(err.contains("has 1048577 bytes; at most 1048576 are read"), "{err}");
+    // At the limit it is read (and then judged as PEM).
+    std::fs::write(&file, vec![b' '; keys::MAX_KEY_FILE as usize]).unwrap();
+    let err = backend(&[("JWT_PUBLIC_KEY", path(&file))]).unwrap_err();
+    assert!(err.contains("holds no PEM"), "{err}");
+}
+
+#[test]
 fn issuer_and_audience_without_a_backend_key_say_so() {
     let err = backend(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef".into()), ("JWT_AUDIENCE", "chat".into())])
         .unwrap_err();
     assert!(err.contains("JWT_AUDIENCE (environment): applies to the backend's tokens"), "{err}");
+}
+
+/// `WEB_ROOT` with `index.html` and `extra` made in it: the settings, or the error.
+fn web_root(extra: impl Fn(&Path)) -> Result<Settings, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+    extra(dir.path());
+    let env = [("APP_ENV", "development".to_string()), ("WEB_ROOT", path(dir.path()))];
+    Settings::from_sources(None, only(&env)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn web_root_limits_files_and_depth_at_and_past_them() {
+    let files =
+        |n: usize| move |d: &Path| (1..n).for_each(|i| std::fs::write(d.join(format!("f{i}.js")), "x").unwrap());
+    let s = web_root(files(MAX_FILES)).unwrap();
+    assert!(matches!(&s.web, WebPage::Folder(f) if f.len() == MAX_FILES));
+    let err = web_root(files(MAX_FILES + 1)).unwrap_err();
+    assert!(err.contains("holds more than 1000 files"), "{err}");
+    let nested = |depth: usize| {
+        move |d: &Path| {
+            let deep = (0..depth).fold(d.to_path_buf(), |p, i| p.join(format!("d{i}")));
+            std::fs::create_dir_all(&deep).unwrap();
+            std::fs::write(deep.join("a.js"), "x").unwrap();
+        }
+    };
+    web_root(nested(MAX_DEPTH)).unwrap();
+    let err = web_root(nested(MAX_DEPTH + 1)).unwrap_err();
+    assert!(err.contains("more than 8 folders deep"), "{err}");
 }

@@ -11,7 +11,7 @@ import { ChatError, LocalError, RefusedError, StoppedError } from "./errors.js";
 import { Emitter } from "./events.js";
 import { type ChatMessage, Close, encode, FATAL_CLOSES, type Format, frameSize, type ServerMsg, validRoom } from "./protocol.js";
 import { probe } from "./probe.js";
-import { Rooms } from "./rooms.js";
+import { type Pending, Rooms } from "./rooms.js";
 import { backoffDelay } from "./timing.js";
 
 export interface NetworkStatus {
@@ -178,9 +178,15 @@ export class ChatClient extends Emitter<ClientEvents> {
       return Promise.reject(new LocalError("too_big", `the message takes ${size} bytes; the server takes at most ${this.maxMessageSize}`));
     }
     return new Promise((resolve, reject) => {
-      this.rooms.add({ room, id, body, resolve, reject });
-      if (this.conn?.isWelcomed && !this.rejoining.has(room)) this.conn.send({ type: "send", room, id, body });
+      const pending = { room, id, body, resolve, reject };
+      this.rooms.add(pending);
+      if (this.conn?.isWelcomed && !this.rejoining.has(room)) this.resend(pending);
     });
+  }
+
+  /** A send (again) on the current connection, with its id. */
+  private resend(p: Pending): void {
+    this.conn?.send({ type: "send", room: p.room, id: p.id, body: p.body });
   }
 
   /** Up to `limit` stored messages of a followed room before seq `before`, oldest first. */
@@ -266,7 +272,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.setState({ status: "open", user: w.user });
     const conn = this.conn as Connection;
     for (const request of this.rooms.reconnectRequests()) conn.send(request);
-    for (const p of this.rooms.unacked()) conn.send({ type: "send", room: p.room, id: p.id, body: p.body });
+    for (const p of this.rooms.unacked()) this.resend(p);
     for (const h of this.histories) this.sendHistory(h);
   }
 
@@ -279,7 +285,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         this.waiters.delete(m.room);
         this.emit("joined", { room: m.room, seq: m.seq });
         if (this.rejoining.delete(m.room)) {
-          for (const p of this.rooms.unacked(m.room)) this.conn?.send({ type: "send", room: p.room, id: p.id, body: p.body });
+          for (const p of this.rooms.unacked(m.room)) this.resend(p);
         }
         return;
       }
