@@ -422,8 +422,8 @@ async fn the_probe_answers_what_an_upgrade_would_get_and_takes_nothing() {
     let path = format!("/ws/probe?token={ann}");
     let (status, head, _) = crate::web::request(&server, "POST", &path, "Origin: https://chat.example\r\n").await;
     assert_eq!(status, 204);
-    assert_eq!(crate::web::header(&head, "access-control-allow-origin"), "https://chat.example");
-    assert_eq!(crate::web::header(&head, "access-control-expose-headers"), "retry-after");
+    assert_eq!(header(&head, "access-control-allow-origin"), "https://chat.example");
+    assert_eq!(header(&head, "access-control-expose-headers"), "retry-after");
     // Probes are not refused upgrades: the counters hold what upgrades did only.
     assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "auth")]).await, 0.0);
     // Probes took nothing: ann's one place and the two slots are all free.

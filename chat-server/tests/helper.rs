@@ -377,6 +377,20 @@ pub async fn raw_http(
     headers: &str,
     body: &str,
 ) -> (u16, Option<u64>, String) {
+    let (status, head, body) = raw_request(source, port, method, path, headers, body).await;
+    let retry = header(&head, "retry-after").parse().ok();
+    (status, retry, body)
+}
+
+/// The same, with every header of the answer (names in lower case).
+pub async fn raw_request(
+    source: std::net::IpAddr,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind((source, 0).into()).unwrap();
@@ -388,10 +402,18 @@ pub async fn raw_http(
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let retry = answer
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap()));
-    let body = answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-    (status, retry, body)
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// A header of an answer (`""` when absent).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
 }

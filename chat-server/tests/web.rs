@@ -8,27 +8,9 @@ use std::process::Command;
 
 use crate::helper::*;
 
-/// One request: status, headers (lower-case names) and body.
+/// One request from 127.0.0.1: status, headers (lower-case names) and body.
 pub async fn request(server: &Server, method: &str, path: &str, headers: &str) -> (u16, Vec<(String, String)>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
-}
-
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
-    headers.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    raw_request([127, 0, 0, 1].into(), server.port, method, path, headers, "").await
 }
 
 #[tokio::test]
