@@ -6,6 +6,7 @@
 //! - [`daemon`] runs apps; [`api`] is its control API; [`server`] is the daemon binary's
 //!   composition root (the one place that joins the two); [`client`] and [`cli`] are
 //!   `l4ctl`'s side.
+//! - [`import`] turns a PM2 ecosystem file into a commented `layer4.toml` (`l4ctl import`).
 //! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
 //! - [`trust`] decides which home and log folders, and which files in them, the daemon uses;
 //!   [`nofollow`] opens the files there without following symlinks.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod fsutil;
+pub mod import;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;

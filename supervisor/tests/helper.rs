@@ -3,6 +3,7 @@
 //! process the test started (found by the daemon's `L4_SUPERVISOR` tag) even
 //! when the test fails.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -210,4 +211,35 @@ pub fn journal(env: &Env) -> Vec<serde_json::Value> {
 /// The event of a Sentry envelope: its third line.
 pub fn envelope_event(body: &[u8]) -> serde_json::Value {
     serde_json::from_str(std::str::from_utf8(body).unwrap().lines().nth(2).expect("an event line")).unwrap()
+}
+
+/// A port held until the returned listener is dropped, so no other pick can take it.
+pub fn held_port() -> (u16, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (l.local_addr().unwrap().port(), l)
+}
+
+/// The first of `n` consecutive free ports.
+pub fn free_ports(n: u16) -> u16 {
+    loop {
+        let (base, _held) = held_port();
+        if base.checked_add(n).is_some() && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+/// `GET /` through nginx: the body, or `None` for anything but a 200.
+pub fn get(port: u16) -> Option<String> {
+    get_path(port, "/")
+}
+
+pub fn get_path(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: chat.test\r\nconnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then(|| out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_owned())
 }

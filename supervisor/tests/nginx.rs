@@ -3,12 +3,10 @@
 //! through the API, a render that nginx rejects is never installed, and the access
 //! log never holds a query string (a browser's token).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helper::{Env, text, wait_for};
+use crate::helper::{Env, free_ports, get, get_path, held_port, text, wait_for};
 
 /// A worker answering `instance <i>` to any GET, on the socket l4ctl passes as fd 3.
 const WORKER: &str = r#"import http.server, os, socket
@@ -27,37 +25,6 @@ ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 ready.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
 server.serve_forever()
 "#;
-
-/// A port held until the returned listener is dropped, so no other pick can take it.
-fn held_port() -> (u16, std::net::TcpListener) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (l.local_addr().unwrap().port(), l)
-}
-
-/// The first of `n` consecutive free ports.
-fn free_ports(n: u16) -> u16 {
-    loop {
-        let (base, _held) = held_port();
-        if base.checked_add(n).is_some() && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-}
-
-/// `GET /` through nginx: the body, or `None` for anything but a 200.
-fn get(port: u16) -> Option<String> {
-    get_path(port, "/")
-}
-
-fn get_path(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: chat.test\r\nconnection: close\r\n\r\n").as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.starts_with("HTTP/1.1 200").then(|| out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_owned())
-}
 
 struct Nginx {
     args: Vec<String>,

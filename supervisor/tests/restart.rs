@@ -55,6 +55,17 @@ fn stop_exit_codes_end_the_instance_without_restart() {
 }
 
 #[test]
+fn an_app_that_exits_0_on_its_own_is_restarted_as_pm2_does_and_no_crash_is_reported() {
+    let env = Env::new(&sh_app("done", "sleep 1.2; exit 0", ""));
+    env.start();
+    let i = wait_for(Duration::from_secs(15), "a restart after exit 0", || {
+        Some(env.instance("done", 0)).filter(|i| i.restarts >= 1)
+    });
+    assert_eq!(i.last_exit.map(|e| (e.reason, e.code)), Some(("exited".into(), Some(0))));
+    assert!(crate::helper::reports(&env).is_empty(), "exit 0 is not a crash");
+}
+
+#[test]
 fn restart_and_delete() {
     let env = Env::new(&(sh_app("a", "exec sleep 1000", "") + &sh_app("b", "exec sleep 1000", "")));
     env.start();

@@ -9,6 +9,7 @@ mod helper;
 mod api;
 mod api_limits;
 mod cli;
+mod coming_from_pm2;
 mod crashes;
 mod daemon;
 mod delivery;

@@ -104,6 +104,21 @@ pub enum Command {
     ReloadLogs,
     /// Read every loaded config file again (as SIGHUP): changed apps restart, an invalid file changes nothing.
     ReloadConfig,
+    /// Write a layer4.toml from a PM2 ecosystem file (.js, .cjs, .mjs, .json, .yaml):
+    /// every PM2 option becomes its layer4 key or a comment saying what to do instead.
+    Import {
+        /// The PM2 file: ecosystem.config.js, process.json, ecosystem.yaml, ...
+        file: PathBuf,
+        /// Where to write [default: layer4.toml beside FILE]; `-` prints it instead.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace the output file when it exists.
+        #[arg(long)]
+        force: bool,
+        /// How long `node` may take to evaluate a JavaScript file.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon {
         /// Log to <log_dir>/l4ctl.log (daily rotation) instead of stderr.

@@ -41,6 +41,9 @@ pub fn run(cli: Cli) -> ExitCode {
         };
         return background::exec_daemon(&args);
     }
+    if let Command::Import { file, output, force, timeout } = &cli.command {
+        return import(file, output.clone(), *force, *timeout);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -105,7 +108,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             let client = Client::new(&resolve(&cli, None).home);
             finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await)
         }
-        Command::Daemon { .. } => unreachable!("handled in run"),
+        Command::Daemon { .. } | Command::Import { .. } => unreachable!("handled in run"),
     }
 }
 
@@ -148,7 +151,41 @@ fn finish(result: Result<ActionReport, ClientError>) -> ExitCode {
     }
 }
 
+/// `l4ctl import`: no daemon involved.
+fn import(file: &Path, output: Option<PathBuf>, force: bool, timeout: std::time::Duration) -> ExitCode {
+    use crate::import::{ImportArgs, ImportError};
+    let args = ImportArgs { file: file.to_path_buf(), output, force, timeout };
+    match crate::import::run(&args) {
+        Ok(Some(path)) => {
+            eprintln!("l4ctl: wrote {}; read it, then: l4ctl start {}", path.display(), path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l4ctl import: {e}");
+            match e {
+                ImportError::Io { .. }
+                | ImportError::NoNode { .. }
+                | ImportError::NodeFailed { .. }
+                | ImportError::Invalid(_) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+/// PM2's own test for a config file name (`Common.isConfigFile`).
+fn is_pm2_config(target: &str) -> bool {
+    [".config.js", ".config.cjs", ".config.mjs", ".json", ".yml", ".yaml"].iter().any(|e| target.ends_with(e))
+}
+
 async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode {
+    if let Some(t) = target.filter(|t| is_pm2_config(t)) {
+        eprintln!(
+            "l4ctl: {t} is a PM2 ecosystem file and layer4 reads TOML: `l4ctl import {t}` writes layer4.toml from it, then `l4ctl start layer4.toml`"
+        );
+        return ExitCode::from(2);
+    }
     let as_file = target.filter(|t| t.ends_with(".toml") || Path::new(t).is_file()).map(PathBuf::from);
     let app = target.filter(|_| as_file.is_none()).map(str::to_owned);
     let resolved = resolve(cli, as_file.as_deref());

@@ -266,8 +266,9 @@ fn default_max_restarts() -> u32 {
 fn default_min_uptime() -> Spanned<Span> {
     unset(Duration::from_secs(1))
 }
+/// None, as PM2: an app that exits 0 on its own is restarted like any other.
 fn default_stop_exit_codes() -> Spanned<Vec<i32>> {
-    Spanned::new(0..0, vec![0])
+    Spanned::new(0..0, Vec::new())
 }
 fn default_autorestart() -> Autorestart {
     Autorestart::OnFailure

@@ -25,7 +25,7 @@ fn minimal_app_gets_documented_defaults() {
     assert_eq!(app.restart.restart_delay_max, Duration::from_secs(30));
     assert_eq!(app.restart.max_restarts, 16);
     assert_eq!(app.restart.min_uptime, Duration::from_secs(1));
-    assert_eq!(app.restart.stop_exit_codes, vec![0]);
+    assert!(app.restart.stop_exit_codes.is_empty(), "PM2's default: exit 0 restarts too");
     assert_eq!(app.restart.autorestart, Autorestart::OnFailure);
     assert_eq!(app.cwd, Path::new("/etc/l4"));
     assert!(app.autostart);

@@ -110,12 +110,30 @@ impl Supervisor {
                     }
                     _ => None,
                 };
-                let notify_socket =
-                    self.notify_path.as_deref().filter(|_| app.spec.ready == crate::config::Ready::Notify);
-                let req =
-                    SpawnRequest { spec: &app.spec, index, home: &self.home, tag: &inst.tag, listen_fd, notify_socket };
+                let notify = app.spec.ready == crate::config::Ready::Notify;
+                let notify_socket = self.notify_path.as_deref().filter(|_| notify);
+                // Only for `node` itself: NODE_CHANNEL_FD means nothing to other programs, and
+                // their Node children would take the fd. Without a channel a Node app can
+                // still send READY=1; a failure here only logs.
+                let node = notify && super::ready::runs_node(&app.spec.script);
+                let channel = node.then(super::ready::node_channel).and_then(|c| {
+                    c.map_err(|e| tracing::warn!(app = %app_name, cause = %e, "no Node IPC channel")).ok()
+                });
+                let node_ipc = channel.as_ref().map(|(theirs, _)| std::os::fd::AsRawFd::as_raw_fd(theirs));
+                let req = SpawnRequest {
+                    spec: &app.spec,
+                    index,
+                    home: &self.home,
+                    tag: &inst.tag,
+                    listen_fd,
+                    notify_socket,
+                    node_ipc,
+                };
                 match spawn(&req) {
                     Ok(mut child) => {
+                        if let Some((_theirs, ours)) = channel {
+                            super::ready::listen_node_ipc(ours, child.id(), self.tx.clone());
+                        }
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
                             inst.tail = Some(self.logs.attach(app_name, index, out.into(), err.into()));
                         }

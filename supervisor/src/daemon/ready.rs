@@ -1,6 +1,8 @@
 //! Signs of readiness from outside the actor: the daemon's `NOTIFY_SOCKET`
 //! (sd_notify datagrams; the sender is known from its kernel credentials, not
-//! from anything it writes) and the `http:/path` and `tcp` probes. Each turns
+//! from anything it writes), Node's IPC channel (PM2's `process.send('ready')`;
+//! one socket pair per run, so the sender is the run it was made for) and the
+//! `http:/path` and `tcp` probes. Each turns
 //! into a message naming the pid that is ready; the actor checks that the pid
 //! is still the instance's current run before it believes it.
 
@@ -98,4 +100,97 @@ async fn check(ready: &Ready, addr: SocketAddr) -> bool {
         .body(http_body_util::Empty::<hyper::body::Bytes>::new());
     let Ok(request) = request else { return false };
     sender.send_request(request).await.is_ok_and(|r| r.status() == hyper::StatusCode::OK)
+}
+
+/// The longest Node IPC message read; longer ones are skipped whole.
+pub const MAX_IPC_LINE: usize = 64 << 10;
+
+/// Whether `script` is Node.js itself (`node`, `nodejs`, or a path to one), the
+/// only program given a Node IPC channel.
+pub(super) fn runs_node(script: &str) -> bool {
+    matches!(std::path::Path::new(script).file_name().and_then(|n| n.to_str()), Some("node" | "nodejs"))
+}
+
+/// A Node IPC channel for one run: the child's end (no lower than fd 10, so
+/// moving the listening socket to fd 3 cannot clobber it; close-on-exec until
+/// the spawn clears it) and ours.
+pub(super) fn node_channel() -> std::io::Result<(std::os::fd::OwnedFd, std::os::unix::net::UnixStream)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let high = nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)).map_err(std::io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    let high = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+    ours.set_nonblocking(true)?;
+    Ok((high, ours))
+}
+
+/// Read what run `pid` sends on its Node IPC channel until it closes; each
+/// `"ready"` tells the actor.
+pub(super) fn listen_node_ipc(ours: std::os::unix::net::UnixStream, pid: u32, tx: mpsc::Sender<Msg>) {
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let Ok(mut stream) = tokio::net::UnixStream::from_std(ours) else { return };
+        let mut lines = IpcLines::default();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            for _ in 0..lines.feed(&buf[..n]) {
+                if tx.send(Msg::Ready { pid: pid as i32 }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Node's IPC messages (JSON, one a line), split and bounded: a line past
+/// [`MAX_IPC_LINE`] is skipped whole; `"ready"` is the only one that counts.
+#[derive(Debug, Default)]
+pub(super) struct IpcLines {
+    line: Vec<u8>,
+    skipping: bool,
+}
+
+impl IpcLines {
+    /// Take `bytes`; how many complete `"ready"` messages they ended.
+    pub(super) fn feed(&mut self, bytes: &[u8]) -> usize {
+        let mut ready = 0;
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() < MAX_IPC_LINE {
+                    self.line.push(b);
+                } else {
+                    self.skipping = true;
+                }
+                continue;
+            }
+            ready += usize::from(!self.skipping && self.line.trim_ascii() == b"\"ready\"");
+            self.line.clear();
+            self.skipping = false;
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IpcLines, MAX_IPC_LINE};
+
+    fn padded(len: usize) -> Vec<u8> {
+        let mut line = vec![b' '; len - 7];
+        line.extend_from_slice(b"\"ready\"\n");
+        line
+    }
+
+    #[test]
+    fn ready_counts_up_to_the_line_limit_and_a_longer_line_is_skipped_whole() {
+        let mut lines = IpcLines::default();
+        assert_eq!(lines.feed(b"\"ready\"\n{\"cmd\":\"x\"}\n\"rea"), 1);
+        assert_eq!(lines.feed(b"dy\"\n"), 1, "split across reads");
+        assert_eq!(lines.feed(&padded(MAX_IPC_LINE)), 1, "at the limit");
+        assert_eq!(lines.feed(&padded(MAX_IPC_LINE + 1)), 0, "past it");
+        assert_eq!(lines.feed(b"\"ready\"\n"), 1, "the next line counts again");
+    }
 }

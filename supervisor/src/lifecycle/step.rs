@@ -102,8 +102,10 @@ impl Lifecycle {
             }
             (Starting | Online, Fact::Exited { status }) if self.pid.is_some() => {
                 let uptime = self.uptime(ctx.now);
-                let expected = matches!(status, ExitStatus::Code(c) if policy.stop_exit_codes.contains(&c));
-                self.record_exit(status, if expected { "exited" } else { "crashed" }, uptime, ctx);
+                // Exit 0 is never a crash (no crash report), though it restarts unless
+                // `stop_exit_codes` holds 0, as PM2 does.
+                let clean = matches!(status, ExitStatus::Code(c) if c == 0 || policy.stop_exit_codes.contains(&c));
+                self.record_exit(status, if clean { "exited" } else { "crashed" }, uptime, ctx);
                 let mut actions = vec![Action::Cleanup];
                 actions.extend(self.after_exit(policy, Some(status), uptime, ctx));
                 actions

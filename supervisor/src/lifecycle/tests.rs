@@ -212,6 +212,20 @@ fn stop_exit_codes_do_not_restart_but_always_does() {
 }
 
 #[test]
+fn with_no_stop_exit_codes_exit_0_restarts_as_pm2_and_is_not_a_crash() {
+    let pm2 = RestartPolicy { stop_exit_codes: Vec::new(), ..policy() };
+    let lc = run(
+        &pm2,
+        &[
+            (0, Fact::Start, State::Starting, vec![Action::Spawn]),
+            (0, Fact::Spawned { pid: 1 }, State::Online, vec![]),
+            (5000, Fact::Exited { status: ExitStatus::Code(0) }, State::Starting, vec![Action::Cleanup, Action::Spawn]),
+        ],
+    );
+    assert_eq!(lc.last_exit.as_ref().map(|e| e.reason), Some("exited"));
+}
+
+#[test]
 fn stop_terminates_then_kills_after_kill_timeout() {
     let lc = run(
         &policy(),

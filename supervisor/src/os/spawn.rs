@@ -54,6 +54,10 @@ pub struct SpawnRequest<'a> {
     pub listen_fd: Option<RawFd>,
     /// `NOTIFY_SOCKET` for `ready = "notify"`.
     pub notify_socket: Option<&'a Path>,
+    /// The child's end of a Node IPC channel (`NODE_CHANNEL_FD`), for `ready = "notify"`
+    /// apps whose `script` is `node`:
+    /// a Node app's `process.send('ready')` counts as READY=1, as PM2's `wait_ready`.
+    pub node_ipc: Option<RawFd>,
 }
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
@@ -83,6 +87,11 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     if let Some(path) = req.notify_socket {
         cmd.env("NOTIFY_SOCKET", path);
     }
+    let node_ipc = req.node_ipc;
+    match node_ipc {
+        Some(fd) => cmd.env("NODE_CHANNEL_FD", fd.to_string()).env("NODE_CHANNEL_SERIALIZATION_MODE", "json"),
+        None => cmd.env_remove("NODE_CHANNEL_FD").env_remove("NODE_CHANNEL_SERIALIZATION_MODE"),
+    };
     let inherit = match req.listen_fd {
         Some(fd) => {
             cmd.env("LISTEN_FDS", "1").env("LISTEN_FDNAMES", &spec.name);
@@ -92,7 +101,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     };
     let daemon = nix::unistd::getpid();
     let nofile = crate::os::fds::worker_nofile();
-    // SAFETY: only async-signal-safe calls (setrlimit, setsid, prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (setrlimit, setsid, prctl, getppid, fcntl) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             // The limit the daemon was started with, not the one it raised for itself.
@@ -105,6 +114,12 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
             // The daemon may have died before the parent-death signal was armed.
             if nix::unistd::getppid() != daemon {
                 return Err(std::io::Error::other("the daemon exited during spawn"));
+            }
+            // The IPC end was made close-on-exec so no other child inherits it.
+            if let Some(fd) = node_ipc
+                && nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) < 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
             match &inherit {
                 Some(inherit) => Err(inherit.exec()),
