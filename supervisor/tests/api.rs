@@ -98,7 +98,7 @@ fn logs_and_crash_reports_over_tcp_need_the_token() {
     let (code, body) = http(&addr, "GET", "/api/v1/crashes", &[("Authorization", "Bearer tok-123")], "");
     assert_eq!(code, 200, "{body}");
     // The Unix socket (0600) keeps them without a token.
-    let out = env.l4(&["logs", "web", "--lines", "5"]);
+    let out = env.l4(&["logs", "web", "--lines", "5", "--nostream"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("hunter2"), "{}", text(&out));
 }
 

@@ -1,5 +1,7 @@
 //! README "CLI": exit codes and the one-sentence errors.
 
+use std::time::Duration;
+
 use crate::helper::*;
 
 #[test]
@@ -99,4 +101,73 @@ fn describe_never_shows_environment_values() {
     }
     let d = String::from_utf8_lossy(&env.l4(&["describe", "a"]).stdout).into_owned();
     assert!(d.contains("SECRET_TOKEN"), "names are listed: {d}");
+}
+
+#[test]
+fn one_instance_is_addressed_as_app_colon_n_or_by_its_status_id_as_pm2_ids() {
+    let env = Env::new(&sh_app("web", "echo up $L4_INSTANCE; exec sleep 1000", "instances = 2"));
+    env.start();
+    let id_of = |i: u32| env.instance("web", i).id.to_string();
+
+    let out = env.l4(&["stop", "web:1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("web", 1).state, "stopped");
+    assert_eq!(env.instance("web", 0).state, "online", "the other instance is not touched");
+
+    let out = env.l4(&["start", &id_of(1)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("web", 1).state, "online");
+
+    let pid0 = env.instance("web", 0).pid;
+    let out = env.l4(&["restart", &id_of(1)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("web", 1).restarts, 2, "stopped-started, then restarted");
+    assert_eq!((env.instance("web", 0).pid, env.instance("web", 0).restarts), (pid0, 0));
+
+    // Only that instance's lines.
+    let out = env.l4(&["logs", "web:1", "--nostream", "--out"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("up 1") && !shown.contains("up 0"), "{}", text(&out));
+
+    for (args, expect, code) in [
+        (&["stop", "web:7"][..], "`web` has no instance 7", 1),
+        (&["stop", "999"][..], "no instance has id 999", 1),
+        (&["delete", "web:0"][..], "`l4ctl scale web N` removes instances", 1),
+        (&["stop", "web:x"][..], "expected APP:INSTANCE", 1),
+    ] {
+        let out = env.l4(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn signal_reaches_each_running_main_process_and_reset_zeroes_the_restart_counters() {
+    let env = Env::new(&sh_app(
+        "sig",
+        "trap 'echo got usr2 $L4_INSTANCE' USR2; while true; do sleep 0.05; done",
+        "instances = 2",
+    ));
+    env.start();
+    let out = env.l4(&["signal", "SIGUSR2", "sig:1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("SIGUSR2 sent to sig:1 (pid {})", env.instance("sig", 1).pid.unwrap())), "{said}");
+    let log = env.path("logs/sig-out.log");
+    wait_for(Duration::from_secs(10), "the trap's line", || {
+        std::fs::read_to_string(&log).ok().filter(|t| t.contains("got usr2 1"))
+    });
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("got usr2 0"), "only the one instance");
+
+    let out = env.l4(&["signal", "NOPE", "sig"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    env.l4(&["restart", "sig"]);
+    assert_eq!(env.instance("sig", 0).restarts, 1);
+    let out = env.l4(&["reset", "sig"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let i = env.instance("sig", 0);
+    assert_eq!((i.restarts, i.restarts_by_reason.len(), i.state.as_str()), (0, 0, "online"));
 }

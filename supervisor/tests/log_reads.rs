@@ -120,12 +120,12 @@ fn log_reads_answer_the_newest_lines_that_fit_in_8_mib_in_order_and_refuse_more_
         (rss_kib(pid) <= idle + 2048).then_some(())
     });
     // `l4ctl logs` has the same bounds: the newest lines that fit, and a note on stderr.
-    let out = env.l4(&["logs", "big", "--lines", "1000", "--raw"]);
+    let out = env.l4(&["logs", "big", "--lines", "1000", "--raw", "--nostream"]);
     assert!(out.status.success(), "{}", text(&out));
     let printed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(printed, expected);
     assert!(String::from_utf8_lossy(&out.stderr).contains("older lines left out"), "{}", text(&out));
-    let out = env.l4(&["logs", "big", "--lines", "10001"]);
+    let out = env.l4(&["logs", "big", "--lines", "10001", "--nostream"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("10001"), "{}", text(&out));
 }
@@ -197,13 +197,32 @@ fn logs_on_a_terminal_show_osc52_as_text_and_keep_colours_and_raw_keeps_the_byte
     });
     let (osc, osc_text, red) =
         (&b"\x1b]52;c;SGVsbG8=\x07"[..], &b"\\x1b]52;c;SGVsbG8=\\x07 end"[..], &b"\x1b[31mred\x1b[0m"[..]);
-    let shown = on_a_terminal(&env, &["logs", "esc", "--out"]);
+    let shown = on_a_terminal(&env, &["logs", "esc", "--out", "--nostream"]);
     assert!(has(&shown, b"\x1b[36mesc|0\x1b[0m "), "a terminal: the prefix is coloured");
     assert!(has(&shown, osc_text) && !has(&shown, osc), "{}", String::from_utf8_lossy(&shown));
     assert!(has(&shown, red), "SGR kept: {}", String::from_utf8_lossy(&shown));
-    let raw = on_a_terminal(&env, &["logs", "esc", "--out", "--raw"]);
+    let raw = on_a_terminal(&env, &["logs", "esc", "--out", "--raw", "--nostream"]);
     assert!(has(&raw, osc) && has(&raw, red), "--raw: bytes as written");
     // Not a terminal (a pipe): escaped too, so `l4ctl logs | less -R` is safe.
-    let piped = env.l4(&["logs", "esc", "--out"]).stdout;
+    let piped = env.l4(&["logs", "esc", "--out", "--nostream"]).stdout;
     assert!(has(&piped, osc_text) && !has(&piped, osc) && has(&piped, red));
+}
+
+#[test]
+fn logs_timestamp_puts_the_time_each_line_is_shown_in_front_as_pm2() {
+    let env = Env::new(&sh_app("plain", "echo hello; exec sleep 1000", "time = false"));
+    env.start();
+    wait_for(Duration::from_secs(10), "the line", || {
+        std::fs::read_to_string(env.path("logs/plain-out.log")).ok().filter(|t| t.contains("hello"))
+    });
+    let now = || chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+    let before = now() - chrono::Duration::seconds(1);
+    let out = env.l4(&["logs", "plain", "--out", "--nostream", "--timestamp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.ends_with("hello")).map(str::to_owned);
+    let line = line.unwrap_or_else(|| panic!("{}", text(&out)));
+    let (stamp, rest) = line.split_once(' ').unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(stamp).unwrap_or_else(|e| panic!("{stamp}: {e}"));
+    assert!(at >= before && at <= now(), "{stamp}");
+    assert_eq!(rest, "plain|0 [0] hello");
 }

@@ -198,12 +198,13 @@ fn logs_prints_history_then_follows_across_rotations_without_gaps_or_repeats() {
     wait_for(Duration::from_secs(5), "the first 20 lines", || {
         (counters(&env, "seqw")["lines"].as_u64() >= Some(20)).then_some(())
     });
-    let out = env.l4(&["logs", "seqw", "--lines", "5", "--out", "--raw"]);
+    let out = env.l4(&["logs", "seqw", "--lines", "5", "--out", "--raw", "--nostream"]);
     assert!(out.status.success(), "{}", text(&out));
     let history: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(history.len(), 5, "{history:?}");
     let mut follower = env
-        .cmd(&["logs", "seqw", "--lines", "0", "--follow", "--out", "--raw"])
+        // Following is the default, as `pm2 logs`.
+        .cmd(&["logs", "seqw", "--lines", "0", "--out", "--raw"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -55,8 +55,40 @@ pub(super) async fn control(
         "delete" => Op::Delete,
         other => return Err(bad_request(format!("unknown action `{other}`"))),
     };
-    let target = if name == "all" { Target::All } else { Target::App(name) };
-    Ok(Json(s.handle.control(target, op).await?))
+    Ok(Json(s.handle.control(target(name)?, op).await?))
+}
+
+/// `all`, `app`, or `app:N` for one instance.
+pub(super) fn target(name: String) -> Result<Target, ApiError> {
+    match name.split_once(':') {
+        _ if name == "all" => Ok(Target::All),
+        Some((app, index)) => match index.parse::<u32>() {
+            Ok(i) => Ok(Target::Instance(app.to_owned(), i)),
+            Err(_) => Err(bad_request(format!("`{name}`: expected APP:INSTANCE with a number, such as web:0"))),
+        },
+        None => Ok(Target::App(name)),
+    }
+}
+
+/// Body of `signal`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SignalBody {
+    pub signal: String,
+}
+
+pub(super) async fn signal(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SignalBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sig = crate::config::SignalName::parse(&body.signal).map_err(bad_request)?;
+    let sent = s.handle.signal(target(name)?, sig.0).await?;
+    Ok(Json(serde_json::json!({ "schema": SCHEMA, "signal": sig.0.as_str(), "sent": sent })))
+}
+
+pub(super) async fn reset(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<ActionReport>, ApiError> {
+    Ok(Json(s.handle.reset(target(name)?).await?))
 }
 
 pub(super) async fn reload_config(State(s): State<ApiState>) -> Result<Json<ActionReport>, ApiError> {

@@ -7,7 +7,9 @@
 //! | GET  | `/api/v1/status` | [`types::StatusReport`] (the `status --json` schema) |
 //! | GET  | `/api/v1/apps/{name}` | [`types::AppDescription`] |
 //! | POST | `/api/v1/start` | body [`types::StartRequest`]; [`types::ActionReport`] once every instance is online or failed |
-//! | POST | `/api/v1/apps/{name\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled |
+//! | POST | `/api/v1/apps/{name\|name:N\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled (`name:N`: instance N only; not `delete`) |
+//! | POST | `/api/v1/apps/{name\|name:N\|all}/signal` | body `{"signal": "SIGUSR2"}`: to each running instance's main process; `{"schema","signal","sent":[types::Signalled]}` |
+//! | POST | `/api/v1/apps/{name\|name:N\|all}/reset` | restart counters to zero; [`types::ActionReport`] |
 //! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?, "progress"?}`: rolling reload; 409 `reload_failed` names the instance; with `progress`, [`types::ReloadProgress`] lines |
 //! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`crate::wire::types::Replaced`] once the new run is ready |
 //! | GET  | `/api/v1/apps/{name}/logs?lines=N&stream=S` | the newest lines, bounded ([`logs`]) |
@@ -87,6 +89,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/apps/{name}/scale", post(actions::scale))
         .route("/api/v1/apps/{name}/reload", post(actions::rolling_reload))
         .route("/api/v1/apps/{name}/instances/{index}/replace", post(actions::replace_instance))
+        .route("/api/v1/apps/{name}/signal", post(signal))
+        .route("/api/v1/apps/{name}/reset", post(reset))
         .route("/api/v1/apps/{name}/{op}", post(control))
         .route("/api/v1/start", post(start))
         .route("/api/v1/reload-config", post(reload_config))

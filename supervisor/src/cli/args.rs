@@ -28,14 +28,21 @@ pub enum Command {
         #[arg(long = "env", value_name = "NAME")]
         env_name: Option<String>,
     },
-    /// Stop an app (or `all`): kill_signal to every process, SIGKILL after kill_timeout.
-    Stop { app: String },
-    /// Stop then start an app (or `all`).
-    Restart { app: String },
+    /// Stop an app (or `all`, or one instance): kill_signal to every process, SIGKILL after kill_timeout.
+    Stop {
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
+        app: String,
+    },
+    /// Stop then start an app (or `all`, or one instance).
+    Restart {
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
+        app: String,
+    },
     /// Replace an app's instances without downtime (or every app's, with `all`): a new
     /// run starts beside each old one, which stops only once the new one is ready;
     /// stops at the first instance whose new run fails (the old run keeps serving).
     Reload {
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
         app: String,
         /// Instances replaced at a time (default: the app's `reload_parallel`, 1).
         #[arg(long)]
@@ -57,7 +64,10 @@ pub enum Command {
     },
     /// Stop an app (or `all`) and forget it.
     #[command(alias = "del")]
-    Delete { app: String },
+    Delete {
+        /// An app, or `all`.
+        app: String,
+    },
     /// Stop every app, then the daemon.
     Kill,
     /// Show every instance: pid, port, state, restarts, uptime, CPU, memory.
@@ -70,20 +80,29 @@ pub enum Command {
     /// Show an app's config, state, last exit and next retry.
     #[command(aliases = ["desc", "info", "show"])]
     Describe {
+        /// An app (an id or `app:N` shows its app).
         app: String,
         #[arg(long)]
         json: bool,
     },
-    /// Show the last lines of an app's logs (or all apps'), and follow new ones.
+    /// Show the last lines of an app's logs (or all apps'), then follow new ones (as
+    /// `pm2 logs`; `--nostream` prints and exits).
     Logs {
-        /// An app name, or `all` [default: all].
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status` [default: all].
         app: Option<String>,
         /// How many lines of history to show per file (at most 10000; 8 MiB in all).
         #[arg(long, default_value_t = 15, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=crate::logs::tail::MAX_LINES as u64))]
         lines: usize,
-        /// Keep printing new lines as they are written (across rotations).
-        #[arg(short, long)]
+        /// Keep printing new lines as they are written, across rotations (the default).
+        #[arg(short, long, conflicts_with = "nostream")]
         follow: bool,
+        /// Print the last lines and exit instead of following (PM2's `--nostream`).
+        #[arg(long)]
+        nostream: bool,
+        /// Put the time each line is shown in front of it (UTC, to the millisecond),
+        /// as PM2's `--timestamp`; useful for apps with `time = false`.
+        #[arg(long)]
+        timestamp: bool,
         /// Only stderr (the error file) instead of the combined file.
         #[arg(long, conflicts_with = "out")]
         err: bool,
@@ -118,6 +137,18 @@ pub enum Command {
         /// How long `node` may take to evaluate a JavaScript file.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+    },
+    /// Send a signal to the main process of each running instance (PM2's sendSignal).
+    Signal {
+        /// A signal name or number: SIGUSR2, USR2, 12.
+        signal: String,
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
+        app: String,
+    },
+    /// Set the restart counters (↺ in `status`) back to zero.
+    Reset {
+        /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
+        app: String,
     },
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon {

@@ -34,6 +34,10 @@ pub struct LogsArgs {
     pub app: Option<String>,
     pub lines: usize,
     pub follow: bool,
+    /// The time each line is shown, in front of it.
+    pub timestamp: bool,
+    /// Only this instance's lines (`app:N`, or an id).
+    pub instance: Option<u32>,
     pub which: Which,
     pub raw: bool,
     pub json: bool,
@@ -47,9 +51,21 @@ struct Source {
 
 const COLOURS: [u8; 6] = [36, 32, 35, 33, 34, 31];
 
-pub(super) async fn logs(cli: &Cli, args: LogsArgs) -> ExitCode {
+pub(super) async fn logs(cli: &Cli, mut args: LogsArgs) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    let apps = match super::app_names(&client, args.app.as_deref().unwrap_or("all")).await {
+    let named = match super::address::target(&client, args.app.as_deref().unwrap_or("all")).await {
+        Ok(n) => n,
+        Err(e) => return fail(&e),
+    };
+    // One instance: its app's files, only its lines.
+    let app = match super::address::instance_of(&named) {
+        Some((app, index)) => {
+            args.instance = Some(index);
+            app.to_owned()
+        }
+        None => named,
+    };
+    let apps = match super::app_names(&client, &app).await {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -126,21 +142,32 @@ fn follow(sources: &mut [Source], args: &LogsArgs, tty: bool) -> ExitCode {
 
 fn print_line(out: &mut impl Write, args: &LogsArgs, tty: bool, i: usize, s: &Source, line: &[u8]) {
     let instance = s.instance.or_else(|| instance_in(line));
+    if args.instance.is_some() && instance != args.instance {
+        return;
+    }
     let who = match instance {
         Some(n) => format!("{}|{n}", s.app),
         None => s.app.clone(),
     };
+    let shown = args.timestamp.then(|| {
+        chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    });
     let _ = if args.json {
         // JSON escapes every control character itself.
-        let obj = json!({ "app": s.app, "instance": instance, "line": String::from_utf8_lossy(line) });
+        let mut obj = json!({ "app": s.app, "instance": instance, "line": String::from_utf8_lossy(line) });
+        if let Some(t) = shown {
+            obj["shown_at"] = json!(t);
+        }
         writeln!(out, "{obj}")
     } else if args.raw {
-        out.write_all(line).and_then(|()| out.write_all(b"\n"))
+        let stamp = shown.map(|t| format!("{t} ")).unwrap_or_default();
+        out.write_all(stamp.as_bytes()).and_then(|()| out.write_all(line)).and_then(|()| out.write_all(b"\n"))
     } else {
+        let stamp = shown.map(|t| format!("{t} ")).unwrap_or_default();
         let mut text = if tty {
-            format!("\x1b[{}m{who}\x1b[0m ", COLOURS[i % COLOURS.len()]).into_bytes()
+            format!("{stamp}\x1b[{}m{who}\x1b[0m ", COLOURS[i % COLOURS.len()]).into_bytes()
         } else {
-            format!("{who} ").into_bytes()
+            format!("{stamp}{who} ").into_bytes()
         };
         super::terminal::escape_controls(line, &mut text);
         text.push(b'\n');

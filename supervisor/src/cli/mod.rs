@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
+mod address;
 mod args;
 mod background;
 mod logs;
@@ -57,9 +58,11 @@ pub fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Start { target, env_name } => start(&cli, target.as_deref(), env_name.clone()).await,
-        Command::Stop { app } => action(&cli, app, "stop").await,
-        Command::Restart { app } => action(&cli, app, "restart").await,
-        Command::Delete { app } => action(&cli, app, "delete").await,
+        Command::Stop { app } => address::action(&cli, app, "stop").await,
+        Command::Restart { app } => address::action(&cli, app, "restart").await,
+        Command::Delete { app } => address::action(&cli, app, "delete").await,
+        Command::Signal { signal, app } => address::signal(&cli, signal, app).await,
+        Command::Reset { app } => address::reset(&cli, app).await,
         Command::Kill => kill(&cli).await,
         Command::Reload { app, parallel } => reload::reload(&cli, app, *parallel).await,
         Command::Scale { app, instances } => {
@@ -90,7 +93,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Status { json } => status(&cli, *json).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
-        Command::Logs { app, lines, follow, err, out, raw, json } => {
+        Command::Logs { app, lines, follow: _, nostream, timestamp, err, out, raw, json } => {
             let which = if *err {
                 logs::Which::Err
             } else if *out {
@@ -98,8 +101,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
             } else {
                 logs::Which::Combined
             };
-            let args =
-                logs::LogsArgs { app: app.clone(), lines: *lines, follow: *follow, which, raw: *raw, json: *json };
+            let args = logs::LogsArgs {
+                app: app.clone(),
+                lines: *lines,
+                follow: !*nostream,
+                timestamp: *timestamp,
+                instance: None,
+                which,
+                raw: *raw,
+                json: *json,
+            };
             logs::logs(&cli, args).await
         }
         Command::Flush { app } => logs::log_command(&cli, app.clone(), "/api/v1/logs/flush", "log files emptied").await,
@@ -180,6 +191,10 @@ fn is_pm2_config(target: &str) -> bool {
 }
 
 async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode {
+    let one = |t: &str| address::instance_of(t).is_some() || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(t) = target.filter(|t| one(t) && !Path::new(t).is_file()) {
+        return address::action(cli, t, "start").await;
+    }
     if let Some(t) = target.filter(|t| is_pm2_config(t)) {
         eprintln!(
             "l4ctl: {t} is a PM2 ecosystem file and layer4 reads TOML: `l4ctl import {t}` writes layer4.toml from it, then `l4ctl start layer4.toml`"
@@ -236,11 +251,6 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
     finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)
 }
 
-async fn action(cli: &Cli, app: &str, op: &str) -> ExitCode {
-    let client = Client::new(&resolve(cli, None).home);
-    finish(client.post::<ActionReport>(&format!("/api/v1/apps/{app}/{op}"), json!({})).await)
-}
-
 async fn kill(cli: &Cli) -> ExitCode {
     let resolved = resolve(cli, None);
     let client = Client::new(&resolved.home);
@@ -270,6 +280,11 @@ async fn status(cli: &Cli, json: bool) -> ExitCode {
 
 async fn describe(cli: &Cli, app: &str, json: bool) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
+    let name = match address::target(&client, app).await {
+        Ok(n) => n,
+        Err(e) => return fail(&e),
+    };
+    let app = address::instance_of(&name).map_or(name.as_str(), |(a, _)| a);
     show(client.get::<AppDescription>(&format!("/api/v1/apps/{app}")).await, json, render::description)
 }
 

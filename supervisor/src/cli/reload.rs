@@ -14,7 +14,14 @@ use crate::wire::types::{ActionReport, ReloadProgress, Replaced, StatusReport};
 
 pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    let apps = match app_names(&client, app).await {
+    let app = match super::address::target(&client, app).await {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    if let Some((name, index)) = super::address::instance_of(&app) {
+        return reload_one(&client, name, index).await;
+    }
+    let apps = match app_names(&client, &app).await {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -70,6 +77,24 @@ pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitC
         Ok(status) => {
             println!("{}", render::table(&status));
             ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+/// `l4ctl reload app:N`: one step of a rolling reload, for that instance only.
+async fn reload_one(client: &Client, app: &str, index: u32) -> ExitCode {
+    match client.post::<Replaced>(&format!("/api/v1/apps/{app}/instances/{index}/replace"), json!({})).await {
+        Ok(r) if r.ok => {
+            eprintln!("l4ctl:   {}", progress(&r));
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("l4ctl:   {}", r.failure());
+            ExitCode::from(1)
+        }
+        Err(ClientError::Api { detail, .. }) if detail.code == "reload_failed" => {
+            eprintln!("l4ctl:   {}", detail.message);
+            ExitCode::from(1)
         }
         Err(e) => fail(&e),
     }

@@ -130,6 +130,21 @@ impl Handle {
         settle::report(self, apps, matches!(op, Op::Start | Op::Restart)).await
     }
 
+    /// Send `signal` to the main process of each running instance of `target`.
+    pub async fn signal(
+        &self,
+        target: Target,
+        signal: nix::sys::signal::Signal,
+    ) -> Result<Vec<crate::wire::types::Signalled>, Error> {
+        self.ask(|reply| Msg::Signal { target, signal, reply }).await?
+    }
+
+    /// Zero the restart counters of `target`; the status afterwards.
+    pub async fn reset(&self, target: Target) -> Result<ActionReport, Error> {
+        let apps = self.ask(|reply| Msg::Reset { target, reply }).await??;
+        settle::report(self, apps, false).await
+    }
+
     /// Set an app's number of instances; once the new ones are up, Nginx follows
     /// when the app's config asks for it ([`super::follow`]).
     pub async fn scale(&self, app: &str, instances: u32) -> Result<ActionReport, Error> {

@@ -48,6 +48,7 @@ mod follow;
 mod handle;
 mod home;
 mod msg;
+mod operator;
 mod orphans;
 mod ready;
 mod reaping;

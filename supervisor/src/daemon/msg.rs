@@ -32,11 +32,13 @@ pub enum Error {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
 
-/// Which apps an action applies to.
+/// Which apps (or which one instance) an action applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     All,
     App(String),
+    /// One instance of an app (`app:1`, or the id `status` shows).
+    Instance(String, u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,17 @@ pub enum Msg {
     Scale {
         app: String,
         instances: u32,
+        reply: Reply<Vec<String>>,
+    },
+    /// Send a signal to the main process of each running instance (PM2's `sendSignal`).
+    Signal {
+        target: Target,
+        signal: nix::sys::signal::Signal,
+        reply: Reply<Vec<crate::wire::types::Signalled>>,
+    },
+    /// Set the restart counters of the instances back to zero.
+    Reset {
+        target: Target,
         reply: Reply<Vec<String>>,
     },
     /// At exit: hand over the log hub so its writers can be drained.

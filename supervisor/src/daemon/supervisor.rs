@@ -253,6 +253,14 @@ impl Supervisor {
                 let _ = reply.send((self.crashes.list(app.as_deref()), self.crashes.outbox.stats()));
             }
             Msg::RetireeTimer { pid } => self.retiree_timer(pid),
+            Msg::Signal { target, signal, reply } => {
+                let r = self.guard().and_then(|()| super::operator::signal(self, &target, signal));
+                let _ = reply.send(r);
+            }
+            Msg::Reset { target, reply } => {
+                let r = self.guard().and_then(|()| super::operator::reset(self, &target));
+                let _ = reply.send(r);
+            }
             Msg::Scale { app, instances, reply } => {
                 let r = self.guard().and_then(|()| self.scale(&app, instances));
                 let _ = reply.send(r);
@@ -345,10 +353,13 @@ impl Supervisor {
     }
 
     pub fn control(&mut self, target: &Target, op: Op) -> Result<Vec<String>, Error> {
+        if let Target::Instance(app, index) = target {
+            return self.control_instance(app, *index, op);
+        }
         let names: Vec<String> = match target {
             Target::All => self.apps.iter().filter(|(_, a)| !a.deleting).map(|(n, _)| n.clone()).collect(),
             Target::App(n) if self.apps.contains_key(n) => vec![n.clone()],
-            Target::App(n) => return Err(Error::UnknownApp(n.clone())),
+            Target::App(n) | Target::Instance(n, _) => return Err(Error::UnknownApp(n.clone())),
         };
         for name in &names {
             match op {
@@ -376,6 +387,24 @@ impl Supervisor {
         }
         self.persist();
         Ok(names)
+    }
+
+    /// Start, stop or restart one instance (`app:1`, or an id). Not remembered in the
+    /// saved state, which holds whole apps: a restore starts every instance.
+    fn control_instance(&mut self, app: &str, index: u32, op: Op) -> Result<Vec<String>, Error> {
+        super::operator::instances_of(self, &Target::Instance(app.to_owned(), index))?;
+        let fact = match op {
+            Op::Start => Fact::Start,
+            Op::Stop => Fact::Stop,
+            Op::Restart => Fact::Restart,
+            Op::Delete => {
+                return Err(Error::Invalid(format!(
+                    "delete removes whole apps: `l4ctl scale {app} N` removes instances, `l4ctl stop {app}:{index}` stops this one"
+                )));
+            }
+        };
+        self.feed(app, index, fact);
+        Ok(vec![app.to_owned()])
     }
 
     pub(super) fn persist(&self) {

@@ -168,6 +168,9 @@ pub enum Fact {
     RetireeExited {
         status: ExitStatus,
     },
+    /// `l4ctl reset`: the restart counters start again from zero (the backoff's
+    /// count of unstable runs is kept: it is what the next delay depends on).
+    ResetCounters,
 }
 
 /// What the daemon must do.

@@ -16,6 +16,11 @@ pub fn backoff(policy: &RestartPolicy, n: u32, jitter: f64) -> Duration {
 impl Lifecycle {
     /// Apply one fact; return the actions to carry out, in order.
     pub fn step(&mut self, policy: &RestartPolicy, fact: Fact, ctx: Ctx) -> Vec<Action> {
+        if fact == Fact::ResetCounters {
+            self.restarts = 0;
+            self.restarts_by_reason.clear();
+            return Vec::new();
+        }
         if self.retiree.is_some() {
             return self.step_replacing(policy, fact, ctx);
         }

@@ -147,6 +147,14 @@ pub struct StartRequest {
     pub app: Option<String>,
 }
 
+/// One instance `l4ctl signal` reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signalled {
+    pub app: String,
+    pub instance: u32,
+    pub pid: u32,
+}
+
 /// Answer to actions: the status afterwards and the instances that did not come up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionReport {
