@@ -171,3 +171,30 @@ fn signal_reaches_each_running_main_process_and_reset_zeroes_the_restart_counter
     let i = env.instance("sig", 0);
     assert_eq!((i.restarts, i.restarts_by_reason.len(), i.state.as_str()), (0, 0, "online"));
 }
+
+#[test]
+fn one_instance_s_command_waits_for_and_reports_that_instance_alone() {
+    // Instance 0 crash-loops; instance 1 serves. And an app named with digits only.
+    let flaky = sh_app("web", "if [ \"$L4_INSTANCE\" = 0 ]; then exit 1; fi; exec sleep 1000", "instances = 2");
+    let env = Env::new(&(flaky + &sh_app("3", "exec sleep 1000", "")));
+    let _ = env.l4(&["start", env.config().to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), "web:0 restarting", || (env.instance("web", 0).restarts >= 2).then_some(()));
+
+    let out = env.l4(&["restart", "web:1"]);
+    assert!(out.status.success(), "a sibling's crash loop is not this command's failure: {}", text(&out));
+    let out = env.l4(&["reset", "web"]);
+    assert!(out.status.success(), "reset changes no state, so reports no failure: {}", text(&out));
+    assert_eq!(env.instance("web", 1).restarts, 0);
+
+    let out = env.l4(&["stop", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("3", 0).state, "stopped", "the app named 3, not the instance with id 3");
+    assert_eq!(env.instance("web", 1).state, "online");
+
+    // A signal by number, as kill(1) takes it.
+    let out = env.l4(&["signal", "0", "web:1"]);
+    assert_eq!(out.status.code(), Some(1), "0 is no signal to send: {}", text(&out));
+    let out = env.l4(&["signal", "10", "web:1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SIGUSR1 sent to web:1"), "{}", text(&out));
+}

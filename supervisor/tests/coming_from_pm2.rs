@@ -210,3 +210,48 @@ fn wait_ready_apps_say_ready_with_process_send_as_under_pm2() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["instances"][0]["state"], "online", "{status}");
 }
+
+/// A Node server that says who it is: GREETING, its arguments and its port.
+const GREETER_JS: &str = r#"
+const http = require('http');
+const port = Number(process.env.PORT);
+http.createServer((q, r) => r.end(`${process.env.GREETING} ${process.argv.slice(2).join(' ')} ${port}`)).listen(port, '127.0.0.1');
+"#;
+
+#[test]
+fn a_script_starts_without_a_config_file_as_pm2_start_and_comes_back_after_kill() {
+    let dir = tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("app.js"), GREETER_JS).unwrap();
+    let port = free_ports(2);
+    let _daemon = Daemon(d);
+    let p = port.to_string();
+    let args =
+        ["start", "app.js", "--name", "web", "-i", "2", "--port", &p, "--env-var", "GREETING=hi", "--", "--flag", "x"];
+    let out = l4(d, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    for i in 0..2 {
+        let body = wait_for(Duration::from_secs(20), "each instance on its port", || get(port + i));
+        assert_eq!(body, format!("hi --flag x {}", port + i));
+    }
+    let file = d.join("run/apps/web.toml");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Kept like any app: `kill`, then `start` with no argument brings it back.
+    assert!(l4(d, &["kill"]).status.success());
+    assert!(get(port).is_none(), "stopped with the daemon");
+    let out = l4(d, &["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let body = wait_for(Duration::from_secs(20), "the restored app", || get(port + 1));
+    assert_eq!(body, format!("hi --flag x {}", port + 1));
+
+    // A program on PATH with arguments; options without a script are one sentence.
+    let out = l4(d, &["start", "sleep", "--name", "nap", "--", "1000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(d.join("run/apps/nap.toml")).unwrap().contains("script = \"sleep\""));
+    let out = l4(d, &["start", "--name", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = l4(d, &["start", "app.js", "--name", "web2", "-i", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instances must be between 1 and 1024"), "{}", text(&out));
+}

@@ -1,6 +1,8 @@
 //! What a command names, as PM2 users write it: `all`, an app's name, one
 //! instance as `app:N`, or the numeric id `l4ctl status` shows (turned into
-//! `app:N` here, so the daemon only ever sees names). Also the commands that
+//! `app:N` here, so the daemon only ever sees names; an app named with digits
+//! only is taken by its name first). An id is read from one `status` and acted
+//! on in the next call: a scale or delete in between can move ids, as in PM2. Also the commands that
 //! exist for one instance as much as for an app: `signal` and `reset`.
 
 use std::process::ExitCode;
@@ -17,6 +19,10 @@ pub(super) async fn target(client: &Client, arg: &str) -> Result<String, ClientE
         return Ok(arg.to_owned());
     }
     let status = client.get::<StatusReport>("/api/v1/status").await?;
+    // An app may be named `3`: its name wins over an id.
+    if status.instances.iter().any(|i| i.app == arg) {
+        return Ok(arg.to_owned());
+    }
     let id: u64 = arg.parse().unwrap_or(u64::MAX);
     match status.instances.iter().find(|i| u64::from(i.id) == id) {
         Some(i) => Ok(format!("{}:{}", i.app, i.instance)),

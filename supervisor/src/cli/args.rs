@@ -20,13 +20,36 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the apps of a config file, or one loaded app; with no argument, restore the saved apps.
+    /// Start the apps of a config file, a loaded app, or a script without a config
+    /// file (as `pm2 start app.js`); with no argument, restore the saved apps.
     Start {
-        /// A config file (`*.toml`) or the name of a loaded app.
+        /// A config file (`*.toml`), a loaded app (`app:N` or an id for one instance),
+        /// or a script or program to run as a new app.
         target: Option<String>,
         /// Use each app's `[apps.env_NAME]` table.
         #[arg(long = "env", value_name = "NAME")]
         env_name: Option<String>,
+        /// A script's app name [default: the script's name without its extension].
+        #[arg(long)]
+        name: Option<String>,
+        /// A script's instances: a number, or `max` (one per CPU).
+        #[arg(short = 'i', long = "instances", value_name = "N|max")]
+        instances: Option<String>,
+        /// A script's port: instance i gets PORT = port + i and binds it itself.
+        #[arg(long)]
+        port: Option<u16>,
+        /// KEY=VALUE in a script's environment (repeat it for more).
+        #[arg(long = "env-var", value_name = "KEY=VALUE")]
+        env_var: Vec<String>,
+        /// Restart a script's instance whose process tree uses more (e.g. 1G).
+        #[arg(long, value_name = "SIZE")]
+        max_memory_restart: Option<String>,
+        /// The program that runs the script [default: by extension, as PM2: .js node, .py python3, ...; `none` runs it].
+        #[arg(long)]
+        interpreter: Option<String>,
+        /// The script's own arguments, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
     },
     /// Stop an app (or `all`, or one instance): kill_signal to every process, SIGKILL after kill_timeout.
     Stop {

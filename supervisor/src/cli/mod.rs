@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 a failed action (or no daemon), 2 bad usage or config.
 
 mod address;
+mod adhoc;
 mod args;
 mod background;
 mod logs;
@@ -57,7 +58,19 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> ExitCode {
     match &cli.command {
-        Command::Start { target, env_name } => start(&cli, target.as_deref(), env_name.clone()).await,
+        Command::Start { target, env_name, name, instances, port, env_var, max_memory_restart, interpreter, args } => {
+            let adhoc = adhoc::AdHoc {
+                script: target.clone().unwrap_or_default(),
+                name: name.clone(),
+                instances: instances.clone(),
+                port: *port,
+                env: env_var.clone(),
+                max_memory_restart: max_memory_restart.clone(),
+                interpreter: interpreter.clone(),
+                args: args.clone(),
+            };
+            start(&cli, target.as_deref(), env_name.clone(), adhoc).await
+        }
         Command::Stop { app } => address::action(&cli, app, "stop").await,
         Command::Restart { app } => address::action(&cli, app, "restart").await,
         Command::Delete { app } => address::action(&cli, app, "delete").await,
@@ -190,18 +203,28 @@ fn is_pm2_config(target: &str) -> bool {
     [".config.js", ".config.cjs", ".config.mjs", ".json", ".yml", ".yaml"].iter().any(|e| target.ends_with(e))
 }
 
-async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode {
-    let one = |t: &str| address::instance_of(t).is_some() || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
-    if let Some(t) = target.filter(|t| one(t) && !Path::new(t).is_file()) {
-        return address::action(cli, t, "start").await;
-    }
+async fn start(cli: &Cli, target: Option<&str>, env: Option<String>, adhoc: adhoc::AdHoc) -> ExitCode {
     if let Some(t) = target.filter(|t| is_pm2_config(t)) {
         eprintln!(
             "l4ctl: {t} is a PM2 ecosystem file and layer4 reads TOML: `l4ctl import {t}` writes layer4.toml from it, then `l4ctl start layer4.toml`"
         );
         return ExitCode::from(2);
     }
-    let as_file = target.filter(|t| t.ends_with(".toml") || Path::new(t).is_file()).map(PathBuf::from);
+    let one = |t: &str| address::instance_of(t).is_some() || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(t) = target.filter(|t| one(t) && !Path::new(t).is_file() && !adhoc.has_options()) {
+        return address::action(cli, t, "start").await;
+    }
+    let toml = |t: &str| t.ends_with(".toml");
+    if let Some(t) = target.filter(|t| !toml(t) && (adhoc.has_options() || Path::new(t).is_file())) {
+        return start_script(cli, t, env, &adhoc).await;
+    }
+    if target.is_none() && adhoc.has_options() {
+        eprintln!(
+            "l4ctl: --name, -i, --port, --env-var, --max-memory-restart, --interpreter and `-- ARGS` go with a script: l4ctl start app.js --name web"
+        );
+        return ExitCode::from(2);
+    }
+    let as_file = target.filter(|t| toml(t)).map(PathBuf::from);
     let app = target.filter(|_| as_file.is_none()).map(str::to_owned);
     let resolved = resolve(cli, as_file.as_deref());
     let client = Client::new(&resolved.home);
@@ -249,6 +272,32 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>) -> ExitCode
         }
     }
     finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)
+}
+
+/// `l4ctl start SCRIPT ...`: the app as a config file in the daemon's home, then started.
+async fn start_script(cli: &Cli, script: &str, env: Option<String>, adhoc: &adhoc::AdHoc) -> ExitCode {
+    let cwd = config::absolute(Path::new("."));
+    let (name, text) = match adhoc::config(adhoc, &cwd) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("l4ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let resolved = resolve(cli, None);
+    let client = Client::new(&resolved.home);
+    if let Err(e) = background::ensure_daemon(&client, &resolved).await {
+        eprintln!("l4ctl: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    let path = match adhoc::write(&resolved.home, &name, &text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("l4ctl: cannot write the app file for {script} in {}: {e}", resolved.home.display());
+            return ExitCode::from(1);
+        }
+    };
+    finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": path, "env": env })).await)
 }
 
 async fn kill(cli: &Cli) -> ExitCode {

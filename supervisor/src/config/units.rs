@@ -149,6 +149,9 @@ pub struct SignalName(pub Signal);
 impl SignalName {
     pub fn parse(text: &str) -> Result<SignalName, String> {
         let upper = text.trim().to_ascii_uppercase();
+        if let Ok(n) = upper.parse::<i32>() {
+            return Signal::try_from(n).map(SignalName).map_err(|_| format!("unknown signal number {n}"));
+        }
         let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
         full.parse::<Signal>()
             .map(SignalName)

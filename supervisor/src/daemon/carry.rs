@@ -61,7 +61,8 @@ impl Supervisor {
                 let (app, from, to) = (app_name.to_owned(), before.as_str(), after.as_str());
                 self.emit(super::Event::State { app, instance: index, from, to, pid });
             }
-            if restarts != restarts_before {
+            // A reset (`l4ctl reset`) lowers the count: that is no restart.
+            if restarts > restarts_before {
                 self.emit(super::Event::Restart { app: app_name.to_owned(), instance: index, reason, restarts });
             }
             for action in actions {

@@ -121,6 +121,11 @@ impl Handle {
 
     /// Start, stop, restart or delete; answers once the instances settled.
     pub async fn control(&self, target: Target, op: Op) -> Result<ActionReport, Error> {
+        if let Target::Instance(app, index) = &target {
+            let (app, index) = (app.clone(), *index);
+            self.ask(|reply| Msg::Control { target, op, reply }).await??;
+            return settle::one_instance(self, &app, index, matches!(op, Op::Start | Op::Restart)).await;
+        }
         let apps = self.ask(|reply| Msg::Control { target, op, reply }).await??;
         match op {
             Op::Start | Op::Restart => settle::confirm_started(self, &apps).await?,
@@ -142,7 +147,9 @@ impl Handle {
     /// Zero the restart counters of `target`; the status afterwards.
     pub async fn reset(&self, target: Target) -> Result<ActionReport, Error> {
         let apps = self.ask(|reply| Msg::Reset { target, reply }).await??;
-        settle::report(self, apps, false).await
+        // Nothing was started or stopped: no instance's state is a failure of this.
+        let status = self.status().await?;
+        Ok(ActionReport { schema: crate::wire::types::SCHEMA, apps, failed: Vec::new(), status, nginx: None })
     }
 
     /// Set an app's number of instances; once the new ones are up, Nginx follows
@@ -166,14 +173,14 @@ impl Handle {
 
     /// Ask for one instance to be replaced; the pid of the run being replaced
     /// (`None`: it was not online and is simply started).
-    pub(super) async fn replace_instance(&self, app: &str, index: u32) -> Result<Option<u32>, Error> {
-        self.ask(|reply| Msg::ReplaceInstance { app: app.to_owned(), index, reply }).await?
+    pub(super) async fn replace_instance(&self, app: &str, index: u32, whole_app: bool) -> Result<Option<u32>, Error> {
+        self.ask(|reply| Msg::ReplaceInstance { app: app.to_owned(), index, whole_app, reply }).await?
     }
 
     /// One step of a rolling reload: a new run beside the online one; answers once it
     /// is ready or has failed (`ok: false`, the old run kept).
     pub async fn replace(&self, app: &str, index: u32) -> Result<Replaced, Error> {
-        super::rollout::replace_one(self, app, index).await
+        super::rollout::replace_one(self, app, index, false).await
     }
 
     /// The waves of a rolling reload of `app`, `parallel` at a time (default the

@@ -136,6 +136,8 @@ pub enum Msg {
     ReplaceInstance {
         app: String,
         index: u32,
+        /// A step of a whole-app reload (which un-stops a stopped app), not `reload app:N`.
+        whole_app: bool,
         reply: Reply<Option<u32>>,
     },
     /// A process said it is ready (sd_notify `READY=1`, or a probe passed).

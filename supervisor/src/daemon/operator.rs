@@ -1,6 +1,7 @@
 //! An operator's direct actions on instances that change no lifecycle state:
 //! `l4ctl signal` (PM2's `sendSignal`: a signal to the main process of each
-//! running instance, never to the daemon's own or another app's) and `l4ctl
+//! online instance, the old run while a reload replaces it; never to the
+//! daemon's own or another app's) and `l4ctl
 //! reset` (restart counters back to zero, through the lifecycle as
 //! `Fact::ResetCounters`), and which instances a [`Target`] names.
 
@@ -36,7 +37,13 @@ pub(super) fn instances_of(sup: &Supervisor, target: &Target) -> Result<Vec<(Str
 pub(super) fn signal(sup: &Supervisor, target: &Target, signal: Signal) -> Result<Vec<Signalled>, Error> {
     let mut sent = Vec::new();
     for (app, index) in instances_of(sup, target)? {
-        let Some(pid) = sup.inst(&app, index).and_then(|i| i.lc.pid) else { continue };
+        // The run that serves: while a replace is under way, the old one (the new
+        // run may not have set up its handlers yet); else an online run.
+        let serving = sup.inst(&app, index).and_then(|i| match &i.lc.retiree {
+            Some(old) => Some(old.pid),
+            None => i.lc.pid.filter(|_| i.lc.state == crate::lifecycle::State::Online),
+        });
+        let Some(pid) = serving else { continue };
         let Ok(raw) = i32::try_from(pid) else { continue };
         if nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal).is_ok() {
             tracing::info!(app = %app, instance = index, pid, signal = %signal, "signal sent");
@@ -44,7 +51,7 @@ pub(super) fn signal(sup: &Supervisor, target: &Target, signal: Signal) -> Resul
         }
     }
     if sent.is_empty() {
-        return Err(Error::Invalid("no running instance to signal".to_owned()));
+        return Err(Error::Invalid("no online instance to signal".to_owned()));
     }
     Ok(sent)
 }

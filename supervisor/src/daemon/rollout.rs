@@ -74,7 +74,7 @@ impl Drop for Reload {
 /// the wave in instance order (a failed step, or an error) ends the rollout.
 pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
     for wave in plan.waves() {
-        let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index));
+        let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index, true));
         let mut first_problem = None;
         for step in futures_util::future::join_all(steps).await {
             let problem = match step {
@@ -95,9 +95,9 @@ pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced))
 
 /// One step: start a new run beside the online one, wait until it is ready or has
 /// failed, and say which run serves now.
-pub async fn replace_one(h: &Handle, app: &str, index: u32) -> Result<Replaced, Error> {
+pub async fn replace_one(h: &Handle, app: &str, index: u32, whole_app: bool) -> Result<Replaced, Error> {
     let started = Instant::now();
-    let old_pid = h.replace_instance(app, index).await?;
+    let old_pid = h.replace_instance(app, index, whole_app).await?;
     h.wait(Want::InstanceSettled(app.to_owned(), index)).await;
     if old_pid.is_none() {
         // A plain start: the same confirmation as `start`.

@@ -40,6 +40,33 @@ fn youngest_online_ms(status: &StatusReport, apps: &[String]) -> Option<u64> {
     online.filter_map(|i| i.uptime_ms).min()
 }
 
+/// After an action on one instance (`app:N`): wait for that instance alone (a
+/// start, until it has been online [`START_CONFIRM`]) and report only its failure.
+pub async fn one_instance(h: &Handle, app: &str, index: u32, started: bool) -> Result<ActionReport, Error> {
+    let want = || Want::InstanceSettled(app.to_owned(), index);
+    h.wait(want()).await;
+    if started {
+        let deadline = Instant::now() + START_CONFIRM * 4;
+        loop {
+            let status = h.status().await?;
+            let this = status.instances.iter().find(|i| i.app == app && i.instance == index);
+            match this.filter(|i| i.state == State::Online).and_then(|i| i.uptime_ms) {
+                Some(ms) if ms < CONFIRM_MS && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(CONFIRM_MS - ms)).await;
+                }
+                _ => break,
+            }
+        }
+        h.wait(want()).await;
+    }
+    let status = h.status().await?;
+    let failed = failures(&status, &[app.to_owned()], started)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("{app}:{index} ")))
+        .collect();
+    Ok(ActionReport { schema: SCHEMA, apps: vec![app.to_owned()], failed, status, nginx: None })
+}
+
 /// The status after an action, with every instance of `apps` that did not come up
 /// (when `started` is set) or did not settle in time.
 pub async fn report(h: &Handle, apps: Vec<String>, started: bool) -> Result<ActionReport, Error> {

@@ -232,11 +232,14 @@ impl Supervisor {
             Msg::Metrics { reply } => {
                 let _ = reply.send(super::report::metrics(self));
             }
-            Msg::ReplaceInstance { app, index, reply } => {
+            Msg::ReplaceInstance { app, index, whole_app, reply } => {
                 let r = self.guard().and_then(|()| match self.inst(&app, index) {
                     Some(i) => {
                         let old = i.lc.pid.filter(|_| i.lc.state == State::Online);
-                        self.saved.stopped.remove(&app);
+                        // A whole-app reload un-stops the app; `reload app:N` of one instance does not.
+                        if whole_app {
+                            self.saved.stopped.remove(&app);
+                        }
                         self.feed(&app, index, Fact::Replace);
                         Ok(old)
                     }

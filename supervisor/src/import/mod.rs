@@ -15,7 +15,7 @@ mod keys;
 mod logs;
 mod node;
 mod options;
-mod program;
+pub mod program;
 #[cfg(test)]
 mod tests;
 mod timing;
@@ -103,6 +103,17 @@ pub fn run(args: &ImportArgs) -> Result<Option<PathBuf>, ImportError> {
             Ok(Some(path))
         }
     }
+}
+
+/// What runs for `script` in `cwd`, as PM2 picks it: `(script, args)` with the
+/// interpreter in front (`l4ctl start app.js` runs `node app.js`).
+pub fn resolve_program(
+    script: &str,
+    interpreter: Option<&serde_json::Value>,
+    args: Vec<String>,
+    cwd: &Path,
+) -> Result<program::Program, String> {
+    program::resolve(script, interpreter, Vec::new(), args, cwd)
 }
 
 /// The TOML text for an ecosystem value read from `file`, with paths relative to `out_folder`.
