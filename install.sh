@@ -3,11 +3,14 @@
 #
 #   ./install.sh [--prefix DIR] [--start] [--env NAME]
 #
-#   --prefix DIR  install into DIR/bin (default: /usr/local as root, else ~/.local)
+#   --prefix DIR  install the binaries into DIR/bin, the man page into DIR/share/man/man1 and
+#                 bash completions into DIR/share/bash-completion/completions
+#                 (default DIR: /usr/local as root, else ~/.local)
 #   --start       then run `l4ctl start config/layer4.toml` (the main job)
 #   --env NAME    with --start: use each app's [apps.env_NAME] table
 #
 # Idempotent: running it again rebuilds what changed and replaces the binaries.
+# Honours CARGO_TARGET_DIR (where cargo builds).
 # Every step is printed; any failure stops the script with a message.
 set -euo pipefail
 
@@ -25,13 +28,15 @@ while [ $# -gt 0 ]; do
     --prefix=*) PREFIX=${1#--prefix=}; shift ;;
     --start) START=1; shift ;;
     --env) [ $# -ge 2 ] || die "--env needs a name"; ENV_NAME=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (https://rustup.rs)"
 BIN="$PREFIX/bin"
+TARGET=${CARGO_TARGET_DIR:-target}
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 
 step "building release binaries (cargo build --release --locked)"
 (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
@@ -39,11 +44,18 @@ step "building release binaries (cargo build --release --locked)"
 step "installing into $BIN"
 mkdir -p "$BIN" || die "cannot create $BIN"
 for name in l4ctl l4ctl-daemon l4ctl-send chat-server l4chat l4load; do
-  src="$ROOT/target/release/$name"
+  src="$TARGET/release/$name"
   [ -x "$src" ] || die "$src was not built"
   install -m 0755 "$src" "$BIN/$name.new" && mv -f "$BIN/$name.new" "$BIN/$name" || die "cannot install $name"
   echo "    $BIN/$name"
 done
+MAN="$PREFIX/share/man/man1"
+COMPLETIONS="$PREFIX/share/bash-completion/completions"
+mkdir -p "$MAN" "$COMPLETIONS" || die "cannot create $MAN or $COMPLETIONS"
+"$BIN/l4ctl" man > "$MAN/l4ctl.1.new" && mv -f "$MAN/l4ctl.1.new" "$MAN/l4ctl.1" || die "cannot install the man page"
+echo "    $MAN/l4ctl.1"
+"$BIN/l4ctl" completions bash > "$COMPLETIONS/l4ctl.new" && mv -f "$COMPLETIONS/l4ctl.new" "$COMPLETIONS/l4ctl" || die "cannot install the completions"
+echo "    $COMPLETIONS/l4ctl"
 mkdir -p "$ROOT/logs" "$ROOT/run"
 
 case ":$PATH:" in

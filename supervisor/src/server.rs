@@ -158,11 +158,13 @@ async fn serve(
             let _ = stop.wait_for(|s| *s).await;
         }))
     });
+    crate::sdnotify::spawn(handle.clone(), state.stopping.clone());
     let app = api::router(state);
     let graceful = async move {
         tokio::select! {
             () = shutdown => {
                 tracing::info!("shutdown requested; stopping every app");
+                crate::sdnotify::stopping();
                 let _ = handle.shutdown().await;
             }
             () = kill.notified() => {}

@@ -198,3 +198,40 @@ fn one_instance_s_command_waits_for_and_reports_that_instance_alone() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SIGUSR1 sent to web:1"), "{}", text(&out));
 }
+
+#[test]
+fn completions_man_page_save_resurrect_and_pm2_verbs() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
+    let out = env.l4(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = env.path("l4ctl.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", text(&check));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("import"), "every command is completed");
+    let man = env.l4(&["man"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(man.status.success() && page.starts_with(".ie") && page.contains(".TH l4ctl 1"), "{}", text(&man));
+
+    env.start();
+    let out = env.l4(&["save"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("brings back: web"), "{}", text(&out));
+    assert!(env.l4(&["kill"]).status.success());
+    let out = env.l4(&["resurrect"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("web", 0).state, "online");
+
+    for (verb, expect) in [
+        ("monit", "l4ctl status"),
+        ("jlist", "status --json"),
+        ("sendSignal", "l4ctl signal"),
+        ("update", "l4ctl kill"),
+    ] {
+        let out = env.l4(&[verb]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("`pm2 {verb}` in layer4 is")) && err.contains(expect), "{verb}: {err}");
+    }
+}

@@ -21,6 +21,11 @@ fn l4(dir: &Path, args: &[&str]) -> Output {
         .expect("run l4ctl")
 }
 
+/// A temp folder for one test's project.
+fn folder() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap()
+}
+
 /// Stops the daemon of `dir` when the test ends, passed or failed.
 struct Daemon<'a>(&'a Path);
 impl Drop for Daemon<'_> {
@@ -64,7 +69,7 @@ process.on('SIGINT', () => { console.log('SIGINT received, closing'); process.ex
 
 #[test]
 fn the_plan_s_ecosystem_file_imports_and_runs_the_same_app_the_same_way() {
-    let dir = tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap();
+    let dir = folder();
     let d = dir.path();
     let port = free_ports(1);
     std::fs::write(d.join("ecosystem.config.js"), plan_ecosystem(port)).unwrap();
@@ -118,7 +123,7 @@ fn the_plan_s_ecosystem_file_imports_and_runs_the_same_app_the_same_way() {
 
 #[test]
 fn an_ecosystem_file_that_throws_hangs_or_cannot_be_read_gets_one_sentence() {
-    let dir = tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap();
+    let dir = folder();
     let d = dir.path();
     let one_sentence = |out: &Output, code: i32, expect: &str| {
         assert_eq!(out.status.code(), Some(code), "{}", text(out));
@@ -187,7 +192,7 @@ setInterval(() => {}, 1000);
 
 #[test]
 fn wait_ready_apps_say_ready_with_process_send_as_under_pm2() {
-    let dir = tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap();
+    let dir = folder();
     let d = dir.path();
     std::fs::write(d.join("app.js"), WAITS_JS).unwrap();
     std::fs::write(
@@ -220,7 +225,7 @@ http.createServer((q, r) => r.end(`${process.env.GREETING} ${process.argv.slice(
 
 #[test]
 fn a_script_starts_without_a_config_file_as_pm2_start_and_comes_back_after_kill() {
-    let dir = tempfile::Builder::new().prefix("l4pm2").tempdir().unwrap();
+    let dir = folder();
     let d = dir.path();
     std::fs::write(d.join("app.js"), GREETER_JS).unwrap();
     let port = free_ports(2);

@@ -53,7 +53,7 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--config").arg(self.config()).args(args).current_dir(self.dir.path());
-        c.env_remove("L4_HOME").env_remove("L4_CONFIG").env("RUST_LOG", "debug");
+        c.env_remove("L4_HOME").env_remove("L4_CONFIG").env_remove("NO_COLOR").env("RUST_LOG", "debug");
         c
     }
 

@@ -161,6 +161,11 @@ fn a_third_log_read_at_once_is_answered_429_with_retry_after() {
 
 /// Run `l4ctl` with `args` on a pseudo-terminal (python3's `pty`); its output as the terminal got it.
 fn on_a_terminal(env: &Env, args: &[&str]) -> Vec<u8> {
+    on_a_terminal_with(env, args, None)
+}
+
+/// [`on_a_terminal`] with `NO_COLOR` set to `no_color`.
+fn on_a_terminal_with(env: &Env, args: &[&str], no_color: Option<&str>) -> Vec<u8> {
     const PTY: &str = "import os, pty, sys\n\
         pid, fd = pty.fork()\n\
         if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
@@ -173,7 +178,9 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> Vec<u8> {
         .args(args)
         .current_dir(env.dir.path())
         .env_remove("L4_HOME")
+        .env_remove("NO_COLOR")
         .env_remove("L4_CONFIG")
+        .envs(no_color.map(|v| ("NO_COLOR", v)))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -225,4 +232,20 @@ fn logs_timestamp_puts_the_time_each_line_is_shown_in_front_as_pm2() {
     let at = chrono::DateTime::parse_from_rfc3339(stamp).unwrap_or_else(|e| panic!("{stamp}: {e}"));
     assert!(at >= before && at <= now(), "{stamp}");
     assert_eq!(rest, "plain|0 [0] hello");
+}
+
+#[test]
+fn status_on_a_terminal_colours_states_as_pm2_unless_no_color_or_no_color_flag() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
+    env.start();
+    let green = &b"\x1b[32monline\x1b[0m"[..];
+    assert!(has(&on_a_terminal(&env, &["status"]), green), "online is green on a terminal");
+    assert!(!has(&on_a_terminal_with(&env, &["status"], Some("1")), b"\x1b["), "NO_COLOR=1: no colour at all");
+    assert!(has(&on_a_terminal_with(&env, &["status"], Some("")), green), "an empty NO_COLOR does not count");
+    assert!(!has(&on_a_terminal(&env, &["status", "--no-color"]), b"\x1b["), "--no-color");
+    assert!(
+        !has(&on_a_terminal(&env, &["logs", "web", "--nostream", "--no-color"]), b"\x1b[3"),
+        "--no-color: no coloured prefix"
+    );
+    assert!(!has(&env.l4(&["status"]).stdout, b"\x1b["), "a pipe gets no colour");
 }

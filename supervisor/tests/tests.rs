@@ -8,6 +8,7 @@ mod helper;
 
 mod api;
 mod api_limits;
+mod boot;
 mod cli;
 mod coming_from_pm2;
 mod crashes;

@@ -96,6 +96,7 @@ pub(super) async fn reload_config(State(s): State<ApiState>) -> Result<Json<Acti
 }
 
 pub(super) async fn kill(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    crate::sdnotify::stopping();
     s.handle.shutdown().await?;
     s.kill.notify_one();
     Ok(Json(serde_json::json!({ "schema": SCHEMA, "stopped": true })))

@@ -14,6 +14,9 @@ pub struct Cli {
     /// Daemon home (socket, pid file, saved state) [default: the config's `[daemon] home`, else ~/.layer4].
     #[arg(long, global = true, env = "L4_HOME")]
     pub home: Option<PathBuf>,
+    /// No colours, even on a terminal (as a non-empty NO_COLOR does).
+    #[arg(long, global = true)]
+    pub no_color: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,9 +76,15 @@ pub enum Command {
     },
     /// Set the number of instances of an app (until the config file is reloaded);
     /// with `[nginx] auto_reload`, nginx follows.
-    Scale { app: String, instances: u32 },
+    Scale {
+        /// The app.
+        app: String,
+        /// Its number of instances from now on.
+        instances: u32,
+    },
     /// Recent crash reports (crashes, memory restarts, failed readiness, survived panics).
     Crashes {
+        /// Only this app's reports [default: every app's].
         app: Option<String>,
         #[arg(long)]
         json: bool,
@@ -141,7 +150,10 @@ pub enum Command {
         json: bool,
     },
     /// Empty the current log files of an app (or all apps).
-    Flush { app: Option<String> },
+    Flush {
+        /// An app [default: every app].
+        app: Option<String>,
+    },
     /// Reopen every log file (as SIGUSR1), for users of an outside logrotate.
     ReloadLogs,
     /// Read every loaded config file again (as SIGHUP): changed apps restart, an invalid file changes nothing.
@@ -173,6 +185,48 @@ pub enum Command {
         /// An app, `all`, one instance as `app:N`, or an id from `l4ctl status`.
         app: String,
     },
+    /// Say where the daemon keeps its apps: it saves them on every change (PM2's `save`).
+    Save,
+    /// Start the saved apps again, as `l4ctl start` with no argument (PM2's `resurrect`).
+    Resurrect,
+    /// Start the daemon with the machine: write and enable a systemd unit that runs
+    /// it as a user (as root; otherwise print the command to run), as `pm2 startup`.
+    Startup {
+        /// The init system: only systemd.
+        #[arg(default_value = "systemd", value_parser = ["systemd"])]
+        system: String,
+        /// The user whose daemon starts [default: the one sudo was run by, else you].
+        #[arg(long, short = 'u')]
+        user: Option<String>,
+        /// Where the unit goes.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// Print the unit instead of writing it.
+        #[arg(long)]
+        print: bool,
+        /// Write the unit but do not run systemctl.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Stop and remove the unit `l4ctl startup` wrote (the saved apps stay).
+    Unstartup {
+        /// The init system: only systemd.
+        #[arg(default_value = "systemd", value_parser = ["systemd"])]
+        system: String,
+        /// The user whose unit goes [default: the one sudo was run by, else you].
+        #[arg(long, short = 'u')]
+        user: Option<String>,
+        /// Where the unit is.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+    },
+    /// Print a completion script for a shell (e.g. `l4ctl completions bash > /etc/bash_completion.d/l4ctl`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print l4ctl's man page (roff; `install.sh` installs it as l4ctl(1)).
+    Man,
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon {
         /// Log to <log_dir>/l4ctl.log (daily rotation) instead of stderr.

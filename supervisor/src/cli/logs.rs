@@ -8,7 +8,7 @@
 //! `grep --color` still reach a terminal, and the escaping only touches bytes that
 //! nobody greps for. `--raw` prints the bytes as they are (and no prefix).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,7 +85,7 @@ pub(super) async fn logs(cli: &Cli, mut args: LogsArgs) -> ExitCode {
             Err(e) => return fail(&e),
         }
     }
-    let tty = std::io::stdout().is_terminal();
+    let tty = super::shell::colour();
     let mut out = std::io::stdout().lock();
     let budget = MAX_BYTES / sources.len().max(1);
     let mut cut = false;

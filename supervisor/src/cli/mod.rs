@@ -12,6 +12,8 @@ mod logs;
 mod nginx;
 mod reload;
 mod render;
+mod shell;
+mod startup;
 mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use crate::wire::types::{ActionReport, AppDescription, StatusReport};
 
 pub use crate::wire::home::{DEFAULT_CONFIG, Resolved, resolve_paths};
 pub use args::{Cli, Command};
+pub use shell::pm2_verb;
 
 /// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
 pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
@@ -32,6 +35,7 @@ pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    shell::decide_colour(&cli);
     if let Command::Daemon { log_file, log_dir, env_name, no_apps } = &cli.command {
         let args = crate::wire::daemon_args::DaemonArgs {
             config: cli.config.clone(),
@@ -43,8 +47,21 @@ pub fn run(cli: Cli) -> ExitCode {
         };
         return background::exec_daemon(&args);
     }
-    if let Command::Import { file, output, force, timeout } = &cli.command {
-        return import(file, output.clone(), *force, *timeout);
+    match &cli.command {
+        Command::Import { file, output, force, timeout } => return import(file, output.clone(), *force, *timeout),
+        Command::Completions { shell } => return shell::completions(*shell),
+        Command::Man => return shell::man(),
+        Command::Startup { system: _, user, unit_dir, print, no_enable } => {
+            let args = startup::StartupArgs {
+                user: user.clone(),
+                unit_dir: unit_dir.clone(),
+                print: *print,
+                no_enable: *no_enable,
+            };
+            return startup::startup(&args);
+        }
+        Command::Unstartup { system: _, user, unit_dir } => return startup::unstartup(user.as_deref(), unit_dir),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -132,7 +149,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
             let client = Client::new(&resolve(&cli, None).home);
             finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await)
         }
-        Command::Daemon { .. } | Command::Import { .. } => unreachable!("handled in run"),
+        Command::Save => save(&cli).await,
+        Command::Resurrect => start(&cli, None, None, adhoc::AdHoc::default()).await,
+        Command::Daemon { .. }
+        | Command::Import { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Startup { .. }
+        | Command::Unstartup { .. } => {
+            unreachable!("handled in run")
+        }
     }
 }
 
@@ -165,7 +191,7 @@ fn fail(err: &ClientError) -> ExitCode {
 fn finish(result: Result<ActionReport, ClientError>) -> ExitCode {
     match result {
         Ok(report) => {
-            println!("{}", render::table(&report.status));
+            println!("{}", render::table(&report.status, shell::colour()));
             for f in &report.failed {
                 eprintln!("l4ctl: {f}");
             }
@@ -300,6 +326,25 @@ async fn start_script(cli: &Cli, script: &str, env: Option<String>, adhoc: &adho
     finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": path, "env": env })).await)
 }
 
+/// `l4ctl save`: nothing to do but say so, and what a restore would bring back.
+async fn save(cli: &Cli) -> ExitCode {
+    let resolved = resolve(cli, None);
+    let client = Client::new(&resolved.home);
+    match client.get::<StatusReport>("/api/v1/status").await {
+        Ok(status) => {
+            let mut apps: Vec<&str> = status.instances.iter().map(|i| i.app.as_str()).collect();
+            apps.dedup();
+            println!(
+                "l4ctl: the daemon saves its apps on every change, in {}; `l4ctl resurrect` (or `l4ctl start`) brings back: {}",
+                crate::wire::home::Paths::saved_state(&resolved.home).display(),
+                if apps.is_empty() { "nothing".to_owned() } else { apps.join(", ") }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 async fn kill(cli: &Cli) -> ExitCode {
     let resolved = resolve(cli, None);
     let client = Client::new(&resolved.home);
@@ -324,7 +369,9 @@ async fn kill(cli: &Cli) -> ExitCode {
 
 async fn status(cli: &Cli, json: bool) -> ExitCode {
     let client = Client::new(&resolve(cli, None).home);
-    show(client.get::<StatusReport>("/api/v1/status").await, json, |r| format!("{}\n", render::table(r)))
+    show(client.get::<StatusReport>("/api/v1/status").await, json, |r| {
+        format!("{}\n", render::table(r, shell::colour()))
+    })
 }
 
 async fn describe(cli: &Cli, app: &str, json: bool) -> ExitCode {

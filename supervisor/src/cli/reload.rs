@@ -75,7 +75,7 @@ pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitC
     eprintln!("l4ctl: reloaded {} in {:.2} s", apps.join(", "), started.elapsed().as_secs_f64());
     match client.get::<StatusReport>("/api/v1/status").await {
         Ok(status) => {
-            println!("{}", render::table(&status));
+            println!("{}", render::table(&status, super::shell::colour()));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),

@@ -5,7 +5,10 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::wire::types::{AppDescription, InstanceStatus, StatusReport};
 
-pub(super) fn table(report: &StatusReport) -> String {
+/// The status table; with `colour`, each state in PM2's colours (online green,
+/// errored and crash-loop red, waiting-restart yellow, starting and stopping
+/// cyan, stopped grey), painted after the layout so the columns stay aligned.
+pub(super) fn table(report: &StatusReport, colour: bool) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(["id", "app", "inst", "pid", "port", "state", "↺", "uptime", "cpu", "mem"]);
@@ -26,13 +29,50 @@ pub(super) fn table(report: &StatusReport) -> String {
     if report.instances.is_empty() {
         return "no apps are loaded (l4ctl start path/to/layer4.toml)".into();
     }
-    let mut out = t.to_string();
+    let mut out = if colour { paint_states(&t.to_string(), report) } else { t.to_string() };
     for (app, dropped) in report.log_dropped_bytes.iter().filter(|(_, d)| **d > 0) {
         out.push_str(&format!(
             "\n{app}: {} of log lines dropped: a log file could not be written (full disk?); see the daemon's log",
             bytes(*dropped)
         ));
     }
+    out
+}
+
+/// Colour each row's state cell (the sixth column) of a rendered table.
+fn paint_states(table: &str, report: &StatusReport) -> String {
+    use crate::lifecycle::State;
+    let mut rows = report.instances.iter();
+    let mut out = String::with_capacity(table.len() + 16 * report.instances.len());
+    for line in table.lines() {
+        // Data rows are the lines after the header that hold cell separators.
+        let is_row = line.starts_with('│') && !line.contains(" state ") && line.contains('┆');
+        let instance = if is_row { rows.next() } else { None };
+        match instance {
+            Some(i) => {
+                let code = match i.state {
+                    State::Online => "32",
+                    State::Errored | State::CrashLoop => "31",
+                    State::WaitingRestart => "33",
+                    State::Starting | State::Stopping => "36",
+                    State::Stopped => "90",
+                };
+                let mut cells: Vec<&str> = line.split('┆').collect();
+                let painted;
+                if let Some(cell) = cells.get(5) {
+                    let text = cell.trim();
+                    painted = cell.replacen(text, &format!("\x1b[{code}m{text}\x1b[0m"), 1);
+                    cells[5] = &painted;
+                    out.push_str(&cells.join("┆"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.pop();
     out
 }
 
@@ -178,5 +218,31 @@ mod tests {
         assert_eq!(super::duration(61_000), "1m");
         assert_eq!(super::duration(3 * 86_400_000), "3d");
         assert_eq!(super::bytes(3 * 1024 * 1024), "3.0M");
+    }
+
+    #[test]
+    fn states_are_painted_in_pm2_colours_and_the_columns_stay_aligned() {
+        use crate::lifecycle::State;
+        use crate::wire::types::{InstanceStatus, StatusReport};
+        let report = StatusReport {
+            schema: 1,
+            instances: vec![
+                InstanceStatus::example("web", 0, Some(10), State::Online, Some(5000)),
+                InstanceStatus::example("web", 1, None, State::Errored, None),
+                InstanceStatus::example("online", 0, None, State::Stopped, None),
+            ],
+            log_dropped_bytes: Default::default(),
+        };
+        let plain = super::table(&report, false);
+        let painted = super::table(&report, true);
+        assert!(!plain.contains('\x1b'));
+        assert!(painted.contains("\x1b[32monline\x1b[0m"), "{painted}");
+        assert!(painted.contains("\x1b[31merrored\x1b[0m"), "{painted}");
+        assert!(painted.contains("\x1b[90mstopped\x1b[0m"), "{painted}");
+        // The app named `online` keeps its name unpainted: only the state column is.
+        assert!(painted.contains("┆ online ┆"), "{painted}");
+        let strip =
+            |t: &str| t.replace("\x1b[32m", "").replace("\x1b[31m", "").replace("\x1b[90m", "").replace("\x1b[0m", "");
+        assert_eq!(strip(&painted), plain);
     }
 }

@@ -84,6 +84,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     } else {
         cmd.env_remove("L4_LOG_TIME"); // not from the daemon's own environment either
     }
+    // systemd's variables for the daemon itself are never an app's.
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
     if let Some(path) = req.notify_socket {
         cmd.env("NOTIFY_SOCKET", path);
     }
