@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "l4ctl", version, about = "Run and supervise layer4 apps: a small, fast PM2-like process manager.")]
@@ -192,15 +192,8 @@ pub enum Command {
     /// Start the daemon with the machine: write and enable a systemd unit that runs
     /// it as a user (as root; otherwise print the command to run), as `pm2 startup`.
     Startup {
-        /// The init system: only systemd.
-        #[arg(default_value = "systemd", value_parser = ["systemd"])]
-        system: String,
-        /// The user whose daemon starts [default: the one sudo was run by, else you].
-        #[arg(long, short = 'u')]
-        user: Option<String>,
-        /// Where the unit goes.
-        #[arg(long, default_value = "/etc/systemd/system")]
-        unit_dir: PathBuf,
+        #[command(flatten)]
+        unit: UnitArgs,
         /// Print the unit instead of writing it.
         #[arg(long)]
         print: bool,
@@ -210,15 +203,8 @@ pub enum Command {
     },
     /// Stop and remove the unit `l4ctl startup` wrote (the saved apps stay).
     Unstartup {
-        /// The init system: only systemd.
-        #[arg(default_value = "systemd", value_parser = ["systemd"])]
-        system: String,
-        /// The user whose unit goes [default: the one sudo was run by, else you].
-        #[arg(long, short = 'u')]
-        user: Option<String>,
-        /// Where the unit is.
-        #[arg(long, default_value = "/etc/systemd/system")]
-        unit_dir: PathBuf,
+        #[command(flatten)]
+        unit: UnitArgs,
     },
     /// Print a completion script for a shell (e.g. `l4ctl completions bash > /etc/bash_completion.d/l4ctl`).
     Completions {
@@ -242,4 +228,18 @@ pub enum Command {
         #[arg(long)]
         no_apps: bool,
     },
+}
+
+/// Which unit `startup` and `unstartup` mean.
+#[derive(Debug, Args)]
+pub struct UnitArgs {
+    /// The init system: only systemd.
+    #[arg(default_value = "systemd", value_parser = ["systemd"])]
+    pub system: String,
+    /// The user whose daemon starts with the machine [default: the one sudo was run by, else you].
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Where the unit goes.
+    #[arg(long, default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
 }

@@ -51,16 +51,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import { file, output, force, timeout } => return import(file, output.clone(), *force, *timeout),
         Command::Completions { shell } => return shell::completions(*shell),
         Command::Man => return shell::man(),
-        Command::Startup { system: _, user, unit_dir, print, no_enable } => {
+        Command::Startup { unit, print, no_enable } => {
             let args = startup::StartupArgs {
-                user: user.clone(),
-                unit_dir: unit_dir.clone(),
+                user: unit.user.clone(),
+                unit_dir: unit.unit_dir.clone(),
                 print: *print,
                 no_enable: *no_enable,
             };
             return startup::startup(&args);
         }
-        Command::Unstartup { system: _, user, unit_dir } => return startup::unstartup(user.as_deref(), unit_dir),
+        Command::Unstartup { unit } => return startup::unstartup(unit.user.as_deref(), &unit.unit_dir),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
