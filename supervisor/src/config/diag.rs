@@ -49,7 +49,7 @@ impl<'a> Report<'a> {
     }
 
     pub fn push_toml(&mut self, err: &toml::de::Error, fallback: Range<usize>) {
-        let message = err.message().trim_end().to_owned();
+        let message = super::suggest::unknown_field(err.message().trim_end());
         self.push(err.span().unwrap_or(fallback), message);
     }
 

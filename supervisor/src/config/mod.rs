@@ -13,6 +13,7 @@ mod nginx;
 pub mod pm2;
 pub mod scale;
 mod schema;
+mod suggest;
 mod tracking;
 mod units;
 mod validate;

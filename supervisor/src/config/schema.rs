@@ -209,6 +209,8 @@ pub struct FileSection {
     pub nginx: Option<super::nginx::NginxSection>,
     pub error_tracking: Option<super::tracking::ErrorTrackingSection>,
     pub apps: Vec<(AppSection, Profiles)>,
+    /// An `[[apps]]` entry was refused (and reported): checks across apps are skipped.
+    pub apps_incomplete: bool,
 }
 
 /// A default value: its span is empty, so diagnostics point at the app's name instead.

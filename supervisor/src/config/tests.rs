@@ -410,3 +410,11 @@ fn pm2_habits_integer_milliseconds_and_a_moment_date_format_get_their_meaning_or
         "{moment}"
     );
 }
+
+#[test]
+fn a_typo_gets_did_you_mean_and_no_follow_on_error_from_the_refused_app() {
+    let src = "[nginx]\nserver_name = \"_\"\nlisten = \"80\"\noutput = \"x.conf\"\n\n[[apps]]\nname = \"web\"\nscript = \"srv\"\ninstnaces = 2\nport = 3000\n";
+    let err = parse_str(src).unwrap_err().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.ends_with(":9:1: unknown key `instnaces`: did you mean `instances`?"), "{err}");
+}

@@ -54,8 +54,9 @@ pub(super) fn read_sections(report: &mut Report<'_>) -> Option<FileSection> {
                 // Apps that deserialized are checked further even when others did not,
                 // so one run reports every problem; any diagnostic still fails the load.
                 for item in items.iter() {
-                    if let Some(app) = read_app(report, item) {
-                        file.apps.push(app);
+                    match read_app(report, item) {
+                        Some(app) => file.apps.push(app),
+                        None => file.apps_incomplete = true,
                     }
                 }
             }
@@ -268,7 +269,11 @@ pub(super) fn resolve(
         // A typo in `--env` must not silently run the development environment.
         report.push(0..0, format!("--env {n}: no app has an `[apps.env_{n}]` table"));
     }
-    let nginx = file.nginx.and_then(|n| super::nginx::resolve(report, n, &apps, base, &daemon.home));
+    // With an app already refused, checks across apps would only add false follow-on errors.
+    let nginx = file
+        .nginx
+        .filter(|_| !file.apps_incomplete)
+        .and_then(|n| super::nginx::resolve(report, n, &apps, base, &daemon.home));
     let error_tracking = file.error_tracking.is_some().then(|| daemon.error_tracking.clone());
     Some(Config { file: path.to_path_buf(), daemon, apps, nginx, error_tracking })
 }
