@@ -235,3 +235,30 @@ fn completions_man_page_save_resurrect_and_pm2_verbs() {
         assert!(err.contains(&format!("`pm2 {verb}` in layer4 is")) && err.contains(expect), "{verb}: {err}");
     }
 }
+
+/// An app that binds PORT itself (as a Node or Python app does), in Python.
+fn binds_port_itself(name: &str, port: u16, extra: &str) -> String {
+    let py = "import socket, os, time\ns = socket.socket()\ns.bind(('127.0.0.1', int(os.environ['PORT'])))\ns.listen()\ntime.sleep(1000)";
+    format!("[[apps]]\nname = \"{name}\"\nscript = \"python3\"\nargs = [\"-c\", {py:?}]\nport = {port}\n{extra}\n")
+}
+
+#[test]
+fn a_failed_start_says_why_in_the_worker_s_words_and_names_socket_app_for_eaddrinuse() {
+    let port = free_ports(1);
+    let env = Env::new(&binds_port_itself("py", port, ""));
+    let out = env.l4(&["start", env.config().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its stderr ended with:\n    "), "{err}");
+    assert!(err.contains("Address already in use"), "the worker's own words: {err}");
+    assert!(err.contains("set socket = \"app\""), "{err}");
+
+    // Switched to socket = "app" by a config reload: l4ctl lets the port go.
+    env.write_config(&binds_port_itself("py", port, "socket = \"app\""));
+    let out = env.l4(&["reload-config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let i = wait_for(Duration::from_secs(20), "py online on its own socket", || {
+        Some(env.instance("py", 0)).filter(|i| i.state == "online" && i.uptime_ms.is_some_and(|u| u > 1500))
+    });
+    assert!(i.pid.is_some());
+}

@@ -28,7 +28,16 @@ fn big_log() -> Env {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (v["log_counters"]["lines"].as_u64() == Some(1000)).then_some(())
     });
+    // Counted is not yet on disk: wait for the file itself to hold the last line.
+    wait_for(Duration::from_secs(60), "the 1000th line in the file", || {
+        let text = std::fs::read(env.path("logs/big.log")).ok()?;
+        (text.ends_with(b"\n") && memchr_count(&text) >= 1000).then_some(())
+    });
     env
+}
+
+fn memchr_count(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
 }
 
 fn socket(env: &Env) -> PathBuf {

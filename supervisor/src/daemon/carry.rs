@@ -109,7 +109,12 @@ impl Supervisor {
                             }
                         }
                     }
-                    _ => None,
+                    _ => {
+                        // Switched to `socket = "app"` (or no port) by a config reload: the
+                        // run binds the port itself, so l4ctl must not hold it any more.
+                        self.sockets.release(app_name, index);
+                        None
+                    }
                 };
                 let notify = app.spec.ready == crate::config::Ready::Notify;
                 let notify_socket = self.notify_path.as_deref().filter(|_| notify);

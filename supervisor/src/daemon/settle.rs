@@ -64,6 +64,7 @@ pub async fn one_instance(h: &Handle, app: &str, index: u32, started: bool) -> R
         .into_iter()
         .filter(|f| f.starts_with(&format!("{app}:{index} ")))
         .collect();
+    let failed = explain(h, failed).await;
     Ok(ActionReport { schema: SCHEMA, apps: vec![app.to_owned()], failed, status, nginx: None })
 }
 
@@ -71,8 +72,53 @@ pub async fn one_instance(h: &Handle, app: &str, index: u32, started: bool) -> R
 /// (when `started` is set) or did not settle in time.
 pub async fn report(h: &Handle, apps: Vec<String>, started: bool) -> Result<ActionReport, Error> {
     let status = h.status().await?;
-    let failed = failures(&status, &apps, started);
+    let failed = explain(h, failures(&status, &apps, started)).await;
     Ok(ActionReport { schema: SCHEMA, apps, failed, status, nginx: None })
+}
+
+/// Lines of a run's stderr a failure sentence carries.
+pub const STDERR_LINES: usize = 5;
+
+/// Each failure with why, from the worker's own words: the last [`STDERR_LINES`]
+/// lines of stderr of its latest crash, and when it could not bind its port while
+/// l4ctl holds it (`socket = "supervisor"`), the key that fixes that.
+async fn explain(h: &Handle, failed: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(failed.len());
+    for sentence in failed {
+        let Some((app, index)) = sentence.split_once(' ').and_then(|(who, _)| who.split_once(':')) else {
+            out.push(sentence);
+            continue;
+        };
+        let Ok(index) = index.parse::<u32>() else {
+            out.push(sentence);
+            continue;
+        };
+        let crashes = h.crashes(Some(app.to_owned())).await.map(|(c, _)| c).unwrap_or_default();
+        let Some(tail) = crashes.iter().find(|c| c.instance == index).map(|c| c.stderr_tail.clone()) else {
+            out.push(sentence);
+            continue;
+        };
+        let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+        let last = &lines[lines.len().saturating_sub(STDERR_LINES)..];
+        let mut text = sentence.clone();
+        if !last.is_empty() {
+            text.push_str("; its stderr ended with:");
+            for l in last {
+                text.push_str("\n    ");
+                text.push_str(l);
+            }
+        }
+        let in_use = tail.contains("EADDRINUSE") || tail.to_ascii_lowercase().contains("address already in use");
+        let held =
+            h.describe(app).await.ok().is_some_and(|d| !d.config["listen"].is_null() && !d.config["port"].is_null());
+        if in_use && held {
+            text.push_str(&format!(
+                "\n  `{app}` binds PORT itself while l4ctl holds that port for it (socket = \"supervisor\"): set socket = \"app\" in its config, or take the socket l4ctl passes (LISTEN_FDS, fd 3)"
+            ));
+        }
+        out.push(text);
+    }
+    out
 }
 
 /// One sentence per instance of `apps` still starting or stopping, or, when the
