@@ -101,6 +101,10 @@ fn describe_never_shows_environment_values() {
     }
     let d = String::from_utf8_lossy(&env.l4(&["describe", "a"]).stdout).into_owned();
     assert!(d.contains("SECRET_TOKEN"), "names are listed: {d}");
+    // A page to read: one setting a line, units shown, no JSON.
+    assert!(!d.contains('{') && !d.contains("null"), "{d}");
+    assert!(d.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["restart.kill_timeout", "5s"]), "{d}");
+    assert!(d.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["logs.max_size", "10.0M"]), "{d}");
 }
 
 #[test]

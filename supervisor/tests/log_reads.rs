@@ -31,12 +31,12 @@ fn big_log() -> Env {
     // Counted is not yet on disk: wait for the file itself to hold the last line.
     wait_for(Duration::from_secs(60), "the 1000th line in the file", || {
         let text = std::fs::read(env.path("logs/big.log")).ok()?;
-        (text.ends_with(b"\n") && memchr_count(&text) >= 1000).then_some(())
+        (text.ends_with(b"\n") && newlines(&text) >= 1000).then_some(())
     });
     env
 }
 
-fn memchr_count(bytes: &[u8]) -> usize {
+fn newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| **b == b'\n').count()
 }
 

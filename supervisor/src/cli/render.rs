@@ -113,13 +113,22 @@ pub(super) fn bytes(b: u64) -> String {
 
 pub(super) fn description(d: &AppDescription) -> String {
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<20} {v}\n"));
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
     line("app", d.name.clone());
     line("config file", d.config_file.display().to_string());
     line("env profile", d.env_profile.clone().unwrap_or_else(|| "-".into()));
     if let Some(obj) = d.config.as_object() {
-        for (k, v) in obj {
-            line(k, v.to_string());
+        // Nested settings (`restart`, `logs`) one per line under their group;
+        // the log files are listed below with the counters.
+        for (k, v) in obj.iter().filter(|(k, _)| *k != "name") {
+            match v.as_object() {
+                Some(group) => {
+                    for (sub, v) in group.iter().filter(|(sub, _)| *sub != "files") {
+                        line(&format!("{k}.{}", unit_free(sub)), readable(sub, v));
+                    }
+                }
+                None => line(unit_free(k), readable(k, v)),
+            }
         }
     }
     line("env (names only)", if d.env_names.is_empty() { "-".into() } else { d.env_names.join(", ") });
@@ -155,6 +164,45 @@ pub(super) fn description(d: &AppDescription) -> String {
         }
     }
     out
+}
+
+/// `kill_timeout_ms` shows as `kill_timeout`: the value carries its unit.
+fn unit_free(key: &str) -> &str {
+    key.strip_suffix("_ms").or_else(|| key.strip_suffix("_bytes")).unwrap_or(key)
+}
+
+/// A config value as a person reads it: no JSON quotes, `-` for unset,
+/// milliseconds as durations, byte counts as sizes, arguments as a shell shows them.
+fn readable(key: &str, v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let number = v.as_u64();
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let words: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s)
+                        if s.is_empty() || s.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) =>
+                    {
+                        format!("{s:?}")
+                    }
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            if words.is_empty() { "-".into() } else { words.join(" ") }
+        }
+        _ if key.ends_with("_ms") => number.map_or_else(
+            || v.to_string(),
+            |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+        ),
+        _ if key.ends_with("_bytes") || key == "max_size" || key == "max_line" => {
+            number.map_or_else(|| v.to_string(), bytes)
+        }
+        other => other.to_string(),
+    }
 }
 
 /// `l4ctl crashes`: one line per report, newest first.
