@@ -307,3 +307,30 @@ fn workers_get_the_descriptor_limit_the_daemon_was_started_with() {
     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     assert!(!line.split_whitespace().any(|w| w == "1000"), "the daemon raised its own: {line}");
 }
+
+#[test]
+fn a_script_in_the_app_s_folder_runs_without_dot_slash_with_the_interpreter_pm2_would_pick() {
+    let env = Env::new(
+        "[[apps]]\nname = \"py\"\nscript = \"job.py\"\nargs = [\"a b\"]\n\n\
+         [[apps]]\nname = \"sh\"\nscript = \"run.sh\"\n\n\
+         [[apps]]\nname = \"exe\"\nscript = \"serve\"\n",
+    );
+    std::fs::write(
+        env.path("job.py"),
+        "import sys, time\nprint('python says', sys.argv[1:], flush=True)\ntime.sleep(1000)\n",
+    )
+    .unwrap();
+    // No exec bit: bash runs it, as PM2 would.
+    std::fs::write(env.path("run.sh"), "echo bash says $0\nexec sleep 1000\n").unwrap();
+    std::fs::write(env.path("serve"), "#!/bin/sh\necho serve says hi\nexec sleep 1000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.path("serve"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.start();
+    for (file, line) in
+        [("py-out.log", "python says ['a b']"), ("sh-out.log", "bash says run.sh"), ("exe-out.log", "serve says hi")]
+    {
+        wait_for(Duration::from_secs(10), line, || {
+            std::fs::read_to_string(env.path(&format!("logs/{file}"))).ok().filter(|t| t.contains(line))
+        });
+    }
+}

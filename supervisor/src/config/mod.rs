@@ -111,6 +111,9 @@ pub struct AppSpec {
     pub name: String,
     pub script: String,
     pub args: Vec<String>,
+    /// What runs `script`, resolved (`interpreter`, else by extension); `None`: the script runs itself.
+    pub interpreter: Option<String>,
+    pub interpreter_args: Vec<String>,
     pub cwd: PathBuf,
     pub instances: u32,
     pub port: Option<u16>,

@@ -176,6 +176,22 @@ pub const NO_EQUIVALENT: &[(&str, &str)] = &[
     ),
 ];
 
+/// The interpreter PM2 picks for a script by its extension.
+pub fn interpreter_for(script: &str) -> Option<&'static str> {
+    let ext = std::path::Path::new(script).extension()?.to_str()?;
+    Some(match ext {
+        "js" | "cjs" | "mjs" => "node",
+        "py" => "python3",
+        "sh" => "bash",
+        "rb" => "ruby",
+        "pl" => "perl",
+        "php" => "php",
+        "ts" | "tsx" => "ts-node",
+        "coffee" => "coffee",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,6 +67,13 @@ pub struct AppSection {
     pub script: Spanned<String>,
     #[serde(default)]
     pub args: Vec<String>,
+    /// The program that runs `script` (PM2's `interpreter`): `"node"`, `"python3"`, a
+    /// path, or `"none"` to run the script itself. Default: by the script's
+    /// extension, as PM2 (`.js` node, `.py` python3, ...), else none.
+    pub interpreter: Option<String>,
+    /// Arguments of the interpreter, before the script (PM2's `interpreter_args`, `node_args`).
+    #[serde(default, alias = "node_args")]
+    pub interpreter_args: Vec<String>,
     /// Working folder of the process, relative to the config file. Default: the config file's folder.
     pub cwd: Option<PathBuf>,
     #[serde(default = "default_instances")]

@@ -418,3 +418,20 @@ fn a_typo_gets_did_you_mean_and_no_follow_on_error_from_the_refused_app() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.ends_with(":9:1: unknown key `instnaces`: did you mean `instances`?"), "{err}");
 }
+
+#[test]
+fn the_interpreter_comes_from_the_extension_as_pm2_unless_given() {
+    let c = parse_str(
+        "[[apps]]\nname = \"js\"\nscript = \"app.js\"\nnode_args = [\"--enable-source-maps\"]\n\n\
+         [[apps]]\nname = \"py\"\nscript = \"job.py\"\ninterpreter = \"/opt/py/bin/python\"\n\n\
+         [[apps]]\nname = \"raw\"\nscript = \"tool.sh\"\ninterpreter = \"none\"\n\n\
+         [[apps]]\nname = \"bin\"\nscript = \"server\"\n",
+    )
+    .unwrap();
+    let got: Vec<(Option<&str>, &[String])> =
+        c.apps.iter().map(|a| (a.interpreter.as_deref(), a.interpreter_args.as_slice())).collect();
+    assert_eq!(got[0], (Some("node"), &["--enable-source-maps".to_owned()][..]));
+    assert_eq!(got[1].0, Some("/opt/py/bin/python"));
+    assert_eq!(got[2].0, None, "interpreter = \"none\" runs the script itself");
+    assert_eq!(got[3].0, None, "no extension, no interpreter");
+}

@@ -214,6 +214,12 @@ pub(super) fn resolve(
             name,
             script: app.script.get_ref().clone(),
             args: app.args.clone(),
+            interpreter: match app.interpreter.as_deref() {
+                Some("none") => None,
+                Some(i) => Some(i.to_owned()),
+                None => super::pm2::interpreter_for(app.script.get_ref()).map(str::to_owned),
+            },
+            interpreter_args: app.interpreter_args.clone(),
             cwd,
             instances,
             port: app.port.as_ref().map(|p| *p.get_ref()),

@@ -121,7 +121,8 @@ impl Supervisor {
                 // Only for `node` itself: NODE_CHANNEL_FD means nothing to other programs, and
                 // their Node children would take the fd. Without a channel a Node app can
                 // still send READY=1; a failure here only logs.
-                let node = notify && super::ready::runs_node(&app.spec.script);
+                let program = app.spec.interpreter.as_deref().unwrap_or(&app.spec.script);
+                let node = notify && super::ready::runs_node(program);
                 let channel = node.then(super::ready::node_channel).and_then(|c| {
                     c.map_err(|e| tracing::warn!(app = %app_name, cause = %e, "no Node IPC channel")).ok()
                 });

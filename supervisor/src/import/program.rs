@@ -12,22 +12,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The interpreter PM2 picks for a script by its extension.
-fn by_extension(script: &str) -> Option<&'static str> {
-    let ext = Path::new(script).extension()?.to_str()?;
-    Some(match ext {
-        "js" | "cjs" | "mjs" => "node",
-        "py" => "python3",
-        "sh" => "bash",
-        "rb" => "ruby",
-        "pl" => "perl",
-        "php" => "php",
-        "ts" | "tsx" => "ts-node",
-        "coffee" => "coffee",
-        _ => return None,
-    })
-}
-
 /// `script`, `args` and the comments that explain them.
 #[derive(Debug, Default)]
 pub struct Program {
@@ -51,7 +35,9 @@ pub fn resolve(
         Some(Value::String(i)) if i == "none" => None,
         Some(Value::String(i)) => Some(i.clone()),
         Some(other) => return Err(format!("`interpreter` must be a program name or path, got {other}")),
-        None => by_extension(script).map(str::to_owned).or_else(|| sniff(script, app_dir, &mut p.notes)),
+        None => crate::config::pm2::interpreter_for(script)
+            .map(str::to_owned)
+            .or_else(|| sniff(script, app_dir, &mut p.notes)),
     };
     match chosen {
         Some(interpreter) => {

@@ -62,9 +62,9 @@ pub struct SpawnRequest<'a> {
 
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     let spec = req.spec;
-    let program = if spec.script.contains('/') { spec.cwd.join(&spec.script) } else { PathBuf::from(&spec.script) };
+    let (program, args) = program_and_args(spec);
     let mut cmd = Command::new(&program);
-    cmd.args(&spec.args)
+    cmd.args(&args)
         .current_dir(&spec.cwd)
         .envs(&spec.env)
         .env("L4_APP", &spec.name)
@@ -130,6 +130,26 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
         });
     }
     cmd.spawn().map_err(|e| spawn_error(&program, &spec.cwd, e))
+}
+
+/// What to exec: the interpreter with its arguments, the script and the app's
+/// arguments; or the script itself, found in the app's folder first (as PM2 does,
+/// no `./` needed), else on `PATH`.
+fn program_and_args(spec: &AppSpec) -> (PathBuf, Vec<String>) {
+    let in_folder = |name: &str| {
+        if name.contains('/') { Some(spec.cwd.join(name)) } else { Some(spec.cwd.join(name)).filter(|p| p.is_file()) }
+    };
+    match &spec.interpreter {
+        Some(interpreter) => {
+            let program =
+                if interpreter.contains('/') { spec.cwd.join(interpreter) } else { PathBuf::from(interpreter) };
+            let mut args = spec.interpreter_args.clone();
+            args.push(spec.script.clone());
+            args.extend(spec.args.iter().cloned());
+            (program, args)
+        }
+        None => (in_folder(&spec.script).unwrap_or_else(|| PathBuf::from(&spec.script)), spec.args.clone()),
+    }
 }
 
 fn spawn_error(program: &Path, cwd: &Path, e: std::io::Error) -> SpawnError {
