@@ -125,11 +125,18 @@ async fn serve(
     let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let mut api_error = None;
     let tcp = match settings.api_listen {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => Some(l),
             Err(e) => {
+                // Loud: on stderr (the journal under systemd), in the log, and in every
+                // `l4ctl start`'s output until fixed. The daemon itself goes on: the
+                // Unix socket serves `l4ctl`.
+                let why = format!("the TCP status API cannot listen on {addr}: {e}");
                 tracing::error!(%addr, cause = %e, "cannot listen for the TCP API; it is off (the Unix socket works)");
+                eprintln!("l4ctl: {why}");
+                api_error = Some(why);
                 None
             }
         },
@@ -144,6 +151,7 @@ async fn serve(
         kill: kill.clone(),
         stopping,
         api_addr,
+        api_error,
         log_reads: api::LogReads::default(),
     };
     let tcp_task = tcp.map(|listener| {

@@ -268,3 +268,44 @@ fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("web:0 is waiting-restart: not ready within 1s (listen_timeout)"), "{}", text(&out));
 }
+
+#[test]
+fn a_tcp_api_address_already_taken_is_said_at_every_start_not_just_logged() {
+    let (port, _held) = crate::helper::held_port();
+    let env = Env::with_daemon(&format!("api_listen = \"127.0.0.1:{port}\""), &sh_app("a", "exec sleep 1000", ""));
+    let out = env.start();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("warning: the TCP status API cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("set `[daemon] api_listen`"), "{err}");
+    // The Unix socket still serves l4ctl, and health says why TCP is off.
+    assert_eq!(env.instance("a", 0).state, "online");
+    let sock = env.home().join("l4ctl.sock");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    write!(s, "GET /api/v1/health HTTP/1.1\r\nHost: l4\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"api_error\":\"the TCP status API cannot listen on"), "{answer}");
+}
+
+#[test]
+fn reload_config_says_a_changed_api_listen_needs_a_daemon_restart() {
+    let app = sh_app("a", "exec sleep 1000", "");
+    let env = Env::new(&app);
+    env.start();
+    let quiet = env.l4(&["reload-config"]);
+    assert!(
+        quiet.status.success() && !String::from_utf8_lossy(&quiet.stderr).contains("api_listen"),
+        "{}",
+        text(&quiet)
+    );
+    std::fs::write(
+        env.config(),
+        format!("[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"127.0.0.1:0\"\n\n{app}"),
+    )
+    .unwrap();
+    let out = env.l4(&["reload-config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("api_listen is 127.0.0.1:0 in the config but the daemon serves off"), "{err}");
+    assert!(err.contains("`l4ctl kill` then `l4ctl start`"), "{err}");
+}

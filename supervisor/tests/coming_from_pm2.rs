@@ -260,3 +260,53 @@ fn a_script_starts_without_a_config_file_as_pm2_start_and_comes_back_after_kill(
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("instances must be between 1 and 1024"), "{}", text(&out));
 }
+
+/// The `l4ctl` lines of the README's walkthrough, in order (comments dropped).
+fn walkthrough() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("<!-- walkthrough -->").expect("the walkthrough's start marker");
+    let end = readme.find("<!-- /walkthrough -->").expect("its end marker");
+    readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("l4ctl "))
+        .map(|l| l.split('#').next().unwrap().split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let steps = walkthrough();
+    assert!(steps.len() >= 6, "{steps:?}");
+    let dir = folder();
+    let d = dir.path();
+    let port = free_ports(1);
+    std::fs::write(d.join("ecosystem.config.js"), plan_ecosystem(port)).unwrap();
+    std::fs::create_dir_all(d.join("server")).unwrap();
+    std::fs::write(d.join("server/server.js"), SERVER_JS).unwrap();
+    let home = d.join("home");
+    let stop = || {
+        let _ = Command::new(BIN).arg("kill").current_dir(d).env("L4_HOME", &home).output();
+    };
+    struct Kill<F: Fn()>(F);
+    impl<F: Fn()> Drop for Kill<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _kill = Kill(stop);
+    for step in &steps {
+        // As the README's reader: in the project folder, their own daemon home.
+        let out =
+            Command::new(BIN).args(step).current_dir(d).env("L4_HOME", &home).env_remove("L4_CONFIG").output().unwrap();
+        assert!(out.status.success(), "l4ctl {}: {}", step.join(" "), text(&out));
+        match step[0].as_str() {
+            "start" | "reload" | "restart" => {
+                let body = wait_for(Duration::from_secs(20), "the app to answer", || get(port));
+                assert!(body.contains("\"env\":\"production\""), "{body}");
+            }
+            "logs" => assert!(String::from_utf8_lossy(&out.stdout).contains("listening on"), "{}", text(&out)),
+            "startup" => assert!(String::from_utf8_lossy(&out.stdout).contains("Type=notify"), "{}", text(&out)),
+            _ => {}
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub(super) async fn health(State(s): State<ApiState>) -> Json<Health> {
         home: s.home.clone(),
         log_dir: s.log_dir.clone(),
         api_listen: s.api_addr.map(|a| a.to_string()),
+        api_error: s.api_error.clone(),
     })
 }
 

@@ -71,6 +71,9 @@ pub struct ApiState {
     pub stopping: watch::Receiver<bool>,
     /// Where the TCP API listens, if it does.
     pub api_addr: Option<std::net::SocketAddr>,
+    /// Why it does not although `api_listen` asked for it (`GET /api/v1/health` says so,
+    /// and `l4ctl start` prints it).
+    pub api_error: Option<String>,
     /// Log reads in progress, at most `LOG_READS`.
     pub log_reads: LogReads,
 }

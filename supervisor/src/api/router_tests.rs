@@ -24,6 +24,7 @@ fn state(handle: Handle) -> ApiState {
         kill: Arc::default(),
         stopping: tokio::sync::watch::channel(false).1,
         api_addr: None,
+        api_error: None,
         log_reads: LogReads::default(),
     }
 }
@@ -38,7 +39,7 @@ fn web() -> Handle {
         Msg::Wait { reply, .. } => drop(reply.send(())),
         Msg::ReplaceInstance { index, reply, .. } => {
             let r = &mut rows[index as usize];
-            let _ = reply.send(Ok(r.pid));
+            let _ = reply.send(Ok((r.pid, false)));
             if index == 1 {
                 r.last_exit = fake::exit("crashed with exit code 1");
             } else {

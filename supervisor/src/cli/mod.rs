@@ -146,8 +146,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Flush { app } => logs::log_command(&cli, app.clone(), "/api/v1/logs/flush", "log files emptied").await,
         Command::ReloadLogs => logs::log_command(&cli, None, "/api/v1/logs/reopen", "log files reopened").await,
         Command::ReloadConfig => {
-            let client = Client::new(&resolve(&cli, None).home);
-            finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await)
+            let resolved = resolve(&cli, None);
+            let client = Client::new(&resolved.home);
+            let code = finish(client.post::<ActionReport>("/api/v1/reload-config", json!({})).await);
+            api_listen_changed(&client, &resolved).await;
+            code
         }
         Command::Save => save(&cli).await,
         Command::Resurrect => start(&cli, None, None, adhoc::AdHoc::default()).await,
@@ -297,7 +300,44 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>, adhoc: adho
             return ExitCode::from(e.exit_code());
         }
     }
-    finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await)
+    let code =
+        finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": config, "env": env, "app": app })).await);
+    warn_api_off(&client).await;
+    code
+}
+
+/// `api_listen` is read at daemon start: after `reload-config`, say so when the
+/// config asks for another address than the one the daemon serves.
+async fn api_listen_changed(client: &Client, resolved: &Resolved) {
+    let Ok(health) = client.get::<crate::wire::types::Health>("/api/v1/health").await else { return };
+    let running: Option<std::net::SocketAddr> = health.api_listen.as_deref().and_then(|a| a.parse().ok());
+    let wanted = resolved.daemon.api_listen;
+    let same = match (wanted, running) {
+        (None, None) => true,
+        // Port 0 asks for any free port: the address only.
+        (Some(w), Some(r)) => w.ip() == r.ip() && (w.port() == 0 || w.port() == r.port()),
+        (Some(_), None) => health.api_error.is_some(),
+        (None, Some(_)) => false,
+    };
+    if !same {
+        let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        eprintln!(
+            "l4ctl: api_listen is {} in the config but the daemon serves {}: it is read at daemon start; `l4ctl kill` then `l4ctl start` applies it",
+            show(wanted),
+            show(running)
+        );
+    }
+}
+
+/// Say it when the daemon's TCP status API could not listen (its address taken).
+async fn warn_api_off(client: &Client) {
+    if let Ok(health) = client.get::<crate::wire::types::Health>("/api/v1/health").await
+        && let Some(why) = health.api_error
+    {
+        eprintln!(
+            "l4ctl: warning: {why}; the status API is off (l4ctl itself works): set `[daemon] api_listen` to a free address or \"off\", then `l4ctl kill` and `l4ctl start`"
+        );
+    }
 }
 
 /// `l4ctl start SCRIPT ...`: the app as a config file in the daemon's home, then started.
@@ -323,7 +363,9 @@ async fn start_script(cli: &Cli, script: &str, env: Option<String>, adhoc: &adho
             return ExitCode::from(1);
         }
     };
-    finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": path, "env": env })).await)
+    let code = finish(client.post::<ActionReport>("/api/v1/start", json!({ "config": path, "env": env })).await);
+    warn_api_off(&client).await;
+    code
 }
 
 /// `l4ctl save`: nothing to do but say so, and what a restore would bring back.

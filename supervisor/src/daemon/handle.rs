@@ -173,7 +173,12 @@ impl Handle {
 
     /// Ask for one instance to be replaced; the pid of the run being replaced
     /// (`None`: it was not online and is simply started).
-    pub(super) async fn replace_instance(&self, app: &str, index: u32, whole_app: bool) -> Result<Option<u32>, Error> {
+    pub(super) async fn replace_instance(
+        &self,
+        app: &str,
+        index: u32,
+        whole_app: bool,
+    ) -> Result<(Option<u32>, bool), Error> {
         self.ask(|reply| Msg::ReplaceInstance { app: app.to_owned(), index, whole_app, reply }).await?
     }
 

@@ -22,7 +22,7 @@ fn reloading(n: u32, failing: &'static [u32], seen: Arc<Mutex<Vec<String>>>) -> 
         Msg::ReplaceInstance { index, reply, .. } => {
             seen.lock().unwrap().push(format!("replace {index}"));
             let r = &mut rows[index as usize];
-            let _ = reply.send(Ok(r.pid));
+            let _ = reply.send(Ok((r.pid, false)));
             if failing.contains(&index) {
                 r.last_exit = fake::exit("not ready within 1s (listen_timeout)");
             } else {

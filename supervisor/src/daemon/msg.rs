@@ -132,13 +132,14 @@ pub enum Msg {
     },
     /// Replace one instance (a step of a rolling reload); the reply carries the
     /// pid of the run being replaced (`None`: the instance was not online, so it
-    /// is simply started).
+    /// is simply started) and whether it was restarted rather than overlapped
+    /// (an app with `socket = "app"` and a port).
     ReplaceInstance {
         app: String,
         index: u32,
         /// A step of a whole-app reload (which un-stops a stopped app), not `reload app:N`.
         whole_app: bool,
-        reply: Reply<Option<u32>>,
+        reply: Reply<(Option<u32>, bool)>,
     },
     /// A process said it is ready (sd_notify `READY=1`, or a probe passed).
     Ready {

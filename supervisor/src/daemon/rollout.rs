@@ -97,9 +97,9 @@ pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced))
 /// failed, and say which run serves now.
 pub async fn replace_one(h: &Handle, app: &str, index: u32, whole_app: bool) -> Result<Replaced, Error> {
     let started = Instant::now();
-    let old_pid = h.replace_instance(app, index, whole_app).await?;
+    let (old_pid, restarted) = h.replace_instance(app, index, whole_app).await?;
     h.wait(Want::InstanceSettled(app.to_owned(), index)).await;
-    if old_pid.is_none() {
+    if old_pid.is_none() || restarted {
         // A plain start: the same confirmation as `start`.
         super::settle::confirm_started(h, &[app.to_owned()]).await?;
     }

@@ -240,8 +240,12 @@ impl Supervisor {
                         if whole_app {
                             self.saved.stopped.remove(&app);
                         }
-                        self.feed(&app, index, Fact::Replace);
-                        Ok(old)
+                        // An app that binds its port itself cannot run a second run on it
+                        // beside the first: it is replaced by a stop and a start.
+                        let binds_itself =
+                            self.apps.get(&app).is_some_and(|a| a.spec.listen.is_none() && a.spec.port.is_some());
+                        self.feed(&app, index, if binds_itself { Fact::Restart } else { Fact::Replace });
+                        Ok((old, binds_itself))
                     }
                     None => Err(Error::UnknownApp(format!("{app}:{index}"))),
                 });

@@ -259,6 +259,7 @@ fn port(
         );
     }
     s.key_note("socket", "app", "the app binds PORT itself, as under PM2");
+    s.comment("So `l4ctl reload` replaces each instance by a stop and a start; for no refused connection, have the app take l4ctl's socket (Node: server.listen({ fd: 3 })) and set socket = \"supervisor\".");
     match increment {
         Some(Value::String(v)) if v == "PORT" => {}
         Some(v) => s.comment(options::no_equivalent("increment_var", &v)),

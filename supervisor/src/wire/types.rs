@@ -26,6 +26,9 @@ pub struct Health {
     /// The TCP API's address, when it listens.
     #[serde(default)]
     pub api_listen: Option<String>,
+    /// Why the TCP API is off although `api_listen` asked for it (the address was taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_error: Option<String>,
 }
 
 /// `GET /api/v1/status` and `l4ctl status --json`.
