@@ -67,14 +67,20 @@ http.createServer((req, res) => res.end(JSON.stringify({ env: process.env.NODE_E
 process.on('SIGINT', () => { console.log('SIGINT received, closing'); process.exit(0); });
 "#;
 
+/// A PM2 project as the plan has it: its ecosystem file and a Node server, on a free port.
+fn plan_project() -> (tempfile::TempDir, u16) {
+    let dir = folder();
+    let port = free_ports(1);
+    std::fs::write(dir.path().join("ecosystem.config.js"), plan_ecosystem(port)).unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    std::fs::write(dir.path().join("server/server.js"), SERVER_JS).unwrap();
+    (dir, port)
+}
+
 #[test]
 fn the_plan_s_ecosystem_file_imports_and_runs_the_same_app_the_same_way() {
-    let dir = folder();
+    let (dir, port) = plan_project();
     let d = dir.path();
-    let port = free_ports(1);
-    std::fs::write(d.join("ecosystem.config.js"), plan_ecosystem(port)).unwrap();
-    std::fs::create_dir_all(d.join("server")).unwrap();
-    std::fs::write(d.join("server/server.js"), SERVER_JS).unwrap();
 
     // Before the import, `start` of the PM2 file says what to do in one sentence.
     let out = l4(d, &["start", "ecosystem.config.js"]);
@@ -277,12 +283,8 @@ fn walkthrough() -> Vec<Vec<String>> {
 fn the_readme_walkthrough_runs_as_written() {
     let steps = walkthrough();
     assert!(steps.len() >= 6, "{steps:?}");
-    let dir = folder();
+    let (dir, port) = plan_project();
     let d = dir.path();
-    let port = free_ports(1);
-    std::fs::write(d.join("ecosystem.config.js"), plan_ecosystem(port)).unwrap();
-    std::fs::create_dir_all(d.join("server")).unwrap();
-    std::fs::write(d.join("server/server.js"), SERVER_JS).unwrap();
     let home = d.join("home");
     let stop = || {
         let _ = Command::new(BIN).arg("kill").current_dir(d).env("L4_HOME", &home).output();
