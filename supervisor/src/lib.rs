@@ -10,7 +10,7 @@
 //! - [`crash`] builds crash reports (stderr tail, parsed panics, episodes).
 //! - [`trust`] decides which home and log folders, and which files in them, the daemon uses;
 //!   [`nofollow`] opens the files there without following symlinks.
-//! - [`sdnotify`] tells systemd the daemon is ready, alive (watchdog) and stopping.
+//! - [`guard`] restarts a background daemon that dies; [`sdnotify`] tells systemd the daemon is ready, alive (watchdog) and stopping.
 //! - [`nginx`] renders, checks and installs the Nginx config from the live worker table.
 //! - [`os`] starts, reads, signals and reaps processes, owns their sockets and cgroups, and
 //!   keeps the descriptor budget, for the daemon; [`monitor`] samples them and holds the
@@ -25,6 +25,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod fsutil;
+pub mod guard;
 pub mod import;
 pub mod lifecycle;
 pub mod logs;

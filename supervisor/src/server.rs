@@ -79,7 +79,8 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(serve(settings, claimed.listener, initial, saved, shutdown));
+    let restore = args.restore && initial.is_none();
+    let result = runtime.block_on(serve(settings, claimed.listener, initial, saved, restore, shutdown));
     // Blocking tasks (a log writer stuck on a dead disk) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // The pid-file lock is released by the kernel as the process exits, so a
@@ -116,6 +117,7 @@ async fn serve(
     listener: UnixListener,
     initial: Option<(Config, Option<String>)>,
     saved: SavedState,
+    restore: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), daemon::Error> {
     // Before any worker starts: they get the limit the daemon was started with back.
@@ -166,7 +168,19 @@ async fn serve(
             let _ = stop.wait_for(|s| *s).await;
         }))
     });
-    crate::sdnotify::spawn(handle.clone(), state.stopping.clone());
+    // `--restore` (the watchdog's restart, the systemd unit): the saved apps come back
+    // now, while the API already answers; systemd hears READY=1 after that.
+    let (boot, stopping) = (handle.clone(), state.stopping.clone());
+    tokio::spawn(async move {
+        if restore {
+            match boot.start(daemon::Start::Restore).await {
+                Ok(r) => tracing::info!(apps = ?r.apps, failed = ?r.failed, "saved apps restored"),
+                Err(daemon::Error::NothingToStart) => {}
+                Err(e) => tracing::error!(cause = %e, "restoring the saved apps failed"),
+            }
+        }
+        crate::sdnotify::spawn(boot, stopping);
+    });
     let app = api::router(state);
     let graceful = async move {
         tokio::select! {

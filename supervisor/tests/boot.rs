@@ -68,7 +68,7 @@ fn startup_writes_a_notify_unit_that_systemd_accepts_and_unstartup_removes_it() 
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
     }
-    assert!(unit.contains(&format!("ExecStart={BIN} --home /root/.layer4 daemon --log-file")), "{unit}");
+    assert!(unit.contains(&format!("ExecStart={BIN} --home /root/.layer4 daemon --log-file --restore")), "{unit}");
 
     let dir = env.path("units");
     std::fs::create_dir(&dir).unwrap();

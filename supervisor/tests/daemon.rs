@@ -19,8 +19,9 @@ fn control_socket_is_mode_0600_in_a_0700_home() {
 }
 
 #[test]
-fn sigkilled_daemon_leaves_no_worker_and_start_restores_the_apps() {
-    let env = Env::new(
+fn without_a_watchdog_a_sigkilled_daemon_leaves_no_worker_and_start_restores_the_apps() {
+    let env = Env::with_daemon(
+        "api_listen = \"off\"\nwatchdog = false",
         &(sh_app("web", "setsid sleep 1004 & exec sleep 1000", "instances = 2")
             + &sh_app("idle", "exec sleep 1000", "")),
     );
@@ -103,4 +104,33 @@ fn kill_stops_apps_then_the_daemon() {
     wait_for(Duration::from_secs(2), "the daemon process to end", || (!alive(daemon)).then_some(()));
     assert!(env.tagged_pids().is_empty());
     assert!(!env.home().join("l4ctl.sock").exists());
+}
+
+#[test]
+fn a_sigkilled_background_daemon_is_started_again_by_its_watchdog_and_its_apps_serve_again() {
+    let port = free_ports(1);
+    let env = Env::new(&sh_app(
+        "web",
+        "exec python3 -m http.server --bind 127.0.0.1 $PORT",
+        &format!("port = {port}\nsocket = \"app\"\nready = \"tcp\""),
+    ));
+    env.start();
+    let serves = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(serves());
+    assert_eq!(env.watchdogs().len(), 1, "the background daemon runs under one watchdog");
+    let (first, worker) = (env.daemon_pid(), env.instance("web", 0).pid.unwrap() as i32);
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let killed = std::time::Instant::now();
+    wait_for(Duration::from_secs(30), "the app to serve again", || {
+        let now = env.try_daemon_pid()?;
+        (now != first && !alive(worker) && serves()).then_some(())
+    });
+    // The figure for the notes; the bound that matters is the test's deadline.
+    eprintln!("served again {} ms after the SIGKILL", killed.elapsed().as_millis());
+    wait_for(Duration::from_secs(30), "web online under the new daemon", || {
+        (env.instance("web", 0).state == "online").then_some(())
+    });
+    // `kill` ends the daemon on purpose: the watchdog ends with it.
+    assert!(env.l4(&["kill"]).status.success());
+    wait_for(Duration::from_secs(10), "the watchdog to end", || env.watchdogs().is_empty().then_some(()));
 }

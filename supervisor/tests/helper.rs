@@ -89,8 +89,24 @@ impl Env {
         self.status().instances.into_iter().find(|i| i.app == app && i.instance == index).expect("instance listed")
     }
 
+    /// The pid in the pid file, or `None` while a daemon (re)writes it.
+    pub fn try_daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.home().join("l4ctl.pid")).ok()?.trim().parse().ok()
+    }
+
     pub fn daemon_pid(&self) -> i32 {
         std::fs::read_to_string(self.home().join("l4ctl.pid")).expect("pid file").trim().parse().expect("pid")
+    }
+
+    /// The watchdog processes (`l4ctl-daemon --guard`) of this test's home.
+    pub fn watchdogs(&self) -> Vec<i32> {
+        let home = self.home().display().to_string();
+        pids_with_cmdline("--guard")
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&home))
+            })
+            .collect()
     }
 
     /// Every live process started under this test's home.
@@ -103,6 +119,10 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill"]).output();
+        // A watchdog left by a failed test must not start the daemon again.
+        for pid in self.watchdogs() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
         for pid in self.tagged_pids() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }

@@ -213,7 +213,8 @@ fn a_sigkilled_daemon_s_escaped_grandchildren_end_at_the_next_start() {
         return;
     }
     let escape = "for i in 1 2 3 4 5 6 7 8 9 10; do setsid env -i sh -c 'trap \"\" TERM; exec sleep 1005' & done; exec sleep 1000";
-    let env = Env::new(&sh_app("escape", escape, ""));
+    // Without the watchdog, so nothing starts a daemon between the SIGKILL and `start`.
+    let env = Env::with_daemon("api_listen = \"off\"\nwatchdog = false", &sh_app("escape", escape, ""));
     env.start();
     let escaped = wait_for(Duration::from_secs(5), "ten escaped grandchildren", || {
         let p = escaped("sleep 1005");

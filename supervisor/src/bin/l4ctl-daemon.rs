@@ -7,5 +7,9 @@ use clap::Parser;
 use layer4_supervisor::wire::daemon_args::DaemonArgs;
 
 fn main() -> ExitCode {
-    layer4_supervisor::server::run(&DaemonArgs::parse())
+    let args = DaemonArgs::parse();
+    if args.guard {
+        return layer4_supervisor::guard::run(&args);
+    }
+    layer4_supervisor::server::run(&args)
 }

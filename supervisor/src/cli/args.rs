@@ -227,6 +227,9 @@ pub enum Command {
         /// Take only the `[daemon]` settings from `--config`; leave its apps to `l4ctl start`.
         #[arg(long)]
         no_apps: bool,
+        /// Start the saved apps at once (after a crash or a reboot), as `l4ctl start` does.
+        #[arg(long)]
+        restore: bool,
     },
 }
 

@@ -82,6 +82,8 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         log_dir: Some(resolved.log_dir.clone()),
         env_name: None,
         no_apps: true,
+        restore: false,
+        guard: resolved.daemon.watchdog,
     };
     let mut cmd = std::process::Command::new(exe);
     cmd.args(args.argv())

@@ -36,7 +36,7 @@ pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {
 
 pub fn run(cli: Cli) -> ExitCode {
     shell::decide_colour(&cli);
-    if let Command::Daemon { log_file, log_dir, env_name, no_apps } = &cli.command {
+    if let Command::Daemon { log_file, log_dir, env_name, no_apps, restore } = &cli.command {
         let args = crate::wire::daemon_args::DaemonArgs {
             config: cli.config.clone(),
             home: cli.home.clone(),
@@ -44,6 +44,8 @@ pub fn run(cli: Cli) -> ExitCode {
             log_dir: log_dir.clone(),
             env_name: env_name.clone(),
             no_apps: *no_apps,
+            restore: *restore,
+            guard: false,
         };
         return background::exec_daemon(&args);
     }

@@ -41,7 +41,7 @@ NotifyAccess=main
 User={user}
 WorkingDirectory={home}
 Environment=L4_HOME={l4home}
-ExecStart={exe} --home {l4home} daemon --log-file
+ExecStart={exe} --home {l4home} daemon --log-file --restore
 ExecReload=/bin/kill -HUP $MAINPID
 KillMode=mixed
 Delegate=yes

@@ -69,6 +69,8 @@ pub struct DaemonSpec {
     pub api_max_connections: usize,
     /// A cgroup per run where cgroup v2 is writable (`[daemon] cgroups`).
     pub cgroups: bool,
+    /// A background daemon runs under a watchdog that restarts it (`[daemon] watchdog`).
+    pub watchdog: bool,
     /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
     pub error_tracking: ErrorTracking,
 }
@@ -87,6 +89,7 @@ impl DaemonSpec {
             sample_interval: section.sample_interval.0,
             api_max_connections: section.api_max_connections,
             cgroups: section.cgroups,
+            watchdog: section.watchdog,
             error_tracking: ErrorTracking::resolve(
                 tracking.unwrap_or(&ErrorTrackingSection::default()),
                 std::env::var("SENTRY_DSN").ok(),

@@ -38,6 +38,11 @@ pub struct DaemonSection {
     /// groups, `L4_TAG` and the orphan tracking only).
     #[serde(default = "default_cgroups")]
     pub cgroups: bool,
+    /// The daemon `l4ctl` starts in the background runs under a small watchdog
+    /// process that starts it again at once, with the saved apps, if it dies.
+    /// `false`: a daemon that dies stays down until the next `l4ctl start`.
+    #[serde(default = "default_true")]
+    pub watchdog: bool,
 }
 
 /// `api_listen`: an address, or `"off"`.
@@ -205,6 +210,7 @@ impl Default for DaemonSection {
             sample_interval: default_sample_interval(),
             api_max_connections: default_api_max_connections(),
             cgroups: default_cgroups(),
+            watchdog: true,
         }
     }
 }

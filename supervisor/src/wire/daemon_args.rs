@@ -29,6 +29,14 @@ pub struct DaemonArgs {
     /// Take only the `[daemon]` settings from `--config`; leave its apps to `l4ctl start`.
     #[arg(long)]
     pub no_apps: bool,
+    /// Start the saved apps at once, as `l4ctl start` with no argument does (after a
+    /// crash or a reboot; the unit `l4ctl startup` writes passes it).
+    #[arg(long)]
+    pub restore: bool,
+    /// Run as the watchdog of a daemon started with the other arguments: start it again
+    /// (with `--restore`) whenever it dies, end when it ends on purpose.
+    #[arg(long)]
+    pub guard: bool,
 }
 
 impl DaemonArgs {
@@ -52,6 +60,12 @@ impl DaemonArgs {
         }
         if self.no_apps {
             argv.push("--no-apps".into());
+        }
+        if self.restore {
+            argv.push("--restore".into());
+        }
+        if self.guard {
+            argv.push("--guard".into());
         }
         argv
     }
