@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // Lossy: clap reads the real (possibly non-UTF-8) arguments; this only looks for a verb.
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(sentence) = layer4_supervisor::cli::pm2_verb(&args) {
         eprintln!("{sentence}");
         return ExitCode::from(2);

@@ -50,6 +50,23 @@ fn the_daemon_tells_systemd_ready_status_watchdog_and_stopping() {
     assert!(got.contains(&"STOPPING=1".to_owned()), "{got:?}");
     let status = wait_for(Duration::from_secs(30), "the daemon to exit", || daemon.try_wait().unwrap());
     assert!(status.success(), "{status:?}");
+
+    // At boot, as the unit `l4ctl startup` writes runs it: no --config, --restore. The
+    // saved app comes back before READY=1.
+    let mut daemon = std::process::Command::new(BIN)
+        .args(["--home", env.home().to_str().unwrap(), "daemon", "--restore"])
+        .current_dir(env.dir.path())
+        .env_remove("L4_CONFIG")
+        .env_remove("L4_HOME")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = receive_until(&sock, Duration::from_secs(30), |g| g.iter().any(|l| l == "READY=1"));
+    assert!(got.contains(&"STATUS=1 app, 1 of 1 instance online".to_owned()), "{got:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for(Duration::from_secs(30), "the daemon to exit", || daemon.try_wait().unwrap());
 }
 
 #[test]
@@ -64,11 +81,15 @@ fn startup_writes_a_notify_unit_that_systemd_accepts_and_unstartup_removes_it() 
         "User=root",
         "KillMode=mixed",
         "Delegate=yes",
-        "Environment=L4_HOME=/root/.layer4",
+        "Environment=\"L4_HOME=/root/.layer4\"",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
     }
-    assert!(unit.contains(&format!("ExecStart={BIN} --home /root/.layer4 daemon --log-file --restore")), "{unit}");
+    assert!(
+        unit.contains(&format!("ExecStart=\"{BIN}\" --home \"/root/.layer4\" daemon --log-file --restore")),
+        "{unit}"
+    );
+    assert!(unit.lines().any(|l| l.starts_with("Environment=\"PATH=")), "the PATH it was written with: {unit}");
 
     let dir = env.path("units");
     std::fs::create_dir(&dir).unwrap();

@@ -266,3 +266,22 @@ fn a_failed_start_says_why_in_the_worker_s_words_and_names_socket_app_for_eaddri
     });
     assert!(i.pid.is_some());
 }
+
+#[test]
+fn a_script_cannot_take_the_name_of_an_app_from_a_config_file_and_a_config_without_toml_suffix_is_a_config() {
+    let env = Env::new(&sh_app("cfg", "exec sleep 1000", ""));
+    env.start();
+    std::fs::write(env.path("app.sh"), "exec sleep 1000\n").unwrap();
+    let out = env.l4(&["start", "app.sh", "--name", "cfg"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an app named cfg is already loaded from"), "{}", text(&out));
+    // A config file named without .toml is still read as one.
+    std::fs::write(
+        env.path("prod.conf"),
+        std::fs::read_to_string(env.config()).unwrap().replace("\"cfg\"", "\"conf\""),
+    )
+    .unwrap();
+    let out = env.l4(&["start", "prod.conf"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.instance("conf", 0).state, "online");
+}

@@ -314,8 +314,11 @@ fn a_script_in_the_app_s_folder_runs_without_dot_slash_with_the_interpreter_pm2_
     let env = Env::new(
         "[[apps]]\nname = \"py\"\nscript = \"job.py\"\nargs = [\"a b\"]\n\n\
          [[apps]]\nname = \"sh\"\nscript = \"run.sh\"\n\n\
-         [[apps]]\nname = \"exe\"\nscript = \"serve\"\n",
+         [[apps]]\nname = \"exe\"\nscript = \"serve\"\n\n\
+         [[apps]]\nname = \"venv\"\nscript = \"tool.py\"\n",
     );
+    // Executable, with its own #! line (as a virtualenv's script): it runs itself, not python3.
+    std::fs::write(env.path("tool.py"), "#!/bin/sh\necho shebang says hi\nexec sleep 1000\n").unwrap();
     std::fs::write(
         env.path("job.py"),
         "import sys, time\nprint('python says', sys.argv[1:], flush=True)\ntime.sleep(1000)\n",
@@ -326,10 +329,14 @@ fn a_script_in_the_app_s_folder_runs_without_dot_slash_with_the_interpreter_pm2_
     std::fs::write(env.path("serve"), "#!/bin/sh\necho serve says hi\nexec sleep 1000\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(env.path("serve"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.path("tool.py"), std::fs::Permissions::from_mode(0o755)).unwrap();
     env.start();
-    for (file, line) in
-        [("py-out.log", "python says ['a b']"), ("sh-out.log", "bash says run.sh"), ("exe-out.log", "serve says hi")]
-    {
+    for (file, line) in [
+        ("py-out.log", "python says ['a b']"),
+        ("sh-out.log", "bash says run.sh"),
+        ("exe-out.log", "serve says hi"),
+        ("venv-out.log", "shebang says hi"),
+    ] {
         wait_for(Duration::from_secs(10), line, || {
             std::fs::read_to_string(env.path(&format!("logs/{file}"))).ok().filter(|t| t.contains(line))
         });

@@ -56,6 +56,10 @@ pub fn config(adhoc: &AdHoc, cwd: &Path) -> Result<(String, String), String> {
     s.key("name", name.as_str());
     s.key("cwd", cwd.display().to_string());
     s.key("script", program.script.as_str());
+    // What is written in `script` runs as it is: no interpreter from its extension.
+    if crate::config::pm2::interpreter_for(&program.script).is_some() {
+        s.key("interpreter", "none");
+    }
     if !program.args.is_empty() {
         s.key("args", program.args);
     }

@@ -229,6 +229,14 @@ fn import(file: &Path, output: Option<PathBuf>, force: bool, timeout: std::time:
     }
 }
 
+/// Whether `path` is a file (at most 1 MiB) that parses as TOML with `[[apps]]` or `[daemon]`.
+fn looks_like_config(path: &Path) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(1 << 20).read_to_string(&mut text));
+    read.is_ok() && text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("apps") || t.contains_key("daemon"))
+}
+
 /// PM2's own test for a config file name (`Common.isConfigFile`).
 fn is_pm2_config(target: &str) -> bool {
     [".config.js", ".config.cjs", ".config.mjs", ".json", ".yml", ".yaml"].iter().any(|e| target.ends_with(e))
@@ -245,7 +253,8 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>, adhoc: adho
     if let Some(t) = target.filter(|t| one(t) && !Path::new(t).is_file() && !adhoc.has_options()) {
         return address::action(cli, t, "start").await;
     }
-    let toml = |t: &str| t.ends_with(".toml");
+    // A config file: `*.toml`, or an existing file that reads as a layer4 config.
+    let toml = |t: &str| t.ends_with(".toml") || looks_like_config(Path::new(t));
     if let Some(t) = target.filter(|t| !toml(t) && (adhoc.has_options() || Path::new(t).is_file())) {
         return start_script(cli, t, env, &adhoc).await;
     }
@@ -357,6 +366,17 @@ async fn start_script(cli: &Cli, script: &str, env: Option<String>, adhoc: &adho
     if let Err(e) = background::ensure_daemon(&client, &resolved).await {
         eprintln!("l4ctl: {e}");
         return ExitCode::from(e.exit_code());
+    }
+    // A name an app of another config file has is not taken over.
+    let own = resolved.home.join("apps").join(format!("{name}.toml"));
+    if let Ok(d) = client.get::<AppDescription>(&format!("/api/v1/apps/{name}")).await
+        && d.config_file != own
+    {
+        eprintln!(
+            "l4ctl: an app named {name} is already loaded from {}: give this one another --name",
+            d.config_file.display()
+        );
+        return ExitCode::from(2);
     }
     let path = match adhoc::write(&resolved.home, &name, &text) {
         Ok(p) => p,

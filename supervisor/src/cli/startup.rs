@@ -24,9 +24,21 @@ pub struct StartupArgs {
     pub no_enable: bool,
 }
 
-/// The unit file for `user` (whose home is `home`), running `exe`.
-pub fn unit(exe: &Path, user: &str, home: &Path) -> String {
+/// A value as systemd reads it in `ExecStart=` and `Environment=`: quoted, with
+/// `\`, `"` escaped and `%` and `$` doubled (no specifier or variable expansion).
+fn quoted(value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%").replace('$', "$$");
+    format!("\"{escaped}\"")
+}
+
+/// The unit file for `user` (whose home is `home`), running `exe`, with `path` as
+/// the daemon's PATH (as `pm2 startup` keeps it: a `node` from nvm is found at boot).
+pub fn unit(exe: &Path, user: &str, home: &Path, path: &str) -> String {
     let l4home = home.join(".layer4");
+    let exe = quoted(&exe.display().to_string());
+    let l4home_q = quoted(&l4home.display().to_string());
+    let env_home = quoted(&format!("L4_HOME={}", l4home.display()));
+    let env_path = quoted(&format!("PATH={path}"));
     format!(
         "# Written by `l4ctl startup`; `l4ctl unstartup` removes it.
 [Unit]
@@ -40,8 +52,9 @@ Type=notify
 NotifyAccess=main
 User={user}
 WorkingDirectory={home}
-Environment=L4_HOME={l4home}
-ExecStart={exe} --home {l4home} daemon --log-file --restore
+Environment={env_home}
+Environment={env_path}
+ExecStart={exe} --home {l4home_q} daemon --log-file --restore
 ExecReload=/bin/kill -HUP $MAINPID
 KillMode=mixed
 Delegate=yes
@@ -56,8 +69,6 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 ",
         home = home.display(),
-        l4home = l4home.display(),
-        exe = exe.display(),
     )
 }
 
@@ -95,7 +106,8 @@ pub(super) fn startup(args: &StartupArgs) -> ExitCode {
         }
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/l4ctl"));
-    let text = unit(&exe, &user, &home);
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    let text = unit(&exe, &user, &home, &path);
     if args.print {
         print!("{text}");
         return ExitCode::SUCCESS;
@@ -118,13 +130,19 @@ pub(super) fn startup(args: &StartupArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let name = unit_name(&user);
-    match systemctl(&["daemon-reload"]).and_then(|()| systemctl(&["enable", "--now", &name])) {
+    if let Err(e) = systemctl(&["daemon-reload"]).and_then(|()| systemctl(&["enable", &name])) {
+        eprintln!("l4ctl startup: the unit is written but not enabled: {e}");
+        return ExitCode::from(1);
+    }
+    match systemctl(&["start", &name]) {
         Ok(()) => {
             println!("l4ctl: {name} is enabled and started: the daemon of {user} starts with the machine");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("l4ctl startup: the unit is written but not enabled: {e}");
+            eprintln!(
+                "l4ctl startup: {name} is enabled (it starts at boot) but did not start now: {e} (is {user}'s daemon already running outside systemd? `l4ctl kill` first)"
+            );
             ExitCode::from(1)
         }
     }

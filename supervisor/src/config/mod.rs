@@ -116,6 +116,9 @@ pub struct AppSpec {
     pub args: Vec<String>,
     /// What runs `script`, resolved (`interpreter`, else by extension); `None`: the script runs itself.
     pub interpreter: Option<String>,
+    /// `interpreter` came from the extension: an executable script (its own `#!`
+    /// line, a virtualenv's python) still runs itself.
+    pub interpreter_by_extension: bool,
     pub interpreter_args: Vec<String>,
     pub cwd: PathBuf,
     pub instances: u32,
@@ -197,6 +200,9 @@ pub struct RestartPolicy {
     pub kill_timeout: Duration,
     /// A start waits for a sign of readiness (`ready` is not `"none"`).
     pub wait_ready: bool,
+    /// A new run can start beside the old one (a replace): false for an app that
+    /// binds its port itself (`socket = "app"` with a `port`), which is restarted instead.
+    pub can_overlap: bool,
     /// How long a start may take to become ready.
     #[serde(with = "duration_ms", rename = "listen_timeout_ms")]
     pub listen_timeout: Duration,

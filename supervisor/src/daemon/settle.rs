@@ -64,7 +64,7 @@ pub async fn one_instance(h: &Handle, app: &str, index: u32, started: bool) -> R
         .into_iter()
         .filter(|f| f.starts_with(&format!("{app}:{index} ")))
         .collect();
-    let failed = explain(h, failed).await;
+    let failed = explain(h, &status, failed).await;
     Ok(ActionReport { schema: SCHEMA, apps: vec![app.to_owned()], failed, status, nginx: None })
 }
 
@@ -72,7 +72,7 @@ pub async fn one_instance(h: &Handle, app: &str, index: u32, started: bool) -> R
 /// (when `started` is set) or did not settle in time.
 pub async fn report(h: &Handle, apps: Vec<String>, started: bool) -> Result<ActionReport, Error> {
     let status = h.status().await?;
-    let failed = explain(h, failures(&status, &apps, started)).await;
+    let failed = explain(h, &status, failures(&status, &apps, started)).await;
     Ok(ActionReport { schema: SCHEMA, apps, failed, status, nginx: None })
 }
 
@@ -82,7 +82,7 @@ pub const STDERR_LINES: usize = 5;
 /// Each failure with why, from the worker's own words: the last [`STDERR_LINES`]
 /// lines of stderr of its latest crash, and when it could not bind its port while
 /// l4ctl holds it (`socket = "supervisor"`), the key that fixes that.
-async fn explain(h: &Handle, failed: Vec<String>) -> Vec<String> {
+async fn explain(h: &Handle, status: &StatusReport, failed: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(failed.len());
     for sentence in failed {
         let Some((app, index)) = sentence.split_once(' ').and_then(|(who, _)| who.split_once(':')) else {
@@ -93,6 +93,14 @@ async fn explain(h: &Handle, failed: Vec<String>) -> Vec<String> {
             out.push(sentence);
             continue;
         };
+        // Only a run that ended by itself left stderr worth showing (a spawn failure's
+        // reason is in the sentence already, and its app's last crash is an older run's).
+        let row = status.instances.iter().find(|i| i.app == app && i.instance == index);
+        let ended_itself = row.and_then(|i| i.last_exit.as_ref()).is_some_and(|e| e.reason == "crashed");
+        if !ended_itself {
+            out.push(sentence);
+            continue;
+        }
         let crashes = h.crashes(Some(app.to_owned())).await.map(|(c, _)| c).unwrap_or_default();
         let Some(tail) = crashes.iter().find(|c| c.instance == index).map(|c| c.stderr_tail.clone()) else {
             out.push(sentence);

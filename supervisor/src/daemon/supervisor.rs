@@ -242,8 +242,7 @@ impl Supervisor {
                         }
                         // An app that binds its port itself cannot run a second run on it
                         // beside the first: it is replaced by a stop and a start.
-                        let binds_itself =
-                            self.apps.get(&app).is_some_and(|a| a.spec.listen.is_none() && a.spec.port.is_some());
+                        let binds_itself = self.apps.get(&app).is_some_and(|a| !a.spec.restart.can_overlap);
                         self.feed(&app, index, if binds_itself { Fact::Restart } else { Fact::Replace });
                         Ok((old, binds_itself))
                     }

@@ -164,3 +164,17 @@ fn with_readiness_the_memory_ceiling_replaces_the_run_like_a_reload_step() {
     assert_eq!(lc.last_exit.as_ref().map(|e| e.reason), Some("memory"));
     assert_eq!(lc.restarts_by_reason.get("memory"), Some(&1));
 }
+
+#[test]
+fn over_the_memory_ceiling_an_app_that_binds_its_own_port_is_restarted_not_overlapped() {
+    let p = RestartPolicy { can_overlap: false, ..ready_policy() };
+    let mut lc = Lifecycle::default();
+    let clock = Clock::new();
+    lc.step(&p, Fact::Start, clock.ctx(0.5));
+    lc.step(&p, Fact::Spawned { pid: 7 }, clock.ctx(0.5));
+    lc.step(&p, Fact::Ready { pid: 7 }, clock.ctx(0.5));
+    assert_eq!(lc.state, State::Online);
+    let actions = lc.step(&p, Fact::MemoryExceeded, clock.ctx(0.5));
+    assert_eq!(lc.state, State::Stopping, "{actions:?}");
+    assert!(lc.retiree.is_none() && actions.contains(&Action::Terminate), "{actions:?}");
+}

@@ -46,7 +46,8 @@ impl Lifecycle {
             // Over the memory ceiling: with a readiness check, replaced like a reload step
             // (the old run is still watched for the 1.5x backstop); without one nothing
             // would say the new run serves, so a graceful restart. Recorded as `memory`.
-            (Online, Fact::MemoryExceeded) if policy.wait_ready => self.replace("memory"),
+            // An app that binds its port itself cannot have two runs on it: a restart.
+            (Online, Fact::MemoryExceeded) if policy.wait_ready && policy.can_overlap => self.replace("memory"),
             (Online, Fact::MemoryExceeded) => {
                 self.stop_reason = Some("memory");
                 self.begin_stop(policy, Then::Start)

@@ -14,6 +14,7 @@ pub(super) fn policy() -> RestartPolicy {
         crash_loop_max_retries: None,
         kill_timeout: Duration::from_secs(5),
         wait_ready: false,
+        can_overlap: true,
         listen_timeout: Duration::from_secs(10),
     }
 }

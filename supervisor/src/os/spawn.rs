@@ -139,7 +139,15 @@ fn program_and_args(spec: &AppSpec) -> (PathBuf, Vec<String>) {
     let in_folder = |name: &str| {
         if name.contains('/') { Some(spec.cwd.join(name)) } else { Some(spec.cwd.join(name)).filter(|p| p.is_file()) }
     };
+    // An executable script chose its interpreter itself (`#!`); the extension's is a default.
+    let executable = || {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(spec.cwd.join(&spec.script)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     match &spec.interpreter {
+        Some(_) if spec.interpreter_by_extension && executable() => {
+            (in_folder(&spec.script).unwrap_or_else(|| PathBuf::from(&spec.script)), spec.args.clone())
+        }
         Some(interpreter) => {
             let program =
                 if interpreter.contains('/') { spec.cwd.join(interpreter) } else { PathBuf::from(interpreter) };
