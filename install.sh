@@ -56,7 +56,7 @@ mkdir -p "$MAN" "$COMPLETIONS" || die "cannot create $MAN or $COMPLETIONS"
 echo "    $MAN/l4ctl.1"
 "$BIN/l4ctl" completions bash > "$COMPLETIONS/l4ctl.new" && mv -f "$COMPLETIONS/l4ctl.new" "$COMPLETIONS/l4ctl" || die "cannot install the completions"
 echo "    $COMPLETIONS/l4ctl"
-mkdir -p "$ROOT/logs" "$ROOT/run"
+mkdir -p "$ROOT/logs" "$ROOT/run"   # run/nginx: where `l4ctl nginx render` writes by default
 
 case ":$PATH:" in
   *":$BIN:"*) ;;
@@ -69,7 +69,7 @@ if [ "$START" -eq 1 ]; then
   export PATH="$BIN:$PATH"
   args=(start "$ROOT/config/layer4.toml")
   [ -n "$ENV_NAME" ] && args+=(--env "$ENV_NAME")
-  "$BIN/l4ctl" "${args[@]}" || die "l4ctl start failed (see the table above, and 'l4ctl -c $ROOT/config/layer4.toml describe APP')"
-  echo "    status: $BIN/l4ctl -c $ROOT/config/layer4.toml status"
+  "$BIN/l4ctl" "${args[@]}" || die "l4ctl start failed (see the table above, and 'l4ctl describe APP')"
+  echo "    status: $BIN/l4ctl status   (from any folder: one daemon per user, in ~/.layer4)"
 fi
 step "done"
