@@ -151,10 +151,16 @@ fn one_instance_is_addressed_as_app_colon_n_or_by_its_status_id_as_pm2_ids() {
 fn signal_reaches_each_running_main_process_and_reset_zeroes_the_restart_counters() {
     let env = Env::new(&sh_app(
         "sig",
-        "trap 'echo got usr2 $L4_INSTANCE' USR2; while true; do sleep 0.05; done",
+        "trap 'echo got usr2 $L4_INSTANCE' USR2; echo trapped $L4_INSTANCE; while true; do sleep 0.05; done",
         "instances = 2",
     ));
     env.start();
+    // A signal before the trap is set would end the shell: wait for both to say so.
+    wait_for(Duration::from_secs(20), "both traps set", || {
+        std::fs::read_to_string(env.path("logs/sig-out.log"))
+            .ok()
+            .filter(|t| t.contains("trapped 0") && t.contains("trapped 1"))
+    });
     let out = env.l4(&["signal", "SIGUSR2", "sig:1"]);
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -249,7 +255,9 @@ fn binds_port_itself(name: &str, port: u16, extra: &str) -> String {
 #[test]
 fn a_failed_start_says_why_in_the_worker_s_words_and_names_socket_app_for_eaddrinuse() {
     let port = free_ports(1);
-    let env = Env::new(&binds_port_itself("py", port, ""));
+    // `ready = "notify"`: the start waits for a READY=1 that never comes, so it fails
+    // however slowly the worker dies on a loaded machine.
+    let env = Env::new(&binds_port_itself("py", port, "ready = \"notify\""));
     let out = env.l4(&["start", env.config().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
