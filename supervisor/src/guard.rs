@@ -9,9 +9,9 @@
 //! code is passed on, so `l4ctl` reports it as before). It gives up after
 //! [`QUICK_DEATHS`] deaths in a row within [`QUICK`] of their start (a daemon that
 //! cannot stay up is not helped by more tries), and waits [`PAUSE`] between tries
-//! after the first quick one. It does nothing else: no socket, no files, about 250 KiB of private memory
-//! (its code pages are the daemon's own binary, shared), and no wake-ups while
-//! the daemon lives.
+//! after the first quick one. It does nothing else: no socket, no files, about
+//! 250 KiB of private memory (its code pages are the daemon's own binary,
+//! shared), and no wake-ups while the daemon lives.
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
