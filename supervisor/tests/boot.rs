@@ -115,3 +115,35 @@ fn startup_writes_a_notify_unit_that_systemd_accepts_and_unstartup_removes_it() 
     let out = env.l4(&["startup", "--user", "nobody-here-at-all", "--print"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn the_watchdog_pings_stop_when_the_daemon_s_actor_stops_answering() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
+    let sock_path = env.path("systemd-notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    // The actor stalls 2 s in (a debug-build failpoint); the runtime, its timers and the
+    // API's tasks go on, so only an answer-based ping can notice.
+    let mut daemon = env
+        .cmd(&["daemon"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("L4_FAILPOINT_DAEMON_STALL_MS", "2000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pings = |g: &[String]| g.iter().filter(|l| *l == "WATCHDOG=1").count();
+    let got = receive_until(&sock, Duration::from_secs(30), |g| pings(g) >= 2);
+    assert!(pings(&got) >= 2, "pings while it answers: {got:?}");
+    // Well past the stall (2 s after the start), a 2 s window: not one ping.
+    let drained = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < drained {
+        receive_until(&sock, Duration::from_millis(200), |_| false);
+    }
+    let quiet = receive_until(&sock, Duration::from_secs(2), |_| false);
+    // The stalled daemon answers nothing, `l4ctl kill` included: end it before judging,
+    // so a failure does not hang the clean-up.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(pings(&quiet), 0, "a stalled actor must stop the pings: {quiet:?}");
+}

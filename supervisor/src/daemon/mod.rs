@@ -154,8 +154,20 @@ pub async fn start(
     if let Some((config, env)) = initial {
         sup.boot(config, env);
     }
+    // Fault injection for the test of the systemd watchdog: the actor stops answering
+    // after this many milliseconds (the runtime and every other task go on); not in
+    // release builds.
+    #[cfg(debug_assertions)]
+    let stall_at = std::env::var("L4_FAILPOINT_DAEMON_STALL_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(|ms| std::time::Instant::now() + Duration::from_millis(ms));
     let actor = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
+            #[cfg(debug_assertions)]
+            if stall_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                std::future::pending::<()>().await;
+            }
             sup.handle(msg);
         }
     });
