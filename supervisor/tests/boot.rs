@@ -22,19 +22,34 @@ fn receive_until(sock: &UnixDatagram, limit: Duration, mut done: impl FnMut(&[St
     got
 }
 
-#[test]
-fn the_daemon_tells_systemd_ready_status_watchdog_and_stopping() {
-    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
-    let sock_path = env.path("systemd-notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut daemon = env
-        .cmd(&["daemon"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
+/// A NOTIFY_SOCKET bound in the test's folder, as systemd's.
+fn notify_socket(env: &Env) -> (UnixDatagram, std::path::PathBuf) {
+    let path = env.path("systemd-notify.sock");
+    (UnixDatagram::bind(&path).unwrap(), path)
+}
+
+/// `l4ctl daemon` as systemd runs it: NOTIFY_SOCKET, WATCHDOG_USEC and `extra`.
+fn under_systemd(
+    env: &Env,
+    sock: &std::path::Path,
+    watchdog_usec: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
+    env.cmd(&["daemon"])
+        .env("NOTIFY_SOCKET", sock)
+        .env("WATCHDOG_USEC", watchdog_usec)
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_daemon_tells_systemd_ready_status_watchdog_and_stopping() {
+    let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
+    let (sock, sock_path) = notify_socket(&env);
+    let mut daemon = under_systemd(&env, &sock_path, "400000", &[]);
     let got = receive_until(&sock, Duration::from_secs(30), |g| g.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3);
     let ready = got.iter().position(|l| l == "READY=1").unwrap_or_else(|| panic!("no READY=1 in {got:?}"));
     assert!(got.contains(&"STATUS=1 app, 1 of 1 instance online".to_owned()), "{got:?}");
@@ -119,19 +134,10 @@ fn startup_writes_a_notify_unit_that_systemd_accepts_and_unstartup_removes_it() 
 #[test]
 fn the_watchdog_pings_stop_when_the_daemon_s_actor_stops_answering() {
     let env = Env::new(&sh_app("web", "exec sleep 1000", ""));
-    let sock_path = env.path("systemd-notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let (sock, sock_path) = notify_socket(&env);
     // The actor stalls 2 s in (a debug-build failpoint); the runtime, its timers and the
     // API's tasks go on, so only an answer-based ping can notice.
-    let mut daemon = env
-        .cmd(&["daemon"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "200000")
-        .env("L4_FAILPOINT_DAEMON_STALL_MS", "2000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = under_systemd(&env, &sock_path, "200000", &[("L4_FAILPOINT_DAEMON_STALL_MS", "2000")]);
     let pings = |g: &[String]| g.iter().filter(|l| *l == "WATCHDOG=1").count();
     let got = receive_until(&sock, Duration::from_secs(30), |g| pings(g) >= 2);
     assert!(pings(&got) >= 2, "pings while it answers: {got:?}");
