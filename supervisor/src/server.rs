@@ -125,6 +125,12 @@ async fn serve(
     tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let started = daemon::start(&settings, initial, saved).await?;
     let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
+    // `watch` and `cron_restart`: restarts through the same handle as the API's.
+    daemon::triggers::spawn(
+        handle.clone(),
+        started.triggers.clone(),
+        vec![settings.home.clone(), settings.log_dir.clone()],
+    );
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut api_error = None;

@@ -198,6 +198,33 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// An `[[apps]]` entry running `sh -c script`.
+/// A Python worker on the socket l4ctl passes as fd 3, answering every GET with the
+/// Python expression `body`; ready (READY=1) once serving, and on SIGTERM it ends
+/// after the request in hand (what a reload needs of a worker: l4ctl keeps the
+/// socket open, so waiting connections go to the new run).
+pub fn fd3_worker(body: &str) -> String {
+    format!(
+        r#"import http.server, os, signal, socket, threading
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def do_GET(self):
+        body = ({body}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+server.socket = socket.socket(fileno=3)
+ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ready.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
+server.serve_forever()
+"#
+    )
+}
+
 pub fn sh_app(name: &str, script: &str, extra: &str) -> String {
     format!("[[apps]]\nname = \"{name}\"\nscript = \"sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n")
 }

@@ -6,25 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helper::{Env, free_ports, get, get_path, held_port, text, wait_for};
-
-/// A worker answering `instance <i>` to any GET, on the socket l4ctl passes as fd 3.
-const WORKER: &str = r#"import http.server, os, socket
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("instance %s\n" % os.environ["L4_INSTANCE"]).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
-server.socket = socket.socket(fileno=3)
-ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-ready.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
-server.serve_forever()
-"#;
+use crate::helper::{Env, fd3_worker, free_ports, get, get_path, held_port, text, wait_for};
 
 struct Nginx {
     args: Vec<String>,
@@ -68,7 +50,7 @@ fn nginx_follows_scale_and_a_rejected_render_is_not_installed() {
         "[[apps]]\nname = \"web\"\nscript = \"python3\"\nargs = [\"worker.py\"]\ninstances = 2\nport = {app_port}\nready = \"notify\"\n"
     );
     let env = Env::new(&app);
-    std::fs::write(env.path("worker.py"), WORKER).unwrap();
+    std::fs::write(env.path("worker.py"), fd3_worker("\"instance %s\\n\" % os.environ[\"L4_INSTANCE\"]")).unwrap();
     let access_log = env.path("nginx-run/access.log");
     let nginx_section = |reload: &str, template: &str| {
         format!(

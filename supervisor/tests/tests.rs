@@ -24,3 +24,4 @@ mod nginx;
 mod processes;
 mod restart;
 mod security;
+mod watch_and_cron;

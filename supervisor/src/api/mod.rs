@@ -186,6 +186,7 @@ impl From<Error> for ApiError {
             Error::NothingToStart => (StatusCode::CONFLICT, "nothing_to_start", vec![]),
             Error::ReloadFailed(_) => (StatusCode::CONFLICT, "reload_failed", vec![]),
             Error::ReloadUnderWay(_) => (StatusCode::CONFLICT, "reload_in_progress", vec![]),
+            Error::Stopped(_) => (StatusCode::CONFLICT, "stopped", vec![]),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", vec![]),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", vec![]),
             Error::AlreadyRunning { .. } | Error::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", vec![]),

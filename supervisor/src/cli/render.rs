@@ -120,7 +120,7 @@ pub(super) fn description(d: &AppDescription) -> String {
     if let Some(obj) = d.config.as_object() {
         // Nested settings (`restart`, `logs`) one per line under their group;
         // the log files are listed below with the counters.
-        for (k, v) in obj.iter().filter(|(k, _)| *k != "name") {
+        for (k, v) in obj.iter().filter(|(k, _)| !["name", "triggers"].contains(&k.as_str())) {
             match v.as_object() {
                 Some(group) => {
                     for (sub, v) in group.iter().filter(|(sub, _)| *sub != "files") {
@@ -131,6 +131,7 @@ pub(super) fn description(d: &AppDescription) -> String {
             }
         }
     }
+    triggers(d, &mut line);
     line("env (names only)", if d.env_names.is_empty() { "-".into() } else { d.env_names.join(", ") });
     for f in &d.log_files {
         let who = f.instance.map_or_else(String::new, |i| format!(" ({i})"));
@@ -164,6 +165,43 @@ pub(super) fn description(d: &AppDescription) -> String {
         }
     }
     out
+}
+
+/// `watch` and `cron_restart`: what they are set to and what they did.
+fn triggers(d: &AppDescription, line: &mut impl FnMut(&str, String)) {
+    let spec = d.config.get("triggers");
+    let watch = spec.and_then(|t| t.get("watch")).filter(|w| !w.is_null());
+    let cron = spec.and_then(|t| t.get("cron_restart")).and_then(|c| c.as_str());
+    let state = d.triggers.clone().unwrap_or_default();
+    match watch {
+        Some(w) => {
+            let get = |k: &str| w.get(k).cloned().unwrap_or_default();
+            let what = format!(
+                "{} (ignoring {}; delay {})",
+                readable("paths", &get("paths")),
+                readable("ignore", &get("ignore")),
+                readable("watch_delay_ms", &get("watch_delay_ms"))
+            );
+            line("watch", what);
+            line("  watching", state.watch.clone().unwrap_or_else(|| "-".into()));
+        }
+        None => line("watch", "false".into()),
+    }
+    line(
+        "cron_restart",
+        cron.map_or_else(|| "-".into(), |c| format!("{c:?} (next {})", opt_str(&state.next_cron_restart))),
+    );
+    if watch.is_some() || cron.is_some() {
+        let last = state.last.as_ref().map_or_else(|| "-".into(), |l| format!("{l} at {}", opt_str(&state.last_at)));
+        line("  restarts by them", format!("{}, last: {last}", state.restarts));
+        if let Some(e) = &state.last_error {
+            line("  last not done", e.clone());
+        }
+    }
+}
+
+fn opt_str(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
 }
 
 /// `kill_timeout_ms` shows as `kill_timeout`: the value carries its unit.

@@ -15,6 +15,7 @@ pub mod scale;
 mod schema;
 mod suggest;
 mod tracking;
+pub mod triggers;
 mod units;
 mod validate;
 
@@ -29,6 +30,7 @@ pub use listen::{Ready, SocketOwner};
 pub use nginx::{NginxSpec, tls_port};
 pub use schema::{LogType, RotateInterval};
 pub use tracking::{ErrorTracking, ErrorTrackingSection};
+pub use triggers::{Triggers, WatchSpec};
 pub use units::{Autorestart, Instances, SignalName, Size, Span};
 
 /// Errors from loading a config file.
@@ -140,6 +142,8 @@ pub struct AppSpec {
     pub autostart: bool,
     pub memory_samples: u32,
     pub logs: LogSpec,
+    /// `watch` and `cron_restart`.
+    pub triggers: Triggers,
 }
 
 /// Where and how an app's output is written (README, "Logs").

@@ -122,15 +122,8 @@ pub fn snake(key: &str) -> String {
 /// Options with no layer4 key: the comment that takes their place.
 pub const NO_EQUIVALENT: &[(&str, &str)] = &[
     (
-        "watch",
-        "layer4 does not watch files yet: restart on deploy with `l4ctl reload APP` (no refused connection when the app has readiness)",
-    ),
-    ("ignore_watch", "goes with `watch`, which layer4 does not have yet"),
-    ("watch_delay", "goes with `watch`, which layer4 does not have yet"),
-    ("watch_options", "goes with `watch`, which layer4 does not have yet"),
-    (
-        "cron_restart",
-        "layer4 has no cron restart yet: a system timer (cron or a systemd timer) running `l4ctl reload APP` does the same",
+        "watch_options",
+        "chokidar's options have no layer4 equivalent: layer4 watches with inotify, never follows links, and skips `ignore_watch`, the app's log files and the daemon's folders",
     ),
     (
         "instance_var",

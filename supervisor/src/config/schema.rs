@@ -151,6 +151,17 @@ pub struct AppSection {
     pub max_line: Size,
     #[serde(default)]
     pub log_rotate: LogRotateSection,
+    /// Restart on file changes: `true` (the app's `cwd`), or folders and files relative to `cwd`.
+    #[serde(default = "super::triggers::default_watch")]
+    pub watch: Spanned<super::triggers::WatchSection>,
+    /// Globs of what is not watched. Default `["node_modules", ".*", "*~"]`.
+    pub ignore_watch: Option<Spanned<Vec<String>>>,
+    /// Quiet time after the last change before the restart.
+    #[serde(default = "super::triggers::default_watch_delay")]
+    pub watch_delay: Spanned<Span>,
+    /// Restart on a cron schedule (local time), e.g. `"0 3 * * *"`.
+    #[serde(alias = "cron")]
+    pub cron_restart: Option<Spanned<String>>,
 }
 
 /// How log lines are written.

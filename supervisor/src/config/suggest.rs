@@ -68,8 +68,8 @@ mod tests {
         );
         assert_eq!(unknown_field(&format!("unknown field `prot`, {list}")), "unknown key `prot`: did you mean `port`?");
         assert!(
-            unknown_field(&format!("unknown field `watch`, {list}"))
-                .starts_with("`watch` is a PM2 option with no layer4 key: ")
+            unknown_field(&format!("unknown field `instance_var`, {list}"))
+                .starts_with("`instance_var` is a PM2 option with no layer4 key: ")
         );
         assert!(unknown_field(&format!("unknown field `execMode`, {list}")).contains("PM2 option"), "camelCase too");
         let far = format!("unknown field `colour`, {list}");

@@ -435,3 +435,33 @@ fn the_interpreter_comes_from_the_extension_as_pm2_unless_given() {
     assert_eq!(got[2].0, None, "interpreter = \"none\" runs the script itself");
     assert_eq!(got[3].0, None, "no extension, no interpreter");
 }
+
+#[test]
+fn watch_and_cron_restart_resolve_against_cwd_and_their_errors_are_at_their_values() {
+    let c = parse_str(
+        "[[apps]]\nname = \"a\"\nscript = \"x\"\ncwd = \"srv\"\nwatch = [\"src\", \"../shared/conf.json\"]\nwatch_delay = 250\ncron = \"0 3 * * *\"\n\n[[apps]]\nname = \"b\"\nscript = \"x\"\nwatch = true\n",
+    )
+    .unwrap();
+    let w = c.apps[0].triggers.watch.as_ref().unwrap();
+    assert_eq!(w.paths, vec![Path::new("/etc/l4/srv/src"), Path::new("/etc/l4/shared/conf.json")]);
+    assert_eq!((w.base.as_path(), w.delay), (Path::new("/etc/l4/srv"), Duration::from_millis(250)));
+    assert_eq!(w.ignore, ["node_modules", ".*", "*~"], "PM2's default ignore list, with editor backups");
+    assert_eq!(c.apps[0].triggers.cron_restart.as_deref(), Some("0 3 * * *"), "`cron` is PM2's alias");
+    let b = c.apps[1].triggers.watch.as_ref().unwrap();
+    assert_eq!(
+        (b.paths.as_slice(), b.delay),
+        ([Path::new("/etc/l4").to_path_buf()].as_slice(), Duration::from_secs(1))
+    );
+    assert_eq!(parse_str("[[apps]]\nname = \"a\"\nscript = \"x\"\n").unwrap().apps[0].triggers, Triggers::default());
+
+    let d = diagnostics(
+        "[[apps]]\nname = \"a\"\nscript = \"x\"\nwatch = []\nignore_watch = [\"src/[\"]\nwatch_delay = \"2h\"\ncron_restart = \"61 * * * *\"\n",
+    );
+    let at = |line: usize| d.iter().find(|x| x.line == line).map(|x| x.message.clone()).unwrap_or_default();
+    assert!(at(4).contains("`watch` of `a` must list 1 to 64 paths"), "{d:?}");
+    assert!(at(5).contains("invalid pattern \"src/[\" in `ignore_watch`"), "{d:?}");
+    assert!(at(6).contains("`watch_delay` of `a` must be at most 1h"), "{d:?}");
+    assert!(at(7).contains("`cron_restart` of `a`: invalid cron expression \"61 * * * *\""), "{d:?}");
+    let d = diagnostics("[[apps]]\nname = \"a\"\nscript = \"x\"\nwatch = 3\n");
+    assert!(d[0].message.contains("true, false, or a list of folders and files"), "{d:?}");
+}

@@ -210,6 +210,7 @@ pub(super) fn resolve(
             env.extend(profile.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         }
         let cwd = app.cwd.as_ref().map_or_else(|| base.to_path_buf(), |c| normalize(&base.join(c)));
+        let triggers = super::triggers::resolve(report, &app, &cwd);
         apps.push(AppSpec {
             name,
             script: app.script.get_ref().clone(),
@@ -251,6 +252,7 @@ pub(super) fn resolve(
             autostart: app.autostart,
             memory_samples: app.memory_samples.max(1),
             logs: log_spec(report, &app, base, &log_dir, instances),
+            triggers,
         });
     }
     // Two log files on one path would rotate each other's lines away.

@@ -63,5 +63,6 @@ pub fn description(app: &str, rows: Vec<InstanceStatus>, reload_parallel: u32) -
         log_files: vec![],
         log_counters: LogCounters::default(),
         instances: rows,
+        triggers: None,
     }
 }

@@ -17,7 +17,7 @@ use super::rollout::{Reload, Rollout, UnderWay};
 use super::settle;
 use crate::crash::CrashReport;
 use crate::wire::metrics::MetricsSnapshot;
-use crate::wire::types::{ActionReport, AppDescription, Replaced, StatusReport};
+use crate::wire::types::{ActionReport, AppDescription, Replaced, StatusReport, TriggerState};
 
 /// Longest a workflow waits for its instances to settle before answering anyway
 /// (longer than the largest `kill_timeout` the config accepts).
@@ -34,6 +34,31 @@ pub enum Start {
     Restore,
 }
 
+/// What `watch` and `cron_restart` are doing, by app: written by the triggers task,
+/// read by `describe`; shared by every clone of the [`Handle`].
+#[derive(Debug, Clone, Default)]
+pub struct TriggerNotes(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, TriggerState>>>);
+
+impl TriggerNotes {
+    pub fn get(&self, app: &str) -> Option<TriggerState> {
+        self.0.lock().ok()?.get(app).cloned()
+    }
+
+    /// Change the note of `app` (made when missing).
+    pub fn update(&self, app: &str, change: impl FnOnce(&mut TriggerState)) {
+        if let Ok(mut notes) = self.0.lock() {
+            change(notes.entry(app.to_owned()).or_default());
+        }
+    }
+
+    /// Keep only the notes of these apps.
+    pub fn retain(&self, apps: &std::collections::BTreeSet<&str>) {
+        if let Ok(mut notes) = self.0.lock() {
+            notes.retain(|app, _| apps.contains(app.as_str()));
+        }
+    }
+}
+
 /// A clonable, typed sender to the actor.
 #[derive(Debug, Clone)]
 pub struct Handle {
@@ -42,11 +67,13 @@ pub struct Handle {
     log_dir: PathBuf,
     /// Rolling reloads under way, shared by every clone.
     reloads: UnderWay,
+    /// What `watch` and `cron_restart` are doing, by app (written by the triggers task).
+    pub(super) triggers: TriggerNotes,
 }
 
 impl Handle {
     pub fn new(tx: mpsc::Sender<Msg>, log_dir: PathBuf) -> Handle {
-        Handle { tx, log_dir, reloads: UnderWay::default() }
+        Handle { tx, log_dir, reloads: UnderWay::default(), triggers: Default::default() }
     }
 
     /// Send a message built around a reply channel and wait for the answer.
@@ -61,7 +88,9 @@ impl Handle {
     }
 
     pub async fn describe(&self, app: &str) -> Result<AppDescription, Error> {
-        self.ask(|reply| Msg::Describe { app: app.to_owned(), reply }).await?
+        let mut d = self.ask(|reply| Msg::Describe { app: app.to_owned(), reply }).await??;
+        d.triggers = self.triggers.get(app);
+        Ok(d)
     }
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot, Error> {
@@ -124,15 +153,15 @@ impl Handle {
         if let Target::Instance(app, index) = &target {
             let (app, index) = (app.clone(), *index);
             self.ask(|reply| Msg::Control { target, op, reply }).await??;
-            return settle::one_instance(self, &app, index, matches!(op, Op::Start | Op::Restart)).await;
+            return settle::one_instance(self, &app, index, matches!(op, Op::Start | Op::Restart | Op::Renew)).await;
         }
         let apps = self.ask(|reply| Msg::Control { target, op, reply }).await??;
         match op {
-            Op::Start | Op::Restart => settle::confirm_started(self, &apps).await?,
+            Op::Start | Op::Restart | Op::Renew => settle::confirm_started(self, &apps).await?,
             Op::Delete => self.wait(Want::Gone(apps.clone())).await,
             Op::Stop => self.wait(Want::Settled(apps.clone())).await,
         }
-        settle::report(self, apps, matches!(op, Op::Start | Op::Restart)).await
+        settle::report(self, apps, matches!(op, Op::Start | Op::Restart | Op::Renew)).await
     }
 
     /// Send `signal` to the main process of each running instance of `target`.
@@ -177,15 +206,15 @@ impl Handle {
         &self,
         app: &str,
         index: u32,
-        whole_app: bool,
+        step: super::Step,
     ) -> Result<(Option<u32>, bool), Error> {
-        self.ask(|reply| Msg::ReplaceInstance { app: app.to_owned(), index, whole_app, reply }).await?
+        self.ask(|reply| Msg::ReplaceInstance { app: app.to_owned(), index, step, reply }).await?
     }
 
     /// One step of a rolling reload: a new run beside the online one; answers once it
     /// is ready or has failed (`ok: false`, the old run kept).
     pub async fn replace(&self, app: &str, index: u32) -> Result<Replaced, Error> {
-        super::rollout::replace_one(self, app, index, false).await
+        super::rollout::replace_one(self, app, index, super::Step::One).await
     }
 
     /// The waves of a rolling reload of `app`, `parallel` at a time (default the

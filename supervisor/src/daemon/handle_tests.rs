@@ -45,7 +45,7 @@ async fn a_rolling_reload_goes_wave_by_wave_and_stops_after_the_wave_with_a_fail
     let seen = Arc::new(Mutex::new(Vec::new()));
     let h = reloading(6, &[2], seen.clone());
     let plan = h.plan_reload("web", Some(2)).await.unwrap();
-    assert_eq!(plan.plan, Rollout { app: "web".into(), instances: vec![0, 1, 2, 3, 4, 5], parallel: 2 });
+    assert_eq!(plan.plan, Rollout { app: "web".into(), instances: vec![0, 1, 2, 3, 4, 5], parallel: 2, renew: false });
     let mut steps = Vec::new();
     let err = h.reload(&plan, |r| steps.push((r.instance, r.ok, r.pid))).await.unwrap_err();
     assert_eq!(steps, vec![(0, true, Some(200)), (1, true, Some(201)), (2, false, Some(102)), (3, true, Some(203))]);

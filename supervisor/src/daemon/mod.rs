@@ -37,7 +37,9 @@
 //! Outside the actor, on the callers' side of its channel: `handle.rs` ([`Handle`],
 //! the typed requests and the workflows built from them), `settle.rs` (when an action
 //! is over and what failed), `rollout.rs` (reload waves), `follow.rs` (Nginx after a
-//! scale), and `fake.rs` (a scripted actor for unit tests).
+//! scale), `triggers/` (`watch` and `cron_restart`, fed by the list the actor
+//! publishes in `triggers`, a field `supervisor.rs` writes), and `fake.rs` (a
+//! scripted actor for unit tests).
 
 mod apply;
 mod boot;
@@ -60,6 +62,7 @@ mod settle;
 mod state;
 
 mod supervisor;
+pub mod triggers;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -91,6 +94,8 @@ pub(super) const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Started {
     pub tx: mpsc::Sender<Msg>,
+    /// The apps with `watch` or `cron_restart`, for [`triggers::spawn`].
+    pub triggers: tokio::sync::watch::Receiver<Vec<AppTriggers>>,
     actor: tokio::task::JoinHandle<()>,
     home: std::path::PathBuf,
 }
@@ -154,6 +159,8 @@ pub async fn start(
     if let Some((config, env)) = initial {
         sup.boot(config, env);
     }
+    sup.publish_triggers();
+    let triggers = sup.triggers.subscribe();
     // Fault injection for the test of the systemd watchdog: the actor stops answering
     // after this many milliseconds (the runtime and every other task go on); not in
     // release builds.
@@ -171,7 +178,7 @@ pub async fn start(
             sup.handle(msg);
         }
     });
-    Ok(Started { tx, actor, home: settings.home.clone() })
+    Ok(Started { tx, triggers, actor, home: settings.home.clone() })
 }
 
 impl Started {

@@ -26,6 +26,9 @@ pub enum Error {
     ReloadFailed(Box<crate::wire::types::Replaced>),
     #[error("a rolling reload of `{0}` is under way; wait for it to end")]
     ReloadUnderWay(String),
+    /// A restart by `watch` or `cron_restart` of what `l4ctl stop` stopped.
+    #[error("`{0}` is stopped: not restarted (`l4ctl start` starts it)")]
+    Stopped(String),
     #[error("another daemon already runs in {home} (pid {pid})")]
     AlreadyRunning { home: PathBuf, pid: String },
     #[error("{what} {path}: {source}")]
@@ -47,6 +50,20 @@ pub enum Op {
     Stop,
     Restart,
     Delete,
+    /// Restart unless the app is stopped (`watch`, `cron_restart`): a stopped app stays stopped.
+    Renew,
+}
+
+/// What a replace step is part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A whole-app reload (`l4ctl reload APP`), which un-stops a stopped app.
+    Whole,
+    /// `l4ctl reload APP:N`: this instance alone.
+    One,
+    /// A reload by `watch` or `cron_restart`: a stopped app or instance is left
+    /// stopped ([`Error::Stopped`]).
+    Renew,
 }
 
 /// A condition a caller waits for.
@@ -137,8 +154,7 @@ pub enum Msg {
     ReplaceInstance {
         app: String,
         index: u32,
-        /// A step of a whole-app reload (which un-stops a stopped app), not `reload app:N`.
-        whole_app: bool,
+        step: Step,
         reply: Reply<(Option<u32>, bool)>,
     },
     /// A process said it is ready (sd_notify `READY=1`, or a probe passed).
@@ -208,6 +224,18 @@ pub enum Event {
     Memory { app: String, instance: u32, rss_bytes: u64, ceiling_bytes: u64 },
     /// A crash report was recorded (the first of its episode).
     Crash { app: String, instance: u32, id: u64, level: String, reason: String, fingerprint: String },
+}
+
+/// What restarts one app besides its own end, as the actor publishes it for the
+/// triggers task (`triggers/`): only apps that have `watch` or `cron_restart`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppTriggers {
+    pub app: String,
+    pub triggers: crate::config::Triggers,
+    /// Replaced through a rolling reload (the app has readiness), else restarted.
+    pub rolling: bool,
+    /// Every app's log files: never a change, wherever they are.
+    pub logs: Vec<PathBuf>,
 }
 
 /// Events waiting for slow subscribers; beyond this they miss events and are told so.

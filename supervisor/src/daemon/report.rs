@@ -62,6 +62,7 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
         log_files: app.spec.logs.files.clone(),
         log_counters: sup.logs.counters(name),
         instances,
+        triggers: None,
     })
 }
 

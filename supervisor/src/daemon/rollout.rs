@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::handle::Handle;
-use super::msg::{Error, Want};
+use super::msg::{Error, Step, Want};
 use crate::lifecycle::State;
 use crate::wire::types::{ActionReport, AppDescription, ExitReport, InstanceStatus, Replaced};
 
@@ -23,6 +23,9 @@ pub struct Rollout {
     pub app: String,
     pub instances: Vec<u32>,
     pub parallel: u32,
+    /// A reload by `watch` or `cron_restart` ([`Step::Renew`]), else `l4ctl reload`.
+    #[serde(skip)]
+    pub renew: bool,
 }
 
 impl Rollout {
@@ -33,6 +36,7 @@ impl Rollout {
             app: d.name.clone(),
             instances: d.instances.iter().map(|i| i.instance).collect(),
             parallel: parallel.or(configured).unwrap_or(1).max(1),
+            renew: false,
         }
     }
 
@@ -74,7 +78,8 @@ impl Drop for Reload {
 /// the wave in instance order (a failed step, or an error) ends the rollout.
 pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced)) -> Result<ActionReport, Error> {
     for wave in plan.waves() {
-        let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index, true));
+        let step = if plan.renew { Step::Renew } else { Step::Whole };
+        let steps = wave.iter().map(|&index| replace_one(h, &plan.app, index, step));
         let mut first_problem = None;
         for step in futures_util::future::join_all(steps).await {
             let problem = match step {
@@ -95,9 +100,9 @@ pub async fn run(h: &Handle, plan: &Rollout, mut on_step: impl FnMut(&Replaced))
 
 /// One step: start a new run beside the online one, wait until it is ready or has
 /// failed, and say which run serves now.
-pub async fn replace_one(h: &Handle, app: &str, index: u32, whole_app: bool) -> Result<Replaced, Error> {
+pub async fn replace_one(h: &Handle, app: &str, index: u32, step: Step) -> Result<Replaced, Error> {
     let started = Instant::now();
-    let (old_pid, restarted) = h.replace_instance(app, index, whole_app).await?;
+    let (old_pid, restarted) = h.replace_instance(app, index, step).await?;
     h.wait(Want::InstanceSettled(app.to_owned(), index)).await;
     if old_pid.is_none() || restarted {
         // A plain start: the same confirmation as `start`.

@@ -18,7 +18,7 @@ use super::procs;
 /// How often a stopping instance's group is checked once its main process is gone.
 pub(super) const GROUP_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 use super::state::SavedState;
-use super::{Error, Msg, Op, Target, Want};
+use super::{Error, Msg, Op, Step, Target, Want};
 use crate::config::AppSpec;
 use crate::lifecycle::{Fact, Lifecycle, State};
 use crate::logs::{LogHub, LogMsg};
@@ -112,6 +112,8 @@ pub(super) struct Supervisor {
     pub(super) retiring: HashMap<i32, Retiring>,
     /// Crash reports: recent ones, episodes, where they are written.
     pub(super) crashes: super::crashes::Crashes,
+    /// The apps with `watch` or `cron_restart`, for the triggers task.
+    pub(super) triggers: tokio::sync::watch::Sender<Vec<super::AppTriggers>>,
 }
 
 impl Supervisor {
@@ -153,6 +155,7 @@ impl Supervisor {
             retiring: HashMap::new(),
             crashes: super::crashes::Crashes::new(log_dir.clone()),
             log_dir,
+            triggers: tokio::sync::watch::Sender::new(Vec::new()),
         }
     }
 
@@ -169,6 +172,12 @@ impl Supervisor {
                 | Msg::CloseEpisodes
                 | Msg::Ready { .. }
         );
+        // What can change the loaded apps, and with them `watch` and `cron_restart`.
+        let apps_change = matches!(
+            msg,
+            Msg::Apply { .. } | Msg::Control { .. } | Msg::Restore { .. } | Msg::Reload { .. } | Msg::Scale { .. }
+        );
+        let app_count = self.apps.len();
         match msg {
             Msg::Apply { config, env, only, reply } => {
                 let r = self.guard().and_then(|()| self.apply(*config, env, only.as_deref(), Mode::Start));
@@ -232,12 +241,19 @@ impl Supervisor {
             Msg::Metrics { reply } => {
                 let _ = reply.send(super::report::metrics(self));
             }
-            Msg::ReplaceInstance { app, index, whole_app, reply } => {
+            Msg::ReplaceInstance { app, index, step, reply } => {
                 let r = self.guard().and_then(|()| match self.inst(&app, index) {
+                    // `watch` and `cron_restart` leave what `l4ctl stop` stopped alone.
+                    Some(i)
+                        if step == Step::Renew
+                            && (self.saved.stopped.contains(&app) || i.lc.state == State::Stopped) =>
+                    {
+                        Err(Error::Stopped(format!("{app}:{index}")))
+                    }
                     Some(i) => {
                         let old = i.lc.pid.filter(|_| i.lc.state == State::Online);
                         // A whole-app reload un-stops the app; `reload app:N` of one instance does not.
-                        if whole_app {
+                        if step == Step::Whole {
                             self.saved.stopped.remove(&app);
                         }
                         // An app that binds its port itself cannot run a second run on it
@@ -315,7 +331,39 @@ impl Supervisor {
         if let Some(cgroups) = &mut self.cgroups {
             cgroups.move_adopted();
         }
+        if apps_change || self.apps.len() != app_count {
+            self.publish_triggers();
+        }
         self.check_waiters();
+    }
+
+    /// Publish the apps with `watch` or `cron_restart` when that list changed.
+    pub(super) fn publish_triggers(&self) {
+        // Every app's log files: one app's log in another's folder is not a change of it either.
+        let logs: Vec<PathBuf> = self
+            .apps
+            .values()
+            .flat_map(|a| a.spec.logs.files.iter())
+            .flat_map(|f| [f.out.clone(), f.err.clone(), f.combined.clone()])
+            .collect();
+        let list: Vec<super::AppTriggers> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| !a.deleting && a.spec.triggers != Default::default())
+            .map(|(name, a)| super::AppTriggers {
+                app: name.clone(),
+                triggers: a.spec.triggers.clone(),
+                rolling: a.spec.restart.wait_ready,
+                logs: logs.clone(),
+            })
+            .collect();
+        self.triggers.send_if_modified(|now| {
+            let changed = *now != list;
+            if changed {
+                *now = list;
+            }
+            changed
+        });
     }
 
     /// Tell event subscribers (none listening is fine).
@@ -377,6 +425,16 @@ impl Supervisor {
                     self.saved.stopped.remove(name);
                     self.feed_app(name, &Fact::Restart);
                 }
+                // Only what runs: an instance stopped on its own (`stop app:1`) stays stopped.
+                Op::Renew if !self.saved.stopped.contains(name) => {
+                    let running: Vec<u32> = self.apps.get(name).map_or_else(Vec::new, |a| {
+                        a.instances.iter().filter(|i| i.lc.state != State::Stopped).map(|i| i.index).collect()
+                    });
+                    for index in running {
+                        self.feed(name, index, Fact::Restart);
+                    }
+                }
+                Op::Renew => {}
                 Op::Stop => {
                     self.saved.stopped.insert(name.clone());
                     self.feed_app(name, &Fact::Stop);
@@ -392,6 +450,10 @@ impl Supervisor {
             self.prune_sources();
         }
         self.persist();
+        let mut names = names;
+        if op == Op::Renew {
+            names.retain(|n| !self.saved.stopped.contains(n));
+        }
         Ok(names)
     }
 
@@ -402,7 +464,7 @@ impl Supervisor {
         let fact = match op {
             Op::Start => Fact::Start,
             Op::Stop => Fact::Stop,
-            Op::Restart => Fact::Restart,
+            Op::Restart | Op::Renew => Fact::Restart,
             Op::Delete => {
                 return Err(Error::Invalid(format!(
                     "delete removes whole apps: `l4ctl scale {app} N` removes instances, `l4ctl stop {app}:{index}` stops this one"

@@ -145,6 +145,7 @@ pub fn convert(app: &Map<String, Value>, base: &Path, out: &Path, taken: &mut Ta
         }
     }
     timing::restart_policy(&mut keys, &mut s);
+    super::triggers::triggers(&mut keys, &mut s);
     super::logs::logs(&mut keys, &mut s, &app_dir, out, &clean, taken);
 
     let mut sections = vec![s];

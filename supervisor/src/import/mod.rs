@@ -19,6 +19,7 @@ pub mod program;
 #[cfg(test)]
 mod tests;
 mod timing;
+mod triggers;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -53,29 +53,34 @@ fn gz(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether a file named `name` is `current` itself, a rotated file of it, or its
+/// compression's temp file (what `watch` must not count as a change of the app).
+pub fn belongs_to(current: &Path, name: &str) -> bool {
+    current.file_name().is_some_and(|n| n.to_string_lossy() == name)
+        || is_rotated(current, name.strip_suffix(".tmp").unwrap_or(name))
+}
+
+/// Whether a file named `name` is a rotated file of `current` (plain or `.gz`).
+fn is_rotated(current: &Path, name: &str) -> bool {
+    let (stem, ext) = stem_ext(current);
+    let Some(rest) = name.strip_prefix(&stem).and_then(|r| r.strip_prefix('.')) else { return false };
+    let rest = rest.strip_suffix(".gz").unwrap_or(rest);
+    let Some(stamp) = rest.strip_suffix(ext.as_str()) else { return false };
+    // YYYYmmdd-HHMMSS-ffffff-sss
+    stamp.len() == 26
+        && stamp.bytes().enumerate().all(|(i, b)| if [8, 15, 22].contains(&i) { b == b'-' } else { b.is_ascii_digit() })
+}
+
 /// Rotated files of `current`, oldest first (both plain and `.gz`).
 pub fn rotated_files(current: &Path) -> Vec<PathBuf> {
-    let (stem, ext) = stem_ext(current);
     let dir = current.parent().unwrap_or(Path::new("."));
-    let prefix = format!("{stem}.");
     let Ok(entries) = fs::read_dir(dir) else { return vec![] };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         // The entry's own type: a symlink is not followed.
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rest = name.strip_prefix(&prefix)?;
-            let rest = rest.strip_suffix(".gz").unwrap_or(rest);
-            let stamp = rest.strip_suffix(ext.as_str())?;
-            // YYYYmmdd-HHMMSS-ffffff-sss
-            let ok = stamp.len() == 26
-                && stamp
-                    .bytes()
-                    .enumerate()
-                    .all(|(i, b)| if [8, 15, 22].contains(&i) { b == b'-' } else { b.is_ascii_digit() });
-            ok.then(|| e.path())
-        })
+        .filter(|e| is_rotated(current, &e.file_name().to_string_lossy()))
+        .map(|e| e.path())
         .collect();
     found.sort();
     // While a file is being compressed both `x.log` and `x.log.gz` exist for a moment:

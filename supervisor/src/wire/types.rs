@@ -137,6 +137,28 @@ pub struct AppDescription {
     /// because a log file could not be written.
     pub log_counters: LogCounters,
     pub instances: Vec<InstanceStatus>,
+    /// What `watch` and `cron_restart` are doing; absent when the app has neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<TriggerState>,
+}
+
+/// What `watch` and `cron_restart` are doing for one app (`l4ctl describe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerState {
+    /// What is watched (`12 folders under /srv/app`), or why nothing is.
+    pub watch: Option<String>,
+    /// Whether `watch` works: false when the sentence in `watch` says why not.
+    pub watching: bool,
+    /// The next `cron_restart`, local time, RFC 3339.
+    pub next_cron_restart: Option<String>,
+    /// Restarts (or rolling reloads) a file change or the schedule caused.
+    pub restarts: u64,
+    /// What caused the last one: `file change: src/app.js`, `cron_restart 0 3 * * *`.
+    pub last: Option<String>,
+    /// When, RFC 3339, UTC.
+    pub last_at: Option<String>,
+    /// Why the last one was not carried out, when it was not.
+    pub last_error: Option<String>,
 }
 
 /// `POST /api/v1/start`.

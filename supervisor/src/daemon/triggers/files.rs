@@ -1,0 +1,400 @@
+//! `watch`: one inotify instance for the whole daemon (one `notify` thread, idle
+//! until the kernel reports a change), a watch on each folder of each watched tree,
+//! and the rule that turns a kernel event into "this app changed".
+//!
+//! Folders are walked here, not by `notify`, so that ignored folders (`node_modules`)
+//! cost no watch at all, links are never followed, and the count is bounded:
+//! [`MAX_WATCH_DIRS`] per app; past it the app is not watched and says why. What
+//! never counts as a change: `ignore_watch`, the app's own log files (and their
+//! rotated files) wherever they are, and anything in the daemon's home and log folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use notify::event::{EventKind, MetadataKind, ModifyKind, RenameMode};
+use notify::{RecursiveMode, Watcher};
+
+use crate::config::WatchSpec;
+use crate::config::triggers::Ignore;
+
+/// Folders one app's `watch` may cover; past it the app is not watched (the sentence
+/// says to add `ignore_watch` patterns).
+pub const MAX_WATCH_DIRS: usize = 8192;
+
+/// Who a watched folder is for: an app's whole tree, or one entry of it: a `watch`
+/// entry is also watched through its parent folder, so a file replaced by rename
+/// (an editor's save) is seen, and a folder removed and made again (`rm -rf dist`)
+/// or made later is walked when it appears.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    Tree,
+    Entry(OsString),
+}
+
+/// An app whose watch had to stop, and why.
+pub(super) type Stopped = (String, String);
+
+/// One `watch` entry: as written (resolved against `cwd`) and as the kernel names it
+/// (a link at the entry itself is followed once; links under it never are).
+#[derive(Debug)]
+struct Root {
+    given: PathBuf,
+    real: PathBuf,
+    /// Names of `given` after `cwd`: the entry itself, never matched by `ignore_watch`.
+    listed: usize,
+}
+
+#[derive(Debug)]
+struct AppWatch {
+    spec: WatchSpec,
+    ignore: Ignore,
+    roots: Vec<Root>,
+    logs: Vec<PathBuf>,
+    /// Folders watched for it.
+    count: usize,
+}
+
+/// Why a folder could not be watched: `fatal` when the app cannot be watched at all
+/// (the kernel's limit, [`MAX_WATCH_DIRS`]), else the folder is skipped (gone
+/// meanwhile, not readable).
+struct NotWatched {
+    fatal: bool,
+    why: String,
+}
+
+pub(super) struct FileWatch {
+    watcher: notify::INotifyWatcher,
+    /// Each watched folder and who watches it.
+    dirs: BTreeMap<PathBuf, BTreeSet<(String, Scope)>>,
+    apps: BTreeMap<String, AppWatch>,
+    /// The daemon's home and log folder: what l4ctl writes is never a change of an app.
+    ours: Vec<PathBuf>,
+}
+
+/// Kernel events that never count: reads, opens, access times (`notify` asks the
+/// kernel for opens, and a walk opens every folder it lists).
+pub(super) fn noise(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)))
+}
+
+impl FileWatch {
+    /// One inotify instance and its thread, which hands each event to `on_event`
+    /// (which must not wait: `watch` calls wait for that thread).
+    pub fn new(
+        on_event: impl Fn(notify::Result<notify::Event>) + Send + 'static,
+        ours: Vec<PathBuf>,
+    ) -> Result<FileWatch, String> {
+        let watcher = notify::INotifyWatcher::new(on_event, notify::Config::default())
+            .map_err(|e| format!("cannot watch files: {}", kernel_sentence(&e)))?;
+        Ok(FileWatch { watcher, dirs: BTreeMap::new(), apps: BTreeMap::new(), ours })
+    }
+
+    /// Watch what `spec` names for `app` (instead of what it watched before); the
+    /// sentence `describe` shows: what is watched, or why nothing is. `logs`: every
+    /// app's log files, never a change.
+    pub fn set(&mut self, app: &str, spec: &WatchSpec, logs: &[PathBuf]) -> Result<String, String> {
+        self.remove(app);
+        let ignore = Ignore::new(&spec.ignore)?;
+        let roots = spec.paths.iter().map(|p| root(p, &spec.base)).collect();
+        let w = AppWatch { spec: spec.clone(), ignore, roots, logs: logs.to_vec(), count: 0 };
+        self.apps.insert(app.to_owned(), w);
+        if let Err(why) = self.arm(app) {
+            self.remove(app);
+            return Err(why);
+        }
+        Ok(self.summary(app))
+    }
+
+    /// Watch each entry of `app` (again: what is watched already stays as it is).
+    fn arm(&mut self, app: &str) -> Result<(), String> {
+        let reals: Vec<PathBuf> =
+            self.apps.get(app).map(|w| w.roots.iter().map(|r| r.real.clone()).collect()).unwrap_or_default();
+        for real in reals {
+            let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+                return Err(format!("cannot watch {}", real.display()));
+            };
+            if let Err(e) = self.add(app, parent, Scope::Entry(name.to_owned())) {
+                return Err(format!("cannot watch {}: {}", real.display(), e.why));
+            }
+            if std::fs::symlink_metadata(&real).is_ok_and(|m| m.is_dir()) {
+                self.walk(app, &real)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What is watched for `app`, as `describe` shows it.
+    pub fn summary(&self, app: &str) -> String {
+        let Some(w) = self.apps.get(app) else { return "not watched".into() };
+        let roots: Vec<String> = w.roots.iter().map(|r| r.given.display().to_string()).collect();
+        format!("{} folder{} under {}", w.count, if w.count == 1 { "" } else { "s" }, roots.join(", "))
+    }
+
+    /// Stop watching for `app`.
+    pub fn remove(&mut self, app: &str) {
+        self.apps.remove(app);
+        let mut empty = Vec::new();
+        for (dir, owners) in &mut self.dirs {
+            owners.retain(|(a, _)| a != app);
+            if owners.is_empty() {
+                empty.push(dir.clone());
+            }
+        }
+        for dir in empty {
+            self.dirs.remove(&dir);
+            let _ = self.watcher.unwatch(&dir);
+        }
+    }
+
+    /// The apps this event changes, each with the path that did; folders that appear
+    /// are watched from now on, folders that go are forgotten. Second: the apps whose
+    /// watch had to stop, each with its sentence.
+    pub fn changed(&mut self, event: &notify::Event) -> (Vec<(String, PathBuf)>, Vec<Stopped>) {
+        let (mut changed, mut stopped) = (Vec::new(), Vec::new());
+        if event.need_rescan() {
+            // Events were lost: every app counts as changed, and folders made meanwhile
+            // are watched now (what is watched stays).
+            let apps: Vec<String> = self.apps.keys().cloned().collect();
+            for app in apps {
+                if let Err(why) = self.arm(&app) {
+                    self.remove(&app);
+                    stopped.push((app.clone(), why));
+                }
+                changed.push((app, PathBuf::from("(events were lost: the queue overflowed)")));
+            }
+            return (changed, stopped);
+        }
+        if noise(&event.kind) {
+            return (changed, stopped);
+        }
+        for path in &event.paths {
+            let owners: Vec<(String, Scope)> = [Some(path.as_path()), path.parent()]
+                .into_iter()
+                .flatten()
+                .filter_map(|d| self.dirs.get(d))
+                .flat_map(|o| o.iter().cloned())
+                .collect();
+            for (app, scope) in owners {
+                if let Scope::Entry(name) = &scope
+                    && path.file_name() != Some(name.as_os_str())
+                    && !self.dirs.contains_key(path)
+                {
+                    continue;
+                }
+                if !self.counts(&app, path) {
+                    continue;
+                }
+                // A folder made (or moved) here is watched too.
+                if !matches!(event.kind, EventKind::Remove(_))
+                    && !self.dirs.contains_key(path)
+                    && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+                    && let Err(why) = self.walk(&app, path)
+                {
+                    self.remove(&app);
+                    stopped.push((app.clone(), why));
+                }
+                if !changed.iter().any(|(a, _)| a == &app) {
+                    changed.push((app, path.clone()));
+                }
+            }
+        }
+        // A folder that was removed or moved away is no longer watched (the kernel
+        // dropped its watch): one made again at its path is a new folder.
+        let gone: &[PathBuf] = match event.kind {
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => &event.paths,
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[..event.paths.len().min(1)],
+            _ => &[],
+        };
+        for path in gone {
+            self.forget(path);
+        }
+        (changed, stopped)
+    }
+
+    /// Stop counting `path` and every folder under it as watched.
+    fn forget(&mut self, path: &Path) {
+        let under: Vec<PathBuf> = self
+            .dirs
+            .range(path.to_path_buf()..)
+            .map(|(d, _)| d)
+            .take_while(|d| d.starts_with(path))
+            .cloned()
+            .collect();
+        for dir in under {
+            let owners = self.dirs.remove(&dir).unwrap_or_default();
+            // A parent watched only for an entry (`Entry`) of a root stays: the root may come back.
+            let kept: BTreeSet<(String, Scope)> = owners.iter().filter(|(_, s)| *s != Scope::Tree).cloned().collect();
+            for (app, _) in owners.iter().filter(|(_, s)| *s == Scope::Tree) {
+                if let Some(w) = self.apps.get_mut(app) {
+                    w.count = w.count.saturating_sub(1);
+                }
+            }
+            if kept.is_empty() {
+                let _ = self.watcher.unwatch(&dir);
+            } else {
+                self.dirs.insert(dir, kept);
+            }
+        }
+    }
+
+    /// Whether a change of `path` (as the kernel names it) is a change of `app`.
+    fn counts(&self, app: &str, path: &Path) -> bool {
+        let Some(w) = self.apps.get(app) else { return false };
+        // The path as written in the config: under which entry, and how many of its names are the entry's.
+        let Some((given, root)) = w.roots.iter().find_map(|r| {
+            let below = path.strip_prefix(&r.real).ok()?;
+            Some((if below.as_os_str().is_empty() { r.given.clone() } else { r.given.join(below) }, r))
+        }) else {
+            return false;
+        };
+        if self.ours.iter().any(|d| path.starts_with(d) || given.starts_with(d)) {
+            return false;
+        }
+        let name = given.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        if w.logs.iter().any(|log| log.parent() == given.parent() && crate::logs::rotate::belongs_to(log, &name)) {
+            return false;
+        }
+        match given.strip_prefix(&w.spec.base) {
+            Ok(rel) => !w.ignore.matches(rel, root.listed),
+            Err(_) => !w.ignore.matches(given.strip_prefix(&root.given).unwrap_or(&given), 0),
+        }
+    }
+
+    /// Watch `top` and every folder under it that is not ignored, never through a link.
+    fn walk(&mut self, app: &str, top: &Path) -> Result<(), String> {
+        let mut stack = vec![top.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            match self.add(app, &dir, Scope::Tree) {
+                Ok(()) => {}
+                Err(e) if e.fatal => return Err(e.why),
+                // Gone meanwhile, or not ours to read: skipped, the rest is watched.
+                Err(e) => {
+                    tracing::debug!(app, folder = %dir.display(), "not watched: {}", e.why);
+                    continue;
+                }
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                // The entry's own type: a link to a folder is not followed.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && self.counts(app, &entry.path()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, app: &str, dir: &Path, scope: Scope) -> Result<(), NotWatched> {
+        let tree = scope == Scope::Tree;
+        let known = self.dirs.get(dir).is_some_and(|o| o.contains(&(app.to_owned(), scope.clone())));
+        if known {
+            return Ok(());
+        }
+        if tree && self.apps.get(app).is_some_and(|w| w.count >= MAX_WATCH_DIRS) {
+            let roots = self
+                .apps
+                .get(app)
+                .map(|w| w.roots.iter().map(|r| r.given.display().to_string()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            return Err(NotWatched {
+                fatal: true,
+                why: format!(
+                    "not watched: more than {MAX_WATCH_DIRS} folders under {roots}; add `ignore_watch` patterns for the folders that are not code, or list the code's folders in `watch`"
+                ),
+            });
+        }
+        if !self.dirs.contains_key(dir) {
+            self.watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| NotWatched {
+                fatal: matches!(e.kind, notify::ErrorKind::MaxFilesWatch),
+                why: format!("cannot watch {}: {}", dir.display(), kernel_sentence(&e)),
+            })?;
+        }
+        self.dirs.entry(dir.to_path_buf()).or_default().insert((app.to_owned(), scope));
+        if tree && let Some(w) = self.apps.get_mut(app) {
+            w.count += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A `watch` entry as the kernel names it: a link at the entry (or above it) is
+/// resolved once; an entry that does not exist yet keeps its resolved folder.
+fn root(given: &Path, base: &Path) -> Root {
+    let real = std::fs::canonicalize(given).unwrap_or_else(|_| match (given.parent(), given.file_name()) {
+        (Some(parent), Some(name)) => {
+            std::fs::canonicalize(parent).map_or_else(|_| given.to_path_buf(), |p| p.join(name))
+        }
+        _ => given.to_path_buf(),
+    });
+    let listed = given.strip_prefix(base).map_or(0, |rel| rel.components().count());
+    Root { given: given.to_path_buf(), real, listed }
+}
+
+/// A `notify` error as a sentence, naming the kernel limit when that is the cause.
+fn kernel_sentence(e: &notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => {
+            let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").unwrap_or_default();
+            format!(
+                "the kernel's limit of inotify watches for this user is reached (fs.inotify.max_user_watches = {}); raise it with sysctl, or watch fewer folders",
+                limit.trim()
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: &Path) -> WatchSpec {
+        WatchSpec {
+            paths: vec![root.to_path_buf()],
+            base: root.to_path_buf(),
+            ignore: crate::config::triggers::DEFAULT_IGNORE.iter().map(|s| (*s).to_owned()).collect(),
+            delay: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_tree_of_max_watch_dirs_folders_is_watched_and_one_more_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("app");
+        // The root and MAX_WATCH_DIRS - 1 folders under it, 100 per parent; an ignored
+        // and a linked folder cost nothing.
+        for i in 0..MAX_WATCH_DIRS - 1 {
+            std::fs::create_dir_all(root.join(format!("d{}/e{i}", i / 100))).unwrap();
+        }
+        let parents = (MAX_WATCH_DIRS - 1).div_ceil(100);
+        for i in 0..parents {
+            std::fs::remove_dir(root.join(format!("d{}/e{}", i, i * 100))).unwrap();
+        }
+        std::fs::create_dir_all(root.join("node_modules/x/y")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
+        let mut w = FileWatch::new(|_| {}, vec![]).unwrap();
+        let at_limit = w.set("a", &spec(&root), &[]).unwrap();
+        assert_eq!(at_limit, format!("{MAX_WATCH_DIRS} folders under {}", root.display()));
+        std::fs::create_dir(root.join("one-more")).unwrap();
+        let why = w.set("a", &spec(&root), &[]).unwrap_err();
+        assert!(why.starts_with(&format!("not watched: more than {MAX_WATCH_DIRS} folders under")), "{why}");
+        assert!(why.contains("add `ignore_watch` patterns"), "{why}");
+        assert!(w.dirs.is_empty(), "nothing of a refused app stays watched");
+    }
+
+    #[test]
+    fn log_files_rotated_files_and_the_daemons_folders_are_never_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let mut w = FileWatch::new(|_| {}, vec![root.join("run")]).unwrap();
+        w.set("a", &spec(&root), &[root.join("app-out.log")]).unwrap();
+        assert!(!w.counts("a", &root.join("app-out.log")));
+        assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz")));
+        assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz.tmp")));
+        assert!(!w.counts("a", &root.join("run/state.json")));
+        assert!(!w.counts("a", &root.join(".git/index")));
+        assert!(w.counts("a", &root.join("app-out.js")));
+        assert!(w.counts("a", &root.join("app.log")));
+    }
+}
