@@ -8,6 +8,7 @@
 mod app_rules;
 mod diag;
 pub mod dsn;
+mod glob;
 mod listen;
 mod nginx;
 pub mod pm2;

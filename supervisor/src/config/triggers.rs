@@ -9,12 +9,12 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::diag::Report;
+use super::glob::Glob;
 use super::normalize;
 use super::schema::AppSection;
 
@@ -95,45 +95,41 @@ fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// `cwd`, or any folder above it (`client/img` ignores `client/img/a.png`).
 #[derive(Debug, Clone)]
 pub struct Ignore {
-    names: GlobSet,
-    paths: GlobSet,
+    names: Vec<Glob>,
+    paths: Vec<Glob>,
 }
 
 impl Ignore {
     pub fn new(patterns: &[String]) -> Result<Ignore, String> {
-        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        let (mut names, mut paths) = (Vec::new(), Vec::new());
         for p in patterns {
-            let p = p.strip_prefix("./").unwrap_or(p);
-            let glob = GlobBuilder::new(p.trim_end_matches('/'))
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!("invalid pattern {p:?} in `ignore_watch`: {}", e.kind()))?;
-            if p.trim_end_matches('/').contains('/') {
-                paths.add(glob)
+            let p = p.strip_prefix("./").unwrap_or(p).trim_end_matches('/');
+            let globs =
+                super::glob::compile(p).map_err(|why| format!("invalid pattern {p:?} in `ignore_watch`: {why}"))?;
+            if p.contains('/') {
+                paths.extend(globs)
             } else {
-                names.add(glob)
+                names.extend(globs)
             };
         }
-        let built = |b: GlobSetBuilder| b.build().map_err(|e| format!("`ignore_watch`: {e}"));
-        Ok(Ignore { names: built(names)?, paths: built(paths)? })
+        Ok(Ignore { names, paths })
     }
 
     /// Whether `rel` (a path relative to the app's `cwd`) is ignored, judging only
     /// the names after its first `listed` ones: those name a `watch` entry itself,
     /// which is watched even when a pattern would match it (`watch = [".env"]`).
     pub fn matches(&self, rel: &Path, listed: usize) -> bool {
-        let mut prefix = PathBuf::new();
-        for (i, c) in rel.components().enumerate() {
-            let Component::Normal(name) = c else { continue };
-            prefix.push(name);
-            if i < listed {
-                continue;
-            }
-            if self.names.is_match(Path::new(name)) || self.paths.is_match(&prefix) {
-                return true;
-            }
-        }
-        false
+        let names: Vec<std::borrow::Cow<'_, str>> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_string_lossy()),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
+        (listed..names.len()).any(|i| {
+            self.names.iter().any(|g| g.matches(&names[i..=i])) || self.paths.iter().any(|g| g.matches(&names[..=i]))
+        })
     }
 }
 
@@ -244,7 +240,7 @@ mod tests {
     #[test]
     fn a_broken_pattern_and_a_broken_cron_expression_get_a_sentence() {
         let e = Ignore::new(&["src/[".to_owned()]).unwrap_err();
-        assert!(e.contains("invalid pattern \"src/[\" in `ignore_watch`"), "{e}");
+        assert_eq!(e, "invalid pattern \"src/[\" in `ignore_watch`: an unclosed `[`");
         let e = parse_cron("61 * * * *").unwrap_err();
         assert!(e.contains("invalid cron expression \"61 * * * *\""), "{e}");
         assert!(parse_cron("0 3 * * *").is_ok() && parse_cron("* * * * * *").is_ok());

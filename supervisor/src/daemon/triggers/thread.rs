@@ -11,7 +11,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
 
 use tokio::sync::mpsc;
 
@@ -44,13 +43,15 @@ enum Input {
 
 /// The triggers task's end: commands go in, reports come out.
 pub(super) struct Watching {
-    tx: Sender<Input>,
+    tx: mpsc::UnboundedSender<Input>,
 }
 
 impl Watching {
     /// Start the thread (and inotify); `ours` are the daemon's folders, never a change.
     pub fn start(ours: Vec<PathBuf>) -> Result<(Watching, mpsc::Receiver<Report>), String> {
-        let (tx, rx) = channel::<Input>();
+        // tokio's channel, read blocking on the thread: one channel implementation in the
+        // daemon's code pages rather than two.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
         let queued = Arc::new(AtomicUsize::new(0));
         let overflowed = Arc::new(AtomicBool::new(false));
         let on_event = {
@@ -72,7 +73,7 @@ impl Watching {
         let (report_tx, reports) = mpsc::channel(REPORTS);
         std::thread::Builder::new()
             .name("l4-watch".into())
-            .spawn(move || serve(files, &rx, &queued, &overflowed, &report_tx))
+            .spawn(move || serve(files, &mut rx, &queued, &overflowed, &report_tx))
             .map_err(|e| format!("cannot start the watch thread: {e}"))?;
         Ok((Watching { tx }, reports))
     }
@@ -90,12 +91,12 @@ impl Drop for Watching {
 
 fn serve(
     mut files: FileWatch,
-    rx: &Receiver<Input>,
+    rx: &mut mpsc::UnboundedReceiver<Input>,
     queued: &AtomicUsize,
     overflowed: &AtomicBool,
     out: &mpsc::Sender<Report>,
 ) {
-    while let Ok(input) = rx.recv() {
+    while let Some(input) = rx.blocking_recv() {
         let mut reports = Vec::new();
         match input {
             Input::Quit => return,
