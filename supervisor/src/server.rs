@@ -69,6 +69,15 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
         }
     };
     tracing::info!(home = %resolved.home.display(), log_dir = %log_dir.display(), pid = std::process::id(), "daemon started");
+    // Fault injection for the test of the watchdog's limit: the daemon aborts this many
+    // milliseconds after its start, every time; not in release builds.
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("L4_FAILPOINT_DAEMON_ABORT_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            std::process::abort();
+        });
+    }
     let mut settings = resolved.daemon.clone();
     settings.log_dir = log_dir;
     // Listen for SIGTERM/SIGINT before anything else runs, so an early one still stops the apps.

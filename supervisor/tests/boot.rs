@@ -85,6 +85,24 @@ fn the_daemon_tells_systemd_ready_status_watchdog_and_stopping() {
 }
 
 #[test]
+fn ready_waits_at_most_sixty_seconds_for_an_app_that_never_settles() {
+    // Starting for up to an hour: it never says READY=1 and its listen_timeout is 1 h.
+    let env = Env::new(&sh_app("slow", "exec sleep 1000", "ready = \"notify\"\nlisten_timeout = \"1h\""));
+    let (sock, sock_path) = notify_socket(&env);
+    let started = Instant::now();
+    let mut daemon = under_systemd(&env, &sock_path, "600000000", &[]);
+    let got = receive_until(&sock, Duration::from_secs(150), |g| g.iter().any(|l| l == "READY=1"));
+    let waited = started.elapsed();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for(Duration::from_secs(30), "the daemon to exit", || daemon.try_wait().unwrap());
+    assert!(got.contains(&"READY=1".to_owned()), "READY=1 within 150 s: {got:?}");
+    assert!(got.contains(&"STATUS=1 app, 0 of 1 instance online".to_owned()), "{got:?}");
+    // Sixty seconds after the apps were asked for (the daemon's start is part of `waited`).
+    assert!(waited >= Duration::from_secs(60), "READY=1 came after {waited:?}, before the app settled");
+    eprintln!("READY=1 after {waited:?}");
+}
+
+#[test]
 fn startup_writes_a_notify_unit_that_systemd_accepts_and_unstartup_removes_it() {
     let env = Env::new("");
     let out = env.l4(&["startup", "--print", "--user", "root"]);

@@ -276,6 +276,19 @@ fn a_failed_start_says_why_in_the_worker_s_words_and_names_socket_app_for_eaddri
 }
 
 #[test]
+fn a_failed_start_carries_exactly_the_last_five_lines_of_stderr() {
+    // Seven lines, blank ones between (not counted), then an exit before READY=1.
+    let script = "for i in 1 2 3 4 5 6 7; do echo \"line $i of 7\" >&2; echo >&2; done; exit 3";
+    let env = Env::new(&sh_app("talker", script, "ready = \"notify\""));
+    let out = env.l4(&["start", env.config().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = err.lines().skip_while(|l| !l.ends_with("its stderr ended with:")).skip(1).collect();
+    let quoted: Vec<&str> = tail.iter().take_while(|l| l.starts_with("    ")).map(|l| l.trim()).collect();
+    assert_eq!(quoted, ["line 3 of 7", "line 4 of 7", "line 5 of 7", "line 6 of 7", "line 7 of 7"], "{err}");
+}
+
+#[test]
 fn a_script_cannot_take_the_name_of_an_app_from_a_config_file_and_a_config_without_toml_suffix_is_a_config() {
     let env = Env::new(&sh_app("cfg", "exec sleep 1000", ""));
     env.start();

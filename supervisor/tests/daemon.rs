@@ -107,6 +107,28 @@ fn kill_stops_apps_then_the_daemon() {
 }
 
 #[test]
+fn the_watchdog_gives_up_after_five_quick_deaths_in_a_row_and_says_so() {
+    let env = Env::new(&sh_app("idle", "exec sleep 1000", ""));
+    // Every run of the daemon aborts 1.5 s after its start (a debug-build failpoint the
+    // watchdog's runs inherit): five quick deaths, each well within 10 s of its start.
+    let out = env
+        .cmd(&["start", env.config().to_str().unwrap()])
+        .env("L4_FAILPOINT_DAEMON_ABORT_MS", "1500")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.watchdogs().len(), 1);
+    let said = wait_for(Duration::from_secs(90), "the watchdog to give up", || {
+        let out = std::fs::read_to_string(env.home().join("daemon.out")).unwrap_or_default();
+        (env.watchdogs().is_empty() && out.contains("giving up")).then_some(out)
+    });
+    let again = said.lines().filter(|l| l.contains("starting it again with the saved apps")).count();
+    assert_eq!(again, 4, "four restarts, then the fifth quick death ends it:\n{said}");
+    assert!(said.contains("the daemon died 5 times within 10s of starting; giving up (see l4ctl.log)"), "{said}");
+    assert!(env.try_daemon_pid().is_none_or(|p| !alive(p)), "no daemon is left");
+}
+
+#[test]
 fn a_sigkilled_background_daemon_is_started_again_by_its_watchdog_and_its_apps_serve_again() {
     let port = free_ports(1);
     let env = Env::new(&sh_app(
