@@ -267,6 +267,30 @@ fn a_script_starts_without_a_config_file_as_pm2_start_and_comes_back_after_kill(
     assert!(String::from_utf8_lossy(&out.stderr).contains("instances must be between 1 and 1024"), "{}", text(&out));
 }
 
+#[test]
+fn a_script_started_with_watch_restarts_on_a_change_in_its_folder_and_has_its_cron_time() {
+    let dir = folder();
+    let d = dir.path();
+    std::fs::write(d.join("tick.sh"), "exec sleep 1000\n").unwrap();
+    let _daemon = Daemon(d);
+    let out = l4(d, &["start", "tick.sh", "--watch", "--cron-restart", "0 3 * * *"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(d.join("run/apps/tick.toml")).unwrap();
+    assert!(written.contains("watch = true") && written.contains("cron_restart = \"0 3 * * *\""), "{written}");
+    let triggers = || {
+        let out = l4(d, &["describe", "tick", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["triggers"].clone()
+    };
+    let t = wait_for(Duration::from_secs(30), "the watch armed", || Some(triggers()).filter(|t| t["watching"] == true));
+    assert!(t["next_cron_restart"].as_str().is_some_and(|n| n.contains("T03:00:00")), "{t}");
+    // The daemon's home (`run/`, in the watched folder) writes all along and never counts.
+    std::fs::write(d.join("lib.sh"), "x").unwrap();
+    let t = wait_for(Duration::from_secs(30), "a restart by the change", || {
+        Some(triggers()).filter(|t| t["restarts"] == 1)
+    });
+    assert_eq!(t["last"], "file change: lib.sh", "{t}");
+}
+
 /// The `l4ctl` lines of the README's walkthrough, in order (comments dropped).
 fn walkthrough() -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();

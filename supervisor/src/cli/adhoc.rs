@@ -1,6 +1,6 @@
 //! `l4ctl start SCRIPT [--name N] [-i N|max] [--port P] [--env-var K=V]...
-//! [--max-memory-restart 1G] [--interpreter I] [-- ARGS...]`: an app without a
-//! config file, as `pm2 start app.js` does.
+//! [--max-memory-restart 1G] [--interpreter I] [--watch] [--cron-restart CRON]
+//! [-- ARGS...]`: an app without a config file, as `pm2 start app.js` does.
 //!
 //! The command writes the app as a small config file of its own,
 //! `<home>/apps/<name>.toml` (mode 0600, in the daemon's home, which only its
@@ -25,6 +25,8 @@ pub struct AdHoc {
     pub env: Vec<String>,
     pub max_memory_restart: Option<String>,
     pub interpreter: Option<String>,
+    pub watch: bool,
+    pub cron_restart: Option<String>,
     pub args: Vec<String>,
 }
 
@@ -37,6 +39,8 @@ impl AdHoc {
             || !self.env.is_empty()
             || self.max_memory_restart.is_some()
             || self.interpreter.is_some()
+            || self.watch
+            || self.cron_restart.is_some()
             || !self.args.is_empty()
     }
 }
@@ -75,6 +79,12 @@ pub fn config(adhoc: &AdHoc, cwd: &Path) -> Result<(String, String), String> {
     }
     if let Some(m) = &adhoc.max_memory_restart {
         s.key("max_memory_restart", m.as_str());
+    }
+    if adhoc.watch {
+        s.key("watch", true);
+    }
+    if let Some(c) = &adhoc.cron_restart {
+        s.key("cron_restart", c.as_str());
     }
     let mut sections = vec![s];
     if !adhoc.env.is_empty() {

@@ -50,6 +50,12 @@ pub enum Command {
         /// The program that runs the script [default: by extension, as PM2: .js node, .py python3, ...; `none` runs it].
         #[arg(long)]
         interpreter: Option<String>,
+        /// Restart a script's app when a file in the current folder changes (PM2's `--watch`).
+        #[arg(long)]
+        watch: bool,
+        /// Restart a script's app on a cron schedule, local time (e.g. "0 3 * * *").
+        #[arg(long, value_name = "CRON")]
+        cron_restart: Option<String>,
         /// The script's own arguments, after `--`.
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,

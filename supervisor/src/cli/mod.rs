@@ -77,7 +77,19 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> ExitCode {
     match &cli.command {
-        Command::Start { target, env_name, name, instances, port, env_var, max_memory_restart, interpreter, args } => {
+        Command::Start {
+            target,
+            env_name,
+            name,
+            instances,
+            port,
+            env_var,
+            max_memory_restart,
+            interpreter,
+            watch,
+            cron_restart,
+            args,
+        } => {
             let adhoc = adhoc::AdHoc {
                 script: target.clone().unwrap_or_default(),
                 name: name.clone(),
@@ -86,6 +98,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 env: env_var.clone(),
                 max_memory_restart: max_memory_restart.clone(),
                 interpreter: interpreter.clone(),
+                watch: *watch,
+                cron_restart: cron_restart.clone(),
                 args: args.clone(),
             };
             start(&cli, target.as_deref(), env_name.clone(), adhoc).await
