@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use notify::event::{EventKind, MetadataKind, ModifyKind, RenameMode};
+use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 
+use super::entries::{Root, kernel_sentence, noise, root};
 use crate::config::WatchSpec;
 use crate::config::triggers::Ignore;
 
@@ -34,16 +35,6 @@ enum Scope {
 
 /// An app whose watch had to stop, and why.
 pub(super) type Stopped = (String, String);
-
-/// One `watch` entry: as written (resolved against `cwd`) and as the kernel names it
-/// (a link at the entry itself is followed once; links under it never are).
-#[derive(Debug)]
-struct Root {
-    given: PathBuf,
-    real: PathBuf,
-    /// Names of `given` after `cwd`: the entry itself, never matched by `ignore_watch`.
-    listed: usize,
-}
 
 #[derive(Debug)]
 struct AppWatch {
@@ -70,12 +61,6 @@ pub(super) struct FileWatch {
     apps: BTreeMap<String, AppWatch>,
     /// The daemon's home and log folder: what l4ctl writes is never a change of an app.
     ours: Vec<PathBuf>,
-}
-
-/// Kernel events that never count: reads, opens, access times (`notify` asks the
-/// kernel for opens, and a walk opens every folder it lists).
-pub(super) fn noise(kind: &EventKind) -> bool {
-    matches!(kind, EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)))
 }
 
 impl FileWatch {
@@ -318,83 +303,6 @@ impl FileWatch {
     }
 }
 
-/// A `watch` entry as the kernel names it: a link at the entry (or above it) is
-/// resolved once; an entry that does not exist yet keeps its resolved folder.
-fn root(given: &Path, base: &Path) -> Root {
-    let real = std::fs::canonicalize(given).unwrap_or_else(|_| match (given.parent(), given.file_name()) {
-        (Some(parent), Some(name)) => {
-            std::fs::canonicalize(parent).map_or_else(|_| given.to_path_buf(), |p| p.join(name))
-        }
-        _ => given.to_path_buf(),
-    });
-    let listed = given.strip_prefix(base).map_or(0, |rel| rel.components().count());
-    Root { given: given.to_path_buf(), real, listed }
-}
-
-/// A `notify` error as a sentence, naming the kernel limit when that is the cause.
-fn kernel_sentence(e: &notify::Error) -> String {
-    match &e.kind {
-        notify::ErrorKind::MaxFilesWatch => {
-            let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").unwrap_or_default();
-            format!(
-                "the kernel's limit of inotify watches for this user is reached (fs.inotify.max_user_watches = {}); raise it with sysctl, or watch fewer folders",
-                limit.trim()
-            )
-        }
-        _ => e.to_string(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(root: &Path) -> WatchSpec {
-        WatchSpec {
-            paths: vec![root.to_path_buf()],
-            base: root.to_path_buf(),
-            ignore: crate::config::triggers::DEFAULT_IGNORE.iter().map(|s| (*s).to_owned()).collect(),
-            delay: std::time::Duration::from_secs(1),
-        }
-    }
-
-    #[test]
-    fn a_tree_of_max_watch_dirs_folders_is_watched_and_one_more_is_refused_with_the_way_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("app");
-        // The root and MAX_WATCH_DIRS - 1 folders under it, 100 per parent; an ignored
-        // and a linked folder cost nothing.
-        for i in 0..MAX_WATCH_DIRS - 1 {
-            std::fs::create_dir_all(root.join(format!("d{}/e{i}", i / 100))).unwrap();
-        }
-        let parents = (MAX_WATCH_DIRS - 1).div_ceil(100);
-        for i in 0..parents {
-            std::fs::remove_dir(root.join(format!("d{}/e{}", i, i * 100))).unwrap();
-        }
-        std::fs::create_dir_all(root.join("node_modules/x/y")).unwrap();
-        std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
-        let mut w = FileWatch::new(|_| {}, vec![]).unwrap();
-        let at_limit = w.set("a", &spec(&root), &[]).unwrap();
-        assert_eq!(at_limit, format!("{MAX_WATCH_DIRS} folders under {}", root.display()));
-        std::fs::create_dir(root.join("one-more")).unwrap();
-        let why = w.set("a", &spec(&root), &[]).unwrap_err();
-        assert!(why.starts_with(&format!("not watched: more than {MAX_WATCH_DIRS} folders under")), "{why}");
-        assert!(why.contains("add `ignore_watch` patterns"), "{why}");
-        assert!(w.dirs.is_empty(), "nothing of a refused app stays watched");
-    }
-
-    #[test]
-    fn log_files_rotated_files_and_the_daemons_folders_are_never_a_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let mut w = FileWatch::new(|_| {}, vec![root.join("run")]).unwrap();
-        w.set("a", &spec(&root), &[root.join("app-out.log")]).unwrap();
-        assert!(!w.counts("a", &root.join("app-out.log")));
-        assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz")));
-        assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz.tmp")));
-        assert!(!w.counts("a", &root.join("run/state.json")));
-        assert!(!w.counts("a", &root.join(".git/index")));
-        assert!(w.counts("a", &root.join("app-out.js")));
-        assert!(w.counts("a", &root.join("app.log")));
-    }
-}
+#[path = "files_tests.rs"]
+mod tests;

@@ -11,7 +11,9 @@
 //! make one more restart after it. A stopped app stays stopped. What happened is
 //! kept for `l4ctl describe` ([`super::handle::TriggerNotes`]).
 
+mod entries;
 mod files;
+mod restart;
 mod schedule;
 mod thread;
 
@@ -22,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::handle::TriggerNotes;
-use super::{AppTriggers, Error, Handle, Op, Target};
-use crate::lifecycle::State;
+use super::{AppTriggers, Handle};
+use restart::{Outcome, restart};
 use schedule::Schedule;
 use thread::{Command, Report, Watching};
 
@@ -36,16 +38,6 @@ pub const MAX_WAIT_FACTOR: u32 = 10;
 /// `ours`: the daemon's home and log folder, never watched.
 pub fn spawn(handle: Handle, specs: watch::Receiver<Vec<AppTriggers>>, ours: Vec<PathBuf>) {
     tokio::spawn(run(handle, specs, ours));
-}
-
-/// What became of one restart.
-enum Outcome {
-    Done,
-    /// Not carried out, on purpose (the sentence says why).
-    Skipped(String),
-    /// A rolling reload of the app is under way: again once it is over.
-    Busy,
-    Failed(String),
 }
 
 /// One app with triggers.
@@ -294,41 +286,6 @@ impl Task {
                 let _ = done.send((app, outcome));
             });
         }
-    }
-}
-
-/// Restart `app` as `l4ctl reload` (when `rolling`) or `l4ctl restart` would.
-async fn restart(handle: &Handle, app: &str, rolling: bool) -> Outcome {
-    let d = match handle.describe(app).await {
-        Ok(d) => d,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    if d.instances.iter().all(|i| i.state == State::Stopped) {
-        return Outcome::Skipped(Error::Stopped(app.to_owned()).to_string());
-    }
-    let report = if rolling {
-        match handle.plan_reload(app, None).await {
-            Ok(mut plan) => {
-                // What `l4ctl stop` stopped stays stopped; the actor checks again at each step.
-                let stopped: Vec<u32> =
-                    d.instances.iter().filter(|i| i.state == State::Stopped).map(|i| i.instance).collect();
-                plan.plan.instances.retain(|i| !stopped.contains(i));
-                plan.plan.renew = true;
-                handle.reload(&plan, |_| {}).await
-            }
-            Err(Error::ReloadUnderWay(_)) => return Outcome::Busy,
-            Err(e) => Err(e),
-        }
-    } else {
-        handle.control(Target::App(app.to_owned()), Op::Renew).await
-    };
-    match report {
-        // Stopped meanwhile: `Renew` restarted nothing.
-        Ok(r) if r.apps.is_empty() => Outcome::Skipped(Error::Stopped(app.to_owned()).to_string()),
-        Ok(r) if r.failed.is_empty() => Outcome::Done,
-        Ok(r) => Outcome::Failed(format!("{} did not come up", r.failed.join(", "))),
-        Err(e @ Error::Stopped(_)) => Outcome::Skipped(e.to_string()),
-        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 

@@ -58,7 +58,7 @@ impl Watching {
             let (tx, queued, overflowed) = (tx.clone(), queued.clone(), overflowed.clone());
             move |e: notify::Result<notify::Event>| {
                 // Reads and opens (a walk opens every folder) are never queued.
-                if e.as_ref().is_ok_and(|e| super::files::noise(&e.kind)) {
+                if e.as_ref().is_ok_and(|e| super::entries::noise(&e.kind)) {
                     return;
                 }
                 if queued.fetch_add(1, Ordering::AcqRel) >= EVENT_QUEUE {
