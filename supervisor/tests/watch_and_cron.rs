@@ -84,6 +84,37 @@ fn a_file_change_restarts_the_app_once_per_burst_and_ignored_files_and_its_own_l
 }
 
 #[test]
+fn two_apps_watching_one_folder_both_see_a_new_folder_and_neither_counts_the_other_s_log() {
+    // `writer` logs into the shared folder every 20 ms; `quiet` watches the same folder.
+    let apps = format!(
+        "{}\n{}",
+        sh_app("quiet", "exec sleep 1000", "watch = true\nwatch_delay = 300"),
+        sh_app(
+            "writer",
+            "while true; do echo tick; sleep 0.02; done",
+            "watch = true\nwatch_delay = 300\nout_file = \"writer-out.log\""
+        )
+    );
+    let env = Env::new(&apps);
+    std::fs::create_dir(env.path("src")).unwrap();
+    env.start();
+    for app in ["quiet", "writer"] {
+        wait_for(Duration::from_secs(30), "the watch armed", || {
+            (describe(&env, app)["triggers"]["watching"] == true).then_some(())
+        });
+    }
+    // A folder made later holds the change: each app watches it, not only the first.
+    std::fs::create_dir(env.path("src/new")).unwrap();
+    for app in ["quiet", "writer"] {
+        assert_eq!(after_restarts(&env, app, 1), "file change: src/new", "{app}");
+    }
+    std::fs::write(env.path("src/new/a.js"), "x").unwrap();
+    for app in ["quiet", "writer"] {
+        assert_eq!(after_restarts(&env, app, 2), "file change: src/new/a.js", "{app}: not the other's log");
+    }
+}
+
+#[test]
 fn a_watched_folder_made_later_removed_and_made_again_is_watched_each_time() {
     let env = Env::new(&sh_app("site", "exec sleep 1000", "watch = [\"dist\"]\nwatch_delay = 200"));
     env.start();

@@ -30,7 +30,11 @@ enum Part {
 
 /// One compiled pattern (one alternative of its braces).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(Vec<Part>);
+pub struct Glob {
+    parts: Vec<Part>,
+    /// The alternative has a `/`: it matches a path from the app's folder, else any one name.
+    pub anchored: bool,
+}
 
 /// A pattern's alternatives, compiled, or the sentence that says what is wrong.
 pub fn compile(pattern: &str) -> Result<Vec<Glob>, String> {
@@ -77,6 +81,7 @@ fn expand(p: &str, out: &mut Vec<String>) -> Result<(), String> {
 }
 
 fn parse(p: &str) -> Result<Glob, String> {
+    let anchored = p.trim_end_matches('/').contains('/');
     let mut parts: Vec<Part> = Vec::new();
     for name in p.split('/').filter(|n| !n.is_empty()) {
         if name == "**" {
@@ -96,19 +101,26 @@ fn parse(p: &str) -> Result<Glob, String> {
                     let negated = it.next_if(|c| *c == '!' || *c == '^').is_some();
                     let mut ranges = Vec::new();
                     loop {
-                        let Some(lo) = it.next() else { return Err("an unclosed `[`".into()) };
-                        if lo == ']' && !ranges.is_empty() {
-                            break;
-                        }
-                        let hi = if it.peek() == Some(&'-') {
+                        let lo = match it.next() {
+                            None => return Err("an unclosed `[`".into()),
+                            Some(']') if !ranges.is_empty() => break,
+                            Some('\\') => it.next().ok_or("an unclosed `[`")?,
+                            Some(c) => c,
+                        };
+                        // `a-z`; a `-` before the closing `]` is itself (`[a-]`).
+                        let hi = if it.peek() == Some(&'-') && it.clone().nth(1).is_some_and(|c| c != ']') {
                             it.next();
                             match it.next() {
-                                Some(']') | None => return Err("a range without its end in `[]`".into()),
-                                Some(hi) => hi,
+                                Some('\\') => it.next().ok_or("an unclosed `[`")?,
+                                Some(c) => c,
+                                None => return Err("an unclosed `[`".into()),
                             }
                         } else {
                             lo
                         };
+                        if hi < lo {
+                            return Err(format!("the range `{lo}-{hi}` in `[]` is backwards"));
+                        }
                         ranges.push((lo, hi));
                     }
                     Tok::Class { negated, ranges }
@@ -118,23 +130,27 @@ fn parse(p: &str) -> Result<Glob, String> {
         }
         parts.push(Part::Name(toks));
     }
-    Ok(Glob(parts))
+    Ok(Glob { parts, anchored })
 }
 
 impl Glob {
-    /// Whether the names of a path (folders, then the file) match.
+    /// Whether the names of a path (folders, then the file) match: each part against
+    /// each name once (`fits[i][j]`: parts `i..` match names `j..`), so `**` costs
+    /// O(parts × names) however many there are.
     pub fn matches(&self, names: &[&str]) -> bool {
-        fn parts(g: &[Part], names: &[&str]) -> bool {
-            match g.split_first() {
-                None => names.is_empty(),
-                Some((Part::Deep, rest)) => (0..=names.len()).any(|i| parts(rest, &names[i..])),
-                Some((Part::Name(toks), rest)) => {
-                    names.first().is_some_and(|n| name(toks, &n.chars().collect::<Vec<_>>()))
-                        && parts(rest, &names[1..])
-                }
+        let (p, n) = (self.parts.len(), names.len());
+        let chars: Vec<Vec<char>> = names.iter().map(|s| s.chars().collect()).collect();
+        let mut fits = vec![vec![false; n + 1]; p + 1];
+        fits[p][n] = true;
+        for i in (0..p).rev() {
+            for j in (0..=n).rev() {
+                fits[i][j] = match &self.parts[i] {
+                    Part::Deep => fits[i + 1][j] || (j < n && fits[i][j + 1]),
+                    Part::Name(toks) => j < n && fits[i + 1][j + 1] && name(toks, &chars[j]),
+                };
             }
         }
-        parts(&self.0, names)
+        fits[0][0]
     }
 }
 
@@ -189,6 +205,18 @@ mod tests {
         assert!(!m("*", "a/b"), "`*` stays within one name");
         assert!(m("\\*", "*") && !m("\\*", "a"));
         assert!(m("*a*b*c*", "xxaxxbxxcxx") && !m("*a*b*c*", "xxaxxcxxbxx"));
+        assert!(m("[a-]", "-") && m("[a-]", "a") && m("[\\]]", "]") && m("x[\\-]", "x-"));
+        assert!(compile("{x,a/b}").unwrap().iter().map(|g| g.anchored).eq([false, true]), "per alternative");
+    }
+
+    #[test]
+    fn many_deep_parts_match_in_polynomial_time() {
+        // 50 `**` between names, against 40 folders: exponential by recursion, instant here.
+        let p = vec!["**/x"; 50].join("/") + "/y";
+        let path: Vec<&str> = std::iter::repeat_n("x", 40).chain(["z"]).collect();
+        let started = std::time::Instant::now();
+        assert!(!compile(&p).unwrap()[0].matches(&path));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
@@ -201,5 +229,6 @@ mod tests {
         // 4 x 4 x 4 = 64 alternatives: at the limit; one more `{}` is past it.
         assert_eq!(compile("{a,b,c,d}{a,b,c,d}{a,b,c,d}").unwrap().len(), MAX_ALTERNATIVES);
         assert!(compile("{a,b,c,d}{a,b,c,d}{a,b,c,d}{a,b}").unwrap_err().contains("more than 64"));
+        assert_eq!(compile("[z-a]").unwrap_err(), "the range `z-a` in `[]` is backwards");
     }
 }

@@ -106,11 +106,10 @@ impl Ignore {
             let p = p.strip_prefix("./").unwrap_or(p).trim_end_matches('/');
             let globs =
                 super::glob::compile(p).map_err(|why| format!("invalid pattern {p:?} in `ignore_watch`: {why}"))?;
-            if p.contains('/') {
-                paths.extend(globs)
-            } else {
-                names.extend(globs)
-            };
+            // Per alternative: `{node_modules,build/out}` is one name and one path.
+            for g in globs {
+                if g.anchored { paths.push(g) } else { names.push(g) }
+            }
         }
         Ok(Ignore { names, paths })
     }

@@ -246,7 +246,8 @@ impl Supervisor {
                     // `watch` and `cron_restart` leave what `l4ctl stop` stopped alone.
                     Some(i)
                         if step == Step::Renew
-                            && (self.saved.stopped.contains(&app) || i.lc.state == State::Stopped) =>
+                            && (self.saved.stopped.contains(&app)
+                                || matches!(i.lc.state, State::Stopped | State::Stopping)) =>
                     {
                         Err(Error::Stopped(format!("{app}:{index}")))
                     }
@@ -428,7 +429,12 @@ impl Supervisor {
                 // Only what runs: an instance stopped on its own (`stop app:1`) stays stopped.
                 Op::Renew if !self.saved.stopped.contains(name) => {
                     let running: Vec<u32> = self.apps.get(name).map_or_else(Vec::new, |a| {
-                        a.instances.iter().filter(|i| i.lc.state != State::Stopped).map(|i| i.index).collect()
+                        // Stopping: being stopped (`stop app:1`) or already restarting; neither needs one.
+                        a.instances
+                            .iter()
+                            .filter(|i| !matches!(i.lc.state, State::Stopped | State::Stopping))
+                            .map(|i| i.index)
+                            .collect()
                     });
                     for index in running {
                         self.feed(name, index, Fact::Restart);

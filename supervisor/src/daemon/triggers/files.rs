@@ -82,25 +82,37 @@ impl FileWatch {
         self.remove(app);
         let ignore = Ignore::new(&spec.ignore)?;
         let roots = spec.paths.iter().map(|p| root(p, &spec.base)).collect();
-        let w = AppWatch { spec: spec.clone(), ignore, roots, logs: logs.to_vec(), count: 0 };
+        let w = AppWatch { spec: spec.clone(), ignore, roots, logs: with_real_folders(logs), count: 0 };
         self.apps.insert(app.to_owned(), w);
-        if let Err(why) = self.arm(app) {
+        if let Err(why) = self.arm(app, true) {
             self.remove(app);
             return Err(why);
         }
         Ok(self.summary(app))
     }
 
-    /// Watch each entry of `app` (again: what is watched already stays as it is).
-    fn arm(&mut self, app: &str) -> Result<(), String> {
+    /// The log files of every app (a config change of any app changes them): never a
+    /// change, and no walk again.
+    pub fn set_logs(&mut self, app: &str, logs: &[PathBuf]) {
+        if let Some(w) = self.apps.get_mut(app) {
+            w.logs = with_real_folders(logs);
+        }
+    }
+
+    /// Watch each entry of `app` (again: what is watched already stays as it is). Not
+    /// `strict` (again after lost events, or after a folder went): an entry whose folder
+    /// is missing now is skipped, not an error.
+    fn arm(&mut self, app: &str, strict: bool) -> Result<(), String> {
         let reals: Vec<PathBuf> =
             self.apps.get(app).map(|w| w.roots.iter().map(|r| r.real.clone()).collect()).unwrap_or_default();
         for real in reals {
             let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
                 return Err(format!("cannot watch {}", real.display()));
             };
-            if let Err(e) = self.add(app, parent, Scope::Entry(name.to_owned())) {
-                return Err(format!("cannot watch {}: {}", real.display(), e.why));
+            match self.add(app, parent, Scope::Entry(name.to_owned())) {
+                Ok(()) => {}
+                Err(e) if strict || e.fatal => return Err(format!("cannot watch {}: {}", real.display(), e.why)),
+                Err(_) => continue,
             }
             if std::fs::symlink_metadata(&real).is_ok_and(|m| m.is_dir()) {
                 self.walk(app, &real)?;
@@ -142,7 +154,7 @@ impl FileWatch {
             // are watched now (what is watched stays).
             let apps: Vec<String> = self.apps.keys().cloned().collect();
             for app in apps {
-                if let Err(why) = self.arm(&app) {
+                if let Err(why) = self.arm(&app, false) {
                     self.remove(&app);
                     stopped.push((app.clone(), why));
                 }
@@ -170,9 +182,9 @@ impl FileWatch {
                 if !self.counts(&app, path) {
                     continue;
                 }
-                // A folder made (or moved) here is watched too.
+                // A folder made (or moved) here is watched too, for each app it is in.
                 if !matches!(event.kind, EventKind::Remove(_))
-                    && !self.dirs.contains_key(path)
+                    && !self.dirs.get(path).is_some_and(|o| o.contains(&(app.clone(), Scope::Tree)))
                     && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
                     && let Err(why) = self.walk(&app, path)
                 {
@@ -191,14 +203,24 @@ impl FileWatch {
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[..event.paths.len().min(1)],
             _ => &[],
         };
+        let mut again = BTreeSet::new();
         for path in gone {
-            self.forget(path);
+            again.extend(self.forget(path));
+        }
+        // The entries watched through a folder that went: through their folder's
+        // parents again, when those are there.
+        for app in again {
+            if let Err(why) = self.arm(&app, false) {
+                self.remove(&app);
+                stopped.push((app, why));
+            }
         }
         (changed, stopped)
     }
 
-    /// Stop counting `path` and every folder under it as watched.
-    fn forget(&mut self, path: &Path) {
+    /// Stop counting `path` and every folder under it as watched (the kernel dropped
+    /// their watches); the apps that watched one of them for an entry of theirs.
+    fn forget(&mut self, path: &Path) -> BTreeSet<String> {
         let under: Vec<PathBuf> = self
             .dirs
             .range(path.to_path_buf()..)
@@ -206,38 +228,48 @@ impl FileWatch {
             .take_while(|d| d.starts_with(path))
             .cloned()
             .collect();
+        let mut entries = BTreeSet::new();
         for dir in under {
-            let owners = self.dirs.remove(&dir).unwrap_or_default();
-            // A parent watched only for an entry (`Entry`) of a root stays: the root may come back.
-            let kept: BTreeSet<(String, Scope)> = owners.iter().filter(|(_, s)| *s != Scope::Tree).cloned().collect();
-            for (app, _) in owners.iter().filter(|(_, s)| *s == Scope::Tree) {
-                if let Some(w) = self.apps.get_mut(app) {
-                    w.count = w.count.saturating_sub(1);
+            for (app, scope) in self.dirs.remove(&dir).unwrap_or_default() {
+                match scope {
+                    Scope::Tree => {
+                        if let Some(w) = self.apps.get_mut(&app) {
+                            w.count = w.count.saturating_sub(1);
+                        }
+                    }
+                    Scope::Entry(_) => {
+                        entries.insert(app);
+                    }
                 }
             }
-            if kept.is_empty() {
-                let _ = self.watcher.unwatch(&dir);
-            } else {
-                self.dirs.insert(dir, kept);
-            }
+            let _ = self.watcher.unwatch(&dir);
         }
+        entries
     }
 
     /// Whether a change of `path` (as the kernel names it) is a change of `app`.
     fn counts(&self, app: &str, path: &Path) -> bool {
         let Some(w) = self.apps.get(app) else { return false };
         // The path as written in the config: under which entry, and how many of its names are the entry's.
-        let Some((given, root)) = w.roots.iter().find_map(|r| {
-            let below = path.strip_prefix(&r.real).ok()?;
-            Some((if below.as_os_str().is_empty() { r.given.clone() } else { r.given.join(below) }, r))
-        }) else {
+        // The innermost entry holding it (`watch = [".", ".env"]`: `.env` is its own entry).
+        let Some((given, root)) = w
+            .roots
+            .iter()
+            .filter_map(|r| {
+                let below = path.strip_prefix(&r.real).ok()?;
+                Some((if below.as_os_str().is_empty() { r.given.clone() } else { r.given.join(below) }, r))
+            })
+            .max_by_key(|(_, r)| r.real.components().count())
+        else {
             return false;
         };
         if self.ours.iter().any(|d| path.starts_with(d) || given.starts_with(d)) {
             return false;
         }
+        // A log file, by the path written in its config or by the kernel's.
         let name = given.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        if w.logs.iter().any(|log| log.parent() == given.parent() && crate::logs::rotate::belongs_to(log, &name)) {
+        let folders = [given.parent(), path.parent()];
+        if w.logs.iter().any(|log| folders.contains(&log.parent()) && crate::logs::rotate::belongs_to(log, &name)) {
             return false;
         }
         match given.strip_prefix(&w.spec.base) {
@@ -289,7 +321,9 @@ impl FileWatch {
                 ),
             });
         }
-        if !self.dirs.contains_key(dir) {
+        // Whenever a new owner comes (adding to a watch the kernel still has is harmless;
+        // one it dropped, with its folder, is made again).
+        {
             self.watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| NotWatched {
                 fatal: matches!(e.kind, notify::ErrorKind::MaxFilesWatch),
                 why: format!("cannot watch {}: {}", dir.display(), kernel_sentence(&e)),
@@ -306,3 +340,18 @@ impl FileWatch {
 #[cfg(test)]
 #[path = "files_tests.rs"]
 mod tests;
+
+/// Each log file as written, and with its folder as the kernel names it (a link in
+/// the path resolved), so either spelling of a change is known as a log's.
+fn with_real_folders(logs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = logs.to_vec();
+    for log in logs {
+        if let (Some(dir), Some(name)) = (log.parent(), log.file_name())
+            && let Ok(real) = std::fs::canonicalize(dir)
+            && real != dir
+        {
+            out.push(real.join(name));
+        }
+    }
+    out
+}

@@ -135,10 +135,21 @@ impl Task {
         }
         self.notes.retain(&names);
         for t in list {
-            if self.apps.get(&t.app).is_some_and(|a| a.spec == *t) {
+            if let Some(a) = self.apps.get_mut(&t.app)
+                && a.spec.triggers == t.triggers
+                && a.spec.rolling == t.rolling
+            {
+                // Only the log files (another app's config changed): the watch, a change
+                // waiting for its delay and the schedule all stay as they are.
+                if a.spec.logs != t.logs {
+                    a.spec.logs = t.logs.clone();
+                    if let (Some(f), Some(_)) = (&self.files, &t.triggers.watch) {
+                        f.send(Command::Logs { app: t.app.clone(), logs: t.logs.clone() });
+                    }
+                }
                 continue;
             }
-            let busy = self.apps.remove(&t.app).is_some_and(|a| a.busy);
+            let (busy, by_cron) = self.apps.remove(&t.app).map_or((false, false), |a| (a.busy, a.by_cron));
             let schedule = t.triggers.cron_restart.as_deref().and_then(Schedule::new);
             let watch = match &t.triggers.watch {
                 Some(spec) => {
@@ -172,15 +183,8 @@ impl Task {
                 n.watch = watch;
                 n.next_cron_restart = next_time(schedule.as_ref());
             });
-            let armed = Armed {
-                spec: t.clone(),
-                schedule,
-                change: None,
-                cron_due: false,
-                busy,
-                not_before: None,
-                by_cron: false,
-            };
+            let armed =
+                Armed { spec: t.clone(), schedule, change: None, cron_due: false, busy, not_before: None, by_cron };
             self.apps.insert(t.app.clone(), armed);
         }
     }
@@ -190,7 +194,8 @@ impl Task {
         let app = match &report {
             Report::Armed { app, .. } | Report::Changed { app, .. } => app,
         };
-        // A late report of an app that is gone (or armed again since) leaves no note.
+        // A late report of an app that is gone leaves no note (one of an app armed again
+        // since is at worst one more restart).
         if !self.apps.contains_key(app) {
             return;
         }

@@ -28,8 +28,12 @@ pub(super) async fn restart(handle: &Handle, app: &str, rolling: bool) -> Outcom
         match handle.plan_reload(app, None).await {
             Ok(mut plan) => {
                 // What `l4ctl stop` stopped stays stopped; the actor checks again at each step.
-                let stopped: Vec<u32> =
-                    d.instances.iter().filter(|i| i.state == State::Stopped).map(|i| i.instance).collect();
+                let stopped: Vec<u32> = d
+                    .instances
+                    .iter()
+                    .filter(|i| matches!(i.state, State::Stopped | State::Stopping))
+                    .map(|i| i.instance)
+                    .collect();
                 plan.plan.instances.retain(|i| !stopped.contains(i));
                 plan.plan.renew = true;
                 handle.reload(&plan, |_| {}).await

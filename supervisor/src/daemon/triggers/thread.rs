@@ -23,7 +23,16 @@ pub const EVENT_QUEUE: usize = 4096;
 const REPORTS: usize = 256;
 
 pub(super) enum Command {
-    Set { app: String, spec: WatchSpec, logs: Vec<PathBuf> },
+    Set {
+        app: String,
+        spec: WatchSpec,
+        logs: Vec<PathBuf>,
+    },
+    /// Every app's log files changed: no walk again.
+    Logs {
+        app: String,
+        logs: Vec<PathBuf>,
+    },
     Remove(String),
 }
 
@@ -104,6 +113,7 @@ fn serve(
                 let result = files.set(&app, &spec, &logs);
                 reports.push(Report::Armed { app, result });
             }
+            Input::Command(Command::Logs { app, logs }) => files.set_logs(&app, &logs),
             Input::Command(Command::Remove(app)) => files.remove(&app),
             Input::Event(event) => {
                 queued.fetch_sub(1, Ordering::AcqRel);
