@@ -197,7 +197,6 @@ pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }
 
-/// An `[[apps]]` entry running `sh -c script`.
 /// A Python worker on the socket l4ctl passes as fd 3, answering every GET with the
 /// Python expression `body`; ready (READY=1) once serving, and on SIGTERM it ends
 /// after the request in hand (what a reload needs of a worker: l4ctl keeps the
@@ -225,6 +224,7 @@ server.serve_forever()
     )
 }
 
+/// An `[[apps]]` entry running `sh -c script`.
 pub fn sh_app(name: &str, script: &str, extra: &str) -> String {
     format!("[[apps]]\nname = \"{name}\"\nscript = \"sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n")
 }

@@ -60,8 +60,7 @@ pub fn config(adhoc: &AdHoc, cwd: &Path) -> Result<(String, String), String> {
     s.key("name", name.as_str());
     s.key("cwd", cwd.display().to_string());
     s.key("script", program.script.as_str());
-    // What is written in `script` runs as it is: no interpreter from its extension.
-    if crate::config::pm2::interpreter_for(&program.script).is_some() {
+    if program.needs_interpreter_none() {
         s.key("interpreter", "none");
     }
     if !program.args.is_empty() {
@@ -112,9 +111,15 @@ pub fn config(adhoc: &AdHoc, cwd: &Path) -> Result<(String, String), String> {
     Ok((name, text))
 }
 
-/// Write `<home>/apps/<name>.toml` (0600) through a rename; the path written.
+/// `<home>/apps/<name>.toml`: where the app of `l4ctl start SCRIPT --name NAME` lives.
+pub fn path(home: &Path, name: &str) -> PathBuf {
+    home.join("apps").join(format!("{name}.toml"))
+}
+
+/// Write [`path`] (0600) through a rename; the path written.
 pub fn write(home: &Path, name: &str, text: &str) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    let path = path(home, name);
     let dir = home.join("apps");
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
@@ -123,7 +128,6 @@ pub fn write(home: &Path, name: &str, text: &str) -> std::io::Result<PathBuf> {
     if !std::fs::symlink_metadata(&dir)?.is_dir() {
         return Err(std::io::Error::other(format!("{} is not a folder", dir.display())));
     }
-    let path = dir.join(format!("{name}.toml"));
     let mut tmp = tempfile::Builder::new().prefix(".app.").tempfile_in(&dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;

@@ -268,17 +268,17 @@ async fn start(cli: &Cli, target: Option<&str>, env: Option<String>, adhoc: adho
         return address::action(cli, t, "start").await;
     }
     // A config file: `*.toml`, or an existing file that reads as a layer4 config.
-    let toml = |t: &str| t.ends_with(".toml") || looks_like_config(Path::new(t));
-    if let Some(t) = target.filter(|t| !toml(t) && (adhoc.has_options() || Path::new(t).is_file())) {
+    let is_config = target.is_some_and(|t| t.ends_with(".toml") || looks_like_config(Path::new(t)));
+    if let Some(t) = target.filter(|t| !is_config && (adhoc.has_options() || Path::new(t).is_file())) {
         return start_script(cli, t, env, &adhoc).await;
     }
     if target.is_none() && adhoc.has_options() {
         eprintln!(
-            "l4ctl: --name, -i, --port, --env-var, --max-memory-restart, --interpreter and `-- ARGS` go with a script: l4ctl start app.js --name web"
+            "l4ctl: --name, -i, --port, --env-var, --max-memory-restart, --interpreter, --watch, --cron-restart and `-- ARGS` go with a script: l4ctl start app.js --name web"
         );
         return ExitCode::from(2);
     }
-    let as_file = target.filter(|t| toml(t)).map(PathBuf::from);
+    let as_file = target.filter(|_| is_config).map(PathBuf::from);
     let app = target.filter(|_| as_file.is_none()).map(str::to_owned);
     let resolved = resolve(cli, as_file.as_deref());
     let client = Client::new(&resolved.home);
@@ -382,7 +382,7 @@ async fn start_script(cli: &Cli, script: &str, env: Option<String>, adhoc: &adho
         return ExitCode::from(e.exit_code());
     }
     // A name an app of another config file has is not taken over.
-    let own = resolved.home.join("apps").join(format!("{name}.toml"));
+    let own = adhoc::path(&resolved.home, &name);
     if let Ok(d) = client.get::<AppDescription>(&format!("/api/v1/apps/{name}")).await
         && d.config_file != own
     {

@@ -183,25 +183,22 @@ fn triggers(d: &AppDescription, line: &mut impl FnMut(&str, String)) {
                 readable("watch_delay_ms", &get("watch_delay_ms"))
             );
             line("watch", what);
-            line("  watching", state.watch.clone().unwrap_or_else(|| "-".into()));
+            line("  watching", opt(state.watch.as_deref()));
         }
         None => line("watch", "false".into()),
     }
     line(
         "cron_restart",
-        cron.map_or_else(|| "-".into(), |c| format!("{c:?} (next {})", opt_str(&state.next_cron_restart))),
+        cron.map_or_else(|| "-".into(), |c| format!("{c:?} (next {})", opt(state.next_cron_restart.as_deref()))),
     );
     if watch.is_some() || cron.is_some() {
-        let last = state.last.as_ref().map_or_else(|| "-".into(), |l| format!("{l} at {}", opt_str(&state.last_at)));
+        let last =
+            state.last.as_ref().map_or_else(|| "-".into(), |l| format!("{l} at {}", opt(state.last_at.as_deref())));
         line("  restarts by them", format!("{}, last: {last}", state.restarts));
         if let Some(e) = &state.last_error {
             line("  last not done", e.clone());
         }
     }
-}
-
-fn opt_str(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("-")
 }
 
 /// `kill_timeout_ms` shows as `kill_timeout`: the value carries its unit.

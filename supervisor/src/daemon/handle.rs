@@ -150,18 +150,19 @@ impl Handle {
 
     /// Start, stop, restart or delete; answers once the instances settled.
     pub async fn control(&self, target: Target, op: Op) -> Result<ActionReport, Error> {
+        let starts = matches!(op, Op::Start | Op::Restart | Op::Renew);
         if let Target::Instance(app, index) = &target {
             let (app, index) = (app.clone(), *index);
             self.ask(|reply| Msg::Control { target, op, reply }).await??;
-            return settle::one_instance(self, &app, index, matches!(op, Op::Start | Op::Restart | Op::Renew)).await;
+            return settle::one_instance(self, &app, index, starts).await;
         }
         let apps = self.ask(|reply| Msg::Control { target, op, reply }).await??;
         match op {
-            Op::Start | Op::Restart | Op::Renew => settle::confirm_started(self, &apps).await?,
+            _ if starts => settle::confirm_started(self, &apps).await?,
             Op::Delete => self.wait(Want::Gone(apps.clone())).await,
-            Op::Stop => self.wait(Want::Settled(apps.clone())).await,
+            _ => self.wait(Want::Settled(apps.clone())).await,
         }
-        settle::report(self, apps, matches!(op, Op::Start | Op::Restart | Op::Renew)).await
+        settle::report(self, apps, starts).await
     }
 
     /// Send `signal` to the main process of each running instance of `target`.

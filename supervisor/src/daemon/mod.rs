@@ -95,7 +95,7 @@ pub(super) const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Started {
     pub tx: mpsc::Sender<Msg>,
     /// The apps with `watch` or `cron_restart`, for [`triggers::spawn`].
-    pub triggers: tokio::sync::watch::Receiver<Vec<AppTriggers>>,
+    pub triggers: tokio::sync::watch::Receiver<Triggered>,
     actor: tokio::task::JoinHandle<()>,
     home: std::path::PathBuf,
 }

@@ -234,7 +234,13 @@ pub struct AppTriggers {
     pub triggers: crate::config::Triggers,
     /// Replaced through a rolling reload (the app has readiness), else restarted.
     pub rolling: bool,
-    /// Every app's log files: never a change, wherever they are.
+}
+
+/// What the actor publishes for the triggers task: the apps with `watch` or
+/// `cron_restart`, and every app's log files (never a change, wherever they are).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Triggered {
+    pub apps: Vec<AppTriggers>,
     pub logs: Vec<PathBuf>,
 }
 

@@ -113,7 +113,7 @@ pub(super) struct Supervisor {
     /// Crash reports: recent ones, episodes, where they are written.
     pub(super) crashes: super::crashes::Crashes,
     /// The apps with `watch` or `cron_restart`, for the triggers task.
-    pub(super) triggers: tokio::sync::watch::Sender<Vec<super::AppTriggers>>,
+    pub(super) triggers: tokio::sync::watch::Sender<super::Triggered>,
 }
 
 impl Supervisor {
@@ -155,7 +155,7 @@ impl Supervisor {
             retiring: HashMap::new(),
             crashes: super::crashes::Crashes::new(log_dir.clone()),
             log_dir,
-            triggers: tokio::sync::watch::Sender::new(Vec::new()),
+            triggers: tokio::sync::watch::Sender::new(Default::default()),
         }
     }
 
@@ -244,11 +244,7 @@ impl Supervisor {
             Msg::ReplaceInstance { app, index, step, reply } => {
                 let r = self.guard().and_then(|()| match self.inst(&app, index) {
                     // `watch` and `cron_restart` leave what `l4ctl stop` stopped alone.
-                    Some(i)
-                        if step == Step::Renew
-                            && (self.saved.stopped.contains(&app)
-                                || matches!(i.lc.state, State::Stopped | State::Stopping)) =>
-                    {
+                    Some(i) if step == Step::Renew && self.held_stopped(&app, i) => {
                         Err(Error::Stopped(format!("{app}:{index}")))
                     }
                     Some(i) => {
@@ -257,10 +253,10 @@ impl Supervisor {
                         if step == Step::Whole {
                             self.saved.stopped.remove(&app);
                         }
-                        // An app that binds its port itself cannot run a second run on it
-                        // beside the first: it is replaced by a stop and a start.
+                        // An app that binds its port itself is replaced by a stop and a start
+                        // (the lifecycle's rule); the caller waits for a plain start then.
                         let binds_itself = self.apps.get(&app).is_some_and(|a| !a.spec.restart.can_overlap);
-                        self.feed(&app, index, if binds_itself { Fact::Restart } else { Fact::Replace });
+                        self.feed(&app, index, Fact::Replace);
                         Ok((old, binds_itself))
                     }
                     None => Err(Error::UnknownApp(format!("{app}:{index}"))),
@@ -341,13 +337,11 @@ impl Supervisor {
     /// Publish the apps with `watch` or `cron_restart` when that list changed.
     pub(super) fn publish_triggers(&self) {
         // Every app's log files: one app's log in another's folder is not a change of it either.
-        let logs: Vec<PathBuf> = self
-            .apps
-            .values()
-            .flat_map(|a| a.spec.logs.files.iter())
-            .flat_map(|f| [f.out.clone(), f.err.clone(), f.combined.clone()])
-            .collect();
-        let list: Vec<super::AppTriggers> = self
+        let logs = || -> Vec<PathBuf> {
+            let files = self.apps.values().flat_map(|a| a.spec.logs.files.iter());
+            files.flat_map(|f| [f.out.clone(), f.err.clone(), f.combined.clone()]).collect()
+        };
+        let apps: Vec<super::AppTriggers> = self
             .apps
             .iter()
             .filter(|(_, a)| !a.deleting && a.spec.triggers != Default::default())
@@ -355,9 +349,10 @@ impl Supervisor {
                 app: name.clone(),
                 triggers: a.spec.triggers.clone(),
                 rolling: a.spec.restart.wait_ready,
-                logs: logs.clone(),
             })
             .collect();
+        // No app with triggers: no one needs the log files either.
+        let list = super::Triggered { logs: if apps.is_empty() { Vec::new() } else { logs() }, apps };
         self.triggers.send_if_modified(|now| {
             let changed = *now != list;
             if changed {
@@ -392,6 +387,12 @@ impl Supervisor {
         self.apps.iter().find_map(|(name, a)| a.instances.iter().find(|i| i.id == id).map(|i| (name.clone(), i.index)))
     }
 
+    /// What a renew (`watch`, `cron_restart`) leaves alone: an app `l4ctl stop` stopped,
+    /// an instance stopped, or one stopping (stopped one by one, or already restarting).
+    fn held_stopped(&self, app: &str, i: &Inst) -> bool {
+        self.saved.stopped.contains(app) || matches!(i.lc.state, State::Stopped | State::Stopping)
+    }
+
     pub(super) fn inst(&self, app: &str, index: u32) -> Option<&Inst> {
         self.apps.get(app)?.instances.iter().find(|i| i.index == index)
     }
@@ -411,11 +412,15 @@ impl Supervisor {
         if let Target::Instance(app, index) = target {
             return self.control_instance(app, *index, op);
         }
-        let names: Vec<String> = match target {
+        let mut names: Vec<String> = match target {
             Target::All => self.apps.iter().filter(|(_, a)| !a.deleting).map(|(n, _)| n.clone()).collect(),
             Target::App(n) if self.apps.contains_key(n) => vec![n.clone()],
             Target::App(n) | Target::Instance(n, _) => return Err(Error::UnknownApp(n.clone())),
         };
+        // A renew (`watch`, `cron_restart`) of an app `l4ctl stop` stopped does nothing.
+        if op == Op::Renew {
+            names.retain(|n| !self.saved.stopped.contains(n));
+        }
         for name in &names {
             match op {
                 Op::Start => {
@@ -426,21 +431,15 @@ impl Supervisor {
                     self.saved.stopped.remove(name);
                     self.feed_app(name, &Fact::Restart);
                 }
-                // Only what runs: an instance stopped on its own (`stop app:1`) stays stopped.
-                Op::Renew if !self.saved.stopped.contains(name) => {
+                // Only what runs: what `l4ctl stop` stopped stays stopped.
+                Op::Renew => {
                     let running: Vec<u32> = self.apps.get(name).map_or_else(Vec::new, |a| {
-                        // Stopping: being stopped (`stop app:1`) or already restarting; neither needs one.
-                        a.instances
-                            .iter()
-                            .filter(|i| !matches!(i.lc.state, State::Stopped | State::Stopping))
-                            .map(|i| i.index)
-                            .collect()
+                        a.instances.iter().filter(|i| !self.held_stopped(name, i)).map(|i| i.index).collect()
                     });
                     for index in running {
                         self.feed(name, index, Fact::Restart);
                     }
                 }
-                Op::Renew => {}
                 Op::Stop => {
                     self.saved.stopped.insert(name.clone());
                     self.feed_app(name, &Fact::Stop);
@@ -456,10 +455,6 @@ impl Supervisor {
             self.prune_sources();
         }
         self.persist();
-        let mut names = names;
-        if op == Op::Renew {
-            names.retain(|n| !self.saved.stopped.contains(n));
-        }
         Ok(names)
     }
 

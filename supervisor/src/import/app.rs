@@ -92,8 +92,7 @@ pub fn convert(app: &Map<String, Value>, base: &Path, out: &Path, taken: &mut Ta
         Some(_) => s.key_note("script", program.script.as_str(), "the interpreter PM2 ran the script with"),
         None => s.key("script", program.script.as_str()),
     }
-    // What is written in `script` runs as it is: no interpreter from its extension.
-    if crate::config::pm2::interpreter_for(&program.script).is_some() {
+    if program.needs_interpreter_none() {
         s.key("interpreter", "none");
     }
     if !program.args.is_empty() {

@@ -22,6 +22,14 @@ pub struct Program {
     pub notes: Vec<String>,
 }
 
+impl Program {
+    /// `script` as written runs as it is: an `interpreter = "none"` is needed when its
+    /// extension would pick one.
+    pub fn needs_interpreter_none(&self) -> bool {
+        crate::config::pm2::interpreter_for(&self.script).is_some()
+    }
+}
+
 /// Resolve what PM2 would run for `script` in `app_dir`.
 pub fn resolve(
     script: &str,

@@ -54,7 +54,8 @@ pub fn triggers(keys: &mut Keys<'_>, s: &mut Section) {
         }
     }
     if let Some((k, v)) = keys.take("watch_delay") {
-        match v.as_u64().filter(|ms| *ms <= 3_600_000) {
+        let longest = crate::config::triggers::MAX_WATCH_DELAY.as_millis() as u64;
+        match v.as_u64().filter(|ms| *ms <= longest) {
             Some(ms) => s.key_note("watch_delay", ms as i64, "milliseconds, as in PM2"),
             None => {
                 s.comment(format!("PM2 {} = {}: not milliseconds up to an hour; 1s is used.", one_line(k), shown(v)))

@@ -42,6 +42,8 @@ impl Lifecycle {
                 vec![]
             }
             (Starting | Online, Fact::Restart) | (Starting, Fact::Replace) => self.begin_stop(policy, Then::Start),
+            // An app that binds its port itself cannot have two runs on it: a restart.
+            (Online, Fact::Replace) if !policy.can_overlap => self.begin_stop(policy, Then::Start),
             (Online, Fact::Replace) => self.replace("reload"),
             // Over the memory ceiling: with a readiness check, replaced like a reload step
             // (the old run is still watched for the 1.5x backstop); without one nothing

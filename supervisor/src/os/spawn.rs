@@ -144,10 +144,7 @@ fn program_and_args(spec: &AppSpec) -> (PathBuf, Vec<String>) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(spec.cwd.join(&spec.script)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    match &spec.interpreter {
-        Some(_) if spec.interpreter_by_extension && executable() => {
-            (in_folder(&spec.script).unwrap_or_else(|| PathBuf::from(&spec.script)), spec.args.clone())
-        }
+    match spec.interpreter.as_ref().filter(|_| !(spec.interpreter_by_extension && executable())) {
         Some(interpreter) => {
             let program =
                 if interpreter.contains('/') { spec.cwd.join(interpreter) } else { PathBuf::from(interpreter) };

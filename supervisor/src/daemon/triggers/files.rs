@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 
-use super::entries::{Root, kernel_sentence, noise, root};
+use super::entries::{Root, kernel_sentence, root};
 use crate::config::WatchSpec;
 use crate::config::triggers::Ignore;
 
@@ -41,7 +41,6 @@ struct AppWatch {
     spec: WatchSpec,
     ignore: Ignore,
     roots: Vec<Root>,
-    logs: Vec<PathBuf>,
     /// Folders watched for it.
     count: usize,
 }
@@ -61,6 +60,8 @@ pub(super) struct FileWatch {
     apps: BTreeMap<String, AppWatch>,
     /// The daemon's home and log folder: what l4ctl writes is never a change of an app.
     ours: Vec<PathBuf>,
+    /// Every app's log files, also with their folders as the kernel names them.
+    logs: Vec<PathBuf>,
 }
 
 impl FileWatch {
@@ -72,17 +73,16 @@ impl FileWatch {
     ) -> Result<FileWatch, String> {
         let watcher = notify::INotifyWatcher::new(on_event, notify::Config::default())
             .map_err(|e| format!("cannot watch files: {}", kernel_sentence(&e)))?;
-        Ok(FileWatch { watcher, dirs: BTreeMap::new(), apps: BTreeMap::new(), ours })
+        Ok(FileWatch { watcher, dirs: BTreeMap::new(), apps: BTreeMap::new(), ours, logs: Vec::new() })
     }
 
     /// Watch what `spec` names for `app` (instead of what it watched before); the
-    /// sentence `describe` shows: what is watched, or why nothing is. `logs`: every
-    /// app's log files, never a change.
-    pub fn set(&mut self, app: &str, spec: &WatchSpec, logs: &[PathBuf]) -> Result<String, String> {
+    /// sentence `describe` shows: what is watched, or why nothing is.
+    pub fn set(&mut self, app: &str, spec: &WatchSpec) -> Result<String, String> {
         self.remove(app);
         let ignore = Ignore::new(&spec.ignore)?;
         let roots = spec.paths.iter().map(|p| root(p, &spec.base)).collect();
-        let w = AppWatch { spec: spec.clone(), ignore, roots, logs: with_real_folders(logs), count: 0 };
+        let w = AppWatch { spec: spec.clone(), ignore, roots, count: 0 };
         self.apps.insert(app.to_owned(), w);
         if let Err(why) = self.arm(app, true) {
             self.remove(app);
@@ -92,11 +92,9 @@ impl FileWatch {
     }
 
     /// The log files of every app (a config change of any app changes them): never a
-    /// change, and no walk again.
-    pub fn set_logs(&mut self, app: &str, logs: &[PathBuf]) {
-        if let Some(w) = self.apps.get_mut(app) {
-            w.logs = with_real_folders(logs);
-        }
+    /// change; nothing is walked again.
+    pub fn set_logs(&mut self, logs: &[PathBuf]) {
+        self.logs = with_real_folders(logs);
     }
 
     /// Watch each entry of `app` (again: what is watched already stays as it is). Not
@@ -119,6 +117,15 @@ impl FileWatch {
             }
         }
         Ok(())
+    }
+
+    /// Watch each entry of `app` again (not strict); an app whose watch cannot go on is
+    /// dropped and said in `stopped`.
+    fn rearm(&mut self, app: &str, stopped: &mut Vec<Stopped>) {
+        if let Err(why) = self.arm(app, false) {
+            self.remove(app);
+            stopped.push((app.to_owned(), why));
+        }
     }
 
     /// What is watched for `app`, as `describe` shows it.
@@ -154,17 +161,12 @@ impl FileWatch {
             // are watched now (what is watched stays).
             let apps: Vec<String> = self.apps.keys().cloned().collect();
             for app in apps {
-                if let Err(why) = self.arm(&app, false) {
-                    self.remove(&app);
-                    stopped.push((app.clone(), why));
-                }
+                self.rearm(&app, &mut stopped);
                 changed.push((app, PathBuf::from("(events were lost: the queue overflowed)")));
             }
             return (changed, stopped);
         }
-        if noise(&event.kind) {
-            return (changed, stopped);
-        }
+        // Reads and opens never get here: the watch thread drops them (`entries::noise`).
         for path in &event.paths {
             let owners: Vec<(String, Scope)> = [Some(path.as_path()), path.parent()]
                 .into_iter()
@@ -210,10 +212,7 @@ impl FileWatch {
         // The entries watched through a folder that went: through their folder's
         // parents again, when those are there.
         for app in again {
-            if let Err(why) = self.arm(&app, false) {
-                self.remove(&app);
-                stopped.push((app, why));
-            }
+            self.rearm(&app, &mut stopped);
         }
         (changed, stopped)
     }
@@ -269,7 +268,7 @@ impl FileWatch {
         // A log file, by the path written in its config or by the kernel's.
         let name = given.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let folders = [given.parent(), path.parent()];
-        if w.logs.iter().any(|log| folders.contains(&log.parent()) && crate::logs::rotate::belongs_to(log, &name)) {
+        if self.logs.iter().any(|log| folders.contains(&log.parent()) && crate::logs::rotate::belongs_to(log, &name)) {
             return false;
         }
         match given.strip_prefix(&w.spec.base) {

@@ -27,10 +27,10 @@ fn a_tree_of_max_watch_dirs_folders_is_watched_and_one_more_is_refused_with_the_
     std::fs::create_dir_all(root.join("node_modules/x/y")).unwrap();
     std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
     let mut w = FileWatch::new(|_| {}, vec![]).unwrap();
-    let at_limit = w.set("a", &spec(&root), &[]).unwrap();
+    let at_limit = w.set("a", &spec(&root)).unwrap();
     assert_eq!(at_limit, format!("{MAX_WATCH_DIRS} folders under {}", root.display()));
     std::fs::create_dir(root.join("one-more")).unwrap();
-    let why = w.set("a", &spec(&root), &[]).unwrap_err();
+    let why = w.set("a", &spec(&root)).unwrap_err();
     assert!(why.starts_with(&format!("not watched: more than {MAX_WATCH_DIRS} folders under")), "{why}");
     assert!(why.contains("add `ignore_watch` patterns"), "{why}");
     assert!(w.dirs.is_empty(), "nothing of a refused app stays watched");
@@ -41,7 +41,8 @@ fn log_files_rotated_files_and_the_daemons_folders_are_never_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let mut w = FileWatch::new(|_| {}, vec![root.join("run")]).unwrap();
-    w.set("a", &spec(&root), &[root.join("app-out.log")]).unwrap();
+    w.set_logs(&[root.join("app-out.log")]);
+    w.set("a", &spec(&root)).unwrap();
     assert!(!w.counts("a", &root.join("app-out.log")));
     assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz")));
     assert!(!w.counts("a", &root.join("app-out.20261204-101010-000001-000.log.gz.tmp")));

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::handle::TriggerNotes;
-use super::{AppTriggers, Handle};
+use super::{AppTriggers, Handle, Triggered};
 use restart::{Outcome, restart};
 use schedule::Schedule;
 use thread::{Command, Report, Watching};
@@ -36,7 +35,7 @@ pub const MAX_WAIT_FACTOR: u32 = 10;
 
 /// Start the task; it ends when the actor does.
 /// `ours`: the daemon's home and log folder, never watched.
-pub fn spawn(handle: Handle, specs: watch::Receiver<Vec<AppTriggers>>, ours: Vec<PathBuf>) {
+pub fn spawn(handle: Handle, specs: watch::Receiver<Triggered>, ours: Vec<PathBuf>) {
     tokio::spawn(run(handle, specs, ours));
 }
 
@@ -75,20 +74,21 @@ impl Armed {
 }
 
 struct Task {
+    /// Its `triggers` are the notes `describe` shows.
     handle: Handle,
-    notes: TriggerNotes,
     ours: Vec<PathBuf>,
     apps: BTreeMap<String, Armed>,
     /// The watch thread, started with the first app that has `watch`.
     files: Option<Watching>,
+    /// Every app's log files, as the watch thread last heard them.
+    logs: Vec<PathBuf>,
     done: mpsc::UnboundedSender<(String, Outcome)>,
 }
 
-async fn run(handle: Handle, mut specs: watch::Receiver<Vec<AppTriggers>>, ours: Vec<PathBuf>) {
+async fn run(handle: Handle, mut specs: watch::Receiver<Triggered>, ours: Vec<PathBuf>) {
     // At most one message per app: one restart under way per app.
     let (done, mut done_rx) = mpsc::unbounded_channel();
-    let notes = handle.triggers.clone();
-    let mut task = Task { handle, notes, ours, apps: BTreeMap::new(), files: None, done };
+    let mut task = Task { handle, ours, apps: BTreeMap::new(), files: None, logs: Vec::new(), done };
     let mut reports: Option<mpsc::Receiver<Report>> = None;
     let first = specs.borrow_and_update().clone();
     task.reconcile(&first, &mut reports);
@@ -124,7 +124,8 @@ async fn run(handle: Handle, mut specs: watch::Receiver<Vec<AppTriggers>>, ours:
 
 impl Task {
     /// Follow the actor's list: new apps armed, changed ones armed again, gone ones dropped.
-    fn reconcile(&mut self, list: &[AppTriggers], reports: &mut Option<mpsc::Receiver<Report>>) {
+    fn reconcile(&mut self, published: &Triggered, reports: &mut Option<mpsc::Receiver<Report>>) {
+        let list = &published.apps;
         let names: BTreeSet<&str> = list.iter().map(|t| t.app.as_str()).collect();
         let gone: Vec<String> = self.apps.keys().filter(|a| !names.contains(a.as_str())).cloned().collect();
         for app in gone {
@@ -133,20 +134,17 @@ impl Task {
                 f.send(Command::Remove(app));
             }
         }
-        self.notes.retain(&names);
+        self.handle.triggers.retain(&names);
+        // The log files first, so a walk below already knows them; a change of them alone
+        // (another app's config) re-walks nothing.
+        if let Some(f) = &self.files
+            && self.logs != published.logs
+        {
+            f.send(Command::Logs(published.logs.clone()));
+            self.logs = published.logs.clone();
+        }
         for t in list {
-            if let Some(a) = self.apps.get_mut(&t.app)
-                && a.spec.triggers == t.triggers
-                && a.spec.rolling == t.rolling
-            {
-                // Only the log files (another app's config changed): the watch, a change
-                // waiting for its delay and the schedule all stay as they are.
-                if a.spec.logs != t.logs {
-                    a.spec.logs = t.logs.clone();
-                    if let (Some(f), Some(_)) = (&self.files, &t.triggers.watch) {
-                        f.send(Command::Logs { app: t.app.clone(), logs: t.logs.clone() });
-                    }
-                }
+            if self.apps.get(&t.app).is_some_and(|a| a.spec == *t) {
                 continue;
             }
             let (busy, by_cron) = self.apps.remove(&t.app).map_or((false, false), |a| (a.busy, a.by_cron));
@@ -156,13 +154,15 @@ impl Task {
                     if self.files.is_none() {
                         match Watching::start(self.ours.clone()) {
                             Ok((w, r)) => {
+                                w.send(Command::Logs(published.logs.clone()));
+                                self.logs = published.logs.clone();
                                 self.files = Some(w);
                                 *reports = Some(r);
                             }
                             Err(why) => tracing::warn!("{why}"),
                         }
                     }
-                    let command = Command::Set { app: t.app.clone(), spec: spec.clone(), logs: t.logs.clone() };
+                    let command = Command::Set { app: t.app.clone(), spec: spec.clone() };
                     match &self.files {
                         Some(f) => {
                             f.send(command);
@@ -178,7 +178,7 @@ impl Task {
                     None
                 }
             };
-            self.notes.update(&t.app, |n| {
+            self.handle.triggers.update(&t.app, |n| {
                 n.watching = false;
                 n.watch = watch;
                 n.next_cron_restart = next_time(schedule.as_ref());
@@ -205,7 +205,7 @@ impl Task {
                     Ok(what) => tracing::info!(app, watching = %what, "watching files"),
                     Err(why) => tracing::warn!(app, "{why}"),
                 }
-                self.notes.update(&app, |n| {
+                self.handle.triggers.update(&app, |n| {
                     n.watching = result.is_ok();
                     n.watch = Some(result.unwrap_or_else(|e| e));
                 });
@@ -217,7 +217,7 @@ impl Task {
                     a.change = Some((first.0, now, first.1));
                 }
                 if let Some(what) = summary {
-                    self.notes.update(&app, |n| n.watch = Some(what));
+                    self.handle.triggers.update(&app, |n| n.watch = Some(what));
                 }
             }
         }
@@ -242,7 +242,7 @@ impl Task {
                 Some(format!("a rolling reload of `{app}` was under way; again after it"))
             }
         };
-        self.notes.update(app, |n| {
+        self.handle.triggers.update(app, |n| {
             if error.is_none() {
                 n.restarts += 1;
             }
@@ -258,27 +258,27 @@ impl Task {
                 && s.wake().is_some_and(|w| w <= now)
             {
                 a.cron_due |= s.due();
-                self.notes.update(name, |n| n.next_cron_restart = next_time(Some(s)));
+                self.handle.triggers.update(name, |n| n.next_cron_restart = next_time(Some(s)));
             }
             if a.busy {
                 continue;
             }
-            let cause = if a.change_due().is_some_and(|d| d <= now) {
+            let (cause, by_cron) = if a.change_due().is_some_and(|d| d <= now) {
                 let (_, _, path) = a.change.take().unwrap_or((now, now, PathBuf::new()));
                 let base = a.spec.triggers.watch.as_ref().map_or(Path::new("/"), |w| w.base.as_path());
-                format!("file change: {}", path.strip_prefix(base).unwrap_or(&path).display())
+                (format!("file change: {}", path.strip_prefix(base).unwrap_or(&path).display()), false)
             } else if a.cron_due && a.not_before.is_none_or(|n| n <= now) {
-                format!("cron_restart {}", a.schedule.as_ref().map_or("", |s| s.expr.as_str()))
+                (format!("cron_restart {}", a.schedule.as_ref().map_or("", |s| s.expr.as_str())), true)
             } else {
                 continue;
             };
-            a.by_cron = cause.starts_with("cron_restart");
+            a.by_cron = by_cron;
             // One restart covers both.
             a.cron_due = false;
             a.not_before = None;
             a.busy = true;
             tracing::info!(app = %name, %cause, rolling = a.spec.rolling, "restarting: {cause}");
-            self.notes.update(name, |n| {
+            self.handle.triggers.update(name, |n| {
                 n.last = Some(cause);
                 n.last_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             });

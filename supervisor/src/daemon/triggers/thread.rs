@@ -26,13 +26,9 @@ pub(super) enum Command {
     Set {
         app: String,
         spec: WatchSpec,
-        logs: Vec<PathBuf>,
     },
-    /// Every app's log files changed: no walk again.
-    Logs {
-        app: String,
-        logs: Vec<PathBuf>,
-    },
+    /// Every app's log files (never a change): nothing is walked again.
+    Logs(Vec<PathBuf>),
     Remove(String),
 }
 
@@ -109,11 +105,11 @@ fn serve(
         let mut reports = Vec::new();
         match input {
             Input::Quit => return,
-            Input::Command(Command::Set { app, spec, logs }) => {
-                let result = files.set(&app, &spec, &logs);
+            Input::Command(Command::Set { app, spec }) => {
+                let result = files.set(&app, &spec);
                 reports.push(Report::Armed { app, result });
             }
-            Input::Command(Command::Logs { app, logs }) => files.set_logs(&app, &logs),
+            Input::Command(Command::Logs(logs)) => files.set_logs(&logs),
             Input::Command(Command::Remove(app)) => files.remove(&app),
             Input::Event(event) => {
                 queued.fetch_sub(1, Ordering::AcqRel);
@@ -171,7 +167,7 @@ mod tests {
         let spec =
             WatchSpec { paths: vec![root.clone()], base: root.clone(), ignore: vec![], delay: Duration::from_secs(1) };
         let (w, mut reports) = Watching::start(vec![]).unwrap();
-        w.send(Command::Set { app: "a".into(), spec, logs: vec![] });
+        w.send(Command::Set { app: "a".into(), spec });
         // The root, 46 folders under it, and the leaves.
         let folders = format!("{} folders", 1 + 46 + EVENT_QUEUE + 500);
         match next(&mut reports).await {
