@@ -465,3 +465,20 @@ fn watch_and_cron_restart_resolve_against_cwd_and_their_errors_are_at_their_valu
     let d = diagnostics("[[apps]]\nname = \"a\"\nscript = \"x\"\nwatch = 3\n");
     assert!(d[0].message.contains("true, false, or a list of folders and files"), "{d:?}");
 }
+
+#[test]
+fn watch_paths_ignore_patterns_and_watch_delay_are_accepted_at_their_limits_and_refused_past_them() {
+    let app = |extra: &str| format!("[[apps]]\nname = \"a\"\nscript = \"x\"\n{extra}\n");
+    let list = |n: usize, item: &str| format!("[{}]", vec![format!("{item:?}"); n].join(", "));
+    let paths = |n| format!("watch = {}", list(n, "src"));
+    assert!(parse_str(&app(&paths(triggers::MAX_WATCH_PATHS))).is_ok());
+    let d = diagnostics(&app(&paths(triggers::MAX_WATCH_PATHS + 1)));
+    assert!(d[0].message.contains("must list 1 to 64 paths"), "{d:?}");
+    let ignore = |n| format!("watch = true\nignore_watch = {}", list(n, "*.log"));
+    assert!(parse_str(&app(&ignore(triggers::MAX_IGNORE_PATTERNS))).is_ok());
+    let d = diagnostics(&app(&ignore(triggers::MAX_IGNORE_PATTERNS + 1)));
+    assert!(d[0].message.contains("has more than 256 patterns"), "{d:?}");
+    assert!(parse_str(&app("watch = true\nwatch_delay = \"1h\"")).is_ok());
+    let d = diagnostics(&app("watch = true\nwatch_delay = 3600001"));
+    assert!(d[0].message.contains("`watch_delay` of `a` must be at most 1h"), "{d:?}");
+}
