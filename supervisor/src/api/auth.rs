@@ -1,7 +1,7 @@
 //! The TCP side of the API: the overview is open, everything else needs a token.
 //!
 //! Over TCP (`[daemon] api_listen`), `GET` and `HEAD` of health, status, describe
-//! (variable names, never values), events and metrics pass. Log lines and crash
+//! (variable names, never values), history, events and metrics pass. Log lines and crash
 //! reports carry what workers print (secrets included), so reading them needs the
 //! token as every change does: `Authorization: Bearer <token>`, where the token is
 //! the value of the environment variable named by `[daemon] api_token_env`. The
@@ -82,8 +82,12 @@ pub async fn guard(State(token): State<Token>, req: Request, next: Next) -> Resp
 fn open_read(path: &str) -> bool {
     match path {
         "/api/v1/health" | "/api/v1/status" | "/api/v1/events" | "/metrics" => true,
-        // `describe`: `/api/v1/apps/{name}` and nothing below it (`.../logs`).
-        other => other.strip_prefix("/api/v1/apps/").is_some_and(|name| !name.is_empty() && !name.contains('/')),
+        // `describe` and `history`: `/api/v1/apps/{name}`, `/api/v1/apps/{name}/history`,
+        // and nothing else below it (`.../logs`).
+        other => other.strip_prefix("/api/v1/apps/").is_some_and(|rest| {
+            let name = rest.strip_suffix("/history").unwrap_or(rest);
+            !name.is_empty() && !name.contains('/')
+        }),
     }
 }
 
@@ -126,11 +130,25 @@ mod tests {
 
     #[test]
     fn only_the_overview_is_open_to_reads_without_the_token() {
-        for open in ["/api/v1/health", "/api/v1/status", "/api/v1/events", "/metrics", "/api/v1/apps/web"] {
+        for open in [
+            "/api/v1/health",
+            "/api/v1/status",
+            "/api/v1/events",
+            "/metrics",
+            "/api/v1/apps/web",
+            "/api/v1/apps/web/history",
+        ] {
             assert!(super::open_read(open), "{open}");
         }
-        for closed in ["/api/v1/crashes", "/api/v1/apps/web/logs", "/api/v1/apps/", "/api/v1/apps/web/", "/api/v1/nope"]
-        {
+        for closed in [
+            "/api/v1/crashes",
+            "/api/v1/apps/web/logs",
+            "/api/v1/apps/",
+            "/api/v1/apps/web/",
+            "/api/v1/nope",
+            "/api/v1/apps//history",
+            "/api/v1/apps/a/b/history",
+        ] {
             assert!(!super::open_read(closed), "{closed}");
         }
     }

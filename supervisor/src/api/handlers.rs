@@ -1,4 +1,4 @@
-//! The handlers of the core routes: health, status, describe, start, the
+//! The handlers of the core routes: health, status, describe, history, start, the
 //! per-app actions, config reload, kill, and the log file commands. Each parses
 //! its request, asks the [`crate::daemon::Handle`], and answers.
 
@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 
 use super::{ApiError, ApiJson, ApiState, LogTarget, bad_request};
 use crate::daemon::{Op, Start, Target};
-use crate::wire::types::{ActionReport, AppDescription, Health, SCHEMA, StartRequest, StatusReport};
+use crate::wire::types::{ActionReport, AppDescription, AppHistory, Health, SCHEMA, StartRequest, StatusReport};
 
 pub(super) async fn health(State(s): State<ApiState>) -> Json<Health> {
     Json(Health {
@@ -31,6 +31,10 @@ pub(super) async fn describe(
     Path(name): Path<String>,
 ) -> Result<Json<AppDescription>, ApiError> {
     Ok(Json(s.handle.describe(&name).await?))
+}
+
+pub(super) async fn history(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<AppHistory>, ApiError> {
+    Ok(Json(s.handle.history(&name).await?))
 }
 
 pub(super) async fn start(

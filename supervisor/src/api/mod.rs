@@ -6,6 +6,7 @@
 //! | GET  | `/api/v1/health` | [`types::Health`] |
 //! | GET  | `/api/v1/status` | [`types::StatusReport`] (the `status --json` schema) |
 //! | GET  | `/api/v1/apps/{name}` | [`types::AppDescription`] |
+//! | GET  | `/api/v1/apps/{name}/history` | [`types::AppHistory`]: each instance's last hour in 5 s buckets, and its restarts, crashes and memory-ceiling hits |
 //! | POST | `/api/v1/start` | body [`types::StartRequest`]; [`types::ActionReport`] once every instance is online or failed |
 //! | POST | `/api/v1/apps/{name\|name:N\|all}/{start\|stop\|restart\|delete}` | [`types::ActionReport`] once settled (`name:N`: instance N only; not `delete`) |
 //! | POST | `/api/v1/apps/{name\|name:N\|all}/signal` | body `{"signal": "SIGUSR2"}`: to each running instance's main process; `{"schema","signal","sent":[types::Signalled]}` |
@@ -89,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/apps/{name}", get(describe))
         .route("/api/v1/crashes", get(actions::crashes))
         .route("/api/v1/apps/{name}/logs", get(logs::app_logs))
+        .route("/api/v1/apps/{name}/history", get(history))
         .route("/api/v1/apps/{name}/scale", post(actions::scale))
         .route("/api/v1/apps/{name}/reload", post(actions::rolling_reload))
         .route("/api/v1/apps/{name}/instances/{index}/replace", post(actions::replace_instance))

@@ -225,6 +225,7 @@ impl Supervisor {
             usage: Default::default(),
             retiree: None,
             tail: None,
+            history: Default::default(),
         }
     }
 }

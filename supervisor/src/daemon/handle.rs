@@ -93,6 +93,10 @@ impl Handle {
         Ok(d)
     }
 
+    pub async fn history(&self, app: &str) -> Result<crate::wire::types::AppHistory, Error> {
+        self.ask(|reply| Msg::History { app: app.to_owned(), reply }).await?
+    }
+
     pub async fn metrics(&self) -> Result<MetricsSnapshot, Error> {
         self.ask(|reply| Msg::Metrics { reply }).await
     }

@@ -143,6 +143,11 @@ pub enum Msg {
     Subscribe {
         reply: oneshot::Sender<tokio::sync::broadcast::Receiver<Event>>,
     },
+    /// One app's last hour of figures and marks (`GET /api/v1/apps/{name}/history`).
+    History {
+        app: String,
+        reply: Reply<crate::wire::types::AppHistory>,
+    },
     /// The figures `/metrics` shows.
     Metrics {
         reply: oneshot::Sender<crate::wire::metrics::MetricsSnapshot>,

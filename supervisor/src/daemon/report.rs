@@ -5,7 +5,7 @@ use super::Error;
 use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
 use crate::config::AppSpec;
 use crate::lifecycle::ExitStatus;
-use crate::wire::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
+use crate::wire::types::{AppDescription, AppHistory, ExitReport, InstanceStatus, SCHEMA, StatusReport};
 
 pub(super) fn status(sup: &Supervisor) -> StatusReport {
     let mut instances: Vec<InstanceStatus> =
@@ -64,6 +64,14 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
         instances,
         triggers: None,
     })
+}
+
+pub(super) fn history(sup: &Supervisor, name: &str) -> Result<AppHistory, Error> {
+    let app = sup.apps.get(name).ok_or_else(|| Error::UnknownApp(name.to_owned()))?;
+    let now = crate::crash::now_ms() / 1000;
+    let mut instances: Vec<_> = app.instances.iter().map(|i| i.history.snapshot(name, i.index, i.id, now)).collect();
+    instances.sort_by_key(|i| i.instance);
+    Ok(AppHistory { schema: SCHEMA, app: name.to_owned(), step_secs: crate::monitor::history::STEP_SECS, instances })
 }
 
 pub(super) fn metrics(sup: &Supervisor) -> crate::wire::metrics::MetricsSnapshot {

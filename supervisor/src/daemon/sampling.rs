@@ -26,9 +26,11 @@ impl Supervisor {
             self.end_adrift(&Default::default(), &Default::default());
         }
         let ticks = self.ticks_per_sec;
+        let now = crate::crash::now_ms() / 1000;
         for inst in self.apps.values_mut().flat_map(|a| a.instances.iter_mut()) {
             if let Some(t) = samples.get(&inst.id) {
                 inst.usage.record(t, ticks, true);
+                inst.history.record(now, inst.usage.cpu_percent, t.rss_bytes);
             }
         }
         self.sample_retirees();

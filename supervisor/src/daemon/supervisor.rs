@@ -44,6 +44,8 @@ pub(super) struct Inst {
     pub retiree: Option<Retiring>,
     /// The end of the current run's stderr, for its crash report.
     pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
+    /// The slot's last hour of figures and marks, for charts (kept across runs).
+    pub history: crate::monitor::history::History,
 }
 
 /// An old run being replaced: kept serving until its successor is ready, then
@@ -238,6 +240,9 @@ impl Supervisor {
             Msg::Subscribe { reply } => {
                 let _ = reply.send(self.events.subscribe());
             }
+            Msg::History { app, reply } => {
+                let _ = reply.send(super::report::history(self, &app));
+            }
             Msg::Metrics { reply } => {
                 let _ = reply.send(super::report::metrics(self));
             }
@@ -363,7 +368,22 @@ impl Supervisor {
     }
 
     /// Tell event subscribers (none listening is fine).
-    pub(super) fn emit(&self, event: super::Event) {
+    /// Publish an event; restarts, crashes and memory-ceiling hits are also marked on
+    /// the instance's history.
+    pub(super) fn emit(&mut self, event: super::Event) {
+        use super::Event;
+        let mark = match &event {
+            Event::Restart { app, instance, reason, .. } => Some((app, *instance, "restart", *reason)),
+            Event::Memory { app, instance, .. } => Some((app, *instance, "memory", "ceiling")),
+            Event::Crash { app, instance, reason, .. } => Some((app, *instance, "crash", reason.as_str())),
+            Event::State { .. } => None,
+        };
+        if let Some((app, index, kind, detail)) = mark
+            && let Some(inst) =
+                self.apps.get_mut(app.as_str()).and_then(|a| a.instances.iter_mut().find(|i| i.index == index))
+        {
+            inst.history.mark(crate::crash::now_ms(), kind, detail);
+        }
         let _ = self.events.send(event);
     }
 

@@ -276,3 +276,41 @@ pub enum ReloadProgress {
     /// The rollout stopped (`reload_failed` after a failed step, or another error).
     Error(ErrorDetail),
 }
+
+/// `GET /api/v1/apps/{name}/history`: what the daemon keeps of each instance's last
+/// hour (`monitor::history`), for charts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppHistory {
+    pub schema: u32,
+    pub app: String,
+    /// Seconds per bucket (5).
+    pub step_secs: u64,
+    pub instances: Vec<InstanceHistory>,
+}
+
+/// One instance's buckets, oldest first: bucket `i` starts at `start + i * step_secs`
+/// (unix seconds); `null` where the instance had no figure (it was not running).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceHistory {
+    pub app: String,
+    pub instance: u32,
+    pub id: u32,
+    pub start: u64,
+    /// Mean CPU over the bucket, percent of one core.
+    pub cpu_percent: Vec<Option<f64>>,
+    /// Highest tree RSS in the bucket.
+    pub memory_bytes: Vec<Option<u64>>,
+    /// Restarts (`detail`: why the run before ended), crashes (`detail`: the report's
+    /// reason) and memory-ceiling hits, oldest first.
+    pub marks: Vec<HistoryMark>,
+}
+
+/// One event on an instance's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMark {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `restart`, `crash` or `memory`.
+    pub kind: String,
+    pub detail: String,
+}
