@@ -19,6 +19,7 @@ pub const MARKS: usize = 32;
 /// What one instance's past costs at most: the ring, the marks (their detail is a
 /// short reason such as `crash` or `memory`), and the bookkeeping.
 pub const BYTES_PER_INSTANCE: usize = BUCKETS * size_of::<Slot>() + MARKS * MARK_BYTES + size_of::<History>();
+const _: () = assert!(BYTES_PER_INSTANCE < 8 * 1024, "the README says under 8 KiB per instance");
 /// One mark: its time, kind and reason (a boxed string of up to 24 bytes).
 const MARK_BYTES: usize = size_of::<Mark>() + 24;
 
