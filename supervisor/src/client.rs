@@ -74,15 +74,46 @@ impl Client {
         body: serde_json::Value,
         mut on_line: impl FnMut(T),
     ) -> Result<(), ClientError> {
-        let mut body = self.request(Method::POST, path, Some(body)).await?.into_body();
-        let parse = |line: &[u8]| serde_json::from_slice(line).map_err(|e| self.protocol(format!("bad answer: {e}")));
+        let resp = self.request(Method::POST, path, Some(body)).await?;
+        self.each_line(resp, |line| {
+            if !line.trim_ascii().is_empty() {
+                on_line(serde_json::from_slice(line).map_err(|e| self.protocol(format!("bad answer: {e}")))?);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// `GET /api/v1/events` until the daemon ends the stream: `on_event` gets each
+    /// event's JSON (`type`, `app`, `instance`...) as it comes.
+    pub async fn events(&self, mut on_event: impl FnMut(serde_json::Value)) -> Result<(), ClientError> {
+        let resp = self.request(Method::GET, "/api/v1/events", None).await?;
+        self.each_line(resp, |line| {
+            if let Some(data) = line.strip_prefix(b"data:") {
+                on_event(
+                    serde_json::from_slice(data.trim_ascii()).map_err(|e| self.protocol(format!("bad event: {e}")))?,
+                );
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Each line of an answer as it arrives (the last one even without its newline);
+    /// a line is at most [`MAX_LINE`] bytes.
+    async fn each_line(
+        &self,
+        resp: hyper::Response<hyper::body::Incoming>,
+        mut on_line: impl FnMut(&[u8]) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let mut body = resp.into_body();
         let (mut buf, mut scanned) = (Vec::<u8>::new(), 0);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| self.protocol(e))?;
             let Some(data) = frame.data_ref() else { continue };
             buf.extend_from_slice(data);
             while let Some(end) = buf[scanned..].iter().position(|&b| b == b'\n').map(|at| scanned + at) {
-                on_line(parse(&buf[..end])?);
+                on_line(&buf[..end])?;
                 buf.drain(..=end);
                 scanned = 0;
             }
@@ -91,11 +122,7 @@ impl Client {
                 return Err(self.protocol(format!("an answer line longer than {MAX_LINE} bytes")));
             }
         }
-        // A last line without its newline.
-        if !buf.trim_ascii().is_empty() {
-            on_line(parse(&buf)?);
-        }
-        Ok(())
+        on_line(&buf)
     }
 
     /// Send one request; an answer that is not a success becomes [`ClientError::Api`].

@@ -16,7 +16,7 @@ pub fn api_addr(env: &Env) -> String {
 }
 
 /// One HTTP/1.1 request over TCP; returns the status code and the body.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));

@@ -20,6 +20,7 @@ mod log_folder;
 mod log_reads;
 mod logs;
 mod memory;
+mod monit_and_dashboard;
 mod nginx;
 mod processes;
 mod restart;

@@ -115,6 +115,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A full-screen view of every instance: CPU and memory charts, logs, the last
+    /// crash, and keys to restart, reload, stop and scale (as `pm2 monit`).
+    #[command(alias = "dashboard")]
+    Monit,
     /// Show an app's config, state, last exit and next retry.
     #[command(aliases = ["desc", "info", "show"])]
     Describe {

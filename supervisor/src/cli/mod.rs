@@ -9,6 +9,7 @@ mod adhoc;
 mod args;
 mod background;
 mod logs;
+mod monit;
 mod nginx;
 mod reload;
 mod render;
@@ -138,6 +139,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             show(client.get::<serde_json::Value>(&path).await, *json, render::crashes)
         }
         Command::Status { json } => status(&cli, *json).await,
+        Command::Monit => monit::monit(Client::new(&resolve(&cli, None).home)).await,
         Command::Describe { app, json } => describe(&cli, app, *json).await,
         Command::Logs { app, lines, follow: _, nostream, timestamp, err, out, raw, json } => {
             let which = if *err {
