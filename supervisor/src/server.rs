@@ -170,6 +170,7 @@ async fn serve(
         api_addr,
         api_error,
         log_reads: api::LogReads::default(),
+        dashboard: settings.dashboard,
     };
     let tcp_task = tcp.map(|listener| {
         let token = api::token(&settings);

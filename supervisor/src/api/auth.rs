@@ -82,6 +82,8 @@ pub async fn guard(State(token): State<Token>, req: Request, next: Next) -> Resp
 fn open_read(path: &str) -> bool {
     match path {
         "/api/v1/health" | "/api/v1/status" | "/api/v1/events" | "/metrics" => true,
+        // The dashboard's own files: it asks for the token before it shows more.
+        "/" | "/assets/dashboard.js" | "/assets/dashboard.css" => true,
         // `describe` and `history`: `/api/v1/apps/{name}`, `/api/v1/apps/{name}/history`,
         // and nothing else below it (`.../logs`).
         other => other.strip_prefix("/api/v1/apps/").is_some_and(|rest| {

@@ -3,6 +3,7 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
+//! | GET  | `/`, `/assets/{file}` | the dashboard page ([`dashboard`]; 404 with `[daemon] dashboard = false`) |
 //! | GET  | `/api/v1/health` | [`types::Health`] |
 //! | GET  | `/api/v1/status` | [`types::StatusReport`] (the `status --json` schema) |
 //! | GET  | `/api/v1/apps/{name}` | [`types::AppDescription`] |
@@ -27,6 +28,7 @@
 
 pub mod actions;
 mod auth;
+mod dashboard;
 mod events;
 mod handlers;
 mod logs;
@@ -77,12 +79,16 @@ pub struct ApiState {
     pub api_error: Option<String>,
     /// Log reads in progress, at most `LOG_READS`.
     pub log_reads: LogReads,
+    /// Serve the dashboard page at `/` (`[daemon] dashboard`).
+    pub dashboard: bool,
 }
 
 /// The one router: served on the Unix socket as is, and on TCP behind [`tcp`].
 pub fn router(state: ApiState) -> Router {
     use handlers::*;
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/api/v1/health", get(health))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events::events))

@@ -26,6 +26,7 @@ fn state(handle: Handle) -> ApiState {
         api_addr: None,
         api_error: None,
         log_reads: LogReads::default(),
+        dashboard: true,
     }
 }
 
@@ -133,4 +134,32 @@ async fn a_reload_with_progress_streams_the_plan_each_step_and_the_end() {
     // An unknown app is refused before any line.
     let (status, kind, _) = call(web(), "POST", "/api/v1/apps/nope/reload", "{\"progress\":true}").await;
     assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, "application/json"));
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_its_policy_and_a_validator_and_can_be_turned_off() {
+    let get = |dashboard: bool, path: &str, etag: Option<&str>| {
+        let mut s = state(web());
+        s.dashboard = dashboard;
+        let mut req = Request::builder().uri(path.to_owned());
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        router(s).oneshot(req.body(Body::empty()).unwrap())
+    };
+    let page = get(true, "/", None).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let h = page.headers();
+    assert!(h["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'; script-src 'self';"));
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let tag = h["etag"].to_str().unwrap().to_owned();
+    let body = page.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("/assets/dashboard.js"));
+    assert_eq!(get(true, "/", Some(&tag)).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+    for asset in ["/assets/dashboard.js", "/assets/dashboard.css"] {
+        assert_eq!(get(true, asset, None).await.unwrap().status(), StatusCode::OK, "{asset}");
+        assert_eq!(get(false, asset, None).await.unwrap().status(), StatusCode::NOT_FOUND, "{asset}");
+    }
+    assert_eq!(get(true, "/assets/other.js", None).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(false, "/", None).await.unwrap().status(), StatusCode::NOT_FOUND);
 }

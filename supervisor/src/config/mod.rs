@@ -74,6 +74,8 @@ pub struct DaemonSpec {
     pub cgroups: bool,
     /// A background daemon runs under a watchdog that restarts it (`[daemon] watchdog`).
     pub watchdog: bool,
+    /// The dashboard page at `/` (`[daemon] dashboard`).
+    pub dashboard: bool,
     /// `[error_tracking]` (with the daemon's `SENTRY_DSN`).
     pub error_tracking: ErrorTracking,
 }
@@ -93,6 +95,7 @@ impl DaemonSpec {
             api_max_connections: section.api_max_connections,
             cgroups: section.cgroups,
             watchdog: section.watchdog,
+            dashboard: section.dashboard,
             error_tracking: ErrorTracking::resolve(
                 tracking.unwrap_or(&ErrorTrackingSection::default()),
                 std::env::var("SENTRY_DSN").ok(),

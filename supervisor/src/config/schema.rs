@@ -43,6 +43,9 @@ pub struct DaemonSection {
     /// `false`: a daemon that dies stays down until the next `l4ctl start`.
     #[serde(default = "default_true")]
     pub watchdog: bool,
+    /// The dashboard page at `/` of the API (TCP and the socket); `false`: none (404).
+    #[serde(default = "default_true")]
+    pub dashboard: bool,
 }
 
 /// `api_listen`: an address, or `"off"`.
@@ -222,6 +225,7 @@ impl Default for DaemonSection {
             api_max_connections: default_api_max_connections(),
             cgroups: default_cgroups(),
             watchdog: true,
+            dashboard: true,
         }
     }
 }
