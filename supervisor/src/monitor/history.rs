@@ -1,7 +1,7 @@
 //! The recent past of one instance, for charts without Prometheus: CPU and memory
 //! in fixed 5 s buckets over the last hour, and its last restarts, crashes and
 //! memory-ceiling hits as marks. Fixed size, whatever the daemon's uptime: one
-//! [`BUCKETS`]-slot ring of 8-byte slots (allocated at the first sample) and at
+//! [`BUCKETS`]-slot ring of 6-byte slots (allocated at the first sample) and at
 //! most [`MARKS`] marks, [`BYTES_PER_INSTANCE`] in all. The slot (`app:N`) keeps its
 //! past across restarts, so a chart shows the drop a restart makes. Pure: the actor
 //! feeds it (`daemon/sampling.rs`) and the API reads it (`GET /api/v1/apps/{name}/history`).
@@ -18,8 +18,8 @@ pub const BUCKETS: usize = 720;
 pub const MARKS: usize = 32;
 /// What one instance's past costs at most: the ring, the marks (their detail is a
 /// short reason such as `crash` or `memory`), and the bookkeeping.
-pub const BYTES_PER_INSTANCE: usize = BUCKETS * size_of::<Slot>() + MARKS * MARK_BYTES + size_of::<History>();
-const _: () = assert!(BYTES_PER_INSTANCE < 8 * 1024, "the README says under 8 KiB per instance");
+pub const BYTES_PER_INSTANCE: usize = size_of::<Ring>() + MARKS * MARK_BYTES + size_of::<History>();
+const _: () = assert!(BYTES_PER_INSTANCE < 7 * 1024, "the README says under 7 KiB per instance");
 /// One mark: its time, kind and reason (a boxed string of up to 24 bytes).
 const MARK_BYTES: usize = size_of::<Mark>() + 24;
 
@@ -34,6 +34,26 @@ struct Slot {
 
 const EMPTY: Slot = Slot { cpu_tenths: u16::MAX, rss_kib: u32::MAX };
 
+/// The slots as two arrays (6 bytes a slot rather than a padded 8).
+#[derive(Debug, Clone)]
+struct Ring {
+    cpu_tenths: [u16; BUCKETS],
+    rss_kib: [u32; BUCKETS],
+}
+
+impl Ring {
+    fn get(&self, bucket: u64) -> Slot {
+        let i = ring(bucket);
+        Slot { cpu_tenths: self.cpu_tenths[i], rss_kib: self.rss_kib[i] }
+    }
+
+    fn set(&mut self, bucket: u64, slot: Slot) {
+        let i = ring(bucket);
+        self.cpu_tenths[i] = slot.cpu_tenths;
+        self.rss_kib[i] = slot.rss_kib;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Mark {
     at_ms: u64,
@@ -44,7 +64,7 @@ struct Mark {
 /// The ring of one instance.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    slots: Option<Box<[Slot; BUCKETS]>>,
+    slots: Option<Box<Ring>>,
     /// The bucket number (`unix seconds / STEP_SECS`) of the newest slot.
     newest: u64,
     /// The current bucket's CPU figures so far (sum in tenths, count), for its mean.
@@ -57,7 +77,9 @@ impl History {
     /// One regular sample at `unix_secs`: CPU (when known) and tree RSS.
     pub fn record(&mut self, unix_secs: u64, cpu_percent: Option<f64>, rss_bytes: u64) {
         let bucket = unix_secs / STEP_SECS;
-        let slots = self.slots.get_or_insert_with(|| Box::new([EMPTY; BUCKETS]));
+        let slots = self
+            .slots
+            .get_or_insert_with(|| Box::new(Ring { cpu_tenths: [u16::MAX; BUCKETS], rss_kib: [u32::MAX; BUCKETS] }));
         if bucket < self.newest {
             return; // the clock went back: keep what is there rather than mix buckets
         }
@@ -65,13 +87,13 @@ impl History {
             // Every bucket between the last one and this one had no sample.
             let gap = (bucket - self.newest).min(BUCKETS as u64);
             for b in (bucket + 1 - gap)..=bucket {
-                slots[ring(b)] = EMPTY;
+                slots.set(b, EMPTY);
             }
             self.newest = bucket;
             self.cpu_sum = 0;
             self.cpu_count = 0;
         }
-        let slot = &mut slots[ring(bucket)];
+        let mut slot = slots.get(bucket);
         let kib = u32::try_from(rss_bytes / 1024).unwrap_or(u32::MAX - 1);
         slot.rss_kib = if slot.rss_kib == u32::MAX { kib } else { slot.rss_kib.max(kib) };
         if let Some(cpu) = cpu_percent.filter(|c| c.is_finite() && *c >= 0.0) {
@@ -80,6 +102,7 @@ impl History {
             self.cpu_count = self.cpu_count.saturating_add(1);
             slot.cpu_tenths = (self.cpu_sum / u32::from(self.cpu_count)).min(u32::from(u16::MAX - 1)) as u16;
         }
+        slots.set(bucket, slot);
     }
 
     /// A restart, crash or memory-ceiling hit at `at_ms` (unix milliseconds).
@@ -98,9 +121,9 @@ impl History {
         let (mut cpu, mut memory, mut start) = (Vec::new(), Vec::new(), now_secs / STEP_SECS);
         if let Some(slots) = &self.slots {
             let lo = window_start.max(self.newest.saturating_sub(BUCKETS as u64 - 1));
-            if let Some(first) = (lo..=self.newest).find(|&b| slots[ring(b)] != EMPTY) {
+            if let Some(first) = (lo..=self.newest).find(|&b| slots.get(b) != EMPTY) {
                 start = first;
-                for s in (first..=self.newest).map(|b| slots[ring(b)]) {
+                for s in (first..=self.newest).map(|b| slots.get(b)) {
                     cpu.push((s.cpu_tenths != u16::MAX).then(|| f64::from(s.cpu_tenths) / 10.0));
                     memory.push((s.rss_kib != u32::MAX).then(|| u64::from(s.rss_kib) * 1024));
                 }

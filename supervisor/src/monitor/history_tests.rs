@@ -88,6 +88,6 @@ fn marks_keep_the_newest_thirty_two_with_a_short_detail() {
 }
 
 #[test]
-fn a_slot_is_eight_bytes() {
-    assert_eq!(size_of::<super::Slot>(), 8);
+fn a_slot_is_six_bytes() {
+    assert_eq!(size_of::<super::Ring>(), 6 * BUCKETS);
 }
