@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 /// Daily files kept (the newest ones).
 pub const KEEP: usize = 14;
@@ -104,26 +104,42 @@ impl io::Write for DailyFile {
 /// Install the global subscriber. File logging writes synchronously (the daemon logs a
 /// few lines per event, and a writer thread would cost more memory than it saves).
 pub fn init(log_dir: Option<&Path>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::prelude::*;
+    let (filter, refused) = filter(std::env::var("RUST_LOG").ok().as_deref());
+    let registry = tracing_subscriber::registry().with(filter);
+    let stderr = || tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match log_dir {
         Some(dir) => {
             let mut daily = DailyFile::new(dir);
             let today = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) / 86_400;
             match daily.open(today) {
-                Ok(()) => {
-                    tracing_subscriber::fmt()
-                        .with_env_filter(filter)
-                        .with_ansi(false)
-                        .with_writer(Mutex::new(daily))
-                        .init();
-                }
+                Ok(()) => registry.with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(Mutex::new(daily))).init(),
                 Err(e) => {
-                    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+                    registry.with(stderr()).init();
                     tracing::warn!(cause = %e, dir = %dir.display(), "cannot log to file; logging to stderr");
                 }
             }
         }
-        None => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        None => registry.with(stderr()).init(),
+    }
+    if let Some(why) = refused {
+        tracing::warn!(%why, "RUST_LOG is not a level or a list of target=level; logging at info");
+    }
+}
+
+/// `RUST_LOG` as a level (`debug`) or a list of `target=level` with an optional default
+/// (`info,layer4_supervisor=debug`): tracing's `Targets`, not `EnvFilter`, whose regular
+/// expressions (span and field filters) would stay resident in the daemon (about 170 KB
+/// of code) for what no one asks of a supervisor's log. Unset or empty: `info`; not
+/// understood: `info`, and the reason.
+fn filter(rust_log: Option<&str>) -> (Targets, Option<String>) {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (info(), None),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (info(), Some(format!("{v:?}: {e}"))),
+        },
     }
 }
 
@@ -133,6 +149,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn rust_log_takes_a_level_or_targets_and_anything_else_is_info_with_the_reason() {
+        use tracing::Level;
+        use tracing_subscriber::filter::LevelFilter;
+        let (t, why) = filter(Some("debug"));
+        assert!(why.is_none() && t.would_enable("hyper", &Level::DEBUG));
+        let (t, why) = filter(Some("warn,layer4_supervisor=trace"));
+        assert!(why.is_none());
+        assert!(t.would_enable("layer4_supervisor::daemon", &Level::TRACE) && !t.would_enable("hyper", &Level::INFO));
+        let (t, why) = filter(None);
+        assert!(why.is_none() && t.default_level() == Some(LevelFilter::INFO));
+        let (t, why) = filter(Some("[span{field=x}]=debug,=="));
+        assert!(why.is_some_and(|w| w.contains("[span")), "the reason names the value");
+        assert_eq!(t.default_level(), Some(LevelFilter::INFO));
+    }
 
     #[test]
     fn daily_files_are_owner_only_linked_pruned_and_never_followed() {
