@@ -26,6 +26,7 @@ mod auth_props;
 pub mod config;
 pub mod delivery;
 pub mod gateway;
+pub mod histogram;
 pub mod http;
 pub mod hub;
 pub mod limits;

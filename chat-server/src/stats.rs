@@ -79,6 +79,8 @@ pub struct Stats {
     pub replayed_from_cache: AtomicU64,
     pub replayed_from_db: AtomicU64,
     pub replayed_from_redis: AtomicU64,
+    /// A `send` from its arrival to its answer (stored and published), when it was stored.
+    pub send_seconds: crate::histogram::Histogram,
 }
 
 impl Default for Stats {
@@ -99,6 +101,7 @@ impl Default for Stats {
             replayed_from_cache: AtomicU64::new(0),
             replayed_from_db: AtomicU64::new(0),
             replayed_from_redis: AtomicU64::new(0),
+            send_seconds: Default::default(),
         }
     }
 }
@@ -187,6 +190,11 @@ impl Stats {
         metric("chat_memory_rss_bytes", "gauge", "Resident memory of this worker.", &one(g.rss_bytes));
         metric("chat_draining", "gauge", "1 while shutting down.", &one(u64::from(g.draining)));
         metric("chat_uptime_seconds", "gauge", "Seconds since start.", &one(self.started.elapsed().as_secs()));
+        self.send_seconds.render(
+            &mut out,
+            "chat_send_duration_seconds",
+            "A send from its arrival to its answer, stored and published (new messages only).",
+        );
         out
     }
 }

@@ -44,6 +44,11 @@ impl Cluster {
 
     /// Like `start`, with `extra` (more sections, such as `[nginx]`) in the config file.
     pub fn start_with(instances: u32, env: &[(&str, &str)], extra: &str) -> Cluster {
+        Cluster::start_full(instances, env, "api_listen = \"off\"", "", extra)
+    }
+
+    /// Like `start_with`, with `daemon` lines in `[daemon]` and `app` lines in the app.
+    pub fn start_full(instances: u32, env: &[(&str, &str)], daemon: &str, app: &str, extra: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("l4cluster").tempdir().unwrap();
         let port = free_ports(instances as u16);
         let mut vars: std::collections::BTreeMap<String, String> = [
@@ -58,7 +63,7 @@ impl Cluster {
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let env_lines: String = vars.iter().map(|(k, v)| format!("{k} = {v:?}\n")).collect();
         let config = format!(
-            "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\napi_listen = \"off\"\n{extra}\n\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\ninstances = {instances}\nready = \"notify\"\nlisten_timeout = \"20s\"\nkill_timeout = \"10s\"\n[apps.env]\n{env_lines}",
+            "[daemon]\nhome = \"run\"\nlog_dir = \"logs\"\n{daemon}\n{extra}\n\n[[apps]]\nname = \"chat\"\nscript = {:?}\nport = {port}\ninstances = {instances}\nready = \"notify\"\nlisten_timeout = \"20s\"\nkill_timeout = \"10s\"\n{app}\n[apps.env]\n{env_lines}",
             env!("CARGO_BIN_EXE_chat-server"),
         );
         std::fs::write(dir.path().join("l4.toml"), config).unwrap();

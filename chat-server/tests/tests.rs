@@ -11,6 +11,7 @@ mod conformance;
 mod e2e;
 mod fanout;
 mod gateway;
+mod grafana_and_prometheus;
 mod limits;
 mod pki;
 mod publish;

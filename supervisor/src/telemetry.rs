@@ -113,7 +113,9 @@ pub fn init(log_dir: Option<&Path>) {
             let mut daily = DailyFile::new(dir);
             let today = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) / 86_400;
             match daily.open(today) {
-                Ok(()) => registry.with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(Mutex::new(daily))).init(),
+                Ok(()) => registry
+                    .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(Mutex::new(daily)))
+                    .init(),
                 Err(e) => {
                     registry.with(stderr()).init();
                     tracing::warn!(cause = %e, dir = %dir.display(), "cannot log to file; logging to stderr");

@@ -67,6 +67,7 @@ impl Hub {
     /// Stores the message, then queues it for every member of the room (the sender
     /// included). A resend of an already stored (user, id) returns its first sequence.
     pub async fn send(&self, room: &Arc<Room>, user: &User, id: &str, body: &str) -> Result<Sent, SendFailed> {
+        let arrived = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             user_id: user.id,
@@ -85,7 +86,11 @@ impl Hub {
             let writer = Writer { deliverer: self.deliverer.clone(), fanout: self.fanout.get().cloned() };
             tokio::spawn(writer.run(room.clone()));
         }
-        answer.await.unwrap_or_else(|_| Err(SendFailed("the send was interrupted; resend it".into())))
+        let sent = answer.await.unwrap_or_else(|_| Err(SendFailed("the send was interrupted; resend it".into())));
+        if sent.as_ref().is_ok_and(|s| !s.duplicate) {
+            self.deliverer.stats.send_seconds.observe(arrived.elapsed());
+        }
+        sent
     }
 }
 

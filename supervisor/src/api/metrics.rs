@@ -43,6 +43,17 @@ pub fn render(snap: &MetricsSnapshot, uptime_s: f64) -> String {
     }
     family(
         &mut out,
+        "l4_instance_memory_ceiling_bytes",
+        "gauge",
+        "The instance's max_memory_restart, when it has one.",
+    );
+    for i in rows {
+        if let Some(c) = i.memory_ceiling_bytes {
+            let _ = writeln!(out, "l4_instance_memory_ceiling_bytes{{{}}} {c}", labels(i));
+        }
+    }
+    family(
+        &mut out,
         "l4_instance_cpu_percent",
         "gauge",
         "CPU use of the process tree over the last sample, percent of one core.",
