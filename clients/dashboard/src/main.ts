@@ -16,6 +16,16 @@ const series = new Map<string, { cpu: Point[]; mem: Point[] }>();
 const histMarks = new Map<string, { at_ms: number; kind: string; title: string }[]>();
 const liveMarks: { app: string; at_ms: number; kind: string; title: string }[] = [];
 let pending: { what: string; path: string; body: unknown } | undefined;
+/** The timeline, newest first: what the history held when the page opened, then live events. */
+const timeline: { at: number; cls: string; text: string }[] = [];
+const seeded = new Set<string>();
+
+function addToTimeline(at: number, cls: string, text: string): void {
+  const i = timeline.findIndex((e) => e.at < at);
+  timeline.splice(i < 0 ? timeline.length : i, 0, { at, cls, text });
+  timeline.length = Math.min(timeline.length, TIMELINE);
+  $("timeline").replaceChildren(...timeline.map((e) => node("li", `${clock(e.at)} ${e.text}`, e.cls)));
+}
 
 function say(text: string, error = false): void {
   const m = $("message");
@@ -91,6 +101,11 @@ async function loadHistory(app: string): Promise<void> {
     s.mem = [...past(i.memory_bytes), ...s.mem.filter(([t]) => t >= firstLive)];
     for (const m of i.marks) marks.push({ at_ms: m.at_ms, kind: m.kind, title: `${clock(m.at_ms)} ${i.app}:${i.instance} ${m.kind} (${m.detail})` });
   }
+  // The past goes on the timeline once, when the page first learns of the app.
+  if (!seeded.has(app)) {
+    seeded.add(app);
+    for (const i of h.instances) for (const m of i.marks) addToTimeline(m.at_ms, `ev-${m.kind}`, `${i.app}:${i.instance} ${markText(m.kind, m.detail)}`);
+  }
   histMarks.set(app, marks);
   renderApps(Date.now());
 }
@@ -162,6 +177,14 @@ function appCard(app: string): HTMLElement {
   return card;
 }
 
+/** A mark of the history as the timeline says it. */
+function markText(kind: string, detail: string): string {
+  if (kind === "restart") return `restarted (${detail})`;
+  if (kind === "crash") return `crash report: ${detail}`;
+  if (kind === "memory") return "memory ceiling reached";
+  return `${kind} (${detail})`;
+}
+
 function onEvent(e: Record<string, unknown>): void {
   const app = String(e.app ?? "");
   const who = `${app}:${String(e.instance ?? "")}`;
@@ -195,10 +218,7 @@ function onEvent(e: Record<string, unknown>): void {
       return;
   }
   while (liveMarks.length > 500 || (liveMarks[0] && liveMarks[0].at_ms < now - WINDOW_MS)) liveMarks.shift();
-  const li = node("li", `${clock(now)} ${text}`, `ev-${String(e.type)}`);
-  const list = $("timeline");
-  list.prepend(li);
-  while (list.children.length > TIMELINE) list.lastElementChild?.remove();
+  addToTimeline(now, `ev-${String(e.type)}`, text);
   setTimeout(() => void refresh(), 150);
 }
 

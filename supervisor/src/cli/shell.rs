@@ -44,8 +44,6 @@ pub(super) fn man() -> ExitCode {
 
 /// PM2 commands and what to run instead (PM2's own spelling, lower-cased).
 const PM2_VERBS: &[(&str, &str)] = &[
-    ("monit", "`l4ctl status` (CPU and memory per instance), or the status API's /metrics and /api/v1/events"),
-    ("dashboard", "`l4ctl status`, or the status API's /metrics and /api/v1/events"),
     ("env", "`l4ctl describe APP` (variable names; values are never shown)"),
     ("jlist", "`l4ctl status --json`"),
     ("prettylist", "`l4ctl status --json`"),
@@ -114,7 +112,7 @@ mod tests {
     #[test]
     fn pm2_verbs_get_the_layer4_way_and_layer4_verbs_are_left_alone() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(super::pm2_verb(&args(&["l4ctl", "monit"])).unwrap().contains("l4ctl status"));
+        assert!(super::pm2_verb(&args(&["l4ctl", "monit"])).is_none(), "monit is a layer4 command");
         assert!(
             super::pm2_verb(&args(&["l4ctl", "--home", "/x", "jlist"])).is_some(),
             "an option's value is not the verb"
