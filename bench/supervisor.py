@@ -77,6 +77,7 @@ def ports_closed(ports):
 # ------------------------------------------------------------------ the two tools
 class L4(L4Daemon):
     base_port, env = L4_PORT, None  # env: inherit ours
+    daemon_extra = 'api_listen = "127.0.0.1:0"\n'  # the dashboard row reads run/api.addr; never the user's 9615
 
     def config(self, name, n):
         """A config in self.dir running n workers (none: the daemon's own)."""

@@ -1,6 +1,7 @@
-//! A Prometheus histogram of durations with fixed buckets, lock-free: one atomic
-//! add per bucket reached is all an observation costs, so it can sit on the send
-//! path. Used for `chat_send_duration_seconds` (a `send` from its arrival to the
+//! A Prometheus histogram of durations with fixed buckets, lock-free: an observation
+//! is two relaxed atomic adds (its bucket, the sum), so it can sit on the send path.
+//! The count is the sum of the buckets when rendered, so `+Inf` and `_count` always
+//! agree with the buckets (`_sum` may trail them by an observation being made). Used for `chat_send_duration_seconds` (a `send` from its arrival to the
 //! stored, published answer), the latency the Grafana dashboard's p99 reads.
 
 use std::fmt::Write;
@@ -13,24 +14,18 @@ pub const BOUNDS_US: [u64; 11] =
 
 #[derive(Debug, Default)]
 pub struct Histogram {
-    /// Observations at or below each bound (not cumulative: summed when rendered).
-    buckets: [AtomicU64; BOUNDS_US.len()],
-    count: AtomicU64,
+    /// Observations in each bucket (not cumulative: summed when rendered); the last
+    /// one holds those past every bound.
+    buckets: [AtomicU64; BOUNDS_US.len() + 1],
     sum_us: AtomicU64,
 }
 
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = BOUNDS_US.iter().position(|&b| us <= b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.count.fetch_add(1, Relaxed);
+        let i = BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count.load(Relaxed)
     }
 
     /// The histogram's lines in the text format, `_bucket` cumulative with `le`.
@@ -41,7 +36,7 @@ impl Histogram {
             below += n.load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {below}", *bound as f64 / 1e6);
         }
-        let count = self.count();
+        let count = below + self.buckets[BOUNDS_US.len()].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");

@@ -104,10 +104,19 @@ async fn every_metric_the_grafana_dashboard_names_exists_in_the_two_metrics_outp
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    // Every panel reads through the datasource variable; the scrape example has both jobs.
+    // Every panel reads through the datasource variable; the daemon's `instance` label is
+    // `exported_instance` once scraped (Prometheus keeps `instance` for the target), so no
+    // query of `l4_instance_*` matches or labels by `instance`; the scrape example has
+    // both jobs.
     for panel in dashboard["panels"].as_array().unwrap().iter().filter(|p| p["type"] != "row") {
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
         assert!(!panel["targets"].as_array().unwrap().is_empty(), "{}", panel["title"]);
+        for t in panel["targets"].as_array().unwrap() {
+            let (expr, legend) = (t["expr"].as_str().unwrap(), t["legendFormat"].as_str().unwrap());
+            if expr.contains("l4_instance_") {
+                assert!(!legend.contains("{{instance}}") && !expr.contains(", instance)"), "{expr} / {legend}");
+            }
+        }
     }
     let scrape = std::fs::read_to_string(root.join("prometheus.yml")).unwrap();
     for job in ["job_name: l4ctl", "job_name: chat"] {

@@ -24,6 +24,9 @@ const dir = mkdtempSync(join(tmpdir(), "l4dash-"));
 let browser: Browser | undefined;
 let page: Page;
 let url = "";
+/** Every page error, and every request the page made (URL and Authorization header). */
+const pageErrors: string[] = [];
+const requests: { url: string; auth?: string }[] = [];
 
 function l4(...args: string[]): string {
   const env: NodeJS.ProcessEnv = { ...process.env, L4_DASH_TOKEN: TOKEN };
@@ -73,7 +76,14 @@ before(async () => {
     args: ["--no-sandbox", "--disable-dev-shm-usage"],
   });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("request", (r) => requests.push({ url: r.url(), auth: r.headers().authorization }));
+  // What the Content-Security-Policy blocked, if anything (the page must need nothing it forbids).
+  await page.addInitScript(() => {
+    const w = window as unknown as { __csp: string[] };
+    w.__csp = [];
+    document.addEventListener("securitypolicyviolation", (e) => w.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   // 401s are expected before the token is entered (crash reports, logs).
   page.on("console", (m) => m.type() === "error" && !m.text().includes("401") && console.error(`console: ${m.text()}`));
   await page.goto(`${url}/`);
@@ -165,4 +175,12 @@ test("with the token entered once, a restart changes the pid; the token is in no
   await page.waitForFunction(() => document.getElementById("logs")?.textContent === "(no lines)", undefined, { timeout: 10_000 });
   await page.fill("#log-filter", "");
   await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
+});
+
+test("no page error, nothing blocked by the CSP, and the token only ever in a header", async () => {
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(await page.evaluate(() => (window as unknown as { __csp: string[] }).__csp), []);
+  assert.ok(requests.length > 10);
+  assert.ok(requests.every((r) => !r.url.includes(TOKEN)), "the token in a URL");
+  assert.ok(requests.some((r) => r.auth === `Bearer ${TOKEN}`), "the token was sent as a header");
 });

@@ -70,8 +70,12 @@ async function answer<T>(r: Response): Promise<T> {
   return JSON.parse(text) as T;
 }
 
+/** Reads give up after this long (the next one follows); actions wait as long as they take. */
+const READ_TIMEOUT_MS = 10_000;
+
 export async function get<T>(path: string): Promise<T> {
-  return answer<T>(await fetch(path, { headers: headers(false), cache: "no-store" }));
+  const signal = AbortSignal.timeout(READ_TIMEOUT_MS);
+  return answer<T>(await fetch(path, { headers: headers(false), cache: "no-store", signal }));
 }
 
 export async function post<T>(path: string, body: unknown = {}): Promise<T> {

@@ -4,6 +4,8 @@
 
 const NS = "http://www.w3.org/2000/svg";
 export const WINDOW_MS = 3600_000;
+/** Missing figures shorter than this are bridged (sample_interval is at most 60 s). */
+const BRIDGE_MS = 61_000;
 /** The shortest span a chart shows (a daemon that started a minute ago). */
 export const MIN_WINDOW_MS = 300_000;
 const W = 600;
@@ -47,10 +49,14 @@ export function drawChart(svg: SVGSVGElement, series: Point[][], from: number, n
       }
       run = [];
     };
+    // A line breaks where figures are missing for longer than BRIDGE_MS (the instance
+    // was not running); shorter holes (a sample_interval above the 5 s buckets) are bridged.
+    let lastSeen = -Infinity;
     for (const [t, v] of s) {
-      if (t < from) continue;
-      if (v === null) flush();
-      else run.push(`${x(t)},${y(v)}`);
+      if (t < from || v === null) continue;
+      if (t - lastSeen > BRIDGE_MS) flush();
+      run.push(`${x(t)},${y(v)}`);
+      lastSeen = t;
     }
     flush();
   });

@@ -52,7 +52,7 @@ async function confirmed(): Promise<void> {
   } catch (e) {
     say(`${p.what}: ${e instanceof Error ? e.message : String(e)}`, true);
   }
-  void refresh();
+  refreshSoon();
 }
 
 function seriesOf(key: string): { cpu: Point[]; mem: Point[] } {
@@ -61,7 +61,26 @@ function seriesOf(key: string): { cpu: Point[]; mem: Point[] } {
   return s;
 }
 
-async function refresh(): Promise<void> {
+/** At most one status request at a time; asks made meanwhile make one more after it. */
+let refreshing: Promise<void> | undefined;
+let again = false;
+
+function refreshSoon(): void {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = refresh(false).finally(() => {
+    refreshing = undefined;
+    if (again) {
+      again = false;
+      refreshSoon();
+    }
+  });
+}
+
+/** The table (and, from the 2 s timer only, a chart point per instance). */
+async function refresh(point: boolean): Promise<void> {
   let status: Status;
   try {
     status = await get<Status>("/api/v1/status");
@@ -71,12 +90,14 @@ async function refresh(): Promise<void> {
   }
   rows = status.instances;
   const now = Date.now();
-  for (const i of rows) {
+  for (const i of point ? rows : []) {
     const s = seriesOf(`${i.app}:${i.instance}`);
     s.cpu.push([now, i.cpu_percent ?? null]);
     s.mem.push([now, i.memory_bytes ?? null]);
     for (const list of [s.cpu, s.mem]) while (list.length && (list[0]?.[0] ?? now) < now - WINDOW_MS) list.shift();
   }
+  const live = new Set(rows.map((r) => `${r.app}:${r.instance}`));
+  for (const key of series.keys()) if (!live.has(key)) series.delete(key);
   renderTable($<HTMLTableSectionElement>("instances").querySelector("tbody") as HTMLTableSectionElement, rows, act);
   renderApps(now);
   const select = $<HTMLSelectElement>("log-app");
@@ -94,11 +115,14 @@ async function loadHistory(app: string): Promise<void> {
   const marks: { at_ms: number; kind: string; title: string }[] = [];
   for (const i of h.instances) {
     const s = seriesOf(`${i.app}:${i.instance}`);
-    const firstLive = s.cpu.find(([, v]) => v !== null)?.[0] ?? Infinity;
-    const past = (values: (number | null)[]): Point[] =>
-      values.map((v, n): Point => [(i.start + n * h.step_secs) * 1000, v]).filter(([t]) => t < firstLive);
-    s.cpu = [...past(i.cpu_percent), ...s.cpu.filter(([t]) => t >= firstLive)];
-    s.mem = [...past(i.memory_bytes), ...s.mem.filter(([t]) => t >= firstLive)];
+    // The daemon's buckets before the first live point of each series.
+    const merge = (list: Point[], values: (number | null)[]): Point[] => {
+      const firstLive = list[0]?.[0] ?? Infinity;
+      const past = values.map((v, n): Point => [(i.start + n * h.step_secs) * 1000, v]).filter(([t]) => t < firstLive);
+      return [...past, ...list];
+    };
+    s.cpu = merge(s.cpu, i.cpu_percent);
+    s.mem = merge(s.mem, i.memory_bytes);
     for (const m of i.marks) marks.push({ at_ms: m.at_ms, kind: m.kind, title: `${clock(m.at_ms)} ${i.app}:${i.instance} ${m.kind} (${m.detail})` });
   }
   // The past goes on the timeline once, when the page first learns of the app.
@@ -219,7 +243,7 @@ function onEvent(e: Record<string, unknown>): void {
   }
   while (liveMarks.length > 500 || (liveMarks[0] && liveMarks[0].at_ms < now - WINDOW_MS)) liveMarks.shift();
   addToTimeline(now, `ev-${String(e.type)}`, text);
-  setTimeout(() => void refresh(), 150);
+  refreshSoon();
 }
 
 async function follow(): Promise<void> {
@@ -240,10 +264,10 @@ async function guarded<T>(into: HTMLElement, path: string, show: (v: T) => Node[
 }
 
 async function loadCrashes(): Promise<void> {
-  await guarded<{ crashes: Crash[] }>($("crashes"), "/api/v1/crashes", ({ crashes }) =>
+  await guarded<{ crashes: Crash[] }>($("crashes"), "/api/v1/crashes?limit=20", ({ crashes }) =>
     crashes.length === 0
       ? [node("p", "No crash reports.", "note")]
-      : crashes.slice(0, 20).map((c) => {
+      : crashes.map((c) => {
           const d = node("div", undefined, "crash");
           const how = [c.reason, c.signal, c.exit_code == null ? "" : `exit ${c.exit_code}`].filter(Boolean).join(" ");
           d.append(node("b", `${c.at} ${c.app}:${c.instance} ${how}${c.count > 1 ? ` ×${c.count}` : ""}`));
@@ -254,14 +278,32 @@ async function loadCrashes(): Promise<void> {
   );
 }
 
+/** The selected app's newest lines, fetched every 5 s (and on a change of app or token);
+ * the filter applies to them in the page, so typing asks nothing of the daemon. */
+let logLines: string[] | undefined;
+let logsLoading = false;
+
 async function loadLogs(): Promise<void> {
   const app = $<HTMLSelectElement>("log-app").value;
-  if (!app) return;
+  if (!app || logsLoading) return;
+  logsLoading = true;
+  try {
+    logLines = undefined;
+    await guarded<{ lines: LogLine[] }>($("logs"), `/api/v1/apps/${encodeURIComponent(app)}/logs?lines=200`, ({ lines }) => {
+      logLines = lines.map((l) => l.line);
+      return [];
+    });
+  } finally {
+    logsLoading = false;
+  }
+  showLogs();
+}
+
+function showLogs(): void {
+  if (!logLines) return; // the sentence why not stays
   const filter = $<HTMLInputElement>("log-filter").value.toLowerCase();
-  await guarded<{ lines: LogLine[] }>($("logs"), `/api/v1/apps/${encodeURIComponent(app)}/logs?lines=200`, ({ lines }) => {
-    const text = lines.map((l) => l.line).filter((l) => !filter || l.toLowerCase().includes(filter)).join("\n");
-    return [document.createTextNode(text || "(no lines)")];
-  });
+  const text = logLines.filter((l) => !filter || l.toLowerCase().includes(filter)).join("\n");
+  $("logs").replaceChildren(document.createTextNode(text || "(no lines)"));
 }
 
 function showToken(): void {
@@ -288,15 +330,15 @@ async function boot(): Promise<void> {
     pending = undefined;
   });
   $("log-app").addEventListener("change", () => void loadLogs());
-  $("log-filter").addEventListener("input", () => void loadLogs());
+  $("log-filter").addEventListener("input", showLogs);
   showToken();
   const health = await get<{ version: string; pid: number }>("/api/v1/health").catch(() => undefined);
   if (health) $("daemon").textContent = `daemon ${health.version}, pid ${health.pid}`;
-  await refresh();
+  await refresh(true);
   void follow();
   void loadCrashes();
   void loadLogs();
-  setInterval(() => void refresh(), 2000);
+  setInterval(() => void refresh(true), 2000);
   setInterval(() => {
     for (const app of new Set(rows.map((r) => r.app))) void loadHistory(app);
   }, 30_000);

@@ -45,7 +45,8 @@ export function renderTable(body: HTMLTableSectionElement, rows: Instance[], act
     const actions = node("td", undefined, "actions");
     const target = encodeURIComponent(name);
     actions.append(button("restart", () => act(`restart ${name}`, `/api/v1/apps/${target}/restart`)));
-    if (i.state === "stopped") actions.append(button("start", () => act(`start ${name}`, `/api/v1/apps/${target}/start`)));
+    // Stopped or given up on (errored): start; anything else, a pending restart included: stop.
+    if (i.state === "stopped" || i.state === "errored") actions.append(button("start", () => act(`start ${name}`, `/api/v1/apps/${target}/start`)));
     else actions.append(button("stop", () => act(`stop ${name}`, `/api/v1/apps/${target}/stop`), true));
     tr.append(actions);
     return tr;

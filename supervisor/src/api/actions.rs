@@ -94,13 +94,15 @@ pub async fn rolling_reload(
 #[serde(deny_unknown_fields)]
 pub struct CrashesQuery {
     pub app: Option<String>,
+    /// At most this many (the newest); all that are kept when absent.
+    pub limit: Option<usize>,
 }
 
-/// `GET /api/v1/crashes?app=NAME`: recent crash reports, newest first.
+/// `GET /api/v1/crashes?app=NAME&limit=N`: recent crash reports, newest first.
 pub async fn crashes(
     State(s): State<ApiState>,
     ApiQuery(q): ApiQuery<CrashesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (list, delivery) = s.handle.crashes(q.app).await?;
+    let (list, delivery) = s.handle.crashes(q.app, q.limit.unwrap_or(usize::MAX)).await?;
     Ok(Json(serde_json::json!({ "schema": SCHEMA, "crashes": list, "delivery": delivery })))
 }

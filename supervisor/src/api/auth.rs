@@ -1,7 +1,8 @@
 //! The TCP side of the API: the overview is open, everything else needs a token.
 //!
 //! Over TCP (`[daemon] api_listen`), `GET` and `HEAD` of health, status, describe
-//! (variable names, never values), history, events and metrics pass. Log lines and crash
+//! (variable names, never values), history, events, metrics and the dashboard page's
+//! own files (`/`, `/assets/dashboard.js`, `/assets/dashboard.css`) pass. Log lines and crash
 //! reports carry what workers print (secrets included), so reading them needs the
 //! token as every change does: `Authorization: Bearer <token>`, where the token is
 //! the value of the environment variable named by `[daemon] api_token_env`. The

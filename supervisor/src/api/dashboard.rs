@@ -12,7 +12,7 @@
 //!
 //! Every answer carries a strong `ETag` (304 to a matching `If-None-Match`),
 //! `Cache-Control: no-cache`, and a strict Content-Security-Policy: this origin only,
-//! nothing inline, no frames, no forms.
+//! nothing inline, no frames, no form submissions (the token field is read by script).
 
 use std::hash::{Hash, Hasher};
 

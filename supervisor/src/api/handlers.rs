@@ -33,8 +33,28 @@ pub(super) async fn describe(
     Ok(Json(s.handle.describe(&name).await?))
 }
 
-pub(super) async fn history(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Json<AppHistory>, ApiError> {
-    Ok(Json(s.handle.history(&name).await?))
+/// History answers built at once; each is up to ~11 KB of JSON an instance (open over
+/// TCP, like describe), so a flood of them is refused with 429 rather than queued.
+pub const HISTORY_READS: usize = 4;
+static HISTORY_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HISTORY_READS);
+
+pub(super) async fn history(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Ok(_permit) = HISTORY_PERMITS.try_acquire() else {
+        let mut r = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!("{HISTORY_READS} history reads are in progress; retry in 1 s"),
+        )
+        .into_response();
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
+        return Ok(r);
+    };
+    let h: AppHistory = s.handle.history(&name).await?;
+    Ok(Json(h).into_response())
 }
 
 pub(super) async fn start(

@@ -15,7 +15,7 @@
 //! | POST | `/api/v1/apps/{name}/reload` | body `{"parallel"?, "progress"?}`: rolling reload; 409 `reload_failed` names the instance; with `progress`, [`types::ReloadProgress`] lines |
 //! | POST | `/api/v1/apps/{name}/instances/{index}/replace` | one reload step: [`crate::wire::types::Replaced`] once the new run is ready |
 //! | GET  | `/api/v1/apps/{name}/logs?lines=N&stream=S` | the newest lines, bounded ([`logs`]) |
-//! | GET  | `/api/v1/crashes?app=NAME` | `{"schema","crashes":[crash::CrashReport],"delivery":daemon::DeliveryStats}`, newest first |
+//! | GET  | `/api/v1/crashes?app=NAME&limit=N` | `{"schema","crashes":[crash::CrashReport],"delivery":daemon::DeliveryStats}`, newest first |
 //! | POST | `/api/v1/reload-config` | re-read every loaded config file (as SIGHUP) |
 //! | POST | `/api/v1/kill` | stop every app, answer, then exit |
 //! | POST | `/api/v1/logs/reopen` | body `{"app"?}`: reopen log files (as SIGUSR1); `{"files_reopened"}` per writer |

@@ -163,3 +163,34 @@ async fn the_dashboard_is_served_with_its_policy_and_a_validator_and_can_be_turn
     assert_eq!(get(true, "/assets/other.js", None).await.unwrap().status(), StatusCode::NOT_FOUND);
     assert_eq!(get(false, "/", None).await.unwrap().status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn at_most_four_history_answers_are_built_at_once_and_a_fifth_is_told_to_retry() {
+    use std::sync::Mutex;
+    // The fake actor keeps every history request unanswered, as a busy daemon would.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let handle = fake::handle(move |msg| match msg {
+        Msg::History { reply, .. } => keep.lock().unwrap().push(reply),
+        other => panic!("unexpected {other:?}"),
+    });
+    let s = state(handle);
+    let get = |s: ApiState| {
+        let req = Request::builder().uri("/api/v1/apps/web/history").body(Body::empty()).unwrap();
+        router(s).oneshot(req)
+    };
+    let waiting: Vec<_> = (0..super::handlers::HISTORY_READS).map(|_| tokio::spawn(get(s.clone()))).collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held.lock().unwrap().len() < super::handlers::HISTORY_READS {
+        assert!(tokio::time::Instant::now() < deadline, "the four reads never reached the actor");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let busy = get(s.clone()).await.unwrap();
+    assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    // Answered (here: the actor gone), the places are free again.
+    held.lock().unwrap().clear();
+    for w in waiting {
+        assert_eq!(w.await.unwrap().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

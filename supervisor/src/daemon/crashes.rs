@@ -139,8 +139,9 @@ impl Crashes {
     }
 
     /// Newest first.
-    pub fn list(&self, app: Option<&str>) -> Vec<CrashReport> {
-        self.recent.iter().filter(|r| app.is_none_or(|a| r.app == a)).cloned().collect()
+    /// The newest `limit` reports (of `app`), newest first.
+    pub fn list(&self, app: Option<&str>, limit: usize) -> Vec<CrashReport> {
+        self.recent.iter().filter(|r| app.is_none_or(|a| r.app == a)).take(limit).cloned().collect()
     }
 }
 

@@ -93,8 +93,19 @@ impl Handle {
         Ok(d)
     }
 
+    /// An app's last hour: the actor hands over a copy of each ring, and the answer
+    /// (up to 720 buckets an instance) is built here, off the actor's thread.
     pub async fn history(&self, app: &str) -> Result<crate::wire::types::AppHistory, Error> {
-        self.ask(|reply| Msg::History { app: app.to_owned(), reply }).await?
+        let rings = self.ask(|reply| Msg::History { app: app.to_owned(), reply }).await??;
+        let now = crate::crash::now_ms() / 1000;
+        let mut instances: Vec<_> = rings.iter().map(|(index, id, h)| h.snapshot(app, *index, *id, now)).collect();
+        instances.sort_by_key(|i| i.instance);
+        Ok(crate::wire::types::AppHistory {
+            schema: crate::wire::types::SCHEMA,
+            app: app.to_owned(),
+            step_secs: crate::monitor::history::STEP_SECS,
+            instances,
+        })
     }
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot, Error> {
@@ -105,9 +116,13 @@ impl Handle {
         self.ask(|reply| Msg::Subscribe { reply }).await
     }
 
-    /// Recent crash reports, newest first, and how their delivery went.
-    pub async fn crashes(&self, app: Option<String>) -> Result<(Vec<CrashReport>, super::DeliveryStats), Error> {
-        self.ask(|reply| Msg::Crashes { app, reply }).await
+    /// Recent crash reports (the newest `limit`), newest first, and how their delivery went.
+    pub async fn crashes(
+        &self,
+        app: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<CrashReport>, super::DeliveryStats), Error> {
+        self.ask(|reply| Msg::Crashes { app, limit, reply }).await
     }
 
     /// Reopen (or, with `truncate`, empty) the log files of one app or all; the

@@ -146,7 +146,7 @@ pub enum Msg {
     /// One app's last hour of figures and marks (`GET /api/v1/apps/{name}/history`).
     History {
         app: String,
-        reply: Reply<crate::wire::types::AppHistory>,
+        reply: Reply<Vec<(u32, u32, crate::monitor::history::History)>>,
     },
     /// The figures `/metrics` shows.
     Metrics {
@@ -192,6 +192,7 @@ pub enum Msg {
     /// Recent crash reports, newest first (of one app, or all).
     Crashes {
         app: Option<String>,
+        limit: usize,
         reply: oneshot::Sender<(Vec<crate::crash::CrashReport>, super::DeliveryStats)>,
     },
     /// Set the number of instances of an app.

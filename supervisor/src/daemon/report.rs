@@ -5,7 +5,8 @@ use super::Error;
 use super::supervisor::{Inst, Supervisor, ms_since, ms_until};
 use crate::config::AppSpec;
 use crate::lifecycle::ExitStatus;
-use crate::wire::types::{AppDescription, AppHistory, ExitReport, InstanceStatus, SCHEMA, StatusReport};
+use crate::monitor::history::History;
+use crate::wire::types::{AppDescription, ExitReport, InstanceStatus, SCHEMA, StatusReport};
 
 pub(super) fn status(sup: &Supervisor) -> StatusReport {
     let mut instances: Vec<InstanceStatus> =
@@ -66,12 +67,11 @@ pub(super) fn describe(sup: &Supervisor, name: &str) -> Result<AppDescription, E
     })
 }
 
-pub(super) fn history(sup: &Supervisor, name: &str) -> Result<AppHistory, Error> {
+/// A copy of each instance's ring (under 7 KiB each): the answer is built from it
+/// outside the actor ([`super::Handle::history`]).
+pub(super) fn history(sup: &Supervisor, name: &str) -> Result<Vec<(u32, u32, History)>, Error> {
     let app = sup.apps.get(name).ok_or_else(|| Error::UnknownApp(name.to_owned()))?;
-    let now = crate::crash::now_ms() / 1000;
-    let mut instances: Vec<_> = app.instances.iter().map(|i| i.history.snapshot(name, i.index, i.id, now)).collect();
-    instances.sort_by_key(|i| i.instance);
-    Ok(AppHistory { schema: SCHEMA, app: name.to_owned(), step_secs: crate::monitor::history::STEP_SECS, instances })
+    Ok(app.instances.iter().map(|i| (i.index, i.id, i.history.clone())).collect())
 }
 
 pub(super) fn metrics(sup: &Supervisor) -> crate::wire::metrics::MetricsSnapshot {

@@ -101,7 +101,7 @@ async fn explain(h: &Handle, status: &StatusReport, failed: Vec<String>) -> Vec<
             out.push(sentence);
             continue;
         }
-        let crashes = h.crashes(Some(app.to_owned())).await.map(|(c, _)| c).unwrap_or_default();
+        let crashes = h.crashes(Some(app.to_owned()), usize::MAX).await.map(|(c, _)| c).unwrap_or_default();
         let Some(tail) = crashes.iter().find(|c| c.instance == index).map(|c| c.stderr_tail.clone()) else {
             out.push(sentence);
             continue;

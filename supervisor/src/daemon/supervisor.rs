@@ -273,8 +273,8 @@ impl Supervisor {
             Msg::PanicLine { app, instance, line } => self.panic_line(app, instance, line),
             Msg::PanicCheck { app, instance, pid, line } => self.panic_check(&app, instance, pid, &line),
             Msg::CloseEpisodes => self.close_episodes(),
-            Msg::Crashes { app, reply } => {
-                let _ = reply.send((self.crashes.list(app.as_deref()), self.crashes.outbox.stats()));
+            Msg::Crashes { app, limit, reply } => {
+                let _ = reply.send((self.crashes.list(app.as_deref(), limit), self.crashes.outbox.stats()));
             }
             Msg::RetireeTimer { pid } => self.retiree_timer(pid),
             Msg::Signal { target, signal, reply } => {

@@ -20,7 +20,11 @@ pub const MARKS: usize = 32;
 /// short reason such as `crash` or `memory`), and the bookkeeping.
 pub const BYTES_PER_INSTANCE: usize = size_of::<Ring>() + MARKS * MARK_BYTES + size_of::<History>();
 const _: () = assert!(BYTES_PER_INSTANCE < 7 * 1024, "the README says under 7 KiB per instance");
-/// One mark: its time, kind and reason (a boxed string of up to 24 bytes).
+/// A step back of the wall clock this many buckets or fewer drops the sample; a
+/// longer one starts the ring again.
+const CLOCK_SLACK: u64 = 2;
+/// One mark: its time, kind and reason (a boxed string of up to 24 characters, ASCII
+/// in practice: the reasons are the daemon's own words).
 const MARK_BYTES: usize = size_of::<Mark>() + 24;
 
 /// One finished (or the current) bucket. `u16::MAX` / `u32::MAX`: no figure.
@@ -81,7 +85,16 @@ impl History {
             .slots
             .get_or_insert_with(|| Box::new(Ring { cpu_tenths: [u16::MAX; BUCKETS], rss_kib: [u32::MAX; BUCKETS] }));
         if bucket < self.newest {
-            return; // the clock went back: keep what is there rather than mix buckets
+            if self.newest - bucket <= CLOCK_SLACK {
+                return; // a small step back: keep what is there rather than mix buckets
+            }
+            // The clock was set back (an NTP step, a fixed RTC): start the ring again
+            // rather than record nothing until the wall clock catches up.
+            slots.cpu_tenths = [u16::MAX; BUCKETS];
+            slots.rss_kib = [u32::MAX; BUCKETS];
+            self.newest = bucket;
+            self.cpu_sum = 0;
+            self.cpu_count = 0;
         }
         if bucket > self.newest {
             // Every bucket between the last one and this one had no sample.

@@ -54,12 +54,17 @@ fn a_gap_longer_than_the_ring_clears_it() {
 }
 
 #[test]
-fn a_clock_that_goes_back_changes_nothing_already_kept() {
+fn a_clock_that_goes_back_a_little_changes_nothing_and_a_long_step_back_starts_again() {
     let mut h = History::default();
-    h.record(T0 + 100, Some(1.0), 1 << 20);
+    h.record(T0 + 10, Some(1.0), 1 << 20);
     h.record(T0, Some(99.0), 99 << 20);
-    let s = h.snapshot("web", 0, 0, T0 + 100);
-    assert_eq!(s.memory_bytes, vec![Some(1 << 20)]);
+    assert_eq!(h.snapshot("web", 0, 0, T0 + 10).memory_bytes, vec![Some(1 << 20)]);
+    // An hour back: recorded from there on, not dropped until the clock catches up.
+    h.record(T0 - 3600, Some(5.0), 5 << 20);
+    h.record(T0 - 3595, Some(6.0), 6 << 20);
+    let s = h.snapshot("web", 0, 0, T0 - 3595);
+    assert_eq!(s.memory_bytes, vec![Some(5 << 20), Some(6 << 20)]);
+    assert_eq!(s.start, T0 - 3600);
 }
 
 #[test]

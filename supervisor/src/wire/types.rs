@@ -289,7 +289,8 @@ pub struct AppHistory {
 }
 
 /// One instance's buckets, oldest first: bucket `i` starts at `start + i * step_secs`
-/// (unix seconds); `null` where the instance had no figure (it was not running).
+/// (unix seconds); `null` where no sample fell in the bucket (the instance was not
+/// running, or `sample_interval` is longer than 5 s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceHistory {
     pub app: String,

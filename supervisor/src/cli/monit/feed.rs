@@ -1,11 +1,15 @@
 //! Where `l4ctl monit`'s figures come from: the same control API as every other
-//! command, over the daemon's socket. Each fetch runs as a task of its own and
-//! sends an [`Update`]; the screen never waits on the daemon. Per second: the
-//! status table, and the selected app's newest log lines and crash report (both
-//! bounded reads); once per app: its history, so the charts start with a past;
-//! all along: the event stream.
+//! command, over the daemon's socket. The fetches run as tasks of their own and
+//! send [`Update`]s; the screen never waits on the daemon. Per second, one request
+//! at a time each: the status table, and the selected app's newest 30 lines per file
+//! and newest crash report; once per app: its history, so the charts start with a
+//! past; all along: the event stream. Actions run as tasks too, one per key.
+
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
+use tokio::time::{MissedTickBehavior, timeout};
 
 use super::model::{Action, Update};
 use crate::client::{Client, ClientError};
@@ -13,46 +17,67 @@ use crate::wire::types::{ActionReport, AppHistory, StatusReport};
 
 /// Log lines asked for per file each second.
 const LOG_LINES: usize = 30;
+/// How long one request may take before it is given up (the next one follows).
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub fn status(client: &Client, tx: &UnboundedSender<Update>) {
-    let (client, tx) = (client.clone(), tx.clone());
+/// The table every `every`, and the selected app's newest lines and crash report (as
+/// `selected` says): one task each, a fetch then a wait, so a slow daemon never gets a
+/// pile of requests from one screen, and each request gives up after [`TIMEOUT`].
+pub fn poll(client: &Client, tx: &UnboundedSender<Update>, selected: watch::Receiver<Option<String>>, every: Duration) {
+    let (c, t) = (client.clone(), tx.clone());
     tokio::spawn(async move {
-        let r = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string());
-        let _ = tx.send(Update::Status(r, now()));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while !t.is_closed() {
+            tick.tick().await;
+            let r = match timeout(TIMEOUT, c.get::<StatusReport>("/api/v1/status")).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("the daemon did not answer within {} s", TIMEOUT.as_secs())),
+            };
+            let _ = t.send(Update::Status(r, now()));
+        }
+    });
+    let (c, t, mut selected) = (client.clone(), tx.clone(), selected);
+    tokio::spawn(async move {
+        while !t.is_closed() {
+            let app = selected.borrow_and_update().clone();
+            if let Some(app) = app {
+                let _ = timeout(TIMEOUT, app_detail(&c, &t, &app)).await;
+            }
+            // The next fetch a second on, or at once for a newly selected app.
+            let _ = timeout(every, selected.changed()).await;
+        }
     });
 }
 
 pub fn history(client: &Client, tx: &UnboundedSender<Update>, app: &str) {
     let (client, tx, path) = (client.clone(), tx.clone(), format!("/api/v1/apps/{app}/history"));
     tokio::spawn(async move {
-        if let Ok(h) = client.get::<AppHistory>(&path).await {
+        if let Ok(Ok(h)) = timeout(TIMEOUT, client.get::<AppHistory>(&path)).await {
             let _ = tx.send(Update::History(h));
         }
     });
 }
 
-/// The selected app's newest lines and its newest crash report.
-pub fn app_detail(client: &Client, tx: &UnboundedSender<Update>, app: &str) {
-    let (client, tx, app) = (client.clone(), tx.clone(), app.to_owned());
-    tokio::spawn(async move {
-        let path = format!("/api/v1/apps/{app}/logs?lines={LOG_LINES}");
-        if let Ok(v) = client.get::<serde_json::Value>(&path).await {
-            let lines = v["lines"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|l| (l["instance"].as_u64().map(|i| i as u32), l["line"].as_str().unwrap_or("").to_owned()))
-                .collect();
-            let _ = tx.send(Update::Logs(app.clone(), lines));
-        }
-        if let Ok(v) = client.get::<serde_json::Value>(&format!("/api/v1/crashes?app={app}")).await {
-            let _ = tx.send(Update::Crash(app, v["crashes"].get(0).map(crash_lines)));
-        }
-    });
+/// The selected app's newest lines and its newest crash report (`limit=1`).
+async fn app_detail(client: &Client, tx: &UnboundedSender<Update>, app: &str) {
+    let path = format!("/api/v1/apps/{app}/logs?lines={LOG_LINES}");
+    if let Ok(v) = client.get::<serde_json::Value>(&path).await {
+        let lines = v["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| (l["instance"].as_u64().map(|i| i as u32), l["line"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        let _ = tx.send(Update::Logs(app.to_owned(), lines));
+    }
+    if let Ok(v) = client.get::<serde_json::Value>(&format!("/api/v1/crashes?app={app}&limit=1")).await {
+        let _ = tx.send(Update::Crash(app.to_owned(), v["crashes"].get(0).map(crash_lines)));
+    }
 }
 
 /// The event stream, started again a second after it ends (a daemon restarted).

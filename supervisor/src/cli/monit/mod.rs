@@ -47,20 +47,20 @@ pub async fn monit(client: Client) -> ExitCode {
     feed::events(&client, &tx);
     let mut m = Monit::default();
     m.apply(Update::Status(Ok(first), now()));
+    let (selected_tx, selected_rx) = tokio::sync::watch::channel(None);
+    feed::poll(&client, &tx, selected_rx, REFRESH);
+    // Redraws at least once a second (uptimes move) even when nothing arrives.
     let mut tick = tokio::time::interval(REFRESH);
-    let mut detail_of: Option<String> = None;
     let code = loop {
         for app in m.rows.iter().map(|r| r.app.clone()).collect::<std::collections::BTreeSet<_>>() {
             if m.history_asked.insert(app.clone()) {
                 feed::history(&client, &tx, &app);
             }
         }
-        if m.selected_app() != detail_of.as_deref() {
-            detail_of = m.selected_app().map(str::to_owned);
-            if let Some(app) = &detail_of {
-                feed::app_detail(&client, &tx, app);
-            }
-        }
+        selected_tx.send_if_modified(|app| {
+            let now = m.selected_app().map(str::to_owned);
+            (*app != now).then(|| *app = now).is_some()
+        });
         if let Err(e) = terminal.draw(|f| view::draw(f, &m, now())) {
             break failed(&format!("drawing: {e}"));
         }
@@ -68,12 +68,7 @@ pub async fn monit(client: Client) -> ExitCode {
             break ExitCode::SUCCESS;
         }
         tokio::select! {
-            _ = tick.tick() => {
-                feed::status(&client, &tx);
-                if let Some(app) = &detail_of {
-                    feed::app_detail(&client, &tx, app);
-                }
-            }
+            _ = tick.tick() => {}
             Some(u) = updates.recv() => m.apply(u),
             key = keys.recv() => match key {
                 Some(c) => if let Some(action) = m.key(c) {

@@ -106,7 +106,11 @@ impl Monit {
                     self.logs_app = Some(app);
                 }
             }
-            Update::Crash(app, lines) => self.crash = lines.map(|l| (app, l)),
+            // A late answer for the app selected before is not this app's crash.
+            Update::Crash(app, lines) if self.selected_app() == Some(app.as_str()) => {
+                self.crash = lines.map(|l| (app, l));
+            }
+            Update::Crash(..) => {}
             Update::Event(e) => {
                 if let Some(s) = event_sentence(&e) {
                     self.events.push_back(s);
@@ -185,8 +189,10 @@ impl Monit {
             'l' => self.pane = if self.pane == Pane::Logs { Pane::Overview } else { Pane::Logs },
             'r' => return target.map(|target| Action::Control { target, op: "restart" }),
             's' => {
-                let running = row.as_ref().is_some_and(|r| r.state != State::Stopped);
-                let op = if running { "stop" } else { "start" };
+                // Stopped or errored (given up on): start; anything else, a pending
+                // restart included: stop.
+                let idle = row.as_ref().is_some_and(|r| matches!(r.state, State::Stopped | State::Errored));
+                let op = if idle { "start" } else { "stop" };
                 return target.map(|target| Action::Control { target, op });
             }
             'R' => return row.map(|r| Action::Reload(r.app)),

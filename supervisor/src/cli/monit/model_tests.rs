@@ -112,3 +112,15 @@ fn events_become_short_sentences_and_unknown_ones_are_skipped() {
     assert_eq!(m.events.len(), 1);
     assert!(m.events[0].ends_with("web:1 restarted (crash), 3 restarts"), "{}", m.events[0]);
 }
+
+#[test]
+fn a_late_crash_answer_for_the_app_selected_before_is_not_shown_and_errored_starts() {
+    let mut m = Monit::default();
+    m.apply(Update::Status(Ok(report(&[("api", 0, State::Errored), ("web", 0, State::Online)])), 1000.0));
+    assert_eq!(m.key('s'), Some(Action::Control { target: "api:0".into(), op: "start" }), "errored: start");
+    m.key('j');
+    m.apply(Update::Crash("api".into(), Some(vec!["api crashed".into()])));
+    assert!(m.crash.is_none(), "api is no longer selected");
+    m.apply(Update::Crash("web".into(), Some(vec!["web crashed".into()])));
+    assert_eq!(m.crash.as_ref().map(|(a, _)| a.as_str()), Some("web"));
+}
