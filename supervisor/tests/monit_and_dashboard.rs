@@ -124,6 +124,18 @@ fn monit_shows_restarts_rising_restarts_an_instance_with_a_key_and_draws_its_cha
     tmux.keys(&["l"]);
     tmux.wait(Duration::from_secs(10), "the table again", |t| t.row("tick:0").map(|_| ()));
     artifact("monit-80x24.txt", &tmux.screen());
+
+    // A resize redraws at the new size (the frame's right border at the new width), and back.
+    for (cols, rows) in [(120, 40), (80, 24)] {
+        let size = [cols.to_string(), rows.to_string()];
+        let resized = tmux.cmd().args(["resize-window", "-x", &size[0], "-y", &size[1]]).status().unwrap();
+        assert!(resized.success());
+        tmux.wait(Duration::from_secs(10), &format!("the screen redrawn at {cols}x{rows}"), |t| {
+            let screen = t.screen();
+            let top = screen.lines().next()?;
+            (top.chars().count() == cols && top.ends_with('┐') && screen.lines().count() == rows).then_some(())
+        });
+    }
     tmux.keys(&["q"]);
     wait_for(Duration::from_secs(10), "monit quit", || {
         let out = tmux.cmd().args(["list-sessions"]).output().ok()?;
