@@ -136,6 +136,18 @@ fn monit_shows_restarts_rising_restarts_an_instance_with_a_key_and_draws_its_cha
             (top.chars().count() == cols && top.ends_with('┐') && screen.lines().count() == rows).then_some(())
         });
     }
+    // The daemon going away is said on screen (the last table stays); when one runs
+    // again, monit follows it without a restart.
+    assert!(env.l4(&["kill"]).status.success());
+    tmux.wait(Duration::from_secs(20), "the sentence for a daemon that is gone", |t| {
+        t.screen().contains("no daemon is running").then_some(())
+    });
+    env.start();
+    tmux.wait(Duration::from_secs(30), "the table of the new daemon", |t| {
+        let screen = t.screen();
+        (!screen.contains("no daemon is running") && t.row("tick:0").is_some_and(|r| r[2] == "online")).then_some(())
+    });
+
     tmux.keys(&["q"]);
     wait_for(Duration::from_secs(10), "monit quit", || {
         let out = tmux.cmd().args(["list-sessions"]).output().ok()?;

@@ -87,6 +87,9 @@ pub struct Monit {
     pub events: VecDeque<String>,
     /// The last action's outcome (or the daemon being unreachable): sentence, failed.
     pub message: Option<(String, bool)>,
+    /// Why the last status fetch failed (no daemon, no answer in time); cleared by the next
+    /// one that works, and shown before any other message while it lasts.
+    pub unreachable: Option<String>,
     pub pane: Pane,
     pub quit: bool,
 }
@@ -95,7 +98,7 @@ impl Monit {
     pub fn apply(&mut self, update: Update) {
         match update {
             Update::Status(Ok(report), now) => self.status(report, now),
-            Update::Status(Err(e), _) => self.message = Some((e, true)),
+            Update::Status(Err(e), _) => self.unreachable = Some(e),
             Update::History(h) => self.history(&h),
             Update::Logs(app, lines) => {
                 if self.selected_app() == Some(app.as_str()) {
@@ -124,9 +127,7 @@ impl Monit {
     }
 
     fn status(&mut self, report: StatusReport, now: f64) {
-        if self.message.as_ref().is_some_and(|(m, _)| m.starts_with("no daemon")) {
-            self.message = None;
-        }
+        self.unreachable = None;
         self.rows = report.instances;
         for r in &self.rows {
             let s = self.series.entry((r.app.clone(), r.instance)).or_default();

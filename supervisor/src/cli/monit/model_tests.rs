@@ -124,3 +124,16 @@ fn a_late_crash_answer_for_the_app_selected_before_is_not_shown_and_errored_star
     m.apply(Update::Crash("web".into(), Some(vec!["web crashed".into()])));
     assert_eq!(m.crash.as_ref().map(|(a, _)| a.as_str()), Some("web"));
 }
+
+#[test]
+fn a_daemon_that_does_not_answer_is_said_until_a_status_comes_and_the_table_is_kept() {
+    let mut m = Monit::default();
+    m.apply(Update::Status(Ok(report(&[("web", 0, State::Online)])), 1000.0));
+    m.apply(Update::Done("restart web:0: done".into(), false));
+    m.apply(Update::Status(Err("the daemon did not answer within 5 s".into()), 1001.0));
+    assert_eq!(m.unreachable.as_deref(), Some("the daemon did not answer within 5 s"));
+    assert_eq!(m.rows.len(), 1, "the last table stays on screen");
+    m.apply(Update::Status(Ok(report(&[("web", 0, State::Online)])), 1002.0));
+    assert!(m.unreachable.is_none());
+    assert_eq!(m.message.as_ref().map(|(s, _)| s.as_str()), Some("restart web:0: done"));
+}

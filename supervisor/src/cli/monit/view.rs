@@ -30,10 +30,10 @@ pub fn draw(frame: &mut Frame, m: &Monit, now: f64) {
         }
         Pane::Logs => draw_logs(frame, m, body, false),
     }
-    let (text, style) = match &m.message {
-        Some((s, true)) => (s.as_str(), Style::new().fg(Color::Red)),
-        Some((s, false)) => (s.as_str(), Style::new().fg(Color::Green)),
-        None => (m.events.back().map_or("", String::as_str), Style::new().fg(Color::DarkGray)),
+    let (text, style) = match (&m.unreachable, &m.message) {
+        (Some(s), _) | (None, Some((s, true))) => (s.as_str(), Style::new().fg(Color::Red)),
+        (None, Some((s, false))) => (s.as_str(), Style::new().fg(Color::Green)),
+        (None, None) => (m.events.back().map_or("", String::as_str), Style::new().fg(Color::DarkGray)),
     };
     frame.render_widget(Paragraph::new(Span::styled(text, style)), message);
     frame.render_widget(Paragraph::new(Span::styled(KEYS, Style::new().add_modifier(Modifier::REVERSED))), keys);
