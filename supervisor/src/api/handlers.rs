@@ -44,14 +44,7 @@ pub(super) async fn history(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let Ok(_permit) = HISTORY_PERMITS.try_acquire() else {
-        let mut r = ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            format!("{HISTORY_READS} history reads are in progress; retry in 1 s"),
-        )
-        .into_response();
-        r.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
-        return Ok(r);
+        return Ok(super::logs::busy(HISTORY_READS, "history reads"));
     };
     let h: AppHistory = s.handle.history(&name).await?;
     Ok(Json(h).into_response())

@@ -71,7 +71,7 @@ pub async fn app_logs(
         other => return Err(bad_request(format!("unknown stream `{other}`: use combined, out or err"))),
     };
     let Ok(permit) = s.log_reads.0.clone().try_acquire_owned() else {
-        return Ok(busy());
+        return Ok(busy(LOG_READS, "log reads"));
     };
     let d: AppDescription = s.handle.describe(&name).await?;
     let files: Vec<(Option<u32>, std::path::PathBuf)> = d.log_files.iter().map(|f| (f.instance, pick(f))).collect();
@@ -108,12 +108,12 @@ fn answer(app: &str, files: &[(Option<u32>, std::path::PathBuf)], n: usize) -> V
     serde_json::to_vec(&Answer { schema: SCHEMA, app, lines, truncated }).unwrap_or_default()
 }
 
-/// 429 `busy` with `Retry-After`.
-fn busy() -> Response {
+/// 429 `busy` with `Retry-After`: `what` (`"log reads"`) fills the `at_most` places.
+pub(super) fn busy(at_most: usize, what: &str) -> Response {
     let mut r = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "busy",
-        format!("{LOG_READS} log reads are in progress; retry in {RETRY_AFTER_S} s"),
+        format!("{at_most} {what} are in progress; retry in {RETRY_AFTER_S} s"),
     )
     .into_response();
     r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_S.into());

@@ -76,7 +76,8 @@ fn paint_states(table: &str, report: &StatusReport) -> String {
     out
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
+/// A figure, or `-`.
+pub(super) fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 

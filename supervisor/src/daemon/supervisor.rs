@@ -379,8 +379,7 @@ impl Supervisor {
             Event::State { .. } => None,
         };
         if let Some((app, index, kind, detail)) = mark
-            && let Some(inst) =
-                self.apps.get_mut(app.as_str()).and_then(|a| a.instances.iter_mut().find(|i| i.index == index))
+            && let Some(inst) = self.inst_mut(app, index)
         {
             inst.history.mark(crate::crash::now_ms(), kind, detail);
         }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, timeout};
 
 use super::model::{Action, Update};
+use super::now;
 use crate::client::{Client, ClientError};
 use crate::wire::types::{ActionReport, AppHistory, StatusReport};
 
@@ -19,10 +20,6 @@ use crate::wire::types::{ActionReport, AppHistory, StatusReport};
 const LOG_LINES: usize = 30;
 /// How long one request may take before it is given up (the next one follows).
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// The table every `every`, and the selected app's newest lines and crash report (as
 /// `selected` says): one task each, a fetch then a wait, so a slow daemon never gets a

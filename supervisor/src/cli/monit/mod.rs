@@ -89,6 +89,7 @@ fn failed(why: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Unix seconds, the charts' time axis.
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

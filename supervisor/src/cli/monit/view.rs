@@ -11,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table, TableState};
 
 use super::model::{Monit, Pane, WINDOW_SECS};
-use crate::cli::render::{bytes, duration};
+use crate::cli::render::{bytes, duration, opt};
 use crate::wire::types::{InstanceStatus, State};
 
 const KEYS: &str = "↑↓ select  r restart  R reload  s stop/start  +/- scale  l logs  q quit";
@@ -56,8 +56,8 @@ fn draw_table(frame: &mut Frame, m: &Monit, area: Rect) {
             Cell::from(r.id.to_string()),
             Cell::from(format!("{}:{}", r.app, r.instance)),
             Cell::from(Span::styled(r.state.as_str(), Style::new().fg(state_colour(r.state)))),
-            Cell::from(dash(r.pid)),
-            Cell::from(dash(r.port)),
+            Cell::from(opt(r.pid)),
+            Cell::from(opt(r.port)),
             Cell::from(r.restarts.to_string()),
             Cell::from(r.uptime_ms.map_or_else(|| "-".to_owned(), duration)),
             Cell::from(r.cpu_percent.map_or_else(|| "-".to_owned(), |c| format!("{c:.1}%"))),
@@ -83,11 +83,6 @@ fn draw_table(frame: &mut Frame, m: &Monit, area: Rect) {
         .block(Block::new().borders(Borders::ALL).title(" l4ctl monit "));
     let mut state = TableState::default().with_selected(m.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
-}
-
-/// A figure, or `-` (as `l4ctl status`).
-fn dash(v: Option<impl ToString>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// `52.0M / 1.0G`, yellow past half the ceiling and red past 90%.
