@@ -140,6 +140,8 @@ async fn serve(
         started.triggers.clone(),
         vec![settings.home.clone(), settings.log_dir.clone()],
     );
+    // `[nginx] auto_reload`: nginx follows each app's ready instances.
+    daemon::follow::spawn(handle.clone());
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut api_error = None;

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use crate::helper::{Env, fd3_worker, free_ports, get, get_path, held_port, text, wait_for};
 
-struct Nginx {
+/// A private nginx under the test's folder, stopped when dropped.
+pub(crate) struct Nginx {
     args: Vec<String>,
 }
 
 impl Nginx {
-    fn start(env: &Env, include: &str) -> Nginx {
+    pub(crate) fn start(env: &Env, include: &str) -> Nginx {
         let d = env.path("nginx-run");
         std::fs::create_dir_all(&d).unwrap();
         let d = d.display().to_string();
@@ -31,7 +32,7 @@ impl Nginx {
         Nginx { args }
     }
 
-    fn reload_command(&self) -> String {
+    pub(crate) fn reload_command(&self) -> String {
         format!("nginx {} -s reload", self.args.join(" "))
     }
 }

@@ -25,4 +25,5 @@ mod nginx;
 mod processes;
 mod restart;
 mod security;
+mod several_hosts;
 mod watch_and_cron;

@@ -79,6 +79,10 @@ pub enum Command {
         /// Instances replaced at a time (default: the app's `reload_parallel`, 1).
         #[arg(long)]
         parallel: Option<u32>,
+        /// `all`: this host, then each host of the config's `[nginx] hosts` in turn,
+        /// through their TCP APIs (each with its `token_env`).
+        #[arg(long, value_name = "all")]
+        hosts: Option<String>,
     },
     /// Set the number of instances of an app (until the config file is reloaded);
     /// with `[nginx] auto_reload`, nginx follows.

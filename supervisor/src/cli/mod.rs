@@ -111,7 +111,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Signal { signal, app } => address::signal(&cli, signal, app).await,
         Command::Reset { app } => address::reset(&cli, app).await,
         Command::Kill => kill(&cli).await,
-        Command::Reload { app, parallel } => reload::reload(&cli, app, *parallel).await,
+        Command::Reload { app, parallel, hosts: None } => reload::reload(&cli, app, *parallel).await,
+        Command::Reload { app, parallel, hosts: Some(hosts) } => {
+            reload::across_hosts(&cli, app, *parallel, hosts).await
+        }
         Command::Scale { app, instances } => {
             let client = Client::new(&resolve(&cli, None).home);
             let path = format!("/api/v1/apps/{app}/scale");

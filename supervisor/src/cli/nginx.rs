@@ -1,7 +1,8 @@
 //! `l4ctl nginx render [--stdout] | check | reload`: the CLI reads `[nginx]` from
-//! the config file and the live worker table from the daemon, and runs `nginx`
-//! itself. After a scale with `[nginx] auto_reload`, the daemon runs `l4ctl nginx
-//! reload --json` as a helper (api/follow.rs).
+//! the config file, the live worker table from the daemon and from every host of
+//! `[nginx] hosts` (`nginx/hosts.rs`), and runs `nginx` itself. With `[nginx]
+//! auto_reload`, the daemon runs `l4ctl nginx reload --json --if-changed` as a
+//! helper (daemon/follow.rs).
 
 use std::process::ExitCode;
 
@@ -27,13 +28,16 @@ pub enum NginxCommand {
         /// Print the outcome as `{"ok":..,"message":..}` on stdout (for the daemon).
         #[arg(long, hide = true)]
         json: bool,
+        /// Leave nginx alone when the render is what is installed (for the daemon).
+        #[arg(long, hide = true)]
+        if_changed: bool,
     },
 }
 
 pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
     let resolved = resolve(cli, None);
     let result = async { apply(&resolved, spec_of(&resolved)?, what).await }.await;
-    if let NginxCommand::Reload { json: true } = what {
+    if let NginxCommand::Reload { json: true, .. } = what {
         let outcome = match result {
             Ok(message) => NginxOutcome { ok: true, message },
             Err(message) => NginxOutcome { ok: false, message },
@@ -59,33 +63,51 @@ pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
 async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: NginxCommand) -> Result<String, String> {
     let client = Client::new(&resolved.home);
     let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
-    let rendered = nginx::render(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
-    let ready = nginx::ready_instances(&spec, &status.instances).count();
+    let local = nginx::ready_servers(&spec, &status.instances, &host, "");
+    let gathered = nginx::hosts::gather(&spec, &resolved.home, local).await;
+    let servers = gathered.servers;
+    let rendered = nginx::render(&spec, &servers).map_err(|e| e.to_string())?;
+    let ready = servers.iter().filter(|s| !s.backup).count();
+    let hosts = if spec.hosts.is_empty() { String::new() } else { format!(" on {} host(s)", spec.hosts.len() + 1) };
+    let said = |message: String| {
+        let mut lines = gathered.notes.clone();
+        lines.push(message);
+        lines.join("\n")
+    };
     match what {
         NginxCommand::Render { stdout: true } => {
+            for note in &gathered.notes {
+                eprintln!("l4ctl: {note}");
+            }
             print!("{rendered}");
             Ok(String::new())
         }
         NginxCommand::Render { stdout: false } => {
-            nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
-            Ok(format!("{} written ({ready} ready instance(s) of {})", spec.output.display(), spec.app))
+            nginx::install(&spec, &rendered).map_err(|e| said(e.to_string()))?;
+            Ok(said(format!("{} written ({ready} ready instance(s) of {}{hosts})", spec.output.display(), spec.app)))
         }
         NginxCommand::Check => {
-            nginx::check(&spec, &status.instances, &host).map_err(|e| e.to_string())?;
-            Ok(format!("nginx -t accepts the config for {} ({ready} ready instance(s))", spec.app))
+            nginx::check(&spec, &servers).map_err(|e| said(e.to_string()))?;
+            Ok(said(format!("nginx -t accepts the config for {} ({ready} ready instance(s){hosts})", spec.app)))
         }
-        NginxCommand::Reload { .. } => {
-            nginx::check(&spec, &status.instances, &host)
-                .map_err(|e| format!("{e}\nthe installed config {} is unchanged", spec.output.display()))?;
-            nginx::install(&spec, &rendered).map_err(|e| e.to_string())?;
-            nginx::reload(&spec).map_err(|e| e.to_string())?;
-            Ok(format!("{} installed ({ready} ready instance(s)) and nginx reloaded", spec.output.display()))
+        NginxCommand::Reload { if_changed, .. } => {
+            if if_changed && nginx::installed(&spec).is_some_and(|now| now == rendered) {
+                return Ok(said(format!("{} is unchanged ({ready} ready instance(s){hosts})", spec.output.display())));
+            }
+            nginx::check(&spec, &servers)
+                .map_err(|e| said(format!("{e}\nthe installed config {} is unchanged", spec.output.display())))?;
+            nginx::install(&spec, &rendered).map_err(|e| said(e.to_string()))?;
+            nginx::reload(&spec).map_err(|e| said(e.to_string()))?;
+            Ok(said(format!(
+                "{} installed ({ready} ready instance(s){hosts}) and nginx reloaded",
+                spec.output.display()
+            )))
         }
     }
 }
 
 /// `[nginx]` of the config file, and the address nginx reaches the workers on.
-fn spec_of(resolved: &Resolved) -> Result<(NginxSpec, String), String> {
+pub(super) fn spec_of(resolved: &Resolved) -> Result<(NginxSpec, String), String> {
     let path = resolved.config.clone().ok_or("no config file: pass --config FILE (it holds the [nginx] section)")?;
     let loaded = config::load(&path, None).map_err(|e| e.to_string())?;
     let spec = loaded.nginx.ok_or_else(|| format!("{} has no [nginx] section", path.display()))?;
@@ -95,6 +117,6 @@ fn spec_of(resolved: &Resolved) -> Result<(NginxSpec, String), String> {
         .find(|a| a.name == spec.app)
         .and_then(|a| a.listen)
         .filter(|ip| !ip.is_unspecified())
-        .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string());
+        .map_or_else(|| "127.0.0.1".to_owned(), |ip| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() });
     Ok((spec, host))
 }

@@ -9,6 +9,7 @@ mod app_rules;
 mod diag;
 pub mod dsn;
 mod glob;
+mod hosts;
 mod listen;
 mod nginx;
 pub mod pm2;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use hosts::{HostSpec, MAX_HOSTS, UrlParts, parse_url};
 pub use listen::{Ready, SocketOwner};
 pub use nginx::{NginxSpec, tls_port};
 pub use schema::{LogType, RotateInterval};

@@ -36,7 +36,8 @@ pub(super) struct NginxSection {
     /// carries its token in `?token=`), or `"off"`.
     #[serde(default = "default_access_log")]
     access_log: Spanned<String>,
-    /// More `server` lines for the upstream: workers on other hosts, `"10.0.0.2:3001"`.
+    /// More `server` lines for the upstream, fixed: `"10.0.0.2:3001"` (`hosts` follows
+    /// other hosts' live tables instead).
     #[serde(default)]
     upstream_hosts: Vec<Spanned<String>>,
     #[serde(default = "default_max_fails")]
@@ -55,9 +56,22 @@ pub(super) struct NginxSection {
     /// Run after a checked config was installed.
     #[serde(default = "default_reload_command")]
     reload_command: Spanned<String>,
-    /// `l4ctl scale` re-renders, checks, installs and reloads.
+    /// The daemon re-renders, checks, installs and reloads when the app's ready
+    /// instances change (and every `interval` with `hosts`).
     #[serde(default)]
     auto_reload: bool,
+    /// Other hosts' daemons whose ready instances join the upstream.
+    #[serde(default)]
+    hosts: Vec<super::hosts::HostSection>,
+    /// With `hosts` and `auto_reload`: how often the other hosts are asked.
+    #[serde(default = "default_interval")]
+    interval: Spanned<Span>,
+    /// How long a host that does not answer keeps its last known servers (as `backup`).
+    #[serde(default = "default_stale_after")]
+    stale_after: Span,
+    /// How long one host may take to answer.
+    #[serde(default = "default_host_timeout")]
+    host_timeout: Spanned<Span>,
 }
 
 /// The resolved `[nginx]` section.
@@ -84,6 +98,10 @@ pub struct NginxSpec {
     pub binary: String,
     pub reload_command: Vec<String>,
     pub auto_reload: bool,
+    pub hosts: Vec<super::HostSpec>,
+    pub interval: Duration,
+    pub stale_after: Duration,
+    pub host_timeout: Duration,
 }
 
 fn default_server_name() -> String {
@@ -109,6 +127,15 @@ fn default_long() -> Span {
 }
 fn default_connect() -> Spanned<Span> {
     Spanned::new(0..0, Span(Duration::from_secs(5)))
+}
+fn default_interval() -> Spanned<Span> {
+    Spanned::new(0..0, Span(Duration::from_secs(10)))
+}
+fn default_stale_after() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_host_timeout() -> Spanned<Span> {
+    Spanned::new(0..0, Span(Duration::from_secs(3)))
 }
 fn default_binary() -> String {
     "nginx".into()
@@ -200,6 +227,15 @@ pub(super) fn resolve(
             ),
         );
     }
+    let interval = section.interval.get_ref().0;
+    if interval < Duration::from_secs(1) {
+        report.push(section.interval.span(), "`interval` must be at least 1s");
+    }
+    let host_timeout = section.host_timeout.get_ref().0;
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&host_timeout) {
+        report.push(section.host_timeout.span(), "`host_timeout` must be between 100ms and 60s");
+    }
+    let hosts = super::hosts::resolve(report, section.hosts, base);
     let at = |p: &Option<PathBuf>| p.as_ref().map(|p| normalize(&base.join(p)));
     Some(NginxSpec {
         output: at(&section.output).unwrap_or_else(|| home.join("nginx").join(format!("{app}.conf"))),
@@ -220,6 +256,10 @@ pub(super) fn resolve(
         binary: section.binary,
         reload_command,
         auto_reload: section.auto_reload,
+        hosts,
+        interval,
+        stale_after: section.stale_after.0,
+        host_timeout,
     })
 }
 

@@ -357,6 +357,28 @@ fn the_nginx_access_log_is_an_absolute_path_or_off() {
 }
 
 #[test]
+fn nginx_hosts_are_checked_at_their_line_and_column() {
+    let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
+    let good = "hosts = [\n  { api = \"http://10.0.0.2:9615/\", token_env = \"L4_TOKEN\" },\n  { api = \"https://b.example:9443\", address = \"10.0.0.3\", ca_file = \"ca.pem\" },\n]\n";
+    let c = parse_str(&format!("[nginx]\n{good}stale_after = \"1m\"\n{app}")).unwrap().nginx.unwrap();
+    assert_eq!((c.hosts.len(), c.stale_after, c.interval), (2, Duration::from_secs(60), Duration::from_secs(10)));
+    assert_eq!((c.hosts[0].api.as_str(), c.hosts[0].address.as_str()), ("http://10.0.0.2:9615", "10.0.0.2"));
+    assert_eq!(c.hosts[1].address, "10.0.0.3");
+    assert!(c.hosts[1].ca_file.as_ref().is_some_and(|p| p.is_absolute()));
+    let bad = "hosts = [\n  { api = \"http://b.example:9615\" },\n  { api = \"http://10.0.0.2:1\", token_env = \"A-B\" },\n  { api = \"http://10.0.0.2:1\", address = \"x;y\" },\n]\ninterval = \"10ms\"\nhost_timeout = \"2m\"\n";
+    let d = diagnostics(&format!("[nginx]\n{bad}{app}"));
+    let at = |text: &str| d.iter().find(|d| d.message.contains(text)).map(|d| (d.line, d.column));
+    assert_eq!(at("over http the host must be an IP address"), Some((3, 11)), "{d:?}");
+    assert_eq!(at("`token_env` \"A-B\" is not a variable name"), Some((4, 44)), "{d:?}");
+    assert_eq!(at("lists http://10.0.0.2:1 twice"), Some((5, 11)), "{d:?}");
+    assert!(at("`address` \"x;y\"").is_some(), "{d:?}");
+    assert_eq!(at("`interval` must be at least 1s").map(|a| a.0), Some(7), "{d:?}");
+    assert_eq!(at("`host_timeout` must be between").map(|a| a.0), Some(8), "{d:?}");
+    let d = diagnostics(&format!("[nginx]\nhosts = [{{ api = \"http://10.0.0.4:1\", token = \"t\" }}]\n{app}"));
+    assert!(d.iter().any(|d| d.message.contains("unknown field `token`") && d.line == 2), "{d:?}");
+}
+
+#[test]
 fn listen_tls_needs_the_certificate_pair_and_a_port_and_off_needs_listen_tls() {
     let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
     let pair = "ssl_certificate = \"c.pem\"\nssl_certificate_key = \"c.key\"\n";

@@ -46,7 +46,7 @@ mod boot;
 mod carry;
 mod crashes;
 mod deliver;
-mod follow;
+pub mod follow;
 mod handle;
 mod home;
 mod msg;

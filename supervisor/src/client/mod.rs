@@ -1,20 +1,30 @@
-//! The CLI side of the control API: HTTP/1.1 over the daemon's Unix socket,
-//! with hyper directly (one connection per call; the daemon answers in
-//! microseconds, so a pool would only add start-up cost to a short-lived CLI).
+//! The CLI side of the control API: HTTP/1.1 with hyper directly, over the
+//! daemon's Unix socket or, for another host, its TCP API ([`transport`]). One
+//! connection per call: the daemon answers in microseconds, so a pool would only
+//! add start-up cost to a short-lived CLI. An answer is read up to [`MAX_ANSWER`]
+//! bytes, a streamed one line by line up to [`MAX_LINE`].
+
+pub mod transport;
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use tokio::net::UnixStream;
+
+use transport::ConnectError;
+pub use transport::Remote;
 
 use crate::wire::types::{ErrorBody, ErrorDetail};
 
 /// Longest line of a streamed answer (a reload's final status table included).
 pub const MAX_LINE: usize = 16 << 20;
+
+/// Largest answer read whole (a status of thousands of instances is a few MB).
+pub const MAX_ANSWER: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -22,29 +32,46 @@ pub enum ClientError {
     NotRunning { home: PathBuf },
     #[error("{}", .detail.message)]
     Api { status: StatusCode, detail: ErrorDetail },
-    #[error("talking to the daemon at {socket}: {message}")]
-    Protocol { socket: PathBuf, message: String },
+    #[error("no daemon answers at {url} (connection refused)")]
+    Unreachable { url: String },
+    #[error("talking to the daemon at {at}: {message}")]
+    Protocol { at: String, message: String },
 }
 
 #[derive(Debug, Clone)]
 pub struct Client {
     pub home: PathBuf,
     pub socket: PathBuf,
+    /// Another host's daemon, instead of the socket.
+    pub remote: Option<Arc<Remote>>,
 }
 
 impl Client {
     pub fn new(home: &Path) -> Self {
-        Client { home: home.to_path_buf(), socket: crate::wire::home::Paths::socket(home) }
+        Client { home: home.to_path_buf(), socket: crate::wire::home::Paths::socket(home), remote: None }
     }
 
-    fn protocol(&self, message: impl ToString) -> ClientError {
-        ClientError::Protocol { socket: self.socket.clone(), message: message.to_string() }
+    /// A client of another host's daemon (its TCP API).
+    pub fn remote(home: &Path, remote: Arc<Remote>) -> Self {
+        Client { remote: Some(remote), ..Client::new(home) }
+    }
+
+    /// What this client talks to: the socket's path or the remote URL.
+    pub fn at(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url.clone(),
+            None => self.socket.display().to_string(),
+        }
+    }
+
+    pub(crate) fn protocol(&self, message: impl ToString) -> ClientError {
+        ClientError::Protocol { at: self.at(), message: message.to_string() }
     }
 
     /// Whether a daemon listens on the socket (one whose connection budget is full
     /// still does: starting another would only fail on its lock).
     pub async fn is_up(&self) -> bool {
-        UnixStream::connect(&self.socket).await.is_ok()
+        transport::connect(&self.socket, self.remote.as_deref()).await.is_ok()
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -62,7 +89,11 @@ impl Client {
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
         let resp = self.request(method, path, body).await?;
-        let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| self.protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
         serde_json::from_slice(&body).map_err(|e| self.protocol(format!("bad answer: {e}")))
     }
 
@@ -132,28 +163,36 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let stream = match UnixStream::connect(&self.socket).await {
+        let stream = match transport::connect(&self.socket, self.remote.as_deref()).await {
             Ok(s) => s,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
-                return Err(ClientError::NotRunning { home: self.home.clone() });
+            Err(ConnectError::Absent) => {
+                return Err(match &self.remote {
+                    Some(r) => ClientError::Unreachable { url: r.url.clone() },
+                    None => ClientError::NotRunning { home: self.home.clone() },
+                });
             }
-            Err(e) => return Err(self.protocol(e)),
+            Err(ConnectError::Other(e)) => return Err(self.protocol(e)),
         };
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| self.protocol(e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(stream).await.map_err(|e| self.protocol(e))?;
         tokio::spawn(conn);
         let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "l4ctl")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| self.protocol(e))?;
+            .header("host", self.remote.as_deref().map_or("l4ctl", Remote::authority))
+            .header("content-type", "application/json");
+        if let Some(token) = self.remote.as_deref().and_then(Remote::token) {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| self.protocol(e))?;
         let resp = sender.send_request(req).await.map_err(|e| self.protocol(e))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.into_body().collect().await.map_err(|e| self.protocol(e))?.to_bytes();
+            let body = Limited::new(resp.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|e| self.protocol(format!("reading the answer: {e}")))?
+                .to_bytes();
             let detail = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| ErrorDetail {
                 code: "http".into(),
                 message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),

@@ -1,19 +1,23 @@
-//! The Nginx config of an app, from the live worker table: render it with the
-//! `[nginx]` template (MiniJinja, strict), check it with `nginx -t` under a
-//! temporary prefix, install it atomically, and reload nginx. A render that
-//! fails the check is never installed, so the live config stays.
+//! The Nginx config of an app, from the live worker tables: this host's, and
+//! those of `[nginx] hosts` ([`hosts`]). Render it with the `[nginx]` template
+//! (MiniJinja, strict), check it with `nginx -t` under a temporary prefix,
+//! install it atomically, and reload nginx. A render that fails the check is
+//! never installed, so the live config stays.
+
+pub mod hosts;
 
 use std::path::Path;
 use std::process::Command;
 
 use minijinja::{Environment, UndefinedBehavior, context, syntax::SyntaxConfig};
+use serde::Serialize;
 
 use crate::config::NginxSpec;
 use crate::lifecycle::State;
 use crate::wire::types::InstanceStatus;
 
 /// The built-in template (`templates/nginx/layer4.conf.j2`).
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/nginx/layer4.conf.j2");
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../../templates/nginx/layer4.conf.j2");
 
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
@@ -33,16 +37,33 @@ pub enum NginxError {
     AccessLog(std::path::PathBuf),
 }
 
-/// The instances of `[nginx] app` that get traffic: online ones.
-pub fn ready_instances<'a>(
-    spec: &'a NginxSpec,
-    instances: &'a [InstanceStatus],
-) -> impl Iterator<Item = &'a InstanceStatus> + 'a {
-    instances.iter().filter(move |i| i.app == spec.app && i.state == State::Online)
+/// One `server` line of the upstream: an instance on this host or another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// What nginx dials: an IP address or name (IPv6 in brackets).
+    pub host: String,
+    pub port: u16,
+    pub instance: u32,
+    /// The API URL of the host it runs on; empty for this host.
+    pub origin: String,
+    /// Its host did not answer: the last known server, used when no other is up.
+    pub backup: bool,
 }
 
-/// Render the config for `spec.app` with one `server` per online instance.
-pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str) -> Result<String, NginxError> {
+/// The instances of `[nginx] app` that get traffic: online ones with a port.
+pub fn ready_servers(spec: &NginxSpec, instances: &[InstanceStatus], host: &str, origin: &str) -> Vec<Server> {
+    instances
+        .iter()
+        .filter(|i| i.app == spec.app && i.state == State::Online)
+        .filter_map(|i| {
+            let port = i.port?;
+            Some(Server { host: host.to_owned(), port, instance: i.instance, origin: origin.to_owned(), backup: false })
+        })
+        .collect()
+}
+
+/// Render the config for `spec.app` with one `server` per entry of `servers`.
+pub fn render(spec: &NginxSpec, servers: &[Server]) -> Result<String, NginxError> {
     let (name, source) = match &spec.template {
         Some(path) => {
             let text =
@@ -63,16 +84,22 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
     let syntax = SyntaxConfig::builder().keep_trailing_newline(true).trim_blocks(true).lstrip_blocks(true).build();
     env.set_syntax(syntax.map_err(render_error)?);
     env.add_template_owned("nginx", source).map_err(render_error)?;
-    let servers: Vec<_> = ready_instances(spec, instances)
-        .filter_map(|i| i.port.map(|port| context! { host => listen_host, port => port, instance => i.instance }))
-        .collect();
+    let live = servers.iter().filter(|s| !s.backup).count();
+    let mut origins: Vec<&str> = servers.iter().map(|s| s.origin.as_str()).collect();
+    origins.sort_unstable();
+    origins.dedup();
     let secs = |d: std::time::Duration| format!("{}s", d.as_secs().max(1));
     let upstream: String =
         spec.app.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     let ctx = context! {
         app => &spec.app,
         upstream => upstream,
-        servers => servers,
+        servers => servers.iter().map(|s| context! {
+            host => &s.host, port => s.port, instance => s.instance, origin => &s.origin, backup => s.backup,
+        }).collect::<Vec<_>>(),
+        live => live,
+        backups => servers.len() - live,
+        hosts => origins.len(),
         extra_hosts => &spec.upstream_hosts,
         server_name => &spec.server_name,
         listen => (spec.listen != "off").then_some(&spec.listen),
@@ -99,7 +126,7 @@ pub fn render(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str)
 /// writes its access log into the prefix (a render of its own, so a copied template
 /// that spells the directive differently is checked the same way); that the real
 /// access log's folder exists is checked here, since `nginx -s reload` would not say.
-pub fn check(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str) -> Result<(), NginxError> {
+pub fn check(spec: &NginxSpec, servers: &[Server]) -> Result<(), NginxError> {
     if let Some(folder) = Path::new(&spec.access_log).parent()
         && spec.access_log != "off"
         && !folder.is_dir()
@@ -117,7 +144,7 @@ pub fn check(spec: &NginxSpec, instances: &[InstanceStatus], listen_host: &str) 
     if probe.access_log != "off" {
         probe.access_log = format!("{d}/access.log");
     }
-    let rendered = render(&probe, instances, listen_host)?;
+    let rendered = render(&probe, servers)?;
     write(&conf, &rendered)?;
     let main = format!(
         "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    include {};\n}}\n",
@@ -147,6 +174,13 @@ pub fn install(spec: &NginxSpec, rendered: &str) -> Result<(), NginxError> {
         .map_err(|source| NginxError::Write { path: spec.output.clone(), source })
 }
 
+/// What is installed at `spec.output` now, if it can be read.
+pub fn installed(spec: &NginxSpec) -> Option<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut crate::nofollow::read(&spec.output).ok()?, &mut text).ok()?;
+    Some(text)
+}
+
 /// Run `reload_command`.
 pub fn reload(spec: &NginxSpec) -> Result<(), NginxError> {
     let command = spec.reload_command.join(" ");
@@ -171,5 +205,4 @@ fn write(path: &Path, text: &str) -> Result<(), NginxError> {
 }
 
 #[cfg(test)]
-#[path = "nginx_tests.rs"]
 mod tests;
