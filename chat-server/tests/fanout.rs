@@ -86,7 +86,12 @@ pub async fn cluster(instances: u32, redis: &Redis, db: &Database) -> Cluster {
 
 /// Like `cluster`, with more variables for the workers.
 pub async fn cluster_with(instances: u32, redis: &Redis, db: &Database, extra: &[(&str, &str)]) -> Cluster {
-    let env = [("REDIS_URL", redis.url()), ("DATABASE_URL", db.url.clone())];
+    cluster_with_url(instances, &redis.url(), db, extra).await
+}
+
+/// Workers with this `REDIS_URL`.
+pub async fn cluster_with_url(instances: u32, url: &str, db: &Database, extra: &[(&str, &str)]) -> Cluster {
+    let env = [("REDIS_URL", url.to_owned()), ("DATABASE_URL", db.url.clone())];
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(extra);
     tokio::task::block_in_place(|| Cluster::start(instances, &env))

@@ -15,6 +15,7 @@ mod grafana_and_prometheus;
 mod limits;
 mod pki;
 mod publish;
+mod redis_sentinel;
 mod resume;
 mod rooms;
 mod telemetry;

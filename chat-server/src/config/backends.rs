@@ -109,10 +109,17 @@ impl Parser {
     /// `REDIS_URL` and the TLS files that go with `rediss://`.
     pub(super) fn redis(&mut self, development: bool) -> (Option<String>, RedisTls) {
         let url = self.text("REDIS_URL").filter(|s| !s.is_empty());
-        let tls = url.as_deref().is_some_and(|u| u.starts_with("rediss://"));
+        let tls = url.as_deref().is_some_and(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://"));
         if let Some(url) = &url {
-            if !(url.starts_with("redis://") || tls) {
-                self.fail("REDIS_URL", "must start with redis:// or rediss://".to_string());
+            if crate::reach::sentinel::is_sentinel(url) {
+                if let Err(e) = crate::reach::sentinel::SentinelUrl::parse(url) {
+                    self.fail("REDIS_URL", e);
+                }
+            } else if !(url.starts_with("redis://") || tls) {
+                self.fail(
+                    "REDIS_URL",
+                    "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".to_string(),
+                );
             } else if let Err(e) = url::Url::parse(url) {
                 self.fail(
                     "REDIS_URL",
@@ -133,7 +140,7 @@ impl Parser {
         let mut out = RedisTls::default();
         let needs_tls = |p: &mut Parser, name: &str| {
             if !tls {
-                p.fail(name, "needs a rediss:// REDIS_URL (TLS)".into());
+                p.fail(name, "needs a rediss:// or rediss+sentinel:// REDIS_URL (TLS)".into());
             }
         };
         if let Some(ca) = self.text("REDIS_CA_FILE").filter(|s| !s.is_empty()) {
@@ -212,6 +219,10 @@ fn check_pem(path: &Path, kind: Pem) -> Result<(), String> {
 pub fn redact_url(url: &str) -> String {
     if url.starts_with("sqlite:") {
         return url.to_string();
+    }
+    if crate::reach::sentinel::is_sentinel(url) {
+        return crate::reach::sentinel::SentinelUrl::parse(url)
+            .map_or_else(|_| "<a URL that does not parse>".into(), |u| u.redacted());
     }
     let Ok(mut parsed) = url::Url::parse(url) else { return "<a URL that does not parse>".into() };
     if parsed.password().is_some() {

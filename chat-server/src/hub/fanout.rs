@@ -6,8 +6,9 @@
 //!
 //! Correctness does not rest on Redis: a message received out of order or after
 //! a gap is held and the gap filled from the database ([`super::order`]); after
-//! Redis comes back (the connection manager reconnects and resubscribes), each
-//! room is brought up to the database's head. Redis being down delays delivery
+//! Redis comes back (the connection manager reconnects and resubscribes, or with
+//! Sentinel, [`Link`] connects to the promoted primary), each room is
+//! brought up to the database's head. Redis being down delays delivery
 //! between workers; it never loses or reorders a message.
 //!
 //! Wire format: MessagePack of [`Wire`] (the sender's origin id, so a worker skips
@@ -20,11 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use layer4_chat_protocol::ChatMessage;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::Rooms;
+use super::link::Link;
 use super::order::Deliverer;
 
 #[derive(Debug, serde::Deserialize)]
@@ -46,7 +47,7 @@ const HISTORY_TTL_S: i64 = 86_400;
 #[derive(Debug)]
 pub struct Fanout {
     origin: u64,
-    con: ConnectionManager,
+    link: Link,
     publish: mpsc::UnboundedSender<ChatMessage>,
     history: usize,
     /// The connection dropped; rooms are resynchronised once it is back.
@@ -68,20 +69,13 @@ impl Fanout {
         rooms: Rooms,
         deliverer: Deliverer,
     ) -> redis::RedisResult<Arc<Fanout>> {
-        let client = crate::reach::redis_client(url, tls)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(push_tx)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(1));
-        let con = ConnectionManager::new_with_config(client, config).await?;
+        let link = Link::connect(url, tls, push_tx).await?;
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let lost = AtomicBool::new(false);
         let fanout = Arc::new(Fanout {
             origin: rand::random(),
-            con,
+            link,
             publish,
             history,
             lost,
@@ -109,7 +103,7 @@ impl Fanout {
 
     /// Subscribe to a room's channel; returns once Redis confirmed (or failed).
     pub async fn subscribe(self: &Arc<Self>, room: &str) {
-        if let Err(e) = self.con.clone().subscribe(self.channel(room)).await {
+        if let Err(e) = self.link.con().subscribe(self.channel(room)).await {
             tracing::warn!(room, error = %e, "cannot subscribe to the room on Redis; resubscribing when it is back");
             self.mark_lost();
         }
@@ -124,13 +118,13 @@ impl Fanout {
     }
 
     pub async fn unsubscribe(&self, room: &str) {
-        let _ = self.con.clone().unsubscribe(self.channel(room)).await;
+        let _ = self.link.con().unsubscribe(self.channel(room)).await;
     }
 
     /// The messages `after < seq <= upto` of `room` from the Redis history, when it
     /// holds all of them.
     pub async fn recent(&self, room: &str, after: u64, upto: u64) -> Option<Vec<ChatMessage>> {
-        let mut con = self.con.clone();
+        let mut con = self.link.con();
         let min = format!("({after}");
         let raw: Vec<Vec<u8>> = con.zrangebyscore(self.history_key(room), min, upto).await.ok()?;
         let msgs: Vec<ChatMessage> =
@@ -159,7 +153,7 @@ impl Fanout {
                 pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
                 pipe.expire(&key, HISTORY_TTL_S).ignore();
             }
-            let mut con = self.con.clone();
+            let mut con = self.link.con();
             if let Err(e) = pipe.query_async::<()>(&mut con).await {
                 // Other workers fill the gap from the database when the next message
                 // arrives or when Redis is back.
@@ -193,8 +187,12 @@ impl Fanout {
     /// Once Redis answers again: subscribe every room in memory and bring each up to
     /// the database's head (messages published meanwhile were not received).
     async fn recover(self: Arc<Self>) {
-        let mut con = self.con.clone();
-        while redis::cmd("PING").query_async::<String>(&mut con).await.is_err() {
+        // With Sentinel, the primary may have moved: each turn asks where it is now.
+        loop {
+            self.link.follow_primary().await;
+            if redis::cmd("PING").query_async::<String>(&mut self.link.con()).await.is_ok() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.lost.store(false, Ordering::Relaxed);
@@ -202,7 +200,7 @@ impl Fanout {
         // One SUBSCRIBE for every room (in slices, so one command stays small).
         for slice in list.chunks(1000) {
             let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
-            if let Err(e) = self.con.clone().subscribe(channels).await {
+            if let Err(e) = self.link.con().subscribe(channels).await {
                 tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
                 // Redis answers PING but refuses SUBSCRIBE (an ACL, say): do not spin.
                 tokio::time::sleep(Duration::from_secs(1)).await;

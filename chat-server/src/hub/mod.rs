@@ -8,6 +8,7 @@
 //! have the room in memory.
 
 pub mod fanout;
+mod link;
 pub mod order;
 pub mod room;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! to each the way the worker will (TLS handshake and authentication included) and says
 //! in one sentence what failed ([`why`]).
 
+pub mod sentinel;
 pub mod why;
 
 use std::time::{Duration, Instant};
@@ -129,8 +130,14 @@ fn sqlite(path: &std::path::Path) -> Result<&'static str, String> {
 }
 
 async fn redis(url: &str, tls: &RedisTls) -> Result<String, String> {
-    let to = Endpoint::new("REDIS_URL", url);
     let shown = crate::config::redact_url(url);
+    if sentinel::is_sentinel(url) {
+        let parsed = sentinel::SentinelUrl::parse(url)?;
+        let (host, port) = parsed.primary().await.map_err(|e| format!("REDIS_URL: {shown}: the sentinels: {e}"))?;
+        let said = Box::pin(redis(&parsed.primary_url(&host, port), tls)).await?;
+        return Ok(format!("{said} (the primary of {} at {host}:{port}, from {shown})", parsed.service));
+    }
+    let to = Endpoint::new("REDIS_URL", url);
     resolves(&to).await?;
     let client = redis_client(url, tls).map_err(|e| why::sentence(&to, &e))?;
     let started = Instant::now();

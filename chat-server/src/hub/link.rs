@@ -1,0 +1,122 @@
+//! The worker's connection to Redis for the fan-out: to the one server `REDIS_URL`
+//! names, or to the primary the sentinels name (`redis+sentinel://`,
+//! `reach/sentinel.rs`). A connection manager reconnects to the address it was
+//! made for; after a failover that address is gone (or a replica), so on every
+//! loss the fan-out calls [`Link::follow_primary`], which asks the sentinels again
+//! and, when the primary moved, replaces the manager with one to the new primary
+//! (its pushes go to the same receiver; the fan-out then resubscribes every room).
+
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use redis::PushInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+use crate::config::backends::RedisTls;
+use crate::reach::sentinel::{self, SentinelUrl};
+
+/// How long a new connection to a (new) primary may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection manager to Redis that can follow the primary.
+pub struct Link {
+    con: RwLock<ConnectionManager>,
+    source: Source,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("sentinel", &matches!(self.source, Source::Sentinel(_))).finish()
+    }
+}
+
+/// Where the connection goes.
+enum Source {
+    /// The server of `REDIS_URL`; the manager reconnects to it.
+    Direct,
+    /// The primary the sentinels name.
+    Sentinel(Box<Followed>),
+}
+
+/// What following the primary needs.
+struct Followed {
+    url: SentinelUrl,
+    tls: RedisTls,
+    push: mpsc::UnboundedSender<PushInfo>,
+    /// The primary connected to.
+    primary: Mutex<(String, u16)>,
+}
+
+/// A connection manager for `url` (RESP3, pushes to `push`, automatic resubscription).
+async fn open(
+    url: &str,
+    tls: &RedisTls,
+    push: mpsc::UnboundedSender<PushInfo>,
+) -> redis::RedisResult<ConnectionManager> {
+    let client = crate::reach::redis_client(url, tls)?;
+    let config = ConnectionManagerConfig::new()
+        .set_push_sender(push)
+        .set_automatic_resubscription()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_with_config(client, config).await
+}
+
+impl Link {
+    /// Connect to `url`'s server, or to the primary its sentinels name.
+    pub async fn connect(url: &str, tls: &RedisTls, push: mpsc::UnboundedSender<PushInfo>) -> redis::RedisResult<Link> {
+        if !sentinel::is_sentinel(url) {
+            return Ok(Link { con: RwLock::new(open(url, tls, push).await?), source: Source::Direct });
+        }
+        let parsed = SentinelUrl::parse(url)
+            .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e)))?;
+        let (host, port) = parsed.primary().await?;
+        let con = open(&parsed.primary_url(&host, port), tls, push.clone()).await?;
+        tracing::info!(service = %parsed.service, primary = %format!("{host}:{port}"), "Redis primary found by the sentinels");
+        let followed = Followed { url: parsed, tls: tls.clone(), push, primary: Mutex::new((host, port)) };
+        let source = Source::Sentinel(Box::new(followed));
+        Ok(Link { con: RwLock::new(con), source })
+    }
+
+    /// The current connection (a cheap clone of the manager).
+    pub fn con(&self) -> ConnectionManager {
+        self.con.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// With Sentinel: ask where the primary is and, when it moved, connect there.
+    /// Whether the connection was replaced.
+    pub async fn follow_primary(&self) -> bool {
+        let Source::Sentinel(followed) = &self.source else { return false };
+        let Followed { url, tls, push, primary } = followed.as_ref();
+        let found = match url.primary().await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "the sentinels did not name a primary yet");
+                return false;
+            }
+        };
+        if *primary.lock().unwrap_or_else(PoisonError::into_inner) == found {
+            return false;
+        }
+        let target = url.primary_url(&found.0, found.1);
+        match tokio::time::timeout(OPEN_TIMEOUT, open(&target, tls, push.clone())).await {
+            Ok(Ok(con)) => {
+                *self.con.write().unwrap_or_else(PoisonError::into_inner) = con;
+                let at = format!("{}:{}", found.0, found.1);
+                *primary.lock().unwrap_or_else(PoisonError::into_inner) = found;
+                tracing::warn!(service = %url.service, primary = %at, "the Redis primary moved; following it");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot connect to the new Redis primary yet");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("no connection to the new Redis primary within 5 s; trying again");
+                false
+            }
+        }
+    }
+}
