@@ -55,10 +55,14 @@ fn one_upstream_for_two_hosts_reload_across_them_and_a_lost_host_is_backup_then_
     let plain = format!("http://127.0.0.1:{api_b}");
     a.write_config(&config("true", &plain, ""));
     a.start();
+    // The daemon renders on its own (auto_reload): a's instances and b's.
+    let installed = a.path("nginx/layer4.conf");
+    wait_for(Duration::from_secs(20), "the daemon's own render of both hosts", || {
+        std::fs::read_to_string(&installed).ok().filter(|c| c.matches("server 127.0.0.1:").count() == 4)
+    });
     let out = a.l4(&["nginx", "render"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("(4 ready instance(s) of web on 2 host(s))"), "{}", text(&out));
-    let installed = a.path("nginx/layer4.conf");
     let conf = std::fs::read_to_string(&installed).unwrap();
     assert_eq!(conf.matches("server 127.0.0.1:").count(), 4, "{conf}");
     assert_eq!(conf.matches(&format!("# {plain} instance")).count(), 2, "{conf}");
@@ -105,23 +109,29 @@ fn one_upstream_for_two_hosts_reload_across_them_and_a_lost_host_is_backup_then_
     // The API through TLS, with the test's CA; without it the host does not answer.
     let secure = format!("https://127.0.0.1:{tls_port}");
     a.write_config(&config(&nginx.reload_command(), &secure, &format!(", ca_file = {:?}", cert.display().to_string())));
-    let out = a.l4(&["nginx", "render", "--stdout"]);
+    let out = a.l4(&["nginx", "render"]);
     assert!(out.status.success(), "{}", text(&out));
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(shown.matches(&format!("# {secure} instance")).count(), 2, "{}", text(&out));
+    let shown = std::fs::read_to_string(&installed).unwrap();
+    assert_eq!(shown.matches(&format!("# {secure} instance")).count(), 2, "{shown}\n{}", text(&out));
     a.write_config(&config(&nginx.reload_command(), &secure, ""));
     let out = a.l4(&["nginx", "render", "--stdout"]);
-    assert!(text(&out).contains(&format!("{secure} does not answer")), "{}", text(&out));
-    // It answered a moment ago: its servers stay, as backup.
+    // It answered a moment ago: its servers stay, as backup (in a dry run, which keeps
+    // nothing).
+    assert!(text(&out).contains(&format!("{secure} gave no table")), "{}", text(&out));
     assert!(text(&out).contains("UnknownIssuer"), "{}", text(&out));
-    assert!(text(&out).contains("its 2 last known server(s), from 0 s ago, are kept as backup"), "{}", text(&out));
+    assert!(text(&out).contains("its 2 last known server(s), from "), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches(" backup;").count(), 2, "{}", text(&out));
     a.write_config(&config(&nginx.reload_command(), &plain, ""));
 
     // A rolling reload across both hosts while requests flow through nginx.
+    let (before_a, before_b) = (pids(&a), pids(&b));
     let out = a.l4(&["reload", "web", "--hosts", "all"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(&format!("{TOKEN_VAR} (the token_env of {plain}) is not set")), "{}", text(&out));
-    let (before_a, before_b) = (pids(&a), pids(&b));
+    let out = a.cmd(&["reload", "web", "--hosts", "all"]).env(TOKEN_VAR, "wrong").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("refuses its token") && text(&out).contains("nothing was reloaded"), "{}", text(&out));
+    assert_eq!((pids(&a), pids(&b)), (before_a.clone(), before_b.clone()), "a refused reload replaces nothing");
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = {
@@ -152,11 +162,16 @@ fn one_upstream_for_two_hosts_reload_across_them_and_a_lost_host_is_backup_then_
     // Host b's daemon and workers are gone: its servers turn backup, then leave.
     // (Once a's daemon has asked b itself, every `interval`, after the reload.)
     let cache = a.path("run/nginx/hosts.json");
-    wait_for(Duration::from_secs(20), "a's daemon to ask b", || {
-        std::fs::read_to_string(&cache).ok().filter(|c| after_b.len() == 2 && c.matches(&plain).count() == 1)
+    let since = std::fs::metadata(&cache).and_then(|m| m.modified()).ok();
+    wait_for(Duration::from_secs(20), "a's daemon to ask b again", || {
+        let now = std::fs::metadata(&cache).and_then(|m| m.modified()).ok();
+        (now != since && std::fs::read_to_string(&cache).ok()?.contains(&plain)).then_some(())
     });
-    let out = b.l4(&["kill"]);
-    assert!(out.status.success(), "{}", text(&out));
+    // The whole host at once: its watchdog, its daemon (and API), its workers.
+    let sigkill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    for pid in b.watchdogs().into_iter().chain([b.daemon_pid()]).chain(b.tagged_pids()) {
+        let _ = sigkill(pid);
+    }
     let backup = wait_for(Duration::from_secs(20), "b's servers kept as backup", || {
         std::fs::read_to_string(&installed).ok().filter(|c| c.matches(" backup;").count() == 2)
     });

@@ -62,9 +62,20 @@ pub(super) async fn run(cli: &Cli, what: NginxCommand) -> ExitCode {
 /// Carry out `what` with `[nginx]` and the workers' address from [`spec_of`].
 async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: NginxCommand) -> Result<String, String> {
     let client = Client::new(&resolved.home);
+    // A dry run (`--stdout`, `check`) leaves the hosts' last known servers as they were.
+    let persist = matches!(what, NginxCommand::Render { stdout: false } | NginxCommand::Reload { .. });
+    // One render at a time writes (the daemon's helpers and a user's command).
+    let home = resolved.home.clone();
+    let app = spec.app.clone();
+    let _lock = if persist {
+        let locked = tokio::task::spawn_blocking(move || nginx::state::lock(&home, &app)).await;
+        Some(locked.map_err(|e| e.to_string())?.map_err(|e| format!("cannot lock nginx/{}.lock: {e}", spec.app))?)
+    } else {
+        None
+    };
     let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| e.to_string())?;
     let local = nginx::ready_servers(&spec, &status.instances, &host, "");
-    let gathered = nginx::hosts::gather(&spec, &resolved.home, local).await;
+    let gathered = nginx::hosts::gather(&spec, &resolved.home, local, persist).await;
     let servers = gathered.servers;
     let rendered = nginx::render(&spec, &servers).map_err(|e| e.to_string())?;
     let ready = servers.iter().filter(|s| !s.backup).count();
@@ -91,13 +102,17 @@ async fn apply(resolved: &Resolved, (spec, host): (NginxSpec, String), what: Ngi
             Ok(said(format!("nginx -t accepts the config for {} ({ready} ready instance(s){hosts})", spec.app)))
         }
         NginxCommand::Reload { if_changed, .. } => {
-            if if_changed && nginx::installed(&spec).is_some_and(|now| now == rendered) {
+            let runs = |text: Option<String>| text.is_some_and(|t| t == rendered);
+            if if_changed && runs(nginx::installed(&spec)) && runs(nginx::state::loaded(&resolved.home, &spec.app)) {
                 return Ok(said(format!("{} is unchanged ({ready} ready instance(s){hosts})", spec.output.display())));
             }
             nginx::check(&spec, &servers)
                 .map_err(|e| said(format!("{e}\nthe installed config {} is unchanged", spec.output.display())))?;
             nginx::install(&spec, &rendered).map_err(|e| said(e.to_string()))?;
             nginx::reload(&spec).map_err(|e| said(e.to_string()))?;
+            if let Err(e) = nginx::state::mark_loaded(&resolved.home, &spec.app, &rendered) {
+                return Err(said(format!("nginx reloaded, but the render it runs cannot be kept: {e}")));
+            }
             Ok(said(format!(
                 "{} installed ({ready} ready instance(s){hosts}) and nginx reloaded",
                 spec.output.display()

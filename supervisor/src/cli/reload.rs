@@ -131,22 +131,14 @@ pub(super) async fn across_hosts(cli: &Cli, app: &str, parallel: Option<u32>, ho
     }
     let mut plans = Vec::new();
     for client in &targets {
-        let asked = tokio::time::timeout(spec.host_timeout, app_names(client, app)).await;
-        let names = match asked {
-            Ok(Ok(names)) => names,
-            Ok(Err(e)) => return refuse(format!("{}: {e}; nothing was reloaded", client.at())),
+        match tokio::time::timeout(spec.host_timeout, preflight(client, app)).await {
+            Ok(Ok(names)) => plans.push(names),
+            Ok(Err(e)) => return refuse(format!("{e}; nothing was reloaded")),
             Err(_) => {
                 let ms = spec.host_timeout.as_millis();
                 return refuse(format!("{} did not answer within {ms} ms; nothing was reloaded", client.at()));
             }
-        };
-        if app != "all" {
-            let status = tokio::time::timeout(spec.host_timeout, client.get::<StatusReport>("/api/v1/status")).await;
-            if !matches!(&status, Ok(Ok(s)) if s.instances.iter().any(|i| i.app == app)) {
-                return refuse(format!("{} runs no app {app}; nothing was reloaded", client.at()));
-            }
         }
-        plans.push(names);
     }
     let started = Instant::now();
     let total = targets.len();
@@ -166,6 +158,27 @@ pub(super) async fn across_hosts(cli: &Cli, app: &str, parallel: Option<u32>, ho
     }
     eprintln!("l4ctl: reloaded {app} on {total} hosts in {:.2} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
+}
+
+/// Before anything is replaced: the host answers, takes its token (a read that needs
+/// it), and runs the app; the apps to reload there.
+async fn preflight(client: &Client, app: &str) -> Result<Vec<String>, String> {
+    let at = client.at();
+    let status = client.get::<StatusReport>("/api/v1/status").await.map_err(|e| format!("{at}: {e}"))?;
+    if client.remote.is_some() {
+        let checked = client.get::<serde_json::Value>("/api/v1/crashes?limit=1").await;
+        checked.map_err(|e| format!("{at} refuses its token: {e}"))?;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for i in &status.instances {
+        if (app == "all" || i.app == app) && !names.contains(&i.app) {
+            names.push(i.app.clone());
+        }
+    }
+    if names.is_empty() {
+        return Err(format!("{at} runs no app {app}"));
+    }
+    Ok(names)
 }
 
 /// `l4ctl reload app:N`: one step of a rolling reload, for that instance only.

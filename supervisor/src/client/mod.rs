@@ -26,6 +26,12 @@ pub const MAX_LINE: usize = 16 << 20;
 /// Largest answer read whole (a status of thousands of instances is a few MB).
 pub const MAX_ANSWER: usize = 64 << 20;
 
+/// Largest answer read whole from another host's daemon.
+pub const MAX_REMOTE_ANSWER: usize = 8 << 20;
+
+/// Longest error sentence of another host kept (its control characters replaced).
+const MAX_REMOTE_SENTENCE: usize = 300;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no daemon is running in {home} (start one with `l4ctl start`)")]
@@ -89,7 +95,8 @@ impl Client {
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
         let resp = self.request(method, path, body).await?;
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+        let limit = if self.remote.is_some() { MAX_REMOTE_ANSWER } else { MAX_ANSWER };
+        let body = Limited::new(resp.into_body(), limit)
             .collect()
             .await
             .map_err(|e| self.protocol(format!("reading the answer: {e}")))?
@@ -185,7 +192,14 @@ impl Client {
             req = req.header("authorization", format!("Bearer {token}"));
         }
         let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| self.protocol(e))?;
-        let resp = sender.send_request(req).await.map_err(|e| self.protocol(e))?;
+        let resp = match self.remote.as_deref() {
+            // Another host answers the head within its timeout (a stream may then take long).
+            Some(remote) => match tokio::time::timeout(remote.timeout(), sender.send_request(req)).await {
+                Ok(answer) => answer.map_err(|e| self.protocol(e))?,
+                Err(_) => return Err(self.protocol(format!("no answer within {} ms", remote.timeout().as_millis()))),
+            },
+            None => sender.send_request(req).await.map_err(|e| self.protocol(e))?,
+        };
         let status = resp.status();
         if !status.is_success() {
             let body = Limited::new(resp.into_body(), 1 << 20)
@@ -193,11 +207,24 @@ impl Client {
                 .await
                 .map_err(|e| self.protocol(format!("reading the answer: {e}")))?
                 .to_bytes();
-            let detail = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| ErrorDetail {
-                code: "http".into(),
-                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
-                diagnostics: vec![],
-            });
+            let mut detail =
+                serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| ErrorDetail {
+                    code: "http".into(),
+                    message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+                    diagnostics: vec![],
+                });
+            if let Some(remote) = &self.remote {
+                // Another host's words reach this terminal and the daemon's log: bounded,
+                // without control characters, and saying where they come from.
+                let said: String = detail
+                    .message
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(MAX_REMOTE_SENTENCE)
+                    .collect();
+                detail.message = format!("{} answered HTTP {}: {said}", remote.url, status.as_u16());
+                detail.code.truncate(64);
+            }
             return Err(ClientError::Api { status, detail });
         }
         Ok(resp)

@@ -39,7 +39,7 @@ pub(super) struct HostSection {
 /// One other host, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostSpec {
-    /// As written, without a trailing slash.
+    /// `scheme://host:port`, whatever the file wrote.
     pub api: String,
     pub token_env: Option<String>,
     /// A bare IP address or name, brackets kept for IPv6 (`[fd00::2]`).
@@ -63,10 +63,30 @@ impl UrlParts {
     pub fn authority(&self) -> String {
         format!("{}:{}", self.raw_host, self.port)
     }
+
+    /// `scheme://host:port`: one spelling per API, whatever the file wrote.
+    pub fn canonical(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.authority())
+    }
+}
+
+/// What nginx dials for `text`: an IPv6 address in brackets, a name or IPv4 as is.
+fn nginx_address(text: &str) -> Option<String> {
+    if let Ok(v6) = text.parse::<std::net::Ipv6Addr>() {
+        return Some(format!("[{v6}]"));
+    }
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().ok().map(|v6| format!("[{v6}]"));
+    }
+    let name = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
+    name.then(|| text.to_owned())
 }
 
 /// Check an `api` URL: `http(s)://host[:port]`, nothing after it.
 pub fn parse_url(url: &str) -> Result<UrlParts, String> {
+    if url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'#') {
+        return Err(format!("{url:?} must not hold spaces, control characters or a #fragment"));
+    }
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
@@ -107,7 +127,6 @@ pub(super) fn resolve(report: &mut Report<'_>, hosts: Vec<HostSection>, base: &P
     let mut seen: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for host in hosts {
-        let api = host.api.get_ref().trim_end_matches('/').to_owned();
         let parts = match parse_url(host.api.get_ref()) {
             Ok(p) => p,
             Err(e) => {
@@ -115,6 +134,7 @@ pub(super) fn resolve(report: &mut Report<'_>, hosts: Vec<HostSection>, base: &P
                 continue;
             }
         };
+        let api = parts.canonical();
         if seen.contains(&api) {
             report.push(host.api.span(), format!("`hosts` lists {api} twice"));
         }
@@ -125,17 +145,11 @@ pub(super) fn resolve(report: &mut Report<'_>, hosts: Vec<HostSection>, base: &P
             report.push(var.span(), format!("`token_env` {:?} is not a variable name", var.get_ref()));
         }
         let address = match &host.address {
-            Some(a) => {
-                let text = a.get_ref();
-                let ok = !text.is_empty()
-                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-                    && (text.parse::<std::net::IpAddr>().is_ok() || !text.contains(':') || text.starts_with('['));
-                if !ok {
-                    report.push(a.span(), format!("`address` {text:?} is not an IP address or host name"));
-                }
-                text.clone()
-            }
-            None => parts.raw_host.clone(),
+            Some(a) => nginx_address(a.get_ref()).unwrap_or_else(|| {
+                report.push(a.span(), format!("`address` {:?} is not an IP address or host name", a.get_ref()));
+                String::new()
+            }),
+            None => nginx_address(&parts.raw_host).unwrap_or_else(|| parts.raw_host.clone()),
         };
         out.push(HostSpec {
             api,
@@ -162,7 +176,11 @@ mod tests {
         assert_eq!((p.host.as_str(), p.authority()), ("fd00::2", "[fd00::2]:9615".into()));
         let p = parse_url("https://api.example.com").unwrap();
         assert_eq!((p.https, p.port), (true, 443));
+        assert_eq!(parse_url("http://10.0.0.2:9615/").unwrap().canonical(), "http://10.0.0.2:9615");
+        assert_eq!(parse_url("https://api.example.com").unwrap().canonical(), "https://api.example.com:443");
         for bad in [
+            "http://10.0.0.2:9615/#x\n}",
+            "http://10.0.0.2:9615 ",
             "10.0.0.2:9615",
             "ftp://10.0.0.2",
             "http://10.0.0.2:9615/api",
@@ -171,6 +189,18 @@ mod tests {
             "http://",
         ] {
             assert!(parse_url(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn addresses_for_nginx_put_ipv6_in_brackets() {
+        use super::nginx_address;
+        assert_eq!(nginx_address("fd00::3").as_deref(), Some("[fd00::3]"));
+        assert_eq!(nginx_address("[fd00::3]").as_deref(), Some("[fd00::3]"));
+        assert_eq!(nginx_address("10.0.0.3").as_deref(), Some("10.0.0.3"));
+        assert_eq!(nginx_address("l4-b.internal").as_deref(), Some("l4-b.internal"));
+        for bad in ["[zz]", "x;y", "", "a b", "[fd00::3"] {
+            assert_eq!(nginx_address(bad), None, "{bad}");
         }
     }
 

@@ -232,8 +232,9 @@ pub(super) fn resolve(
         report.push(section.interval.span(), "`interval` must be at least 1s");
     }
     let host_timeout = section.host_timeout.get_ref().0;
-    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&host_timeout) {
-        report.push(section.host_timeout.span(), "`host_timeout` must be between 100ms and 60s");
+    // Under the 60 s the daemon gives its helper for the whole render and reload.
+    if !(Duration::from_millis(100)..=Duration::from_secs(20)).contains(&host_timeout) {
+        report.push(section.host_timeout.span(), "`host_timeout` must be between 100ms and 20s");
     }
     let hosts = super::hosts::resolve(report, section.hosts, base);
     let at = |p: &Option<PathBuf>| p.as_ref().map(|p| normalize(&base.join(p)));

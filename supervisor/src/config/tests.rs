@@ -359,11 +359,11 @@ fn the_nginx_access_log_is_an_absolute_path_or_off() {
 #[test]
 fn nginx_hosts_are_checked_at_their_line_and_column() {
     let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
-    let good = "hosts = [\n  { api = \"http://10.0.0.2:9615/\", token_env = \"L4_TOKEN\" },\n  { api = \"https://b.example:9443\", address = \"10.0.0.3\", ca_file = \"ca.pem\" },\n]\n";
+    let good = "hosts = [\n  { api = \"http://10.0.0.2:9615/\", token_env = \"L4_TOKEN\" },\n  { api = \"https://b.example:9443\", address = \"fd00::3\", ca_file = \"ca.pem\" },\n]\n";
     let c = parse_str(&format!("[nginx]\n{good}stale_after = \"1m\"\n{app}")).unwrap().nginx.unwrap();
     assert_eq!((c.hosts.len(), c.stale_after, c.interval), (2, Duration::from_secs(60), Duration::from_secs(10)));
     assert_eq!((c.hosts[0].api.as_str(), c.hosts[0].address.as_str()), ("http://10.0.0.2:9615", "10.0.0.2"));
-    assert_eq!(c.hosts[1].address, "10.0.0.3");
+    assert_eq!((c.hosts[1].address.as_str(), c.hosts[1].api.as_str()), ("[fd00::3]", "https://b.example:9443"));
     assert!(c.hosts[1].ca_file.as_ref().is_some_and(|p| p.is_absolute()));
     let bad = "hosts = [\n  { api = \"http://b.example:9615\" },\n  { api = \"http://10.0.0.2:1\", token_env = \"A-B\" },\n  { api = \"http://10.0.0.2:1\", address = \"x;y\" },\n]\ninterval = \"10ms\"\nhost_timeout = \"2m\"\n";
     let d = diagnostics(&format!("[nginx]\n{bad}{app}"));

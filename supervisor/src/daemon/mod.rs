@@ -47,6 +47,7 @@ mod carry;
 mod crashes;
 mod deliver;
 pub mod follow;
+mod follow_schedule;
 mod handle;
 mod home;
 mod msg;

@@ -18,8 +18,11 @@ use crate::client::{Client, Remote};
 use crate::config::{HostSpec, NginxSpec};
 use crate::wire::types::StatusReport;
 
-/// Largest `hosts.json` read back (64 hosts of 1,024 instances is ~3 MB).
+/// Largest `hosts.json` read back (64 hosts of 1,024 servers is ~1.5 MB).
 const MAX_CACHE: u64 = 16 << 20;
+
+/// Most servers one host contributes; beyond this its answer is refused.
+pub const MAX_SERVERS_PER_HOST: usize = 1024;
 
 /// The servers of every host, and what was decided for the hosts that did not answer.
 #[derive(Debug, Default)]
@@ -47,24 +50,41 @@ pub fn cache_path(home: &Path) -> PathBuf {
     home.join("nginx").join("hosts.json")
 }
 
-/// A client of `host`'s daemon; its token from `token_env` when that is set.
-pub fn client(home: &Path, host: &HostSpec, timeout: Duration) -> Result<Client, String> {
-    let token = host.token_env.as_ref().and_then(|var| std::env::var(var).ok()).filter(|t| !t.is_empty());
+/// A client of `host`'s daemon, with `token` when one is given (the tables are open:
+/// the token travels only for changes).
+pub fn client(home: &Path, host: &HostSpec, token: Option<String>, timeout: Duration) -> Result<Client, String> {
     let remote = Remote::new(&host.api, token, host.ca_file.as_deref(), timeout)?;
     Ok(Client::remote(home, Arc::new(remote)))
 }
 
+/// The ready servers in a host's answer, checked: no port 0, no instance twice, at
+/// most [`MAX_SERVERS_PER_HOST`]. A host that breaks these gave no usable table.
+fn checked(spec: &NginxSpec, host: &HostSpec, status: &StatusReport) -> Result<Vec<Server>, String> {
+    let servers = ready_servers(spec, &status.instances, &host.address, &host.api);
+    if servers.len() > MAX_SERVERS_PER_HOST {
+        return Err(format!("it lists {} ready instances, more than {MAX_SERVERS_PER_HOST}", servers.len()));
+    }
+    let (mut instances, mut ports) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for s in &servers {
+        if s.port == 0 || !instances.insert(s.instance) || !ports.insert(s.port) {
+            return Err(format!("its table is inconsistent (instance {} on port {})", s.instance, s.port));
+        }
+    }
+    Ok(servers)
+}
+
 /// `local` (this host's ready servers) and those of every `[nginx] hosts` entry.
-pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>) -> Gathered {
+/// With `persist`, what each host answered is kept for when it does not.
+pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>, persist: bool) -> Gathered {
     let mut out = Gathered { servers: local, notes: Vec::new() };
     if spec.hosts.is_empty() {
         return out;
     }
     let asks = spec.hosts.iter().map(|host| async move {
-        let client = client(home, host, spec.host_timeout)?;
+        let client = client(home, host, None, spec.host_timeout)?;
         let status = tokio::time::timeout(spec.host_timeout, client.get::<StatusReport>("/api/v1/status")).await;
         match status {
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => checked(spec, host, &s),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", spec.host_timeout.as_millis())),
         }
@@ -75,8 +95,7 @@ pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>) -> Gather
     let known = cache.apps.entry(spec.app.clone()).or_default();
     for (host, answer) in spec.hosts.iter().zip(answers) {
         match answer {
-            Ok(status) => {
-                let servers = ready_servers(spec, &status.instances, &host.address, &host.api);
+            Ok(servers) => {
                 if servers.is_empty() {
                     out.notes.push(format!("{} has no ready instance of {}", host.api, spec.app));
                 }
@@ -87,7 +106,7 @@ pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>) -> Gather
             Err(why) => match known.get(&host.api) {
                 Some(k) if now.saturating_sub(k.seen) <= spec.stale_after.as_secs() => {
                     out.notes.push(format!(
-                        "{} does not answer ({why}): its {} last known server(s), from {} s ago, are kept as backup",
+                        "{} gave no table ({why}): its {} last known server(s), from {} s ago, are kept as backup",
                         host.api,
                         k.servers.len(),
                         now.saturating_sub(k.seen)
@@ -101,18 +120,18 @@ pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>) -> Gather
                     }));
                 }
                 Some(k) => out.notes.push(format!(
-                    "{} does not answer ({why}) and last answered {} s ago, more than stale_after ({} s): left out",
+                    "{} gave no table ({why}) and last gave one {} s ago, more than stale_after ({} s): left out",
                     host.api,
                     now.saturating_sub(k.seen),
                     spec.stale_after.as_secs()
                 )),
-                None => out.notes.push(format!("{} does not answer ({why}) and never did: left out", host.api)),
+                None => out.notes.push(format!("{} gave no table ({why}) and never did: left out", host.api)),
             },
         }
     }
     // Hosts no longer listed are forgotten.
     known.retain(|api, _| spec.hosts.iter().any(|h| h.api == *api));
-    if let Err(e) = write_cache(home, &cache) {
+    if persist && let Err(e) = write_cache(home, &cache) {
         out.notes.push(format!("cannot keep the hosts' last known servers in {}: {e}", cache_path(home).display()));
     }
     out
@@ -122,11 +141,11 @@ pub async fn gather(spec: &NginxSpec, home: &Path, local: Vec<Server>) -> Gather
 fn read_cache(home: &Path, notes: &mut Vec<String>) -> Cache {
     use std::io::Read;
     let path = cache_path(home);
-    let file = match crate::nofollow::read(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Cache::default(),
+    let file = match crate::trust::open_owned(&path, "the hosts' last known servers") {
+        Ok(Some(f)) => f,
+        Ok(None) => return Cache::default(),
         Err(e) => {
-            notes.push(format!("{}: {e}; no last known servers", path.display()));
+            notes.push(format!("{e}; no last known servers"));
             return Cache::default();
         }
     };

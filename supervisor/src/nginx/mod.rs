@@ -5,6 +5,7 @@
 //! never installed, so the live config stays.
 
 pub mod hosts;
+pub mod state;
 
 use std::path::Path;
 use std::process::Command;
@@ -85,6 +86,12 @@ pub fn render(spec: &NginxSpec, servers: &[Server]) -> Result<String, NginxError
     env.set_syntax(syntax.map_err(render_error)?);
     env.add_template_owned("nginx", source).map_err(render_error)?;
     let live = servers.iter().filter(|s| !s.backup).count();
+    let entries = |backup: bool| {
+        let of_kind = servers.iter().filter(|s| s.backup == backup);
+        of_kind
+            .map(|s| context! { host => &s.host, port => s.port, instance => s.instance, origin => &s.origin })
+            .collect::<Vec<_>>()
+    };
     let mut origins: Vec<&str> = servers.iter().map(|s| s.origin.as_str()).collect();
     origins.sort_unstable();
     origins.dedup();
@@ -94,9 +101,8 @@ pub fn render(spec: &NginxSpec, servers: &[Server]) -> Result<String, NginxError
     let ctx = context! {
         app => &spec.app,
         upstream => upstream,
-        servers => servers.iter().map(|s| context! {
-            host => &s.host, port => s.port, instance => s.instance, origin => &s.origin, backup => s.backup,
-        }).collect::<Vec<_>>(),
+        servers => entries(false),
+        backup_servers => entries(true),
         live => live,
         backups => servers.len() - live,
         hosts => origins.len(),
