@@ -47,7 +47,9 @@ fn until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 impl SentinelSet {
     pub fn start(dir: &Path) -> SentinelSet {
         let (primary, replica) = (free_port(), free_port());
-        let plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        // A replica writes the primary's snapshot to disk: into the test's folder.
+        let dir_arg = dir.display().to_string();
+        let plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
         let mut children = vec![(primary, redis_server(&[&["--port", &primary.to_string()][..], &plain].concat()))];
         let replica_of = ["--replicaof", "127.0.0.1", &primary.to_string()];
         children.push((replica, redis_server(&[&["--port", &replica.to_string()][..], &plain, &replica_of].concat())));
