@@ -33,7 +33,7 @@ impl Nginx {
     pub fn start(dir: &std::path::Path, include: &std::path::Path) -> Nginx {
         let d = dir.display();
         let conf = format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n include {};\n}}\n",
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n include {};\n}}\n",
             include.display()
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();

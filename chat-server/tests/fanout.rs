@@ -258,3 +258,43 @@ async fn two_deployments_on_one_redis_with_different_prefixes_never_hear_each_ot
     }
     assert_eq!(redis.history_len_in("staging", "general"), 5);
 }
+
+/// A worker that missed messages (Redis down) answers a resume from a client that saw
+/// more with the database's head, not its own stale one: the client would take a lower
+/// head for a reset store and see those messages again (found by `several_hosts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_a_worker_that_missed_messages_is_answered_with_the_database_head() {
+    let (mut redis, tmp) = (Redis::start(), tempfile::tempdir().unwrap());
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let cluster = cluster(2, &redis, &db).await;
+    let mut watcher = cluster.client(1, 1, "watcher");
+    let mut publisher = cluster.client(0, 2, "pub");
+    joined(&mut watcher, "stale").await;
+    joined(&mut publisher, "stale").await;
+    for i in 0..5 {
+        publisher.send("stale", &i.to_string()).await.unwrap();
+    }
+    assert_eq!(messages(&mut watcher, 5).await.len(), 5);
+    // Worker 1 hears nothing more: its room stays at 5 while the database goes to 10.
+    redis.kill();
+    for i in 5..10 {
+        publisher.send("stale", &i.to_string()).await.unwrap();
+    }
+    assert_eq!(messages(&mut publisher, 10).await.last().unwrap().seq, 10);
+    let token = layer4_chat_server::auth::Auth::new(crate::helper::SECRET.as_bytes(), Duration::from_secs(60))
+        .unwrap()
+        .issue(2, "pub");
+    let mut ws = raw(&cluster.ws_url(1), Some(&token), None).await.unwrap();
+    raw_next(&mut ws, Format::Json).await.unwrap(); // welcome
+    raw_send(&mut ws, Format::Json, &ClientMsg::Resume { rooms: [("stale".to_owned(), 10)].into() }).await;
+    match raw_next(&mut ws, Format::Json).await.unwrap() {
+        ServerMsg::Joined { seq, .. } => assert_eq!(seq, 10, "joined at the database's head"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Worker 1's own member got what it missed, from the database, once and in order.
+    let caught_up: Vec<u64> = messages(&mut watcher, 5).await.iter().map(|m| m.seq).collect();
+    assert_eq!(caught_up, (6..=10).collect::<Vec<_>>());
+    while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_millis(300), raw_next(&mut ws, Format::Json)).await {
+        assert!(!matches!(frame, ServerMsg::Message(_)), "nothing is replayed to a client that saw it all: {frame:?}");
+    }
+}

@@ -16,27 +16,28 @@ use crate::helper::{Backend, Database, free_port, joined, messages};
 
 /// A primary, a replica and three sentinels watching them as `mymaster`.
 pub struct SentinelSet {
+    /// The address they all listen on.
+    pub host: String,
     pub primary: u16,
     pub replica: u16,
     pub sentinels: Vec<u16>,
     children: Vec<(u16, Child)>,
 }
 
-fn redis_server(args: &[&str]) -> Child {
-    Command::new("redis-server")
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (.ci/test installs it)")
+/// How a `redis-server` is started: here, or inside a namespace (`netns.rs`).
+pub type Spawn<'a> = &'a dyn Fn(&[&str]) -> Command;
+
+fn redis_server(spawn: Spawn<'_>, args: &[&str]) -> Child {
+    spawn(args).stdout(Stdio::null()).spawn().expect("redis-server is installed (.ci/test installs it)")
 }
 
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+pub fn query<T: redis::FromRedisValue>(host: &str, port: u16, cmd: &redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(format!("redis://{host}:{port}")).ok()?;
     let mut con = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
     cmd.query(&mut con).ok()
 }
 
-fn until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+pub fn until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
@@ -45,36 +46,51 @@ fn until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 impl SentinelSet {
+    /// On loopback, on free ports.
     pub fn start(dir: &Path) -> SentinelSet {
-        let (primary, replica) = (free_port(), free_port());
+        let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
+        let here = |args: &[&str]| {
+            let mut c = Command::new("redis-server");
+            c.args(args);
+            c
+        };
+        SentinelSet::start_on(dir, "127.0.0.1", ports, &here)
+    }
+
+    /// On `host`: the primary, the replica and the sentinels on `ports` in that order.
+    pub fn start_on(dir: &Path, host: &str, ports: [u16; 5], spawn: Spawn<'_>) -> SentinelSet {
+        let (primary, replica) = (ports[0], ports[1]);
         // A replica writes the primary's snapshot to disk: into the test's folder.
         let dir_arg = dir.display().to_string();
-        let plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
-        let mut children = vec![(primary, redis_server(&[&["--port", &primary.to_string()][..], &plain].concat()))];
-        let replica_of = ["--replicaof", "127.0.0.1", &primary.to_string()];
-        children.push((replica, redis_server(&[&["--port", &replica.to_string()][..], &plain, &replica_of].concat())));
-        let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // No password: reachable from other hosts' addresses only without protected mode.
+        let plain = ["--bind", host, "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
+        let first = redis_server(spawn, &[&["--port", &primary.to_string()][..], &plain].concat());
+        let mut children = vec![(primary, first)];
+        let replica_of = ["--replicaof", host, &primary.to_string()];
+        let second = redis_server(spawn, &[&["--port", &replica.to_string()][..], &plain, &replica_of].concat());
+        children.push((replica, second));
+        let sentinels: Vec<u16> = ports[2..].to_vec();
         for port in &sentinels {
             let conf = dir.join(format!("sentinel-{port}.conf"));
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {primary} 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
+                    "port {port}\nbind {host}\nprotected-mode no\ndir {dir_arg}\nsentinel monitor mymaster {host} {primary} 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
                 ),
             )
             .unwrap();
-            children.push((*port, redis_server(&[conf.to_str().unwrap(), "--sentinel"])));
+            children.push((*port, redis_server(spawn, &[conf.to_str().unwrap(), "--sentinel"])));
         }
-        let set = SentinelSet { primary, replica, sentinels, children };
+        let set = SentinelSet { host: host.to_owned(), primary, replica, sentinels, children };
         // Ready for a failover: the replica in sync, and every sentinel knowing the
         // replica and the two other sentinels.
         until(Duration::from_secs(60), "the replica in sync and the sentinels acquainted", || {
-            let info: Option<String> = query(replica, redis::cmd("INFO").arg("replication"));
+            let info: Option<String> = query(host, replica, redis::cmd("INFO").arg("replication"));
             let synced = info.is_some_and(|i| i.contains("master_link_status:up"));
             synced
                 && set.sentinels.iter().all(|s| {
                     let cmd = |what: &str| {
-                        query::<Vec<redis::Value>>(*s, redis::cmd("SENTINEL").arg(what).arg("mymaster"))
+                        query::<Vec<redis::Value>>(host, *s, redis::cmd("SENTINEL").arg(what).arg("mymaster"))
                             .map_or(0, |v| v.len())
                     };
                     cmd("replicas") == 1 && cmd("sentinels") == 2
@@ -84,7 +100,7 @@ impl SentinelSet {
     }
 
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self.sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let hosts: Vec<String> = self.sentinels.iter().map(|p| format!("{}:{p}", self.host)).collect();
         format!("redis+sentinel://{}/mymaster", hosts.join(","))
     }
 
@@ -92,7 +108,7 @@ impl SentinelSet {
     pub fn primary_now(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|s| {
             let addr: Option<(String, String)> =
-                query(*s, redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg("mymaster"));
+                query(&self.host, *s, redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg("mymaster"));
             addr.and_then(|(_, port)| port.parse().ok())
         })
     }
@@ -159,7 +175,7 @@ async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_not
     let new = set.replica;
     tokio::task::block_in_place(|| {
         until(Duration::from_secs(30), "both workers subscribed on the new primary", || {
-            query::<(String, i64)>(new, redis::cmd("PUBSUB").arg("NUMSUB").arg("l4:room:failover-b"))
+            query::<(String, i64)>("127.0.0.1", new, redis::cmd("PUBSUB").arg("NUMSUB").arg("l4:room:failover-b"))
                 .is_some_and(|(_, n)| n == 2)
         })
     });
@@ -169,6 +185,6 @@ async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_not
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), sub.next_event()).await {
         assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "a duplicate or a gap: {e:?}");
     }
-    let history: i64 = query(new, redis::cmd("ZCARD").arg("l4:hist:failover")).unwrap_or(0);
+    let history: i64 = query("127.0.0.1", new, redis::cmd("ZCARD").arg("l4:hist:failover")).unwrap_or(0);
     assert!(history >= 1, "the new primary holds the history written after the failover");
 }

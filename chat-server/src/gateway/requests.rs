@@ -141,6 +141,17 @@ impl Conn {
         if since.is_some() {
             ctx.stats.resumes.fetch_add(1, Relaxed);
         }
+        // The client saw more of the room than this worker holds (the worker missed
+        // messages: cut off from Redis, say, or its catch-up failed): the room is
+        // brought up to the database first, never answered with a head below what the
+        // client saw (which it would take for a reset store, and see messages twice).
+        if since.is_some_and(|after| after > room.head())
+            && let Err(e) = ctx.hub.deliverer.sync(&room).await
+        {
+            tracing::warn!(room = name, error = %e, "cannot bring the room up to the database for a resume");
+            self.room_error(ctx, ErrorCode::Unavailable, "storage unavailable; try again", Some(name));
+            return None;
+        }
         match room.join(self.id, &self.outbox, since, ctx.settings.replay_limit) {
             Joined::Live { .. } => {}
             Joined::TooFar { .. } => {
