@@ -106,6 +106,16 @@ def free_port():
     return port
 
 
+def port_open(port):
+    """Whether something accepts connections on 127.0.0.1:port."""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def free_ports(n):
     """The first of n consecutive TCP ports free on 127.0.0.1 right now."""
     import socket

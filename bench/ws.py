@@ -28,7 +28,7 @@ Both servers run on 127.0.0.1 with the same load generator (target/release/l4loa
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, PEERS, free_port, install_signal_handlers, node_version, print_markdown_table, rss_kib, wait_for, write_results
+from common import HERE, PEERS, free_port, install_signal_handlers, port_open, node_version, print_markdown_table, rss_kib, wait_for, write_results
 from tls_nginx import Nginx
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
@@ -36,15 +36,6 @@ REL = os.path.join(ROOT, "target", "release")
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 API_KEY = "bench-api-key-0123456789abcdef-0123456789"
 QUICK = "--quick" in sys.argv
-
-
-def port_open(port):
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 class Server:

@@ -34,10 +34,14 @@ impl Net {
             eprintln!("skipped: network namespaces need root (.ci/test runs as root)");
             return None;
         }
+        sweep_leftovers();
         let id = std::process::id() % 100_000;
         let tag = format!("{id:05}");
+        // A /24 of 10.231 that no route of this machine uses yet.
+        let routes = String::from_utf8_lossy(&ip(&["-4", "route"]).stdout).to_string();
+        let third = (0..250).map(|k| (id as usize + k) % 250 + 1).find(|n| !routes.contains(&format!("10.231.{n}.")));
         let net = Net {
-            subnet: format!("10.231.{}", id % 250 + 1),
+            subnet: format!("10.231.{}", third.expect("a free 10.231.N.0/24")),
             bridge: format!("l4b{tag}"),
             names: (0..n).map(|i| format!("l4t{tag}h{i}")).collect(),
             tag,
@@ -90,6 +94,32 @@ impl Net {
     fn pids(&self, i: usize) -> Vec<i32> {
         let out = ip(&["netns", "pids", &self.names[i]]);
         String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+/// Namespaces and bridges a killed run of this test left (named after a pid that is
+/// gone), removed so that their routes do not shadow this run's.
+fn sweep_leftovers() {
+    let alive =
+        |tag: &str| {
+            let Ok(tag) = tag.parse::<u32>() else { return true };
+            // The tag is the pid modulo 100,000: any live pid with it counts.
+            std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+                e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_some_and(|pid| pid % 100_000 == tag)
+            })
+        };
+    let namespaces = String::from_utf8_lossy(&ip(&["netns", "list"]).stdout).to_string();
+    for name in namespaces.split_whitespace().filter(|n| n.starts_with("l4t") && n.contains('h')) {
+        let tag = &name[3..name.find('h').unwrap_or(3)];
+        if !alive(tag) {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+    let links = String::from_utf8_lossy(&ip(&["-o", "link", "show", "type", "bridge"]).stdout).to_string();
+    for name in links.lines().filter_map(|l| l.split(": ").nth(1)).filter(|n| n.starts_with("l4b")) {
+        if !alive(&name[3..]) {
+            let _ = ip(&["link", "del", name]);
+        }
     }
 }
 
@@ -184,31 +214,41 @@ impl Postgres {
 
     /// Stop it (fast shutdown: connections are cut) and start it again.
     pub fn restart(&mut self, net: &Net) {
-        self.stop();
+        assert!(self.stop(), "PostgreSQL did not stop in 30 s");
         self.spawn(net);
     }
 
-    fn stop(&mut self) {
+    /// SIGINT (fast shutdown), then SIGKILL after 30 s; whether it stopped in time.
+    fn stop(&mut self) -> bool {
         let pid_file = self.data.join("postmaster.pid");
         let pid = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        let mut in_time = true;
         if let Some(pid) = pid {
             // SAFETY: kill only sends a signal (SIGINT: fast shutdown).
             unsafe { libc::kill(pid, libc::SIGINT) };
             let deadline = Instant::now() + Duration::from_secs(30);
             // SAFETY: signal 0 only checks that the process exists.
             while unsafe { libc::kill(pid, 0) } == 0 {
-                assert!(Instant::now() < deadline, "PostgreSQL did not stop in 30 s");
+                if Instant::now() >= deadline {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    in_time = false;
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
             let _ = child.wait();
         }
+        in_time
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // Never a panic here (a second one while unwinding would abort and leak it all).
         self.stop();
     }
 }

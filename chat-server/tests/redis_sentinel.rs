@@ -21,6 +21,8 @@ pub struct SentinelSet {
     pub primary: u16,
     pub replica: u16,
     pub sentinels: Vec<u16>,
+    /// The primary's and the replica's password, when they have one.
+    pub password: Option<String>,
     children: Vec<(u16, Child)>,
 }
 
@@ -46,24 +48,29 @@ pub fn until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 impl SentinelSet {
-    /// On loopback, on free ports.
-    pub fn start(dir: &Path) -> SentinelSet {
+    /// On loopback, on free ports, the data nodes behind `password`.
+    pub fn start(dir: &Path, password: Option<&str>) -> SentinelSet {
         let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
         let here = |args: &[&str]| {
             let mut c = Command::new("redis-server");
             c.args(args);
             c
         };
-        SentinelSet::start_on(dir, "127.0.0.1", ports, &here)
+        SentinelSet::start_on(dir, "127.0.0.1", ports, &here, password)
     }
 
     /// On `host`: the primary, the replica and the sentinels on `ports` in that order.
-    pub fn start_on(dir: &Path, host: &str, ports: [u16; 5], spawn: Spawn<'_>) -> SentinelSet {
+    pub fn start_on(dir: &Path, host: &str, ports: [u16; 5], spawn: Spawn<'_>, password: Option<&str>) -> SentinelSet {
         let (primary, replica) = (ports[0], ports[1]);
         // A replica writes the primary's snapshot to disk: into the test's folder.
         let dir_arg = dir.display().to_string();
         // No password: reachable from other hosts' addresses only without protected mode.
-        let plain = ["--bind", host, "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
+        let mut plain =
+            vec!["--bind", host, "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
+        if let Some(p) = password {
+            plain.extend(["--requirepass", p, "--masterauth", p]);
+        }
+        let auth_pass = password.map(|p| format!("sentinel auth-pass mymaster {p}\n")).unwrap_or_default();
         let first = redis_server(spawn, &[&["--port", &primary.to_string()][..], &plain].concat());
         let mut children = vec![(primary, first)];
         let replica_of = ["--replicaof", host, &primary.to_string()];
@@ -75,17 +82,18 @@ impl SentinelSet {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind {host}\nprotected-mode no\ndir {dir_arg}\nsentinel monitor mymaster {host} {primary} 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
+                    "port {port}\nbind {host}\nprotected-mode no\ndir {dir_arg}\nsentinel monitor mymaster {host} {primary} 2\nsentinel down-after-milliseconds mymaster 3000\nsentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n{auth_pass}"
                 ),
             )
             .unwrap();
             children.push((*port, redis_server(spawn, &[conf.to_str().unwrap(), "--sentinel"])));
         }
-        let set = SentinelSet { host: host.to_owned(), primary, replica, sentinels, children };
+        let password = password.map(str::to_owned);
+        let set = SentinelSet { host: host.to_owned(), primary, replica, sentinels, password, children };
         // Ready for a failover: the replica in sync, and every sentinel knowing the
         // replica and the two other sentinels.
         until(Duration::from_secs(60), "the replica in sync and the sentinels acquainted", || {
-            let info: Option<String> = query(host, replica, redis::cmd("INFO").arg("replication"));
+            let info: Option<String> = set.data(replica, redis::cmd("INFO").arg("replication"));
             let synced = info.is_some_and(|i| i.contains("master_link_status:up"));
             synced
                 && set.sentinels.iter().all(|s| {
@@ -101,7 +109,16 @@ impl SentinelSet {
 
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.sentinels.iter().map(|p| format!("{}:{p}", self.host)).collect();
-        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        format!("redis+sentinel://{auth}{}/mymaster", hosts.join(","))
+    }
+
+    /// `cmd` on the primary or the replica at `port` (with the password).
+    pub fn data<T: redis::FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> Option<T> {
+        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        let client = redis::Client::open(format!("redis://{auth}{}:{port}", self.host)).ok()?;
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+        cmd.query(&mut con).ok()
     }
 
     /// The primary's port, as the first sentinel that answers says.
@@ -136,7 +153,8 @@ impl Drop for SentinelSet {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut set = tokio::task::block_in_place(|| SentinelSet::start(tmp.path()));
+    // The data nodes want a password: the workers find the primary and check its ROLE with it.
+    let mut set = tokio::task::block_in_place(|| SentinelSet::start(tmp.path(), Some("s3ntinel-pass")));
     let db = Database::create(Backend::Postgres, tmp.path()).await;
     let cluster = cluster_with_url(2, &set.url(), &db, &[]).await;
     let mut sub = cluster.client(1, 1, "sub");
@@ -153,6 +171,8 @@ async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_not
     assert_eq!(messages(&mut sub, 10).await.len(), 10, "through the first primary");
 
     let old = set.primary;
+    // The sentinels have not failed over on their own (a loaded machine).
+    assert_eq!(tokio::task::block_in_place(|| set.primary_now()), Some(old));
     set.kill(old);
     let killed = Instant::now();
     // Sent while the primary is gone and before the replica is promoted: stored,
@@ -175,7 +195,7 @@ async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_not
     let new = set.replica;
     tokio::task::block_in_place(|| {
         until(Duration::from_secs(30), "both workers subscribed on the new primary", || {
-            query::<(String, i64)>("127.0.0.1", new, redis::cmd("PUBSUB").arg("NUMSUB").arg("l4:room:failover-b"))
+            set.data::<(String, i64)>(new, redis::cmd("PUBSUB").arg("NUMSUB").arg("l4:room:failover-b"))
                 .is_some_and(|(_, n)| n == 2)
         })
     });
@@ -185,6 +205,6 @@ async fn the_primary_killed_the_workers_follow_the_promoted_replica_and_lose_not
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), sub.next_event()).await {
         assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "a duplicate or a gap: {e:?}");
     }
-    let history: i64 = query("127.0.0.1", new, redis::cmd("ZCARD").arg("l4:hist:failover")).unwrap_or(0);
+    let history: i64 = set.data(new, redis::cmd("ZCARD").arg("l4:hist:failover")).unwrap_or(0);
     assert!(history >= 1, "the new primary holds the history written after the failover");
 }

@@ -23,7 +23,7 @@ use layer4_chat_client::protocol::{ErrorCode, Format};
 use crate::e2e::Nginx;
 use crate::helper::{SECRET, joined};
 use crate::netns::{Net, Postgres};
-use crate::redis_sentinel::{SentinelSet, until};
+use crate::redis_sentinel::{SentinelSet, query, until};
 
 const HOSTS: usize = 3;
 const CLIENTS: usize = 300;
@@ -137,7 +137,7 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
         c
     };
     let mut redis = tokio::task::block_in_place(|| {
-        SentinelSet::start_on(&redis_dir, &db_ip, [6379, 6380, 26379, 26380, 26381], &spawn)
+        SentinelSet::start_on(&redis_dir, &db_ip, [6379, 6380, 26379, 26380, 26381], &spawn, None)
     });
 
     // Three hosts; host 0 holds [nginx] with the two others.
@@ -271,7 +271,7 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 1. A rolling reload across the hosts, one host at a time.
-    let before: Vec<Vec<u64>> = hosts.iter().map(Host::pids).collect();
+    let before: Vec<Vec<u64>> = tokio::task::block_in_place(|| hosts.iter().map(Host::pids).collect());
     let reload_started = Instant::now();
     let out = tokio::task::block_in_place(|| hosts[0].l4(&["reload", "chat", "--hosts", "all"]));
     let reload_took = reload_started.elapsed();
@@ -279,7 +279,7 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
     assert!(out.status.success(), "{said}\n{}", hosts[0].logs());
     for h in 0..HOSTS {
         assert!(said.contains(&format!("host {}/{HOSTS}", h + 1)), "{said}");
-        let after = hosts[h].pids();
+        let after = tokio::task::block_in_place(|| hosts[h].pids());
         assert!(
             before[h].iter().all(|p| !after.contains(p)) && after.len() == 2,
             "host {h}: {:?} -> {after:?}",
@@ -307,7 +307,7 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
 
     // 2. Host 2's link cut for 10 s: host 0's daemon keeps its servers as backup.
     let cut_at = Instant::now();
-    net.link(2, false);
+    tokio::task::block_in_place(|| net.link(2, false));
     let cut_ip = net.address(2);
     let backup_after = loop {
         let conf = std::fs::read_to_string(&output).unwrap_or_default();
@@ -320,19 +320,37 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
-    net.link(2, true);
+    tokio::task::block_in_place(|| net.link(2, true));
     let cut_ended = Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Host 2 is back in nginx (host 0's daemon asks it every second).
+    loop {
+        let conf = std::fs::read_to_string(&output).unwrap_or_default();
+        let live = conf.lines().filter(|l| l.contains(&format!("server {cut_ip}:")) && !l.contains("backup")).count();
+        if live == 2 {
+            break;
+        }
+        assert!(cut_ended.elapsed() < Duration::from_secs(30), "host 2 did not come back in nginx:\n{conf}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // 3. The Redis primary SIGKILLed: the sentinels promote the replica.
     let killed_at = Instant::now();
     let primary = redis.primary;
-    redis.kill(primary);
+    tokio::task::block_in_place(|| redis.kill(primary));
     tokio::task::block_in_place(|| {
         until(Duration::from_secs(60), "the promoted replica", || redis.primary_now() == Some(redis.replica))
     });
     let promoted = killed_at.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every worker follows it: six connections with subscriptions there.
+    let (db_host, new_primary) = (db_ip.clone(), redis.replica);
+    tokio::task::block_in_place(|| {
+        until(Duration::from_secs(60), "every worker subscribed on the new primary", || {
+            let list: Option<String> = query(&db_host, new_primary, redis::cmd("CLIENT").arg("LIST"));
+            let workers = |c: &&str| !c.contains(" sub=0 ") && !c.contains("name=sentinel");
+            let subscribed = list.map_or(0, |l| l.lines().filter(workers).count());
+            subscribed == 2 * HOSTS
+        })
+    });
 
     // 4. PostgreSQL restarted (fast shutdown: every connection cut).
     let db_restart = Instant::now();

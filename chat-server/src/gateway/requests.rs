@@ -14,6 +14,9 @@ use super::conn::{Conn, Exit};
 use super::replay::Replay;
 use crate::Ctx;
 use crate::hub::{Joined, RoomError};
+
+/// How long a resume may wait for its room to catch up from the database.
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::stats::Reason;
 
 /// Bad messages tolerated before the connection is closed.
@@ -145,10 +148,9 @@ impl Conn {
         // messages: cut off from Redis, say, or its catch-up failed): the room is
         // brought up to the database first, never answered with a head below what the
         // client saw (which it would take for a reset store, and see messages twice).
-        if since.is_some_and(|after| after > room.head())
-            && let Err(e) = ctx.hub.deliverer.sync(&room).await
+        if let Some(after) = since.filter(|after| *after > room.head())
+            && !self.caught_up(ctx, &room, after).await
         {
-            tracing::warn!(room = name, error = %e, "cannot bring the room up to the database for a resume");
             self.room_error(ctx, ErrorCode::Unavailable, "storage unavailable; try again", Some(name));
             return None;
         }
@@ -197,6 +199,28 @@ impl Conn {
                 let text = format!("message {id} was not stored; resend it with the same id");
                 self.send_error(ctx, ErrorCode::Unavailable, text, Some(name), Some(id));
             }
+        }
+    }
+
+    /// Whether `room` holds everything up to `after` now, or the database does not
+    /// either (a store restored from an older copy: the client follows the room as it
+    /// is). One catch-up per room at a time, within [`CATCH_UP_LIMIT`].
+    async fn caught_up(&self, ctx: &Ctx, room: &Arc<crate::hub::Room>, after: u64) -> bool {
+        let caught = tokio::time::timeout(CATCH_UP_LIMIT, async {
+            let _one = room.catch_up.lock().await;
+            if room.head() >= after {
+                return Ok(u64::MAX);
+            }
+            ctx.hub.deliverer.sync(room).await
+        })
+        .await;
+        match caught {
+            Ok(Ok(stored)) => room.head() >= after || stored < after,
+            Ok(Err(e)) => {
+                tracing::warn!(room = %room.name, error = %e, "cannot bring the room up to the database for a resume");
+                false
+            }
+            Err(_) => false,
         }
     }
 

@@ -43,6 +43,9 @@ struct WireRef<'a> {
 /// History kept per room in Redis lives this long after its last message.
 const HISTORY_TTL_S: i64 = 86_400;
 
+/// How often the connection is checked, and how long a PING may take.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// The connection to Redis shared by a worker's rooms.
 #[derive(Debug)]
 pub struct Fanout {
@@ -50,8 +53,13 @@ pub struct Fanout {
     link: Link,
     publish: mpsc::UnboundedSender<ChatMessage>,
     history: usize,
-    /// The connection dropped; rooms are resynchronised once it is back.
+    /// A recovery is under way (one at a time); `again`: something failed during it,
+    /// so it goes round once more before it ends.
     lost: AtomicBool,
+    again: AtomicBool,
+    /// Per room, the newest message whose publish failed: published again once Redis is
+    /// back, so the other workers see the gap and fill it (a quiet room would not).
+    unpublished: std::sync::Mutex<std::collections::HashMap<String, ChatMessage>>,
     rooms: Rooms,
     deliverer: Deliverer,
     /// `REDIS_PREFIX`: `<prefix>:room:<room>`, `<prefix>:hist:<room>`.
@@ -72,19 +80,21 @@ impl Fanout {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let link = Link::connect(url, tls, push_tx).await?;
         let (publish, publish_rx) = mpsc::unbounded_channel();
-        let lost = AtomicBool::new(false);
         let fanout = Arc::new(Fanout {
             origin: rand::random(),
             link,
             publish,
             history,
-            lost,
+            lost: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+            unpublished: Default::default(),
             rooms,
             deliverer,
             prefix: prefix.to_owned(),
         });
         tokio::spawn(fanout.clone().publisher(publish_rx));
         tokio::spawn(fanout.clone().receiver(push_rx));
+        tokio::spawn(fanout.clone().heartbeat());
         Ok(fanout)
     }
 
@@ -111,9 +121,27 @@ impl Fanout {
 
     /// Redis failed: once it answers again, resubscribe and resynchronise every room.
     fn mark_lost(self: &Arc<Self>) {
+        self.again.store(true, Ordering::Relaxed);
         if !self.lost.swap(true, Ordering::Relaxed) {
             tracing::warn!("lost Redis; messages between workers wait until it is back");
             tokio::spawn(self.clone().recover());
+        }
+    }
+
+    /// A PING every [`HEARTBEAT`]: a primary whose host vanished without a reset (or a
+    /// partition) sends no disconnection, and a worker whose members only read would
+    /// otherwise never notice, nor follow a promoted replica.
+    async fn heartbeat(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if self.lost.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut con = self.link.con();
+            let ping = redis::cmd("PING");
+            if !matches!(tokio::time::timeout(HEARTBEAT, ping.query_async::<String>(&mut con)).await, Ok(Ok(_))) {
+                self.mark_lost();
+            }
         }
     }
 
@@ -139,27 +167,35 @@ impl Fanout {
         while rx.recv_many(&mut batch, 256).await > 0 {
             let mut pipe = redis::pipe();
             let mut rooms = std::collections::BTreeSet::new();
-            for msg in batch.drain(..) {
-                let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg: &msg }) else {
+            for msg in &batch {
+                let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg }) else {
                     continue;
                 };
                 pipe.publish(self.channel(&msg.room), &payload).ignore();
                 pipe.zadd(self.history_key(&msg.room), &payload, msg.seq).ignore();
-                rooms.insert(msg.room);
+                rooms.insert(msg.room.as_str());
             }
             // Trimmed and kept alive once per room of the batch, after its messages.
             for room in rooms {
-                let key = self.history_key(&room);
+                let key = self.history_key(room);
                 pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
                 pipe.expire(&key, HISTORY_TTL_S).ignore();
             }
             let mut con = self.link.con();
             if let Err(e) = pipe.query_async::<()>(&mut con).await {
-                // Other workers fill the gap from the database when the next message
-                // arrives or when Redis is back.
+                // Published again once Redis is back: the other workers fill the gap
+                // from the database when they see it.
                 tracing::warn!(error = %e, "cannot publish to Redis");
+                let mut unpublished = self.unpublished.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for msg in &batch {
+                    if unpublished.get(&msg.room).is_none_or(|m| m.seq < msg.seq) {
+                        unpublished.insert(msg.room.clone(), msg.clone());
+                    }
+                }
+                drop(unpublished);
                 self.mark_lost();
             }
+            batch.clear();
         }
     }
 
@@ -184,35 +220,77 @@ impl Fanout {
         }
     }
 
-    /// Once Redis answers again: subscribe every room in memory and bring each up to
-    /// the database's head (messages published meanwhile were not received).
+    /// Once Redis answers again (with Sentinel, the primary the sentinels name now):
+    /// subscribe every room in memory, bring each up to the database's head (messages
+    /// published meanwhile were not received), and publish again the newest message of
+    /// each room whose publish failed. One recovery at a time; a failure during it makes
+    /// it go round again.
     async fn recover(self: Arc<Self>) {
-        // With Sentinel, the primary may have moved: each turn asks where it is now.
         loop {
-            self.link.follow_primary().await;
-            if redis::cmd("PING").query_async::<String>(&mut self.link.con()).await.is_ok() {
-                break;
+            self.again.store(false, Ordering::Relaxed);
+            loop {
+                self.link.follow_primary().await;
+                if self.link.usable().await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.lost.store(false, Ordering::Relaxed);
-        let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
-        // One SUBSCRIBE for every room (in slices, so one command stays small).
-        for slice in list.chunks(1000) {
-            let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
-            if let Err(e) = self.link.con().subscribe(channels).await {
-                tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
-                // Redis answers PING but refuses SUBSCRIBE (an ACL, say): do not spin.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                self.mark_lost(); // a new recovery does all of it again
+            let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
+            // One SUBSCRIBE for every room (in slices, so one command stays small).
+            for slice in list.chunks(1000) {
+                let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
+                if let Err(e) = self.link.con().subscribe(channels).await {
+                    tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
+                    // Redis answers but refuses SUBSCRIBE (an ACL, say): do not spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.again.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+            if self.again.load(Ordering::Relaxed) {
+                continue;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            for room in &list {
+                self.catch_up(room, deadline).await;
+            }
+            let unpublished: Vec<ChatMessage> = {
+                let mut map = self.unpublished.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                map.drain().map(|(_, m)| m).collect()
+            };
+            for msg in &unpublished {
+                self.publish(msg);
+            }
+            self.lost.store(false, Ordering::Relaxed);
+            // A failure that came after `again` was read: go round once more.
+            if !self.again.load(Ordering::Relaxed) || self.lost.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    rooms = list.len(),
+                    republished = unpublished.len(),
+                    "Redis is back; rooms resubscribed and resynchronised"
+                );
                 return;
             }
         }
-        for room in &list {
-            if let Err(e) = self.deliverer.sync(room).await {
-                tracing::warn!(room = %room.name, error = %e, "cannot resynchronise the room after Redis came back");
+    }
+
+    /// Bring `room` up to the database's head, trying again with a growing pause until
+    /// `deadline` (half a minute for a whole recovery: a database that restarts with
+    /// Redis, say); past it, once.
+    async fn catch_up(&self, room: &Arc<super::Room>, deadline: tokio::time::Instant) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.deliverer.sync(room).await {
+                Ok(_) => return,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(room = %room.name, error = %e, "cannot resynchronise the room after Redis came back; its next message will");
+                    return;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
             }
         }
-        tracing::info!(rooms = list.len(), "Redis is back; rooms resubscribed and resynchronised");
     }
 }

@@ -4,7 +4,9 @@
 //! made for; after a failover that address is gone (or a replica), so on every
 //! loss the fan-out calls [`Link::follow_primary`], which asks the sentinels again
 //! and, when the primary moved, replaces the manager with one to the new primary
-//! (its pushes go to the same receiver; the fan-out then resubscribes every room).
+//! (its pushes go to the same receiver; the fan-out then resubscribes every room),
+//! once `ROLE` says the new one is a primary. [`Link::usable`] is what the fan-out's
+//! recovery waits for: a PING answered, and with Sentinel a primary's `ROLE`.
 
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -64,6 +66,12 @@ async fn open(
     ConnectionManager::new_with_config(client, config).await
 }
 
+/// Whether the server behind `con` says it is a primary (`ROLE`).
+async fn is_primary(con: &mut ConnectionManager) -> bool {
+    let role = redis::cmd("ROLE").query_async::<Vec<redis::Value>>(con).await;
+    matches!(role.as_deref(), Ok([redis::Value::BulkString(r), ..]) if r == b"master")
+}
+
 impl Link {
     /// Connect to `url`'s server, or to the primary its sentinels name.
     pub async fn connect(url: &str, tls: &RedisTls, push: mpsc::UnboundedSender<PushInfo>) -> redis::RedisResult<Link> {
@@ -73,7 +81,11 @@ impl Link {
         let parsed = SentinelUrl::parse(url)
             .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e)))?;
         let (host, port) = parsed.primary().await?;
-        let con = open(&parsed.primary_url(&host, port), tls, push.clone()).await?;
+        let mut con = open(&parsed.primary_url(&host, port), tls, push.clone()).await?;
+        if !is_primary(&mut con).await {
+            let said = format!("{host}:{port}, named by the sentinels, is not a primary (ROLE)");
+            return Err(redis::RedisError::from((redis::ErrorKind::Io, "REDIS_URL", said)));
+        }
         tracing::info!(service = %parsed.service, primary = %format!("{host}:{port}"), "Redis primary found by the sentinels");
         let followed = Followed { url: parsed, tls: tls.clone(), push, primary: Mutex::new((host, port)) };
         let source = Source::Sentinel(Box::new(followed));
@@ -85,6 +97,16 @@ impl Link {
         self.con.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The connection answers, and with Sentinel reaches a primary (a demoted one that
+    /// came back as a replica refuses writes).
+    pub async fn usable(&self) -> bool {
+        let mut con = self.con();
+        match &self.source {
+            Source::Direct => redis::cmd("PING").query_async::<String>(&mut con).await.is_ok(),
+            Source::Sentinel(_) => is_primary(&mut con).await,
+        }
+    }
+
     /// With Sentinel: ask where the primary is and, when it moved, connect there.
     /// Whether the connection was replaced.
     pub async fn follow_primary(&self) -> bool {
@@ -93,7 +115,7 @@ impl Link {
         let found = match url.primary().await {
             Ok(found) => found,
             Err(e) => {
-                tracing::debug!(error = %e, "the sentinels did not name a primary yet");
+                tracing::warn!(error = %e, "no sentinel named the Redis primary");
                 return false;
             }
         };
@@ -102,7 +124,12 @@ impl Link {
         }
         let target = url.primary_url(&found.0, found.1);
         match tokio::time::timeout(OPEN_TIMEOUT, open(&target, tls, push.clone())).await {
-            Ok(Ok(con)) => {
+            Ok(Ok(mut con)) => {
+                if !is_primary(&mut con).await {
+                    let at = format!("{}:{}", found.0, found.1);
+                    tracing::warn!(primary = %at, "the sentinels name a server that is not a primary yet");
+                    return false;
+                }
                 *self.con.write().unwrap_or_else(PoisonError::into_inner) = con;
                 let at = format!("{}:{}", found.0, found.1);
                 *primary.lock().unwrap_or_else(PoisonError::into_inner) = found;

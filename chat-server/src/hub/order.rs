@@ -77,23 +77,23 @@ impl Deliverer {
         }
     }
 
-    /// Deliver whatever the database holds beyond the room's head.
-    pub async fn sync(&self, room: &Arc<Room>) -> Result<(), StoreError> {
+    /// Deliver whatever the database holds beyond the room's head; the database's head.
+    pub async fn sync(&self, room: &Arc<Room>) -> Result<u64, StoreError> {
         let stored = self.store.head(&room.name).await?;
         loop {
             let head = room.head();
             if stored <= head {
-                return Ok(());
+                return Ok(stored);
             }
             let rows = self.store.range(&room.name, head, stored.min(head + PAGE)).await?;
             if rows.is_empty() {
-                return Ok(());
+                return Ok(stored);
             }
             for msg in rows {
                 self.deliver(room, msg);
             }
             if room.head() == head {
-                return Ok(()); // held (not loaded yet): the load releases them
+                return Ok(stored); // held (not loaded yet): the load releases them
             }
         }
     }

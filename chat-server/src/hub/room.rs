@@ -95,6 +95,9 @@ pub struct Room {
     /// Sends waiting to be stored, and whether a writer is at work ([`super::send`]).
     appends: Mutex<super::send::Appends>,
     pub(super) loaded: tokio::sync::OnceCell<()>,
+    /// One catch-up from the database at a time for resumes past the head
+    /// (`gateway/requests.rs`): the others wait for it and find the room caught up.
+    pub catch_up: tokio::sync::Mutex<()>,
 }
 
 /// What [`Room::join`] did.
@@ -118,6 +121,7 @@ impl Room {
             state: Mutex::new(State { empty_since: Some(Instant::now()), ..State::default() }),
             appends: Mutex::new(super::send::Appends::default()),
             loaded: tokio::sync::OnceCell::new(),
+            catch_up: tokio::sync::Mutex::new(()),
         }
     }
 

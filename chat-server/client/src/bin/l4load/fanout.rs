@@ -1,6 +1,8 @@
-//! `l4load fanout`: one room, `--subscribers` readers and `--publishers` writers, an
-//! open-loop publish schedule of `--rate` messages/s for `--secs`, then up to `--drain`
-//! seconds for the last deliveries.
+//! `l4load fanout`: `--rooms` rooms (one by default), `--subscribers` readers and
+//! `--publishers` writers spread over them round-robin (reader `i` and writer `p` in
+//! room `i % rooms` and `p % rooms`), an open-loop publish schedule of `--rate`
+//! messages/s (all rooms together) for `--secs`, then up to `--drain` seconds for the
+//! last deliveries. A message is expected by every connected reader of its room.
 //!
 //! Each payload carries its *scheduled* send time (ns since the shared start), so latency
 //! includes any time the message spent queued anywhere, publisher included. A run is
@@ -44,6 +46,9 @@ pub struct FanoutArgs {
     pub settle: f64,
     #[arg(long, default_value = "bench")]
     pub room: String,
+    /// Rooms `<room>-0` ... (with more than one); `--publishers` must be a multiple.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
     /// Post through the HTTP API for the app's backend with this API key (the chat
     /// server's `API_KEYS`) instead of sending on the publishers' WebSockets.
     #[arg(long)]
@@ -57,6 +62,9 @@ struct Shared {
     barrier: Barrier,
     received: AtomicU64,
     sent: AtomicU64,
+    /// Per room: messages sent to it, and its readers that joined.
+    sent_to: Vec<AtomicU64>,
+    members: Vec<AtomicU64>,
     send_failures: AtomicU64,
     publisher_frames: AtomicU64,
     latency: Mutex<Histogram<u64>>,
@@ -70,7 +78,10 @@ struct Shared {
 fn payload(args: &FanoutArgs, run: u32, publisher: usize, j: u64, ts: u64) -> String {
     let (head, tail) = match args.common.protocol {
         Protocol::L4 => (
-            format!(r#"{{"type":"send","room":"{}","id":"{run:x}-{publisher}-{j}","body":"t={ts} "#, args.room),
+            format!(
+                r#"{{"type":"send","room":"{}","id":"{run:x}-{publisher}-{j}","body":"t={ts} "#,
+                room_name(args, publisher)
+            ),
             "\"}".to_string(),
         ),
         Protocol::Raw => (format!(r#"{{"t":{ts},"id":"{run:x}-{publisher}-{j}","p":""#), "\"}".to_string()),
@@ -93,13 +104,18 @@ fn timestamp(frame: &[u8]) -> Option<u64> {
     (digits > 0).then_some(value)
 }
 
-async fn join(ws: &mut Ws, shared: &Shared) -> anyhow::Result<()> {
+/// The room of reader or writer `index`.
+fn room_name(args: &FanoutArgs, index: usize) -> String {
+    if args.rooms <= 1 { args.room.clone() } else { format!("{}-{}", args.room, index % args.rooms) }
+}
+
+async fn join(ws: &mut Ws, shared: &Shared, room: &str) -> anyhow::Result<()> {
     if shared.args.common.protocol == Protocol::Raw {
         return Ok(());
     }
     let first = ws.next().await; // welcome
     anyhow::ensure!(matches!(first, Some(Ok(_))), "no welcome");
-    ws.send(Message::Text(format!(r#"{{"type":"join","room":"{}"}}"#, shared.args.room).into())).await?;
+    ws.send(Message::Text(format!(r#"{{"type":"join","room":"{room}"}}"#).into())).await?;
     while let Some(frame) = ws.next().await {
         if let Message::Text(t) = frame?
             && t.contains(r#""type":"joined""#)
@@ -111,9 +127,14 @@ async fn join(ws: &mut Ws, shared: &Shared) -> anyhow::Result<()> {
 }
 
 pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
+    anyhow::ensure!(args.rooms >= 1, "--rooms must be at least 1");
+    anyhow::ensure!(args.publishers.is_multiple_of(args.rooms), "--publishers must be a multiple of --rooms");
     let total_messages = (args.rate * args.secs).round() as u64;
     let shared = Arc::new(Shared {
-        expected_total: total_messages * args.subscribers as u64,
+        // Each message reaches the readers of its room (an even share of them).
+        expected_total: total_messages * (args.subscribers / args.rooms) as u64,
+        sent_to: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
+        members: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
         run: rand::random(),
         t0: OnceLock::new(),
         barrier: Barrier::new(threads(&args.common)),
@@ -133,13 +154,14 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<String> {
             while shared.t0.get().is_none() && !done.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let pid = shared.args.common.watch_pid;
-            let (server0, client0) = (pid.and_then(|p| proc::cpu(Some(p))), proc::cpu(None));
+            let common = &shared.args.common;
+            let pids: Vec<i32> = common.watch_pid.into_iter().chain(common.also_watch.iter().copied()).collect();
+            let (server0, client0) = (proc::cpu_of(&pids), proc::cpu(None));
             let began = Instant::now();
             while !done.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let (server1, client1) = (pid.and_then(|p| proc::cpu(Some(p))), proc::cpu(None));
+            let (server1, client1) = (proc::cpu_of(&pids), proc::cpu(None));
             let server = server0.zip(server1).map(|(a, b)| Spent {
                 total: (b.total() - a.total()).as_secs_f64(),
                 user: (b.user - a.user).as_secs_f64(),
@@ -168,13 +190,17 @@ async fn thread_main(shared: Arc<Shared>, t: usize, threads: usize) {
         let due = start
             + Duration::from_secs_f64((i / threads) as f64 * threads as f64 / f64::from(a.common.connect_rate.max(1)));
         tokio::time::sleep_until(due.into()).await;
+        let index = if i < a.subscribers { i } else { i - a.subscribers };
         let connected = async {
             let mut ws = connect(&a.common).await?;
-            join(&mut ws, &shared).await?;
+            join(&mut ws, &shared, &room_name(a, index)).await?;
             anyhow::Ok(ws)
         };
         match tokio::time::timeout(Duration::from_secs(20), connected).await {
-            Ok(Ok(ws)) if i < a.subscribers => subs.push(ws),
+            Ok(Ok(ws)) if i < a.subscribers => {
+                shared.members[i % a.rooms].fetch_add(1, Relaxed);
+                subs.push(ws)
+            }
             Ok(Ok(ws)) => pubs.push((i - a.subscribers, ws)),
             Ok(Err(e)) => shared.connect_failures.lock().expect("lock").push(format!("{e:#}")),
             Err(_) => shared.connect_failures.lock().expect("lock").push("connect timed out".into()),
@@ -307,7 +333,7 @@ async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline:
     let total = (a.rate * a.secs).round() as u64;
     let mut lags = Vec::new();
     let mut poster = match &a.api_key {
-        Some(key) => match crate::api::Poster::connect(&a.common.url, &a.room, key).await {
+        Some(key) => match crate::api::Poster::connect(&a.common.url, &room_name(a, p), key).await {
             Ok(p) => Some(p),
             Err(e) => {
                 shared.connect_failures.lock().expect("lock").push(e.to_string());
@@ -334,6 +360,7 @@ async fn publisher(shared: Arc<Shared>, ws: Ws, p: usize, t0: Instant, deadline:
         match sent {
             Ok(()) => {
                 shared.sent.fetch_add(1, Relaxed);
+                shared.sent_to[p % a.rooms].fetch_add(1, Relaxed);
             }
             Err(_) => {
                 shared.send_failures.fetch_add(1, Relaxed);
@@ -364,8 +391,12 @@ fn report(shared: &Shared, total: u64, server: Option<Spent>, client_cpu: Option
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
     let sent = shared.sent.load(Relaxed);
     let received = shared.received.load(Relaxed);
-    let subscribers_connected = a.subscribers.saturating_sub(shared.connect_failures.lock().expect("lock").len());
-    let expected = sent * subscribers_connected as u64;
+    let expected: u64 = shared
+        .sent_to
+        .iter()
+        .zip(&shared.members)
+        .map(|(sent, members)| sent.load(Relaxed) * members.load(Relaxed))
+        .sum();
     let loss = if expected == 0 { 0.0 } else { 100.0 * (expected.saturating_sub(received)) as f64 / expected as f64 };
     let lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1e3;
     let rate_kept = sent == total && lag_p99_ms <= 20.0 && shared.send_failures.load(Relaxed) == 0;
@@ -382,6 +413,7 @@ fn report(shared: &Shared, total: u64, server: Option<Spent>, client_cpu: Option
         "protocol": format!("{:?}", a.common.protocol).to_lowercase(),
         "subscribers": a.subscribers,
         "publishers": a.publishers,
+        "rooms": a.rooms,
         "rate": a.rate,
         "size": a.size,
         "secs": a.secs,

@@ -48,6 +48,9 @@ pub struct Common {
     /// Server pid whose RSS and CPU to read from /proc.
     #[arg(long)]
     pub watch_pid: Option<i32>,
+    /// More server pids whose CPU counts with `--watch-pid`'s (several workers, Redis).
+    #[arg(long, value_delimiter = ',')]
+    pub also_watch: Vec<i32>,
     /// New connections per second.
     #[arg(long, default_value_t = 2000)]
     pub connect_rate: u32,

@@ -34,6 +34,17 @@ pub fn cpu(pid: Option<i32>) -> Option<Cpu> {
     Some(Cpu { user: time(11)?, system: time(12)? })
 }
 
+/// utime and stime of every process of `pids` together (None when one cannot be read).
+pub fn cpu_of(pids: &[i32]) -> Option<Cpu> {
+    let mut sum = Cpu { user: Duration::ZERO, system: Duration::ZERO };
+    for pid in pids {
+        let c = cpu(Some(*pid))?;
+        sum.user += c.user;
+        sum.system += c.system;
+    }
+    (!pids.is_empty()).then_some(sum)
+}
+
 /// Resident set size of `pid`, in bytes.
 pub fn rss(pid: i32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
