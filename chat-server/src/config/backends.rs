@@ -111,8 +111,8 @@ impl Parser {
         let url = self.text("REDIS_URL").filter(|s| !s.is_empty());
         let tls = url.as_deref().is_some_and(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://"));
         if let Some(url) = &url {
-            if crate::reach::sentinel::is_sentinel(url) {
-                if let Err(e) = crate::reach::sentinel::SentinelUrl::parse(url) {
+            if super::sentinel_url::is_sentinel(url) {
+                if let Err(e) = super::sentinel_url::SentinelUrl::parse(url) {
                     self.fail("REDIS_URL", e);
                 }
             } else if !(url.starts_with("redis://") || tls) {
@@ -220,8 +220,8 @@ pub fn redact_url(url: &str) -> String {
     if url.starts_with("sqlite:") {
         return url.to_string();
     }
-    if crate::reach::sentinel::is_sentinel(url) {
-        return crate::reach::sentinel::SentinelUrl::parse(url)
+    if super::sentinel_url::is_sentinel(url) {
+        return super::sentinel_url::SentinelUrl::parse(url)
             .map_or_else(|_| "<a URL that does not parse>".into(), |u| u.redacted());
     }
     let Ok(mut parsed) = url::Url::parse(url) else { return "<a URL that does not parse>".into() };

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod net;
 pub mod origins;
 pub mod publish;
+pub mod sentinel_url;
 #[cfg(test)]
 mod tests;
 pub mod tokens;

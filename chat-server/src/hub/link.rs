@@ -1,6 +1,6 @@
 //! The worker's connection to Redis for the fan-out: to the one server `REDIS_URL`
 //! names, or to the primary the sentinels name (`redis+sentinel://`,
-//! `reach/sentinel.rs`). A connection manager reconnects to the address it was
+//! `config/sentinel_url.rs`, `reach/sentinel.rs`). A connection manager reconnects to the address it was
 //! made for; after a failover that address is gone (or a replica), so on every
 //! loss the fan-out calls [`Link::follow_primary`], which asks the sentinels again
 //! and, when the primary moved, replaces the manager with one to the new primary
@@ -16,7 +16,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use crate::config::backends::RedisTls;
-use crate::reach::sentinel::{self, SentinelUrl};
+use crate::config::sentinel_url::{self, SentinelUrl};
+use crate::reach::sentinel;
 
 /// How long a new connection to a (new) primary may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,12 +76,12 @@ async fn is_primary(con: &mut ConnectionManager) -> bool {
 impl Link {
     /// Connect to `url`'s server, or to the primary its sentinels name.
     pub async fn connect(url: &str, tls: &RedisTls, push: mpsc::UnboundedSender<PushInfo>) -> redis::RedisResult<Link> {
-        if !sentinel::is_sentinel(url) {
+        if !sentinel_url::is_sentinel(url) {
             return Ok(Link { con: RwLock::new(open(url, tls, push).await?), source: Source::Direct });
         }
         let parsed = SentinelUrl::parse(url)
             .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e)))?;
-        let (host, port) = parsed.primary().await?;
+        let (host, port) = sentinel::primary(&parsed).await?;
         let mut con = open(&parsed.primary_url(&host, port), tls, push.clone()).await?;
         if !is_primary(&mut con).await {
             let said = format!("{host}:{port}, named by the sentinels, is not a primary (ROLE)");
@@ -112,7 +113,7 @@ impl Link {
     pub async fn follow_primary(&self) -> bool {
         let Source::Sentinel(followed) = &self.source else { return false };
         let Followed { url, tls, push, primary } = followed.as_ref();
-        let found = match url.primary().await {
+        let found = match sentinel::primary(url).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "no sentinel named the Redis primary");

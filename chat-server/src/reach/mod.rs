@@ -131,9 +131,10 @@ fn sqlite(path: &std::path::Path) -> Result<&'static str, String> {
 
 async fn redis(url: &str, tls: &RedisTls) -> Result<String, String> {
     let shown = crate::config::redact_url(url);
-    if sentinel::is_sentinel(url) {
-        let parsed = sentinel::SentinelUrl::parse(url)?;
-        let (host, port) = parsed.primary().await.map_err(|e| format!("REDIS_URL: {shown}: the sentinels: {e}"))?;
+    if crate::config::sentinel_url::is_sentinel(url) {
+        let parsed = crate::config::sentinel_url::SentinelUrl::parse(url)?;
+        let (host, port) =
+            sentinel::primary(&parsed).await.map_err(|e| format!("REDIS_URL: {shown}: the sentinels: {e}"))?;
         let said = Box::pin(redis(&parsed.primary_url(&host, port), tls)).await?;
         return Ok(format!("{said} (the primary of {} at {host}:{port}, from {shown})", parsed.service));
     }

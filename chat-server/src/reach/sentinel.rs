@@ -1,194 +1,35 @@
-//! `REDIS_URL` naming Redis Sentinel:
-//! `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]`
-//! (`rediss+sentinel://` for TLS to the primary, with `REDIS_CA_FILE` and the client
-//! certificate as for `rediss://`). The sentinels are asked in turn, each within
-//! [`SENTINEL_TIMEOUT`], over plain TCP and without the credentials (they are the
-//! primary's): `SENTINEL GET-MASTER-ADDR-BY-NAME SERVICE`. The worker connects to
-//! that primary as to any `REDIS_URL` (its credentials, database and TLS), checks
-//! with `ROLE` that it is one (`hub/link.rs`), and asks again whenever the
-//! connection is lost, so it follows a failover (`hub/fanout.rs`).
+//! Asking Redis Sentinel where the primary is (`REDIS_URL=redis+sentinel://...`, parsed
+//! by `config/sentinel_url.rs`): the sentinels in turn, each within [`SENTINEL_TIMEOUT`],
+//! over plain TCP and without the credentials (they are the primary's),
+//! `SENTINEL GET-MASTER-ADDR-BY-NAME SERVICE`. Whether the server named is a primary is
+//! checked on connecting to it, with the URL's credentials and TLS (`hub/link.rs`).
 
 use std::time::Duration;
 
-/// Most sentinels one URL may list.
-pub const MAX_SENTINELS: usize = 16;
+use crate::config::sentinel_url::{SentinelUrl, in_url};
 
 /// How long one sentinel may take to answer.
 pub const SENTINEL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A parsed `redis+sentinel://` URL.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SentinelUrl {
-    pub sentinels: Vec<(String, u16)>,
-    pub service: String,
-    pub db: u32,
-    /// `USER:PASSWORD` as written (percent-encoded), for the primary.
-    userinfo: Option<String>,
-    pub tls: bool,
-    /// `#insecure`, for the primary.
-    fragment: Option<String>,
-}
-
-/// Whether `url` names Sentinel (`redis+sentinel://` or `rediss+sentinel://`).
-pub fn is_sentinel(url: &str) -> bool {
-    url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
-}
-
-impl std::fmt::Debug for SentinelUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password.
-        f.write_str(&self.redacted())
-    }
-}
-
-/// `host` as it goes in a URL: an IPv6 address in brackets.
-fn in_url(host: &str) -> String {
-    if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
-}
-
-impl SentinelUrl {
-    /// Parse `url`; an error never quotes the credentials.
-    pub fn parse(url: &str) -> Result<SentinelUrl, String> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
-            (true, rest)
-        } else {
-            return Err("must start with redis+sentinel:// or rediss+sentinel://".into());
-        };
-        let (rest, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f.to_owned())),
-            None => (rest, None),
-        };
-        if rest.contains('?') {
-            return Err("takes no query: redis+sentinel://HOST:PORT,.../SERVICE[/DB]".into());
-        }
-        // The credentials first (a service or database never holds `@`), so that no
-        // error below can quote them.
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((u, r)) => (Some(u.to_owned()), r),
-            None => (None, rest),
-        };
-        let (hosts, path) = rest.split_once('/').ok_or("names no service: add /SERVICE (e.g. /mymaster)")?;
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let bad = || format!("sentinel {host:?} is not HOST:PORT (an IPv6 address in brackets)");
-            let (name, port) = host.rsplit_once(':').ok_or_else(bad)?;
-            let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-            let name = match name.strip_prefix('[') {
-                Some(inner) => {
-                    inner.strip_suffix(']').filter(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()).ok_or_else(bad)?
-                }
-                None if name.contains(':') => return Err(bad()),
-                None => name,
-            };
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)) {
-                return Err(bad());
-            }
-            sentinels.push((name.to_owned(), port));
-        }
-        if sentinels.len() > MAX_SENTINELS {
-            return Err(format!("lists {} sentinels; at most {MAX_SENTINELS}", sentinels.len()));
-        }
-        let mut parts = path.split('/');
-        let service = parts.next().unwrap_or_default();
-        if service.is_empty() || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err(format!("service {service:?} must be a name of letters, digits, - _ ."));
-        }
-        let db = match parts.next() {
-            None | Some("") => 0,
-            Some(d) => d.parse().map_err(|_| format!("database {d:?} is not a number"))?,
-        };
-        if parts.next().is_some() {
-            return Err("has more after /SERVICE/DB".into());
-        }
-        let parsed = SentinelUrl { sentinels, service: service.to_owned(), db, userinfo, tls, fragment };
-        if url::Url::parse(&parsed.primary_url("127.0.0.1", 6379)).is_err() {
-            return Err("its credentials do not make a URL: percent-encode the user name and password".into());
-        }
-        Ok(parsed)
-    }
-
-    /// The `redis://` (or `rediss://`) URL of the primary at `host:port`, with this
-    /// URL's credentials, database and fragment.
-    pub fn primary_url(&self, host: &str, port: u16) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
-        let host = in_url(host);
-        let auth = self.userinfo.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
-        let fragment = self.fragment.as_ref().map(|f| format!("#{f}")).unwrap_or_default();
-        format!("{scheme}://{auth}{host}:{port}/{}{fragment}", self.db)
-    }
-
-    /// The URL with the password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        let scheme = if self.tls { "rediss+sentinel" } else { "redis+sentinel" };
-        let auth = match self.userinfo.as_deref().map(|u| u.split_once(':')) {
-            Some(Some((user, _))) => format!("{user}:***@"),
-            Some(None) => "***@".into(),
-            None => String::new(),
-        };
-        let hosts: Vec<String> = self.sentinels.iter().map(|(h, p)| format!("{}:{p}", in_url(h))).collect();
-        format!("{scheme}://{auth}{}/{}/{}", hosts.join(","), self.service, self.db)
-    }
-
-    /// Ask the sentinels in turn where the primary of the service is now; the first
-    /// answer wins. Whether that server is a primary is checked on connecting to it.
-    pub async fn primary(&self) -> redis::RedisResult<(String, u16)> {
-        let mut why = None;
-        for (host, port) in &self.sentinels {
-            let url = format!("redis://{}:{port}", in_url(host));
-            let asked = tokio::time::timeout(SENTINEL_TIMEOUT, async {
-                let mut con = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
-                let cmd = redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(&self.service).clone();
-                cmd.query_async::<Option<(String, u16)>>(&mut con).await
-            })
-            .await;
-            let error = |what: String| redis::RedisError::from((redis::ErrorKind::Io, "sentinel", what));
-            match asked {
-                Ok(Ok(Some(found))) => return Ok(found),
-                Ok(Ok(None)) => why = Some(error(format!("{url} knows no service {}", self.service))),
-                Ok(Err(e)) => why = Some(error(format!("{url}: {e}"))),
-                Err(_) => why = Some(error(format!("{url}: no answer in {} ms", SENTINEL_TIMEOUT.as_millis()))),
-            }
-        }
-        Err(why.unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no sentinel listed"))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SentinelUrl;
-
-    #[test]
-    fn urls_parse_and_name_the_primary_with_the_credentials() {
-        let u = SentinelUrl::parse("redis+sentinel://:s3cret@10.0.0.5:26379,s2.internal:26380/mymaster/2").unwrap();
-        assert_eq!(u.sentinels, vec![("10.0.0.5".into(), 26379), ("s2.internal".into(), 26380)]);
-        assert_eq!((u.service.as_str(), u.db, u.tls), ("mymaster", 2, false));
-        assert_eq!(u.primary_url("10.0.0.7", 6379), "redis://:s3cret@10.0.0.7:6379/2");
-        assert_eq!(u.primary_url("fd00::7", 6379), "redis://:s3cret@[fd00::7]:6379/2");
-        assert_eq!(u.redacted(), "redis+sentinel://:***@10.0.0.5:26379,s2.internal:26380/mymaster/2");
-        let t = SentinelUrl::parse("rediss+sentinel://[::1]:26379/m#insecure").unwrap();
-        assert_eq!(t.primary_url("::1", 6380), "rediss://[::1]:6380/0#insecure");
-        assert_eq!(t.redacted(), "rediss+sentinel://[::1]:26379/m/0");
-        // A password with a slash in it: refused without being quoted.
-        let e = SentinelUrl::parse("redis+sentinel://:pZq/9x@h:1/m").unwrap_err();
-        assert!(!e.contains("pZq") && !e.contains("9x"), "{e}");
-        let e = SentinelUrl::parse("redis+sentinel://:s3cret@h:1/m/x").unwrap_err();
-        assert!(!e.contains("s3cret"), "{e}");
-        assert!(!format!("{:?}", SentinelUrl::parse("redis+sentinel://:s3cret@h:1/m").unwrap()).contains("s3cret"));
-        for bad in [
-            "redis://h:1/m",
-            "redis+sentinel://h:1",
-            "redis+sentinel://h/m",
-            "redis+sentinel://h:0/m",
-            "redis+sentinel://h:1/",
-            "redis+sentinel://h:1/m/x",
-            "redis+sentinel://h:1/m?db=1",
-            "redis+sentinel://h;x:1/m",
-            "redis+sentinel://::1:26379/m",
-            "redis+sentinel://[zz]:26379/m",
-        ] {
-            assert!(SentinelUrl::parse(bad).is_err(), "{bad} was accepted");
+/// Ask the sentinels of `url` in turn where the primary of the service is now; the first
+/// answer wins. Whether that server is a primary is checked on connecting to it.
+pub async fn primary(sentinels: &SentinelUrl) -> redis::RedisResult<(String, u16)> {
+    let mut why = None;
+    for (host, port) in &sentinels.sentinels {
+        let url = format!("redis://{}:{port}", in_url(host));
+        let asked = tokio::time::timeout(SENTINEL_TIMEOUT, async {
+            let mut con = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+            let cmd = redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(&sentinels.service).clone();
+            cmd.query_async::<Option<(String, u16)>>(&mut con).await
+        })
+        .await;
+        let error = |what: String| redis::RedisError::from((redis::ErrorKind::Io, "sentinel", what));
+        match asked {
+            Ok(Ok(Some(found))) => return Ok(found),
+            Ok(Ok(None)) => why = Some(error(format!("{url} knows no service {}", sentinels.service))),
+            Ok(Err(e)) => why = Some(error(format!("{url}: {e}"))),
+            Err(_) => why = Some(error(format!("{url}: no answer in {} ms", SENTINEL_TIMEOUT.as_millis()))),
         }
     }
+    Err(why.unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no sentinel listed"))))
 }
