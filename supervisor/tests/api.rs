@@ -240,8 +240,11 @@ fn a_rolling_reload_stops_at_an_instance_whose_new_run_fails_and_the_old_run_kee
 
 #[test]
 fn a_run_that_never_says_ready_fails_its_start_and_a_reload_to_it_keeps_the_old_run() {
-    // Ready (READY=1 through NOTIFY_SOCKET) unless the file `mute` exists.
-    let script = "[ -f mute ] && echo \"muted run $$\" >&2; [ -f mute ] || python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(os.environ[\"NOTIFY_SOCKET\"]); s.send(b\"READY=1\")'; exec sleep 1000";
+    // Ready (READY=1 through NOTIFY_SOCKET) unless the file `mute` exists. The main
+    // process itself says it (python in its place, then sleep in python's): a child that
+    // says it and exits at once may be gone before the daemon reads the datagram, and a
+    // READY=1 of a process that no longer exists cannot be told to be this run's.
+    let script = "[ -f mute ] && echo \"muted run $$\" >&2; [ -f mute ] || exec python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(os.environ[\"NOTIFY_SOCKET\"]); s.send(b\"READY=1\"); os.execvp(\"sleep\", [\"sleep\", \"1000\"])'; exec sleep 1000";
     let env = Env::new(&sh_app(
         "web",
         script,
