@@ -34,7 +34,13 @@ fn redis_server(spawn: Spawn<'_>, args: &[&str]) -> Child {
 }
 
 pub fn query<T: redis::FromRedisValue>(host: &str, port: u16, cmd: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://{host}:{port}")).ok()?;
+    query_as(None, host, port, cmd)
+}
+
+/// `cmd` on `host:port`, with `password` when there is one.
+fn query_as<T: redis::FromRedisValue>(password: Option<&str>, host: &str, port: u16, cmd: &redis::Cmd) -> Option<T> {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    let client = redis::Client::open(format!("redis://{auth}{host}:{port}")).ok()?;
     let mut con = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
     cmd.query(&mut con).ok()
 }
@@ -115,10 +121,7 @@ impl SentinelSet {
 
     /// `cmd` on the primary or the replica at `port` (with the password).
     pub fn data<T: redis::FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> Option<T> {
-        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
-        let client = redis::Client::open(format!("redis://{auth}{}:{port}", self.host)).ok()?;
-        let mut con = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
-        cmd.query(&mut con).ok()
+        query_as(self.password.as_deref(), &self.host, port, cmd)
     }
 
     /// The primary's port, as the first sentinel that answers says.

@@ -133,6 +133,16 @@ mod tests {
     use super::SentinelUrl;
 
     #[test]
+    fn at_most_max_sentinels() {
+        let url = |n: usize| {
+            let hosts: Vec<String> = (0..n).map(|i| format!("s{i}:26379")).collect();
+            format!("redis+sentinel://{}/m", hosts.join(","))
+        };
+        assert_eq!(SentinelUrl::parse(&url(super::MAX_SENTINELS)).unwrap().sentinels.len(), super::MAX_SENTINELS);
+        assert_eq!(SentinelUrl::parse(&url(super::MAX_SENTINELS + 1)).unwrap_err(), "lists 17 sentinels; at most 16");
+    }
+
+    #[test]
     fn urls_parse_and_name_the_primary_with_the_credentials() {
         let u = SentinelUrl::parse("redis+sentinel://:s3cret@10.0.0.5:26379,s2.internal:26380/mymaster/2").unwrap();
         assert_eq!(u.sentinels, vec![("10.0.0.5".into(), 26379), ("s2.internal".into(), 26380)]);

@@ -128,18 +128,16 @@ impl Fanout {
         }
     }
 
-    /// A PING every [`HEARTBEAT`]: a primary whose host vanished without a reset (or a
-    /// partition) sends no disconnection, and a worker whose members only read would
-    /// otherwise never notice, nor follow a promoted replica.
+    /// A check every [`HEARTBEAT`] (what recovery waits for, [`Link::usable`]): a primary
+    /// whose host vanished without a reset (or a partition, or a demotion) sends no
+    /// disconnection, and a worker whose members only read would otherwise never notice,
+    /// nor follow a promoted replica.
     async fn heartbeat(self: Arc<Self>) {
         loop {
             tokio::time::sleep(HEARTBEAT).await;
-            if self.lost.load(Ordering::Relaxed) {
-                continue;
-            }
-            let mut con = self.link.con();
-            let ping = redis::cmd("PING");
-            if !matches!(tokio::time::timeout(HEARTBEAT, ping.query_async::<String>(&mut con)).await, Ok(Ok(_))) {
+            if !self.lost.load(Ordering::Relaxed)
+                && !matches!(tokio::time::timeout(HEARTBEAT, self.link.usable()).await, Ok(true))
+            {
                 self.mark_lost();
             }
         }

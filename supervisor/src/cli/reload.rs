@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Cli, app_names, fail, render, resolve};
-use crate::client::{Client, ClientError, Remote};
+use crate::client::{Client, ClientError};
 use crate::wire::types::{ActionReport, ReloadProgress, Replaced, StatusReport};
 
 pub(super) async fn reload(cli: &Cli, app: &str, parallel: Option<u32>) -> ExitCode {
@@ -124,8 +124,8 @@ pub(super) async fn across_hosts(cli: &Cli, app: &str, parallel: Option<u32>, ho
         let Some(token) = std::env::var(var).ok().filter(|t| !t.is_empty()) else {
             return refuse(format!("{var} (the token_env of {}) is not set", host.api));
         };
-        match Remote::new(&host.api, Some(token), host.ca_file.as_deref(), spec.host_timeout) {
-            Ok(remote) => targets.push(Client::remote(&resolved.home, std::sync::Arc::new(remote))),
+        match crate::nginx::hosts::client(&resolved.home, host, Some(token), spec.host_timeout) {
+            Ok(client) => targets.push(client),
             Err(e) => return refuse(e),
         }
     }

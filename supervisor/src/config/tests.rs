@@ -379,6 +379,22 @@ fn nginx_hosts_are_checked_at_their_line_and_column() {
 }
 
 #[test]
+fn nginx_hosts_are_refused_past_max_hosts() {
+    let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
+    let hosts = |n: usize| {
+        let list: Vec<String> =
+            (0..n).map(|i| format!("{{ api = \"http://10.0.{}.{}:9615\" }}", i / 200, i % 200 + 1)).collect();
+        format!("[nginx]\nhosts = [{}]\n{app}", list.join(", "))
+    };
+    assert_eq!(parse_str(&hosts(super::MAX_HOSTS)).unwrap().nginx.unwrap().hosts.len(), super::MAX_HOSTS);
+    let d = diagnostics(&hosts(super::MAX_HOSTS + 1));
+    assert!(
+        d.iter().any(|d| d.message.contains(&format!("lists {} hosts; at most 64", super::MAX_HOSTS + 1))),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn listen_tls_needs_the_certificate_pair_and_a_port_and_off_needs_listen_tls() {
     let app = "[[apps]]\nname = \"web\"\nscript = \"srv\"\nport = 3000\n";
     let pair = "ssl_certificate = \"c.pem\"\nssl_certificate_key = \"c.key\"\n";

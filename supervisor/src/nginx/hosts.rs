@@ -59,7 +59,7 @@ pub fn client(home: &Path, host: &HostSpec, token: Option<String>, timeout: Dura
 
 /// The ready servers in a host's answer, checked: no port 0, no instance twice, at
 /// most [`MAX_SERVERS_PER_HOST`]. A host that breaks these gave no usable table.
-fn checked(spec: &NginxSpec, host: &HostSpec, status: &StatusReport) -> Result<Vec<Server>, String> {
+pub(super) fn checked(spec: &NginxSpec, host: &HostSpec, status: &StatusReport) -> Result<Vec<Server>, String> {
     let servers = ready_servers(spec, &status.instances, &host.address, &host.api);
     if servers.len() > MAX_SERVERS_PER_HOST {
         return Err(format!("it lists {} ready instances, more than {MAX_SERVERS_PER_HOST}", servers.len()));

@@ -219,3 +219,28 @@ fn only_backups_keep_the_down_placeholder_so_nginx_accepts_it() {
         check(&spec(), &servers).unwrap();
     }
 }
+
+/// A host's table: at most `MAX_SERVERS_PER_HOST` ready servers, no port twice.
+#[test]
+fn a_host_gives_at_most_max_servers_and_no_port_twice() {
+    use crate::config::HostSpec;
+    use crate::wire::types::StatusReport;
+    let table = |n: u32, same_port: bool| StatusReport {
+        schema: 1,
+        instances: (0..n)
+            .map(|i| {
+                let mut row = instance("layer4-chat", i, State::Online);
+                row.port = Some(if same_port { 3000 } else { 3000 + i as u16 });
+                row
+            })
+            .collect(),
+        log_dropped_bytes: Default::default(),
+    };
+    let host =
+        HostSpec { api: "http://10.0.0.2:9615".into(), token_env: None, address: "10.0.0.2".into(), ca_file: None };
+    let at = hosts::MAX_SERVERS_PER_HOST as u32;
+    assert_eq!(hosts::checked(&spec(), &host, &table(at, false)).unwrap().len(), hosts::MAX_SERVERS_PER_HOST);
+    let past = hosts::checked(&spec(), &host, &table(at + 1, false)).unwrap_err();
+    assert!(past.contains("1025 ready instances, more than 1024"), "{past}");
+    assert!(hosts::checked(&spec(), &host, &table(2, true)).unwrap_err().contains("inconsistent"));
+}
