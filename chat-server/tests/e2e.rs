@@ -53,6 +53,49 @@ impl Drop for Nginx {
     }
 }
 
+/// `n` clients of `url`, client `k` joined to `room{k % rooms}` (user `k + 1`);
+/// `tweak` sets their reconnection and heartbeat.
+pub async fn room_clients(url: &str, n: usize, rooms: usize, tweak: impl Fn(&mut ClientConfig)) -> Vec<Client> {
+    let auth = layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap();
+    let mut clients = Vec::new();
+    for k in 0..n {
+        let mut config = ClientConfig::new(url, auth.issue(k as i64 + 1, &format!("u{k}"))).format(Format::Json);
+        tweak(&mut config);
+        let mut client = Client::start(config);
+        joined(&mut client, &format!("room{}", k % rooms)).await;
+        clients.push(client);
+    }
+    clients
+}
+
+/// Sender `k` sends `"{k}-{i}"` to `room{k % rooms}` every `every` until `stop`; the
+/// messages sent per room, and the tasks.
+pub fn send_until(
+    stop: &Arc<AtomicBool>,
+    senders: Vec<layer4_chat_client::client::Sender>,
+    rooms: usize,
+    every: Duration,
+) -> (Arc<Vec<AtomicU64>>, Vec<tokio::task::JoinHandle<()>>) {
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..rooms).map(|_| AtomicU64::new(0)).collect());
+    let tasks = senders
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    s.send(&format!("room{}", k % rooms), &format!("{k}-{i}")).await.unwrap();
+                    sent[k % rooms].fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    tokio::time::sleep(every).await;
+                }
+            })
+        })
+        .collect();
+    (sent, tasks)
+}
+
 /// What one client saw.
 #[derive(Default)]
 struct Seen {
@@ -109,17 +152,11 @@ async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_noth
 
     // 200 clients through nginx, 50 per room.
     let url = format!("ws://127.0.0.1:{nginx_port}/ws");
-    let auth = layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap();
-    let mut clients = Vec::new();
-    for k in 0..CLIENTS {
-        let mut config =
-            ClientConfig::new(url.clone(), auth.issue(k as i64 + 1, &format!("u{k}"))).format(Format::Json);
+    let clients = room_clients(&url, CLIENTS, ROOMS, |config| {
         config.backoff_base = Duration::from_millis(50);
         config.backoff_max = Duration::from_millis(500);
-        let mut client = Client::start(config);
-        joined(&mut client, &format!("room{}", k % ROOMS)).await;
-        clients.push(client);
-    }
+    })
+    .await;
     let target: Arc<Vec<AtomicU64>> = Arc::new((0..ROOMS).map(|_| AtomicU64::new(u64::MAX)).collect());
     let senders: Vec<_> = clients[..SENDERS].iter().map(Client::sender).collect();
     let seen: Vec<_> = clients.into_iter().enumerate().map(|(k, c)| collect(c, k % ROOMS, target.clone())).collect();
@@ -142,23 +179,7 @@ async fn through_nginx_a_reload_and_a_killed_worker_lose_refuse_and_reorder_noth
             }
         })
     };
-    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..ROOMS).map(|_| AtomicU64::new(0)).collect());
-    let sending: Vec<_> = senders
-        .into_iter()
-        .enumerate()
-        .map(|(k, s)| {
-            let (stop, sent) = (stop.clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    s.send(&format!("room{}", k % ROOMS), &format!("{k}-{i}")).await.unwrap();
-                    sent[k % ROOMS].fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                    tokio::time::sleep(SEND_EVERY).await;
-                }
-            })
-        })
-        .collect();
+    let (sent, sending) = send_until(&stop, senders, ROOMS, SEND_EVERY);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = cluster.pids();

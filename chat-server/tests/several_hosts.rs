@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use layer4_chat_client::client::{Client, ClientConfig, Event};
-use layer4_chat_client::protocol::{ErrorCode, Format};
+use layer4_chat_client::client::{Client, Event};
+use layer4_chat_client::protocol::ErrorCode;
 
-use crate::e2e::Nginx;
-use crate::helper::{SECRET, joined};
+use crate::e2e::{Nginx, room_clients, send_until};
+use crate::helper::SECRET;
 use crate::netns::{Net, Postgres};
 use crate::redis_sentinel::{SentinelSet, query, until};
 
@@ -206,19 +206,13 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
 
     // 300 clients through nginx, 50 per room, with the plan's client heartbeat.
     let url = format!("ws://127.0.0.1:{nginx_port}/ws");
-    let auth = layer4_chat_server::auth::Auth::new(SECRET.as_bytes(), Duration::from_secs(3600)).unwrap();
-    let mut clients = Vec::new();
-    for k in 0..CLIENTS {
-        let mut config =
-            ClientConfig::new(url.clone(), auth.issue(k as i64 + 1, &format!("u{k}"))).format(Format::Json);
+    let clients = room_clients(&url, CLIENTS, ROOMS, |config| {
         config.ping_after = Duration::from_secs(1);
         config.pong_timeout = Duration::from_secs(2);
         config.backoff_base = Duration::from_millis(100);
         config.backoff_max = Duration::from_secs(1);
-        let mut client = Client::start(config);
-        joined(&mut client, &format!("room{}", k % ROOMS)).await;
-        clients.push(client);
-    }
+    })
+    .await;
     let target: Arc<Vec<AtomicU64>> = Arc::new((0..ROOMS).map(|_| AtomicU64::new(u64::MAX)).collect());
     let senders: Vec<_> = clients[..SENDERS].iter().map(Client::sender).collect();
     let seen: Vec<_> = clients.into_iter().enumerate().map(|(k, c)| collect(c, k % ROOMS, target.clone())).collect();
@@ -251,23 +245,7 @@ async fn three_hosts_behind_one_nginx_survive_a_reload_a_cut_link_a_redis_failov
             }
         })
     };
-    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..ROOMS).map(|_| AtomicU64::new(0)).collect());
-    let sending: Vec<_> = senders
-        .into_iter()
-        .enumerate()
-        .map(|(k, s)| {
-            let (stop, sent) = (stop.clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    s.send(&format!("room{}", k % ROOMS), &format!("{k}-{i}")).await.unwrap();
-                    sent[k % ROOMS].fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                    tokio::time::sleep(SEND_EVERY).await;
-                }
-            })
-        })
-        .collect();
+    let (sent, sending) = send_until(&stop, senders, ROOMS, SEND_EVERY);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 1. A rolling reload across the hosts, one host at a time.
