@@ -26,6 +26,7 @@ pub mod crash;
 pub mod daemon;
 pub mod fsutil;
 pub mod guard;
+pub mod handover;
 pub mod import;
 pub mod lifecycle;
 pub mod logs;

@@ -37,10 +37,24 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `l4ctl update` exec'd this program in the daemon's place: take its apps over.
+    let (mut taken, mut not_taken) = (None, None);
+    if let Some(fd) = args.handover {
+        match crate::handover::take(fd) {
+            Ok(t) => taken = Some(t),
+            Err(why) => {
+                crate::handover::close_inherited();
+                not_taken = Some(why);
+            }
+        }
+    }
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     crate::crash::install_daemon_hook(log_dir.clone());
+    if let Some(why) = &not_taken {
+        tracing::error!(cause = %why, "cannot take over from the previous program; restoring the saved apps as after a crash");
+    }
     // Only an explicit --config is loaded at start; otherwise `l4ctl start` brings the apps.
-    let initial = match args.config.as_ref().filter(|_| !no_apps) {
+    let initial = match args.config.as_ref().filter(|_| !no_apps && taken.is_none()) {
         Some(path) => match crate::config::load_under(path, env.as_deref(), &log_dir) {
             Ok(c) => Some((c, env)),
             Err(e) => {
@@ -61,7 +75,12 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let claimed = match runtime.block_on(async { daemon::claim_home(&resolved.home) }) {
+    let claimed = match runtime.block_on(async {
+        match taken.as_mut() {
+            Some(t) => reclaim(t),
+            None => daemon::claim_home(&resolved.home),
+        }
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("l4ctl: {e}");
@@ -88,8 +107,16 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let restore = args.restore && initial.is_none();
-    let result = runtime.block_on(serve(settings, claimed.listener, initial, saved, restore, shutdown));
+    let restore = (args.restore || not_taken.is_some()) && initial.is_none() && taken.is_none();
+    let kept = match kept(&claimed, taken.as_ref().map_or(0, |t| t.count)) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("l4ctl: cannot keep the daemon's descriptors: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let boot = Boot { initial, saved, restore, taken, kept };
+    let result = runtime.block_on(serve(settings, claimed.listener, boot, shutdown));
     // Blocking tasks (a log writer stuck on a dead disk) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // The pid-file lock is released by the kernel as the process exits, so a
@@ -103,6 +130,42 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The home as the previous program held it: its pid-file lock and control socket.
+fn reclaim(t: &mut crate::handover::Taken) -> Result<daemon::Claimed, daemon::Error> {
+    let io = |what: &'static str| move |source| daemon::Error::Io { what, path: Default::default(), source };
+    let unix = t.unix.try_clone().map_err(io("cannot take the control socket over"))?;
+    let std_listener = std::os::unix::net::UnixListener::from(unix);
+    std_listener.set_nonblocking(true).map_err(io("cannot take the control socket over"))?;
+    let listener = UnixListener::from_std(std_listener).map_err(io("cannot take the control socket over"))?;
+    let file = std::fs::File::from(t.lock.try_clone().map_err(io("cannot take the pid-file lock over"))?);
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| daemon::Error::Io { what: "cannot take the pid-file lock over", path: Default::default(), source: e.into() })?;
+    Ok(daemon::Claimed { lock, listener })
+}
+
+/// The descriptors a handover passes on besides the daemon's own: copies of the lock
+/// and of the control socket (the originals are owned by what serves them).
+fn kept(claimed: &daemon::Claimed, count: u32) -> std::io::Result<crate::handover::Kept> {
+    use std::os::fd::AsFd;
+    let lock_file: &std::fs::File = &claimed.lock;
+    Ok(crate::handover::Kept {
+        lock: lock_file.as_fd().try_clone_to_owned()?,
+        unix: claimed.listener.as_fd().try_clone_to_owned()?,
+        tcp: None,
+        count,
+    })
+}
+
+/// What `serve` starts with besides the settings.
+struct Boot {
+    initial: Option<(Config, Option<String>)>,
+    saved: SavedState,
+    restore: bool,
+    /// What a previous program handed over (`l4ctl update`).
+    taken: Option<crate::handover::Taken>,
+    kept: crate::handover::Kept,
 }
 
 /// A future that resolves on the first SIGTERM or SIGINT; the handlers are installed now.
@@ -124,15 +187,20 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 async fn serve(
     settings: DaemonSpec,
     listener: UnixListener,
-    initial: Option<(Config, Option<String>)>,
-    saved: SavedState,
-    restore: bool,
+    boot: Boot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), daemon::Error> {
-    // Before any worker starts: they get the limit the daemon was started with back.
+    let Boot { initial, saved, restore, mut taken, mut kept } = boot;
+    // Before any worker starts: they get the limit the daemon was started with back
+    // (after a handover, the one the first program was started with).
+    if let Some(limit) = taken.as_ref().and_then(|t| t.worker_nofile) {
+        crate::os::fds::set_worker_nofile(limit);
+    }
     let (tcp_budget, nofile) = crate::os::fds::budget(settings.api_max_connections, api::serve::UNIX_CONNECTIONS);
     tracing::debug!(nofile, tcp_budget, "descriptor budget");
-    let started = daemon::start(&settings, initial, saved).await?;
+    let handed_tcp = taken.as_mut().and_then(|t| t.tcp.take());
+    let came = taken.as_ref().map(|t| (t.count, t.from_version.clone(), t.frozen_mono_ns));
+    let started = daemon::start(&settings, initial, saved, taken.map(|t| t.adopt)).await?;
     let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
     // `watch` and `cron_restart`: restarts through the same handle as the API's.
     daemon::triggers::spawn(
@@ -145,8 +213,13 @@ async fn serve(
     let kill = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut api_error = None;
-    let tcp = match settings.api_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+    let tcp = match (settings.api_listen, handed_tcp) {
+        (_, Some(fd)) => {
+            let std_listener = std::net::TcpListener::from(fd);
+            let _ = std_listener.set_nonblocking(true);
+            tokio::net::TcpListener::from_std(std_listener).ok()
+        }
+        (Some(addr), None) => match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => Some(l),
             Err(e) => {
                 // Loud: on stderr (the journal under systemd), in the log, and in every
@@ -159,9 +232,31 @@ async fn serve(
                 None
             }
         },
-        None => None,
+        (None, None) => None,
     };
+    kept.tcp = tcp.as_ref().and_then(|l| std::os::fd::AsFd::as_fd(l).try_clone_to_owned().ok());
     let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    // `l4ctl update`: the API asks, this task hands the daemon over (or says why not).
+    let (update, mut updates) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<daemon::Error>>(1);
+    let over = handle.clone();
+    tokio::spawn(async move {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        while let Some(reply) = updates.recv().await {
+            let why = match crate::handover::own_program() {
+                Some(program) => crate::handover::hand_over(&over, &kept, &program, &args).await,
+                None => daemon::Error::Invalid("cannot find the daemon's own program".to_owned()),
+            };
+            let _ = reply.send(why);
+        }
+    });
+    let handover = came.map(|(count, from_version, frozen)| crate::wire::types::Handover {
+        count,
+        from_version,
+        away_ms: crate::handover::monotonic_ns().saturating_sub(frozen) as f64 / 1e6,
+    });
+    if let Some(h) = &handover {
+        tracing::info!(from = %h.from_version, away_ms = h.away_ms, count = h.count, "took the daemon over from the previous program");
+    }
     let state = api::ApiState {
         handle: handle.clone(),
         started: Instant::now(),
@@ -173,6 +268,8 @@ async fn serve(
         api_error,
         log_reads: api::LogReads::default(),
         dashboard: settings.dashboard,
+        update,
+        handover,
     };
     let tcp_task = tcp.map(|listener| {
         let token = api::token(&settings);

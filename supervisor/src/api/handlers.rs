@@ -19,11 +19,27 @@ pub(super) async fn health(State(s): State<ApiState>) -> Json<Health> {
         log_dir: s.log_dir.clone(),
         api_listen: s.api_addr.map(|a| a.to_string()),
         api_error: s.api_error.clone(),
+        handover: s.handover.clone(),
     })
 }
 
 pub(super) async fn status(State(s): State<ApiState>) -> Result<Json<StatusReport>, ApiError> {
-    Ok(Json(s.handle.status().await?))
+    let mut report = s.handle.status().await?;
+    report.version = env!("CARGO_PKG_VERSION").to_owned();
+    report.handover = s.handover.clone();
+    Ok(Json(report))
+}
+
+/// `l4ctl update`: hand the daemon over to the program installed at its path. On
+/// success there is no answer: the connection closes as the process execs, and the
+/// new program answers `health` with a `handover` whose `count` grew.
+pub(super) async fn update(State(s): State<ApiState>) -> Result<Json<()>, ApiError> {
+    let (reply, why) = tokio::sync::oneshot::channel();
+    s.update.send(reply).await.map_err(|_| crate::daemon::Error::ShuttingDown)?;
+    match why.await {
+        Ok(e) => Err(e.into()),
+        Err(_) => Err(crate::daemon::Error::ShuttingDown.into()),
+    }
 }
 
 pub(super) async fn describe(

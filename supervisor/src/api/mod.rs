@@ -81,6 +81,11 @@ pub struct ApiState {
     pub log_reads: LogReads,
     /// Serve the dashboard page at `/` (`[daemon] dashboard`).
     pub dashboard: bool,
+    /// Asks for a handover to the daemon's next program (`l4ctl update`); the reply
+    /// comes only when it could not begin (on success the process execs).
+    pub update: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<crate::daemon::Error>>,
+    /// The handover this program came from, if it did.
+    pub handover: Option<crate::wire::types::Handover>,
 }
 
 /// The one router: served on the Unix socket as is, and on TCP behind [`tcp`].
@@ -106,6 +111,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/start", post(start))
         .route("/api/v1/reload-config", post(reload_config))
         .route("/api/v1/kill", post(kill))
+        .route("/api/v1/daemon/update", post(update))
         .route("/api/v1/logs/reopen", post(logs_reopen))
         .route("/api/v1/logs/flush", post(logs_flush))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
@@ -196,6 +202,7 @@ impl From<Error> for ApiError {
             Error::ReloadUnderWay(_) => (StatusCode::CONFLICT, "reload_in_progress", vec![]),
             Error::Stopped(_) => (StatusCode::CONFLICT, "stopped", vec![]),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", vec![]),
+            Error::Busy(_) => (StatusCode::CONFLICT, "not_settled", vec![]),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", vec![]),
             Error::AlreadyRunning { .. } | Error::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", vec![]),
         };

@@ -27,6 +27,8 @@ fn state(handle: Handle) -> ApiState {
         api_error: None,
         log_reads: LogReads::default(),
         dashboard: true,
+        update: tokio::sync::mpsc::channel(1).0,
+        handover: None,
     }
 }
 

@@ -112,6 +112,9 @@ pub enum Command {
     },
     /// Stop every app, then the daemon.
     Kill,
+    /// Hand the running daemon over to the l4ctl-daemon now installed at its path, in
+    /// place: same pid, no worker restarted, no log line lost.
+    Update,
     /// Show every instance: pid, port, state, restarts, uptime, CPU, memory.
     #[command(aliases = ["ls", "list", "ps"])]
     Status {

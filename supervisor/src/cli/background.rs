@@ -84,6 +84,7 @@ pub(super) async fn ensure_daemon(client: &Client, resolved: &Resolved) -> Resul
         no_apps: true,
         restore: false,
         guard: resolved.daemon.watchdog,
+        handover: None,
     };
     let mut cmd = std::process::Command::new(exe);
     cmd.args(args.argv())

@@ -16,6 +16,7 @@ mod render;
 mod shell;
 mod startup;
 mod terminal;
+mod update;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> ExitCode {
             no_apps: *no_apps,
             restore: *restore,
             guard: false,
+            handover: None,
         };
         return background::exec_daemon(&args);
     }
@@ -111,6 +113,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Signal { signal, app } => address::signal(&cli, signal, app).await,
         Command::Reset { app } => address::reset(&cli, app).await,
         Command::Kill => kill(&cli).await,
+        Command::Update => update::update(&cli).await,
         Command::Reload { app, parallel, hosts: None } => reload::reload(&cli, app, *parallel).await,
         Command::Reload { app, parallel, hosts: Some(hosts) } => {
             reload::across_hosts(&cli, app, *parallel, hosts).await

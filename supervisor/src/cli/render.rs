@@ -316,6 +316,8 @@ mod tests {
                 InstanceStatus::example("online", 0, None, State::Stopped, None),
             ],
             log_dropped_bytes: Default::default(),
+            version: String::new(),
+            handover: None,
         };
         let plain = super::table(&report, false);
         let painted = super::table(&report, true);

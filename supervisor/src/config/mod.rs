@@ -116,8 +116,9 @@ impl DaemonSpec {
 }
 
 /// One app as the daemon runs it. Two specs compare equal exactly when a running
-/// app does not need a restart to match the file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// app does not need a restart to match the file. It reads back what it writes
+/// (without `env`), for the daemon's handover to its next binary.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AppSpec {
     pub name: String,
     pub script: String,
@@ -153,7 +154,7 @@ pub struct AppSpec {
 }
 
 /// Where and how an app's output is written (README, "Logs").
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LogSpec {
     /// One set when `merge_logs` (instance `None`), else one per instance.
     pub files: Vec<LogFiles>,
@@ -193,7 +194,7 @@ impl AppSpec {
 }
 
 /// Everything the lifecycle state machine needs to decide about restarts and stops.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RestartPolicy {
     pub autorestart: Autorestart,
     pub stop_exit_codes: Vec<i32>,
@@ -218,9 +219,13 @@ pub struct RestartPolicy {
     pub listen_timeout: Duration,
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(std::time::Duration::from_millis)
     }
 }
 

@@ -65,7 +65,7 @@ impl<'de> Deserialize<'de> for WatchSection {
 }
 
 /// What restarts an app besides its own end.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Triggers {
     pub watch: Option<WatchSpec>,
     /// A cron expression (five fields, or six with seconds first), in local time.
@@ -73,7 +73,7 @@ pub struct Triggers {
 }
 
 /// `watch = ...` resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchSpec {
     /// Absolute folders (watched with everything under them) and files.
     pub paths: Vec<PathBuf>,
@@ -82,12 +82,8 @@ pub struct WatchSpec {
     /// `ignore_watch`, or [`DEFAULT_IGNORE`].
     pub ignore: Vec<String>,
     /// Quiet time after the last change before the restart.
-    #[serde(serialize_with = "ms", rename = "watch_delay_ms")]
+    #[serde(with = "super::duration_ms", rename = "watch_delay_ms")]
     pub delay: Duration,
-}
-
-fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 /// `ignore_watch` compiled: a pattern without `/` matches any one name in a path

@@ -69,6 +69,9 @@ impl<'de> Deserialize<'de> for Size {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
                 u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
             }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
                 Size::parse(v).map_err(E::custom)
             }

@@ -89,11 +89,16 @@ impl Tail {
     }
 
     pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// What the tail holds, as written.
+    pub fn bytes(&self) -> Vec<u8> {
         let buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         let (a, b) = buf.as_slices();
         let mut bytes = a.to_vec();
         bytes.extend_from_slice(b);
-        String::from_utf8_lossy(&bytes).into_owned()
+        bytes
     }
 }
 

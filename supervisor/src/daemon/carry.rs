@@ -142,7 +142,7 @@ impl Supervisor {
                             super::ready::listen_node_ipc(ours, child.id(), self.tx.clone());
                         }
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
-                            inst.tail = Some(self.logs.attach(app_name, index, out.into(), err.into()));
+                            inst.tail = Some(self.logs.attach(app_name, index, &inst.tag, out.into(), err.into()));
                         }
                         // Reaped by `reap` (waitpid(-1)); the handle is not needed.
                         let pid = child.id();
@@ -181,13 +181,11 @@ impl Supervisor {
                 None
             }
             Action::Schedule { after, epoch } => {
-                // Keyed by the instance's daemon-wide id: a timer of a deleted instance
-                // can never reach a new one that reuses its app name and index.
-                let (tx, id) = (self.tx.clone(), inst.id);
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(Msg::Timer { id, epoch }).await;
-                });
+                let due = Instant::now() + after;
+                // Kept until it fires, so a handover can arm it again in the next program.
+                inst.timers.retain(|(e, _)| *e == inst.lc.epoch);
+                inst.timers.push((epoch, due));
+                arm_timer(&self.tx, inst.id, epoch, due);
                 None
             }
             Action::AwaitGroup => {
@@ -226,6 +224,18 @@ impl Supervisor {
             retiree: None,
             tail: None,
             history: Default::default(),
+            timers: Vec::new(),
         }
     }
+}
+
+/// Send `Fact::Timer { epoch }` to instance `id` at `due`. Keyed by the instance's
+/// daemon-wide id: a timer of a deleted instance can never reach a new one that
+/// reuses its app name and index.
+pub(super) fn arm_timer(tx: &tokio::sync::mpsc::Sender<Msg>, id: u32, epoch: u64, due: Instant) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(due.into()).await;
+        let _ = tx.send(Msg::Timer { id, epoch }).await;
+    });
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::handover::DaemonImage;
 use super::msg::{Error, Event, Msg, Op, Target, Want, run_log_commands};
 use super::rollout::{Reload, Rollout, UnderWay};
 use super::settle;
@@ -135,6 +136,12 @@ impl Handle {
     /// Stop every app; answers once they are stopped.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.ask(|reply| Msg::Shutdown { reply }).await
+    }
+
+    /// Stop the actor for a handover to the next program: its image (instants relative
+    /// to `reference`) and the log hub, or why not now ([`Error::Busy`]).
+    pub async fn freeze(&self, reference: std::time::Instant) -> Result<(DaemonImage, crate::logs::LogHub), Error> {
+        self.ask(|reply| Msg::Freeze { reference, reply }).await?
     }
 
     /// Wait until `want` holds, at most [`SETTLE_LIMIT`].

@@ -49,6 +49,7 @@ mod deliver;
 pub mod follow;
 mod follow_schedule;
 mod handle;
+mod handover;
 mod home;
 mod msg;
 mod operator;
@@ -80,6 +81,7 @@ use crate::os::{helpers, procs};
 
 pub use deliver::DeliveryStats;
 pub use handle::{Handle, Start};
+pub use handover::{AppImage, DaemonImage, InstImage};
 pub use home::{Claimed, claim_home};
 pub use msg::*;
 pub use rollout::Rollout;
@@ -89,6 +91,19 @@ pub use state::SavedState;
 const QUEUE: usize = 1024;
 /// How often the daemon logs its one-line summary (the plan's monitoring section).
 pub(super) const SUMMARY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the previous program handed over (`l4ctl update`), for [`start`] to adopt
+/// instead of ending what an earlier daemon left.
+#[derive(Debug)]
+pub struct Adopt {
+    pub image: DaemonImage,
+    /// The instant the image's offsets are relative to, in this process.
+    pub reference: std::time::Instant,
+    pub pipes: Vec<crate::logs::HeldPipe>,
+    pub counters: std::collections::BTreeMap<String, crate::wire::types::LogCounters>,
+    /// The image's sockets' descriptors, in its order.
+    pub sockets: Vec<std::os::fd::OwnedFd>,
+}
 
 /// A started daemon: the actor's channel (what the API and the composition root send
 /// to) and its task.
@@ -103,17 +118,21 @@ pub struct Started {
 
 /// Start the daemon: become child subreaper, end what an earlier daemon of this home
 /// left running, start the actor, and load `initial` (for `l4ctl daemon --config`,
-/// under systemd). The caller serves the control API on [`Started::tx`], sends
-/// [`Msg::Shutdown`] when it is asked to stop, then calls [`Started::finish`].
+/// under systemd), or `adopt` what the previous program handed over. The caller
+/// serves the control API on [`Started::tx`], sends [`Msg::Shutdown`] when it is
+/// asked to stop, then calls [`Started::finish`].
 pub async fn start(
     settings: &crate::config::DaemonSpec,
     initial: Option<(Config, Option<String>)>,
     saved: SavedState,
+    adopt: Option<Adopt>,
 ) -> Result<Started, Error> {
     if let Err(e) = procs::become_subreaper() {
         tracing::warn!(cause = %e, "cannot become child subreaper; orphaned grandchildren will be reaped by init");
     }
-    boot::end_leftovers(&settings.home).await;
+    if adopt.is_none() {
+        boot::end_leftovers(&settings.home).await;
+    }
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     boot::spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
@@ -125,6 +144,10 @@ pub async fn start(
         tx.clone(),
     );
     sup.crashes.configure(&settings.error_tracking);
+    // Before the cgroups: the runs' folders are named after the adopted run id.
+    if let Some(a) = adopt {
+        sup.adopt(a.image, a.reference, a.pipes, &a.counters, a.sockets).map_err(Error::Invalid)?;
+    }
     sup.cgroups = if settings.cgroups {
         crate::os::cgroup::Cgroups::start(&settings.home, &sup.run_id)
     } else {
@@ -177,6 +200,10 @@ pub async fn start(
                 std::future::pending::<()>().await;
             }
             sup.handle(msg);
+            if sup.frozen {
+                // Handed over: the process execs its next program soon.
+                std::future::pending::<()>().await;
+            }
         }
     });
     Ok(Started { tx, triggers, actor, home: settings.home.clone() })

@@ -21,6 +21,9 @@ pub enum Error {
     Invalid(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// A handover must wait: something is starting, stopping or being replaced.
+    #[error("{0}")]
+    Busy(String),
     /// A step of a rolling reload failed; its old run keeps serving.
     #[error("{}", .0.failure())]
     ReloadFailed(Box<crate::wire::types::Replaced>),
@@ -114,6 +117,12 @@ pub enum Msg {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Stop for a handover to the next program (`handover.rs`): the image, with
+    /// instants relative to `reference`, and the log hub.
+    Freeze {
+        reference: std::time::Instant,
+        reply: oneshot::Sender<Result<(super::handover::DaemonImage, crate::logs::LogHub), Error>>,
     },
     /// A lifecycle timer of the instance with daemon-wide id `id`.
     Timer {

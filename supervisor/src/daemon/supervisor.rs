@@ -46,6 +46,8 @@ pub(super) struct Inst {
     pub tail: Option<std::sync::Arc<crate::crash::Tail>>,
     /// The slot's last hour of figures and marks, for charts (kept across runs).
     pub history: crate::monitor::history::History,
+    /// Lifecycle timers not yet fired: `(epoch, due)` (for a handover).
+    pub timers: Vec<(u64, Instant)>,
 }
 
 /// An old run being replaced: kept serving until its successor is ready, then
@@ -116,6 +118,8 @@ pub(super) struct Supervisor {
     pub(super) crashes: super::crashes::Crashes,
     /// The apps with `watch` or `cron_restart`, for the triggers task.
     pub(super) triggers: tokio::sync::watch::Sender<super::Triggered>,
+    /// Handed over (`handover.rs`): no message is handled any more.
+    pub(super) frozen: bool,
 }
 
 impl Supervisor {
@@ -158,6 +162,7 @@ impl Supervisor {
             crashes: super::crashes::Crashes::new(log_dir.clone()),
             log_dir,
             triggers: tokio::sync::watch::Sender::new(Default::default()),
+            frozen: false,
         }
     }
 
@@ -219,8 +224,15 @@ impl Supervisor {
             }
             Msg::Timer { id, epoch } => {
                 if let Some((app, index)) = self.locate(id) {
+                    if let Some(inst) = self.inst_mut(&app, index) {
+                        let now = Instant::now();
+                        inst.timers.retain(|(e, due)| !(*e == epoch && *due <= now));
+                    }
                     self.feed(&app, index, Fact::Timer { epoch });
                 }
+            }
+            Msg::Freeze { reference, reply } => {
+                let _ = reply.send(self.freeze(reference));
             }
             Msg::GroupPoll { id } => {
                 if let Some((app, index)) = self.locate(id)

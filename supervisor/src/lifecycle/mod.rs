@@ -274,6 +274,7 @@ impl Default for Lifecycle {
     }
 }
 
+pub mod image;
 mod replace;
 mod step;
 

@@ -29,9 +29,9 @@ pub(super) struct LineCtx {
 /// Per pipe: the start of a line whose end has not arrived.
 #[derive(Debug, Default)]
 pub(super) struct Partial {
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// The line passed max_line: drop bytes until its newline.
-    discarding: bool,
+    pub(super) discarding: bool,
 }
 
 impl Writer {

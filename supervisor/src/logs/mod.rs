@@ -16,24 +16,26 @@
 pub mod follow;
 pub mod format;
 pub mod rotate;
+mod reader;
 mod sink;
 pub mod tail;
 mod tap;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use format::Stream;
 pub use writer::{LogMsg, LogStats};
 
 use crate::config::LogSpec;
 use crate::crash::Tail;
+use reader::{PipeId, Stopped, read_pipe};
 use tap::ErrTap;
 
 /// Chunks queued between an app's pipe readers and its writer (each up to `READ_SIZE`):
@@ -65,9 +67,26 @@ pub struct LogHub {
     /// Where structured panic lines (`{"event":"panic",...}`) seen on stderr go.
     pub panics: Option<mpsc::UnboundedSender<PanicLine>>,
     maint: rotate::Maint,
-    readers: tokio::task::JoinSet<()>,
+    readers: tokio::task::JoinSet<Option<Stopped>>,
     /// Pipes attached so far (each gets the next number as its id).
     pipes: u64,
+    /// Turned true to take every pipe back from its reader (a handover).
+    stop: watch::Sender<bool>,
+}
+
+/// A worker's pipe handed to the daemon's next program, open, with the unfinished
+/// line read of it so far.
+#[derive(Debug)]
+pub struct HeldPipe {
+    pub app: String,
+    pub instance: u32,
+    pub stream: Stream,
+    /// The run (its `L4_TAG`) the pipe came from.
+    pub run: String,
+    pub fd: OwnedFd,
+    pub partial: Vec<u8>,
+    /// The unfinished line passed `max_line`: the rest of it is dropped.
+    pub discarding: bool,
 }
 
 impl Default for LogHub {
@@ -84,6 +103,7 @@ impl LogHub {
             maint: rotate::Maint::start(),
             readers: tokio::task::JoinSet::new(),
             pipes: 0,
+            stop: watch::Sender::new(false),
         }
     }
 
@@ -95,6 +115,7 @@ impl LogHub {
             maint: rotate::Maint::disconnected(),
             readers: tokio::task::JoinSet::new(),
             pipes: 0,
+            stop: watch::Sender::new(false),
         }
     }
 
@@ -133,34 +154,102 @@ impl LogHub {
     }
 
     /// Start reading a new process's pipes into `app`'s writer; the returned tail
-    /// keeps the end of its stderr (for crash reports).
-    pub fn attach(&mut self, app: &str, instance: u32, stdout: OwnedFd, stderr: OwnedFd) -> Arc<Tail> {
+    /// keeps the end of its stderr (for crash reports). `run` is its `L4_TAG`.
+    pub fn attach(&mut self, app: &str, instance: u32, run: &str, stdout: OwnedFd, stderr: OwnedFd) -> Arc<Tail> {
         let tail = Arc::new(Tail::default());
-        let Some(log) = self.apps.get(app) else { return tail };
         for (fd, stream) in [(stdout, Stream::Out), (stderr, Stream::Err)] {
-            let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-                Ok(pipe) => {
-                    self.pipes += 1;
-                    let err = (stream == Stream::Err).then(|| ErrTap::new(tail.clone(), self.panics.clone(), app));
-                    self.readers.spawn(read_pipe(pipe, log.tx.clone(), self.pipes, instance, stream, err));
-                }
-                Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
-            }
+            self.read(app, instance, run, stream, fd, Some(tail.clone()), None);
         }
-        // Finished readers are collected here, so the set does not grow.
-        while self.readers.try_join_next().is_some() {}
         tail
     }
 
+    /// Go on reading a pipe a previous daemon handed over (its unfinished line first);
+    /// `tail`: the run's stderr tail, for a stderr pipe.
+    pub fn adopt(&mut self, pipe: HeldPipe, tail: Option<Arc<Tail>>) {
+        let HeldPipe { app, instance, stream, run, fd, partial, discarding } = pipe;
+        let carried = (!partial.is_empty() || discarding).then_some((partial, discarding));
+        self.read(&app, instance, &run, stream, fd, tail, carried);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        app: &str,
+        instance: u32,
+        run: &str,
+        stream: Stream,
+        fd: OwnedFd,
+        tail: Option<Arc<Tail>>,
+        carried: Option<(Vec<u8>, bool)>,
+    ) {
+        let Some(log) = self.apps.get(app) else { return };
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => {
+                self.pipes += 1;
+                let err = tail.filter(|_| stream == Stream::Err).map(|t| ErrTap::new(t, self.panics.clone(), app));
+                let id = PipeId { id: self.pipes, app: app.to_owned(), instance, stream, run: run.to_owned() };
+                self.readers.spawn(read_pipe(pipe, log.tx.clone(), id, err, carried, self.stop.subscribe()));
+            }
+            Err(e) => tracing::error!(app, instance, cause = %e, "cannot read the worker's pipe"),
+        }
+        // Finished readers are collected here, so the set does not grow.
+        while self.readers.try_join_next().is_some() {}
+    }
+
+    /// Take every open pipe back from its reader and end the writers once they wrote
+    /// every whole line (the daemon is about to exec its next program). What each
+    /// pipe's unfinished line holds comes back with it, and each app's counters.
+    /// A reader or writer that does not finish within `limit` is left behind, logged.
+    pub async fn hand_over(&mut self, limit: Duration) -> (Vec<HeldPipe>, BTreeMap<String, LogCounters>) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.stop.send_replace(true);
+        let mut stopped = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.readers.join_next()).await {
+                Ok(Some(Ok(Some(s)))) => stopped.push(s),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(left = self.readers.len(), "pipe readers did not stop in time");
+                    break;
+                }
+            }
+        }
+        let mut partials: HashMap<u64, (Vec<u8>, bool)> = HashMap::new();
+        let mut counters = BTreeMap::new();
+        for (name, log) in self.apps.drain() {
+            let (reply, done) = oneshot::channel();
+            let sent = tokio::time::timeout_at(deadline, log.tx.send(LogMsg::HandOver(reply))).await;
+            match (sent, tokio::time::timeout_at(deadline, done).await) {
+                (Ok(Ok(())), Ok(Ok(left))) => partials.extend(left.into_iter().map(|(p, b, d)| (p, (b, d)))),
+                _ => tracing::error!(app = %name, "the log writer did not finish in time"),
+            }
+            counters.insert(name, counters_of(&log.stats));
+        }
+        let held = stopped
+            .into_iter()
+            .map(|Stopped { pipe, fd }| {
+                let (partial, discarding) = partials.remove(&pipe.id).unwrap_or_default();
+                HeldPipe { app: pipe.app, instance: pipe.instance, stream: pipe.stream, run: pipe.run, fd, partial, discarding }
+            })
+            .collect();
+        (held, counters)
+    }
+
+    /// Counters a previous daemon handed over for `app` (before any line of this one).
+    pub fn restore_counters(&self, app: &str, c: &LogCounters) {
+        if let Some(l) = self.apps.get(app) {
+            l.stats.lines.store(c.lines, Ordering::Relaxed);
+            l.stats.bytes.store(c.bytes, Ordering::Relaxed);
+            l.stats.rotations.store(c.rotations, Ordering::Relaxed);
+            l.stats.cut_lines.store(c.cut_lines, Ordering::Relaxed);
+            l.stats.dropped_bytes.store(c.dropped_bytes, Ordering::Relaxed);
+        }
+    }
+
     pub fn counters(&self, app: &str) -> LogCounters {
-        self.apps.get(app).map_or_else(LogCounters::default, |l| LogCounters {
-            lines: l.stats.lines.load(Ordering::Relaxed),
-            bytes: l.stats.bytes.load(Ordering::Relaxed),
-            rotations: l.stats.rotations.load(Ordering::Relaxed),
-            cut_lines: l.stats.cut_lines.load(Ordering::Relaxed),
-            dropped_bytes: l.stats.dropped_bytes.load(Ordering::Relaxed),
-        })
+        self.apps.get(app).map_or_else(LogCounters::default, |l| counters_of(&l.stats))
     }
 
     /// Senders to ask every writer (or one app's) to reopen or truncate; the caller awaits the replies.
@@ -196,49 +285,12 @@ impl LogHub {
     }
 }
 
-/// Read one pipe until EOF, in chunks, into the writer's bounded channel.
-async fn read_pipe(
-    pipe: tokio::net::unix::pipe::Receiver,
-    tx: mpsc::Sender<LogMsg>,
-    id: u64,
-    instance: u32,
-    stream: Stream,
-    mut err: Option<ErrTap>,
-) {
-    // The buffer is sized to what the pipe holds (FIONREAD) once it is readable: an idle
-    // worker costs no 256 KiB buffer, a flood still reads in READ_SIZE chunks, and the
-    // end of a pipe is a small read.
-    loop {
-        if pipe.readable().await.is_err() {
-            break;
-        }
-        let mut data = Vec::with_capacity(pending(&pipe).clamp(64, READ_SIZE));
-        match pipe.try_read_buf(&mut data) {
-            Ok(0) => break,
-            Ok(_) => {
-                if let Some(err) = &mut err {
-                    err.feed(instance, &data);
-                }
-                let msg = LogMsg::Chunk { pipe: id, instance, stream, at: SystemTime::now(), data };
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
-            Err(_) => break,
-        }
+fn counters_of(stats: &LogStats) -> LogCounters {
+    LogCounters {
+        lines: stats.lines.load(Ordering::Relaxed),
+        bytes: stats.bytes.load(Ordering::Relaxed),
+        rotations: stats.rotations.load(Ordering::Relaxed),
+        cut_lines: stats.cut_lines.load(Ordering::Relaxed),
+        dropped_bytes: stats.dropped_bytes.load(Ordering::Relaxed),
     }
-    if let Some(err) = &err {
-        err.tail.close();
-    }
-    let _ = tx.send(LogMsg::Eof { pipe: id, instance, stream, at: SystemTime::now() }).await;
-}
-
-/// Bytes waiting in a pipe (0 when unknown).
-fn pending(pipe: &tokio::net::unix::pipe::Receiver) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut n: nix::libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int to a valid local.
-    let rc = unsafe { nix::libc::ioctl(pipe.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
-    if rc == 0 { usize::try_from(n).unwrap_or(0) } else { 0 }
 }

@@ -53,7 +53,15 @@ pub enum LogMsg {
     /// Empty the current files (`l4ctl flush`).
     Truncate(oneshot::Sender<()>),
     Reconfigure(Box<LogSpec>),
+    /// The unfinished line a previous daemon had read of pipe `pipe` (a handover).
+    Carry { pipe: u64, data: Vec<u8>, discarding: bool },
+    /// Write every whole line out and end; the reply is each pipe's unfinished line
+    /// `(pipe, bytes, discarding)`, for the daemon's next program.
+    HandOver(oneshot::Sender<Unfinished>),
 }
+
+/// Each pipe's unfinished line at a handover: `(pipe, bytes, discarding)`.
+pub type Unfinished = Vec<(u64, Vec<u8>, bool)>;
 
 /// Counters shown by `describe`.
 #[derive(Debug, Default)]
@@ -81,6 +89,8 @@ pub(super) struct Writer {
     last_rotation: String,
     /// Since when some file of the app fails, and the last time the daemon's log said so.
     outage: Option<Outage>,
+    /// A handover asked for the unfinished lines: answered once every line is out.
+    handing_over: Option<oneshot::Sender<Unfinished>>,
 }
 
 pub(super) fn period_of(interval: RotateInterval, at: SystemTime) -> i64 {
@@ -105,6 +115,7 @@ impl Writer {
             maint,
             last_rotation: String::new(),
             outage: None,
+            handing_over: None,
         };
         w.open_all();
         w.watch(Instant::now());
@@ -141,6 +152,9 @@ impl Writer {
                 }
             }
             self.write_all();
+            if self.handing_over.is_some() {
+                break;
+            }
         }
         // Last attempt, whatever the backoff: the daemon is exiting or the app is gone.
         let now = Instant::now();
@@ -150,6 +164,10 @@ impl Writer {
         }
         let lost: u64 = self.sinks.iter_mut().map(Sink::abandon).sum();
         self.stats.dropped_bytes.fetch_add(lost, Ordering::Relaxed);
+        if let Some(reply) = self.handing_over.take() {
+            let left = self.partials.drain().map(|(pipe, p)| (pipe, p.bytes, p.discarding)).collect();
+            let _ = reply.send(left);
+        }
     }
 
     fn write_all(&mut self) {
@@ -192,6 +210,10 @@ impl Writer {
                 }
                 let _ = done.send(());
             }
+            LogMsg::Carry { pipe, data, discarding } => {
+                self.partials.insert(pipe, Partial { bytes: data, discarding });
+            }
+            LogMsg::HandOver(reply) => self.handing_over = Some(reply),
             LogMsg::Reconfigure(spec) => {
                 self.write_all();
                 self.stamp = Stamp::new(spec.date_format.clone());

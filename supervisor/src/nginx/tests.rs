@@ -235,6 +235,8 @@ fn a_host_gives_at_most_max_servers_and_no_port_twice() {
             })
             .collect(),
         log_dropped_bytes: Default::default(),
+        version: String::new(),
+        handover: None,
     };
     let host =
         HostSpec { api: "http://10.0.0.2:9615".into(), token_env: None, address: "10.0.0.2".into(), ca_file: None };

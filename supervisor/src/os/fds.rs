@@ -14,6 +14,12 @@ pub const SPAWN_RESERVE: u64 = 256;
 /// `daemon::spawn`), so raising the daemon's own changes nothing for them.
 static WORKER_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
 
+/// The limit workers get, as a previous program of this daemon was started with
+/// (a handover: this program inherited the raised one). Before [`budget`].
+pub fn set_worker_nofile(limit: (u64, u64)) {
+    let _ = WORKER_NOFILE.set(limit);
+}
+
 /// The `(soft, hard)` descriptor limit workers are started with.
 pub fn worker_nofile() -> Option<(u64, u64)> {
     WORKER_NOFILE.get().copied()

@@ -6,6 +6,7 @@
 //! decides when; crash delivery and the API's helper spawns register here too.
 
 pub mod cgroup;
+pub mod exec;
 pub mod fds;
 pub mod helpers;
 pub mod procs;

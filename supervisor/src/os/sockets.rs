@@ -48,6 +48,16 @@ impl Sockets {
         Ok(fd)
     }
 
+    /// Every socket held, `(app, index, address, descriptor)` (for a handover).
+    pub fn held(&self) -> Vec<(String, u32, SocketAddr, RawFd)> {
+        self.held.iter().map(|((app, i), (addr, l))| (app.clone(), *i, *addr, l.as_raw_fd())).collect()
+    }
+
+    /// Hold a socket the previous daemon handed over.
+    pub fn adopt(&mut self, app: &str, index: u32, addr: SocketAddr, fd: std::os::fd::OwnedFd) {
+        self.held.insert((app.to_owned(), index), (addr, TcpListener::from(fd)));
+    }
+
     /// Close the socket of one instance (stopped or removed).
     pub fn release(&mut self, app: &str, index: u32) {
         if let Some((addr, _)) = self.held.remove(&(app.to_owned(), index)) {

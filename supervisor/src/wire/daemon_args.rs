@@ -20,6 +20,7 @@ Options:
       --no-apps        take only the [daemon] settings from --config
       --restore        start the saved apps at once (after a crash or a reboot)
       --guard          run as the watchdog of a daemon started with the other arguments
+      --handover <FD>  (l4ctl update) take over from the daemon that exec'd this program
   -h, --help           print this
   -V, --version        print the version
 ";
@@ -45,6 +46,9 @@ pub struct DaemonArgs {
     /// Run as the watchdog of a daemon started with the other arguments: start it again
     /// (with `--restore`) whenever it dies, end when it ends on purpose.
     pub guard: bool,
+    /// The sealed memory file a daemon left when it exec'd this program in its place
+    /// (`l4ctl update`): take its apps and descriptors over.
+    pub handover: Option<i32>,
 }
 
 /// What the command line asks for.
@@ -82,6 +86,11 @@ impl DaemonArgs {
                 "--no-apps" => a.no_apps = true,
                 "--restore" => a.restore = true,
                 "--guard" => a.guard = true,
+                "--handover" => {
+                    let v = value("--handover")?;
+                    let fd = v.to_string_lossy().parse().map_err(|_| format!("--handover needs a descriptor number, got {v:?}"))?;
+                    a.handover = Some(fd);
+                }
                 "-h" | "--help" => return Ok(Parsed::Help),
                 "-V" | "--version" => return Ok(Parsed::Version),
                 other => return Err(format!("unexpected argument `{other}`\n\n{USAGE}")),
@@ -119,6 +128,9 @@ impl DaemonArgs {
         if self.guard {
             argv.push("--guard".into());
         }
+        if let Some(fd) = self.handover {
+            argv.extend(["--handover".into(), fd.to_string().into()]);
+        }
         argv
     }
 }
@@ -142,6 +154,7 @@ mod tests {
             no_apps: true,
             restore: true,
             guard: true,
+            handover: Some(7),
         };
         assert_eq!(DaemonArgs::parse_from(a.argv(), |_| None), Ok(Parsed::Run(a)));
         assert_eq!(parse(&[]), Ok(Parsed::Run(DaemonArgs::default())));

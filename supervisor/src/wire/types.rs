@@ -29,6 +29,20 @@ pub struct Health {
     /// Why the TCP API is off although `api_listen` asked for it (the address was taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_error: Option<String>,
+    /// The handover this program took the daemon over from (`l4ctl update`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// The last handover of the daemon to a new program in place (`l4ctl update`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Handover {
+    /// Handovers since the daemon started.
+    pub count: u32,
+    /// The version of the program that handed over.
+    pub from_version: String,
+    /// From the freeze of the old program to the new one's API taking connections.
+    pub away_ms: f64,
 }
 
 /// `GET /api/v1/status` and `l4ctl status --json`.
@@ -40,6 +54,12 @@ pub struct StatusReport {
     /// (a full disk), as `describe`'s `log_counters.dropped_bytes`.
     #[serde(default)]
     pub log_dropped_bytes: std::collections::BTreeMap<String, u64>,
+    /// The version of the daemon that answers.
+    #[serde(default)]
+    pub version: String,
+    /// The handover that daemon came from (`l4ctl update`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
 }
 
 /// One row of the status table.

@@ -1,0 +1,241 @@
+//! Handing the running daemon over to its next program in place (`l4ctl update`):
+//! same pid, same children, same open pipes and sockets; what the old program knew
+//! goes in a sealed memory file named on the new one's command line.
+//!
+//! [`hand_over`] freezes the actor ([`crate::daemon::Handle::freeze`]), takes every
+//! worker pipe back from the log readers once the writers wrote every whole line,
+//! writes the [`Document`], keeps every descriptor it names open across `exec`, and
+//! execs the daemon's program (the file it was started from, checked by
+//! [`crate::os::exec::check_program`]). Should the kernel refuse, it execs the
+//! program still running (`/proc/self/exe`) with the same document; should that fail
+//! too, the process exits and the watchdog (or systemd) starts a daemon that
+//! restores the saved apps: today's path after a crash, said in the log.
+//!
+//! [`take`] is the other end, in the new program: the document back, with its
+//! descriptors owned again. A document it cannot read closes every inherited
+//! descriptor and the daemon starts as after a crash (`--restore`), saying why.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::{Adopt, DaemonImage, Handle};
+use crate::logs::{HeldPipe, Stream};
+use crate::os::exec;
+use crate::wire::types::LogCounters;
+
+/// The document's layout; a program that reads another refuses it (and restores).
+pub const SCHEMA: u32 = 1;
+
+/// What the old program hands over.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    pub schema: u32,
+    /// The version of the program that wrote it.
+    pub from_version: String,
+    /// `CLOCK_MONOTONIC` at the freeze, in nanoseconds: the reference instant of
+    /// every offset in the document, and the start of the time the daemon was away.
+    pub frozen_mono_ns: u64,
+    /// Handovers since the daemon was started (this one included).
+    pub count: u32,
+    pub daemon: DaemonImage,
+    pub pipes: Vec<PipeImage>,
+    pub log_counters: BTreeMap<String, LogCounters>,
+    /// The pid-file lock, the control socket, the TCP API's socket.
+    pub lock_fd: RawFd,
+    pub unix_fd: RawFd,
+    pub tcp_fd: Option<RawFd>,
+    /// The descriptor limit workers are started with (the daemon raised its own).
+    pub worker_nofile: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipeImage {
+    pub app: String,
+    pub instance: u32,
+    pub stderr: bool,
+    pub run: String,
+    pub fd: RawFd,
+    pub partial: Vec<u8>,
+    pub discarding: bool,
+}
+
+/// The composition root's own descriptors that a handover passes on.
+#[derive(Debug)]
+pub struct Kept {
+    pub lock: OwnedFd,
+    pub unix: OwnedFd,
+    pub tcp: Option<OwnedFd>,
+    /// Handovers so far.
+    pub count: u32,
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock `Instant` reads, kept by `exec`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = nix::libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec to a valid local.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Hand the daemon over to `program` (its argv after the name: `args`). Returns
+/// only when it could not even begin (busy, shutting down, an untrusted program):
+/// the daemon goes on as before. Once the actor is frozen it does not return.
+pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsString]) -> crate::daemon::Error {
+    if let Err(why) = exec::check_program(program) {
+        return crate::daemon::Error::Invalid(why);
+    }
+    let (reference, frozen_mono_ns) = (Instant::now(), monotonic_ns());
+    let (daemon, mut logs) = match handle.freeze(reference).await {
+        Ok(frozen) => frozen,
+        Err(e) => return e,
+    };
+    tracing::info!(program = %program.display(), "handing the daemon over to its next program");
+    let (held, log_counters) = logs.hand_over(std::time::Duration::from_secs(5)).await;
+    let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
+    keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
+    keep.extend(daemon.sockets.iter().map(|s| s.3));
+    let pipes: Vec<PipeImage> = held
+        .iter()
+        .map(|p| PipeImage {
+            app: p.app.clone(),
+            instance: p.instance,
+            stderr: p.stream == Stream::Err,
+            run: p.run.clone(),
+            fd: p.fd.as_raw_fd(),
+            partial: p.partial.clone(),
+            discarding: p.discarding,
+        })
+        .collect();
+    keep.extend(pipes.iter().map(|p| p.fd));
+    let doc = Document {
+        schema: SCHEMA,
+        from_version: env!("CARGO_PKG_VERSION").to_owned(),
+        frozen_mono_ns,
+        count: kept.count + 1,
+        daemon,
+        pipes,
+        log_counters,
+        lock_fd: kept.lock.as_raw_fd(),
+        unix_fd: kept.unix.as_raw_fd(),
+        tcp_fd: kept.tcp.as_ref().map(AsRawFd::as_raw_fd),
+        worker_nofile: crate::os::fds::worker_nofile(),
+    };
+    let failed = |why: String| -> ! {
+        tracing::error!(cause = %why, "the handover failed after the daemon stopped; exiting so that the watchdog starts a daemon that restores the saved apps");
+        std::process::exit(70)
+    };
+    let json = serde_json::to_vec(&doc).unwrap_or_else(|e| failed(format!("cannot write the handover: {e}")));
+    let memfd = exec::sealed_memfd("l4ctl-handover", &json).unwrap_or_else(|e| failed(format!("cannot make the handover file: {e}")));
+    keep.push(memfd.as_raw_fd());
+    for fd in keep {
+        // SAFETY: every number is of a descriptor this process holds open until exec.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Err(e) = exec::keep_across_exec(fd) {
+            failed(format!("cannot keep descriptor {} across exec: {e}", fd.as_raw_fd()));
+        }
+    }
+    let mut argv: Vec<OsString> = strip_handover(args);
+    argv.extend(["--handover".into(), memfd.as_raw_fd().to_string().into()]);
+    let refused = exec::exec(program, &argv);
+    tracing::error!(program = %program.display(), cause = %refused, "cannot exec the new program; going on with the one running");
+    let again = exec::exec(Path::new("/proc/self/exe"), &argv);
+    drop(held);
+    failed(format!("cannot exec {}: {refused}; nor the running program: {again}", program.display()))
+}
+
+/// `args` without a `--handover N` of the previous handover.
+fn strip_handover(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--handover" {
+            it.next();
+        } else if !a.to_string_lossy().starts_with("--handover=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// The document a previous program left in descriptor `fd`, with every descriptor
+/// it names owned again, for [`crate::daemon::start`]; and the parts the
+/// composition root keeps. A document that cannot be read is refused with the
+/// sentence (the caller closes every inherited descriptor and restores).
+pub fn take(fd: RawFd) -> Result<Taken, String> {
+    let memfd = exec::adopt_fd(fd).map_err(|e| format!("descriptor {fd}: {e}"))?;
+    let bytes = exec::read_sealed(memfd).map_err(|e| e.to_string())?;
+    let doc: Document = serde_json::from_slice(&bytes).map_err(|e| format!("unreadable handover: {e}"))?;
+    if doc.schema != SCHEMA {
+        return Err(format!("handover schema {} (this program reads {SCHEMA})", doc.schema));
+    }
+    let own = |fd: RawFd| exec::adopt_fd(fd).map_err(|e| format!("descriptor {fd}: {e}"));
+    let lock = own(doc.lock_fd)?;
+    let unix = own(doc.unix_fd)?;
+    let tcp = doc.tcp_fd.map(own).transpose()?;
+    let sockets = doc.daemon.sockets.iter().map(|s| own(s.3)).collect::<Result<Vec<_>, _>>()?;
+    let mut pipes = Vec::new();
+    for p in doc.pipes {
+        pipes.push(HeldPipe {
+            app: p.app,
+            instance: p.instance,
+            stream: if p.stderr { Stream::Err } else { Stream::Out },
+            run: p.run,
+            fd: own(p.fd)?,
+            partial: p.partial,
+            discarding: p.discarding,
+        });
+    }
+    // The reference instant here: as long before now as the freeze was.
+    let away = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(doc.frozen_mono_ns));
+    let reference = Instant::now().checked_sub(away).unwrap_or_else(Instant::now);
+    Ok(Taken {
+        adopt: Adopt { image: doc.daemon, reference, pipes, counters: doc.log_counters, sockets },
+        lock,
+        unix,
+        tcp,
+        count: doc.count,
+        from_version: doc.from_version,
+        frozen_mono_ns: doc.frozen_mono_ns,
+        worker_nofile: doc.worker_nofile,
+    })
+}
+
+/// A handover read back.
+#[derive(Debug)]
+pub struct Taken {
+    pub adopt: Adopt,
+    pub lock: OwnedFd,
+    pub unix: OwnedFd,
+    pub tcp: Option<OwnedFd>,
+    pub count: u32,
+    pub from_version: String,
+    pub frozen_mono_ns: u64,
+    pub worker_nofile: Option<(u64, u64)>,
+}
+
+/// Close every descriptor above stderr: what a handover that could not be read
+/// left open (the pid-file lock among them) must not outlive it.
+pub fn close_inherited() {
+    // SAFETY: plain syscall; nothing in this process owns a descriptor above 2 yet.
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+}
+
+/// The daemon's own program, as started: what a handover execs (a new file
+/// installed at that path is the new program).
+pub fn own_program() -> Option<PathBuf> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let text = exe.to_string_lossy();
+    Some(PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text)))
+}
+
+/// The descriptor number of a kept file, for [`Kept`].
+pub fn dup(fd: &impl AsFd) -> std::io::Result<OwnedFd> {
+    fd.as_fd().try_clone_to_owned()
+}
