@@ -132,7 +132,8 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsS
         std::process::exit(70)
     };
     let json = serde_json::to_vec(&doc).unwrap_or_else(|e| failed(format!("cannot write the handover: {e}")));
-    let memfd = exec::sealed_memfd("l4ctl-handover", &json).unwrap_or_else(|e| failed(format!("cannot make the handover file: {e}")));
+    let memfd = exec::sealed_memfd("l4ctl-handover", &json)
+        .unwrap_or_else(|e| failed(format!("cannot make the handover file: {e}")));
     keep.push(memfd.as_raw_fd());
     for fd in keep {
         // SAFETY: every number is of a descriptor this process holds open until exec.

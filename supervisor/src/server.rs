@@ -140,8 +140,9 @@ fn reclaim(t: &mut crate::handover::Taken) -> Result<daemon::Claimed, daemon::Er
     std_listener.set_nonblocking(true).map_err(io("cannot take the control socket over"))?;
     let listener = UnixListener::from_std(std_listener).map_err(io("cannot take the control socket over"))?;
     let file = std::fs::File::from(t.lock.try_clone().map_err(io("cannot take the pid-file lock over"))?);
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| daemon::Error::Io { what: "cannot take the pid-file lock over", path: Default::default(), source: e.into() })?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        daemon::Error::Io { what: "cannot take the pid-file lock over", path: Default::default(), source: e.into() }
+    })?;
     Ok(daemon::Claimed { lock, listener })
 }
 

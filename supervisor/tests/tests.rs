@@ -26,4 +26,5 @@ mod processes;
 mod restart;
 mod security;
 mod several_hosts;
+mod updating_in_place;
 mod watch_and_cron;

@@ -48,7 +48,13 @@ pub fn exit(error: &str) -> Option<ExitReport> {
 }
 
 pub fn status(instances: Vec<InstanceStatus>) -> StatusReport {
-    StatusReport { schema: SCHEMA, instances, log_dropped_bytes: Default::default(), version: String::new(), handover: None }
+    StatusReport {
+        schema: SCHEMA,
+        instances,
+        log_dropped_bytes: Default::default(),
+        version: String::new(),
+        handover: None,
+    }
 }
 
 /// `describe` of an app with these rows and `reload_parallel`.

@@ -200,10 +200,7 @@ impl Supervisor {
                 }
                 instances.push(inst);
             }
-            self.apps.insert(
-                name,
-                App { spec, source: a.source, env: a.env_name, instances, deleting: a.deleting },
-            );
+            self.apps.insert(name, App { spec, source: a.source, env: a.env_name, instances, deleting: a.deleting });
         }
         self.next_id = self.next_id.max(image.next_id);
         for pipe in pipes {

@@ -15,8 +15,19 @@ use serde::{Deserialize, Serialize};
 use super::{ExitStatus, LastExit, Lifecycle, Run, State, Then};
 
 /// Every reason a lifecycle records (exits, restarts, replaces, stops).
-const REASONS: [&str; 11] =
-    ["stopped", "exited", "crashed", "spawn-failed", "not-ready", "memory", "reloaded", "reload", "crash", "exit", "manual"];
+const REASONS: [&str; 11] = [
+    "stopped",
+    "exited",
+    "crashed",
+    "spawn-failed",
+    "not-ready",
+    "memory",
+    "reloaded",
+    "reload",
+    "crash",
+    "exit",
+    "manual",
+];
 
 /// An instant as nanoseconds after (positive) or before (negative) a reference.
 pub fn offset(at: Instant, reference: Instant) -> i64 {

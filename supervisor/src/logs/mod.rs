@@ -15,8 +15,8 @@
 
 pub mod follow;
 pub mod format;
-pub mod rotate;
 mod reader;
+pub mod rotate;
 mod sink;
 pub mod tail;
 mod tap;
@@ -231,7 +231,15 @@ impl LogHub {
             .into_iter()
             .map(|Stopped { pipe, fd }| {
                 let (partial, discarding) = partials.remove(&pipe.id).unwrap_or_default();
-                HeldPipe { app: pipe.app, instance: pipe.instance, stream: pipe.stream, run: pipe.run, fd, partial, discarding }
+                HeldPipe {
+                    app: pipe.app,
+                    instance: pipe.instance,
+                    stream: pipe.stream,
+                    run: pipe.run,
+                    fd,
+                    partial,
+                    discarding,
+                }
             })
             .collect();
         (held, counters)

@@ -54,7 +54,11 @@ pub enum LogMsg {
     Truncate(oneshot::Sender<()>),
     Reconfigure(Box<LogSpec>),
     /// The unfinished line a previous daemon had read of pipe `pipe` (a handover).
-    Carry { pipe: u64, data: Vec<u8>, discarding: bool },
+    Carry {
+        pipe: u64,
+        data: Vec<u8>,
+        discarding: bool,
+    },
     /// Write every whole line out and end; the reply is each pipe's unfinished line
     /// `(pipe, bytes, discarding)`, for the daemon's next program.
     HandOver(oneshot::Sender<Unfinished>),

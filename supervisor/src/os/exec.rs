@@ -78,10 +78,18 @@ pub fn check_program(program: &Path) -> Result<(), String> {
         return Err(format!("refusing {}: it is not a regular file", program.display()));
     }
     if meta.uid() != 0 && meta.uid() != me {
-        return Err(format!("refusing {}: it belongs to uid {}, not to root or uid {me}", program.display(), meta.uid()));
+        return Err(format!(
+            "refusing {}: it belongs to uid {}, not to root or uid {me}",
+            program.display(),
+            meta.uid()
+        ));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!("refusing {}: group or others may write to it (mode {:04o})", program.display(), meta.mode() & 0o7777));
+        return Err(format!(
+            "refusing {}: group or others may write to it (mode {:04o})",
+            program.display(),
+            meta.mode() & 0o7777
+        ));
     }
     if meta.mode() & 0o111 == 0 {
         return Err(format!("refusing {}: it is not executable", program.display()));

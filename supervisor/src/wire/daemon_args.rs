@@ -88,7 +88,10 @@ impl DaemonArgs {
                 "--guard" => a.guard = true,
                 "--handover" => {
                     let v = value("--handover")?;
-                    let fd = v.to_string_lossy().parse().map_err(|_| format!("--handover needs a descriptor number, got {v:?}"))?;
+                    let fd = v
+                        .to_string_lossy()
+                        .parse()
+                        .map_err(|_| format!("--handover needs a descriptor number, got {v:?}"))?;
                     a.handover = Some(fd);
                 }
                 "-h" | "--help" => return Ok(Parsed::Help),

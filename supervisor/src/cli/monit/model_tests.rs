@@ -13,7 +13,13 @@ fn report(rows: &[(&str, u32, State)]) -> StatusReport {
             r
         })
         .collect();
-    StatusReport { schema: SCHEMA, instances, log_dropped_bytes: Default::default(), version: String::new(), handover: None }
+    StatusReport {
+        schema: SCHEMA,
+        instances,
+        log_dropped_bytes: Default::default(),
+        version: String::new(),
+        handover: None,
+    }
 }
 
 #[test]
