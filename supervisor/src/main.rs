@@ -11,5 +11,8 @@ fn main() -> ExitCode {
         eprintln!("{sentence}");
         return ExitCode::from(2);
     }
+    if args.len() == 2 && (args[1] == "--version" || args[1] == "-V") {
+        return layer4_supervisor::cli::version();
+    }
     layer4_supervisor::cli::run(layer4_supervisor::cli::Cli::parse())
 }

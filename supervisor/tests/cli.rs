@@ -232,7 +232,7 @@ fn completions_man_page_save_resurrect_and_pm2_verbs() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(env.instance("web", 0).state, "online");
 
-    for (verb, expect) in [("jlist", "status --json"), ("sendSignal", "l4ctl signal"), ("update", "l4ctl kill")] {
+    for (verb, expect) in [("jlist", "status --json"), ("sendSignal", "l4ctl signal"), ("dump", "saves its apps")] {
         let out = env.l4(&[verb]);
         assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);

@@ -119,6 +119,16 @@ fn update_replaces_the_daemon_program_ten_times_under_load_and_the_workers_notic
         })
     };
 
+    // A program others could have written is refused, and nothing changes.
+    use std::os::unix::fs::PermissionsExt;
+    let program = install.bin.join("l4ctl-daemon");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = install.l4(&env, &["update"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("group or others may write to it"), "{}", text(&out));
+    assert!(env.status().handover.is_none());
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+
     let mut away = Vec::new();
     for n in 1..=UPDATES {
         let inode = install.daemon();
@@ -137,6 +147,11 @@ fn update_replaces_the_daemon_program_ten_times_under_load_and_the_workers_notic
         assert_eq!(after, workers, "update {n}: same pids, start times and restart counters");
         assert!(now.instances.iter().all(|i| i.state == "online"));
     }
+    // `l4ctl --version` names the daemon that answers, and its handovers.
+    let out = Command::new(install.bin.join("l4ctl")).arg("--version").env("L4_HOME", env.home()).output().unwrap();
+    let said = text(&out);
+    assert!(said.contains(&format!("l4ctl-daemon {} (pid {daemon}", env!("CARGO_PKG_VERSION"))), "{said}");
+    assert!(said.contains(&format!("updated in place {UPDATES} times")), "{said}");
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     let (ok, refused) = (ok.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));

@@ -30,6 +30,7 @@ use crate::wire::types::{ActionReport, AppDescription, StatusReport};
 pub use crate::wire::home::{DEFAULT_CONFIG, Resolved, resolve_paths};
 pub use args::{Cli, Command};
 pub use shell::pm2_verb;
+pub use update::version;
 
 /// Resolve home and config: `--home`, else the config's `[daemon] home`, else `~/.layer4`.
 pub fn resolve(cli: &Cli, config_hint: Option<&Path>) -> Resolved {

@@ -51,7 +51,6 @@ const PM2_VERBS: &[(&str, &str)] = &[
     ("sendsignal", "`l4ctl signal SIGNAL APP`"),
     ("reloadlogs", "`l4ctl reload-logs`"),
     ("dump", "nothing: the daemon saves its apps on every change (`l4ctl save` says where)"),
-    ("update", "`l4ctl kill` then `l4ctl start` (the daemon runs the binary it started with; the apps come back)"),
     ("install", "nothing: log rotation is built in ([apps.log_rotate]); layer4 has no modules"),
     ("module:install", "nothing: layer4 has no modules"),
     ("ecosystem", "`l4ctl import ecosystem.config.js` for a PM2 file; config/layer4.toml is a commented example"),

@@ -2,6 +2,9 @@
 //! at its path, in place (same pid; the workers are not restarted and notice
 //! nothing), then say old → new version and how long the daemon was away.
 //!
+//! `l4ctl --version` says both versions: this program's, and that of the daemon
+//! that answers in the home (`L4_HOME`, `L4_CONFIG`, else the default one).
+//!
 //! The daemon answers only when it cannot begin (its program is not to be trusted,
 //! or something is starting, stopping or being replaced: asked again for up to
 //! [`SETTLE_LIMIT`]). Otherwise the connection closes as it execs, and the new
@@ -39,9 +42,18 @@ pub async fn update(cli: &Cli) -> ExitCode {
             _ => break,
         }
     }
-    let deadline = Instant::now() + ANSWER_LIMIT;
+    let (posted, deadline) = (Instant::now(), Instant::now() + ANSWER_LIMIT);
     while Instant::now() < deadline {
         match client.get::<Health>("/api/v1/health").await {
+            Ok(h)
+                if h.handover.as_ref().map_or(0, |o| o.count) <= count
+                    && Duration::from_millis(h.uptime_ms) < posted.elapsed() =>
+            {
+                eprintln!(
+                    "l4ctl: the new program could not take the daemon over and restored the saved apps as after a crash (see l4ctl.log)"
+                );
+                return ExitCode::FAILURE;
+            }
             Ok(h) if h.pid != before.pid => {
                 eprintln!(
                     "l4ctl: the daemon did not take over in place: pid {} ended and pid {} restored the saved apps (see l4ctl.log)",
@@ -61,4 +73,25 @@ pub async fn update(cli: &Cli) -> ExitCode {
     }
     eprintln!("l4ctl: the daemon did not answer within {ANSWER_LIMIT:?} of the update (see l4ctl.log)");
     ExitCode::FAILURE
+}
+
+/// `l4ctl --version`: this program's version, and the answering daemon's.
+pub fn version() -> ExitCode {
+    println!("l4ctl {}", env!("CARGO_PKG_VERSION"));
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let home = crate::wire::home::resolve_paths(var("L4_CONFIG").as_deref(), var("L4_HOME").as_deref()).home;
+    let asked = async {
+        tokio::time::timeout(Duration::from_secs(2), Client::new(&home).get::<Health>("/api/v1/health")).await
+    };
+    let answer = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| rt.block_on(asked));
+    match answer {
+        Ok(Ok(Ok(h))) => {
+            let over = h.handover.map_or(String::new(), |o| {
+                format!(", updated in place {} times, last from {}", o.count, o.from_version)
+            });
+            println!("l4ctl-daemon {} (pid {} in {}{over})", h.version, h.pid, home.display());
+        }
+        _ => println!("l4ctl-daemon: none answers in {}", home.display()),
+    }
+    ExitCode::SUCCESS
 }
