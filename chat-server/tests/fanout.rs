@@ -13,7 +13,7 @@ use crate::helper::{Backend, Database, free_port, joined, messages, raw, raw_nex
 
 /// A `redis-server` of our own on a free port, keeping nothing on disk.
 pub struct Redis {
-    port: u16,
+    pub port: u16,
     child: Option<Child>,
 }
 
@@ -38,7 +38,7 @@ impl Redis {
         }
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -17,6 +17,7 @@ mod netns;
 mod pki;
 mod publish;
 mod redis_sentinel;
+mod redis_sentinel_limits;
 mod resume;
 mod rooms;
 mod several_hosts;

@@ -26,5 +26,6 @@ mod processes;
 mod restart;
 mod security;
 mod several_hosts;
+mod several_hosts_limits;
 mod updating_in_place;
 mod watch_and_cron;

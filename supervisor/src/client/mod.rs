@@ -223,7 +223,8 @@ impl Client {
                     .take(MAX_REMOTE_SENTENCE)
                     .collect();
                 detail.message = format!("{} answered HTTP {}: {said}", remote.url, status.as_u16());
-                detail.code.truncate(64);
+                // On a character: `truncate` inside one panics.
+                detail.code.truncate(detail.code.floor_char_boundary(64));
             }
             return Err(ClientError::Api { status, detail });
         }
