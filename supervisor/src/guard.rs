@@ -24,6 +24,9 @@ pub const QUICK: Duration = Duration::from_secs(10);
 pub const QUICK_DEATHS: u32 = 5;
 /// The wait before another try after a quick death.
 pub const PAUSE: Duration = Duration::from_secs(1);
+/// The daemon's exit code when it ran and gave up (panics in a row, a handover that
+/// failed half-way): start it again with the saved apps, however soon it ended.
+pub const RESTORE_ME: i32 = 70;
 
 /// Run the daemon described by `args` (without `--guard`) until it ends on purpose.
 pub fn run(args: &DaemonArgs) -> ExitCode {
@@ -53,7 +56,7 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
         let lived = started.elapsed();
         // The first run failing at once is a start that failed (home, config, another
         // daemon): say it as the daemon did, without retrying.
-        if first && status.code().is_some() && lived < QUICK {
+        if first && status.code().is_some_and(|c| c != RESTORE_ME) && lived < QUICK {
             return ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1));
         }
         first = false;

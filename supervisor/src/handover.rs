@@ -31,6 +31,20 @@ use crate::wire::types::LogCounters;
 /// The document's layout; a program that reads another refuses it (and restores).
 pub const SCHEMA: u32 = 1;
 
+/// Panics handed over within [`PANIC_WINDOW`] before the daemon gives up on them
+/// (exits, and the watchdog or systemd starts a daemon that restores the apps).
+pub const PANIC_HANDOVERS: usize = 3;
+pub const PANIC_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why the daemon is handed over.
+#[derive(Debug, Clone)]
+pub enum How {
+    /// `l4ctl update`: to the program installed at the daemon's path, once settled.
+    Update { program: PathBuf },
+    /// A message panicked in the actor: to the program running, as it is.
+    Panic,
+}
+
 /// What the old program hands over.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +57,10 @@ pub struct Document {
     pub frozen_mono_ns: u64,
     /// Handovers since the daemon was started (this one included).
     pub count: u32,
+    /// `update` or `panic`.
+    pub reason: String,
+    /// `CLOCK_MONOTONIC` of each panic's handover in the last [`PANIC_WINDOW`].
+    pub panics: Vec<u64>,
     pub daemon: DaemonImage,
     pub pipes: Vec<PipeImage>,
     pub log_counters: BTreeMap<String, LogCounters>,
@@ -74,6 +92,8 @@ pub struct Kept {
     pub tcp: Option<OwnedFd>,
     /// Handovers so far.
     pub count: u32,
+    /// `CLOCK_MONOTONIC` of the recent panics' handovers.
+    pub panics: Vec<u64>,
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the clock `Instant` reads, kept by `exec`).
@@ -84,23 +104,32 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
-/// Hand the daemon over to `program` (its argv after the name: `args`). Returns
-/// only when it could not even begin (busy, shutting down, an untrusted program):
-/// the daemon goes on as before. Once the actor is frozen it does not return.
-pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsString]) -> crate::daemon::Error {
-    if let Err(why) = exec::check_program(program) {
-        return crate::daemon::Error::Invalid(why);
-    }
+/// Hand the daemon over (its argv after the name: `args`). Returns only when it
+/// could not even begin (busy, shutting down, an untrusted program): the daemon goes
+/// on as before. Once the actor is frozen it does not return.
+pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]) -> crate::daemon::Error {
+    let (program, force, reason) = match &how {
+        How::Update { program } => {
+            if let Err(why) = exec::check_program(program) {
+                return crate::daemon::Error::Invalid(why);
+            }
+            (program.clone(), false, "update")
+        }
+        How::Panic => (PathBuf::from("/proc/self/exe"), true, "panic"),
+    };
+    let program = program.as_path();
     let (reference, frozen_mono_ns) = (Instant::now(), monotonic_ns());
-    let (daemon, mut logs) = match handle.freeze(reference).await {
+    let (daemon, mut logs) = match handle.freeze(reference, force).await {
         Ok(frozen) => frozen,
         Err(e) => return e,
     };
-    tracing::info!(program = %program.display(), "handing the daemon over to its next program");
+    tracing::info!(program = %program.display(), reason, "handing the daemon over to its next program");
     let (held, log_counters) = logs.hand_over(std::time::Duration::from_secs(5)).await;
     let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
     keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
     keep.extend(daemon.sockets.iter().map(|s| s.3));
+    keep.extend(daemon.notify_fd);
+    keep.extend(daemon.node_ipc.iter().map(|n| n.1));
     let pipes: Vec<PipeImage> = held
         .iter()
         .map(|p| PipeImage {
@@ -119,6 +148,8 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsS
         from_version: env!("CARGO_PKG_VERSION").to_owned(),
         frozen_mono_ns,
         count: kept.count + 1,
+        reason: reason.to_owned(),
+        panics: recent_panics(&kept.panics, frozen_mono_ns, matches!(how, How::Panic)),
         daemon,
         pipes,
         log_counters,
@@ -129,7 +160,7 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsS
     };
     let failed = |why: String| -> ! {
         tracing::error!(cause = %why, "the handover failed after the daemon stopped; exiting so that the watchdog starts a daemon that restores the saved apps");
-        std::process::exit(70)
+        std::process::exit(crate::guard::RESTORE_ME)
     };
     let json = serde_json::to_vec(&doc).unwrap_or_else(|e| failed(format!("cannot write the handover: {e}")));
     let memfd = exec::sealed_memfd("l4ctl-handover", &json)
@@ -149,6 +180,16 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, program: &Path, args: &[OsS
     let again = exec::exec(Path::new("/proc/self/exe"), &argv);
     drop(held);
     failed(format!("cannot exec {}: {refused}; nor the running program: {again}", program.display()))
+}
+
+/// The panics' handovers still inside [`PANIC_WINDOW`] at `now`, and this one.
+pub fn recent_panics(earlier: &[u64], now: u64, this: bool) -> Vec<u64> {
+    let window = PANIC_WINDOW.as_nanos() as u64;
+    let mut recent: Vec<u64> = earlier.iter().copied().filter(|t| now.saturating_sub(*t) < window).collect();
+    if this {
+        recent.push(now);
+    }
+    recent
 }
 
 /// `args` without a `--handover N` of the previous handover.
@@ -181,6 +222,9 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
     let unix = own(doc.unix_fd)?;
     let tcp = doc.tcp_fd.map(own).transpose()?;
     let sockets = doc.daemon.sockets.iter().map(|s| own(s.3)).collect::<Result<Vec<_>, _>>()?;
+    let notify = doc.daemon.notify_fd.map(own).transpose()?;
+    let node_ipc =
+        doc.daemon.node_ipc.iter().map(|(pid, fd)| Ok((*pid, own(*fd)?))).collect::<Result<Vec<_>, String>>()?;
     let mut pipes = Vec::new();
     for p in doc.pipes {
         pipes.push(HeldPipe {
@@ -197,11 +241,13 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
     let away = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(doc.frozen_mono_ns));
     let reference = Instant::now().checked_sub(away).unwrap_or_else(Instant::now);
     Ok(Taken {
-        adopt: Adopt { image: doc.daemon, reference, pipes, counters: doc.log_counters, sockets },
+        adopt: Adopt { image: doc.daemon, reference, pipes, counters: doc.log_counters, sockets, notify, node_ipc },
         lock,
         unix,
         tcp,
         count: doc.count,
+        reason: doc.reason,
+        panics: doc.panics,
         from_version: doc.from_version,
         frozen_mono_ns: doc.frozen_mono_ns,
         worker_nofile: doc.worker_nofile,
@@ -216,6 +262,8 @@ pub struct Taken {
     pub unix: OwnedFd,
     pub tcp: Option<OwnedFd>,
     pub count: u32,
+    pub reason: String,
+    pub panics: Vec<u64>,
     pub from_version: String,
     pub frozen_mono_ns: u64,
     pub worker_nofile: Option<(u64, u64)>,

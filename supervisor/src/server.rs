@@ -108,7 +108,8 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
         }
     };
     let restore = (args.restore || not_taken.is_some()) && initial.is_none() && taken.is_none();
-    let kept = match kept(&claimed, taken.as_ref().map_or(0, |t| t.count)) {
+    let earlier = taken.as_ref().map(|t| (t.count, t.panics.clone())).unwrap_or_default();
+    let kept = match kept(&claimed, earlier) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("l4ctl: cannot keep the daemon's descriptors: {e}");
@@ -132,6 +133,46 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
     }
 }
 
+/// Hand the daemon over when `l4ctl update` asks (the answer is why not) or when a
+/// message panicked in the actor: then to the running program again, unless
+/// [`crate::handover::PANIC_HANDOVERS`] panics were handed over within the window,
+/// when the daemon exits instead (the watchdog or systemd starts one that restores
+/// the saved apps, as after a crash).
+async fn hand_over_when_asked(
+    handle: daemon::Handle,
+    kept: crate::handover::Kept,
+    mut updates: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<daemon::Error>>,
+    mut panics: tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use crate::handover::{How, PANIC_HANDOVERS, hand_over, monotonic_ns, own_program, recent_panics};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    loop {
+        tokio::select! {
+            Some(reply) = updates.recv() => {
+                let why = match own_program() {
+                    Some(program) => hand_over(&handle, &kept, How::Update { program }, &args).await,
+                    None => daemon::Error::Invalid("cannot find the daemon's own program".to_owned()),
+                };
+                let _ = reply.send(why);
+            }
+            Some(()) = panics.recv() => {
+                if recent_panics(&kept.panics, monotonic_ns(), false).len() >= PANIC_HANDOVERS {
+                    tracing::error!(
+                        "the daemon panicked {PANIC_HANDOVERS} times within {:?}; exiting, so that a daemon that restores the saved apps starts",
+                        crate::handover::PANIC_WINDOW
+                    );
+                    std::process::exit(crate::guard::RESTORE_ME);
+                }
+                tracing::error!("a message panicked in the daemon; handing it over to a fresh copy of its program");
+                let why = hand_over(&handle, &kept, How::Panic, &args).await;
+                tracing::error!(cause = %why, "the panic's handover could not begin; exiting");
+                std::process::exit(crate::guard::RESTORE_ME);
+            }
+            else => return,
+        }
+    }
+}
+
 /// The home as the previous program held it: its pid-file lock and control socket.
 fn reclaim(t: &mut crate::handover::Taken) -> Result<daemon::Claimed, daemon::Error> {
     let io = |what: &'static str| move |source| daemon::Error::Io { what, path: Default::default(), source };
@@ -148,7 +189,7 @@ fn reclaim(t: &mut crate::handover::Taken) -> Result<daemon::Claimed, daemon::Er
 
 /// The descriptors a handover passes on besides the daemon's own: copies of the lock
 /// and of the control socket (the originals are owned by what serves them).
-fn kept(claimed: &daemon::Claimed, count: u32) -> std::io::Result<crate::handover::Kept> {
+fn kept(claimed: &daemon::Claimed, (count, panics): (u32, Vec<u64>)) -> std::io::Result<crate::handover::Kept> {
     use std::os::fd::AsFd;
     let lock_file: &std::fs::File = &claimed.lock;
     Ok(crate::handover::Kept {
@@ -156,6 +197,7 @@ fn kept(claimed: &daemon::Claimed, count: u32) -> std::io::Result<crate::handove
         unix: claimed.listener.as_fd().try_clone_to_owned()?,
         tcp: None,
         count,
+        panics,
     })
 }
 
@@ -200,8 +242,8 @@ async fn serve(
     let (tcp_budget, nofile) = crate::os::fds::budget(settings.api_max_connections, api::serve::UNIX_CONNECTIONS);
     tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let handed_tcp = taken.as_mut().and_then(|t| t.tcp.take());
-    let came = taken.as_ref().map(|t| (t.count, t.from_version.clone(), t.frozen_mono_ns));
-    let started = daemon::start(&settings, initial, saved, taken.map(|t| t.adopt)).await?;
+    let came = taken.as_ref().map(|t| (t.count, t.from_version.clone(), t.frozen_mono_ns, t.reason.clone()));
+    let mut started = daemon::start(&settings, initial, saved, taken.map(|t| t.adopt)).await?;
     let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
     // `watch` and `cron_restart`: restarts through the same handle as the API's.
     daemon::triggers::spawn(
@@ -237,23 +279,16 @@ async fn serve(
     };
     kept.tcp = tcp.as_ref().and_then(|l| std::os::fd::AsFd::as_fd(l).try_clone_to_owned().ok());
     let api_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    // `l4ctl update`: the API asks, this task hands the daemon over (or says why not).
-    let (update, mut updates) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<daemon::Error>>(1);
-    let over = handle.clone();
-    tokio::spawn(async move {
-        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        while let Some(reply) = updates.recv().await {
-            let why = match crate::handover::own_program() {
-                Some(program) => crate::handover::hand_over(&over, &kept, &program, &args).await,
-                None => daemon::Error::Invalid("cannot find the daemon's own program".to_owned()),
-            };
-            let _ = reply.send(why);
-        }
-    });
-    let handover = came.map(|(count, from_version, frozen)| crate::wire::types::Handover {
+    // `l4ctl update` (the API asks) and a panic in the actor: this task hands the
+    // daemon over (or says why not).
+    let (update, updates) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<daemon::Error>>(1);
+    let panics = std::mem::replace(&mut started.panics, tokio::sync::mpsc::unbounded_channel().1);
+    tokio::spawn(hand_over_when_asked(handle.clone(), kept, updates, panics));
+    let handover = came.map(|(count, from_version, frozen, reason)| crate::wire::types::Handover {
         count,
         from_version,
         away_ms: crate::handover::monotonic_ns().saturating_sub(frozen) as f64 / 1e6,
+        reason,
     });
     if let Some(h) = &handover {
         tracing::info!(from = %h.from_version, away_ms = h.away_ms, count = h.count, "took the daemon over from the previous program");

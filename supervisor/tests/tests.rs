@@ -6,6 +6,7 @@
 
 mod helper;
 
+mod after_a_panic;
 mod api;
 mod api_limits;
 mod boot;

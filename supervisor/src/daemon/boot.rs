@@ -21,6 +21,13 @@ pub(super) fn spawn_signal_forwarders(tx: mpsc::Sender<Msg>, sample_interval: Du
     Ok(())
 }
 
+/// Debug builds, `L4_FAILPOINT_PANIC_ON_USR2`: each SIGUSR2 makes the actor panic
+/// (the test of the panic's handover).
+#[cfg(debug_assertions)]
+pub(super) fn forward_failpoint(tx: &mpsc::Sender<Msg>) -> Result<(), Error> {
+    forward(SignalKind::user_defined2(), tx, Some("SIGUSR2: injected panic"), || Msg::FailpointPanic)
+}
+
 /// Turn each delivery of `kind` into a message (signals arriving meanwhile coalesce).
 fn forward(
     kind: SignalKind,

@@ -139,6 +139,9 @@ impl Supervisor {
                 match spawn(&req) {
                     Ok(mut child) => {
                         if let Some((_theirs, ours)) = channel {
+                            if let Ok(copy) = std::os::fd::AsFd::as_fd(&ours).try_clone_to_owned() {
+                                self.node_ipc.insert(child.id(), copy);
+                            }
                             super::ready::listen_node_ipc(ours, child.id(), self.tx.clone());
                         }
                         if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {

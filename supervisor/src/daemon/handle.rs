@@ -140,8 +140,13 @@ impl Handle {
 
     /// Stop the actor for a handover to the next program: its image (instants relative
     /// to `reference`) and the log hub, or why not now ([`Error::Busy`]).
-    pub async fn freeze(&self, reference: std::time::Instant) -> Result<(DaemonImage, crate::logs::LogHub), Error> {
-        self.ask(|reply| Msg::Freeze { reference, reply }).await?
+    /// `force`: whatever is under way (the handover after a panic).
+    pub async fn freeze(
+        &self,
+        reference: std::time::Instant,
+        force: bool,
+    ) -> Result<(DaemonImage, crate::logs::LogHub), Error> {
+        self.ask(|reply| Msg::Freeze { reference, force, reply }).await?
     }
 
     /// Wait until `want` holds, at most [`SETTLE_LIMIT`].

@@ -1,28 +1,30 @@
-//! The actor's side of handing the daemon over to its next program (`l4ctl update`):
-//! [`Supervisor::freeze`] turns the process table into a [`DaemonImage`] and stops the
-//! actor for good (the composition root then execs, [`crate::handover`]);
-//! [`Supervisor::adopt`] builds the table back from one in the new program. Reads
-//! and writes every field that outlives a run: `apps`, `saved`, `run_id`, `next_id`,
-//! `serial`, `rng`, `owned`, `sockets`, `logs`, `restarts_at_summary`, `frozen`.
+//! The actor's side of handing the daemon over to its next program (`l4ctl update`,
+//! or the same program again after a panic): [`Supervisor::freeze`] turns the
+//! process table into a [`DaemonImage`] and stops the actor for good (the
+//! composition root then execs, [`crate::handover`]); [`Supervisor::adopt`] builds
+//! the table back from one in the new program. Reads and writes every field that
+//! outlives a run: `apps`, `saved`, `run_id`, `next_id`, `serial`, `rng`, `owned`,
+//! `strays`, `retiring`, `sockets`, `logs`, `notify_fd`, `node_ipc`,
+//! `restarts_at_summary`, `frozen`.
 //!
-//! Only a settled daemon is handed over: nothing starting, stopping or being
-//! replaced ([`Error::Busy`] otherwise; `l4ctl update` waits and asks again). What is
-//! left then is plain data, a few pending timers (a backoff's wait) and open
-//! descriptors: the workers' pipes (taken back from their readers by the log hub)
-//! and the sockets held for them.
+//! `l4ctl update` hands over only a settled daemon: nothing starting, stopping or
+//! being replaced ([`Error::Busy`] otherwise; `l4ctl update` waits and asks again).
+//! After a panic there is no waiting: everything under way is carried too, and
+//! picked up again on adoption (a readiness probe, a stop's wait for its group, a
+//! replaced run's kill timer; a start the panic cut short counts as a failed spawn).
 
 use std::collections::BTreeMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::supervisor::{App, Supervisor};
-use super::{Error, SavedState};
+use super::supervisor::{App, Retiring, Supervisor};
+use super::{Error, Msg, SavedState};
 use crate::config::AppSpec;
 use crate::lifecycle::image::{LifecycleImage, instant, offset};
-use crate::lifecycle::{Lifecycle, State};
+use crate::lifecycle::{Action, Fact, Lifecycle, State};
 use crate::logs::LogHub;
 
 /// The process table as the next program reads it. Instants are nanoseconds from the
@@ -39,6 +41,16 @@ pub struct DaemonImage {
     pub apps: Vec<AppImage>,
     /// Sockets held for instances: `(app, index, address, descriptor)`.
     pub sockets: Vec<(String, u32, std::net::SocketAddr, i32)>,
+    /// Children still to reap: `(pid, app, index)`.
+    pub owned: Vec<(i32, String, u32)>,
+    /// Old runs of finished replaces still stopping.
+    pub retiring: Vec<RetiringImage>,
+    /// Signals owed to processes outside their run's group: `(tag, pgid, signal)`.
+    pub strays: Vec<(String, Option<i32>, i32)>,
+    /// The notify socket's descriptor.
+    pub notify_fd: Option<i32>,
+    /// Node runs' IPC channels: `(main pid, descriptor)`.
+    pub node_ipc: Vec<(u32, i32)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,20 +77,73 @@ pub struct InstImage {
     pub timers: Vec<(u64, i64)>,
     /// The end of the current run's stderr (for its crash report).
     pub tail: Vec<u8>,
+    /// The old run serving while a replacement starts.
+    pub retiree: Option<RetiringImage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiringImage {
+    pub app: String,
+    pub index: u32,
+    pub pid: i32,
+    pub pgid: Option<i32>,
+    pub tag: String,
+    pub tail: Vec<u8>,
+    pub backstopped: bool,
+}
+
+impl RetiringImage {
+    fn of(r: &Retiring) -> RetiringImage {
+        RetiringImage {
+            app: r.app.clone(),
+            index: r.index,
+            pid: r.pid,
+            pgid: r.pgid,
+            tag: r.tag.clone(),
+            tail: r.tail.as_ref().map(|t| t.bytes()).unwrap_or_default(),
+            backstopped: r.backstopped,
+        }
+    }
+
+    fn back(self, watched: bool) -> Retiring {
+        Retiring {
+            usage: crate::monitor::usage::Usage::fresh(self.pid, watched),
+            tail: Some(tail_of(&self.tail)),
+            app: self.app,
+            index: self.index,
+            pid: self.pid,
+            pgid: self.pgid,
+            tag: self.tag,
+            backstopped: self.backstopped,
+        }
+    }
+}
+
+fn tail_of(bytes: &[u8]) -> std::sync::Arc<crate::crash::Tail> {
+    let tail = std::sync::Arc::new(crate::crash::Tail::default());
+    tail.push(bytes);
+    tail
+}
+
+/// What [`Supervisor::adopt`] leaves to the caller: the notify socket.
+pub(super) struct Adopted {
+    pub notify: Option<OwnedFd>,
 }
 
 impl Supervisor {
     /// Stop for a handover: the image of every app, and the log hub (its pipes are
-    /// taken back next, off the actor). Every descriptor the image names is kept
-    /// across `exec`. From now on the actor handles no message: the process is about
-    /// to become the next program.
-    pub(super) fn freeze(&mut self, reference: Instant) -> Result<(DaemonImage, LogHub), Error> {
+    /// taken back next, off the actor). Unless `force`, only a settled daemon. From
+    /// now on the actor handles no message: the process is about to exec.
+    pub(super) fn freeze(&mut self, reference: Instant, force: bool) -> Result<(DaemonImage, LogHub), Error> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);
         }
-        self.settled()?;
+        if !force {
+            self.settled()?;
+        }
         let mut apps = Vec::new();
-        for (name, app) in &mut self.apps {
+        for app in self.apps.values_mut() {
             let mut instances = Vec::new();
             for inst in &mut app.instances {
                 let epoch = inst.lc.epoch;
@@ -91,6 +156,7 @@ impl Supervisor {
                     pgid: inst.pgid,
                     timers: inst.timers.iter().map(|(e, due)| (*e, offset(*due, reference))).collect(),
                     tail: inst.tail.as_ref().map(|t| t.bytes()).unwrap_or_default(),
+                    retiree: inst.retiree.as_ref().map(RetiringImage::of),
                 });
             }
             apps.push(AppImage {
@@ -101,13 +167,6 @@ impl Supervisor {
                 deleting: app.deleting,
                 instances,
             });
-            tracing::debug!(app = %name, "imaged for the handover");
-        }
-        let sockets = self.sockets.held();
-        for (_, _, _, fd) in &sockets {
-            // SAFETY: the socket stays open: `sockets` keeps it until the process execs.
-            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
-            crate::os::exec::keep_across_exec(fd).map_err(|e| Error::Invalid(format!("cannot keep a socket: {e}")))?;
         }
         self.frozen = true;
         let image = DaemonImage {
@@ -118,7 +177,12 @@ impl Supervisor {
             restarts_at_summary: self.restarts_at_summary,
             saved: self.saved.clone(),
             apps,
-            sockets,
+            sockets: self.sockets.held(),
+            owned: self.owned.iter().map(|(pid, (app, index))| (*pid, app.clone(), *index)).collect(),
+            retiring: self.retiring.values().map(RetiringImage::of).collect(),
+            strays: self.strays.iter().map(|s| (s.tag.clone(), s.pgid, s.signal as i32)).collect(),
+            notify_fd: self.notify_fd.as_ref().map(AsRawFd::as_raw_fd),
+            node_ipc: self.node_ipc.iter().map(|(pid, fd)| (*pid, fd.as_raw_fd())).collect(),
         };
         Ok((image, std::mem::replace(&mut self.logs, LogHub::closed())))
     }
@@ -145,17 +209,11 @@ impl Supervisor {
     }
 
     /// Build the table back from a previous program's image: every instance as it
-    /// was, its timers armed again, its pipes read again (`pipes`), its sockets held.
-    pub(super) fn adopt(
-        &mut self,
-        image: DaemonImage,
-        reference: Instant,
-        mut pipes: Vec<crate::logs::HeldPipe>,
-        counters: &BTreeMap<String, crate::wire::types::LogCounters>,
-        sockets: Vec<OwnedFd>,
-    ) -> Result<(), String> {
+    /// was, its timers armed again, its pipes read again (`pipes`), its sockets held;
+    /// then pick up what was under way.
+    pub(super) fn adopt(&mut self, a: super::Adopt) -> Result<Adopted, String> {
+        let super::Adopt { image, reference, mut pipes, counters, sockets, notify, node_ipc } = a;
         self.run_id = image.run_id;
-        self.next_id = image.next_id;
         self.serial = image.serial;
         self.rng = image.rng;
         self.restarts_at_summary = image.restarts_at_summary;
@@ -163,10 +221,18 @@ impl Supervisor {
         for ((app, index, addr, _), fd) in image.sockets.into_iter().zip(sockets) {
             self.sockets.adopt(&app, index, addr, fd);
         }
+        self.owned = image.owned.into_iter().map(|(pid, app, index)| (pid, (app, index))).collect();
+        for (tag, pgid, signal) in image.strays {
+            let signal = nix::sys::signal::Signal::try_from(signal).map_err(|e| e.to_string())?;
+            self.strays.push(super::reaping::Stray { tag, pgid, signal });
+        }
+        self.strays_now = !self.strays.is_empty();
+        let mut pending = Vec::new();
         for a in image.apps {
             let mut spec = a.spec;
             spec.env = a.env;
             let name = spec.name.clone();
+            let watched = spec.max_memory_restart.is_some();
             self.logs.ensure(&name, &spec.logs);
             if let Some(c) = counters.get(&name) {
                 self.logs.restore_counters(&name, c);
@@ -178,12 +244,10 @@ impl Supervisor {
                 inst.lc = Lifecycle::from_image(&i.lc, reference)?;
                 inst.tag = i.tag;
                 inst.pgid = i.pgid;
-                let tail = std::sync::Arc::new(crate::crash::Tail::default());
-                tail.push(&i.tail);
+                let tail = tail_of(&i.tail);
                 inst.tail = Some(tail.clone());
-                if let Some(pid) = inst.lc.pid.filter(|_| inst.lc.state == State::Online) {
-                    self.owned.insert(pid as i32, (name.clone(), inst.index));
-                    let watched = spec.max_memory_restart.is_some();
+                inst.retiree = i.retiree.map(|r| r.back(watched));
+                if let Some(pid) = inst.lc.pid {
                     inst.usage = crate::monitor::usage::Usage::fresh(pid as i32, watched);
                 }
                 let (mine, rest): (Vec<_>, Vec<_>) =
@@ -191,23 +255,56 @@ impl Supervisor {
                 pipes = rest;
                 for pipe in mine {
                     let current = pipe.run == inst.tag;
-                    self.logs.adopt(pipe, Some(if current { tail.clone() } else { Default::default() }));
+                    let retiree = inst.retiree.as_ref().filter(|r| r.tag == pipe.run).and_then(|r| r.tail.clone());
+                    self.logs.adopt(pipe, Some(if current { tail.clone() } else { retiree.unwrap_or_default() }));
                 }
                 for (epoch, due) in i.timers {
                     let due = instant(due, reference).ok_or("a timer out of range")?;
                     inst.timers.push((epoch, due));
                     super::carry::arm_timer(&self.tx, inst.id, epoch, due);
                 }
+                pending.push((name.clone(), inst.index, inst.lc.state, inst.lc.pid));
                 instances.push(inst);
             }
             self.apps.insert(name, App { spec, source: a.source, env: a.env_name, instances, deleting: a.deleting });
         }
-        self.next_id = self.next_id.max(image.next_id);
+        self.next_id = image.next_id;
+        for r in image.retiring {
+            let limit = self.apps.get(&r.app).map(|a| a.spec.restart.kill_timeout).unwrap_or_default();
+            let watched = self.apps.get(&r.app).is_some_and(|a| a.spec.max_memory_restart.is_some());
+            let (tx, pid) = (self.tx.clone(), r.pid);
+            self.retiring.insert(pid, r.back(watched));
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                let _ = tx.send(Msg::RetireeTimer { pid }).await;
+            });
+        }
+        for (pid, fd) in node_ipc {
+            let ours = std::os::unix::net::UnixStream::from(fd);
+            if let Ok(copy) = std::os::fd::AsFd::as_fd(&ours).try_clone_to_owned() {
+                self.node_ipc.insert(pid, copy);
+            }
+            super::ready::listen_node_ipc(ours, pid, self.tx.clone());
+        }
         for pipe in pipes {
             tracing::warn!(app = %pipe.app, instance = pipe.instance, "a handed-over pipe of no instance; closed");
         }
+        // What a panic cut short: a start with no process is a failed spawn; a stop
+        // whose main process is gone waits for its group again; a start that waits to
+        // be ready is probed again (its timeout is among the timers).
+        for (app, index, state, pid) in pending {
+            match (state, pid) {
+                (State::Starting, None) => {
+                    let error = "the daemon stopped while starting it".to_owned();
+                    self.feed(&app, index, Fact::SpawnFailed { error });
+                }
+                (State::Stopping, None) => self.execute_await(&app, index),
+                (State::Starting, Some(_)) => self.execute_replace(&app, index, Action::AwaitReady),
+                _ => {}
+            }
+        }
         self.arm_fast_sample();
-        Ok(())
+        Ok(Adopted { notify })
     }
 }
 

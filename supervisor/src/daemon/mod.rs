@@ -103,6 +103,10 @@ pub struct Adopt {
     pub counters: std::collections::BTreeMap<String, crate::wire::types::LogCounters>,
     /// The image's sockets' descriptors, in its order.
     pub sockets: Vec<std::os::fd::OwnedFd>,
+    /// The notify socket.
+    pub notify: Option<std::os::fd::OwnedFd>,
+    /// Node runs' IPC channels, by main pid.
+    pub node_ipc: Vec<(u32, std::os::fd::OwnedFd)>,
 }
 
 /// A started daemon: the actor's channel (what the API and the composition root send
@@ -112,6 +116,8 @@ pub struct Started {
     pub tx: mpsc::Sender<Msg>,
     /// The apps with `watch` or `cron_restart`, for [`triggers::spawn`].
     pub triggers: tokio::sync::watch::Receiver<Triggered>,
+    /// Says once that a message panicked in the actor: the daemon must be handed over.
+    pub panics: mpsc::UnboundedReceiver<()>,
     actor: tokio::task::JoinHandle<()>,
     home: std::path::PathBuf,
 }
@@ -144,9 +150,21 @@ pub async fn start(
         tx.clone(),
     );
     sup.crashes.configure(&settings.error_tracking);
+    // Before any pipe is read (adopted ones included): structured panic lines.
+    let (panics, mut panic_rx) = mpsc::unbounded_channel::<crate::logs::PanicLine>();
+    sup.logs.panics = Some(panics);
+    let panic_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some((app, instance, line)) = panic_rx.recv().await {
+            if panic_tx.send(Msg::PanicLine { app, instance, line }).await.is_err() {
+                return;
+            }
+        }
+    });
     // Before the cgroups: the runs' folders are named after the adopted run id.
+    let mut notify = None;
     if let Some(a) = adopt {
-        sup.adopt(a.image, a.reference, a.pipes, &a.counters, a.sockets).map_err(Error::Invalid)?;
+        notify = sup.adopt(a).map_err(Error::Invalid)?.notify;
     }
     sup.cgroups = if settings.cgroups {
         crate::os::cgroup::Cgroups::start(&settings.home, &sup.run_id)
@@ -164,18 +182,11 @@ pub async fn start(
     if let Ok(message) = std::env::var("L4_FAILPOINT_DAEMON_PANIC") {
         tokio::spawn(async move { panic!("{message}") });
     }
-    let (panics, mut panic_rx) = mpsc::unbounded_channel::<crate::logs::PanicLine>();
-    sup.logs.panics = Some(panics);
-    let panic_tx = tx.clone();
-    tokio::spawn(async move {
-        while let Some((app, instance, line)) = panic_rx.recv().await {
-            if panic_tx.send(Msg::PanicLine { app, instance, line }).await.is_err() {
-                return;
-            }
+    match ready::listen_notify(&settings.home, tx.clone(), notify) {
+        Ok((path, copy)) => {
+            sup.notify_path = Some(path);
+            sup.notify_fd = Some(copy);
         }
-    });
-    match ready::listen_notify(&settings.home, tx.clone()) {
-        Ok(path) => sup.notify_path = Some(path),
         Err(e) => {
             tracing::error!(cause = %e, "cannot bind the notify socket; apps with ready = \"notify\" will not become ready")
         }
@@ -193,20 +204,35 @@ pub async fn start(
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map(|ms| std::time::Instant::now() + Duration::from_millis(ms));
+    // A message that panics leaves the table as it was when it panicked: the panic is
+    // reported (the crash hook), no other message is handled, and the composition
+    // root hands the daemon over to its own program again (`crate::handover`).
+    let (panicked, panics) = mpsc::unbounded_channel::<()>();
+    #[cfg(debug_assertions)]
+    if std::env::var_os("L4_FAILPOINT_PANIC_ON_USR2").is_some() {
+        boot::forward_failpoint(&tx)?;
+    }
     let actor = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             #[cfg(debug_assertions)]
             if stall_at.is_some_and(|at| std::time::Instant::now() >= at) {
                 std::future::pending::<()>().await;
             }
-            sup.handle(msg);
+            if sup.panicked && !matches!(msg, Msg::Freeze { .. }) {
+                continue;
+            }
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.handle(msg)));
+            if handled.is_err() && !sup.panicked {
+                sup.panicked = true;
+                let _ = panicked.send(());
+            }
             if sup.frozen {
                 // Handed over: the process execs its next program soon.
                 std::future::pending::<()>().await;
             }
         }
     });
-    Ok(Started { tx, triggers, actor, home: settings.home.clone() })
+    Ok(Started { tx, triggers, panics, actor, home: settings.home.clone() })
 }
 
 impl Started {

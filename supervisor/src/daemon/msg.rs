@@ -122,8 +122,12 @@ pub enum Msg {
     /// instants relative to `reference`, and the log hub.
     Freeze {
         reference: std::time::Instant,
+        /// Whatever is under way (a panic's handover), not only a settled daemon.
+        force: bool,
         reply: oneshot::Sender<Result<(super::handover::DaemonImage, crate::logs::LogHub), Error>>,
     },
+    /// Panic in the actor (the debug builds' failpoint `L4_FAILPOINT_PANIC_ON_USR2`).
+    FailpointPanic,
     /// A lifecycle timer of the instance with daemon-wide id `id`.
     Timer {
         id: u32,

@@ -24,13 +24,25 @@ pub fn notify_path(home: &Path) -> PathBuf {
     home.join("notify.sock")
 }
 
-/// Bind the notify socket and forward every `READY=1` to the actor.
-pub(super) fn listen_notify(home: &Path, tx: mpsc::Sender<Msg>) -> std::io::Result<PathBuf> {
+/// Bind the notify socket (or go on with the one a previous program of this daemon
+/// handed over, `inherited`: what was sent meanwhile waits in it) and forward every
+/// `READY=1` to the actor. Also returns a copy of the socket, for a handover.
+pub(super) fn listen_notify(
+    home: &Path,
+    tx: mpsc::Sender<Msg>,
+    inherited: Option<std::os::fd::OwnedFd>,
+) -> std::io::Result<(PathBuf, std::os::fd::OwnedFd)> {
     let path = notify_path(home);
-    let _ = std::fs::remove_file(&path);
-    let socket = std::os::unix::net::UnixDatagram::bind(&path)?;
+    let socket = match inherited {
+        Some(fd) => std::os::unix::net::UnixDatagram::from(fd),
+        None => {
+            let _ = std::fs::remove_file(&path);
+            std::os::unix::net::UnixDatagram::bind(&path)?
+        }
+    };
     setsockopt(&socket, sockopt::PassCred, &true).map_err(std::io::Error::from)?;
     socket.set_nonblocking(true)?;
+    let copy = std::os::fd::AsFd::as_fd(&socket).try_clone_to_owned()?;
     let socket = UnixDatagram::from_std(socket)?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
@@ -49,7 +61,7 @@ pub(super) fn listen_notify(home: &Path, tx: mpsc::Sender<Msg>) -> std::io::Resu
             }
         }
     });
-    Ok(path)
+    Ok((path, copy))
 }
 
 /// One datagram: the sender's pid (from `SCM_CREDENTIALS`) and its length.

@@ -16,6 +16,7 @@ impl Supervisor {
     /// Collect every ended child; feed the exits of ours to their instances.
     pub(super) fn reap(&mut self) {
         for (pid, status) in procs::reap_all() {
+            self.node_ipc.remove(&(pid as u32));
             let Some((app, index)) = self.owned.remove(&pid) else {
                 tracing::debug!(pid, ?status, "reaped an orphan or a helper");
                 helpers::reaped(pid);

@@ -120,6 +120,12 @@ pub(super) struct Supervisor {
     pub(super) triggers: tokio::sync::watch::Sender<super::Triggered>,
     /// Handed over (`handover.rs`): no message is handled any more.
     pub(super) frozen: bool,
+    /// A message panicked: only a freeze (the panic's handover) is handled now.
+    pub(super) panicked: bool,
+    /// A copy of the notify socket, for a handover.
+    pub(super) notify_fd: Option<std::os::fd::OwnedFd>,
+    /// Our end of each Node run's IPC channel (a copy), by main pid, for a handover.
+    pub(super) node_ipc: HashMap<u32, std::os::fd::OwnedFd>,
 }
 
 impl Supervisor {
@@ -163,6 +169,9 @@ impl Supervisor {
             log_dir,
             triggers: tokio::sync::watch::Sender::new(Default::default()),
             frozen: false,
+            panicked: false,
+            notify_fd: None,
+            node_ipc: HashMap::new(),
         }
     }
 
@@ -231,9 +240,11 @@ impl Supervisor {
                     self.feed(&app, index, Fact::Timer { epoch });
                 }
             }
-            Msg::Freeze { reference, reply } => {
-                let _ = reply.send(self.freeze(reference));
+            Msg::Freeze { reference, force, reply } => {
+                let _ = reply.send(self.freeze(reference, force));
             }
+            // Fault injection for the test of the panic's handover (debug builds only send it).
+            Msg::FailpointPanic => panic!("injected panic (L4_FAILPOINT_PANIC_ON_USR2)"),
             Msg::GroupPoll { id } => {
                 if let Some((app, index)) = self.locate(id)
                     && self.inst(&app, index).is_some_and(|i| i.lc.state == State::Stopping && i.lc.pid.is_none())
