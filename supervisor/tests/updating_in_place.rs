@@ -92,7 +92,6 @@ pub struct Fleet {
     pub env: Env,
     pub install: Install,
     pub daemon: i32,
-    port: u16,
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -115,7 +114,6 @@ impl Fleet {
             daemon: env.daemon_pid(),
             env,
             install,
-            port,
             stop: Arc::default(),
             ok: Arc::default(),
             failed: Arc::default(),
@@ -155,11 +153,6 @@ impl Fleet {
             t.join().unwrap();
         }
         (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
-    }
-
-    /// The port the requests go to first.
-    pub fn port(&self) -> u16 {
-        self.port
     }
 }
 
