@@ -28,7 +28,9 @@ use crate::logs::{HeldPipe, Stream};
 use crate::os::exec;
 use crate::wire::types::LogCounters;
 
-/// The document's layout; a program that reads another refuses it (and restores).
+/// The document's layout. A field added later must read as absent in the layout
+/// before (`#[serde(default)]`); any other change bumps it, and `l4ctl update`
+/// refuses to hand over to a program of another layout (`--handover-schema`).
 pub const SCHEMA: u32 = 1;
 
 /// Panics handed over within [`PANIC_WINDOW`] before the daemon gives up on them
@@ -47,7 +49,6 @@ pub enum How {
 
 /// What the old program hands over.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Document {
     pub schema: u32,
     /// The version of the program that wrote it.
@@ -70,10 +71,18 @@ pub struct Document {
     pub tcp_fd: Option<RawFd>,
     /// The descriptor limit workers are started with (the daemon raised its own).
     pub worker_nofile: Option<(u64, u64)>,
+    /// The folders and the cgroup setting the lock, sockets and runs belong to.
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+    pub cgroups: bool,
+    /// SIGTERM or SIGINT reached the old program while it handed over.
+    pub stop_asked: bool,
 }
 
+/// Set when the daemon is asked to stop: a handover under way passes it on.
+pub static STOP_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PipeImage {
     pub app: String,
     pub instance: u32,
@@ -94,6 +103,9 @@ pub struct Kept {
     pub count: u32,
     /// `CLOCK_MONOTONIC` of the recent panics' handovers.
     pub panics: Vec<u64>,
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+    pub cgroups: bool,
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the clock `Instant` reads, kept by `exec`).
@@ -113,18 +125,30 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
             if let Err(why) = exec::check_program(program) {
                 return crate::daemon::Error::Invalid(why);
             }
+            match schema_of(program).await {
+                Ok(SCHEMA) => {}
+                Ok(other) => {
+                    return crate::daemon::Error::Invalid(format!(
+                        "{} reads handovers of layout {other}, this daemon writes {SCHEMA}: stop and start the daemon instead (l4ctl kill; l4ctl start)",
+                        program.display()
+                    ));
+                }
+                Err(why) => return crate::daemon::Error::Invalid(why),
+            }
             (program.clone(), false, "update")
         }
         How::Panic => (PathBuf::from("/proc/self/exe"), true, "panic"),
     };
     let program = program.as_path();
     let (reference, frozen_mono_ns) = (Instant::now(), monotonic_ns());
-    let (daemon, mut logs) = match handle.freeze(reference, force).await {
+    let crate::daemon::Frozen { image: mut daemon, mut logs, tails } = match handle.freeze(reference, force).await {
         Ok(frozen) => frozen,
         Err(e) => return e,
     };
     tracing::info!(program = %program.display(), reason, "handing the daemon over to its next program");
     let (held, log_counters) = logs.hand_over(std::time::Duration::from_secs(5)).await;
+    // Now that no reader feeds them: each run's stderr tail, whole.
+    daemon.fill_tails(tails);
     let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
     keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
     keep.extend(daemon.sockets.iter().map(|s| s.3));
@@ -157,11 +181,19 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
         unix_fd: kept.unix.as_raw_fd(),
         tcp_fd: kept.tcp.as_ref().map(AsRawFd::as_raw_fd),
         worker_nofile: crate::os::fds::worker_nofile(),
+        home: kept.home.clone(),
+        log_dir: kept.log_dir.clone(),
+        cgroups: kept.cgroups,
+        stop_asked: false,
     };
     let failed = |why: String| -> ! {
         tracing::error!(cause = %why, "the handover failed after the daemon stopped; exiting so that the watchdog starts a daemon that restores the saved apps");
         std::process::exit(crate::guard::RESTORE_ME)
     };
+    // From here to the new program's handlers, these signals wait (the mask and what
+    // is pending outlive exec); a stop asked before this point goes in the document.
+    exec::block_signals();
+    let doc = Document { stop_asked: STOP_ASKED.load(std::sync::atomic::Ordering::SeqCst), ..doc };
     let json = serde_json::to_vec(&doc).unwrap_or_else(|e| failed(format!("cannot write the handover: {e}")));
     let memfd = exec::sealed_memfd("l4ctl-handover", &json)
         .unwrap_or_else(|e| failed(format!("cannot make the handover file: {e}")));
@@ -180,6 +212,42 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
     let again = exec::exec(Path::new("/proc/self/exe"), &argv);
     drop(held);
     failed(format!("cannot exec {}: {refused}; nor the running program: {again}", program.display()))
+}
+
+/// How long the new program may take to say which handover layout it reads.
+const SCHEMA_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ask `program --handover-schema` which layout it reads (a program from before
+/// `l4ctl update` does not know the flag and is refused).
+async fn schema_of(program: &Path) -> Result<u32, String> {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(program)
+        .arg("--handover-schema")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if let Some(pid) = child.id() {
+        crate::os::helpers::spawned(pid, false);
+    }
+    let mut said = Vec::new();
+    let mut out = child.stdout.take().ok_or("no output")?.take(64);
+    let read = tokio::time::timeout(SCHEMA_WAIT, out.read_to_end(&mut said)).await;
+    if read.is_err() {
+        // Still running (so not reaped: its pid is still its own).
+        let _ = child.start_kill();
+    }
+    // Reaped by the daemon's reaper or here, whichever comes first.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), child.wait()).await;
+    let text = String::from_utf8_lossy(&said);
+    match (read, text.trim().parse()) {
+        (Ok(Ok(_)), Ok(n)) => Ok(n),
+        _ => Err(format!(
+            "{} cannot take a handover (it does not answer --handover-schema): stop and start the daemon instead (l4ctl kill; l4ctl start)",
+            program.display()
+        )),
+    }
 }
 
 /// The panics' handovers still inside [`PANIC_WINDOW`] at `now`, and this one.
@@ -217,6 +285,10 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
     if doc.schema != SCHEMA {
         return Err(format!("handover schema {} (this program reads {SCHEMA})", doc.schema));
     }
+    // Everything adoption converts, checked now: a failure here restores instead.
+    let away = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(doc.frozen_mono_ns));
+    let reference = Instant::now().checked_sub(away).unwrap_or_else(Instant::now);
+    doc.daemon.check(reference)?;
     let own = |fd: RawFd| exec::adopt_fd(fd).map_err(|e| format!("descriptor {fd}: {e}"));
     let lock = own(doc.lock_fd)?;
     let unix = own(doc.unix_fd)?;
@@ -237,9 +309,6 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
             discarding: p.discarding,
         });
     }
-    // The reference instant here: as long before now as the freeze was.
-    let away = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(doc.frozen_mono_ns));
-    let reference = Instant::now().checked_sub(away).unwrap_or_else(Instant::now);
     Ok(Taken {
         adopt: Adopt { image: doc.daemon, reference, pipes, counters: doc.log_counters, sockets, notify, node_ipc },
         lock,
@@ -251,6 +320,10 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
         from_version: doc.from_version,
         frozen_mono_ns: doc.frozen_mono_ns,
         worker_nofile: doc.worker_nofile,
+        home: doc.home,
+        log_dir: doc.log_dir,
+        cgroups: doc.cgroups,
+        stop_asked: doc.stop_asked,
     })
 }
 
@@ -267,6 +340,10 @@ pub struct Taken {
     pub from_version: String,
     pub frozen_mono_ns: u64,
     pub worker_nofile: Option<(u64, u64)>,
+    pub home: PathBuf,
+    pub log_dir: PathBuf,
+    pub cgroups: bool,
+    pub stop_asked: bool,
 }
 
 /// Close every descriptor above stderr: what a handover that could not be read

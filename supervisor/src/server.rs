@@ -23,8 +23,24 @@ use crate::wire::home::{Paths, resolve_paths};
 pub fn run(args: &DaemonArgs) -> ExitCode {
     crate::api::return_freed_memory();
     let (log_file, log_dir, env, no_apps) = (args.log_file, args.log_dir.clone(), args.env_name.clone(), args.no_apps);
-    let resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
-    let log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
+    // `l4ctl update` exec'd this program in the daemon's place: take its apps over.
+    let (mut taken, mut not_taken) = (None, None);
+    if let Some(fd) = args.handover {
+        match crate::handover::take(fd) {
+            Ok(t) => taken = Some(t),
+            Err(why) => {
+                crate::handover::close_inherited();
+                not_taken = Some(why);
+            }
+        }
+    }
+    let mut resolved = resolve_paths(args.config.as_deref(), args.home.as_deref());
+    let mut log_dir = log_dir.map(|d| crate::config::absolute(&d)).unwrap_or(resolved.log_dir.clone());
+    // The folders and cgroups the previous program used, whatever the file says now:
+    // the lock, the sockets and the runs' cgroups are theirs.
+    if let Some(t) = &taken {
+        (resolved.home, log_dir, resolved.daemon.cgroups) = (t.home.clone(), t.log_dir.clone(), t.cgroups);
+    }
     // Nothing is written, read back or run before the folders are known to be ours.
     if let Err(e) = crate::trust::check_folders(&resolved.home, &log_dir) {
         eprintln!("l4ctl: {e}");
@@ -37,17 +53,6 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `l4ctl update` exec'd this program in the daemon's place: take its apps over.
-    let (mut taken, mut not_taken) = (None, None);
-    if let Some(fd) = args.handover {
-        match crate::handover::take(fd) {
-            Ok(t) => taken = Some(t),
-            Err(why) => {
-                crate::handover::close_inherited();
-                not_taken = Some(why);
-            }
-        }
-    }
     crate::telemetry::init(log_file.then_some(log_dir.as_path()));
     crate::crash::install_daemon_hook(log_dir.clone());
     if let Some(why) = &not_taken {
@@ -198,6 +203,9 @@ fn kept(claimed: &daemon::Claimed, (count, panics): (u32, Vec<u64>)) -> std::io:
         tcp: None,
         count,
         panics,
+        home: Default::default(),
+        log_dir: Default::default(),
+        cgroups: false,
     })
 }
 
@@ -234,6 +242,10 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), daemon::Error> {
     let Boot { initial, saved, restore, mut taken, mut kept } = boot;
+    kept.home = settings.home.clone();
+    kept.log_dir = settings.log_dir.clone();
+    kept.cgroups = settings.cgroups;
+    let stop_asked = taken.as_ref().is_some_and(|t| t.stop_asked);
     // Before any worker starts: they get the limit the daemon was started with back
     // (after a handover, the one the first program was started with).
     if let Some(limit) = taken.as_ref().and_then(|t| t.worker_nofile) {
@@ -293,6 +305,11 @@ async fn serve(
     if let Some(h) = &handover {
         tracing::info!(from = %h.from_version, away_ms = h.away_ms, count = h.count, "took the daemon over from the previous program");
     }
+    if stop_asked {
+        // SIGTERM reached the previous program while it handed over: stop now.
+        tracing::info!("the previous program was asked to stop while handing over; stopping");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+    }
     let state = api::ApiState {
         handle: handle.clone(),
         started: Instant::now(),
@@ -336,6 +353,8 @@ async fn serve(
     let graceful = async move {
         tokio::select! {
             () = shutdown => {
+                // Should a handover be freezing the daemon now, the next program stops.
+                crate::handover::STOP_ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!("shutdown requested; stopping every app");
                 crate::sdnotify::stopping();
                 let _ = handle.shutdown().await;

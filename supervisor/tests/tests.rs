@@ -28,5 +28,6 @@ mod restart;
 mod security;
 mod several_hosts;
 mod several_hosts_limits;
+mod update_refusals;
 mod updating_in_place;
 mod watch_and_cron;

@@ -12,6 +12,10 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::HandoverSchema) => {
+            println!("{}", layer4_supervisor::handover::SCHEMA);
+            return ExitCode::SUCCESS;
+        }
         Ok(Parsed::Version) => {
             println!("l4ctl-daemon {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;

@@ -52,7 +52,9 @@ impl Supervisor {
             let exit_before = exit_key(&inst.lc);
             let actions = inst.lc.step(&policy, fact, ctx);
             if exit_key(&inst.lc) != exit_before {
-                super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx);
+                if super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx) {
+                    self.crashes.in_flight += 1;
+                }
             }
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
             let reason = inst.lc.restart_reason();

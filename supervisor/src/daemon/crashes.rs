@@ -44,6 +44,9 @@ pub(super) struct Crashes {
     timer_armed: bool,
     /// The `[error_tracking]` in force.
     tracking: Option<ErrorTracking>,
+    /// Reports being made off the actor (a crash's tail, a panic's check): a
+    /// handover waits for them (they come back as messages).
+    pub in_flight: u32,
 }
 
 impl Crashes {
@@ -58,6 +61,7 @@ impl Crashes {
             oom: None,
             timer_armed: false,
             tracking: None,
+            in_flight: 0,
         }
     }
 
@@ -145,10 +149,11 @@ impl Crashes {
     }
 }
 
-/// The run of `inst` just ended (its `last_exit` changed): report it if abnormal.
-/// A SIGKILL the memory cgroup counted as an OOM kill is reason `oom`.
-pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: &mpsc::Sender<Msg>) {
-    let Some(exit) = &inst.lc.last_exit else { return };
+/// The run of `inst` just ended (its `last_exit` changed): report it if abnormal
+/// (true: a `Msg::Crash` will come). A SIGKILL the memory cgroup counted as an OOM
+/// kill is reason `oom`.
+pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: &mpsc::Sender<Msg>) -> bool {
+    let Some(exit) = &inst.lc.last_exit else { return false };
     // The run that ended: during a replace the old run beside it (memory replace,
     // an old run that died), else the instance's current one (a failed new run
     // included: this runs before the actions of the step that ended it).
@@ -165,7 +170,7 @@ pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: 
         "crashed" => ("fatal", "crashed"),
         "memory" => ("error", "memory"),
         "not-ready" => ("error", "not-ready"),
-        _ => return,
+        _ => return false,
     };
     let (exit_code, signal) = ExitStatus::parts(exit.status);
     let mut report = CrashReport {
@@ -187,6 +192,7 @@ pub(super) fn on_exit(app: &str, inst: &Inst, oom: Option<&mut OomCounter>, tx: 
         report.refingerprint();
         let _ = tx.send(Msg::Crash { report: Box::new(report) }).await;
     });
+    true
 }
 
 impl Supervisor {
@@ -264,6 +270,7 @@ impl Supervisor {
     pub(super) fn panic_line(&mut self, app: String, instance: u32, line: String) {
         let Some(pid) = self.inst(&app, instance).and_then(|i| i.lc.pid) else { return };
         let tx = self.tx.clone();
+        self.crashes.in_flight += 1;
         tokio::spawn(async move {
             tokio::time::sleep(SURVIVED).await;
             let _ = tx.send(Msg::PanicCheck { app, instance, pid, line }).await;
@@ -272,6 +279,7 @@ impl Supervisor {
 
     /// Still the same run, still online: a panic it survived (a task's, say).
     pub(super) fn panic_check(&mut self, app: &str, instance: u32, pid: u32, line: &str) {
+        self.crashes.in_flight = self.crashes.in_flight.saturating_sub(1);
         let Some(inst) = self.inst(app, instance) else { return };
         if inst.lc.pid != Some(pid) || inst.lc.state != State::Online {
             return; // it died: the fatal report carries the panic

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::handover::DaemonImage;
+use super::handover::Frozen;
 use super::msg::{Error, Event, Msg, Op, Target, Want, run_log_commands};
 use super::rollout::{Reload, Rollout, UnderWay};
 use super::settle;
@@ -141,11 +141,7 @@ impl Handle {
     /// Stop the actor for a handover to the next program: its image (instants relative
     /// to `reference`) and the log hub, or why not now ([`Error::Busy`]).
     /// `force`: whatever is under way (the handover after a panic).
-    pub async fn freeze(
-        &self,
-        reference: std::time::Instant,
-        force: bool,
-    ) -> Result<(DaemonImage, crate::logs::LogHub), Error> {
+    pub async fn freeze(&self, reference: std::time::Instant, force: bool) -> Result<Frozen, Error> {
         self.ask(|reply| Msg::Freeze { reference, force, reply }).await?
     }
 

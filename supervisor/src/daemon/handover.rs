@@ -30,7 +30,6 @@ use crate::logs::LogHub;
 /// The process table as the next program reads it. Instants are nanoseconds from the
 /// handover's reference instant ([`crate::handover`] maps it through `CLOCK_MONOTONIC`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DaemonImage {
     pub run_id: String,
     pub next_id: u32,
@@ -54,7 +53,6 @@ pub struct DaemonImage {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AppImage {
     pub spec: AppSpec,
     /// The environment the spec was resolved with (the spec's own form leaves it out).
@@ -66,7 +64,6 @@ pub struct AppImage {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InstImage {
     pub id: u32,
     pub index: u32,
@@ -82,7 +79,6 @@ pub struct InstImage {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RetiringImage {
     pub app: String,
     pub index: u32,
@@ -101,7 +97,7 @@ impl RetiringImage {
             pid: r.pid,
             pgid: r.pgid,
             tag: r.tag.clone(),
-            tail: r.tail.as_ref().map(|t| t.bytes()).unwrap_or_default(),
+            tail: Vec::new(),
             backstopped: r.backstopped,
         }
     }
@@ -126,6 +122,62 @@ fn tail_of(bytes: &[u8]) -> std::sync::Arc<crate::crash::Tail> {
     tail
 }
 
+/// A frozen actor's parts: the image, the log hub (its pipes are taken back next) and
+/// the runs' stderr tails, copied into the image once the pipes no longer feed them
+/// ([`DaemonImage::fill_tails`]).
+#[derive(Debug)]
+pub struct Frozen {
+    pub image: DaemonImage,
+    pub logs: LogHub,
+    pub tails: Tails,
+}
+
+/// Where each tail goes in the image.
+#[derive(Debug, Default)]
+pub struct Tails(Vec<(Slot, std::sync::Arc<crate::crash::Tail>)>);
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Inst(usize, usize),
+    Retiree(usize, usize),
+    Retiring(usize),
+}
+
+impl DaemonImage {
+    /// Whatever adoption converts converts (lifecycles, timers, signals), so that a
+    /// bad image is refused before anything is taken over.
+    pub fn check(&self, reference: Instant) -> Result<(), String> {
+        for app in &self.apps {
+            for i in &app.instances {
+                Lifecycle::from_image(&i.lc, reference).map_err(|e| format!("{}:{}: {e}", app.spec.name, i.index))?;
+                if i.timers.iter().any(|(_, due)| instant(*due, reference).is_none()) {
+                    return Err(format!("{}:{}: a timer out of range", app.spec.name, i.index));
+                }
+            }
+        }
+        for (_, _, signal) in &self.strays {
+            nix::sys::signal::Signal::try_from(*signal).map_err(|e| format!("signal {signal}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Copy every run's stderr tail in, as it is now.
+    pub fn fill_tails(&mut self, tails: Tails) {
+        for (slot, tail) in tails.0 {
+            let bytes = tail.bytes();
+            match slot {
+                Slot::Inst(a, i) => self.apps[a].instances[i].tail = bytes,
+                Slot::Retiree(a, i) => {
+                    if let Some(r) = &mut self.apps[a].instances[i].retiree {
+                        r.tail = bytes;
+                    }
+                }
+                Slot::Retiring(r) => self.retiring[r].tail = bytes,
+            }
+        }
+    }
+}
+
 /// What [`Supervisor::adopt`] leaves to the caller: the notify socket.
 pub(super) struct Adopted {
     pub notify: Option<OwnedFd>,
@@ -135,17 +187,19 @@ impl Supervisor {
     /// Stop for a handover: the image of every app, and the log hub (its pipes are
     /// taken back next, off the actor). Unless `force`, only a settled daemon. From
     /// now on the actor handles no message: the process is about to exec.
-    pub(super) fn freeze(&mut self, reference: Instant, force: bool) -> Result<(DaemonImage, LogHub), Error> {
+    pub(super) fn freeze(&mut self, reference: Instant, force: bool) -> Result<Frozen, Error> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);
         }
         if !force {
             self.settled()?;
         }
-        let mut apps = Vec::new();
-        for app in self.apps.values_mut() {
+        let (mut apps, mut tails) = (Vec::new(), Tails::default());
+        for (a, app) in self.apps.values_mut().enumerate() {
             let mut instances = Vec::new();
-            for inst in &mut app.instances {
+            for (i, inst) in app.instances.iter_mut().enumerate() {
+                tails.0.extend(inst.tail.clone().map(|t| (Slot::Inst(a, i), t)));
+                tails.0.extend(inst.retiree.as_ref().and_then(|r| r.tail.clone()).map(|t| (Slot::Retiree(a, i), t)));
                 let epoch = inst.lc.epoch;
                 inst.timers.retain(|(e, _)| *e == epoch);
                 instances.push(InstImage {
@@ -155,7 +209,7 @@ impl Supervisor {
                     tag: inst.tag.clone(),
                     pgid: inst.pgid,
                     timers: inst.timers.iter().map(|(e, due)| (*e, offset(*due, reference))).collect(),
-                    tail: inst.tail.as_ref().map(|t| t.bytes()).unwrap_or_default(),
+                    tail: Vec::new(),
                     retiree: inst.retiree.as_ref().map(RetiringImage::of),
                 });
             }
@@ -169,6 +223,10 @@ impl Supervisor {
             });
         }
         self.frozen = true;
+        let retiring: Vec<&Retiring> = self.retiring.values().collect();
+        for (r, old) in retiring.iter().enumerate() {
+            tails.0.extend(old.tail.clone().map(|t| (Slot::Retiring(r), t)));
+        }
         let image = DaemonImage {
             run_id: self.run_id.clone(),
             next_id: self.next_id,
@@ -179,12 +237,12 @@ impl Supervisor {
             apps,
             sockets: self.sockets.held(),
             owned: self.owned.iter().map(|(pid, (app, index))| (*pid, app.clone(), *index)).collect(),
-            retiring: self.retiring.values().map(RetiringImage::of).collect(),
+            retiring: retiring.into_iter().map(RetiringImage::of).collect(),
             strays: self.strays.iter().map(|s| (s.tag.clone(), s.pgid, s.signal as i32)).collect(),
             notify_fd: self.notify_fd.as_ref().map(AsRawFd::as_raw_fd),
             node_ipc: self.node_ipc.iter().map(|(pid, fd)| (*pid, fd.as_raw_fd())).collect(),
         };
-        Ok((image, std::mem::replace(&mut self.logs, LogHub::closed())))
+        Ok(Frozen { image, logs: std::mem::replace(&mut self.logs, LogHub::closed()), tails })
     }
 
     /// Nothing is in the middle of a start, a stop or a replace.
@@ -201,6 +259,9 @@ impl Supervisor {
         }
         if !self.strays.is_empty() {
             return Err(Error::Busy("signals to processes of a stop are still owed; try again".to_owned()));
+        }
+        if self.crashes.in_flight > 0 {
+            return Err(Error::Busy("a crash report is being made; try again".to_owned()));
         }
         if let Some(pid) = self.retiring.keys().next() {
             return Err(Error::Busy(format!("the old run {pid} of a reload is still stopping; try again")));
@@ -253,6 +314,14 @@ impl Supervisor {
                 let (mine, rest): (Vec<_>, Vec<_>) =
                     pipes.into_iter().partition(|p| p.app == name && p.instance == inst.index);
                 pipes = rest;
+                // A tail no handed-over stderr pipe feeds any more is complete.
+                let fed = |run: &str| mine.iter().any(|p| p.run == run && p.stream == crate::logs::Stream::Err);
+                if !fed(&inst.tag) {
+                    tail.close();
+                }
+                if let Some(old) = inst.retiree.as_ref().filter(|r| !fed(&r.tag)).and_then(|r| r.tail.as_ref()) {
+                    old.close();
+                }
                 for pipe in mine {
                     let current = pipe.run == inst.tag;
                     let retiree = inst.retiree.as_ref().filter(|r| r.tag == pipe.run).and_then(|r| r.tail.clone());

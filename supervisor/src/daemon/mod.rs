@@ -81,7 +81,7 @@ use crate::os::{helpers, procs};
 
 pub use deliver::DeliveryStats;
 pub use handle::{Handle, Start};
-pub use handover::{AppImage, DaemonImage, InstImage};
+pub use handover::{AppImage, DaemonImage, Frozen, InstImage};
 pub use home::{Claimed, claim_home};
 pub use msg::*;
 pub use rollout::Rollout;
@@ -142,6 +142,13 @@ pub async fn start(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // Handlers first: a child that ends before they exist would go unnoticed until the next tick.
     boot::spawn_signal_forwarders(tx.clone(), settings.sample_interval)?;
+    #[cfg(debug_assertions)]
+    if std::env::var_os("L4_FAILPOINT_PANIC_ON_USR2").is_some() {
+        boot::forward_failpoint(&tx)?;
+    }
+    // A program that was handed over starts with these held back (`crate::handover`):
+    // every handler is in place now (SIGTERM's too, in `crate::server`).
+    crate::os::exec::unblock_signals();
     let mut sup = supervisor::Supervisor::new(
         settings.home.clone(),
         settings.log_dir.clone(),
@@ -208,10 +215,6 @@ pub async fn start(
     // reported (the crash hook), no other message is handled, and the composition
     // root hands the daemon over to its own program again (`crate::handover`).
     let (panicked, panics) = mpsc::unbounded_channel::<()>();
-    #[cfg(debug_assertions)]
-    if std::env::var_os("L4_FAILPOINT_PANIC_ON_USR2").is_some() {
-        boot::forward_failpoint(&tx)?;
-    }
     let actor = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             #[cfg(debug_assertions)]

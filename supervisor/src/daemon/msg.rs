@@ -124,7 +124,7 @@ pub enum Msg {
         reference: std::time::Instant,
         /// Whatever is under way (a panic's handover), not only a settled daemon.
         force: bool,
-        reply: oneshot::Sender<Result<(super::handover::DaemonImage, crate::logs::LogHub), Error>>,
+        reply: oneshot::Sender<Result<super::handover::Frozen, Error>>,
     },
     /// Panic in the actor (the debug builds' failpoint `L4_FAILPOINT_PANIC_ON_USR2`).
     FailpointPanic,

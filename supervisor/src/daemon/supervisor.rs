@@ -292,7 +292,10 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Msg::Ready { pid } => self.ready(pid),
-            Msg::Crash { report } => self.record_crash(*report),
+            Msg::Crash { report } => {
+                self.crashes.in_flight = self.crashes.in_flight.saturating_sub(1);
+                self.record_crash(*report);
+            }
             Msg::PanicLine { app, instance, line } => self.panic_line(app, instance, line),
             Msg::PanicCheck { app, instance, pid, line } => self.panic_check(&app, instance, pid, &line),
             Msg::CloseEpisodes => self.close_episodes(),

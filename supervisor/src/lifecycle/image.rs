@@ -48,7 +48,6 @@ fn reason(text: &str) -> Result<&'static str, String> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LifecycleImage {
     pub state: State,
     pub pid: Option<u32>,
@@ -66,7 +65,6 @@ pub struct LifecycleImage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LastExitImage {
     /// `[code]` or `[null, signal]`.
     pub code: Option<i32>,
@@ -79,7 +77,6 @@ pub struct LastExitImage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunImage {
     pub pid: u32,
     pub started_at: i64,

@@ -115,6 +115,29 @@ pub fn exec(program: &Path, args: &[OsString]) -> io::Error {
     }
 }
 
+/// The signals a handover holds back until the next program handles them: a stop,
+/// a reload, a log reopen, a child's end (and the debug builds' failpoint).
+fn held_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    set
+}
+
+/// Hold [`held_signals`] back in this thread (the one that execs): what arrives
+/// waits, pending, into the next program.
+pub fn block_signals() {
+    let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&held_signals()), None);
+}
+
+/// Let [`held_signals`] in again, once their handlers are installed (a program that
+/// was handed over starts with them held; workers must not inherit that).
+pub fn unblock_signals() {
+    let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&held_signals()), None);
+}
+
 /// The descriptor number of `fd`, for the command line of the next program.
 pub fn number(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()

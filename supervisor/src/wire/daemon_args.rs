@@ -21,6 +21,7 @@ Options:
       --restore        start the saved apps at once (after a crash or a reboot)
       --guard          run as the watchdog of a daemon started with the other arguments
       --handover <FD>  (l4ctl update) take over from the daemon that exec'd this program
+      --handover-schema  print the handover layout this program reads, and exit
   -h, --help           print this
   -V, --version        print the version
 ";
@@ -57,6 +58,8 @@ pub enum Parsed {
     Run(DaemonArgs),
     Help,
     Version,
+    /// `--handover-schema`: what `l4ctl update` asks a new program before handing over.
+    HandoverSchema,
 }
 
 impl DaemonArgs {
@@ -96,6 +99,7 @@ impl DaemonArgs {
                 }
                 "-h" | "--help" => return Ok(Parsed::Help),
                 "-V" | "--version" => return Ok(Parsed::Version),
+                "--handover-schema" => return Ok(Parsed::HandoverSchema),
                 other => return Err(format!("unexpected argument `{other}`\n\n{USAGE}")),
             }
         }
