@@ -34,6 +34,9 @@ Metrics in the order they run; ratio = l4ctl / PM2 (lower is better), target in 
   rss100 daemon VmRSS, 100 instances of `sleep 3600` (no ports), 4 s after all are online:
          l4ctl's includes each instance's history ring, allocated in full (one hour) at
          its first sample                                                       [<= 0.1]
+  update `l4ctl update` vs `pm2 update` with 8 workers under a connection loop and a log
+         flood: workers restarted, connections failed, log lines lost, time until status
+         shows all 8 online again (bench/update_inplace.py has the method)  [l4ctl: 0, 0, 0]
 Medians are reported, min/max/n too; raw numbers go to bench/results/supervisor-<ts>.json.
 Every wait has a deadline, only 127.0.0.1 is used, only processes this run started are
 signalled (by pid), and both daemons are stopped at the end (`l4ctl kill`, `pm2 kill`),
@@ -45,6 +48,7 @@ import argparse, json, os, shlex, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, time, urllib.error, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from update_inplace import measure_update  # noqa: E402
 from common import (PEERS, PM2_BIN, L4CTL, L4Daemon, PM2Daemon, cpu_window, descends_from,  # noqa: E402
                     install_signal_handlers, measure_and_clean_up, node_version, print_markdown_table,
                     require_executables, rss_kib, rss_mib, run, wait_for, write_results)
@@ -270,6 +274,8 @@ def measure(l4, pm2, a):
     print("rss, 100 instances (MiB):", raw["rss100_mib"], flush=True)
     for t in tools:
         t.ctl("delete", "all", timeout=120)
+
+    raw["update"] = measure_update(l4, pm2, l4.dir)
     return raw
 
 
@@ -306,6 +312,17 @@ def print_table(rows, raw):
     print("cold start, CLI exit median (ms): l4ctl %.1f, PM2 %.1f" % tuple(
         statistics.median([x["cli_exit_ms"] for x in raw["cold8"][k]]) for k in ("l4ctl", "PM2")))
     print("status timed with %s; spawn floor (/bin/true) %.2f ms" % (raw["status_method"], raw["spawn_floor_ms"]))
+    u = raw["update"]
+    print()
+    print_markdown_table(("`l4ctl update` vs `pm2 update`, 8 workers under load", "l4ctl", "PM2"), [
+        ("workers restarted", u["l4ctl"]["restarts"], u["PM2"]["restarts"]),
+        ("connections failed (of answered)", "%d (of %d)" % (u["l4ctl"]["failed"], u["l4ctl"]["answered"]),
+         "%d (of %d)" % (u["PM2"]["failed"], u["PM2"]["answered"])),
+        ("log lines lost / duplicated", "%d / %d" % (u["l4ctl"]["lost"], u["l4ctl"]["duplicated"]),
+         "%d / %d" % (u["PM2"]["lost"], u["PM2"]["duplicated"])),
+        ("status shows all 8 online again (ms)", "%.1f" % u["l4ctl"]["api_ms"], "%.1f" % u["PM2"]["api_ms"]),
+        ("update command (ms)", "%.1f" % u["l4ctl"]["cmd_ms"], "%.1f" % u["PM2"]["cmd_ms"]),
+        ("daemon away (ms, as l4ctl update prints it)", u["l4ctl"]["away_ms"], "-")])
     d = raw["dashboard_rss"]
     print("l4ctl RSS before/after serving its dashboard (%s): %d / %d KiB" % (
         d["bytes"], d["before_kib"], d["after_kib"]))

@@ -51,10 +51,10 @@ impl Supervisor {
             let exit_key = |lc: &crate::lifecycle::Lifecycle| lc.last_exit.as_ref().map(|e| (e.at, e.pid, e.reason));
             let exit_before = exit_key(&inst.lc);
             let actions = inst.lc.step(&policy, fact, ctx);
-            if exit_key(&inst.lc) != exit_before {
-                if super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx) {
-                    self.crashes.in_flight += 1;
-                }
+            if exit_key(&inst.lc) != exit_before
+                && super::crashes::on_exit(app_name, inst, self.crashes.oom.as_mut(), &self.tx)
+            {
+                self.crashes.in_flight += 1;
             }
             let (after, pid, restarts) = (inst.lc.state, inst.lc.pid, inst.lc.restarts);
             let reason = inst.lc.restart_reason();
