@@ -204,7 +204,7 @@ class L4Daemon(ChildDaemon):
         return run([L4CTL, "-c", self.cfg0, *args], check=check, timeout=timeout)
 
     def version(self):
-        return run([L4CTL, "--version"]).stdout.strip()
+        return run([L4CTL, "--version"]).stdout.strip().splitlines()[0]
 
     def start_daemon(self):
         with open(os.path.join(self.dir, "daemon.stderr"), "w") as log:  # the child keeps its own fd

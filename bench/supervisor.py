@@ -221,6 +221,8 @@ def measure(l4, pm2, a):
     tools, raw = (l4, pm2), {}
     for t in tools:
         t.start_daemon()
+    if a.update_only:
+        return {"update": measure_update(l4, pm2, l4.dir)}
     time.sleep(a.settle)
     raw["rss0_mib"] = {t.name: rss_mib(t.pid) for t in tools}
     print("rss, 0 apps (MiB):", raw["rss0_mib"], flush=True)
@@ -312,20 +314,26 @@ def print_table(rows, raw):
     print("cold start, CLI exit median (ms): l4ctl %.1f, PM2 %.1f" % tuple(
         statistics.median([x["cli_exit_ms"] for x in raw["cold8"][k]]) for k in ("l4ctl", "PM2")))
     print("status timed with %s; spawn floor (/bin/true) %.2f ms" % (raw["status_method"], raw["spawn_floor_ms"]))
-    u = raw["update"]
+    d = raw["dashboard_rss"]
+    print("l4ctl RSS before/after serving its dashboard (%s): %d / %d KiB" % (
+        d["bytes"], d["before_kib"], d["after_kib"]))
+    print_update(raw["update"])
+
+
+def print_update(u):
     print()
+    if any("error" in v for v in u.values()):
+        print("update row not measured:", {k: v.get("error") for k, v in u.items()})
+        return
     print_markdown_table(("`l4ctl update` vs `pm2 update`, 8 workers under load", "l4ctl", "PM2"), [
-        ("workers restarted", u["l4ctl"]["restarts"], u["PM2"]["restarts"]),
+        ("workers restarted", str(u["l4ctl"]["restarts"]), str(u["PM2"]["restarts"])),
         ("connections failed (of answered)", "%d (of %d)" % (u["l4ctl"]["failed"], u["l4ctl"]["answered"]),
          "%d (of %d)" % (u["PM2"]["failed"], u["PM2"]["answered"])),
         ("log lines lost / duplicated", "%d / %d" % (u["l4ctl"]["lost"], u["l4ctl"]["duplicated"]),
          "%d / %d" % (u["PM2"]["lost"], u["PM2"]["duplicated"])),
         ("status shows all 8 online again (ms)", "%.1f" % u["l4ctl"]["api_ms"], "%.1f" % u["PM2"]["api_ms"]),
         ("update command (ms)", "%.1f" % u["l4ctl"]["cmd_ms"], "%.1f" % u["PM2"]["cmd_ms"]),
-        ("daemon away (ms, as l4ctl update prints it)", u["l4ctl"]["away_ms"], "-")])
-    d = raw["dashboard_rss"]
-    print("l4ctl RSS before/after serving its dashboard (%s): %d / %d KiB" % (
-        d["bytes"], d["before_kib"], d["after_kib"]))
+        ("daemon away (ms, as l4ctl update prints it)", str(u["l4ctl"]["away_ms"]), "-")])
 
 
 def main():
@@ -336,6 +344,7 @@ def main():
     ap.add_argument("--cold-reps", type=int, default=5)
     ap.add_argument("--settle", type=float, default=4.0, help="seconds before each RSS reading")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--update-only", action="store_true", help="only the `update` row")
     a = ap.parse_args()
     a.idle = 10.0 if a.quick else 60.0
     require_executables(((L4CTL, "L4CTL"), (PM2_BIN, "pm2 (run supervisor.sh)"), (WORKER, "port_worker")))
@@ -357,6 +366,10 @@ def main():
         meta["cpus"], meta["loadavg_start"][0]), flush=True)
     raw = measure_and_clean_up(lambda: measure(l4, pm2, a), (l4, pm2), tmp, "l4ctl home and logs kept in")
     meta["loadavg_end"] = os.getloadavg()
+    if a.update_only:
+        print_update(raw["update"])
+        print("\nraw numbers:", write_results("supervisor-update", stamp, meta, [], raw))
+        return 0
     rows = summarize(raw)
     print_table(rows, raw)
     out = write_results("supervisor", stamp, meta, rows, raw)
