@@ -333,7 +333,8 @@ def print_update(u):
          "%d / %d" % (u["PM2"]["lost"], u["PM2"]["duplicated"])),
         ("status shows all 8 online again (ms)", "%.1f" % u["l4ctl"]["api_ms"], "%.1f" % u["PM2"]["api_ms"]),
         ("update command (ms)", "%.1f" % u["l4ctl"]["cmd_ms"], "%.1f" % u["PM2"]["cmd_ms"]),
-        ("daemon away (ms, as l4ctl update prints it)", str(u["l4ctl"]["away_ms"]), "-")])
+        ("daemon away (ms, as l4ctl update prints it)", str(u["l4ctl"]["away_ms"]), "-"),
+        ("of which from the exec until its API answers (ms)", str(u["l4ctl"].get("since_exec_ms")), "-")])
 
 
 def main():

@@ -11,7 +11,8 @@ status shows all 8 online again. Reported per tool:
   api_ms    from the update command's start until the tool's status command answers with all 8
             online (polled: `l4ctl status --json` ~2 ms a call, `pm2 jlist` ~200 ms a call)
   cmd_ms    the update command's own wall time
-  away_ms   l4ctl only: how long its daemon was away, as `l4ctl update` prints it
+  away_ms   l4ctl only: how long its daemon was away, as `l4ctl update` prints it (from the
+            freeze; and since_exec_ms, from the exec, until the new program's API takes connections)
 The l4ctl daemon re-execs the l4ctl-daemon it was started from (the same build: what is measured
 is the handover, not a version change). `pm2 update` saves, kills its daemon and every process, and
 resurrects them in a new daemon: that is what its users see.
@@ -123,7 +124,7 @@ def once(tool, tmp, base_port):
     time.sleep(3)
     ok, failed = load.end()
     after = pids(tool)
-    away = re.search(r"away ([0-9.]+) ms", r.stdout)
+    away = re.search(r"away ([0-9.]+) ms \(([0-9.]+) ms from the exec\)", r.stdout)
     if tool.name == "PM2":
         tool.pid = tool.read_pid()  # a new daemon
         logs = glob.glob(os.path.join(tool.home, "logs", "u-out*.log"))
@@ -140,7 +141,8 @@ def once(tool, tmp, base_port):
         lost, dup = lines_lost(logs, counts)
     return {"restarts": len(set(before) - set(after)), "failed": failed, "answered": ok, "lost": lost,
             "duplicated": dup, "api_ms": api_ms, "cmd_ms": cmd_ms,
-            "away_ms": float(away.group(1)) if away else None, "output": (r.stdout + r.stderr).strip()[-300:]}
+            "away_ms": float(away.group(1)) if away else None,
+            "since_exec_ms": float(away.group(2)) if away else None, "output": (r.stdout + r.stderr).strip()[-300:]}
 
 
 def measure_update(l4, pm2, tmp):

@@ -56,6 +56,9 @@ pub struct Document {
     /// `CLOCK_MONOTONIC` at the freeze, in nanoseconds: the reference instant of
     /// every offset in the document, and the start of the time the daemon was away.
     pub frozen_mono_ns: u64,
+    /// `CLOCK_MONOTONIC` just before the `exec`.
+    #[serde(default)]
+    pub exec_mono_ns: u64,
     /// Handovers since the daemon was started (this one included).
     pub count: u32,
     /// `update` or `panic`.
@@ -171,6 +174,7 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
         schema: SCHEMA,
         from_version: env!("CARGO_PKG_VERSION").to_owned(),
         frozen_mono_ns,
+        exec_mono_ns: 0,
         count: kept.count + 1,
         reason: reason.to_owned(),
         panics: recent_panics(&kept.panics, frozen_mono_ns, matches!(how, How::Panic)),
@@ -193,7 +197,11 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
     // From here to the new program's handlers, these signals wait (the mask and what
     // is pending outlive exec); a stop asked before this point goes in the document.
     exec::block_signals();
-    let doc = Document { stop_asked: STOP_ASKED.load(std::sync::atomic::Ordering::SeqCst), ..doc };
+    let doc = Document {
+        stop_asked: STOP_ASKED.load(std::sync::atomic::Ordering::SeqCst),
+        exec_mono_ns: monotonic_ns(),
+        ..doc
+    };
     let json = serde_json::to_vec(&doc).unwrap_or_else(|e| failed(format!("cannot write the handover: {e}")));
     let memfd = exec::sealed_memfd("l4ctl-handover", &json)
         .unwrap_or_else(|e| failed(format!("cannot make the handover file: {e}")));
@@ -319,6 +327,7 @@ pub fn take(fd: RawFd) -> Result<Taken, String> {
         panics: doc.panics,
         from_version: doc.from_version,
         frozen_mono_ns: doc.frozen_mono_ns,
+        exec_mono_ns: doc.exec_mono_ns,
         worker_nofile: doc.worker_nofile,
         home: doc.home,
         log_dir: doc.log_dir,
@@ -339,6 +348,7 @@ pub struct Taken {
     pub panics: Vec<u64>,
     pub from_version: String,
     pub frozen_mono_ns: u64,
+    pub exec_mono_ns: u64,
     pub worker_nofile: Option<(u64, u64)>,
     pub home: PathBuf,
     pub log_dir: PathBuf,

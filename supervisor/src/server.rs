@@ -254,7 +254,8 @@ async fn serve(
     let (tcp_budget, nofile) = crate::os::fds::budget(settings.api_max_connections, api::serve::UNIX_CONNECTIONS);
     tracing::debug!(nofile, tcp_budget, "descriptor budget");
     let handed_tcp = taken.as_mut().and_then(|t| t.tcp.take());
-    let came = taken.as_ref().map(|t| (t.count, t.from_version.clone(), t.frozen_mono_ns, t.reason.clone()));
+    let came =
+        taken.as_ref().map(|t| (t.count, t.from_version.clone(), (t.frozen_mono_ns, t.exec_mono_ns), t.reason.clone()));
     let mut started = daemon::start(&settings, initial, saved, taken.map(|t| t.adopt)).await?;
     let handle = daemon::Handle::new(started.tx.clone(), settings.log_dir.clone());
     // `watch` and `cron_restart`: restarts through the same handle as the API's.
@@ -296,10 +297,12 @@ async fn serve(
     let (update, updates) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<daemon::Error>>(1);
     let panics = std::mem::replace(&mut started.panics, tokio::sync::mpsc::unbounded_channel().1);
     tokio::spawn(hand_over_when_asked(handle.clone(), kept, updates, panics));
-    let handover = came.map(|(count, from_version, frozen, reason)| crate::wire::types::Handover {
+    let now = crate::handover::monotonic_ns();
+    let handover = came.map(|(count, from_version, (frozen, exec), reason)| crate::wire::types::Handover {
         count,
         from_version,
-        away_ms: crate::handover::monotonic_ns().saturating_sub(frozen) as f64 / 1e6,
+        away_ms: now.saturating_sub(frozen) as f64 / 1e6,
+        since_exec_ms: now.saturating_sub(exec) as f64 / 1e6,
         reason,
     });
     if let Some(h) = &handover {

@@ -63,8 +63,8 @@ pub async fn update(cli: &Cli) -> ExitCode {
             }
             Ok(Health { handover: Some(h), version, pid, .. }) if h.count > count => {
                 println!(
-                    "l4ctl: daemon updated in place: {} → {version} (pid {pid} kept), away {:.1} ms; no worker was restarted",
-                    before.version, h.away_ms
+                    "l4ctl: daemon updated in place: {} → {version} (pid {pid} kept), away {:.1} ms ({:.1} ms from the exec); no worker was restarted",
+                    before.version, h.away_ms, h.since_exec_ms
                 );
                 return ExitCode::SUCCESS;
             }

@@ -50,6 +50,11 @@ pub struct DaemonImage {
     pub notify_fd: Option<i32>,
     /// Node runs' IPC channels: `(main pid, descriptor)`.
     pub node_ipc: Vec<(u32, i32)>,
+    /// Without cgroups: the orphan tracking; and the daemon's helpers.
+    #[serde(default)]
+    pub orphans: super::orphans::OrphansImage,
+    #[serde(default)]
+    pub helpers: Vec<(i32, u64, bool, Option<u64>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,6 +246,8 @@ impl Supervisor {
             strays: self.strays.iter().map(|s| (s.tag.clone(), s.pgid, s.signal as i32)).collect(),
             notify_fd: self.notify_fd.as_ref().map(AsRawFd::as_raw_fd),
             node_ipc: self.node_ipc.iter().map(|(pid, fd)| (*pid, fd.as_raw_fd())).collect(),
+            orphans: self.orphans.image(),
+            helpers: crate::os::helpers::snapshot(),
         };
         Ok(Frozen { image, logs: std::mem::replace(&mut self.logs, LogHub::closed()), tails })
     }
@@ -283,6 +290,8 @@ impl Supervisor {
             self.sockets.adopt(&app, index, addr, fd);
         }
         self.owned = image.owned.into_iter().map(|(pid, app, index)| (pid, (app, index))).collect();
+        self.orphans = super::orphans::Orphans::from_image(image.orphans);
+        crate::os::helpers::restore(&image.helpers);
         for (tag, pgid, signal) in image.strays {
             let signal = nix::sys::signal::Signal::try_from(signal).map_err(|e| e.to_string())?;
             self.strays.push(super::reaping::Stray { tag, pgid, signal });

@@ -31,8 +31,8 @@ use crate::os::helpers::Registry;
 type Key = (i32, u64);
 
 /// Where a process adrift came from, as far as the daemon can tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Origin {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Origin {
     /// One of these runs (main pids, sorted): exactly one when it was seen in its tree.
     Runs(Vec<i32>),
     /// A helper of the daemon, or what one started: never signalled here.
@@ -67,7 +67,21 @@ impl Helpers for Registry {
     }
 }
 
+/// What the tracking knows, as data for a handover: `(pid, start, origin)` of the
+/// last scan's lineage, and of the processes adrift.
+pub type OrphansImage = (Vec<(i32, u64, Origin)>, Vec<(i32, u64, Origin)>);
+
 impl Orphans {
+    pub fn image(&self) -> OrphansImage {
+        let flat = |m: &HashMap<Key, Origin>| m.iter().map(|((p, s), o)| (*p, *s, o.clone())).collect();
+        (flat(&self.lineage), flat(&self.adrift))
+    }
+
+    pub fn from_image((lineage, adrift): OrphansImage) -> Orphans {
+        let map = |v: Vec<(i32, u64, Origin)>| v.into_iter().map(|(p, s, o)| ((p, s), o)).collect();
+        Orphans { lineage: map(lineage), adrift: map(adrift) }
+    }
+
     /// One complete scan: `stats` of every process that may descend from the daemon
     /// (`me`), `runs` the runs still alive (their main pids, which are their process
     /// groups: a run stays alive until its clean-up, even after its main process ended).

@@ -51,6 +51,18 @@ pub fn reaped(pid: i32) {
     }
 }
 
+/// Every helper remembered, `(pid, start, forks, end)`: what a handover passes on.
+pub fn snapshot() -> Vec<(i32, u64, bool, Option<u64>)> {
+    helpers().iter().map(|h| (h.pid, h.start, h.forks, h.end)).collect()
+}
+
+/// The helpers a previous program of this daemon remembered (before any spawn here).
+pub fn restore(all: &[(i32, u64, bool, Option<u64>)]) {
+    let mut kept = helpers();
+    kept.clear();
+    kept.extend(all.iter().rev().take(KEPT).rev().map(|&(pid, start, forks, end)| Helper { pid, start, forks, end }));
+}
+
 /// The registry, as the orphan tracking asks it.
 #[derive(Debug, Clone, Copy)]
 pub struct Registry;

@@ -43,6 +43,9 @@ pub struct Handover {
     pub from_version: String,
     /// From the freeze of the old program to the new one's API taking connections.
     pub away_ms: f64,
+    /// Of which: from the `exec` on.
+    #[serde(default)]
+    pub since_exec_ms: f64,
     /// `update` (`l4ctl update`) or `panic` (a message panicked in the daemon, which
     /// went on in a fresh copy of its program).
     #[serde(default)]
