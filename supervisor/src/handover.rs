@@ -152,6 +152,26 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
     let (held, log_counters) = logs.hand_over(std::time::Duration::from_secs(5)).await;
     // Now that no reader feeds them: each run's stderr tail, whole.
     daemon.fill_tails(tails);
+    let stamps = (reference, frozen_mono_ns);
+    exec_with(Frozen { daemon, held, log_counters, stamps }, kept, &how, program, reason, args)
+}
+
+/// What is left of a frozen daemon once its pipes are back.
+struct Frozen {
+    daemon: DaemonImage,
+    held: Vec<HeldPipe>,
+    log_counters: BTreeMap<String, LogCounters>,
+    /// The reference instant and `CLOCK_MONOTONIC` then.
+    stamps: (Instant, u64),
+}
+
+/// Write the document and exec (in one go: nothing awaits between the descriptors
+/// made inheritable and the exec). Cold, as all of a handover's code: kept out of
+/// the pages the daemon runs every day.
+#[cold]
+#[inline(never)]
+fn exec_with(frozen: Frozen, kept: &Kept, how: &How, program: &Path, reason: &str, args: &[OsString]) -> crate::daemon::Error {
+    let Frozen { daemon, held, log_counters, stamps: (_, frozen_mono_ns) } = frozen;
     let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
     keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
     keep.extend(daemon.sockets.iter().map(|s| s.3));
@@ -177,7 +197,7 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
         exec_mono_ns: 0,
         count: kept.count + 1,
         reason: reason.to_owned(),
-        panics: recent_panics(&kept.panics, frozen_mono_ns, matches!(how, How::Panic)),
+        panics: recent_panics(&kept.panics, frozen_mono_ns, matches!(how, &How::Panic)),
         daemon,
         pipes,
         log_counters,
@@ -286,6 +306,8 @@ fn strip_handover(args: &[OsString]) -> Vec<OsString> {
 /// it names owned again, for [`crate::daemon::start`]; and the parts the
 /// composition root keeps. A document that cannot be read is refused with the
 /// sentence (the caller closes every inherited descriptor and restores).
+#[cold]
+#[inline(never)]
 pub fn take(fd: RawFd) -> Result<Taken, String> {
     let memfd = exec::adopt_fd(fd).map_err(|e| format!("descriptor {fd}: {e}"))?;
     let bytes = exec::read_sealed(memfd).map_err(|e| e.to_string())?;

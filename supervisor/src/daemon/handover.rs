@@ -151,6 +151,8 @@ enum Slot {
 impl DaemonImage {
     /// Whatever adoption converts converts (lifecycles, timers, signals), so that a
     /// bad image is refused before anything is taken over.
+    #[cold]
+    #[inline(never)]
     pub fn check(&self, reference: Instant) -> Result<(), String> {
         for app in &self.apps {
             for i in &app.instances {
@@ -167,6 +169,8 @@ impl DaemonImage {
     }
 
     /// Copy every run's stderr tail in, as it is now.
+    #[cold]
+    #[inline(never)]
     pub fn fill_tails(&mut self, tails: Tails) {
         for (slot, tail) in tails.0 {
             let bytes = tail.bytes();
@@ -192,6 +196,8 @@ impl Supervisor {
     /// Stop for a handover: the image of every app, and the log hub (its pipes are
     /// taken back next, off the actor). Unless `force`, only a settled daemon. From
     /// now on the actor handles no message: the process is about to exec.
+    #[cold]
+    #[inline(never)]
     pub(super) fn freeze(&mut self, reference: Instant, force: bool) -> Result<Frozen, Error> {
         if self.shutting_down {
             return Err(Error::ShuttingDown);
@@ -279,6 +285,8 @@ impl Supervisor {
     /// Build the table back from a previous program's image: every instance as it
     /// was, its timers armed again, its pipes read again (`pipes`), its sockets held;
     /// then pick up what was under way.
+    #[cold]
+    #[inline(never)]
     pub(super) fn adopt(&mut self, a: super::Adopt) -> Result<Adopted, String> {
         let super::Adopt { image, reference, mut pipes, counters, sockets, notify, node_ipc } = a;
         self.run_id = image.run_id;
