@@ -170,7 +170,14 @@ struct Frozen {
 /// the pages the daemon runs every day.
 #[cold]
 #[inline(never)]
-fn exec_with(frozen: Frozen, kept: &Kept, how: &How, program: &Path, reason: &str, args: &[OsString]) -> crate::daemon::Error {
+fn exec_with(
+    frozen: Frozen,
+    kept: &Kept,
+    how: &How,
+    program: &Path,
+    reason: &str,
+    args: &[OsString],
+) -> crate::daemon::Error {
     let Frozen { daemon, held, log_counters, stamps: (_, frozen_mono_ns) } = frozen;
     let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
     keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
