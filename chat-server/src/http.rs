@@ -12,9 +12,7 @@
 //! - Both: 429 `rate_limited` with `Retry-After` past `AUTH_RATE_PER_IP` for the client's
 //!   address, or `LOGIN_FAILURES_PER_USER` for the user name; 503 `busy` when
 //!   `HASHING_QUEUE` password hashes already wait ([`crate::limits`]).
-//! - `GET /api/health/websocket` -> 200 `{status:"healthy", connections, max_connections, ...}`,
-//!   503 with `status:"draining"` during shutdown and `"degraded"` when the database does not answer.
-//! - `GET /metrics`: Prometheus text format.
+//! - `GET /api/health/websocket` and `GET /metrics`: [`crate::health`].
 //! - `GET /` and the page's files: the web chat page ([`crate::web`]); 404 otherwise.
 //!
 //! Every error body is `{"error": code, "message": text}`. No route returns a secret or
@@ -28,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -53,8 +51,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/ws/probe", post(crate::gateway::probe))
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
-        .route("/api/health/websocket", get(health))
-        .route("/metrics", get(metrics))
+        .route("/api/health/websocket", get(crate::health::health))
+        .route("/metrics", get(crate::health::metrics))
         .route("/api/rooms/{room}/messages", post(crate::publish::post).get(crate::publish::history))
         .fallback(crate::web::serve)
         .layer(DefaultBodyLimit::max(16 * 1024))
@@ -267,44 +265,4 @@ async fn login(
             json_error(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong username or password")
         }
     }
-}
-
-async fn health(State(ctx): State<Arc<Ctx>>) -> Response {
-    let g = ctx.gauges();
-    let database_ok = g.draining || ctx.hub.store.ping().await;
-    let status = match (g.draining, database_ok) {
-        (true, _) => "draining",
-        (false, false) => "degraded",
-        (false, true) => "healthy",
-    };
-    let code = if status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let uptime = ctx.stats.started.elapsed();
-    let s = &ctx.stats;
-    let body = json!({
-        "status": status,
-        "connections": g.active,
-        "max_connections": g.max,
-        "utilization": g.active as f64 / g.max as f64,
-        "rooms": g.rooms,
-        "uptime_s": uptime.as_secs(),
-        "uptime": uptime.as_secs_f64(),
-        "memory_rss_bytes": g.rss_bytes,
-        "memory": { "rss": g.rss_bytes },
-        "database": { "kind": ctx.database, "ok": database_ok },
-        "metrics": {
-            "total_connections": s.connections_total.load(Relaxed),
-            "disconnections": s.disconnections_total(),
-            "errors": s.errors.load(Relaxed),
-            "messages_in": s.messages_in.load(Relaxed),
-            "messages_out": s.messages_out.load(Relaxed),
-        },
-        "pid": std::process::id(),
-        "timestamp": crate::telemetry::iso8601_now(),
-    });
-    (code, Json(body)).into_response()
-}
-
-async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
-    let body = ctx.stats.render_prometheus(ctx.gauges());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

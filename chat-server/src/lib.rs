@@ -13,6 +13,7 @@
 //!   (and `/echo` with `ECHO_ROUTE=1`).
 //! - [`web`]: the web chat page at `/` (embedded, or `WEB_ROOT`), with ETags and a CSP.
 //! - [`answer`]: the JSON error body of every HTTP answer.
+//! - [`health`]: the health check (with the database's and Redis's status) and `/metrics`.
 //! - [`stats`]: counters behind health, metrics and the periodic log line.
 //! - [`telemetry`]: tracing setup and the one-line structured panic report.
 //!
@@ -26,6 +27,7 @@ mod auth_props;
 pub mod config;
 pub mod delivery;
 pub mod gateway;
+pub mod health;
 pub mod histogram;
 pub mod http;
 pub mod hub;

@@ -58,9 +58,23 @@ impl Reason {
 #[derive(Debug)]
 pub struct Stats {
     pub started: Instant,
+    /// Requests to `/ws`: every upgrade attempt, taken or refused.
+    pub upgrade_requests: AtomicU64,
     pub connections_total: AtomicU64,
     pub rejected_full: AtomicU64,
     pub rejected_auth: AtomicU64,
+    /// Upgrades refused while draining (503 `draining`).
+    pub rejected_draining: AtomicU64,
+    /// Upgrades refused for the request itself: origin, headers, version, subprotocol.
+    pub rejected_handshake: AtomicU64,
+    /// Upgrades refused because the database did not answer a backend user's number.
+    pub rejected_unavailable: AtomicU64,
+    /// Upgrades answered 101 whose connection never came (the client left meanwhile).
+    pub upgrades_lost: AtomicU64,
+    /// Connections that asked for a replay at least once (a client coming back).
+    pub connections_resumed: AtomicU64,
+    /// How long closed connections lasted, by close reason.
+    durations: [crate::histogram::Histogram; Reason::ALL.len()],
     /// Upgrades refused because the user has `MAX_CONNECTIONS_PER_USER` open.
     pub rejected_per_user: AtomicU64,
     /// Requests refused by a rate (auth per address or user name, room creation).
@@ -87,9 +101,18 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             started: Instant::now(),
+            upgrade_requests: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             rejected_full: AtomicU64::new(0),
             rejected_auth: AtomicU64::new(0),
+            rejected_draining: AtomicU64::new(0),
+            rejected_handshake: AtomicU64::new(0),
+            rejected_unavailable: AtomicU64::new(0),
+            upgrades_lost: AtomicU64::new(0),
+            connections_resumed: AtomicU64::new(0),
+            durations: std::array::from_fn(|_| {
+                crate::histogram::Histogram::new(&crate::histogram::CONNECTION_BOUNDS_US)
+            }),
             rejected_per_user: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             disconnections: Default::default(),
@@ -118,8 +141,10 @@ pub struct Gauges {
 }
 
 impl Stats {
-    pub fn disconnected(&self, reason: Reason) {
+    /// A connection ended after `lasted`.
+    pub fn disconnected(&self, reason: Reason, lasted: std::time::Duration) {
         self.disconnections[reason as usize].fetch_add(1, Relaxed);
+        self.durations[reason as usize].observe(lasted);
     }
 
     pub fn disconnections(&self, reason: Reason) -> u64 {
@@ -141,6 +166,12 @@ impl Stats {
         let one = |v: u64| vec![(String::new(), v)];
         let load = |c: &AtomicU64| c.load(Relaxed);
         metric(
+            "chat_upgrade_requests_total",
+            "counter",
+            "Requests to /ws: every WebSocket upgrade attempt, taken or refused.",
+            &one(load(&self.upgrade_requests)),
+        );
+        metric(
             "chat_connections_total",
             "counter",
             "WebSocket connections accepted.",
@@ -152,8 +183,23 @@ impl Stats {
             ("{reason=\"full\"}".to_string(), load(&self.rejected_full)),
             ("{reason=\"auth\"}".to_string(), load(&self.rejected_auth)),
             ("{reason=\"per_user\"}".to_string(), load(&self.rejected_per_user)),
+            ("{reason=\"draining\"}".to_string(), load(&self.rejected_draining)),
+            ("{reason=\"handshake\"}".to_string(), load(&self.rejected_handshake)),
+            ("{reason=\"unavailable\"}".to_string(), load(&self.rejected_unavailable)),
         ];
         metric("chat_connections_rejected_total", "counter", "Upgrades refused before any WebSocket state.", &rejected);
+        metric(
+            "chat_upgrades_lost_total",
+            "counter",
+            "Upgrades answered 101 whose connection never came.",
+            &one(load(&self.upgrades_lost)),
+        );
+        metric(
+            "chat_connections_resumed_total",
+            "counter",
+            "Connections that asked for a replay at least once (clients coming back).",
+            &one(load(&self.connections_resumed)),
+        );
         let by_reason: Vec<(String, u64)> =
             Reason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.disconnections(*r))).collect();
         metric("chat_disconnections_total", "counter", "Connections ended, by reason.", &by_reason);
@@ -190,6 +236,12 @@ impl Stats {
         metric("chat_memory_rss_bytes", "gauge", "Resident memory of this worker.", &one(g.rss_bytes));
         metric("chat_draining", "gauge", "1 while shutting down.", &one(u64::from(g.draining)));
         metric("chat_uptime_seconds", "gauge", "Seconds since start.", &one(self.started.elapsed().as_secs()));
+        let name = "chat_connection_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} How long closed connections lasted, by close reason.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for r in Reason::ALL {
+            self.durations[r as usize].render_series(&mut out, name, &format!("reason=\"{}\",", r.as_str()));
+        }
         self.send_seconds.render(
             &mut out,
             "chat_send_duration_seconds",
@@ -211,4 +263,29 @@ fn page_size() -> u64 {
     static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf reads a constant of the system; it has no preconditions.
     *SIZE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+/// The last failure of a backend (the database, Redis) and when, for the health
+/// check: kept after the backend is back, so a flap shows.
+#[derive(Debug, Default)]
+pub struct LastError(std::sync::Mutex<Option<(String, std::time::SystemTime)>>);
+
+impl LastError {
+    pub fn set(&self, message: impl Into<String>) {
+        let mut m: String = message.into();
+        m.truncate(m.floor_char_boundary(300));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((m, std::time::SystemTime::now()));
+    }
+
+    /// `{"message", "at"}` (RFC 3339), or null.
+    pub fn json(&self) -> serde_json::Value {
+        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((message, at)) => {
+                let at =
+                    chrono::DateTime::<chrono::Utc>::from(*at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                serde_json::json!({ "message": message, "at": at })
+            }
+            None => serde_json::Value::Null,
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! README "Guarantees" (panic line) and "Health and metrics" (the periodic log line).
+//! README "Guarantees" (panic line) and "Health and metrics" (the periodic log line, the
+//! upgrade and connection counters, the backends in the health check).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -61,4 +62,68 @@ async fn connection_metrics_are_logged_every_interval() {
         assert!(std::time::Instant::now() < deadline, "no metrics line with the connection: {log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The raw text of `/metrics` (histograms included, which `Server::metric` does not read).
+async fn metrics_text(server: &Server) -> String {
+    let (_, _, body) = layer4_chat_client::http::get(&server.base(), "/metrics").await.unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn upgrades_are_counted_by_outcome_and_closed_connections_by_how_long_they_lasted() {
+    use layer4_chat_client::protocol::{ClientMsg, Format};
+    let server = Server::start(&[]).await;
+    assert!(raw(&server.ws_url(), None, None).await.is_err(), "no token: 401");
+    assert!(raw(&server.ws_url(), Some(&server.token(1, "ann")), Some("nope")).await.is_err(), "400");
+    let mut ws = raw(&server.ws_url(), Some(&server.token(1, "ann")), None).await.unwrap();
+    // Two resumes on one connection: one client coming back.
+    for room in ["a", "b"] {
+        raw_send(&mut ws, Format::Json, &ClientMsg::Join { room: room.into(), since: Some(0) }).await;
+    }
+    server.wait_metric("chat_resumes_total", &[], |v| v == 2.0).await;
+    ws.close(None).await.unwrap();
+    server.wait_metric("chat_disconnections_total", &[("reason", "client")], |v| v == 1.0).await;
+    assert_eq!(server.metric("chat_upgrade_requests_total", &[]).await, 3.0);
+    assert_eq!(server.metric("chat_connections_total", &[]).await, 1.0);
+    assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "auth")]).await, 1.0);
+    assert_eq!(server.metric("chat_connections_rejected_total", &[("reason", "handshake")]).await, 1.0);
+    assert_eq!(server.metric("chat_connections_resumed_total", &[]).await, 1.0);
+    let text = metrics_text(&server).await;
+    for line in [
+        "chat_connection_duration_seconds_count{reason=\"client\"} 1\n",
+        "chat_connection_duration_seconds_bucket{reason=\"client\",le=\"+Inf\"} 1\n",
+        "chat_connection_duration_seconds_bucket{reason=\"client\",le=\"86400\"} 1\n",
+        "chat_connection_duration_seconds_count{reason=\"timeout\"} 0\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_health_check_says_when_redis_was_lost_and_why() {
+    let mut redis = crate::fanout::Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let server = Server::start(&[("REDIS_URL", url.as_str())]).await;
+    let health = || async {
+        let (_, _, body) = layer4_chat_client::http::get(&server.base(), "/api/health/websocket").await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let h = health().await;
+    assert_eq!(h["redis"]["status"], "ok", "{h}");
+    assert!(h["redis"]["last_error"].is_null(), "{h}");
+    assert_eq!(h["database"]["status"], "ok", "{h}");
+    redis.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let h = health().await;
+        if h["redis"]["status"] == "degraded" {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "redis never degraded: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(h["status"], "healthy", "a lost Redis keeps the worker in: {h}");
+    let message = h["redis"]["last_error"]["message"].as_str().unwrap();
+    assert!(!message.is_empty() && h["redis"]["last_error"]["at"].as_str().unwrap().ends_with('Z'), "{h}");
 }

@@ -47,6 +47,9 @@ pub(super) async fn user(ctx: &Ctx, identity: Identity, count: bool) -> Result<(
     let id = match &identity.subject {
         Subject::Account(id) => *id,
         Subject::External(sub) => ctx.subjects.id(sub).await.map_err(|e| {
+            if count {
+                ctx.stats.rejected_unavailable.fetch_add(1, Relaxed);
+            }
             tracing::warn!(error = %e, "cannot look up a backend user's number");
             let text = "storage unavailable; try again";
             Box::new(json_error_retry(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text, 1))

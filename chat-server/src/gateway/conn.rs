@@ -80,6 +80,8 @@ pub(super) struct Conn {
     pub(super) unstored: Vec<(Arc<str>, String)>,
     pub(super) malformed: u32,
     pub(super) unknown: u32,
+    /// It asked for a replay once already (counted once per connection).
+    pub(super) resumed: bool,
 }
 
 /// What a connection serves.
@@ -94,6 +96,7 @@ pub enum Service {
 /// Serve one upgraded connection; `slot` (its place under `MAX_CONNECTIONS`) and its
 /// user's slot are given back when it ends.
 pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: Service, format: Format, slot: Slot) {
+    let opened = std::time::Instant::now();
     let (user, user_slot) = match service {
         Service::Chat(user, user_slot) => (user, Some(user_slot)),
         // Nobody, and a token that never expires.
@@ -136,10 +139,11 @@ pub async fn serve(stream: TcpStream, read_buf: Bytes, ctx: Arc<Ctx>, service: S
         unstored: Vec::new(),
         malformed: 0,
         unknown: 0,
+        resumed: false,
     };
     let (reason, frame) = run(&mut ws, &ctx, &mut conn).await;
     conn.leave_all();
-    ctx.stats.disconnected(reason);
+    ctx.stats.disconnected(reason, opened.elapsed());
     // A slow consumer gets longer: its close frame waits behind a full socket.
     let patience = if reason == Reason::SlowConsumer { 5 } else { 1 };
     let _ = timeout(Duration::from_secs(patience), goodbye(&mut ws, &conn.outbox, &stream, frame)).await;

@@ -79,12 +79,16 @@ fn requested_protocols(headers: &HeaderMap) -> Vec<String> {
 }
 
 pub async fn upgrade(State(ctx): State<Arc<Ctx>>, mut request: Request) -> Response {
+    ctx.stats.upgrade_requests.fetch_add(1, Relaxed);
     if ctx.draining() {
+        ctx.stats.rejected_draining.fetch_add(1, Relaxed);
         return draining();
     }
     let answer = async {
         let identity = admission::identity(&ctx, request.headers(), request.uri().query(), true)?;
-        let handshake = Handshake::check(&ctx, &mut request)?;
+        let handshake = Handshake::check(&ctx, &mut request).inspect_err(|_| {
+            ctx.stats.rejected_handshake.fetch_add(1, Relaxed);
+        })?;
         // After the cheap checks: a backend user's number may take a query.
         let (user, place) = admission::user(&ctx, identity, true).await?;
         Ok::<_, Box<Response>>(handshake.accept(ctx.clone(), Service::Chat(user, place)))
@@ -169,7 +173,10 @@ impl Handshake {
         tokio::spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
-                Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+                Err(e) => {
+                    ctx.stats.upgrades_lost.fetch_add(1, Relaxed);
+                    return tracing::debug!(error = %e, "upgrade failed");
+                }
             };
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {

@@ -143,6 +143,10 @@ impl Conn {
         };
         if since.is_some() {
             ctx.stats.resumes.fetch_add(1, Relaxed);
+            if !self.resumed {
+                self.resumed = true;
+                ctx.stats.connections_resumed.fetch_add(1, Relaxed);
+            }
         }
         // The client saw more of the room than this worker holds (the worker missed
         // messages: cut off from Redis, say, or its catch-up failed): the room is

@@ -64,6 +64,8 @@ pub struct Fanout {
     deliverer: Deliverer,
     /// `REDIS_PREFIX`: `<prefix>:room:<room>`, `<prefix>:hist:<room>`.
     prefix: String,
+    /// Why Redis was last lost (for the health check).
+    pub last_error: crate::stats::LastError,
 }
 
 impl Fanout {
@@ -91,6 +93,7 @@ impl Fanout {
             rooms,
             deliverer,
             prefix: prefix.to_owned(),
+            last_error: Default::default(),
         });
         tokio::spawn(fanout.clone().publisher(publish_rx));
         tokio::spawn(fanout.clone().receiver(push_rx));
@@ -115,12 +118,18 @@ impl Fanout {
     pub async fn subscribe(self: &Arc<Self>, room: &str) {
         if let Err(e) = self.link.con().subscribe(self.channel(room)).await {
             tracing::warn!(room, error = %e, "cannot subscribe to the room on Redis; resubscribing when it is back");
-            self.mark_lost();
+            self.mark_lost(&e.to_string());
         }
     }
 
-    /// Redis failed: once it answers again, resubscribe and resynchronise every room.
-    fn mark_lost(self: &Arc<Self>) {
+    /// Whether Redis answers now (no recovery under way).
+    pub fn ok(&self) -> bool {
+        !self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Redis failed (`why`): once it answers again, resubscribe and resynchronise every room.
+    fn mark_lost(self: &Arc<Self>, why: &str) {
+        self.last_error.set(why);
         self.again.store(true, Ordering::Relaxed);
         if !self.lost.swap(true, Ordering::Relaxed) {
             tracing::warn!("lost Redis; messages between workers wait until it is back");
@@ -138,7 +147,7 @@ impl Fanout {
             if !self.lost.load(Ordering::Relaxed)
                 && !matches!(tokio::time::timeout(HEARTBEAT, self.link.usable()).await, Ok(true))
             {
-                self.mark_lost();
+                self.mark_lost("no answer to the heartbeat within 2 s");
             }
         }
     }
@@ -191,7 +200,7 @@ impl Fanout {
                     }
                 }
                 drop(unpublished);
-                self.mark_lost();
+                self.mark_lost(&format!("cannot publish: {e}"));
             }
             batch.clear();
         }
@@ -212,7 +221,7 @@ impl Fanout {
                         self.deliverer.deliver(&room, wire.msg);
                     }
                 }
-                PushKind::Disconnection => self.mark_lost(),
+                PushKind::Disconnection => self.mark_lost("disconnected"),
                 _ => {}
             }
         }

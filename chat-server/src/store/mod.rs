@@ -84,6 +84,8 @@ pub struct Store {
     /// transactions queue in the pool instead of failing with SQLITE_BUSY.
     write: AnyPool,
     read: AnyPool,
+    /// The health check's last failed query (kept after the database is back).
+    pub last_error: std::sync::Arc<crate::stats::LastError>,
 }
 
 type Row = (String, i64, String, String, String, i64);
@@ -113,11 +115,11 @@ impl Store {
             SQLITE.run(&write).await?;
             let read = options().max_connections(4).connect(&url).await?;
             // Nothing may open the database's files from here on (see make_private).
-            Ok(Store { write, read })
+            Ok(Store { write, read, last_error: Default::default() })
         } else {
             let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
             POSTGRES.run(&pool).await?;
-            Ok(Store { write: pool.clone(), read: pool })
+            Ok(Store { write: pool.clone(), read: pool, last_error: Default::default() })
         }
     }
 
@@ -293,7 +295,13 @@ impl Store {
 
     /// Whether the database answers (for the health check).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+        match sqlx::query("SELECT 1").execute(&self.read).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.last_error.set(e.to_string());
+                false
+            }
+        }
     }
 
     pub async fn close(&self) {
