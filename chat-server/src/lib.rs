@@ -14,7 +14,8 @@
 //! - [`web`]: the web chat page at `/` (embedded, or `WEB_ROOT`), with ETags and a CSP.
 //! - [`answer`]: the JSON error body of every HTTP answer.
 //! - [`health`]: the health check (with the database's and Redis's status) and `/metrics`.
-//! - [`stats`]: counters behind health, metrics and the periodic log line.
+//! - [`stats`]: counters behind health, metrics and the periodic log line; [`last_error`]:
+//!   a backend's last failure, for the health check.
 //! - [`telemetry`]: tracing setup and the one-line structured panic report.
 //!
 //! [`run`] takes the listener and the shutdown future from the caller, so tests start
@@ -31,6 +32,7 @@ pub mod health;
 pub mod histogram;
 pub mod http;
 pub mod hub;
+pub mod last_error;
 pub mod limits;
 pub mod publish;
 pub mod reach;

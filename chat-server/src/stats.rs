@@ -236,12 +236,27 @@ impl Stats {
         metric("chat_memory_rss_bytes", "gauge", "Resident memory of this worker.", &one(g.rss_bytes));
         metric("chat_draining", "gauge", "1 while shutting down.", &one(u64::from(g.draining)));
         metric("chat_uptime_seconds", "gauge", "Seconds since start.", &one(self.started.elapsed().as_secs()));
+        let dropped = vec![
+            ("{reason=\"slow_consumer\"}".to_string(), crate::delivery::measure::DROPPED_SLOW.load(Relaxed)),
+            ("{reason=\"client_gone\"}".to_string(), crate::delivery::measure::DROPPED_GONE.load(Relaxed)),
+        ];
+        metric(
+            "chat_deliveries_dropped_total",
+            "counter",
+            "Live deliveries not made: the member's queue overflowed (it resumes), or it left.",
+            &dropped,
+        );
         let name = "chat_connection_duration_seconds";
         let _ = writeln!(out, "# HELP {name} How long closed connections lasted, by close reason.");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for r in Reason::ALL {
             self.durations[r as usize].render_series(&mut out, name, &format!("reason=\"{}\",", r.as_str()));
         }
+        crate::delivery::measure::LATENCY.render(
+            &mut out,
+            "chat_delivery_duration_seconds",
+            "A live message from its store to its frame written to a member's socket.",
+        );
         self.send_seconds.render(
             &mut out,
             "chat_send_duration_seconds",
@@ -263,29 +278,4 @@ fn page_size() -> u64 {
     static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf reads a constant of the system; it has no preconditions.
     *SIZE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
-}
-
-/// The last failure of a backend (the database, Redis) and when, for the health
-/// check: kept after the backend is back, so a flap shows.
-#[derive(Debug, Default)]
-pub struct LastError(std::sync::Mutex<Option<(String, std::time::SystemTime)>>);
-
-impl LastError {
-    pub fn set(&self, message: impl Into<String>) {
-        let mut m: String = message.into();
-        m.truncate(m.floor_char_boundary(300));
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((m, std::time::SystemTime::now()));
-    }
-
-    /// `{"message", "at"}` (RFC 3339), or null.
-    pub fn json(&self) -> serde_json::Value {
-        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((message, at)) => {
-                let at =
-                    chrono::DateTime::<chrono::Utc>::from(*at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                serde_json::json!({ "message": message, "at": at })
-            }
-            None => serde_json::Value::Null,
-        }
-    }
 }

@@ -146,6 +146,8 @@ async fn a_slow_consumer_is_closed_with_4001_without_stalling_the_room() {
     }
     assert_eq!(messages(&mut fast, 1000).await.len(), 1000, "the room kept flowing");
     server.wait_metric("chat_queue_drops_total", &[], |v| v >= 1.0).await;
+    // The deliveries it did not get, with why; the fast member's were all made.
+    server.wait_metric("chat_deliveries_dropped_total", &[("reason", "slow_consumer")], |v| v >= 1.0).await;
     // Reading now drains the socket, so the close frame queued behind the backlog arrives.
     assert_eq!(raw_close_code(&mut slow, f).await, Some(close::RESUME));
     server.wait_metric("chat_disconnections_total", &[("reason", "slow_consumer")], |v| v == 1.0).await;

@@ -77,8 +77,9 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Frames (or what remains of the first one) and whether each is live traffic.
-    queue: VecDeque<(Bytes, bool)>,
+    /// Frames (or what remains of the first one), each with the time its message was
+    /// stored (milliseconds since the epoch) when it is live traffic, else 0.
+    queue: VecDeque<(Bytes, u64)>,
     live_bytes: usize,
     /// The first frame is partly written: it must be finished before anything else.
     head_started: bool,
@@ -92,7 +93,7 @@ struct Inner {
     /// next page): whoever writes it there (a flusher, too) wakes the task.
     under_half_wanted: bool,
     stopped: Option<Stopped>,
-    /// Bytes written from the queue, ever (no clock on the delivery path).
+    /// Bytes written from the queue, ever (no clock on the queueing side).
     written: u64,
     /// Live frames held for this connection by rooms it is replaying ([`Outbox::hold`]).
     held: usize,
@@ -103,15 +104,23 @@ impl Inner {
     fn consume(&mut self, mut n: usize) {
         self.queued_bytes -= n.min(self.queued_bytes);
         self.written += n as u64;
+        let mut now = 0;
         while n > 0 {
-            let Some((front, live)) = self.queue.front_mut() else { return };
+            let Some((front, stored)) = self.queue.front_mut() else { return };
             let take = n.min(front.len());
             front.advance(take);
-            if *live {
+            let stored = *stored;
+            if stored != 0 {
                 self.live_bytes -= take;
             }
             n -= take;
             if front.is_empty() {
+                if stored != 0 {
+                    if now == 0 {
+                        now = super::measure::now_ms();
+                    }
+                    super::measure::written(stored, now);
+                }
                 self.queue.pop_front();
                 self.head_started = false;
             } else {
@@ -166,16 +175,17 @@ impl Outbox {
             }
         }
         inner.queued_bytes += rest.len();
-        inner.queue.push_back((rest, false));
+        inner.queue.push_back((rest, 0));
         drop(inner);
         self.wake.notify_one();
         true
     }
 
-    /// Queues a room broadcast for the flushers: `Ok(true)` if a flusher must be told.
-    /// The frame is dropped when the connection overflowed, now or before (a queue
-    /// drop), or when its socket already failed (the client is gone: not a drop).
-    pub fn push_live(&self, frame: Bytes) -> Result<bool, Stopped> {
+    /// Queues a room broadcast (of a message stored at `stored_ms`) for the flushers:
+    /// `Ok(true)` if a flusher must be told. The frame is dropped when the connection
+    /// overflowed, now or before (a queue drop), or when its socket already failed (the
+    /// client is gone).
+    pub fn push_live(&self, frame: Bytes, stored_ms: u64) -> Result<bool, Stopped> {
         let mut inner = self.lock();
         if let Some(stopped) = inner.stopped {
             return Err(stopped);
@@ -186,7 +196,7 @@ impl Outbox {
         }
         inner.live_bytes += frame.len();
         inner.queued_bytes += frame.len();
-        inner.queue.push_back((frame, true));
+        inner.queue.push_back((frame, stored_ms.max(1)));
         if inner.blocked {
             return Ok(false); // the connection task is waiting for writability
         }
@@ -230,8 +240,10 @@ impl Outbox {
             inner.stopped = Some(Stopped::Overflowed);
         }
         let keep = usize::from(inner.head_started).min(inner.queue.len());
+        let lost = inner.queue.iter().skip(keep).filter(|(_, stored)| *stored != 0).count();
+        super::measure::dropped(lost as u64, 0);
         inner.queue.truncate(keep);
-        inner.live_bytes = inner.queue.iter().filter(|(_, live)| *live).map(|(b, _)| b.len()).sum();
+        inner.live_bytes = inner.queue.iter().filter(|(_, stored)| *stored != 0).map(|(b, _)| b.len()).sum();
         inner.queued_bytes = inner.queue.iter().map(|(b, _)| b.len()).sum();
         inner.queue.shrink_to_fit();
         self.wake.notify_one();
@@ -368,8 +380,8 @@ mod tests {
         let o = Outbox::new(Format::Json, 1 << 20, 100, near, 0);
         o.push(Bytes::from_static(b"ab"));
         assert!(o.is_empty(), "a reply is written at once");
-        assert_eq!(o.push_live(Bytes::from_static(b"c")), Ok(true), "a broadcast asks for a flusher");
-        assert_eq!(o.push_live(Bytes::from_static(b"!")), Ok(false), "once");
+        assert_eq!(o.push_live(Bytes::from_static(b"c"), 1), Ok(true), "a broadcast asks for a flusher");
+        assert_eq!(o.push_live(Bytes::from_static(b"!"), 1), Ok(false), "once");
         o.unschedule();
         assert_eq!(o.write_queued(), Ok(false));
         let mut buf = [0u8; 4];
@@ -396,20 +408,20 @@ mod tests {
         let mut i = 0u8;
         // Fill the socket: broadcasts written by a "flusher" until the socket is full.
         loop {
-            assert!(o.push_live(frame(i)).is_ok());
+            assert!(o.push_live(frame(i), 1).is_ok());
             i = i.wrapping_add(1);
             if o.write_queued().unwrap() {
                 break;
             }
         }
         let mut accepted = 0;
-        while o.push_live(frame(i)).is_ok() {
+        while o.push_live(frame(i), 1).is_ok() {
             i = i.wrapping_add(1);
             accepted += 1;
         }
         assert!(accepted > 100, "the bound is in bytes: {accepted} frames were queued");
         assert_eq!(o.stopped(), Some(Stopped::Overflowed));
-        assert_eq!(o.push_live(frame(0)), Err(Stopped::Overflowed), "counted as a queue drop");
+        assert_eq!(o.push_live(frame(0), 1), Err(Stopped::Overflowed), "counted as a queue drop");
         assert!(o.push_control(Bytes::from_static(b"CLOSE")), "control frames still go out");
         // Drain: the bytes the far end reads are whole 1000-byte frames, then CLOSE.
         let reader = tokio::spawn(async move {
@@ -435,7 +447,7 @@ mod tests {
         let (near, mut far) = pair().await;
         let o = Outbox::new(Format::Json, 4000, 100, near, 0);
         for _ in 0..3 {
-            o.push_live(Bytes::from(vec![b'x'; 1000])).unwrap(); // 3000 queued, for a flusher
+            o.push_live(Bytes::from(vec![b'x'; 1000]), 1).unwrap(); // 3000 queued, for a flusher
         }
         assert!(!o.under_half(), "3000 of 4000 queued");
         // A flusher writes the queue down: the waiting task learns of it.
@@ -459,6 +471,6 @@ mod tests {
             o.push(Bytes::from_static(b"ping"));
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert_eq!(o.push_live(Bytes::from_static(b"late")), Err(Stopped::Broken));
+        assert_eq!(o.push_live(Bytes::from_static(b"late"), 1), Err(Stopped::Broken));
     }
 }

@@ -65,7 +65,7 @@ pub struct Fanout {
     /// `REDIS_PREFIX`: `<prefix>:room:<room>`, `<prefix>:hist:<room>`.
     prefix: String,
     /// Why Redis was last lost (for the health check).
-    pub last_error: crate::stats::LastError,
+    pub last_error: crate::last_error::LastError,
 }
 
 impl Fanout {

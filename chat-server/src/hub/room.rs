@@ -316,22 +316,26 @@ impl Room {
                         waiting.push(entry.clone());
                     } else {
                         // Held too long: the client reads too slowly to catch up.
+                        crate::delivery::measure::dropped(waiting.len() as u64 + 1, 0);
                         member.outbox.overflow();
                         member.outbox.release(std::mem::take(&mut member.pending_bytes));
                         out.overflowed += 1;
                         member.pending = None;
                     }
                 }
-                None => match member.outbox.push_live(entry.frame(member.outbox.format)) {
+                None => match member.outbox.push_live(entry.frame(member.outbox.format), entry.msg.ts as u64) {
                     Ok(schedule) => {
                         out.delivered += 1;
                         if schedule {
                             flushers.schedule(&member.outbox);
                         }
                     }
-                    Err(Stopped::Overflowed) => out.overflowed += 1,
+                    Err(Stopped::Overflowed) => {
+                        out.overflowed += 1;
+                        crate::delivery::measure::dropped(1, 0);
+                    }
                     // The client is gone; its connection task is leaving the room.
-                    Err(Stopped::Broken) => {}
+                    Err(Stopped::Broken) => crate::delivery::measure::dropped(0, 1),
                 },
             }
         }

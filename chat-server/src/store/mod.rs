@@ -85,7 +85,7 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     /// The health check's last failed query (kept after the database is back).
-    pub last_error: std::sync::Arc<crate::stats::LastError>,
+    pub last_error: std::sync::Arc<crate::last_error::LastError>,
 }
 
 type Row = (String, i64, String, String, String, i64);
