@@ -53,6 +53,12 @@ impl Histogram {
         self.sum_us.fetch_add(us, Relaxed);
     }
 
+    /// Adds `n` observations to bucket `i` and `sum_us` to the sum (to merge shards).
+    pub fn add(&self, i: usize, n: u64, sum_us: u64) {
+        self.buckets[i].fetch_add(n, Relaxed);
+        self.sum_us.fetch_add(sum_us, Relaxed);
+    }
+
     /// The histogram's lines in the text format, `_bucket` cumulative with `le`.
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");

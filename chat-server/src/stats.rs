@@ -252,7 +252,7 @@ impl Stats {
         for r in Reason::ALL {
             self.durations[r as usize].render_series(&mut out, name, &format!("reason=\"{}\",", r.as_str()));
         }
-        crate::delivery::measure::LATENCY.render(
+        crate::delivery::measure::latency().render(
             &mut out,
             "chat_delivery_duration_seconds",
             "A live message from its store to its frame written to a member's socket.",

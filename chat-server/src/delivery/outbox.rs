@@ -77,8 +77,9 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Frames (or what remains of the first one), each with the time its message was
-    /// stored (milliseconds since the epoch) when it is live traffic, else 0.
+    /// Frames (or what remains of the first one), each with 0 when it is not live
+    /// traffic, else the time its message was stored (milliseconds since the epoch) when
+    /// its delivery is timed ([`super::measure::timed`]), else 1.
     queue: VecDeque<(Bytes, u64)>,
     live_bytes: usize,
     /// The first frame is partly written: it must be finished before anything else.
@@ -101,7 +102,7 @@ struct Inner {
 
 impl Inner {
     /// Accounts for `n` bytes written from the front of the queue.
-    fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, mut n: usize, shard: usize) {
         self.queued_bytes -= n.min(self.queued_bytes);
         self.written += n as u64;
         let mut now = 0;
@@ -115,11 +116,11 @@ impl Inner {
             }
             n -= take;
             if front.is_empty() {
-                if stored != 0 {
+                if stored > 1 {
                     if now == 0 {
                         now = super::measure::now_ms();
                     }
-                    super::measure::written(stored, now);
+                    super::measure::written(shard, stored, now);
                 }
                 self.queue.pop_front();
                 self.head_started = false;
@@ -197,6 +198,7 @@ impl Outbox {
         inner.live_bytes += frame.len();
         inner.queued_bytes += frame.len();
         inner.queue.push_back((frame, stored_ms.max(1)));
+        // `stored_ms` is 1 for a delivery that is not timed (see `measure::timed`).
         if inner.blocked {
             return Ok(false); // the connection task is waiting for writability
         }
@@ -329,7 +331,7 @@ impl Outbox {
                     inner.stopped = Some(Stopped::Broken);
                     return Err(Stopped::Broken);
                 }
-                Ok(n) => inner.consume(n),
+                Ok(n) => inner.consume(n, self.shard),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     inner.blocked = true;
                     return Ok(true);

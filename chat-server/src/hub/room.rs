@@ -306,6 +306,8 @@ impl Room {
             }
             s.cache.push_back(entry.clone());
         }
+        // One message in `TIMED_EVERY` has its deliveries timed (every member's).
+        let timed = crate::delivery::measure::timed(entry.msg.seq, entry.msg.ts);
         for member in s.members.values_mut() {
             match &mut member.pending {
                 Some(waiting) => {
@@ -323,7 +325,7 @@ impl Room {
                         member.pending = None;
                     }
                 }
-                None => match member.outbox.push_live(entry.frame(member.outbox.format), entry.msg.ts as u64) {
+                None => match member.outbox.push_live(entry.frame(member.outbox.format), timed) {
                     Ok(schedule) => {
                         out.delivered += 1;
                         if schedule {
