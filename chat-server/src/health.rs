@@ -37,7 +37,8 @@ pub async fn health(State(ctx): State<Arc<Ctx>>) -> Response {
         "database": {
             "kind": ctx.database,
             "ok": database_ok,
-            "status": if database_ok { "ok" } else { "degraded" },
+            // While draining the database is not asked.
+            "status": if g.draining { "unknown" } else if database_ok { "ok" } else { "degraded" },
             "last_error": ctx.hub.store.last_error.json(),
         },
         "redis": match ctx.hub.fanout.get() {

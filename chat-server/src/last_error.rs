@@ -2,7 +2,7 @@
 //! health check: kept after the backend is back, so a flap shows. A bottom-level type:
 //! the store and the hub record into it, the health route reads it.
 
-/// A backend's last failure (at most 300 characters) and its time.
+/// A backend's last failure (at most 300 bytes, cut on a character) and its time.
 #[derive(Debug, Default)]
 pub struct LastError(std::sync::Mutex<Option<(String, std::time::SystemTime)>>);
 

@@ -239,11 +239,12 @@ impl Stats {
         let dropped = vec![
             ("{reason=\"slow_consumer\"}".to_string(), crate::delivery::measure::DROPPED_SLOW.load(Relaxed)),
             ("{reason=\"client_gone\"}".to_string(), crate::delivery::measure::DROPPED_GONE.load(Relaxed)),
+            ("{reason=\"purged\"}".to_string(), crate::delivery::measure::PURGED.load(Relaxed)),
         ];
         metric(
             "chat_deliveries_dropped_total",
             "counter",
-            "Live deliveries not made: the member's queue overflowed (it resumes), or it left.",
+            "Live deliveries not made: refused to a member whose queue overflowed (it resumes) or who left, or purged from an overflowing queue (these are in chat_messages_out_total too).",
             &dropped,
         );
         let name = "chat_connection_duration_seconds";

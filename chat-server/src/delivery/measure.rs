@@ -24,7 +24,8 @@ pub const TIMED_EVERY: u64 = 16;
 /// What a live frame of message `seq` stored at `ts` (ms) carries into the outbox:
 /// its store time when its deliveries are timed, else 1.
 pub fn timed(seq: u64, ts: i64) -> u64 {
-    if seq.is_multiple_of(TIMED_EVERY) { u64::try_from(ts).unwrap_or(0).max(2) } else { 1 }
+    // A message with no usable store time (`ts` of 1 ms or less) is not timed.
+    if seq.is_multiple_of(TIMED_EVERY) && ts > 1 { ts as u64 } else { 1 }
 }
 
 #[repr(align(128))]
@@ -40,10 +41,14 @@ const EMPTY: Shard = Shard { buckets: [const { AtomicU64::new(0) }; BOUNDS_US.le
 /// From the message's store (`ts`, milliseconds) to its frame fully written to a member.
 static LATENCY: [Shard; SHARDS] = [EMPTY; SHARDS];
 
-/// Live deliveries not made because the member's queue overflowed (close 4001): frames
-/// refused and frames dropped from its queue. The member resumes and loses nothing.
+/// Live deliveries refused because the member's queue had overflowed (close 4001), or
+/// held for a replaying member that fell too far behind. The member resumes and loses
+/// nothing. Never counted in `chat_messages_out_total`.
 pub static DROPPED_SLOW: AtomicU64 = AtomicU64::new(0);
-/// Live deliveries not made because the member's socket had failed (it left).
+/// Live frames queued (so counted in `chat_messages_out_total`) and dropped from the
+/// queue when it overflowed.
+pub static PURGED: AtomicU64 = AtomicU64::new(0);
+/// Live deliveries refused because the member's socket had failed (it left).
 pub static DROPPED_GONE: AtomicU64 = AtomicU64::new(0);
 
 /// Milliseconds since the epoch, as messages' `ts` are.
@@ -73,11 +78,30 @@ pub fn latency() -> Histogram {
     h
 }
 
+pub fn purged(n: u64) {
+    if n > 0 {
+        PURGED.fetch_add(n, Relaxed);
+    }
+}
+
 pub fn dropped(slow: u64, gone: u64) {
     if slow > 0 {
         DROPPED_SLOW.fetch_add(slow, Relaxed);
     }
     if gone > 0 {
         DROPPED_GONE.fetch_add(gone, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_message_in_sixteen_is_timed_and_one_without_a_store_time_never() {
+        assert_eq!(timed(16, 1_700_000_000_000), 1_700_000_000_000);
+        assert_eq!(timed(17, 1_700_000_000_000), 1, "not sampled");
+        assert_eq!(timed(32, 0), 1, "no store time: not timed");
+        assert_eq!(timed(32, -5), 1);
     }
 }

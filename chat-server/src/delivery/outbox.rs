@@ -238,12 +238,16 @@ impl Outbox {
     }
 
     fn overflow_locked(&self, inner: &mut Inner) {
+        // Live frames queued (counted delivered) and dropped now: purged, unless the
+        // socket had failed already (then nothing could have written them anyway).
+        let broken = inner.stopped == Some(Stopped::Broken);
         if inner.stopped.is_none() {
             inner.stopped = Some(Stopped::Overflowed);
         }
         let keep = usize::from(inner.head_started).min(inner.queue.len());
-        let lost = inner.queue.iter().skip(keep).filter(|(_, stored)| *stored != 0).count();
-        super::measure::dropped(lost as u64, 0);
+        if !broken {
+            super::measure::purged(inner.queue.iter().skip(keep).filter(|(_, stored)| *stored != 0).count() as u64);
+        }
         inner.queue.truncate(keep);
         inner.live_bytes = inner.queue.iter().filter(|(_, stored)| *stored != 0).map(|(b, _)| b.len()).sum();
         inner.queued_bytes = inner.queue.iter().map(|(b, _)| b.len()).sum();

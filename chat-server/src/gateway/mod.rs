@@ -183,7 +183,10 @@ impl Handshake {
                     let stream = parts.io.into_inner();
                     conn::serve(stream, parts.read_buf, ctx, service, format, slot).await;
                 }
-                Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
+                Err(_) => {
+                    ctx.stats.upgrades_lost.fetch_add(1, Relaxed);
+                    tracing::error!("an upgraded connection is not a TCP stream");
+                }
             }
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();

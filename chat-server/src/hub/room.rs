@@ -317,8 +317,13 @@ impl Room {
                         member.pending_bytes += bytes;
                         waiting.push(entry.clone());
                     } else {
-                        // Held too long: the client reads too slowly to catch up.
-                        crate::delivery::measure::dropped(waiting.len() as u64 + 1, 0);
+                        // Held too long: the client reads too slowly to catch up (or it left).
+                        let held = waiting.len() as u64 + 1;
+                        if member.outbox.stopped() == Some(Stopped::Broken) {
+                            crate::delivery::measure::dropped(0, held);
+                        } else {
+                            crate::delivery::measure::dropped(held, 0);
+                        }
                         member.outbox.overflow();
                         member.outbox.release(std::mem::take(&mut member.pending_bytes));
                         out.overflowed += 1;
