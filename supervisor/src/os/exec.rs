@@ -157,6 +157,15 @@ mod tests {
     }
 
     #[test]
+    fn a_handover_of_max_handover_bytes_is_read_and_one_byte_more_is_refused() {
+        let at = vec![b'x'; MAX_HANDOVER as usize];
+        assert_eq!(read_sealed(sealed_memfd("at", &at).unwrap()).unwrap().len(), at.len());
+        let past = vec![b'x'; MAX_HANDOVER as usize + 1];
+        let refused = read_sealed(sealed_memfd("past", &past).unwrap()).unwrap_err();
+        assert!(refused.to_string().contains("larger than"), "{refused}");
+    }
+
+    #[test]
     fn an_unsealed_file_is_not_taken_for_a_handover() {
         let file = tempfile::tempfile().unwrap();
         assert!(read_sealed(file.into()).is_err());
