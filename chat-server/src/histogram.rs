@@ -22,6 +22,11 @@ pub const CONNECTION_BOUNDS_US: [u64; 11] = {
     [S, 10 * S, 30 * S, 60 * S, 300 * S, 600 * S, 1200 * S, 1800 * S, 3600 * S, 14_400 * S, 86_400 * S]
 };
 
+/// The bucket of `us` among `bounds` (the last one past every bound).
+pub fn bucket(bounds: &[u64], us: u64) -> usize {
+    bounds.iter().position(|&b| us <= b).unwrap_or(bounds.len())
+}
+
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [u64],
@@ -48,7 +53,7 @@ impl Histogram {
 
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = self.bounds.iter().position(|&b| us <= b).unwrap_or(self.bounds.len());
+        let i = bucket(self.bounds, us);
         self.buckets[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
     }

@@ -152,8 +152,7 @@ pub async fn hand_over(handle: &Handle, kept: &Kept, how: How, args: &[OsString]
     let (held, log_counters) = logs.hand_over(std::time::Duration::from_secs(5)).await;
     // Now that no reader feeds them: each run's stderr tail, whole.
     daemon.fill_tails(tails);
-    let stamps = (reference, frozen_mono_ns);
-    exec_with(Frozen { daemon, held, log_counters, stamps }, kept, &how, program, reason, args)
+    exec_with(Frozen { daemon, held, log_counters, frozen_mono_ns }, kept, &how, program, reason, args)
 }
 
 /// What is left of a frozen daemon once its pipes are back.
@@ -161,8 +160,8 @@ struct Frozen {
     daemon: DaemonImage,
     held: Vec<HeldPipe>,
     log_counters: BTreeMap<String, LogCounters>,
-    /// The reference instant and `CLOCK_MONOTONIC` then.
-    stamps: (Instant, u64),
+    /// `CLOCK_MONOTONIC` at the freeze.
+    frozen_mono_ns: u64,
 }
 
 /// Write the document and exec (in one go: nothing awaits between the descriptors
@@ -178,7 +177,7 @@ fn exec_with(
     reason: &str,
     args: &[OsString],
 ) -> crate::daemon::Error {
-    let Frozen { daemon, held, log_counters, stamps: (_, frozen_mono_ns) } = frozen;
+    let Frozen { daemon, held, log_counters, frozen_mono_ns } = frozen;
     let mut keep: Vec<RawFd> = vec![kept.lock.as_raw_fd(), kept.unix.as_raw_fd()];
     keep.extend(kept.tcp.as_ref().map(AsRawFd::as_raw_fd));
     keep.extend(daemon.sockets.iter().map(|s| s.3));

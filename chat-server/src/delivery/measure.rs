@@ -60,7 +60,7 @@ pub fn now_ms() -> u64 {
 /// the connection of flusher `shard`.
 pub fn written(shard: usize, stored_ms: u64, now_ms: u64) {
     let us = now_ms.saturating_sub(stored_ms).saturating_mul(1000);
-    let i = BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(BOUNDS_US.len());
+    let i = crate::histogram::bucket(&BOUNDS_US, us);
     let s = &LATENCY[shard % SHARDS];
     s.buckets[i].fetch_add(1, Relaxed);
     s.sum_us.fetch_add(us, Relaxed);

@@ -308,17 +308,11 @@ mod tests {
     fn states_are_painted_in_pm2_colours_and_the_columns_stay_aligned() {
         use crate::lifecycle::State;
         use crate::wire::types::{InstanceStatus, StatusReport};
-        let report = StatusReport {
-            schema: 1,
-            instances: vec![
-                InstanceStatus::example("web", 0, Some(10), State::Online, Some(5000)),
-                InstanceStatus::example("web", 1, None, State::Errored, None),
-                InstanceStatus::example("online", 0, None, State::Stopped, None),
-            ],
-            log_dropped_bytes: Default::default(),
-            version: String::new(),
-            handover: None,
-        };
+        let report = StatusReport::of(vec![
+            InstanceStatus::example("web", 0, Some(10), State::Online, Some(5000)),
+            InstanceStatus::example("web", 1, None, State::Errored, None),
+            InstanceStatus::example("online", 0, None, State::Stopped, None),
+        ]);
         let plain = super::table(&report, false);
         let painted = super::table(&report, true);
         assert!(!plain.contains('\x1b'));

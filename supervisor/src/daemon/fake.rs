@@ -48,13 +48,7 @@ pub fn exit(error: &str) -> Option<ExitReport> {
 }
 
 pub fn status(instances: Vec<InstanceStatus>) -> StatusReport {
-    StatusReport {
-        schema: SCHEMA,
-        instances,
-        log_dropped_bytes: Default::default(),
-        version: String::new(),
-        handover: None,
-    }
+    StatusReport::of(instances)
 }
 
 /// `describe` of an app with these rows and `reload_parallel`.

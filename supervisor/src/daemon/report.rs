@@ -13,7 +13,7 @@ pub(super) fn status(sup: &Supervisor) -> StatusReport {
         sup.apps.values().flat_map(|a| a.instances.iter().map(move |i| row(&a.spec, i))).collect();
     instances.sort_by_key(|i| i.id);
     let log_dropped_bytes = sup.apps.keys().map(|name| (name.clone(), sup.logs.counters(name).dropped_bytes)).collect();
-    StatusReport { schema: SCHEMA, instances, log_dropped_bytes, version: String::new(), handover: None }
+    StatusReport { log_dropped_bytes, ..StatusReport::of(instances) }
 }
 
 fn row(spec: &AppSpec, inst: &Inst) -> InstanceStatus {

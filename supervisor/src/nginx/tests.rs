@@ -225,18 +225,16 @@ fn only_backups_keep_the_down_placeholder_so_nginx_accepts_it() {
 fn a_host_gives_at_most_max_servers_and_no_port_twice() {
     use crate::config::HostSpec;
     use crate::wire::types::StatusReport;
-    let table = |n: u32, same_port: bool| StatusReport {
-        schema: 1,
-        instances: (0..n)
-            .map(|i| {
-                let mut row = instance("layer4-chat", i, State::Online);
-                row.port = Some(if same_port { 3000 } else { 3000 + i as u16 });
-                row
-            })
-            .collect(),
-        log_dropped_bytes: Default::default(),
-        version: String::new(),
-        handover: None,
+    let table = |n: u32, same_port: bool| {
+        StatusReport::of(
+            (0..n)
+                .map(|i| {
+                    let mut row = instance("layer4-chat", i, State::Online);
+                    row.port = Some(if same_port { 3000 } else { 3000 + i as u16 });
+                    row
+                })
+                .collect(),
+        )
     };
     let host =
         HostSpec { api: "http://10.0.0.2:9615".into(), token_env: None, address: "10.0.0.2".into(), ca_file: None };

@@ -69,6 +69,20 @@ pub struct StatusReport {
     pub handover: Option<Handover>,
 }
 
+impl StatusReport {
+    /// The table of `instances`, per-app log losses, version and handover empty (the
+    /// daemon's answer fills them in).
+    pub fn of(instances: Vec<InstanceStatus>) -> StatusReport {
+        StatusReport {
+            schema: SCHEMA,
+            instances,
+            log_dropped_bytes: Default::default(),
+            version: String::new(),
+            handover: None,
+        }
+    }
+}
+
 /// One row of the status table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InstanceStatus {

@@ -13,13 +13,7 @@ fn report(rows: &[(&str, u32, State)]) -> StatusReport {
             r
         })
         .collect();
-    StatusReport {
-        schema: SCHEMA,
-        instances,
-        log_dropped_bytes: Default::default(),
-        version: String::new(),
-        handover: None,
-    }
+    StatusReport::of(instances)
 }
 
 #[test]
