@@ -58,6 +58,9 @@ impl Reason {
 #[derive(Debug)]
 pub struct Stats {
     pub started: Instant,
+    /// The same moment on the wall clock, for `process_start_time_seconds`: with it, a
+    /// scraper tells two runs of a worker on one port apart (during a reload both answer).
+    pub started_unix: std::time::SystemTime,
     /// Requests to `/ws`: every upgrade attempt, taken or refused.
     pub upgrade_requests: AtomicU64,
     pub connections_total: AtomicU64,
@@ -101,6 +104,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             started: Instant::now(),
+            started_unix: std::time::SystemTime::now(),
             upgrade_requests: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             rejected_full: AtomicU64::new(0),
@@ -262,6 +266,14 @@ impl Stats {
             &mut out,
             "chat_send_duration_seconds",
             "A send from its arrival to its answer, stored and published (new messages only).",
+        );
+        let start = self.started_unix.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n\
+             # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}.{:03}",
+            start.as_secs(),
+            start.subsec_millis()
         );
         out
     }

@@ -7,6 +7,8 @@
 //!   rate (message j is due at start + j/rate, and its latency is measured from that
 //!   due time, so a stalled server cannot hide its backlog); report deliveries/s, loss,
 //!   latency percentiles and the server's CPU per delivery (`--watch-pid`).
+//! - `soak`: a population of chat users coming and going in many rooms for a long run,
+//!   some on flaky links, with every delivery checked (see `soak`).
 //!
 //! `--protocol l4` speaks the chat protocol (join a room, `send`, read `message`);
 //! `--protocol raw` sends the payload as a bare text frame, for servers that broadcast
@@ -18,6 +20,7 @@ mod fanout;
 mod idle;
 mod net;
 mod proc;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -69,6 +72,8 @@ enum Cmd {
     Idle(idle::IdleArgs),
     /// One room: subscribers, publishers, a fixed publish rate.
     Fanout(fanout::FanoutArgs),
+    /// Chat users coming and going for a long run, some on flaky links (bench/soak.sh).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
     let common = match &args.cmd {
         Cmd::Idle(a) => &a.common,
         Cmd::Fanout(a) => &a.common,
+        Cmd::Soak(a) => &a.common,
     };
     if let Err(e) = net::check_loopback(&common.url) {
         eprintln!("l4load: {e}");
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
     let result = match args.cmd {
         Cmd::Idle(a) => idle::run(a),
         Cmd::Fanout(a) => fanout::run(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     match result {
         Ok(report) => {
