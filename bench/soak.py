@@ -414,7 +414,7 @@ def main():
         trend = rss_trend([p for p in sampler.points if p["t"] <= MINUTES * 60], MINUTES)
         results = os.path.join(HERE, "results")
         os.makedirs(results, exist_ok=True)
-        png = plot(sampler.points, faults.done, t0, os.path.join(results, "soak-%s.png" % stamp))
+        png = None if "--no-plot" in sys.argv else plot(sampler.points, faults.done, t0, os.path.join(results, "soak-%s.png" % stamp))
         rows, passed = table(report, causes, server, trend, faults.done)
         print_markdown_table(["metric", "clients' view", "/metrics (PromQL)", "target", ""], rows)
         meta = {"minutes": MINUTES, "clients": CLIENTS, "rooms": ROOMS, "bin": BIN, "ceiling": CEILING, "plot": png,

@@ -62,7 +62,7 @@ impl Drop for Sentinel {
 
 /// `chat-server --check` with `REDIS_URL=url` (SQLite in memory): exit code, stdout,
 /// stderr and how long it took; killed, and the test failed, past 60 s.
-fn check(url: &str) -> (i32, String, String, Duration) {
+pub fn check(url: &str) -> (i32, String, String, Duration) {
     let began = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .arg("--check")

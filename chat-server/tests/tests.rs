@@ -16,6 +16,7 @@ mod limits;
 mod netns;
 mod pki;
 mod publish;
+mod redis_cluster;
 mod redis_sentinel;
 mod redis_sentinel_limits;
 mod resume;

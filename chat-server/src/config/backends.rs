@@ -109,16 +109,23 @@ impl Parser {
     /// `REDIS_URL` and the TLS files that go with `rediss://`.
     pub(super) fn redis(&mut self, development: bool) -> (Option<String>, RedisTls) {
         let url = self.text("REDIS_URL").filter(|s| !s.is_empty());
-        let tls = url.as_deref().is_some_and(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://"));
+        let tls = url.as_deref().is_some_and(|u| {
+            u.starts_with("rediss://") || u.starts_with("rediss+sentinel://") || u.starts_with("rediss+cluster://")
+        });
         if let Some(url) = &url {
             if super::sentinel_url::is_sentinel(url) {
                 if let Err(e) = super::sentinel_url::SentinelUrl::parse(url) {
                     self.fail("REDIS_URL", e);
                 }
+            } else if super::cluster_url::is_cluster(url) {
+                if let Err(e) = super::cluster_url::ClusterUrl::parse(url) {
+                    self.fail("REDIS_URL", e);
+                }
             } else if !(url.starts_with("redis://") || tls) {
                 self.fail(
                     "REDIS_URL",
-                    "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://".to_string(),
+                    "must start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
+                        .to_string(),
                 );
             } else if let Err(e) = url::Url::parse(url) {
                 self.fail(
@@ -140,7 +147,7 @@ impl Parser {
         let mut out = RedisTls::default();
         let needs_tls = |p: &mut Parser, name: &str| {
             if !tls {
-                p.fail(name, "needs a rediss:// or rediss+sentinel:// REDIS_URL (TLS)".into());
+                p.fail(name, "needs a rediss://, rediss+sentinel:// or rediss+cluster:// REDIS_URL (TLS)".into());
             }
         };
         if let Some(ca) = self.text("REDIS_CA_FILE").filter(|s| !s.is_empty()) {
@@ -222,6 +229,10 @@ pub fn redact_url(url: &str) -> String {
     }
     if super::sentinel_url::is_sentinel(url) {
         return super::sentinel_url::SentinelUrl::parse(url)
+            .map_or_else(|_| "<a URL that does not parse>".into(), |u| u.redacted());
+    }
+    if super::cluster_url::is_cluster(url) {
+        return super::cluster_url::ClusterUrl::parse(url)
             .map_or_else(|_| "<a URL that does not parse>".into(), |u| u.redacted());
     }
     let Ok(mut parsed) = url::Url::parse(url) else { return "<a URL that does not parse>".into() };

@@ -7,6 +7,7 @@
 //! an error or a log line.
 
 pub mod backends;
+pub mod cluster_url;
 mod file;
 pub mod keys;
 pub mod limits;

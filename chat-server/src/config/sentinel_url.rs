@@ -37,6 +37,29 @@ impl std::fmt::Debug for SentinelUrl {
     }
 }
 
+/// `HOST:PORT[,HOST:PORT...]` (an IPv6 address in brackets), each a `what` in errors;
+/// shared with `redis+cluster://` URLs.
+pub fn host_list(hosts: &str, what: &str) -> Result<Vec<(String, u16)>, String> {
+    let mut list = Vec::new();
+    for host in hosts.split(',') {
+        let bad = || format!("{what} {host:?} is not HOST:PORT (an IPv6 address in brackets)");
+        let (name, port) = host.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        let name = match name.strip_prefix('[') {
+            Some(inner) => {
+                inner.strip_suffix(']').filter(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()).ok_or_else(bad)?
+            }
+            None if name.contains(':') => return Err(bad()),
+            None => name,
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)) {
+            return Err(bad());
+        }
+        list.push((name.to_owned(), port));
+    }
+    Ok(list)
+}
+
 /// `host` as it goes in a URL: an IPv6 address in brackets.
 pub fn in_url(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
@@ -66,23 +89,7 @@ impl SentinelUrl {
             None => (None, rest),
         };
         let (hosts, path) = rest.split_once('/').ok_or("names no service: add /SERVICE (e.g. /mymaster)")?;
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let bad = || format!("sentinel {host:?} is not HOST:PORT (an IPv6 address in brackets)");
-            let (name, port) = host.rsplit_once(':').ok_or_else(bad)?;
-            let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-            let name = match name.strip_prefix('[') {
-                Some(inner) => {
-                    inner.strip_suffix(']').filter(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()).ok_or_else(bad)?
-                }
-                None if name.contains(':') => return Err(bad()),
-                None => name,
-            };
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b)) {
-                return Err(bad());
-            }
-            sentinels.push((name.to_owned(), port));
-        }
+        let sentinels = host_list(hosts, "sentinel")?;
         if sentinels.len() > MAX_SENTINELS {
             return Err(format!("lists {} sentinels; at most {MAX_SENTINELS}", sentinels.len()));
         }

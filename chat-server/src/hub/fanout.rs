@@ -11,10 +11,8 @@
 //! brought up to the database's head. Redis being down delays delivery
 //! between workers; it never loses or reorders a message.
 //!
-//! Wire format: MessagePack of [`Wire`] (the sender's origin id, so a worker skips
-//! its own messages, and the message). Channel `<prefix>:room:<room>`; history:
-//! sorted set `<prefix>:hist:<room>` scored by sequence number, trimmed to `history`
-//! entries (`REDIS_PREFIX`, default `l4`).
+//! What is kept in Redis, its names and the commands that write it: [`super::layout`]
+//! (`REDIS_PREFIX`, default `l4`; on a Redis Cluster, sharded channels).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,23 +23,9 @@ use redis::{AsyncCommands, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::Rooms;
+use super::layout::{Layout, Wire};
 use super::link::Link;
 use super::order::Deliverer;
-
-#[derive(Debug, serde::Deserialize)]
-struct Wire {
-    origin: u64,
-    msg: ChatMessage,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct WireRef<'a> {
-    origin: u64,
-    msg: &'a ChatMessage,
-}
-
-/// History kept per room in Redis lives this long after its last message.
-const HISTORY_TTL_S: i64 = 86_400;
 
 /// How often the connection is checked, and how long a PING may take.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -52,7 +36,6 @@ pub struct Fanout {
     origin: u64,
     link: Link,
     publish: mpsc::UnboundedSender<ChatMessage>,
-    history: usize,
     /// A recovery is under way (one at a time); `again`: something failed during it,
     /// so it goes round once more before it ends.
     lost: AtomicBool,
@@ -62,8 +45,7 @@ pub struct Fanout {
     unpublished: std::sync::Mutex<std::collections::HashMap<String, ChatMessage>>,
     rooms: Rooms,
     deliverer: Deliverer,
-    /// `REDIS_PREFIX`: `<prefix>:room:<room>`, `<prefix>:hist:<room>`.
-    prefix: String,
+    layout: Layout,
     /// Why Redis was last lost (for the health check).
     pub last_error: crate::last_error::LastError,
 }
@@ -81,18 +63,18 @@ impl Fanout {
     ) -> redis::RedisResult<Arc<Fanout>> {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let link = Link::connect(url, tls, push_tx).await?;
+        let layout = Layout { prefix: prefix.to_owned(), sharded: link.con().sharded(), history };
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let fanout = Arc::new(Fanout {
             origin: rand::random(),
             link,
             publish,
-            history,
             lost: AtomicBool::new(false),
             again: AtomicBool::new(false),
             unpublished: Default::default(),
             rooms,
             deliverer,
-            prefix: prefix.to_owned(),
+            layout,
             last_error: Default::default(),
         });
         tokio::spawn(fanout.clone().publisher(publish_rx));
@@ -102,11 +84,7 @@ impl Fanout {
     }
 
     fn channel(&self, room: &str) -> String {
-        format!("{}:room:{room}", self.prefix)
-    }
-
-    fn history_key(&self, room: &str) -> String {
-        format!("{}:hist:{room}", self.prefix)
+        self.layout.channel(room)
     }
 
     /// Publish a newly stored message to the other workers (in the order called).
@@ -161,35 +139,25 @@ impl Fanout {
     pub async fn recent(&self, room: &str, after: u64, upto: u64) -> Option<Vec<ChatMessage>> {
         let mut con = self.link.con();
         let min = format!("({after}");
-        let raw: Vec<Vec<u8>> = con.zrangebyscore(self.history_key(room), min, upto).await.ok()?;
+        let raw: Vec<Vec<u8>> = con.zrangebyscore(self.layout.history_key(room), min, upto).await.ok()?;
         let msgs: Vec<ChatMessage> =
             raw.iter().filter_map(|b| rmp_serde::from_slice::<Wire>(b).ok()).map(|w| w.msg).collect();
         let complete = msgs.len() as u64 == upto - after && msgs.iter().zip(after + 1..).all(|(m, seq)| m.seq == seq);
         complete.then_some(msgs)
     }
 
-    /// Publishes in order, pipelining what is queued: PUBLISH, and the history entry.
+    /// Publishes in order, pipelining what is queued ([`Layout::publish`]).
     async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ChatMessage>) {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 256).await > 0 {
-            let mut pipe = redis::pipe();
-            let mut rooms = std::collections::BTreeSet::new();
-            for msg in &batch {
-                let Ok(payload) = rmp_serde::to_vec_named(&WireRef { origin: self.origin, msg }) else {
-                    continue;
-                };
-                pipe.publish(self.channel(&msg.room), &payload).ignore();
-                pipe.zadd(self.history_key(&msg.room), &payload, msg.seq).ignore();
-                rooms.insert(msg.room.as_str());
-            }
-            // Trimmed and kept alive once per room of the batch, after its messages.
-            for room in rooms {
-                let key = self.history_key(room);
-                pipe.zremrangebyrank(&key, 0, -(self.history as isize) - 1).ignore();
-                pipe.expire(&key, HISTORY_TTL_S).ignore();
-            }
             let mut con = self.link.con();
-            if let Err(e) = pipe.query_async::<()>(&mut con).await {
+            let mut failed = None;
+            for pipe in self.layout.publish(self.origin, &batch) {
+                if let Err(e) = pipe.query_async::<()>(&mut con).await {
+                    failed = Some(e);
+                }
+            }
+            if let Some(e) = failed {
                 // Published again once Redis is back: the other workers fill the gap
                 // from the database when they see it.
                 tracing::warn!(error = %e, "cannot publish to Redis");
@@ -210,7 +178,7 @@ impl Fanout {
     async fn receiver(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
         while let Some(push) = rx.recv().await {
             match push.kind {
-                PushKind::Message => {
+                PushKind::Message | PushKind::SMessage => {
                     let Some(Value::BulkString(payload)) = push.data.get(1) else { continue };
                     let Ok(wire) = rmp_serde::from_slice::<Wire>(payload) else { continue };
                     if wire.origin == self.origin {
@@ -243,8 +211,10 @@ impl Fanout {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
-            // One SUBSCRIBE for every room (in slices, so one command stays small).
-            for slice in list.chunks(1000) {
+            // One SUBSCRIBE for every room (in slices, so one command stays small); on a
+            // cluster one SSUBSCRIBE per room, as a command's channels must share a slot.
+            let per_command = if self.layout.sharded { 1 } else { 1000 };
+            for slice in list.chunks(per_command) {
                 let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
                 if let Err(e) = self.link.con().subscribe(channels).await {
                     tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");

@@ -1,6 +1,12 @@
 //! The worker's connection to Redis for the fan-out: to the one server `REDIS_URL`
-//! names, or to the primary the sentinels name (`redis+sentinel://`,
-//! `config/sentinel_url.rs`, `reach/sentinel.rs`). A connection manager reconnects to the address it was
+//! names, to the primary the sentinels name (`redis+sentinel://`,
+//! `config/sentinel_url.rs`, `reach/sentinel.rs`), or to a Redis Cluster
+//! (`redis+cluster://`, `config/cluster_url.rs`), whose client follows the slot map
+//! through failovers and resharding and moves the subscriptions with it; there a room's
+//! channel is sharded (`SSUBSCRIBE`), so its traffic touches one shard. [`Con`] is
+//! either connection, with the subscribe commands that go with it.
+//!
+//! A connection manager reconnects to the address it was
 //! made for; after a failover that address is gone (or a replica), so on every
 //! loss the fan-out calls [`Link::follow_primary`], which asks the sentinels again
 //! and, when the primary moved, replaces the manager with one to the new primary
@@ -11,26 +17,92 @@
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use redis::PushInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, PushInfo, RedisFuture, ToRedisArgs, Value};
 use tokio::sync::mpsc;
 
 use crate::config::backends::RedisTls;
+use crate::config::cluster_url::{self, ClusterUrl};
 use crate::config::sentinel_url::{self, SentinelUrl};
 use crate::reach::sentinel;
 
 /// How long a new connection to a (new) primary may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connection manager to Redis that can follow the primary.
+/// A connection to one server (a manager, which reconnects) or to a cluster (whose
+/// client reconnects and follows the slot map); cheap to clone.
+#[derive(Clone)]
+pub enum Con {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::One(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::One(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Con {
+    /// Whether rooms are sharded channels (`SPUBLISH`, `SSUBSCRIBE`) on a cluster.
+    pub fn sharded(&self) -> bool {
+        matches!(self, Con::Cluster(_))
+    }
+
+    /// `SUBSCRIBE`, or on a cluster `SSUBSCRIBE` (the channels of one call must then
+    /// share a slot).
+    pub async fn subscribe(&mut self, channels: impl ToRedisArgs + Send + Sync) -> redis::RedisResult<()> {
+        match self {
+            Con::One(c) => c.subscribe(channels).await,
+            Con::Cluster(c) => c.ssubscribe(channels).await,
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, channels: impl ToRedisArgs + Send + Sync) -> redis::RedisResult<()> {
+        match self {
+            Con::One(c) => c.unsubscribe(channels).await,
+            Con::Cluster(c) => c.sunsubscribe(channels).await,
+        }
+    }
+}
+
+/// A connection to Redis that can follow the primary.
 pub struct Link {
-    con: RwLock<ConnectionManager>,
+    con: RwLock<Con>,
     source: Source,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("sentinel", &matches!(self.source, Source::Sentinel(_))).finish()
+        let source = match self.source {
+            Source::Direct => "direct",
+            Source::Sentinel(_) => "sentinel",
+            Source::Cluster => "cluster",
+        };
+        f.debug_struct("Link").field("source", &source).finish()
     }
 }
 
@@ -40,6 +112,8 @@ enum Source {
     Direct,
     /// The primary the sentinels name.
     Sentinel(Box<Followed>),
+    /// A Redis Cluster; its client follows the slot map.
+    Cluster,
 }
 
 /// What following the primary needs.
@@ -76,11 +150,18 @@ async fn is_primary(con: &mut ConnectionManager) -> bool {
 impl Link {
     /// Connect to `url`'s server, or to the primary its sentinels name.
     pub async fn connect(url: &str, tls: &RedisTls, push: mpsc::UnboundedSender<PushInfo>) -> redis::RedisResult<Link> {
-        if !sentinel_url::is_sentinel(url) {
-            return Ok(Link { con: RwLock::new(open(url, tls, push).await?), source: Source::Direct });
+        let invalid = |e: String| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e));
+        if cluster_url::is_cluster(url) {
+            let parsed = ClusterUrl::parse(url).map_err(invalid)?;
+            let client = crate::reach::redis_cluster_client(&parsed, tls, Some(push))?;
+            let con = client.get_async_connection().await?;
+            tracing::info!(nodes = parsed.nodes.len(), "connected to the Redis Cluster");
+            return Ok(Link { con: RwLock::new(Con::Cluster(con)), source: Source::Cluster });
         }
-        let parsed = SentinelUrl::parse(url)
-            .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e)))?;
+        if !sentinel_url::is_sentinel(url) {
+            return Ok(Link { con: RwLock::new(Con::One(open(url, tls, push).await?)), source: Source::Direct });
+        }
+        let parsed = SentinelUrl::parse(url).map_err(invalid)?;
         let (host, port) = sentinel::primary(&parsed).await?;
         let mut con = open(&parsed.primary_url(&host, port), tls, push.clone()).await?;
         if !is_primary(&mut con).await {
@@ -90,21 +171,29 @@ impl Link {
         tracing::info!(service = %parsed.service, primary = %format!("{host}:{port}"), "Redis primary found by the sentinels");
         let followed = Followed { url: parsed, tls: tls.clone(), push, primary: Mutex::new((host, port)) };
         let source = Source::Sentinel(Box::new(followed));
-        Ok(Link { con: RwLock::new(con), source })
+        Ok(Link { con: RwLock::new(Con::One(con)), source })
     }
 
-    /// The current connection (a cheap clone of the manager).
-    pub fn con(&self) -> ConnectionManager {
+    /// The current connection (a cheap clone).
+    pub fn con(&self) -> Con {
         self.con.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// The connection answers, and with Sentinel reaches a primary (a demoted one that
-    /// came back as a replica refuses writes).
+    /// The connection answers; with Sentinel it reaches a primary (a demoted one that
+    /// came back as a replica refuses writes); on a cluster, every primary of the slot
+    /// map answers (a shard whose primary died is unusable until its replica is promoted).
     pub async fn usable(&self) -> bool {
-        let mut con = self.con();
-        match &self.source {
-            Source::Direct => redis::cmd("PING").query_async::<String>(&mut con).await.is_ok(),
-            Source::Sentinel(_) => is_primary(&mut con).await,
+        match (&self.source, self.con()) {
+            (Source::Sentinel(_), Con::One(mut con)) => is_primary(&mut con).await,
+            (Source::Cluster, Con::Cluster(mut con)) => {
+                let ping = redis::cmd("PING");
+                let all = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
+                    Some(redis::cluster_routing::ResponsePolicy::AllSucceeded),
+                ));
+                con.route_command(ping, all).await.is_ok()
+            }
+            (_, mut con) => redis::cmd("PING").query_async::<String>(&mut con).await.is_ok(),
         }
     }
 
@@ -131,7 +220,7 @@ impl Link {
                     tracing::warn!(primary = %at, "the sentinels name a server that is not a primary yet");
                     return false;
                 }
-                *self.con.write().unwrap_or_else(PoisonError::into_inner) = con;
+                *self.con.write().unwrap_or_else(PoisonError::into_inner) = Con::One(con);
                 let at = format!("{}:{}", found.0, found.1);
                 *primary.lock().unwrap_or_else(PoisonError::into_inner) = found;
                 tracing::warn!(service = %url.service, primary = %at, "the Redis primary moved; following it");

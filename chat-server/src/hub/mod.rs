@@ -8,6 +8,7 @@
 //! have the room in memory.
 
 pub mod fanout;
+mod layout;
 mod link;
 pub mod order;
 pub mod room;

@@ -12,6 +12,7 @@ use sqlx::Connection;
 
 use crate::config::Settings;
 use crate::config::backends::RedisTls;
+use crate::config::cluster_url::ClusterUrl;
 use why::Endpoint;
 
 /// How long `--check` waits for each connection.
@@ -32,8 +33,16 @@ pub fn redis_client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Clie
     if !parsed.query_pairs().any(|(k, _)| k == "protocol") {
         parsed.query_pairs_mut().append_pair("protocol", "resp3");
     }
+    match certificates(tls)? {
+        None => redis::Client::open(parsed.as_str()),
+        Some(certs) => redis::Client::build_with_tls(parsed.as_str(), certs),
+    }
+}
+
+/// `REDIS_CA_FILE` and the client certificate, when either is set.
+fn certificates(tls: &RedisTls) -> redis::RedisResult<Option<redis::TlsCertificates>> {
     if tls.ca_file.is_none() && tls.client.is_none() {
-        return redis::Client::open(parsed.as_str());
+        return Ok(None);
     }
     let root_cert = tls.ca_file.as_ref().map(std::fs::read).transpose()?;
     let client_tls = match &tls.client {
@@ -42,7 +51,32 @@ pub fn redis_client(url: &str, tls: &RedisTls) -> redis::RedisResult<redis::Clie
         }
         None => None,
     };
-    redis::Client::build_with_tls(parsed.as_str(), redis::TlsCertificates { client_tls, root_cert })
+    Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
+}
+
+/// The client for a Redis Cluster (RESP3, pushes to `push`), with the TLS files as for
+/// one server. A command is tried 3 times (100 ms to 1 s apart) before it fails: a shard
+/// being failed over then fails fast, and the fan-out's recovery takes over.
+pub fn redis_cluster_client(
+    url: &ClusterUrl,
+    tls: &RedisTls,
+    push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    install_crypto();
+    let mut builder = redis::cluster::ClusterClientBuilder::new(url.node_urls())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .retries(3)
+        .min_retry_wait(100)
+        .max_retry_wait(1000);
+    if let Some(push) = push {
+        builder = builder.push_sender(push);
+    }
+    if let Some(certs) = certificates(tls)? {
+        builder = builder.certs(certs);
+    }
+    builder.build()
 }
 
 /// Connects to the database and to Redis (when set) as the worker would; one line
@@ -138,6 +172,9 @@ async fn redis(url: &str, tls: &RedisTls) -> Result<String, String> {
         let said = Box::pin(redis(&parsed.primary_url(&host, port), tls)).await?;
         return Ok(format!("{said} (the primary of {} at {host}:{port}, from {shown})", parsed.service));
     }
+    if crate::config::cluster_url::is_cluster(url) {
+        return cluster(&ClusterUrl::parse(url)?, tls).await;
+    }
     let to = Endpoint::new("REDIS_URL", url);
     resolves(&to).await?;
     let client = redis_client(url, tls).map_err(|e| why::sentence(&to, &e))?;
@@ -157,4 +194,33 @@ async fn redis(url: &str, tls: &RedisTls) -> Result<String, String> {
         )),
         Err(e) => Err(why::sentence(&to, &e)),
     }
+}
+
+/// A Redis Cluster: every node listed answers, and the cluster says its state is `ok`
+/// (every slot served).
+async fn cluster(url: &ClusterUrl, tls: &RedisTls) -> Result<String, String> {
+    let started = Instant::now();
+    for node in url.node_urls() {
+        let to = Endpoint::new("REDIS_URL", &node);
+        resolves(&to).await?;
+        let client = redis_client(&node, tls).map_err(|e| why::sentence(&to, &e))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CHECK_TIMEOUT))
+            .set_response_timeout(Some(CHECK_TIMEOUT));
+        let info = async {
+            let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+            redis::cmd("CLUSTER").arg("INFO").query_async::<String>(&mut con).await
+        };
+        let info = info.await.map_err(|e| why::sentence(&to, &e))?;
+        if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            let state = info.lines().find(|l| l.starts_with("cluster_state:")).unwrap_or("cluster_state:unknown");
+            return Err(format!("REDIS_URL: {}: the cluster is not ready ({})", url.redacted(), state.trim()));
+        }
+    }
+    Ok(format!(
+        "Redis Cluster {}: {} node(s) answered, cluster_state ok, in {} ms",
+        url.redacted(),
+        url.nodes.len(),
+        started.elapsed().as_millis()
+    ))
 }
