@@ -52,6 +52,9 @@ class Redis:
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
+    def cpu(self):
+        return cpu_s(self.proc.pid)
+
     def stop(self):
         self.proc.kill()
         self.proc.wait()
@@ -110,9 +113,9 @@ http {
 class Side:
     """Three server processes of one kind, their Redis, and nginx in front."""
 
-    def __init__(self, kind, tmp):
+    def __init__(self, kind, tmp, redis=None):
         self.kind, self.tmp = kind, tmp
-        self.redis = Redis(tempfile.mkdtemp(dir=tmp))
+        self.redis = redis or Redis(tempfile.mkdtemp(dir=tmp))
         self.ports = [free_port() for _ in range(3)]
         self.procs, self.db = [], None
         if kind == "chat-server":
@@ -169,7 +172,7 @@ class Side:
                 time.sleep(0.1)
         sampler = threading.Thread(target=sample)
         sampler.start()
-        redis0 = cpu_s(self.redis.proc.pid)
+        redis0 = self.redis.cpu()
         nginx0 = sum(cpu_s(p) for p in self.nginx.pids())
         try:
             r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
@@ -179,7 +182,7 @@ class Side:
         if r.returncode != 0:
             raise RuntimeError("%s load failed: %s" % (self.kind, r.stderr[-2000:]))
         out = json.loads(r.stdout.strip().splitlines()[-1])
-        out["redis_cpu_s"] = cpu_s(self.redis.proc.pid) - redis0
+        out["redis_cpu_s"] = self.redis.cpu() - redis0
         out["nginx_cpu_s"] = sum(cpu_s(p) for p in self.nginx.pids()) - nginx0
         out["rss_before_kib"], out["rss_peak_kib"] = rss_before, peak[0]
         received = max(out["received"], 1)

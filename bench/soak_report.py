@@ -12,6 +12,10 @@ AFTER = {"reload": 15, "kill": 15, "memory": 15, "redis": 30, "postgres": 30}
 # Reconnections these faults may cause (a worker stopped or killed, or the client's own link);
 # a restarted Redis or PostgreSQL should cause none.
 ALLOWED = {"reload", "kill", "memory", "link"}
+# The close a connection ended with, for each fault that ends connections: a worker stopped
+# gracefully (a reload, a memory-ceiling replacement) closes with 1012; a killed one sends no
+# close at all.
+CLOSE = {"reload": 1012, "memory": 1012, "kill": None}
 
 
 def classify(records, faults, t0):
@@ -38,7 +42,10 @@ def classify(records, faults, t0):
         if r.get("link"):
             cause = "link"
         else:
-            hits = [f["kind"] for f in faults if not f["error"] and f["start"] - 1 <= t <= f["end"] + AFTER[f["kind"]]]
+            # A fault in progress whose way of ending connections matches this one (a failed
+            # attempt may come from any of them).
+            hits = [f["kind"] for f in faults if not f["error"] and f["start"] - 1 <= t <= f["end"] + AFTER[f["kind"]]
+                    and (kind == "failed" or f["kind"] not in CLOSE or CLOSE[f["kind"]] == r.get("code"))]
             cause = next((h for h in hits if h in ALLOWED), hits[0] if hits else "none")
         bucket = out["drops" if kind == "drop" else "failed"]
         bucket[cause] = bucket.get(cause, 0) + 1
@@ -108,24 +115,50 @@ def from_metrics(runs, baseline, left_out):
             "worker_runs": len(runs), "left_out": len(left_out)}
 
 
+def slope(xy):
+    """Least-squares slope of [(x, y)]."""
+    n = len(xy)
+    mx, my = sum(x for x, _ in xy) / n, sum(y for _, y in xy) / n
+    var = sum((x - mx) ** 2 for x, _ in xy)
+    return sum((x - mx) * (y - my) for x, y in xy) / var if var else 0.0
+
+
+def total(p):
+    return sum(mib for _, mib in p["workers"].values())
+
+
 def rss_trend(points, minutes):
-    """Least-squares change of the workers' total RSS over the last 20 minutes (or the last two
-    thirds of a shorter run)."""
+    """Whether memory grows. The workers are replaced every few minutes (reloads, kills), so a
+    leak shows within each worker's life: each run's RSS against its age, from a minute after its
+    first sample (its clients are back by then) to its last, a fitted change per run; flat when the
+    median run changes by 10 % or less. The daemon lives through the whole run: its fitted change
+    over the last 20 minutes (or the last two thirds of a shorter run), within 10 %."""
+    out = {"judged": minutes >= 30, "flat": False, "first": 0, "last": 0, "max": 0}
     if not points:
-        return {"flat": False, "judged": minutes >= 30, "first": 0, "last": 0, "max": 0, "mean": 0, "change": 0, "change_pct": 0, "window_min": 0}
+        return out
+    tot = [total(p) for p in points]
+    out.update(first=tot[0], last=tot[-1], max=max(tot))
+    runs = {}
+    for p in points:
+        for inst, (pid, mib) in p["workers"].items():
+            runs.setdefault((inst, pid), []).append((p["t"], mib))
+    changes = []
+    for series in runs.values():
+        start = series[0][0] + 60
+        tail = [(t, m) for t, m in series if t >= start]
+        if len(tail) >= 6:  # 30 s of samples at least
+            mean = sum(m for _, m in tail) / len(tail)
+            changes.append(100 * slope(tail) * (tail[-1][0] - tail[0][0]) / mean)
+    changes.sort()
+    median = changes[len(changes) // 2] if changes else 0.0
     window = 20 * 60 if minutes >= 30 else points[-1]["t"] * 2 / 3
-    end = points[-1]["t"]
-    xs = [(p["t"], sum(p["workers"].values())) for p in points if p["t"] >= end - window and len(p["workers"]) == 3]
-    tot = [sum(p["workers"].values()) for p in points]
-    n = len(xs)
-    mean_t = sum(t for t, _ in xs) / max(n, 1)
-    mean_y = sum(y for _, y in xs) / max(n, 1)
-    var = sum((t - mean_t) ** 2 for t, _ in xs)
-    slope = sum((t - mean_t) * (y - mean_y) for t, y in xs) / var if var else 0.0
-    change = slope * window
-    pct = 100 * change / mean_y if mean_y else 0.0
-    return {"flat": n >= 3 and abs(pct) <= 10, "judged": minutes >= 30, "first": tot[0], "last": tot[-1], "max": max(tot), "mean": mean_y,
-            "change": change, "change_pct": pct, "window_min": window / 60, "samples": n}
+    daemon = [(p["t"], p["daemon"]) for p in points if p["t"] >= points[-1]["t"] - window]
+    d_mean = sum(m for _, m in daemon) / len(daemon)
+    d_change = 100 * slope(daemon) * window / d_mean if d_mean else 0.0
+    out.update(runs=len(changes), worker_median_pct=median, worker_max_pct=changes[-1] if changes else 0.0,
+               daemon_pct=d_change, daemon_mean=d_mean, window_min=window / 60,
+               flat=bool(changes) and abs(median) <= 10 and abs(d_change) <= 10)
+    return out
 
 
 def plot(points, faults, t0, path):
@@ -141,9 +174,9 @@ def plot(points, faults, t0, path):
         return None
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ts = [p["t"] / 60 for p in points]
-    ax.plot(ts, [sum(p["workers"].values()) for p in points], "k-", lw=1.6, label="3 workers, total")
+    ax.plot(ts, [total(p) for p in points], "k-", lw=1.6, label="3 workers, total")
     for i in range(3):
-        ax.plot(ts, [p["workers"].get(i, 0) for p in points], lw=0.8, label="instance %d" % i)
+        ax.plot(ts, [p["workers"].get(i, [0, None])[1] for p in points], lw=0.8, label="instance %d" % i)
     for name in ("daemon", "nginx", "redis"):
         ax.plot(ts, [p[name] for p in points], lw=0.8, ls="--", label=name if name != "daemon" else "l4ctl daemon")
     colours = {"reload": "tab:blue", "kill": "tab:red", "memory": "tab:purple", "redis": "tab:orange", "postgres": "tab:green"}

@@ -78,6 +78,8 @@ async fn a_body_over_the_servers_limit_is_refused_by_the_client_without_losing_t
     assert_eq!(server.metric("chat_disconnections_total", &[("reason", "too_big")]).await, 0.0);
 }
 
+/// A send refused `unavailable` is tried again on the same connection after the
+/// backoff, until it is stored: once, and without a reconnection.
 #[tokio::test]
 async fn a_send_that_meets_a_storage_outage_is_stored_once_after_it() {
     let server = Server::start_on(Backend::Postgres, &[]).await;
@@ -93,17 +95,20 @@ async fn a_send_that_meets_a_storage_outage_is_stored_once_after_it() {
         matches!(&error, Event::Error { code: layer4_chat_client::protocol::ErrorCode::Unavailable, id: Some(i), .. } if *i == id),
         "{error:?}"
     );
-    expect_event(&mut client, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
+    // Tried again (and refused again) while the table is away.
+    expect_event(&mut client, "a second refusal", |e| matches!(e, Event::Error { .. })).await;
     server.psql("ALTER TABLE messages_away RENAME TO messages");
     // The broadcast comes before the ack; wait for both.
     let (mut delivered, mut acked) = (Vec::new(), None);
     while acked.is_none() {
-        match expect_event(&mut client, "message or ack", |e| matches!(e, Event::Message(_) | Event::Acked { .. }))
-            .await
-        {
+        let event = expect_event(&mut client, "message or ack", |e| {
+            matches!(e, Event::Message(_) | Event::Acked { .. } | Event::Disconnected { .. })
+        })
+        .await;
+        match event {
             Event::Message(m) => delivered.push(m),
             Event::Acked { id, seq, .. } => acked = Some((id, seq)),
-            _ => unreachable!(),
+            other => panic!("the connection was fine: {other:?}"),
         }
     }
     assert_eq!(acked, Some((id, 1)));

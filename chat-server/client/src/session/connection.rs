@@ -1,6 +1,8 @@
 //! One connection of the client's background task, from the welcome to its end:
 //! restore (resume every room, resend every unacked send), then pump frames, commands
-//! and the heartbeat, keeping the state in [`super::State`] up to date.
+//! and the heartbeat, keeping the state in [`super::State`] up to date. A send, join or
+//! resume the server refuses `unavailable` (its storage is away) is tried again on the
+//! same connection after a growing backoff.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -34,6 +36,13 @@ pub(super) struct Session<'a> {
     max_message_size: usize,
     /// From the welcome: every frame waits its turn under the server's rate.
     pace: Pace,
+    /// The server's storage was unavailable for a send, a join or a resume: when to try
+    /// them again on this connection, and how many times in a row it has been.
+    retry: Option<Instant>,
+    retries: u32,
+    /// The sends refused `unavailable` (oldest first), and the rooms whose join or resume was.
+    retry_ids: Vec<String>,
+    retry_rooms: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Session<'a> {
@@ -50,6 +59,10 @@ impl<'a> Session<'a> {
             in_flight: 0,
             max_message_size: usize::MAX,
             pace: Pace::unknown(),
+            retry: None,
+            retries: 0,
+            retry_ids: Vec::new(),
+            retry_rooms: std::collections::BTreeSet::new(),
         }
     }
 
@@ -102,6 +115,7 @@ impl<'a> Session<'a> {
                     self.incoming(state, frame).await?;
                 }
                 cmd = cmds.recv() => self.command(state, cmd).await?,
+                () = sleep_until(self.retry.unwrap_or(deadline)), if self.retry.is_some() => self.retry_now(state).await?,
                 () = sleep_until(deadline) => {
                     if self.ping_sent.is_some() {
                         return Err(retry("no reply to a ping within the pong timeout"));
@@ -166,6 +180,34 @@ impl<'a> Session<'a> {
             self.send(&ClientMsg::Send { room, id, body }).await?;
         }
         Ok(())
+    }
+
+    /// The storage outage's backoff is over: join or resume again the rooms that were
+    /// refused, and send again the refused sends, in their order.
+    async fn retry_now(&mut self, state: &State) -> Result<(), End> {
+        self.retry = None;
+        for room in std::mem::take(&mut self.retry_rooms) {
+            if let Some(r) = state.rooms.get(&room) {
+                let since = r.last;
+                self.send(&ClientMsg::Join { room, since }).await?;
+            }
+        }
+        let ids = std::mem::take(&mut self.retry_ids);
+        for id in ids.into_iter().rev() {
+            self.backlog.push_front(id);
+        }
+        self.pump(state).await
+    }
+
+    /// The storage was unavailable: try again after the backoff (exponential, full
+    /// jitter, as for a reconnection), on this connection.
+    fn retry_later(&mut self) {
+        if self.retry.is_none() {
+            let (base, max) = (self.config.backoff_base, self.config.backoff_max);
+            let ceiling = max.min(base.saturating_mul(1 << self.retries.min(16)));
+            self.retry = Some(Instant::now() + ceiling.mul_f64(rand::random_range(0.0..1.0)));
+            self.retries = self.retries.saturating_add(1);
+        }
     }
 
     /// An ack or a final refusal of a send: room for the next backlogged one.
@@ -236,6 +278,7 @@ impl<'a> Session<'a> {
                 self.emit(Event::Joined { room, seq }).await
             }
             ServerMsg::Ack { room, id, seq } => {
+                self.retries = 0;
                 state.unacked.retain(|(pending, _, _)| *pending != id);
                 self.settled(state).await?;
                 self.emit(Event::Acked { room, id, seq }).await
@@ -269,11 +312,21 @@ impl<'a> Session<'a> {
                     self.settled(state).await?;
                 } else if code == ErrorCode::Unavailable && (id.is_some() || tracked) {
                     // The server could not store a send, or not join or resume a room we
-                    // follow: reconnect after the backoff, which resumes every room and
-                    // resends every unacked message (a storage outage gets fewer retries
-                    // from every client, not more; a room is never silently left).
-                    self.emit(Event::Error { code, text, room, id }).await?;
-                    return Err(retry("the server's storage was unavailable"));
+                    // follow (its database is away a moment): the same again on this
+                    // connection after the backoff, which grows while it lasts (a storage
+                    // outage gets fewer tries from every client, not more; a room is never
+                    // silently left). The connection itself is fine: no reconnection.
+                    match &id {
+                        Some(id) if state.unacked.iter().any(|(pending, _, _)| pending == id) => {
+                            self.retry_ids.push(id.clone());
+                            self.settled(state).await?;
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.retry_rooms.extend(room.clone());
+                        }
+                    }
+                    self.retry_later();
                 }
                 self.emit(Event::Error { code, text, room, id }).await
             }

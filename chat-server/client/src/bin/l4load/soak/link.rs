@@ -25,6 +25,8 @@ pub struct Link {
     up: watch::Sender<bool>,
     /// Drops begun so far.
     drops: AtomicU64,
+    /// When the last drop ended.
+    back_at: std::sync::Mutex<Option<Instant>>,
     /// The listening port the client connects to.
     pub port: u16,
 }
@@ -41,7 +43,8 @@ impl Link {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Arc<Link>> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let (up, _) = watch::channel(true);
-        let link = Arc::new(Link { up, drops: AtomicU64::new(0), port: listener.local_addr()?.port() });
+        let port = listener.local_addr()?.port();
+        let link = Arc::new(Link { up, drops: AtomicU64::new(0), back_at: std::sync::Mutex::new(None), port });
         tokio::spawn(accept(listener, upstream, link.up.subscribe()));
         Ok(link)
     }
@@ -50,9 +53,17 @@ impl Link {
         !*self.up.borrow()
     }
 
-    /// Drops begun so far: a connection that saw this number change lost its link.
+    /// Drops begun so far.
     pub fn drops(&self) -> u64 {
         self.drops.load(Relaxed)
+    }
+
+    /// Whether a connection (or attempt) that began when [`Link::drops`] was `mark` and
+    /// ended now lost it to the link: the link is down, or a drop began since `mark` and
+    /// ended within `slack` (the heartbeat's time to notice).
+    pub fn blamed(&self, mark: u64, slack: Duration) -> bool {
+        let back = *self.back_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.is_down() || (self.drops() > mark && back.is_some_and(|b| b.elapsed() <= slack))
     }
 
     /// Up and down by `schedule` until `until`, then up for good; calls `down(secs)` as
@@ -68,6 +79,7 @@ impl Link {
             down(length.as_secs_f64());
             self.up.send_replace(false);
             tokio::time::sleep(length).await;
+            *self.back_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
             self.up.send_replace(true);
         }
         self.up.send_replace(true);
@@ -80,7 +92,10 @@ fn between((low, high): (Duration, Duration)) -> Duration {
 
 async fn accept(listener: TcpListener, upstream: SocketAddr, up: watch::Receiver<bool>) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await; // out of descriptors, say
+            continue;
+        };
         let up = up.clone();
         tokio::spawn(async move {
             let mut waiting = up.clone();
@@ -118,5 +133,57 @@ async fn relay(mut from: tcp::OwnedReadHalf, mut to: tcp::OwnedWriteHalf, mut up
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::Link;
+
+    /// An echo server on loopback.
+    async fn echo() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = s.read(&mut buf).await {
+                        let _ = s.write_all(&buf[..n]).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_dropped_link_holds_the_bytes_until_it_is_back_and_is_blamed_for_a_while() {
+        let link = Link::start(echo().await).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", link.port)).await.unwrap();
+        let mut buf = [0u8; 8];
+        s.write_all(b"a").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf[..1])).await.unwrap().unwrap();
+        assert_eq!(&buf[..1], b"a");
+
+        let mark = link.drops();
+        link.drops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        link.up.send_replace(false);
+        assert!(link.is_down() && link.blamed(mark, Duration::from_secs(60)));
+        s.write_all(b"b").await.unwrap();
+        let held = tokio::time::timeout(Duration::from_millis(300), s.read_exact(&mut buf[..1])).await;
+        assert!(held.is_err(), "nothing crosses a link that is down");
+        *link.back_at.lock().unwrap() = Some(tokio::time::Instant::now());
+        link.up.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf[..1])).await.unwrap().unwrap();
+        assert_eq!(&buf[..1], b"b", "the held bytes arrive once the link is back");
+        // Blamed by a connection that began before the drop, for the slack; not by a later one.
+        assert!(link.blamed(mark, Duration::from_secs(60)));
+        assert!(!link.blamed(link.drops(), Duration::from_secs(60)));
+        assert!(!link.blamed(mark, Duration::ZERO));
     }
 }

@@ -179,7 +179,8 @@ async fn client(setup: Arc<Setup>, i: usize) {
     config.pong_timeout = secs(a.pong_timeout);
     loop {
         let now = Instant::now();
-        if now >= setup.deadline {
+        // A visit is at least `--stay-min` long: none starts too close to the end.
+        if now + secs(a.stay_min) > setup.deadline {
             break;
         }
         let leave_at = (now + range(a.stay_min, a.stay_max)).min(setup.deadline);

@@ -21,6 +21,8 @@ pub struct Counts {
     pub visits: AtomicU64,
     /// Visits whose first connection attempt succeeded.
     pub visits_first_ok: AtomicU64,
+    /// Visits whose first attempt failed while their flaky link was down.
+    pub visits_first_failed_link: AtomicU64,
     /// Visits that connected at all.
     pub visits_connected: AtomicU64,
     /// Visits that ended with every message of their stay, from join to their own goodbye.
@@ -65,6 +67,8 @@ pub struct Tally {
     pub counts: Counts,
     /// (room, seq) to a hash of the message's id and body, from the first ack or delivery.
     ledger: Mutex<HashMap<(u32, u64), u64>>,
+    /// (room, hash of the id) to its seq: a message stored twice shows as two numbers.
+    numbers: Mutex<HashMap<(u32, u64), u64>>,
     /// From the send's first attempt to each delivery, ms.
     latency: Mutex<Histogram<u64>>,
     /// From the store (`ts`) to each delivery, ms.
@@ -93,6 +97,7 @@ impl Tally {
         Ok(Tally {
             counts: Counts::default(),
             ledger: Mutex::new(HashMap::new()),
+            numbers: Mutex::new(HashMap::new()),
             latency: Mutex::new(Histogram::new(3)?),
             store_latency: Mutex::new(Histogram::new(3)?),
             records: Mutex::new(records),
@@ -100,14 +105,24 @@ impl Tally {
         })
     }
 
-    /// Enters a message in the ledger, or checks it against the entry there.
-    pub fn ledger(&self, room: u32, seq: u64, fingerprint: u64) {
+    /// Enters a message (its id and the hash of id and body) in the ledger, or checks it
+    /// against the entries there: one message per number, one number per message.
+    pub fn ledger(&self, room: u32, seq: u64, id: &str, fingerprint: u64) {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         match ledger.entry((room, seq)) {
             Entry::Vacant(v) => {
                 v.insert(fingerprint);
             }
             Entry::Occupied(o) if *o.get() != fingerprint => add(&self.counts.mismatched, 1),
+            Entry::Occupied(_) => {}
+        }
+        drop(ledger);
+        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        match numbers.entry((room, self::fingerprint(id, ""))) {
+            Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            Entry::Occupied(o) if *o.get() != seq => add(&self.counts.mismatched, 1),
             Entry::Occupied(_) => {}
         }
     }
@@ -150,6 +165,7 @@ impl Tally {
         json!({
             "secs": wall.as_secs_f64(),
             "visits": n(&c.visits), "visits_first_ok": n(&c.visits_first_ok),
+            "visits_first_failed_link": n(&c.visits_first_failed_link),
             "visits_connected": n(&c.visits_connected), "visits_complete": n(&c.visits_complete),
             "visit_avg_s": ratio(n(&c.visit_ms), n(&c.visits) * 1000),
             "attempts": n(&c.attempts), "attempts_failed": n(&c.attempts_failed),

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use layer4_chat_client::protocol::ErrorCode;
 use layer4_chat_client::{Client, ClientConfig, Event};
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
@@ -51,6 +52,8 @@ struct Seen {
     up_since: Option<std::time::Instant>,
     /// The link's drop count when the current connection or attempt began.
     link_mark: u64,
+    /// The first attempt failed while the link was down.
+    first_failed_link: bool,
     sends: u64,
 }
 
@@ -77,7 +80,7 @@ pub async fn visit(p: Plan<'_>) {
     let started = std::time::Instant::now();
     let mut client = Client::start(p.config.clone());
     let sender = client.sender();
-    let mut s = Seen::default();
+    let mut s = Seen { link_mark: p.link.map_or(0, Link::drops), ..Seen::default() };
     if client.join(p.room).await.is_err() {
         add(&c.stopped, 1);
         return;
@@ -93,7 +96,11 @@ pub async fn visit(p: Plan<'_>) {
             break;
         }
         let leaving = now >= p.leave_at;
-        if (leaving && s.bye_id.is_none()) || (!leaving && now >= next_send) {
+        if leaving && s.join.is_none() {
+            break; // never joined: nothing was due, and a goodbye could not be bounded
+        }
+        // Nothing is sent before the join is confirmed: the visit's window starts there.
+        if s.join.is_some() && ((leaving && s.bye_id.is_none()) || (!leaving && now >= next_send)) {
             s.sends += 1;
             let body = body(p.client_no, s.sends, leaving);
             let Ok(id) = sender.send(p.room, &body).await else { break };
@@ -106,7 +113,13 @@ pub async fn visit(p: Plan<'_>) {
             }
             continue;
         }
-        let wake = if s.bye_id.is_some() { give_up } else { next_send.min(p.leave_at) };
+        let wake = if s.bye_id.is_some() {
+            give_up
+        } else if s.join.is_none() {
+            p.leave_at
+        } else {
+            next_send.min(p.leave_at)
+        };
         tokio::select! {
             () = sleep_until(wake) => {}
             event = client.next_event() => {
@@ -153,14 +166,18 @@ impl Seen {
                     add(&c.visits_connected, 1);
                     if !self.failed_first {
                         add(&c.visits_first_ok, 1);
+                    } else if self.first_failed_link {
+                        add(&c.visits_first_failed_link, 1);
                     }
                 }
                 self.up_since = Some(std::time::Instant::now());
                 self.link_mark = link_drops;
             }
             Event::Disconnected { code, reason, at, .. } => {
-                // The link is to blame if it went down since this connection or attempt began.
-                let on_link = link.is_some_and(|l| l.is_down() || l.drops() > self.link_mark);
+                // The link is to blame if it is down, or went down since this connection or
+                // attempt began and came back within the heartbeat's time to notice.
+                let slack = p.config.ping_after + p.config.pong_timeout + Duration::from_secs(15);
+                let on_link = link.is_some_and(|l| l.blamed(self.link_mark, slack));
                 let kind = if let Some(since) = self.up_since.take() {
                     add(&c.drops, 1);
                     add(&c.connection_ms, at.saturating_duration_since(since).as_millis() as u64);
@@ -174,8 +191,9 @@ impl Seen {
                     if on_link {
                         add(&c.attempts_failed_link, 1);
                     }
-                    if !self.connected_once {
+                    if !self.connected_once && !self.failed_first {
                         self.failed_first = true;
+                        self.first_failed_link = on_link;
                     }
                     "failed"
                 };
@@ -191,10 +209,10 @@ impl Seen {
             Event::Acked { room, id, seq } if room == p.room => {
                 if let Some(body) = self.pending.remove(&id) {
                     add(&c.acked, 1);
-                    p.tally.ledger(p.room_no, seq, fingerprint(&id, &body));
+                    p.tally.ledger(p.room_no, seq, &id, fingerprint(&id, &body));
                 }
             }
-            Event::Gap { room, from, to } if room == p.room => {
+            Event::Gap { room, from, to } if room == p.room && self.bye_seq.is_none() => {
                 let n = to.saturating_sub(from) + 1;
                 add(&c.lost, n);
                 self.lost += n;
@@ -202,15 +220,17 @@ impl Seen {
                 p.tally.record(json!({"kind": "gap", "t": unix_ms(SystemTime::now()), "client": p.client_no,
                     "room": room, "from": from, "to": to}));
             }
-            Event::Error { code, text, id, .. } => {
+            Event::Error { code, text, id, room } => {
                 p.tally.error(&format!("{code:?}"));
-                if let Some(id) = id.filter(|_| code.is_permanent_for_send())
+                // `not_joined` for our own room is not final: the library joins again and
+                // resends the message.
+                let rejoining = code == ErrorCode::NotJoined && room.as_deref() == Some(p.room);
+                if let Some(id) = id.filter(|_| code.is_permanent_for_send() && !rejoining)
                     && self.pending.remove(&id).is_some()
                 {
                     add(&c.refused, 1);
-                    p.tally.record(
-                        json!({"kind": "refused", "client": p.client_no, "code": format!("{code:?}"), "text": text}),
-                    );
+                    p.tally.record(json!({"kind": "refused", "t": unix_ms(SystemTime::now()), "client": p.client_no,
+                        "code": format!("{code:?}"), "text": text}));
                 }
             }
             Event::Closed { reason } => {
@@ -227,7 +247,7 @@ impl Seen {
     fn message(&mut self, m: &layer4_chat_client::protocol::ChatMessage, p: &Plan<'_>) {
         let c = &p.tally.counts;
         add(&c.received, 1);
-        p.tally.ledger(p.room_no, m.seq, fingerprint(&m.id, &m.body));
+        p.tally.ledger(p.room_no, m.seq, &m.id, fingerprint(&m.id, &m.body));
         p.tally.delivered(sent_ms(&m.body), m.ts);
         if self.join.is_none() {
             add(&c.before_join, 1);
@@ -243,7 +263,7 @@ impl Seen {
             add(&c.lost, n);
             self.lost += n;
             p.tally.record(
-                json!({"kind": "jump", "client": p.client_no, "room": p.room, "expected": self.next, "got": m.seq}),
+                json!({"kind": "jump", "t": unix_ms(SystemTime::now()), "client": p.client_no, "room": p.room, "expected": self.next, "got": m.seq}),
             );
             self.next = m.seq + 1;
         } else {
