@@ -81,14 +81,35 @@ impl RedisCluster {
         text.unwrap_or_default().lines().filter_map(Node::parse).collect()
     }
 
-    /// The port of the primary that owns `key`'s slot.
-    pub fn owner(&self, key: &str) -> u16 {
-        let slot: u16 = self
-            .children
+    pub fn slot(&self, key: &str) -> u16 {
+        self.children
             .iter()
             .find_map(|(p, _)| query("127.0.0.1", *p, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)))
-            .expect("a node answers");
+            .expect("a node answers")
+    }
+
+    /// The port of the primary that owns `key`'s slot.
+    pub fn owner(&self, key: &str) -> u16 {
+        let slot = self.slot(key);
         self.nodes().iter().find(|n| n.primary && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))).unwrap().port
+    }
+
+    /// Moves `slot` and its keys from the primary on `from` to the one on `to`, as
+    /// `redis-cli --cluster reshard` does for each slot.
+    pub fn move_slot(&self, slot: u16, from: u16, to: u16) {
+        let nodes = self.nodes();
+        let id = |port: u16| nodes.iter().find(|n| n.port == port).unwrap().id.clone();
+        let on = |port: u16, cmd: &redis::Cmd| query::<redis::Value>("127.0.0.1", port, cmd).expect("a node answers");
+        on(to, redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(id(from)));
+        on(from, redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(id(to)));
+        let keys: Vec<String> =
+            query("127.0.0.1", from, redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1000)).unwrap();
+        if !keys.is_empty() {
+            on(from, redis::cmd("MIGRATE").arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000).arg("KEYS").arg(&keys));
+        }
+        for n in nodes.iter().filter(|n| n.primary) {
+            on(n.port, redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(id(to)));
+        }
     }
 
     pub fn kill(&mut self, port: u16) {
@@ -114,6 +135,7 @@ impl Drop for RedisCluster {
 /// One line of `CLUSTER NODES`.
 #[derive(Debug)]
 pub struct Node {
+    pub id: String,
     pub port: u16,
     pub primary: bool,
     pub failed: bool,
@@ -133,7 +155,8 @@ impl Node {
                 None => r.parse().ok().map(|s| (s, s)),
             })
             .collect();
-        Some(Node { port, primary: flags.contains("master"), failed: flags.contains("fail"), slots })
+        let id = f.first()?.to_string();
+        Some(Node { id, port, primary: flags.contains("master"), failed: flags.contains("fail"), slots })
     }
 }
 
@@ -236,5 +259,48 @@ async fn rooms_are_sharded_over_the_cluster_and_a_primary_killed_loses_nothing()
         while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), sub.next_event()).await {
             assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "a duplicate or a gap: {e:?}");
         }
+    }
+}
+
+/// A resharding moves a room's slot to another shard: Redis drops the room's sharded
+/// subscriptions on the old owner, and the workers subscribe again on the new one and
+/// deliver what was sent meanwhile, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_slot_moves_to_another_shard_is_followed_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = tokio::task::block_in_place(|| RedisCluster::start(tmp.path()));
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let workers = cluster_with_url(2, &redis.url(), &db, &[]).await;
+    let mut sub = workers.client(1, 1, "sub");
+    let mut publisher = workers.client(0, 2, "pub");
+    joined(&mut sub, "moving").await;
+    joined(&mut publisher, "moving").await;
+    let sender = publisher.sender();
+    let _drain = tokio::spawn(async move { while publisher.next_event().await.is_some() {} });
+    for i in 0..3 {
+        sender.send("moving", &i.to_string()).await.unwrap();
+    }
+    assert_eq!(messages(&mut sub, 3).await.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let channel = "l4:room:{moving}";
+    let (slot, from) = tokio::task::block_in_place(|| (redis.slot(channel), redis.owner(channel)));
+    let to =
+        tokio::task::block_in_place(|| redis.nodes().into_iter().find(|n| n.primary && n.port != from).unwrap().port);
+    tokio::task::block_in_place(|| redis.move_slot(slot, from, to));
+    assert_eq!(tokio::task::block_in_place(|| redis.owner(channel)), to);
+    tokio::task::block_in_place(|| {
+        until(Duration::from_secs(30), "both workers subscribed to the room on its new shard", || {
+            let n: Option<(String, i64)> = query("127.0.0.1", to, redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(channel));
+            n.is_some_and(|(_, n)| n == 2)
+        })
+    });
+    for i in 3..6 {
+        sender.send("moving", &i.to_string()).await.unwrap();
+    }
+    assert_eq!(messages(&mut sub, 3).await.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5, 6]);
+    let kept: i64 =
+        tokio::task::block_in_place(|| query("127.0.0.1", to, redis::cmd("ZCARD").arg("l4:hist:{moving}")).unwrap());
+    assert_eq!(kept, 6, "the history moved with the slot and grew there");
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), sub.next_event()).await {
+        assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "a duplicate or a gap: {e:?}");
     }
 }

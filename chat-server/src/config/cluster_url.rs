@@ -43,14 +43,15 @@ impl ClusterUrl {
         } else {
             return Err("must start with redis+cluster:// or rediss+cluster://".into());
         };
-        let (rest, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f.to_owned())),
-            None => (rest, None),
-        };
-        // The credentials first, so that no error below can quote them.
-        let (userinfo, hosts) = match rest.rsplit_once('@') {
+        // The credentials first (a password may hold `#`), so that no error below can
+        // quote them; then the fragment.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
             Some((u, r)) => (Some(u.to_owned()), r),
             None => (None, rest),
+        };
+        let (hosts, fragment) = match rest.split_once('#') {
+            Some((r, f)) => (r, Some(f.to_owned())),
+            None => (rest, None),
         };
         if hosts.contains(['/', '?']) {
             return Err("takes no database or query: redis+cluster://HOST:PORT[,HOST:PORT...]".into());
@@ -103,8 +104,12 @@ mod tests {
         let t = ClusterUrl::parse("rediss+cluster://app:pw@h:7000#insecure").unwrap();
         assert_eq!(t.node_urls(), ["rediss://app:pw@h:7000#insecure"]);
         assert_eq!(t.redacted(), "rediss+cluster://app:***@h:7000");
-        let e = ClusterUrl::parse("redis+cluster://:pZq/9x@h:1").unwrap_err();
-        assert!(!e.contains("pZq") && !e.contains("9x"), "{e}");
+        for bad_password in
+            ["redis+cluster://:pZq/9x@h:1", "redis+cluster://:pZq#9x@h:1", "redis+cluster://:pZq?9x@h:1"]
+        {
+            let e = ClusterUrl::parse(bad_password).unwrap_err();
+            assert!(!e.contains("pZq") && !e.contains("9x"), "{e}");
+        }
         for bad in [
             "redis://h:1",
             "redis+cluster://",

@@ -75,6 +75,12 @@ impl SentinelUrl {
         } else {
             return Err("must start with redis+sentinel:// or rediss+sentinel://".into());
         };
+        // The credentials first (a service or database never holds `@`; a password may
+        // hold `#` or `?`), so that no error below can quote them; then the fragment.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u.to_owned()), r),
+            None => (None, rest),
+        };
         let (rest, fragment) = match rest.split_once('#') {
             Some((r, f)) => (r, Some(f.to_owned())),
             None => (rest, None),
@@ -82,12 +88,6 @@ impl SentinelUrl {
         if rest.contains('?') {
             return Err("takes no query: redis+sentinel://HOST:PORT,.../SERVICE[/DB]".into());
         }
-        // The credentials first (a service or database never holds `@`), so that no
-        // error below can quote them.
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((u, r)) => (Some(u.to_owned()), r),
-            None => (None, rest),
-        };
         let (hosts, path) = rest.split_once('/').ok_or("names no service: add /SERVICE (e.g. /mymaster)")?;
         let sentinels = host_list(hosts, "sentinel")?;
         if sentinels.len() > MAX_SENTINELS {
@@ -160,8 +160,10 @@ mod tests {
         let t = SentinelUrl::parse("rediss+sentinel://[::1]:26379/m#insecure").unwrap();
         assert_eq!(t.primary_url("::1", 6380), "rediss://[::1]:6380/0#insecure");
         assert_eq!(t.redacted(), "rediss+sentinel://[::1]:26379/m/0");
-        // A password with a slash in it: refused without being quoted.
+        // A password with a slash or a hash in it: refused without being quoted.
         let e = SentinelUrl::parse("redis+sentinel://:pZq/9x@h:1/m").unwrap_err();
+        assert!(!e.contains("pZq") && !e.contains("9x"), "{e}");
+        let e = SentinelUrl::parse("redis+sentinel://:pZq#9x@h:1/m").unwrap_err();
         assert!(!e.contains("pZq") && !e.contains("9x"), "{e}");
         let e = SentinelUrl::parse("redis+sentinel://:s3cret@h:1/m/x").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use layer4_chat_protocol::ChatMessage;
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
@@ -140,8 +141,12 @@ impl Fanout {
         let mut con = self.link.con();
         let min = format!("({after}");
         let raw: Vec<Vec<u8>> = con.zrangebyscore(self.layout.history_key(room), min, upto).await.ok()?;
-        let msgs: Vec<ChatMessage> =
-            raw.iter().filter_map(|b| rmp_serde::from_slice::<Wire>(b).ok()).map(|w| w.msg).collect();
+        let msgs: Vec<ChatMessage> = raw
+            .iter()
+            .filter_map(|b| rmp_serde::from_slice::<Wire>(b).ok())
+            .map(|w| w.msg)
+            .filter(|m| m.room == room)
+            .collect();
         let complete = msgs.len() as u64 == upto - after && msgs.iter().zip(after + 1..).all(|(m, seq)| m.seq == seq);
         complete.then_some(msgs)
     }
@@ -150,13 +155,14 @@ impl Fanout {
     async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ChatMessage>) {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 256).await > 0 {
-            let mut con = self.link.con();
-            let mut failed = None;
-            for pipe in self.layout.publish(self.origin, &batch) {
-                if let Err(e) = pipe.query_async::<()>(&mut con).await {
-                    failed = Some(e);
-                }
-            }
+            // On a cluster, one pipeline per room, all at once: a shard being failed over
+            // does not hold up the rooms of the others (a room's order is within its pipeline).
+            let con = self.link.con();
+            let sent = self.layout.publish(self.origin, &batch).into_iter().map(|pipe| {
+                let mut con = con.clone();
+                async move { pipe.query_async::<()>(&mut con).await }
+            });
+            let failed = futures_util::future::join_all(sent).await.into_iter().find_map(Result::err);
             if let Some(e) = failed {
                 // Published again once Redis is back: the other workers fill the gap
                 // from the database when they see it.
@@ -190,6 +196,23 @@ impl Fanout {
                     }
                 }
                 PushKind::Disconnection => self.mark_lost("disconnected"),
+                // Redis dropped a subscription we did not (a cluster moved the room's slot to
+                // another shard, or our own unsubscribe of a room swept from memory landed
+                // after it was joined again): subscribe again and catch up, if it is held.
+                PushKind::SUnsubscribe | PushKind::Unsubscribe => {
+                    let Some(Value::BulkString(channel)) = push.data.first() else { continue };
+                    let Some(name) = std::str::from_utf8(channel).ok().and_then(|c| self.layout.room_of(c)) else {
+                        continue;
+                    };
+                    let room = super::lock_rooms(&self.rooms).get(name).cloned();
+                    if let Some(room) = room {
+                        let fanout = self.clone();
+                        tokio::spawn(async move {
+                            fanout.subscribe(&room.name).await;
+                            fanout.catch_up(&room, tokio::time::Instant::now() + Duration::from_secs(30)).await;
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -212,17 +235,22 @@ impl Fanout {
             }
             let list: Vec<_> = super::lock_rooms(&self.rooms).values().cloned().collect();
             // One SUBSCRIBE for every room (in slices, so one command stays small); on a
-            // cluster one SSUBSCRIBE per room, as a command's channels must share a slot.
+            // cluster one SSUBSCRIBE per room (a command's channels must share a slot), 32
+            // at a time, every room tried even when some fail.
             let per_command = if self.layout.sharded { 1 } else { 1000 };
-            for slice in list.chunks(per_command) {
-                let channels: Vec<String> = slice.iter().map(|r| self.channel(&r.name)).collect();
-                if let Err(e) = self.link.con().subscribe(channels).await {
-                    tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
-                    // Redis answers but refuses SUBSCRIBE (an ACL, say): do not spin.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    self.again.store(true, Ordering::Relaxed);
-                    break;
-                }
+            let con = self.link.con();
+            let commands: Vec<Vec<String>> =
+                list.chunks(per_command).map(|slice| slice.iter().map(|r| self.channel(&r.name)).collect()).collect();
+            let tries = commands.into_iter().map(|channels| {
+                let mut con = con.clone();
+                async move { con.subscribe(channels).await }
+            });
+            let failed = futures_util::stream::iter(tries).buffer_unordered(32).filter_map(|r| async move { r.err() });
+            if let Some(e) = std::pin::pin!(failed).next().await {
+                tracing::warn!(error = %e, "cannot resubscribe the rooms on Redis; trying again in a second");
+                // Redis answers but refuses SUBSCRIBE (an ACL, say): do not spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.again.store(true, Ordering::Relaxed);
             }
             if self.again.load(Ordering::Relaxed) {
                 continue;

@@ -44,6 +44,12 @@ impl Layout {
         if self.sharded { format!("{}:room:{{{room}}}", self.prefix) } else { format!("{}:room:{room}", self.prefix) }
     }
 
+    /// The room a channel of this layout names.
+    pub fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        let name = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":room:")?;
+        if self.sharded { name.strip_prefix('{')?.strip_suffix('}') } else { Some(name) }
+    }
+
     pub fn history_key(&self, room: &str) -> String {
         if self.sharded { format!("{}:hist:{{{room}}}", self.prefix) } else { format!("{}:hist:{room}", self.prefix) }
     }
@@ -93,6 +99,8 @@ mod tests {
         assert_eq!(one.publish(7, &batch).len(), 1);
         let sharded = Layout { prefix: "l4".into(), sharded: true, history: 10 };
         assert_eq!((sharded.channel("a"), sharded.history_key("a")), ("l4:room:{a}".into(), "l4:hist:{a}".into()));
+        assert_eq!((sharded.room_of("l4:room:{a.b}"), one.room_of("l4:room:a.b")), (Some("a.b"), Some("a.b")));
+        assert_eq!((sharded.room_of("l4:room:a"), one.room_of("l5:room:a")), (None, None));
         // Each room's pipeline holds its two messages in order (SPUBLISH, ZADD each),
         // then the trim and the expiry.
         let pipes = sharded.publish(7, &batch);

@@ -1,10 +1,13 @@
 //! The worker's connection to Redis for the fan-out: to the one server `REDIS_URL`
 //! names, to the primary the sentinels name (`redis+sentinel://`,
 //! `config/sentinel_url.rs`, `reach/sentinel.rs`), or to a Redis Cluster
-//! (`redis+cluster://`, `config/cluster_url.rs`), whose client follows the slot map
-//! through failovers and resharding and moves the subscriptions with it; there a room's
-//! channel is sharded (`SSUBSCRIBE`), so its traffic touches one shard. [`Con`] is
-//! either connection, with the subscribe commands that go with it.
+//! (`redis+cluster://`, `config/cluster_url.rs`), whose client follows the slot map on
+//! the redirections it gets; there a room's channel is sharded (`SSUBSCRIBE`), so its
+//! traffic touches one shard. The sharded subscriptions are the fan-out's to restore
+//! (the crate's own resubscription sends every channel of a node in one `SSUBSCRIBE`,
+//! which a cluster refuses across slots), and a cluster that stays unusable gets a new
+//! connection ([`Link::follow_primary`]). [`Con`] is either connection, with the
+//! subscribe commands that go with it.
 //!
 //! A connection manager reconnects to the address it was
 //! made for; after a failover that address is gone (or a replica), so on every
@@ -100,7 +103,7 @@ impl std::fmt::Debug for Link {
         let source = match self.source {
             Source::Direct => "direct",
             Source::Sentinel(_) => "sentinel",
-            Source::Cluster => "cluster",
+            Source::Cluster(_) => "cluster",
         };
         f.debug_struct("Link").field("source", &source).finish()
     }
@@ -112,8 +115,53 @@ enum Source {
     Direct,
     /// The primary the sentinels name.
     Sentinel(Box<Followed>),
-    /// A Redis Cluster; its client follows the slot map.
-    Cluster,
+    /// A Redis Cluster; its client follows the slot map, and is made again when the
+    /// cluster stays unusable (a primary that went silent keeps its dead connection).
+    Cluster(Box<Remade>),
+}
+
+/// What making the cluster connection again needs.
+struct Remade {
+    url: ClusterUrl,
+    tls: RedisTls,
+    push: mpsc::UnboundedSender<PushInfo>,
+    /// The last time it was made.
+    at: Mutex<tokio::time::Instant>,
+}
+
+/// How often, at most, the cluster connection is made again while the cluster is unusable.
+const REMAKE_EVERY: Duration = Duration::from_secs(5);
+
+/// Every slot is served and every primary the cluster names answers a PING (a primary
+/// that died is in the slot map until its replica is promoted; the client keeps no
+/// connection to it, so a PING to all the primaries it is connected to would not tell).
+async fn cluster_usable(con: &mut ClusterConnection) -> bool {
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+    let Ok(ranges) = redis::cmd("CLUSTER").arg("SLOTS").query_async::<Vec<Vec<redis::Value>>>(con).await else {
+        return false;
+    };
+    let (mut covered, mut primaries) = (0u32, std::collections::BTreeSet::new());
+    for range in &ranges {
+        let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b)), Some(redis::Value::Array(node))) =
+            (range.first(), range.get(1), range.get(2))
+        else {
+            return false;
+        };
+        let (Some(host), Some(redis::Value::Int(port))) = (node.first(), node.get(1)) else { return false };
+        let Ok(host) = redis::from_redis_value_ref::<String>(host) else { return false };
+        covered += u32::try_from(b - a + 1).unwrap_or(0);
+        primaries.insert((host, u16::try_from(*port).unwrap_or(0)));
+    }
+    if covered != 16_384 {
+        return false;
+    }
+    for (host, port) in primaries {
+        let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        if con.route_command(redis::cmd("PING"), at).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// What following the primary needs.
@@ -153,10 +201,11 @@ impl Link {
         let invalid = |e: String| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "REDIS_URL", e));
         if cluster_url::is_cluster(url) {
             let parsed = ClusterUrl::parse(url).map_err(invalid)?;
-            let client = crate::reach::redis_cluster_client(&parsed, tls, Some(push))?;
+            let client = crate::reach::redis_cluster_client(&parsed, tls, Some(push.clone()))?;
             let con = client.get_async_connection().await?;
             tracing::info!(nodes = parsed.nodes.len(), "connected to the Redis Cluster");
-            return Ok(Link { con: RwLock::new(Con::Cluster(con)), source: Source::Cluster });
+            let remade = Remade { url: parsed, tls: tls.clone(), push, at: Mutex::new(tokio::time::Instant::now()) };
+            return Ok(Link { con: RwLock::new(Con::Cluster(con)), source: Source::Cluster(Box::new(remade)) });
         }
         if !sentinel_url::is_sentinel(url) {
             return Ok(Link { con: RwLock::new(Con::One(open(url, tls, push).await?)), source: Source::Direct });
@@ -179,20 +228,44 @@ impl Link {
         self.con.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// A cluster that stays unusable: a new connection (at most every [`REMAKE_EVERY`]),
+    /// which asks the nodes of the URL for the slot map again. Whether it was made.
+    async fn remake(&self, remade: &Remade) -> bool {
+        {
+            let mut at = remade.at.lock().unwrap_or_else(PoisonError::into_inner);
+            if at.elapsed() < REMAKE_EVERY {
+                return false;
+            }
+            *at = tokio::time::Instant::now();
+        }
+        if self.usable().await {
+            return false;
+        }
+        let made = async {
+            let client = crate::reach::redis_cluster_client(&remade.url, &remade.tls, Some(remade.push.clone()))?;
+            client.get_async_connection().await
+        };
+        match tokio::time::timeout(OPEN_TIMEOUT, made).await {
+            Ok(Ok(con)) => {
+                *self.con.write().unwrap_or_else(PoisonError::into_inner) = Con::Cluster(con);
+                tracing::warn!("the Redis Cluster stayed unusable; connected to it again");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot connect to the Redis Cluster again yet");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The connection answers; with Sentinel it reaches a primary (a demoted one that
-    /// came back as a replica refuses writes); on a cluster, every primary of the slot
-    /// map answers (a shard whose primary died is unusable until its replica is promoted).
+    /// came back as a replica refuses writes); on a cluster, every slot is served and every
+    /// primary answers (a shard whose primary died is unusable until its replica is promoted).
     pub async fn usable(&self) -> bool {
         match (&self.source, self.con()) {
             (Source::Sentinel(_), Con::One(mut con)) => is_primary(&mut con).await,
-            (Source::Cluster, Con::Cluster(mut con)) => {
-                let ping = redis::cmd("PING");
-                let all = redis::cluster_routing::RoutingInfo::MultiNode((
-                    redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
-                    Some(redis::cluster_routing::ResponsePolicy::AllSucceeded),
-                ));
-                con.route_command(ping, all).await.is_ok()
-            }
+            (Source::Cluster(_), Con::Cluster(mut con)) => cluster_usable(&mut con).await,
             (_, mut con) => redis::cmd("PING").query_async::<String>(&mut con).await.is_ok(),
         }
     }
@@ -200,6 +273,9 @@ impl Link {
     /// With Sentinel: ask where the primary is and, when it moved, connect there.
     /// Whether the connection was replaced.
     pub async fn follow_primary(&self) -> bool {
+        if let Source::Cluster(remade) = &self.source {
+            return self.remake(remade).await;
+        }
         let Source::Sentinel(followed) = &self.source else { return false };
         let Followed { url, tls, push, primary } = followed.as_ref();
         let found = match sentinel::primary(url).await {

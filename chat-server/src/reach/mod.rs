@@ -56,7 +56,8 @@ fn certificates(tls: &RedisTls) -> redis::RedisResult<Option<redis::TlsCertifica
 
 /// The client for a Redis Cluster (RESP3, pushes to `push`), with the TLS files as for
 /// one server. A command is tried 3 times (100 ms to 1 s apart) before it fails: a shard
-/// being failed over then fails fast, and the fan-out's recovery takes over.
+/// being failed over then fails fast, and the fan-out's recovery takes over. Unacked
+/// data on a connection fails it after 5 s (`TCP_USER_TIMEOUT`).
 pub fn redis_cluster_client(
     url: &ClusterUrl,
     tls: &RedisTls,
@@ -69,7 +70,10 @@ pub fn redis_cluster_client(
         .response_timeout(Duration::from_secs(2))
         .retries(3)
         .min_retry_wait(100)
-        .max_retry_wait(1000);
+        .max_retry_wait(1000)
+        // A node that goes silent (its host gone) fails its connection within 5 s, not
+        // when the kernel gives up (minutes).
+        .tcp_settings(redis::io::tcp::TcpSettings::default().set_user_timeout(Duration::from_secs(5)));
     if let Some(push) = push {
         builder = builder.push_sender(push);
     }

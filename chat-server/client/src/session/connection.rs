@@ -316,17 +316,26 @@ impl<'a> Session<'a> {
                     // connection after the backoff, which grows while it lasts (a storage
                     // outage gets fewer tries from every client, not more; a room is never
                     // silently left). The connection itself is fine: no reconnection.
-                    match &id {
+                    let queued = match &id {
                         Some(id) if state.unacked.iter().any(|(pending, _, _)| pending == id) => {
-                            self.retry_ids.push(id.clone());
+                            if !self.retry_ids.contains(id) {
+                                self.retry_ids.push(id.clone());
+                            }
                             self.settled(state).await?;
+                            true
                         }
-                        Some(_) => {}
-                        None => {
-                            self.retry_rooms.extend(room.clone());
-                        }
+                        Some(_) => false, // acked or refused meanwhile
+                        None => match room.clone() {
+                            Some(r) => {
+                                self.retry_rooms.insert(r);
+                                true
+                            }
+                            None => false,
+                        },
+                    };
+                    if queued {
+                        self.retry_later();
                     }
-                    self.retry_later();
                 }
                 self.emit(Event::Error { code, text, room, id }).await
             }
