@@ -128,36 +128,38 @@ def total(p):
 
 
 def rss_trend(points, minutes):
-    """Whether memory grows. The workers are replaced every few minutes (reloads, kills), so a
-    leak shows within each worker's life: each run's RSS against its age, from a minute after its
-    first sample (its clients are back by then) to its last, a fitted change per run; flat when the
-    median run changes by 10 % or less. The daemon lives through the whole run: its fitted change
-    over the last 20 minutes (or the last two thirds of a shorter run), within 10 %."""
+    """Whether memory grows. Reloads replace every worker every 5 minutes, and a worker's RSS
+    rises for its first minutes as its rooms' caches fill (ROOM_CACHE messages a room: 256 at
+    1.3 messages a second take about 3 minutes), then levels. A leak would lift that level from one
+    run to the next: each run that lived 3.5 minutes or more gives its level (its mean RSS from 3
+    minutes of age to its end), and the fitted change of the levels over the last 20 minutes (or
+    the last two thirds of a shorter run) must be within 10 % of their mean. The daemon lives
+    through the whole run: its fitted change over the same window, within 10 % too."""
     out = {"judged": minutes >= 30, "flat": False, "first": 0, "last": 0, "max": 0}
     if not points:
         return out
     tot = [total(p) for p in points]
     out.update(first=tot[0], last=tot[-1], max=max(tot))
+    window = 20 * 60 if minutes >= 30 else points[-1]["t"] * 2 / 3
+    since = points[-1]["t"] - window
     runs = {}
     for p in points:
         for inst, (pid, mib) in p["workers"].items():
             runs.setdefault((inst, pid), []).append((p["t"], mib))
-    changes = []
+    levels = []  # (the run's end, its level)
     for series in runs.values():
-        start = series[0][0] + 60
-        tail = [(t, m) for t, m in series if t >= start]
-        if len(tail) >= 6:  # 30 s of samples at least
-            mean = sum(m for _, m in tail) / len(tail)
-            changes.append(100 * slope(tail) * (tail[-1][0] - tail[0][0]) / mean)
-    changes.sort()
-    median = changes[len(changes) // 2] if changes else 0.0
-    window = 20 * 60 if minutes >= 30 else points[-1]["t"] * 2 / 3
-    daemon = [(p["t"], p["daemon"]) for p in points if p["t"] >= points[-1]["t"] - window]
+        born = series[0][0]
+        settled = [m for t, m in series if t - born >= 180]
+        if series[-1][0] - born >= 210 and len(settled) >= 3 and series[-1][0] >= since:
+            levels.append((series[-1][0], sum(settled) / len(settled)))
+    level_mean = sum(m for _, m in levels) / len(levels) if levels else 0.0
+    level_change = 100 * slope(levels) * window / level_mean if len(levels) >= 2 and level_mean else 0.0
+    daemon = [(p["t"], p["daemon"]) for p in points if p["t"] >= since]
     d_mean = sum(m for _, m in daemon) / len(daemon)
     d_change = 100 * slope(daemon) * window / d_mean if d_mean else 0.0
-    out.update(runs=len(changes), worker_median_pct=median, worker_max_pct=changes[-1] if changes else 0.0,
+    out.update(runs=len(levels), level_mean=level_mean, level_pct=level_change, levels=levels,
                daemon_pct=d_change, daemon_mean=d_mean, window_min=window / 60,
-               flat=bool(changes) and abs(median) <= 10 and abs(d_change) <= 10)
+               flat=len(levels) >= 3 and abs(level_change) <= 10 and abs(d_change) <= 10)
     return out
 
 
