@@ -123,7 +123,8 @@ def slope(xy):
     return sum((x - mx) * (y - my) for x, y in xy) / var if var else 0.0
 
 
-def total(p):
+def workers_mib(p):
+    """The workers' RSS together at one sample."""
     return sum(mib for _, mib in p["workers"].values())
 
 
@@ -138,7 +139,7 @@ def rss_trend(points, minutes):
     out = {"judged": minutes >= 30, "flat": False, "first": 0, "last": 0, "max": 0}
     if not points:
         return out
-    tot = [total(p) for p in points]
+    tot = [workers_mib(p) for p in points]
     out.update(first=tot[0], last=tot[-1], max=max(tot))
     window = 20 * 60 if minutes >= 30 else points[-1]["t"] * 2 / 3
     since = points[-1]["t"] - window
@@ -176,7 +177,7 @@ def plot(points, faults, t0, path):
         return None
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ts = [p["t"] / 60 for p in points]
-    ax.plot(ts, [total(p) for p in points], "k-", lw=1.6, label="3 workers, total")
+    ax.plot(ts, [workers_mib(p) for p in points], "k-", lw=1.6, label="3 workers, total")
     for i in range(3):
         ax.plot(ts, [p["workers"].get(i, [0, None])[1] for p in points], lw=0.8, label="instance %d" % i)
     for name in ("daemon", "nginx", "redis"):

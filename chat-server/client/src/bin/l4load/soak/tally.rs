@@ -25,6 +25,8 @@ pub struct Counts {
     pub visits_first_failed_link: AtomicU64,
     /// Visits that connected at all.
     pub visits_connected: AtomicU64,
+    /// Visits that never connected, their first attempt made over a dropped link.
+    pub visits_lost_to_link: AtomicU64,
     /// Visits that ended with every message of their stay, from join to their own goodbye.
     pub visits_complete: AtomicU64,
     pub visit_ms: AtomicU64,
@@ -167,6 +169,7 @@ impl Tally {
             "visits": n(&c.visits), "visits_first_ok": n(&c.visits_first_ok),
             "visits_first_failed_link": n(&c.visits_first_failed_link),
             "visits_connected": n(&c.visits_connected), "visits_complete": n(&c.visits_complete),
+            "visits_lost_to_link": n(&c.visits_lost_to_link),
             "visit_avg_s": ratio(n(&c.visit_ms), n(&c.visits) * 1000),
             "attempts": n(&c.attempts), "attempts_failed": n(&c.attempts_failed),
             "attempts_failed_link": n(&c.attempts_failed_link),

@@ -134,6 +134,9 @@ pub async fn visit(p: Plan<'_>) {
         add(&c.connection_ms, since.elapsed().as_millis() as u64);
     }
     add(&c.visit_ms, started.elapsed().as_millis() as u64);
+    if !s.connected_once && s.first_failed_link {
+        add(&c.visits_lost_to_link, 1);
+    }
     add(&c.unacked_at_leave, s.pending.len() as u64);
     match (s.join, s.bye_seq) {
         (Some(join), Some(bye)) if bye >= join => {
