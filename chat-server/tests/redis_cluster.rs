@@ -25,9 +25,25 @@ pub struct RedisCluster {
     children: Vec<(u16, Child)>,
 }
 
+/// A free port for a cluster node whose bus port (10,000 above) is free too: both below
+/// the kernel's ephemeral range (from 32768), where a port from the kernel would put the
+/// bus port past 65535 and the node would not start.
+fn node_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = 12_000 + free_port() % 10_000;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !taken.contains(&port) && free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
 impl RedisCluster {
     pub fn start(dir: &Path) -> RedisCluster {
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let mut ports: Vec<u16> = Vec::new();
+        for _ in 0..6 {
+            ports.push(node_port(&ports));
+        }
         let dir_arg = dir.display().to_string();
         let children = ports
             .iter()
