@@ -23,6 +23,8 @@ use crate::redis_sentinel_limits::check;
 pub struct RedisCluster {
     pub ports: Vec<u16>,
     children: Vec<(u16, Child)>,
+    /// Nodes SIGSTOPped: never asked (a query to one would wait for ever).
+    paused: Vec<u16>,
 }
 
 /// A free port for a cluster node whose bus port (10,000 above) is free too: both below
@@ -59,7 +61,7 @@ impl RedisCluster {
                 (*port, child)
             })
             .collect();
-        let cluster = RedisCluster { ports: ports.clone(), children };
+        let cluster = RedisCluster { ports: ports.clone(), children, paused: Vec::new() };
         until(Duration::from_secs(20), "six redis-servers answering", || {
             ports.iter().all(|p| query::<String>("127.0.0.1", *p, &redis::cmd("PING")).is_some())
         });
@@ -98,10 +100,14 @@ impl RedisCluster {
     }
 
     pub fn slot(&self, key: &str) -> u16 {
-        self.children
-            .iter()
-            .find_map(|(p, _)| query("127.0.0.1", *p, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)))
+        self.live()
+            .find_map(|p| query("127.0.0.1", p, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)))
             .expect("a node answers")
+    }
+
+    /// The nodes running and not paused.
+    fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.children.iter().map(|(p, _)| *p).filter(|p| !self.paused.contains(p))
     }
 
     /// The port of the primary that owns `key`'s slot.
@@ -125,6 +131,17 @@ impl RedisCluster {
         }
         for n in nodes.iter().filter(|n| n.primary) {
             on(n.port, redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(id(to)));
+        }
+    }
+
+    /// SIGSTOP (or SIGCONT) the node on `port`: it keeps its connections and answers nothing.
+    pub fn pause(&mut self, port: u16, stop: bool) {
+        let (_, child) = self.children.iter().find(|(p, _)| *p == port).unwrap();
+        let signal = if stop { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        self.paused.retain(|p| *p != port);
+        if stop {
+            self.paused.push(port);
         }
     }
 
@@ -319,4 +336,52 @@ async fn a_room_whose_slot_moves_to_another_shard_is_followed_there() {
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), sub.next_event()).await {
         assert!(!matches!(e, Event::Message(_) | Event::Gap { .. }), "a duplicate or a gap: {e:?}");
     }
+}
+
+/// A primary that goes silent (SIGSTOP: no reset, its connections stay open and its
+/// kernel still acknowledges what is sent to it) is failed over by the cluster; the
+/// workers' commands to it time out, and they follow the promoted replica, losing
+/// nothing. (A host that vanishes, whose kernel acknowledges nothing, is what the 5 s
+/// `TCP_USER_TIMEOUT` is for; loopback cannot play that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_gone_silent_is_left_for_its_promoted_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut redis = tokio::task::block_in_place(|| RedisCluster::start(tmp.path()));
+    let db = Database::create(Backend::Postgres, tmp.path()).await;
+    let workers = cluster_with_url(2, &redis.url(), &db, &[]).await;
+    let mut sub = workers.client(1, 1, "sub");
+    let mut publisher = workers.client(0, 2, "pub");
+    joined(&mut sub, "quiet").await;
+    joined(&mut publisher, "quiet").await;
+    let sender = publisher.sender();
+    let _drain = tokio::spawn(async move { while publisher.next_event().await.is_some() {} });
+    sender.send("quiet", "before").await.unwrap();
+    assert_eq!(messages(&mut sub, 1).await[0].seq, 1);
+    let channel = "l4:room:{quiet}";
+    let silent = tokio::task::block_in_place(|| redis.owner(channel));
+    tokio::task::block_in_place(|| redis.pause(silent, true));
+    let stopped = Instant::now();
+    for i in 0..3 {
+        sender.send("quiet", &format!("during {i}")).await.unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        until(Duration::from_secs(60), "the silent primary's replica promoted", || redis.owner(channel) != silent)
+    });
+    let new_owner = tokio::task::block_in_place(|| redis.owner(channel));
+    let got = messages(&mut sub, 3).await;
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 4], "once, in order");
+    tokio::task::block_in_place(|| {
+        until(Duration::from_secs(60), "both workers subscribed on the promoted replica", || {
+            let n: Option<(String, i64)> =
+                query("127.0.0.1", new_owner, redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(channel));
+            n.is_some_and(|(_, n)| n == 2)
+        })
+    });
+    sender.send("quiet", "after").await.unwrap();
+    assert_eq!(messages(&mut sub, 1).await[0].body, "after");
+    eprintln!("primary SIGSTOPped; followed after {:?}", stopped.elapsed());
+    tokio::task::block_in_place(|| {
+        redis.pause(silent, false);
+        redis.kill(silent);
+    });
 }
