@@ -26,6 +26,7 @@ them (the plan's horizontal step, and its fallback: a Socket.IO migration), one 
 import json, os, signal, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 from common import HERE, PEERS, free_port, install_signal_handlers, port_open, node_version, print_markdown_table, rss_kib, wait_for, write_results
 
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
@@ -60,22 +61,13 @@ class Redis:
         self.proc.wait()
 
 
-class Nginx:
+class Nginx(common.Nginx):
+    """`least_conn` over the ports, with the WebSocket headers of the rendered template."""
+
     def __init__(self, tmp, ports):
-        self.dir = tempfile.mkdtemp(dir=tmp, prefix="nginx-")
         self.port = free_port()
         servers = "".join("    server 127.0.0.1:%d;\n" % p for p in ports)
-        d = self.dir
-        conf = """worker_processes 1;
-worker_rlimit_nofile 65536;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path %(d)s/body; proxy_temp_path %(d)s/proxy;
-  fastcgi_temp_path %(d)s/f; uwsgi_temp_path %(d)s/u; scgi_temp_path %(d)s/s;
-  map $http_upgrade $bench_connection { default upgrade; '' close; }
+        http = """  map $http_upgrade $bench_connection { default upgrade; '' close; }
   upstream bench {
     least_conn;
 %(servers)s  }
@@ -92,22 +84,9 @@ http {
       proxy_send_timeout 3600s;
     }
   }
-}
-""" % {"d": d, "servers": servers, "port": self.port}
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(conf)
-        self.args = ["nginx", "-p", d + "/", "-e", d + "/error.log", "-c", d + "/nginx.conf"]
-        subprocess.run(self.args, check=True, capture_output=True)
+""" % {"servers": servers, "port": self.port}
+        super().__init__(tempfile.mkdtemp(dir=tmp, prefix="nginx-"), http)
         wait_for(lambda: port_open(self.port), 10, what="nginx")
-
-    def pids(self):
-        with open(os.path.join(self.dir, "nginx.pid")) as f:
-            master = int(f.read())
-        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-        return [master] + [int(k) for k in kids]
-
-    def stop(self):
-        subprocess.run(self.args + ["-s", "stop"], capture_output=True)
 
 
 class Side:
@@ -208,8 +187,10 @@ class Side:
             subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS %s" % self.db])
 
 
-def ramp(kind, tmp, rates, secs):
-    side = Side(kind, tmp)
+def ramp(kind, tmp, rates, secs, redis=None):
+    """A warm-up step, then rising rates until the first step that is not clean; on `redis` (one
+    of Redis's own otherwise)."""
+    side = Side(kind, tmp, redis)
     try:
         # Warm-up (connections, the database's and V8's first use); its RSS growth, on fresh
         # processes, is the RSS per connection.

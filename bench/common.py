@@ -335,6 +335,33 @@ def measure_and_clean_up(measure, daemons, tmp, kept_note, leftovers=None, lefto
             print(kept_note, tmp, file=sys.stderr)
 
 
+# ------------------------------------------------------------------ nginx
+class Nginx:
+    """A private nginx in folder d (one worker process, no access log, its temp files in d) with
+    `http` inside its http block; started at once, stopped by stop()."""
+
+    def __init__(self, d, http):
+        self.dir = d
+        conf = ("worker_processes 1;\nworker_rlimit_nofile 65536;\npid %(d)s/nginx.pid;\nerror_log %(d)s/error.log;\n"
+                "events { worker_connections 16384; }\nhttp {\n  access_log off;\n"
+                "  client_body_temp_path %(d)s/body; proxy_temp_path %(d)s/proxy;\n"
+                "  fastcgi_temp_path %(d)s/f; uwsgi_temp_path %(d)s/u; scgi_temp_path %(d)s/s;\n%(http)s}\n"
+                % {"d": d, "http": http})
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(conf)
+        self.args = ["nginx", "-p", d + "/", "-e", d + "/error.log", "-c", d + "/nginx.conf"]
+        run(self.args)
+
+    def pids(self):
+        with open(os.path.join(self.dir, "nginx.pid")) as f:
+            master = int(f.read())
+        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+        return [master] + [int(k) for k in kids]
+
+    def stop(self):
+        subprocess.run(self.args + ["-s", "stop"], capture_output=True)
+
+
 # ------------------------------------------------------------------ report
 def print_markdown_table(head, body):
     """After an empty line: head, a separator and the body rows, each column as wide as its widest cell."""

@@ -15,7 +15,7 @@ import os, random, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
-from cluster import Side, cpu_s  # noqa: E402
+from cluster import cpu_s  # noqa: E402
 from common import install_signal_handlers, port_open, print_markdown_table, wait_for, write_results  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -54,20 +54,6 @@ class RedisCluster:
             p.wait()
 
 
-def ramp(tmp, redis, rates, secs):
-    side = Side("chat-server", tmp, redis)
-    try:
-        side.step(rates[0], 3)  # warm-up
-        out = {}
-        for rate in rates:
-            out[rate] = side.step(rate, secs)
-            if not out[rate]["clean"]:
-                break
-        return out
-    finally:
-        side.stop()
-
-
 def main():
     install_signal_handlers()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -79,7 +65,8 @@ def main():
         print("chat-server, 3 workers behind nginx, on %s" % ("one Redis" if kind == "one" else "a 3-shard Redis Cluster"),
               file=sys.stderr)
         redis = cluster.Redis(tempfile.mkdtemp(dir=tmp)) if kind == "one" else RedisCluster(tempfile.mkdtemp(dir=tmp))
-        raw[kind] = ramp(tmp, redis, rates, secs)
+        raw[kind] = cluster.ramp("chat-server", tmp, rates, secs, redis)
+        raw[kind].pop("warmup")
     clean = lambda s: [r for r in s if s[r]["clean"]]
     top = {k: max(clean(raw[k]), default=None) for k in raw}
     sat = {k: raw[k][top[k]]["deliveries_per_s"] if top[k] else 0 for k in raw}

@@ -46,7 +46,7 @@ HERE_ = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(arg("--bin-dir", os.path.join(HERE_, "..", "target", "release"), str))
 os.environ["L4CTL"] = os.path.join(BIN, "l4ctl")  # common's L4Daemon drives this build
 sys.path.insert(0, HERE_)
-from common import HERE, L4Daemon, install_signal_handlers, port_open, print_markdown_table, rss_kib, run, sweep, wait_for, write_results  # noqa: E402
+from common import HERE, L4Daemon, Nginx, install_signal_handlers, port_open, print_markdown_table, rss_kib, run, sweep, wait_for, write_results  # noqa: E402
 from soak_report import classify, from_metrics, plot, rss_trend  # noqa: E402
 
 MINUTES = arg("--minutes", 30.0)
@@ -105,30 +105,6 @@ class Redis:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-
-
-class Nginx:
-    """nginx with the file `l4ctl nginx render` wrote as its only server."""
-
-    def __init__(self, tmp, rendered):
-        d = self.dir = os.path.join(tmp, "nginx")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write("worker_processes 1;\nworker_rlimit_nofile 65536;\npid %(d)s/nginx.pid;\nerror_log %(d)s/error.log;\n"
-                    "events { worker_connections 16384; }\nhttp {\n  access_log off;\n  client_body_temp_path %(d)s/b;\n"
-                    "  proxy_temp_path %(d)s/p;\n  fastcgi_temp_path %(d)s/f;\n  uwsgi_temp_path %(d)s/u;\n"
-                    "  scgi_temp_path %(d)s/s;\n  include %(r)s;\n}\n" % {"d": d, "r": rendered})
-        self.args = ["nginx", "-p", d + "/", "-e", d + "/error.log", "-c", d + "/nginx.conf"]
-        run(self.args)
-
-    def pids(self):
-        with open(os.path.join(self.dir, "nginx.pid")) as f:
-            master = int(f.read())
-        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-        return [master] + [int(k) for k in kids]
-
-    def stop(self):
-        subprocess.run(self.args + ["-s", "stop"], capture_output=True)
 
 
 class Fleet(L4Daemon):
@@ -208,8 +184,11 @@ class Scraper(threading.Thread):
 
     def run(self):
         while not self.stop.wait(1.0):
-            for port in self.ports:
-                self.scrape(port)
+            self.scrape_all()
+
+    def scrape_all(self):
+        for port in self.ports:
+            self.scrape(port)
 
     def scrape(self, port):
         try:
@@ -383,7 +362,7 @@ def main():
         wait_for(fleet.online, 60, 0.2, what="3 chat-server instances online")
         os.makedirs(os.path.join(tmp, "nginx"), exist_ok=True)
         run([L4CTL, "-c", fleet.cfg, "nginx", "render"])
-        nginx = Nginx(tmp, os.path.join(tmp, "nginx", "layer4.conf"))
+        nginx = Nginx(os.path.join(tmp, "nginx"), "  include %s;\n" % os.path.join(tmp, "nginx", "layer4.conf"))
         parts.append(nginx)
         wait_for(lambda: port_open(fleet.nginx_port), 10, what="nginx")
         base = "http://127.0.0.1:%d" % fleet.nginx_port
@@ -394,7 +373,6 @@ def main():
         with open(os.path.join(tmp, "tokens"), "w") as f:
             f.write("\n".join(tokens[1:]) + "\n")
         scraper = Scraper([fleet.port + i for i in range(3)])
-        scraper.scrape_all = lambda: [scraper.scrape(p) for p in scraper.ports]
         scraper.scrape_all()
         baseline = {k: dict(v) for k, v in scraper.runs.items()}
         scraper.start()

@@ -7,7 +7,7 @@
 //! worker start while one is down. Every node gets the same credentials. A cluster has
 //! only database 0, so the URL names none.
 
-use super::sentinel_url::{host_list, in_url};
+use super::sentinel_url::{host_list, in_url, redacted_userinfo, split_credentials};
 
 /// Most nodes one URL may list.
 pub const MAX_NODES: usize = 16;
@@ -43,16 +43,7 @@ impl ClusterUrl {
         } else {
             return Err("must start with redis+cluster:// or rediss+cluster://".into());
         };
-        // The credentials first (a password may hold `#`), so that no error below can
-        // quote them; then the fragment.
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((u, r)) => (Some(u.to_owned()), r),
-            None => (None, rest),
-        };
-        let (hosts, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f.to_owned())),
-            None => (rest, None),
-        };
+        let (userinfo, hosts, fragment) = split_credentials(rest);
         if hosts.contains(['/', '?']) {
             return Err("takes no database or query: redis+cluster://HOST:PORT[,HOST:PORT...]".into());
         }
@@ -78,11 +69,7 @@ impl ClusterUrl {
     /// The URL with the password replaced by `***`.
     pub fn redacted(&self) -> String {
         let scheme = if self.tls { "rediss+cluster" } else { "redis+cluster" };
-        let auth = match self.userinfo.as_deref().map(|u| u.split_once(':')) {
-            Some(Some((user, _))) => format!("{user}:***@"),
-            Some(None) => "***@".into(),
-            None => String::new(),
-        };
+        let auth = redacted_userinfo(self.userinfo.as_deref());
         let hosts: Vec<String> = self.nodes.iter().map(|(h, p)| format!("{}:{p}", in_url(h))).collect();
         format!("{scheme}://{auth}{}", hosts.join(","))
     }

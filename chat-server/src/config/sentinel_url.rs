@@ -60,6 +60,29 @@ pub fn host_list(hosts: &str, what: &str) -> Result<Vec<(String, u16)>, String> 
     Ok(list)
 }
 
+/// `[USERINFO@]REST[#FRAGMENT]` after the scheme: the credentials first (they may hold
+/// `#`, `/` or `?`; nothing after them holds `@`), so that no error about the rest can
+/// quote them; shared with `redis+cluster://` URLs.
+pub fn split_credentials(rest: &str) -> (Option<String>, &str, Option<String>) {
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_owned()), r),
+        None => (None, rest),
+    };
+    match rest.split_once('#') {
+        Some((r, f)) => (userinfo, r, Some(f.to_owned())),
+        None => (userinfo, rest, None),
+    }
+}
+
+/// `USER:***@` (or `***@`) for written credentials: the password never shown.
+pub fn redacted_userinfo(userinfo: Option<&str>) -> String {
+    match userinfo.map(|u| u.split_once(':')) {
+        Some(Some((user, _))) => format!("{user}:***@"),
+        Some(None) => "***@".into(),
+        None => String::new(),
+    }
+}
+
 /// `host` as it goes in a URL: an IPv6 address in brackets.
 pub fn in_url(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
@@ -75,16 +98,7 @@ impl SentinelUrl {
         } else {
             return Err("must start with redis+sentinel:// or rediss+sentinel://".into());
         };
-        // The credentials first (a service or database never holds `@`; a password may
-        // hold `#` or `?`), so that no error below can quote them; then the fragment.
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((u, r)) => (Some(u.to_owned()), r),
-            None => (None, rest),
-        };
-        let (rest, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f.to_owned())),
-            None => (rest, None),
-        };
+        let (userinfo, rest, fragment) = split_credentials(rest);
         if rest.contains('?') {
             return Err("takes no query: redis+sentinel://HOST:PORT,.../SERVICE[/DB]".into());
         }
@@ -125,11 +139,7 @@ impl SentinelUrl {
     /// The URL with the password replaced by `***`.
     pub fn redacted(&self) -> String {
         let scheme = if self.tls { "rediss+sentinel" } else { "redis+sentinel" };
-        let auth = match self.userinfo.as_deref().map(|u| u.split_once(':')) {
-            Some(Some((user, _))) => format!("{user}:***@"),
-            Some(None) => "***@".into(),
-            None => String::new(),
-        };
+        let auth = redacted_userinfo(self.userinfo.as_deref());
         let hosts: Vec<String> = self.sentinels.iter().map(|(h, p)| format!("{}:{p}", in_url(h))).collect();
         format!("{scheme}://{auth}{}/{}/{}", hosts.join(","), self.service, self.db)
     }
